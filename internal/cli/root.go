@@ -1,0 +1,146 @@
+// Package cli is airlock's command line: each command is a thin adapter that
+// turns flags into an options struct and calls a run function with injected
+// I/O; the work happens in the domain packages.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlock-dev/airlock/internal/run"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// Main runs airlock and returns the process's exit status. It is the only
+// place that maps errors to exit statuses.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	f := NewFactory()
+	cmd := NewRootCmd(f)
+	err := cmd.ExecuteContext(ctx)
+	return exitStatus(f, err)
+}
+
+func exitStatus(f *Factory, err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var exitErr *ExitError
+	var flagErr *FlagError
+	switch {
+	case errors.As(err, &exitErr):
+		if exitErr.Message != "" {
+			fmt.Fprintln(f.IO.ErrOut, "airlock:", exitErr.Message)
+		}
+		return exitErr.Code
+	case errors.Is(err, errSilent):
+		return ExitError
+	case errors.As(err, &flagErr):
+		fmt.Fprintln(f.IO.ErrOut, "airlock:", err)
+		return ExitUsage
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(f.IO.ErrOut, "airlock: interrupted")
+		return ExitCanceled
+	}
+	fmt.Fprintln(f.IO.ErrOut, "airlock:", err)
+	return ExitError
+}
+
+// NewRootCmd builds the command tree.
+func NewRootCmd(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "airlock",
+		Short: "Run AI coding agents autonomously in isolated containers",
+		Long: `airlock runs an AI coding agent (Claude Code) on its own copy of your repository,
+in a hardened container, and lets you review and merge its work when you choose.
+
+  airlock init                 set up .airlock/ in this repository
+  airlock image build          build the default agent image
+  airlock run TASK             run the agent on .airlock/prompts/TASK.md
+  airlock logs / diff / merge  review and take the work
+  airlock demo                 see the whole pipeline work, no API key needed`,
+		Version:       Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(f.IO.In)
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &FlagError{err: fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
+	})
+	root.AddCommand(
+		newInitCmd(f),
+		newImageCmd(f),
+		newRunCmd(f),
+		newLsCmd(f),
+		newLogsCmd(f),
+		newWaitCmd(f),
+		newDiffCmd(f),
+		newMergeCmd(f),
+		newStopCmd(f),
+		newRmCmd(f),
+		newConfigCmd(f),
+		newDoctorCmd(f),
+		newDemoCmd(f),
+		newCredentialsCmd(f),
+	)
+	return root
+}
+
+// project finds the root of the git repository the user is in.
+func (f *Factory) project(ctx context.Context) (string, error) {
+	wd, err := f.Getwd()
+	if err != nil {
+		return "", err
+	}
+	root, err := workspace.RepoRoot(ctx, wd)
+	if err != nil {
+		return "", fmt.Errorf("%s is not inside a git repository: airlock runs agents on a copy of one (cd into it, or `git init`)", wd)
+	}
+	return root, nil
+}
+
+// manager builds the run manager. It does not contact the engine yet.
+func (f *Factory) manager() (*run.Manager, error) {
+	st, err := f.Store()
+	if err != nil {
+		return nil, err
+	}
+	eng, err := f.Engine()
+	if err != nil {
+		return nil, err
+	}
+	return &run.Manager{
+		Store:    st,
+		Engine:   eng,
+		UID:      f.UID,
+		GID:      f.GID,
+		Now:      f.Now,
+		Progress: f.IO.ErrOut,
+	}, nil
+}
+
+func exactlyOneOrNone(cmd *cobra.Command, args []string) error {
+	if len(args) > 1 {
+		return flagErrorf("%s takes at most one run, got %d", cmd.CommandPath(), len(args))
+	}
+	return nil
+}
+
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
+}

@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/store"
+)
+
+// resolveRun finds the run a command means: RUN as given, or the project's
+// most recent run.
+func (f *Factory) resolveRun(ctx context.Context, ref string) (*store.Run, error) {
+	st, err := f.Store()
+	if err != nil {
+		return nil, err
+	}
+	project, perr := f.project(ctx)
+	if perr != nil && ref == "" {
+		return nil, perr
+	}
+	return st.Resolve(project, ref)
+}
+
+// age renders a duration the way people read it in a table.
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func cost(usd float64) string {
+	if usd == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("$%.2f", usd)
+}
+
+func statusText(r *store.Run) string {
+	s := string(r.Status)
+	if r.Removed() {
+		s += " (removed)"
+	}
+	return s
+}
+
+// nextSteps tells people what they can do with a finished run.
+func nextSteps(r *store.Run) string {
+	var b strings.Builder
+	switch {
+	case r.HarvestError != "":
+		fmt.Fprintf(&b, "The run's work could not be brought back: %s\n", r.HarvestError)
+	case r.Head != "" && r.Head != r.BaseCommit || r.Uncommitted != "":
+		fmt.Fprintf(&b, "Review:  airlock diff %s\nMerge:   airlock merge %s", r.ID, r.ID)
+		if r.Uncommitted != "" {
+			b.WriteString("   (the agent left uncommitted changes: add --include-uncommitted to take them too)")
+		}
+		fmt.Fprintf(&b, "\nDiscard: airlock rm %s --force\n", r.ID)
+	default:
+		fmt.Fprintf(&b, "The agent changed nothing. Remove the run with: airlock rm %s\n", r.ID)
+	}
+	return b.String()
+}

@@ -1,0 +1,534 @@
+// Package run is the run lifecycle, top to bottom: a validated request
+// becomes a repository copy, a hardened container running the agent, a log,
+// and finally the agent's work fetched safely into the user's repository,
+// ready for review and merge.
+//
+// No long-lived airlock process is needed for a run to finish: the agent
+// writes its log through a mount, and every command that looks at a run
+// first reconciles its record with the engine and the files (Reconcile).
+package run
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/transcript"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// Paths inside the agent's container.
+const (
+	containerWorkspace = "/workspace"
+	containerHome      = "/home/agent"
+	containerLogDir    = "/airlock/log"
+	containerPrompt    = "/airlock/prompt.md"
+	containerOut       = "/airlock/out"
+)
+
+// Labels on every engine object a run creates, so `clean` finds orphans.
+const (
+	LabelRun     = "airlock.run"
+	LabelProject = "airlock.project"
+	LabelRole    = "airlock.role"
+)
+
+// Request is everything a run needs, already validated and resolved from
+// config, prompt and flags.
+type Request struct {
+	Project      string // absolute root of the user's repository
+	Name         string // validated run name
+	PromptSource string // the prompt file's path, or "inline"
+	Prompt       string // the prompt text given to the agent
+	BaseBranch   string
+	Image        string
+	Model        string
+	MaxTurns     int
+	Env          []string // NAME=value, credentials included
+	Limits       sandbox.Limits
+	Network      string
+}
+
+// Manager runs and tracks runs. Its fields are its dependencies.
+type Manager struct {
+	Store  *store.Store
+	Engine sandbox.Engine
+	Agent  agent.Claude
+	// UID and GID the agent runs as: the invoking user's, or the image's
+	// unprivileged user when airlock itself runs as root.
+	UID, GID int
+	Now      func() time.Time
+	// Progress receives one line per lifecycle step, for people.
+	Progress io.Writer
+}
+
+// User is the container user for a host uid/gid: never root. When airlock
+// runs as root, the agent runs as the image's own unprivileged user.
+func User(uid, gid int) (int, int) {
+	if uid == 0 {
+		return 1000, 1000
+	}
+	return uid, gid
+}
+
+func (m *Manager) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *Manager) progress(format string, args ...any) {
+	if m.Progress != nil {
+		fmt.Fprintf(m.Progress, format+"\n", args...)
+	}
+}
+
+// NewID makes a run ID: the name and 8 random hex digits.
+func NewID(name string) string {
+	var b [4]byte
+	rand.Read(b[:])
+	return name + "-" + hex.EncodeToString(b[:])
+}
+
+// Start creates the run and starts its agent, then returns without waiting.
+// The record is written first, so a crash at any later point leaves a run
+// that `ls` shows and `rm` can finish. If a step fails, everything made so far
+// is removed again and the record is dropped: a failed start changes nothing.
+func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
+	if err := m.Engine.Ping(ctx); err != nil {
+		return nil, err
+	}
+	if ok, err := m.Engine.ImageExists(ctx, req.Image); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, fmt.Errorf("image %s not found: build it with `airlock image build`", req.Image)
+	}
+
+	id := NewID(req.Name)
+	r := &store.Run{
+		ID:         id,
+		Name:       req.Name,
+		Project:    req.Project,
+		Status:     store.StatusCreating,
+		Branch:     workspace.BranchName(id),
+		BaseBranch: req.BaseBranch,
+		Prompt:     req.PromptSource,
+		Agent:      "claude",
+		Model:      req.Model,
+		MaxTurns:   req.MaxTurns,
+		Image:      req.Image,
+		Container:  ContainerName(id),
+		SessionID:  agent.NewSessionID(),
+		CreatedAt:  m.now(),
+		CreatorPID: os.Getpid(),
+	}
+	if err := m.Store.Create(r); err != nil {
+		return nil, err
+	}
+	run, err := m.create(ctx, r, req)
+	if err != nil {
+		m.undoCreate(context.WithoutCancel(ctx), r)
+		return nil, err
+	}
+	return run, nil
+}
+
+func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store.Run, error) {
+	dir := m.Store.RunDir(r.ID)
+	uid, gid := User(m.UID, m.GID)
+
+	m.progress("Copying %s (%s) to the run's own repository…", req.Project, req.BaseBranch)
+	created, err := workspace.Create(ctx, workspace.CreateOptions{
+		Repo: req.Project,
+		Base: req.BaseBranch,
+		ID:   r.ID,
+		Dest: filepath.Join(dir, "workspace"),
+		UID:  uid,
+		GID:  gid,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.Store.Update(r.ID, func(r *store.Run) error {
+		r.BaseCommit = created.BaseCommit
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+
+	if err := prepareRunDir(dir, req.Prompt, uid, gid); err != nil {
+		return nil, err
+	}
+
+	opts := agent.Options{
+		Model:      req.Model,
+		MaxTurns:   req.MaxTurns,
+		SessionID:  r.SessionID,
+		PromptPath: containerPrompt,
+		LogPath:    containerLogDir + "/" + agentLog,
+		StderrPath: containerLogDir + "/" + agentStderr,
+	}
+	spec := sandbox.Spec{
+		Name:    r.Container,
+		Image:   req.Image,
+		Cmd:     m.Agent.Command(opts),
+		Env:     append(m.Agent.Env(opts), req.Env...),
+		User:    fmt.Sprintf("%d:%d", uid, gid),
+		WorkDir: containerWorkspace,
+		Mounts: []sandbox.Mount{
+			{Source: filepath.Join(dir, "workspace"), Target: containerWorkspace},
+			{Source: filepath.Join(dir, "home"), Target: containerHome},
+			{Source: filepath.Join(dir, "log"), Target: containerLogDir},
+			{Source: filepath.Join(dir, "prompt.md"), Target: containerPrompt, ReadOnly: true},
+			{Source: filepath.Join(dir, "passwd"), Target: "/etc/passwd", ReadOnly: true},
+			{Source: filepath.Join(dir, "group"), Target: "/etc/group", ReadOnly: true},
+		},
+		Tmpfs:   map[string]string{"/tmp": "rw,exec,nosuid,size=1g"},
+		Labels:  labels(r, "agent"),
+		Network: req.Network,
+		Limits:  req.Limits,
+	}
+	m.progress("Starting the agent in container %s…", r.Container)
+	cid, err := m.Engine.Create(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("create container for run %s: %w", r.ID, err)
+	}
+	if err := m.Engine.Start(ctx, cid); err != nil {
+		return nil, fmt.Errorf("start container for run %s: %w", r.ID, err)
+	}
+	return m.Store.Update(r.ID, func(r *store.Run) error {
+		r.Status = store.StatusRunning
+		r.StartedAt = m.now()
+		r.CreatorPID = 0
+		return nil
+	})
+}
+
+// undoCreate removes whatever a failed Start made, record included.
+func (m *Manager) undoCreate(ctx context.Context, r *store.Run) {
+	m.Engine.Remove(ctx, r.Container)
+	os.RemoveAll(m.Store.RunDir(r.ID))
+}
+
+const (
+	agentLog    = "agent.jsonl"
+	agentStderr = "agent.stderr"
+)
+
+// LogPath is the agent's stream-json transcript on the host.
+func (m *Manager) LogPath(r *store.Run) string {
+	return filepath.Join(m.Store.RunDir(r.ID), "log", agentLog)
+}
+
+// StderrPath is the agent's standard error on the host.
+func (m *Manager) StderrPath(r *store.Run) string {
+	return filepath.Join(m.Store.RunDir(r.ID), "log", agentStderr)
+}
+
+// ContainerName is the agent container's name for a run.
+func ContainerName(id string) string { return "airlock-" + id }
+
+func labels(r *store.Run, role string) map[string]string {
+	return map[string]string{LabelRun: r.ID, LabelProject: r.Project, LabelRole: role}
+}
+
+// prepareRunDir makes the directories and files the container mounts, owned
+// by the user the agent runs as. passwd and group give that uid a name and
+// the home directory: tools such as Node's os.userInfo() and ssh fail
+// without one, and the host uid need not match the image's user.
+func prepareRunDir(dir, prompt string, uid, gid int) error {
+	for _, d := range []string{"home", "log", "out"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return fmt.Errorf("prepare run directory: %w", err)
+		}
+	}
+	files := map[string]string{
+		"prompt.md": prompt,
+		"passwd": fmt.Sprintf("root:x:0:0:root:/root:/bin/sh\nagent:x:%d:%d:airlock agent:%s:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+			uid, gid, containerHome),
+		"group": fmt.Sprintf("root:x:0:\nagent:x:%d:\nnogroup:x:65534:\n", gid),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return fmt.Errorf("prepare run directory: %w", err)
+		}
+	}
+	// The run directory itself stays private to the user; the container
+	// user must be able to reach the mounted paths inside it.
+	for _, p := range []string{"home", "log", "out", "prompt.md"} {
+		if err := os.Lchown(filepath.Join(dir, p), uid, gid); err != nil && !errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("prepare run directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// Reconcile brings a run's record up to date with the engine and the files:
+// a finished container becomes succeeded or failed, with the agent's own
+// summary. It is cheap and safe to call from many processes at once.
+func (m *Manager) Reconcile(ctx context.Context, r *store.Run) (*store.Run, error) {
+	if r.Removed() {
+		return r, nil
+	}
+	switch r.Status {
+	case store.StatusCreating:
+		if r.CreatorPID != 0 && !processAlive(r.CreatorPID) {
+			return m.Store.Update(r.ID, func(r *store.Run) error {
+				if r.Status == store.StatusCreating {
+					r.Status = store.StatusFailed
+					r.Error = "airlock was interrupted while creating the run"
+					r.FinishedAt = m.now()
+				}
+				return nil
+			})
+		}
+		return r, nil
+	case store.StatusRunning:
+		st, err := m.Engine.Inspect(ctx, r.Container)
+		switch {
+		case errors.Is(err, sandbox.ErrNotFound):
+			r, err = m.finish(r, -1, "the run's container disappeared before the agent finished")
+			if err != nil {
+				return nil, err
+			}
+		case err != nil:
+			return nil, err
+		case st.Status != sandbox.StatusExited:
+			return r, nil
+		default:
+			reason := ""
+			if st.OOMKilled {
+				reason = "the agent ran out of memory (raise [sandbox] memory)"
+			}
+			r, err = m.finish(r, st.ExitCode, reason)
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	return r, nil
+}
+
+// Collect is Reconcile, then, for a finished run, fetching its work into the
+// user's repository (once).
+func (m *Manager) Collect(ctx context.Context, r *store.Run) (*store.Run, error) {
+	r, err := m.Reconcile(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if r.Status.Finished() && !r.Harvested && !r.Removed() {
+		return m.harvest(ctx, r)
+	}
+	return r, nil
+}
+
+// finish records a run's outcome from its exit code and the agent's summary.
+func (m *Manager) finish(r *store.Run, exitCode int, reason string) (*store.Run, error) {
+	sum := m.summary(r)
+	return m.Store.Update(r.ID, func(r *store.Run) error {
+		if r.Status != store.StatusRunning {
+			return nil // another process got here first
+		}
+		r.FinishedAt = m.now()
+		if exitCode >= 0 {
+			r.ExitCode = &exitCode
+		}
+		r.Turns = sum.Turns
+		r.CostUSD = sum.CostUSD
+		r.InputTokens = sum.InputTokens
+		r.OutputTokens = sum.OutputTokens
+		switch {
+		case r.StopRequested:
+			r.Status = store.StatusStopped
+			if r.Error == "" {
+				r.Error = "stopped by the user"
+			}
+		case exitCode == 0 && sum.Final && !sum.IsError:
+			r.Status = store.StatusSucceeded
+		default:
+			r.Status = store.StatusFailed
+			r.Error = failureReason(reason, exitCode, sum, m.stderrTail(r))
+		}
+		return nil
+	})
+}
+
+func failureReason(reason string, exitCode int, sum transcript.Summary, stderr string) string {
+	switch {
+	case reason != "":
+		return reason
+	case sum.ErrorText != "":
+		return sum.ErrorText
+	case !sum.Final && stderr != "":
+		return fmt.Sprintf("the agent exited with status %d before finishing: %s", exitCode, stderr)
+	case !sum.Final:
+		return fmt.Sprintf("the agent exited with status %d before finishing", exitCode)
+	default:
+		return fmt.Sprintf("the agent reported %s (exit status %d)", sum.Subtype, exitCode)
+	}
+}
+
+func (m *Manager) summary(r *store.Run) transcript.Summary {
+	f, err := os.Open(m.LogPath(r))
+	if err != nil {
+		return transcript.Summary{}
+	}
+	defer f.Close()
+	sum, _ := transcript.Summarize(f)
+	return sum
+}
+
+// stderrTail is the end of the agent's standard error, for failure reasons.
+func (m *Manager) stderrTail(r *store.Run) string {
+	data, err := os.ReadFile(m.StderrPath(r))
+	if err != nil {
+		return ""
+	}
+	const max = 400
+	if len(data) > max {
+		data = data[len(data)-max:]
+	}
+	return string(trimSpace(data))
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	for len(b) > 0 && (b[0] == '\n' || b[0] == ' ') {
+		b = b[1:]
+	}
+	return b
+}
+
+// Wait blocks until the run's agent has finished, then reconciles.
+func (m *Manager) Wait(ctx context.Context, r *store.Run) (*store.Run, error) {
+	for r.Status == store.StatusCreating {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		var err error
+		if r, err = m.Store.Get(r.ID); err != nil {
+			return nil, err
+		}
+		if r, err = m.Reconcile(ctx, r); err != nil {
+			return nil, err
+		}
+	}
+	if r.Status == store.StatusRunning {
+		if _, err := m.Engine.Wait(ctx, r.Container); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+			return nil, fmt.Errorf("wait for run %s: %w", r.ID, err)
+		}
+	}
+	return m.Collect(ctx, r)
+}
+
+// Stop stops a running agent; its work so far is kept and harvested.
+func (m *Manager) Stop(ctx context.Context, r *store.Run, timeout time.Duration) (*store.Run, error) {
+	if r.Status.Finished() {
+		return r, nil
+	}
+	r, err := m.Store.Update(r.ID, func(r *store.Run) error {
+		r.StopRequested = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Engine.Stop(ctx, r.Container, timeout); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+		return nil, fmt.Errorf("stop run %s: %w", r.ID, err)
+	}
+	return m.Wait(ctx, r)
+}
+
+// harvest fetches a finished run's work into the user's repository. Git
+// never runs on the host inside the copy, whose config and hooks the agent
+// controls: a short-lived sandbox container (same image, no network) bundles
+// the branch and any uncommitted changes, and the host fetches from that
+// bundle with hardened options.
+func (m *Manager) harvest(ctx context.Context, r *store.Run) (*store.Run, error) {
+	var out *store.Run
+	err := m.Store.Lock(r.ID, func() error {
+		cur, err := m.Store.Get(r.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Harvested || cur.Removed() {
+			out = cur
+			return nil
+		}
+		res, herr := m.harvestInSandbox(ctx, cur)
+		out, err = m.Store.Update(r.ID, func(r *store.Run) error {
+			r.Harvested = true
+			if herr != nil {
+				r.HarvestError = herr.Error()
+				return nil
+			}
+			r.Head = res.Head
+			r.Uncommitted = res.Uncommitted
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (m *Manager) harvestInSandbox(ctx context.Context, r *store.Run) (workspace.Imported, error) {
+	dir := m.Store.RunDir(r.ID)
+	uid, gid := User(m.UID, m.GID)
+	outDir := filepath.Join(dir, "out")
+	os.RemoveAll(outDir)
+	if err := os.MkdirAll(outDir, 0o700); err != nil {
+		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+	}
+	if err := os.Lchown(outDir, uid, gid); err != nil && !errors.Is(err, os.ErrPermission) {
+		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+	}
+	name := ContainerName(r.ID) + "-harvest"
+	m.Engine.Remove(ctx, name) // a leftover from an interrupted harvest
+	id, err := m.Engine.Create(ctx, sandbox.Spec{
+		Name:    name,
+		Image:   r.Image,
+		Cmd:     []string{"/bin/sh", "-c", workspace.HarvestScript(r.Branch)},
+		User:    fmt.Sprintf("%d:%d", uid, gid),
+		WorkDir: containerWorkspace,
+		Env:     []string{"HOME=/tmp"},
+		Mounts: []sandbox.Mount{
+			{Source: filepath.Join(dir, "workspace"), Target: containerWorkspace},
+			{Source: outDir, Target: containerOut},
+		},
+		Labels:  labels(r, "harvest"),
+		Network: "none",
+		Limits:  sandbox.Limits{MemoryBytes: 1 << 30, Pids: 256, CPUs: 1},
+	})
+	if err != nil {
+		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+	}
+	defer m.Engine.Remove(context.WithoutCancel(ctx), id)
+	if err := m.Engine.Start(ctx, id); err != nil {
+		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if code, err := m.Engine.Wait(hctx, id); err != nil {
+		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+	} else if code != 0 {
+		return workspace.Imported{}, fmt.Errorf("harvest run %s: the harvest container exited with status %d", r.ID, code)
+	}
+	return workspace.Import(ctx, r.Project, outDir, r.ID)
+}
