@@ -334,7 +334,7 @@ func (m *Manager) Collect(ctx context.Context, r *store.Run) (*store.Run, error)
 
 // finish records a run's outcome from its exit code and the agent's summary.
 func (m *Manager) finish(r *store.Run, exitCode int, reason string) (*store.Run, error) {
-	sum := m.summary(r)
+	sum := m.Summary(r)
 	return m.Store.Update(r.ID, func(r *store.Run) error {
 		if r.Status != store.StatusRunning {
 			return nil // another process got here first
@@ -378,7 +378,8 @@ func failureReason(reason string, exitCode int, sum transcript.Summary, stderr s
 	}
 }
 
-func (m *Manager) summary(r *store.Run) transcript.Summary {
+// Summary is the agent's own account of a run, read from its transcript.
+func (m *Manager) Summary(r *store.Run) transcript.Summary {
 	f, err := os.Open(m.LogPath(r))
 	if err != nil {
 		return transcript.Summary{}

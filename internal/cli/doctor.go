@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/config"
+	"github.com/airlock-dev/airlock/internal/credentials"
+)
+
+func newDoctorCmd(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "doctor",
+		Short: "Check the engine, git, image, configuration and credentials",
+		Long: `Check everything a run needs and say how to fix what is wrong. Exit status 1
+if any check fails.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return doctorRun(cmd.Context(), f)
+		},
+	}
+}
+
+type check struct {
+	name string
+	ok   bool
+	info string // what was found, or what is wrong
+	fix  string
+}
+
+func doctorRun(ctx context.Context, f *Factory) error {
+	var checks []check
+	add := func(c check) { checks = append(checks, c) }
+
+	if out, err := exec.CommandContext(ctx, "git", "--version").Output(); err != nil {
+		add(check{name: "git", info: "not found", fix: "install git (apt-get install git)"})
+	} else {
+		add(check{name: "git", ok: true, info: strings.TrimSpace(string(out))})
+	}
+
+	project, perr := f.project(ctx)
+	if perr != nil {
+		add(check{name: "project", info: perr.Error(), fix: "run airlock inside a git repository"})
+	} else {
+		add(check{name: "project", ok: true, info: project})
+	}
+
+	res, err := f.loadConfig(project)
+	var cfg config.Config
+	if err != nil {
+		add(check{name: "configuration", info: err.Error(), fix: "correct the file and line named above (`airlock config show` once it parses)"})
+	} else {
+		cfg = res.Config
+		add(check{name: "configuration", ok: true, info: "valid"})
+	}
+
+	eng, err := f.PingedEngine(ctx)
+	if err != nil {
+		add(check{name: "container engine", info: err.Error(), fix: "start Docker (`sudo systemctl start docker`, or `sudo dockerd &`), or run `make setup` from airlock's source"})
+	} else {
+		add(check{name: "container engine", ok: true, info: "answering"})
+		if res != nil {
+			ref, err := f.imageRef(project, cfg)
+			switch ok, ierr := eng.ImageExists(ctx, ref); {
+			case err != nil:
+				add(check{name: "image", info: err.Error(), fix: "fix [image] in the configuration"})
+			case ierr != nil:
+				add(check{name: "image", info: ierr.Error()})
+			case !ok:
+				add(check{name: "image", info: ref + " not built", fix: "run `airlock image build` (`--base bootstrap` where no image registry is reachable)"})
+			default:
+				add(check{name: "image", ok: true, info: ref})
+			}
+		}
+	}
+
+	if cfg.Image.Base == config.BootstrapBase {
+		if _, err := exec.LookPath("debootstrap"); err != nil {
+			add(check{name: "debootstrap", info: "not found, but [image] base is bootstrap", fix: "apt-get install debootstrap"})
+		}
+	}
+
+	path, err := credentials.DefaultPath(f.Getenv)
+	if err == nil {
+		file, lerr := credentials.Load(path)
+		switch {
+		case lerr != nil:
+			add(check{name: "credentials", info: lerr.Error()})
+		default:
+			found := credentials.Resolve(agent.Claude{}.CredentialNames(), f.LookupEnv, file, path)
+			var names []string
+			for _, s := range found {
+				names = append(names, s.Name+" ("+s.From+")")
+			}
+			if len(found) == 0 {
+				add(check{name: "credentials", info: "none found", fix: "export ANTHROPIC_API_KEY, or `airlock credentials set` (`airlock demo` needs none)"})
+			} else {
+				add(check{name: "credentials", ok: true, info: strings.Join(names, ", ")})
+			}
+		}
+	}
+
+	failed := 0
+	for _, c := range checks {
+		mark := "ok  "
+		if !c.ok {
+			mark = "FAIL"
+			failed++
+		}
+		fmt.Fprintf(f.IO.Out, "%s  %-16s %s\n", mark, c.name, c.info)
+		if !c.ok && c.fix != "" {
+			fmt.Fprintf(f.IO.Out, "      %-16s fix: %s\n", "", c.fix)
+		}
+	}
+	if failed > 0 {
+		return &ExitError{Code: ExitError, Message: fmt.Sprintf("%d check(s) failed", failed)}
+	}
+	return nil
+}

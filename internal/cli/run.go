@@ -1,0 +1,329 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/config"
+	"github.com/airlock-dev/airlock/internal/credentials"
+	"github.com/airlock-dev/airlock/internal/prompt"
+	"github.com/airlock-dev/airlock/internal/run"
+	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+type runOptions struct {
+	Task      string
+	Message   string
+	Detach    bool
+	Name      string
+	Branch    string
+	Model     string
+	MaxTurns  int
+	Env       []string
+	Image     string
+	Verbosity int
+
+	set map[string]bool // flags the user gave, so only they override config
+}
+
+func newRunCmd(f *Factory) *cobra.Command {
+	var opts runOptions
+	cmd := &cobra.Command{
+		Use:     "run [TASK]",
+		Aliases: []string{"execute"},
+		Short:   "Run the agent on a task in a new sandbox",
+		Long: `Run the agent on a task, on its own copy of this repository, on branch
+airlock/<run>, in a hardened container.
+
+TASK is .airlock/prompts/TASK.md, or a path to a prompt file; -m gives the
+prompt inline instead. Prompt files are Markdown with optional YAML frontmatter
+(name, branch, model, max_turns, env, image).
+
+Without -d, run shows the agent's progress and exits 0 only if it succeeded
+(3 if it failed); Ctrl-C stops the agent, keeping its work. With -d it prints
+the run ID and returns at once: the run goes on without airlock.`,
+		Example: `  airlock run fix-auth
+  airlock run fix-auth -d
+  airlock run -m "Add a --verbose flag to the CLI" --name verbose-flag
+  airlock run docs/tasks/upgrade.md --model claude-opus-4-1 --max-turns 40 --env GOFLAGS=-mod=mod`,
+		Args: exactlyOneOrNone,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Task = firstArg(args)
+			if opts.Task == "" && opts.Message == "" {
+				return flagErrorf("give a task (airlock run TASK) or an inline prompt (-m \"...\")")
+			}
+			if opts.Task != "" && opts.Message != "" {
+				return flagErrorf("give either a task or -m, not both")
+			}
+			if opts.Verbosity < 0 || opts.Verbosity > 2 {
+				return flagErrorf("-v must be 0, 1 or 2, not %d", opts.Verbosity)
+			}
+			opts.set = map[string]bool{}
+			cmd.Flags().Visit(func(fl *pflag.Flag) { opts.set[fl.Name] = true })
+			return runRun(cmd.Context(), f, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&opts.Message, "message", "m", "", "the prompt, inline")
+	fl.BoolVarP(&opts.Detach, "detach", "d", false, "print the run ID and return at once")
+	fl.StringVar(&opts.Name, "name", "", "run name (default: from the prompt)")
+	fl.StringVar(&opts.Branch, "branch", "", "base branch (default: the current branch)")
+	fl.StringVar(&opts.Model, "model", "", "model for the agent")
+	fl.IntVar(&opts.MaxTurns, "max-turns", 0, "stop the agent after this many turns")
+	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "pass NAME from your environment, or set NAME=value (repeatable)")
+	fl.StringVar(&opts.Image, "image", "", "image to run the agent in")
+	fl.IntVarP(&opts.Verbosity, "verbosity", "v", 1, "log detail while attached: 0, 1 or 2")
+	return cmd
+}
+
+// runRun validates everything before anything is created: a bad prompt,
+// config, name, variable or missing credential changes nothing.
+func runRun(ctx context.Context, f *Factory, opts runOptions) error {
+	project, err := f.project(ctx)
+	if err != nil {
+		return err
+	}
+	req, cfg, err := f.buildRequest(ctx, project, opts)
+	if err != nil {
+		return err
+	}
+	m, err := f.manager()
+	if err != nil {
+		return err
+	}
+	r, err := m.Start(ctx, req)
+	if err != nil {
+		return err
+	}
+	if opts.Detach || (cfg.Run.Detach && !opts.set["detach"]) {
+		fmt.Fprintln(f.IO.Out, r.ID)
+		fmt.Fprintf(f.IO.ErrOut, "Started %s on branch %s. Follow it with `airlock logs -f %s`.\n", r.ID, r.Branch, r.ID)
+		return nil
+	}
+	fmt.Fprintf(f.IO.ErrOut, "Run %s on branch %s (Ctrl-C stops it; use -d to run detached)\n\n", r.ID, r.Branch)
+	err = showLog(ctx, f, m, r, logsOptions{Follow: true, Verbosity: opts.Verbosity})
+	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+		fmt.Fprintf(f.IO.ErrOut, "\nStopping %s…\n", r.ID)
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if r, err = m.Stop(stopCtx, r, 5*time.Second); err != nil {
+			return err
+		}
+		fmt.Fprint(f.IO.ErrOut, nextSteps(r))
+		return &ExitError{Code: ExitCanceled}
+	}
+	if err != nil {
+		return err
+	}
+	if r, err = m.Wait(ctx, r); err != nil {
+		return err
+	}
+	fmt.Fprintln(f.IO.ErrOut)
+	return outcome(f, r)
+}
+
+// buildRequest resolves config, prompt, flags, environment and credentials
+// into a run request.
+func (f *Factory) buildRequest(ctx context.Context, project string, opts runOptions) (run.Request, *config.Config, error) {
+	res, err := f.loadConfig(project)
+	if err != nil {
+		return run.Request{}, nil, err
+	}
+	p, err := loadPrompt(project, opts)
+	if err != nil {
+		return run.Request{}, nil, err
+	}
+	if err := res.ApplyPrompt(p); err != nil {
+		return run.Request{}, nil, err
+	}
+	for flag, key := range map[string]string{"model": "agent.model", "max-turns": "agent.max_turns", "image": "image.name"} {
+		if !opts.set[flag] {
+			continue
+		}
+		var value string
+		switch flag {
+		case "model":
+			value = opts.Model
+		case "max-turns":
+			value = strconv.Itoa(opts.MaxTurns)
+		case "image":
+			value = opts.Image
+		}
+		if err := res.Set(key, value, "flag --"+flag); err != nil {
+			return run.Request{}, nil, err
+		}
+	}
+	cfg := res.Config
+
+	name := p.Name
+	if opts.Name != "" {
+		name = opts.Name
+	}
+	if err := prompt.ValidateName(name); err != nil {
+		return run.Request{}, nil, flagErrorf("run name %q: %v", name, err)
+	}
+
+	env, err := f.sandboxEnv(cfg, p, opts.Env)
+	if err != nil {
+		return run.Request{}, nil, err
+	}
+	creds, err := f.agentCredentials(cfg)
+	if err != nil {
+		return run.Request{}, nil, err
+	}
+	env = append(env, creds...)
+
+	base := p.Branch
+	if opts.Branch != "" {
+		base = opts.Branch
+	}
+	if base == "" {
+		if base, err = workspace.CurrentBranch(ctx, project); err != nil {
+			return run.Request{}, nil, err
+		}
+	}
+	ref, err := f.imageRef(project, cfg)
+	if err != nil {
+		return run.Request{}, nil, err
+	}
+	source := "inline"
+	if p.Path != "" {
+		source = p.Path
+	}
+	return run.Request{
+		Project:      project,
+		Name:         name,
+		PromptSource: source,
+		Prompt:       p.Body,
+		BaseBranch:   base,
+		Image:        ref,
+		Model:        cfg.Agent.Model,
+		MaxTurns:     cfg.Agent.MaxTurns,
+		Env:          env,
+		Limits:       sandbox.Limits{MemoryBytes: cfg.Sandbox.MemoryBytes, CPUs: cfg.Sandbox.CPUs, Pids: cfg.Sandbox.Pids},
+		Network:      "bridge",
+	}, &cfg, nil
+}
+
+// loadPrompt reads TASK as .airlock/prompts/TASK.md or as a path, or makes a
+// prompt of -m.
+func loadPrompt(project string, opts runOptions) (*prompt.Prompt, error) {
+	if opts.Message != "" {
+		name := opts.Name
+		if name == "" {
+			name = prompt.NameFromPath(firstWords(opts.Message, 4) + ".md")
+		}
+		return &prompt.Prompt{Name: name, Body: opts.Message}, nil
+	}
+	candidates := []string{filepath.Join(project, ".airlock", "prompts", opts.Task+".md")}
+	if strings.ContainsAny(opts.Task, "/.") {
+		candidates = append([]string{opts.Task}, candidates...)
+	}
+	for _, c := range candidates {
+		if _, err := os.Stat(c); err == nil {
+			return prompt.Load(c)
+		}
+	}
+	return nil, fmt.Errorf("no prompt %q: looked for %s (create it, or see `airlock init`)", opts.Task, strings.Join(candidates, " and "))
+}
+
+func firstWords(s string, n int) string {
+	words := strings.Fields(strings.ToLower(s))
+	if len(words) > n {
+		words = words[:n]
+	}
+	return strings.Join(words, "-")
+}
+
+// sandboxEnv resolves the variables the agent gets: config env and env_file,
+// then the prompt's, then --env; a later entry for the same name wins.
+func (f *Factory) sandboxEnv(cfg config.Config, p *prompt.Prompt, flags []string) ([]string, error) {
+	var entries []string
+	if cfg.Sandbox.EnvFile != "" {
+		fromFile, err := prompt.LoadEnvFile(cfg.Sandbox.EnvFile)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, fromFile...)
+	}
+	cfgEnv, err := prompt.ParseEnv(cfg.Sandbox.Env, f.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("[sandbox] env: %w", err)
+	}
+	entries = append(entries, cfgEnv...)
+	promptEnv, err := prompt.ParseEnv(p.Env, f.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: env: %w", p.Path, err)
+	}
+	entries = append(entries, promptEnv...)
+	flagEnv, err := prompt.ParseEnv(flags, f.LookupEnv)
+	if err != nil {
+		return nil, flagErrorf("--env: %v", err)
+	}
+	entries = append(entries, flagEnv...)
+	for _, e := range entries {
+		name, _, _ := strings.Cut(e, "=")
+		if isCredentialName(name) {
+			return nil, fmt.Errorf("%s is a credential: set it with `airlock credentials set %s` or in your environment, not with --env or config", name, name)
+		}
+	}
+	return entries, nil
+}
+
+func isCredentialName(name string) bool {
+	for _, n := range (agent.Claude{}).CredentialNames() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// agentCredentials finds the model credentials (environment first, then the
+// credentials file) and the gateway, if any.
+func (f *Factory) agentCredentials(cfg config.Config) ([]string, error) {
+	path, err := credentials.DefaultPath(f.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	file, err := credentials.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	found := credentials.Resolve(agent.Claude{}.CredentialNames(), f.LookupEnv, file, path)
+	lookup := func(name string) (string, bool) {
+		for _, s := range found {
+			if s.Name == name {
+				return s.Value, true
+			}
+		}
+		return "", false
+	}
+	if !(agent.Claude{}).HasCredentials(lookup) {
+		return nil, errors.New("no model credentials: export ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN, or the Bedrock/Vertex variables), or store one with `airlock credentials set`")
+	}
+	var env []string
+	for _, s := range found {
+		env = append(env, s.Name+"="+s.Value)
+	}
+	baseURL := cfg.Agent.Claude.BaseURL
+	if baseURL == "" {
+		baseURL, _ = f.LookupEnv("ANTHROPIC_BASE_URL")
+	}
+	if baseURL != "" {
+		env = append(env, "ANTHROPIC_BASE_URL="+baseURL)
+	}
+	return env, nil
+}
+
