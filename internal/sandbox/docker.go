@@ -1,8 +1,19 @@
 package sandbox
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
 
@@ -10,16 +21,264 @@ import (
 // through its compatible socket). It honours DOCKER_HOST like the docker CLI.
 type Docker struct {
 	cli *client.Client
+	// engineSockets are the host paths of container-engine sockets that must
+	// never be mounted into a sandbox: whoever holds one is root on the host.
+	engineSockets []string
+	dockerHost    string // DOCKER_HOST as given, for error hints
 }
 
 // NewDocker connects lazily: no request is made until the first call.
+// The client starts at its newest API version and negotiates down to the
+// daemon's on the first request (Docker 20.10 speaks 1.41).
 func NewDocker() (*Docker, error) {
 	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Docker{cli: cli}, nil
+	return &Docker{
+		cli:           cli,
+		engineSockets: engineSockets(cli.DaemonHost()),
+		dockerHost:    os.Getenv(client.EnvOverrideHost),
+	}, nil
 }
 
 // Close releases the client's connections.
 func (d *Docker) Close() error { return d.cli.Close() }
+
+// Ping checks that the daemon answers and settles the API version.
+func (d *Docker) Ping(ctx context.Context) error {
+	if _, err := d.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return d.engineError("ping container engine", err)
+	}
+	return nil
+}
+
+// Create creates (but does not start) a hardened container for spec.
+func (d *Docker) Create(ctx context.Context, spec Spec) (string, error) {
+	opts, err := d.createOptions(spec)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
+	}
+	res, err := d.cli.ContainerCreate(ctx, opts)
+	if err != nil {
+		if cerrdefs.IsConflict(err) {
+			return "", fmt.Errorf("create container %s: the name is already in use; remove the old container (docker rm -f %s) or pick another name: %w",
+				spec.Name, spec.Name, err)
+		}
+		if cerrdefs.IsNotFound(err) {
+			return "", fmt.Errorf("create container %s: image %s not found (build or import it first): %w: %w",
+				spec.Name, spec.Image, ErrNotFound, err)
+		}
+		return "", d.engineError("create container "+spec.Name, err)
+	}
+	return res.ID, nil
+}
+
+// Start starts a created container.
+func (d *Docker) Start(ctx context.Context, id string) error {
+	if _, err := d.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return d.engineError("start container "+id, err)
+	}
+	return nil
+}
+
+// Wait blocks until the container exits and returns its exit code. It works
+// before Start, while running and after the exit.
+func (d *Docker) Wait(ctx context.Context, id string) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// "not-running" would return at once for a container that is only
+	// created, and "next-exit" would block forever for one that already
+	// exited. So register a next-exit wait first (ContainerWait returns once
+	// the daemon has registered it), then look at the state: an exit that
+	// happened before the registration shows up there.
+	wait := d.cli.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	select {
+	case err := <-wait.Error:
+		return 0, d.engineError("wait for container "+id, err)
+	default:
+	}
+	st, err := d.Inspect(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("wait for container %s: %w", id, err)
+	}
+	if st.Status != StatusCreated && st.Status != StatusRunning && st.Status != "restarting" && st.Status != "paused" {
+		return st.ExitCode, nil
+	}
+	select {
+	case res := <-wait.Result:
+		if res.Error != nil && res.Error.Message != "" {
+			return int(res.StatusCode), fmt.Errorf("wait for container %s: %s", id, res.Error.Message)
+		}
+		return int(res.StatusCode), nil
+	case err := <-wait.Error:
+		return 0, d.engineError("wait for container "+id, err)
+	case <-ctx.Done():
+		return 0, fmt.Errorf("wait for container %s: %w", id, ctx.Err())
+	}
+}
+
+// Inspect reports the container's state; id may also be a name.
+func (d *Docker) Inspect(ctx context.Context, id string) (State, error) {
+	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return State{}, d.engineError("inspect container "+id, err)
+	}
+	return stateOf(res.Container)
+}
+
+// Stop sends SIGTERM, then SIGKILL after timeout.
+func (d *Docker) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	secs := int(math.Ceil(timeout.Seconds()))
+	if _, err := d.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil {
+		return d.engineError("stop container "+id, err)
+	}
+	return nil
+}
+
+// Remove force-removes the container and its anonymous volumes; a missing
+// container is not an error.
+func (d *Docker) Remove(ctx context.Context, id string) error {
+	_, err := d.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return d.engineError("remove container "+id, err)
+	}
+	return nil
+}
+
+// List returns all containers, running or not, carrying every given label.
+func (d *Docker) List(ctx context.Context, labels map[string]string) ([]State, error) {
+	filters := client.Filters{}
+	for k, v := range labels {
+		filters.Add("label", k+"="+v)
+	}
+	res, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters})
+	if err != nil {
+		return nil, d.engineError("list containers", err)
+	}
+	// The list summary lacks exit codes and times; inspect each so List and
+	// Inspect report the same State.
+	states := make([]State, 0, len(res.Items))
+	for _, c := range res.Items {
+		st, err := d.Inspect(ctx, c.ID)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed since the list was taken
+		}
+		if err != nil {
+			return nil, err
+		}
+		states = append(states, st)
+	}
+	return states, nil
+}
+
+// Logs copies the container's stdout and stderr, as logged so far, to w.
+func (d *Docker) Logs(ctx context.Context, id string, w io.Writer) error {
+	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return d.engineError("logs of container "+id, err)
+	}
+	rc, err := d.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return d.engineError("logs of container "+id, err)
+	}
+	defer rc.Close()
+	// Without a TTY the engine multiplexes both streams into one with
+	// 8-byte frame headers; with a TTY the stream is raw.
+	if res.Container.Config != nil && res.Container.Config.Tty {
+		_, err = io.Copy(w, rc)
+	} else {
+		_, err = stdcopy.StdCopy(w, w, rc)
+	}
+	if err != nil {
+		return fmt.Errorf("logs of container %s: %w", id, err)
+	}
+	return nil
+}
+
+// ImageExists reports whether ref is present in the engine's image store.
+func (d *Docker) ImageExists(ctx context.Context, ref string) (bool, error) {
+	if _, err := d.cli.ImageInspect(ctx, ref); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return false, nil
+		}
+		return false, d.engineError("inspect image "+ref, err)
+	}
+	return true, nil
+}
+
+// engineError wraps err with what was being done and classifies it as
+// ErrNotFound or ErrEngineUnreachable (with a hint how to fix it).
+func (d *Docker) engineError(doing string, err error) error {
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return fmt.Errorf("%s: %w: %w", doing, ErrNotFound, err)
+	case client.IsErrConnectionFailed(err):
+		hint := "or set DOCKER_HOST to your engine's socket (e.g. DOCKER_HOST=unix:///run/podman/podman.sock)"
+		if d.dockerHost != "" {
+			hint = fmt.Sprintf("or fix DOCKER_HOST=%s, which points at no running engine", d.dockerHost)
+		}
+		return fmt.Errorf("%s: %w at %s: is the Docker daemon running? start it with `sudo systemctl start docker` or `dockerd`, %s: %w",
+			doing, ErrEngineUnreachable, d.cli.DaemonHost(), hint, err)
+	default:
+		return fmt.Errorf("%s: %w", doing, err)
+	}
+}
+
+func stateOf(c container.InspectResponse) (State, error) {
+	st := State{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), Image: c.Image}
+	if c.Config != nil {
+		st.Image = c.Config.Image
+		st.Labels = c.Config.Labels
+	}
+	if c.State == nil {
+		return st, nil
+	}
+	st.Status = Status(c.State.Status)
+	st.ExitCode = c.State.ExitCode
+	st.OOMKilled = c.State.OOMKilled
+	var err error
+	if st.StartedAt, err = parseEngineTime(c.State.StartedAt); err != nil {
+		return State{}, fmt.Errorf("container %s: started at: %w", c.ID, err)
+	}
+	if st.FinishedAt, err = parseEngineTime(c.State.FinishedAt); err != nil {
+		return State{}, fmt.Errorf("container %s: finished at: %w", c.ID, err)
+	}
+	return st, nil
+}
+
+// parseEngineTime maps the engine's "never" (0001-01-01T00:00:00Z, or empty)
+// to the zero time.
+func parseEngineTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if t.Year() <= 1 {
+		return time.Time{}, nil
+	}
+	return t, nil
+}
+
+// engineSockets lists where engine sockets live on a Linux host, plus the
+// one this client talks to.
+func engineSockets(daemonHost string) []string {
+	paths := []string{
+		"/var/run/docker.sock", "/run/docker.sock", "/run/docker",
+		"/run/podman", "/var/run/podman",
+		"/run/containerd", "/var/run/containerd",
+	}
+	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
+		paths = append(paths, filepath.Join(rt, "docker.sock"), filepath.Join(rt, "podman"), filepath.Join(rt, "containerd"))
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		paths = append(paths, filepath.Join(home, ".docker", "run"))
+	}
+	if p, ok := strings.CutPrefix(daemonHost, "unix://"); ok {
+		paths = append(paths, p)
+	}
+	return paths
+}

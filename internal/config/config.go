@@ -1,0 +1,122 @@
+// Package config resolves airlock's settings from layered TOML files, prompt
+// frontmatter and flags, remembering where every value came from.
+//
+// Layers, lowest first: built-in defaults, the system file
+// (/etc/airlock/config.toml), the user file
+// ($XDG_CONFIG_HOME/airlock/config.toml), the project file
+// (<repo>/.airlock/config.toml), the prompt's frontmatter, then flags. A
+// higher layer replaces a value set by a lower one, except sandbox.env, whose
+// entries accumulate across layers (a later entry for the same NAME wins).
+package config
+
+// Config is the resolved configuration. The TOML key of each field is given
+// in its comment.
+type Config struct {
+	Agent   Agent
+	Image   Image
+	Sandbox Sandbox
+	Run     Run
+}
+
+// Agent selects and tunes the coding agent ([agent]).
+type Agent struct {
+	// Name is the agent to run (agent.name). Only "claude" (Claude Code) is
+	// supported for now. Default "claude".
+	Name string
+	// Model is passed to the agent as --model when set (agent.model).
+	// Default "": the agent's own default model.
+	Model string
+	// MaxTurns ends the agent's session after this many turns
+	// (agent.max_turns). Default 0: no limit.
+	MaxTurns int
+	// Claude holds settings specific to Claude Code ([agent.claude]).
+	Claude Claude
+}
+
+// Claude holds Claude Code settings ([agent.claude]).
+type Claude struct {
+	// Version is the @anthropic-ai/claude-code npm version baked into the
+	// default image (agent.claude.version): a version such as "2.1.330", or
+	// "latest". Default "2.1.330".
+	Version string
+	// BaseURL is the model gateway Claude Code talks to
+	// (agent.claude.base_url), an http or https URL. Default "": use
+	// ANTHROPIC_BASE_URL from the host environment if set, else Anthropic's
+	// API.
+	BaseURL string
+}
+
+// Image chooses the container image ([image]).
+type Image struct {
+	// Name is an image to run instead of airlock's default one (image.name).
+	// It must already exist locally. Default "".
+	Name string
+	// Base is the FROM image for airlock's default image (image.base), or
+	// "bootstrap" to build the base with debootstrap, for machines that
+	// cannot pull from a registry. Default "debian:bookworm".
+	Base string
+	// CACertificates lists PEM files to trust while building the image and
+	// inside the sandbox (image.ca_certificates). The entry "host" means
+	// the host's bundle, /etc/ssl/certs/ca-certificates.crt. Relative paths
+	// are relative to the directory of the config file that set them; the
+	// paths here are already resolved. Default [].
+	CACertificates []string
+}
+
+// Sandbox limits and equips the agent's container ([sandbox]).
+type Sandbox struct {
+	// MemoryBytes caps the container's memory (sandbox.memory), written as a
+	// docker-style size such as "512m" or "4g" (at least "6m"). Default "4g".
+	MemoryBytes int64
+	// CPUs caps the number of CPUs the container may use (sandbox.cpus),
+	// fractions allowed; must be > 0. Default 2.0.
+	CPUs float64
+	// Pids caps the number of processes in the container (sandbox.pids);
+	// must be > 0. Default 4096.
+	Pids int64
+	// Env lists environment variables for the agent (sandbox.env): NAME
+	// takes the value from the host environment when the run starts,
+	// NAME=value sets it. Entries from all layers accumulate; for a
+	// repeated NAME the highest layer wins. Default [].
+	Env []string
+	// EnvFile is a dotenv file (KEY=VALUE lines) whose variables are given
+	// to the agent (sandbox.env_file). A relative path is relative to the
+	// directory of the config file that set it; the path here is already
+	// resolved. Default "": none.
+	EnvFile string
+}
+
+// Run controls how `airlock run` behaves ([run]).
+type Run struct {
+	// Detach starts the run in the background and returns at once
+	// (run.detach). Default false.
+	Detach bool
+}
+
+// Default values, named because the template and docs repeat them.
+const (
+	DefaultAgent         = "claude"
+	DefaultClaudeVersion = "2.1.330"
+	DefaultBase          = "debian:bookworm"
+	DefaultMemory        = "4g"
+	DefaultCPUs          = 2.0
+	DefaultPids          = 4096
+	// HostCABundle is what the ca_certificates entry "host" stands for.
+	HostCABundle = "/etc/ssl/certs/ca-certificates.crt"
+	// BootstrapBase is the image.base value that builds the base image with
+	// debootstrap instead of pulling one.
+	BootstrapBase = "bootstrap"
+)
+
+// Defaults returns the built-in configuration, the lowest layer.
+func Defaults() Config {
+	mem, err := ParseSize(DefaultMemory)
+	if err != nil {
+		panic(err) // a constant; covered by tests
+	}
+	return Config{
+		Agent:   Agent{Name: DefaultAgent, Claude: Claude{Version: DefaultClaudeVersion}},
+		Image:   Image{Base: DefaultBase, CACertificates: []string{}},
+		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, Env: []string{}},
+	}
+}

@@ -1,0 +1,266 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	toml "github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// SystemPath is the machine-wide configuration file.
+const SystemPath = "/etc/airlock/config.toml"
+
+// Loader names the configuration files to layer, lowest first. An empty path
+// is skipped, as is a file that does not exist; any other problem with a
+// file is an error.
+type Loader struct {
+	SystemPath  string
+	UserPath    string
+	ProjectPath string
+}
+
+// DefaultPaths returns the standard locations: SystemPath, then
+// $XDG_CONFIG_HOME/airlock/config.toml (default ~/.config), then
+// <repoRoot>/.airlock/config.toml. getenv is usually os.Getenv; an empty
+// repoRoot skips the project file.
+func DefaultPaths(repoRoot string, getenv func(string) string) Loader {
+	l := Loader{SystemPath: SystemPath}
+	// The XDG spec says to ignore a relative XDG_CONFIG_HOME.
+	if dir := getenv("XDG_CONFIG_HOME"); filepath.IsAbs(dir) {
+		l.UserPath = filepath.Join(dir, "airlock", "config.toml")
+	} else if home := getenv("HOME"); home != "" {
+		l.UserPath = filepath.Join(home, ".config", "airlock", "config.toml")
+	}
+	if repoRoot != "" {
+		l.ProjectPath = filepath.Join(repoRoot, ".airlock", "config.toml")
+	}
+	return l
+}
+
+// Load reads the files in order over the defaults.
+func (l Loader) Load() (*Resolved, error) {
+	r := newResolved()
+	for _, path := range []string{l.SystemPath, l.UserPath, l.ProjectPath} {
+		if path == "" {
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		if err := r.applyFile(path, data); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// assignment is one key = value found in a file.
+type assignment struct {
+	key   string
+	line  int
+	value any // as decoded by go-toml
+}
+
+// applyFile layers one TOML file over r. It reports every problem in the
+// file, each as "path:line: ...", joined by newlines.
+func (r *Resolved) applyFile(path string, data []byte) error {
+	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, _ := de.Position()
+			return fmt.Errorf("%s:%d: invalid TOML: %s", path, row, strings.TrimPrefix(de.Error(), "toml: "))
+		}
+		return fmt.Errorf("%s: invalid TOML: %w", path, err)
+	}
+	lines := keyLines(data)
+	var assigns []assignment
+	var problems []problem
+	walk(doc, "", lines, &assigns, &problems)
+	sort.Slice(assigns, func(i, j int) bool { return assigns[i].line < assigns[j].line })
+
+	dir := filepath.Dir(path)
+	for _, a := range assigns {
+		s, _ := lookupSetting(a.key)
+		v, err := convert(s, a.value)
+		if err == nil {
+			err = r.apply(s, v, dir, fmt.Sprintf("%s:%d", path, a.line))
+		}
+		if err != nil {
+			problems = append(problems, problem{a.line, fmt.Sprintf("%s: %v", a.key, err)})
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	sort.SliceStable(problems, func(i, j int) bool { return problems[i].line < problems[j].line })
+	errs := make([]error, len(problems))
+	for i, p := range problems {
+		errs[i] = fmt.Errorf("%s:%d: %s", path, p.line, p.msg)
+	}
+	return errors.Join(errs...)
+}
+
+type problem struct {
+	line int
+	msg  string
+}
+
+// walk matches a decoded table against the schema, collecting known settings
+// and reporting everything else.
+func walk(table map[string]any, prefix string, lines map[string]int, assigns *[]assignment, problems *[]problem) {
+	for k, v := range table {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		line := lines[key]
+		if _, ok := lookupSetting(key); ok {
+			*assigns = append(*assigns, assignment{key, line, v})
+			continue
+		}
+		sub, isMap := v.(map[string]any)
+		switch {
+		case isTable(key) && isMap:
+			walk(sub, key, lines, assigns, problems)
+		case isTable(key):
+			*problems = append(*problems, problem{line, fmt.Sprintf("%s must be a table ([%s]), got %s", key, key, describe(v))})
+		case prefix == "":
+			*problems = append(*problems, problem{line, fmt.Sprintf("unknown table or key %q; the tables are [%s]", key, strings.Join(childKeys(""), "], ["))})
+		default:
+			*problems = append(*problems, problem{line, fmt.Sprintf("unknown key %q; [%s] has: %s", key, prefix, strings.Join(childKeys(prefix), ", "))})
+		}
+	}
+}
+
+// convert turns a decoded TOML value into the Go type s.apply expects.
+func convert(s setting, v any) (any, error) {
+	orig, ok := v, false
+	switch s.kind {
+	case kindString:
+		_, ok = v.(string)
+	case kindInt:
+		_, ok = v.(int64)
+	case kindFloat:
+		if n, isInt := v.(int64); isInt {
+			v, ok = float64(n), true
+		} else {
+			_, ok = v.(float64)
+		}
+	case kindBool:
+		_, ok = v.(bool)
+	case kindList:
+		items, isList := v.([]any)
+		list := make([]string, 0, len(items))
+		for _, it := range items {
+			str, isStr := it.(string)
+			if !isStr {
+				return nil, fmt.Errorf("must be %s, but an entry is %s", s.kind, describe(it))
+			}
+			list = append(list, str)
+		}
+		v, ok = list, isList
+	}
+	if !ok {
+		return nil, fmt.Errorf("must be %s, got %s", s.kind, describe(orig))
+	}
+	return v, nil
+}
+
+func describe(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("the string %q", v)
+	case int64:
+		return fmt.Sprintf("the integer %d", v)
+	case float64:
+		return fmt.Sprintf("the number %v", v)
+	case bool:
+		return fmt.Sprintf("the boolean %v", v)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a table"
+	default:
+		return fmt.Sprintf("a date or time (%v)", v)
+	}
+}
+
+// keyLines maps every dotted key in a TOML document, and every prefix of
+// one, to the line that first mentions it. Call it only on a document that
+// decoded without error.
+func keyLines(data []byte) map[string]int {
+	lines := map[string]int{}
+	// Offsets of the newlines, to turn node offsets into lines without
+	// rescanning the document per key as Parser.Shape would.
+	var newlines []int
+	for i, b := range data {
+		if b == '\n' {
+			newlines = append(newlines, i)
+		}
+	}
+	lineOf := func(n *unstable.Node) int {
+		if n == nil {
+			return 0
+		}
+		return sort.SearchInts(newlines, int(n.Raw.Offset)) + 1
+	}
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = keyParts(e.Key())
+			record(lines, table, lineOf(e.Child()))
+		case unstable.KeyValue:
+			recordKeyValue(lineOf, lines, table, e)
+		}
+	}
+	return lines
+}
+
+func recordKeyValue(lineOf func(*unstable.Node) int, lines map[string]int, prefix []string, kv *unstable.Node) {
+	it := kv.Key()
+	key := append(append([]string{}, prefix...), keyParts(kv.Key())...)
+	it.Next()
+	record(lines, key, lineOf(it.Node()))
+	if v := kv.Value(); v.Kind == unstable.InlineTable {
+		children := v.Children()
+		for children.Next() {
+			if c := children.Node(); c.Kind == unstable.KeyValue {
+				recordKeyValue(lineOf, lines, key, c)
+			}
+		}
+	}
+}
+
+func keyParts(it unstable.Iterator) []string {
+	var parts []string
+	for it.Next() {
+		parts = append(parts, string(it.Node().Data))
+	}
+	return parts
+}
+
+func record(lines map[string]int, key []string, line int) {
+	for i := 1; i <= len(key); i++ {
+		k := strings.Join(key[:i], ".")
+		if _, ok := lines[k]; !ok {
+			lines[k] = line
+		}
+	}
+}

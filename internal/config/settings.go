@@ -1,0 +1,310 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/airlock-dev/airlock/internal/prompt"
+)
+
+// kind is the TOML type a setting takes.
+type kind int
+
+const (
+	kindString kind = iota
+	kindInt
+	kindFloat
+	kindBool
+	kindList // of strings
+)
+
+func (k kind) String() string {
+	return [...]string{"text", "a whole number", "a number", "true or false", "a list of strings"}[k]
+}
+
+// setting is one configuration key: how to validate and store a value of it,
+// and how to show the current value as TOML.
+type setting struct {
+	key  string
+	kind kind
+	// apply validates v (string, int64, float64, bool or []string, per kind)
+	// and stores it in c. Relative paths are resolved against dir.
+	apply func(c *Config, v any, dir string) error
+	show  func(c *Config) string
+}
+
+// settings is the schema, sorted by key.
+var settings = []setting{
+	{"agent.claude.base_url", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != "" {
+			u, err := url.Parse(s)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("%q is not an http(s) URL; write it like https://gateway.example.com", s)
+			}
+		}
+		c.Agent.Claude.BaseURL = s
+		return nil
+	}, func(c *Config) string { return quote(c.Agent.Claude.BaseURL) }},
+
+	{"agent.claude.version", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != "latest" && !versionRE.MatchString(s) {
+			return fmt.Errorf("%q is not a Claude Code version; use one such as %q, or \"latest\"", s, DefaultClaudeVersion)
+		}
+		c.Agent.Claude.Version = s
+		return nil
+	}, func(c *Config) string { return quote(c.Agent.Claude.Version) }},
+
+	{"agent.max_turns", kindInt, func(c *Config, v any, _ string) error {
+		n := v.(int64)
+		if n < 0 || n > math.MaxInt32 {
+			return fmt.Errorf("must be 0 (no limit) or a positive number of turns, got %d", n)
+		}
+		c.Agent.MaxTurns = int(n)
+		return nil
+	}, func(c *Config) string { return strconv.Itoa(c.Agent.MaxTurns) }},
+
+	{"agent.model", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if err := noSpaces(s); err != nil {
+			return err
+		}
+		c.Agent.Model = s
+		return nil
+	}, func(c *Config) string { return quote(c.Agent.Model) }},
+
+	{"agent.name", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != DefaultAgent {
+			return fmt.Errorf("unsupported agent %q; supported agents: %s", s, DefaultAgent)
+		}
+		c.Agent.Name = s
+		return nil
+	}, func(c *Config) string { return quote(c.Agent.Name) }},
+
+	{"image.base", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s == "" {
+			return fmt.Errorf("is empty; give an image such as %q, or %q", DefaultBase, BootstrapBase)
+		}
+		if err := noSpaces(s); err != nil {
+			return err
+		}
+		c.Image.Base = s
+		return nil
+	}, func(c *Config) string { return quote(c.Image.Base) }},
+
+	{"image.ca_certificates", kindList, func(c *Config, v any, dir string) error {
+		in := v.([]string)
+		out := make([]string, 0, len(in))
+		for _, p := range in {
+			switch {
+			case p == "host":
+				p = HostCABundle
+			case p == "":
+				return fmt.Errorf("contains an empty path")
+			case strings.HasPrefix(p, "~"):
+				return fmt.Errorf("%q: ~ is not expanded; use an absolute path or one relative to this file", p)
+			default:
+				var err error
+				if p, err = resolvePath(dir, p); err != nil {
+					return err
+				}
+			}
+			out = append(out, p)
+		}
+		c.Image.CACertificates = out
+		return nil
+	}, func(c *Config) string { return quoteList(c.Image.CACertificates) }},
+
+	{"image.name", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if err := noSpaces(s); err != nil {
+			return err
+		}
+		c.Image.Name = s
+		return nil
+	}, func(c *Config) string { return quote(c.Image.Name) }},
+
+	{"run.detach", kindBool, func(c *Config, v any, _ string) error {
+		c.Run.Detach = v.(bool)
+		return nil
+	}, func(c *Config) string { return strconv.FormatBool(c.Run.Detach) }},
+
+	{"sandbox.cpus", kindFloat, func(c *Config, v any, _ string) error {
+		f := v.(float64)
+		if !(f > 0) || math.IsInf(f, 0) {
+			return fmt.Errorf("must be a number of CPUs greater than 0, such as 2 or 0.5, got %v", f)
+		}
+		c.Sandbox.CPUs = f
+		return nil
+	}, func(c *Config) string { return strconv.FormatFloat(c.Sandbox.CPUs, 'f', -1, 64) }},
+
+	{"sandbox.env", kindList, func(c *Config, v any, _ string) error {
+		for _, e := range v.([]string) {
+			if err := prompt.ValidateEnvEntry(e); err != nil {
+				return err
+			}
+		}
+		c.Sandbox.Env = mergeEnv(c.Sandbox.Env, v.([]string))
+		return nil
+	}, nil}, // shown per entry by Sources
+
+	{"sandbox.env_file", kindString, func(c *Config, v any, dir string) error {
+		s := v.(string)
+		if strings.HasPrefix(s, "~") {
+			return fmt.Errorf("%q: ~ is not expanded; use an absolute path or one relative to this file", s)
+		}
+		if s != "" {
+			var err error
+			if s, err = resolvePath(dir, s); err != nil {
+				return err
+			}
+		}
+		c.Sandbox.EnvFile = s
+		return nil
+	}, func(c *Config) string { return quote(c.Sandbox.EnvFile) }},
+
+	{"sandbox.memory", kindString, func(c *Config, v any, _ string) error {
+		n, err := ParseSize(v.(string))
+		if err != nil {
+			return err
+		}
+		if n < minMemory {
+			return fmt.Errorf("%q is too small; Docker needs at least 6m", v)
+		}
+		c.Sandbox.MemoryBytes = n
+		return nil
+	}, func(c *Config) string { return quote(FormatSize(c.Sandbox.MemoryBytes)) }},
+
+	{"sandbox.pids", kindInt, func(c *Config, v any, _ string) error {
+		n := v.(int64)
+		if n <= 0 {
+			return fmt.Errorf("must be a number of processes greater than 0, got %d", n)
+		}
+		c.Sandbox.Pids = n
+		return nil
+	}, func(c *Config) string { return strconv.FormatInt(c.Sandbox.Pids, 10) }},
+}
+
+// tables are the TOML tables the schema has, for telling a misplaced table
+// from an unknown key.
+var tables = []string{"agent", "agent.claude", "image", "run", "sandbox"}
+
+const minMemory = 6 << 20
+
+// versionRE accepts npm versions only: the value ends up in an image build.
+var versionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
+
+func lookupSetting(key string) (setting, bool) {
+	for _, s := range settings {
+		if s.key == key {
+			return s, true
+		}
+	}
+	return setting{}, false
+}
+
+func isTable(key string) bool {
+	for _, t := range tables {
+		if t == key {
+			return true
+		}
+	}
+	return false
+}
+
+// childKeys lists the names directly under table ("" for the top level).
+func childKeys(table string) []string {
+	var out []string
+	seen := map[string]bool{}
+	prefix := table + "."
+	if table == "" {
+		prefix = ""
+	}
+	all := append(append([]string{}, tables...), keysOf(settings)...)
+	for _, k := range all {
+		rest, ok := strings.CutPrefix(k, prefix)
+		if !ok || rest == "" {
+			continue
+		}
+		rest, _, _ = strings.Cut(rest, ".")
+		if !seen[rest] {
+			seen[rest] = true
+			out = append(out, rest)
+		}
+	}
+	return out
+}
+
+func keysOf(ss []setting) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.key
+	}
+	return out
+}
+
+func noSpaces(s string) error {
+	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("%q must not contain spaces or control characters", s)
+	}
+	return nil
+}
+
+func resolvePath(dir, p string) (string, error) {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p), nil
+	}
+	abs, err := filepath.Abs(filepath.Join(dir, p))
+	if err != nil {
+		return "", fmt.Errorf("resolve %q: %w", p, err)
+	}
+	return abs, nil
+}
+
+// mergeEnv adds entries to env; an entry for a NAME already present replaces
+// it in place.
+func mergeEnv(env, entries []string) []string {
+	out := append([]string{}, env...)
+	for _, e := range entries {
+		name, _, _ := strings.Cut(e, "=")
+		i := envIndex(out, name)
+		if i < 0 {
+			out = append(out, e)
+		} else {
+			out[i] = e
+		}
+	}
+	return out
+}
+
+func envIndex(env []string, name string) int {
+	for i, e := range env {
+		if n, _, _ := strings.Cut(e, "="); n == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func envName(entry string) string {
+	name, _, _ := strings.Cut(entry, "=")
+	return name
+}
+
+func quote(s string) string { return strconv.Quote(s) }
+
+func quoteList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}

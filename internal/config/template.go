@@ -1,0 +1,52 @@
+package config
+
+// ProjectTemplate is the .airlock/config.toml that `airlock init` writes:
+// every setting, commented out, at its default. Settings here override the
+// system and user files; prompt frontmatter and flags override them.
+const ProjectTemplate = `# airlock project configuration.
+# Layers, lowest first: built-in defaults, /etc/airlock/config.toml,
+# ~/.config/airlock/config.toml, this file, the prompt's frontmatter, flags.
+# See every value and where it came from with: airlock config show
+# Uncomment a line to change it. Relative paths are relative to this file.
+
+[agent]
+# The coding agent. Only "claude" (Claude Code) is supported for now.
+# name = "claude"
+# Model passed to the agent as --model; empty uses the agent's default.
+# model = ""
+# Stop the agent after this many turns; 0 means no limit.
+# max_turns = 0
+
+[agent.claude]
+# Claude Code npm version baked into the default image, or "latest".
+# version = "2.1.330"
+# Model gateway URL; empty uses ANTHROPIC_BASE_URL from your environment.
+# base_url = ""
+
+[image]
+# Run this image instead of airlock's default one.
+# name = ""
+# FROM image for the default image, or "bootstrap" to build one with
+# debootstrap when no registry is reachable.
+# base = "debian:bookworm"
+# PEM files to trust at build and run time; "host" means the host's bundle
+# (/etc/ssl/certs/ca-certificates.crt).
+# ca_certificates = []
+
+[sandbox]
+# Memory limit, docker-style: 512m, 4g.
+# memory = "4g"
+# CPU limit; fractions allowed.
+# cpus = 2.0
+# Process limit.
+# pids = 4096
+# Environment for the agent: NAME copies it from your environment,
+# NAME=value sets it. Entries add to those from other layers.
+# env = []
+# dotenv file (KEY=VALUE lines) with more variables for the agent.
+# env_file = ""
+
+[run]
+# Start runs in the background.
+# detach = false
+`
