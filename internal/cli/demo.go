@@ -50,7 +50,7 @@ func demoRun(ctx context.Context, f *Factory, opts demoOptions) error {
 	if err != nil {
 		return err
 	}
-	ref, err := f.imageRef("", res.Config)
+	ref, err := f.imageRef("", res)
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func demoRun(ctx context.Context, f *Factory, opts demoOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\n== airlock merge %s: merged into %s (%s)\n", r.ID, res2.Into, res2.Kind)
+	fmt.Fprintf(out, "\n== airlock merge %s: merged into %s (%s)\n", r.ID, res2.Into, mergeKind(res2))
 	log, _ := exec.CommandContext(ctx, "git", "-C", repo, "log", "--oneline", "-3").Output()
 	fmt.Fprintf(f.IO.Out, "%s", log)
 	if opts.Keep {

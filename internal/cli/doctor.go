@@ -65,7 +65,7 @@ func doctorRun(ctx context.Context, f *Factory) error {
 	} else {
 		add(check{name: "container engine", ok: true, info: "answering"})
 		if res != nil {
-			ref, err := f.imageRef(project, cfg)
+			ref, err := f.imageRef(project, res)
 			switch ok, ierr := eng.ImageExists(ctx, ref); {
 			case err != nil:
 				add(check{name: "image", info: err.Error(), fix: "fix [image] in the configuration"})
@@ -118,7 +118,7 @@ func doctorRun(ctx context.Context, f *Factory) error {
 		}
 	}
 	if failed > 0 {
-		return &ExitError{Code: ExitError, Message: fmt.Sprintf("%d check(s) failed", failed)}
+		return &ExitError{Code: ExitFailure, Message: fmt.Sprintf("%d check(s) failed", failed)}
 	}
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 // Exit statuses, documented in docs/cli.md.
 const (
 	ExitOK       = 0
-	ExitError    = 1 // the command failed; the message says why
+	ExitFailure  = 1 // the command failed; the message says why
 	ExitUsage    = 2 // bad flags or arguments
 	ExitRunFail  = 3 // `wait`/`run`: the agent did not succeed
 	ExitCanceled = 130

@@ -65,7 +65,7 @@ func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, base
 			return err
 		}
 	}
-	spec, err := imageSpec(res.Config)
+	spec, err := imageSpec(res)
 	if err != nil {
 		return err
 	}
@@ -91,15 +91,19 @@ func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, base
 }
 
 // imageSpec turns configuration into build inputs, reading the CA files.
-func imageSpec(cfg config.Config) (image.Spec, error) {
+// The default entry, the host's bundle, is skipped on hosts that lack it;
+// a file the user listed must exist.
+func imageSpec(res *config.Resolved) (image.Spec, error) {
+	cfg := res.Config
 	spec := image.Spec{Base: cfg.Image.Base, ClaudeVersion: cfg.Agent.Claude.Version}
+	from := res.From("image.ca_certificates")
 	for _, path := range cfg.Image.CACertificates {
-		if path == "host" {
-			path = image.HostCABundle
-		}
 		pem, err := os.ReadFile(path)
+		if os.IsNotExist(err) && from == config.FromDefault {
+			continue
+		}
 		if err != nil {
-			return image.Spec{}, fmt.Errorf("[image] ca_certificates: %w", err)
+			return image.Spec{}, fmt.Errorf("image.ca_certificates (%s): %w", from, err)
 		}
 		spec.CACerts = append(spec.CACerts, pem)
 	}
@@ -121,11 +125,11 @@ func projectDockerfileDir(project string) string {
 
 // imageRef is the image a run uses: [image] name if set, else the default
 // image (or the project's) built from the configured inputs.
-func (f *Factory) imageRef(project string, cfg config.Config) (string, error) {
-	if cfg.Image.Name != "" {
-		return cfg.Image.Name, nil
+func (f *Factory) imageRef(project string, res *config.Resolved) (string, error) {
+	if res.Config.Image.Name != "" {
+		return res.Config.Image.Name, nil
 	}
-	spec, err := imageSpec(cfg)
+	spec, err := imageSpec(res)
 	if err != nil {
 		return "", err
 	}

@@ -73,8 +73,10 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 			_, err := fmt.Fprintf(f.IO.Out, "%s\n", line)
 			return err
 		}
-		if ev, err := transcript.ParseLine(line); err == nil {
-			rend.Render(ev)
+		if evs, err := transcript.ParseLine(line); err == nil {
+			for _, ev := range evs {
+				rend.Render(ev)
+			}
 		}
 		return nil
 	}
@@ -116,7 +118,9 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 	sum := m.Summary(r)
 	if opts.Verbosity >= 1 {
 		rend.Finish(sum)
-		closing(f.IO.Out, r, f.Now())
+		if r.Status.Finished() {
+			closing(f.IO.Out, r, f.Now())
+		}
 	} else if r.Error != "" {
 		fmt.Fprintf(f.IO.Out, "\n%s: %s\n", r.Status, r.Error)
 	}

@@ -53,6 +53,22 @@ func mergeRun(ctx context.Context, f *Factory, ref string, opts mergeOptions) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(f.IO.ErrOut, "Merged %s into %s (%s).\n", r.ID, res.Into, res.Kind)
+	fmt.Fprintf(f.IO.ErrOut, "Merged %s into %s (%s).\n", r.ID, res.Into, mergeKind(res))
 	return nil
+}
+
+func mergeKind(res workspace.MergeResult) string {
+	kind := "merge commit"
+	switch {
+	case res.UpToDate:
+		kind = "already up to date"
+	case res.Squashed:
+		kind = "squashed into one commit"
+	case res.FastForward:
+		kind = "fast-forward"
+	}
+	if res.IncludedUncommitted {
+		kind += ", with the agent's uncommitted changes"
+	}
+	return kind
 }

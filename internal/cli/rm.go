@@ -59,7 +59,7 @@ func rmRun(ctx context.Context, f *Factory, refs []string, opts rmOptions) error
 		fmt.Fprintf(f.IO.ErrOut, "Remove %s (container, repository copy, branch)? [y/N] ", strings.Join(ids, ", "))
 		answer, _ := bufio.NewReader(f.IO.In).ReadString('\n')
 		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-			return &ExitError{Code: ExitError, Message: "nothing removed"}
+			return &ExitError{Code: ExitFailure, Message: "nothing removed"}
 		}
 	}
 	m, err := f.manager()

@@ -44,7 +44,7 @@ func exitStatus(f *Factory, err error) int {
 		}
 		return exitErr.Code
 	case errors.Is(err, errSilent):
-		return ExitError
+		return ExitFailure
 	case errors.As(err, &flagErr):
 		fmt.Fprintln(f.IO.ErrOut, "airlock:", err)
 		return ExitUsage
@@ -53,7 +53,7 @@ func exitStatus(f *Factory, err error) int {
 		return ExitCanceled
 	}
 	fmt.Fprintln(f.IO.ErrOut, "airlock:", err)
-	return ExitError
+	return ExitFailure
 }
 
 // NewRootCmd builds the command tree.

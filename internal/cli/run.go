@@ -193,7 +193,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 			return run.Request{}, nil, err
 		}
 	}
-	ref, err := f.imageRef(project, cfg)
+	ref, err := f.imageRef(project, res)
 	if err != nil {
 		return run.Request{}, nil, err
 	}

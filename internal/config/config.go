@@ -53,13 +53,14 @@ type Image struct {
 	Name string
 	// Base is the FROM image for airlock's default image (image.base), or
 	// "bootstrap" to build the base with debootstrap, for machines that
-	// cannot pull from a registry. Default "debian:bookworm".
+	// cannot pull from a registry. Default "debian:bookworm-slim".
 	Base string
 	// CACertificates lists PEM files to trust while building the image and
 	// inside the sandbox (image.ca_certificates). The entry "host" means
 	// the host's bundle, /etc/ssl/certs/ca-certificates.crt. Relative paths
 	// are relative to the directory of the config file that set them; the
-	// paths here are already resolved. Default [].
+	// paths here are already resolved. Default ["host"]: networks that re-sign
+	// TLS need it, and a missing host bundle is skipped when not set explicitly.
 	CACertificates []string
 }
 
@@ -97,7 +98,7 @@ type Run struct {
 const (
 	DefaultAgent         = "claude"
 	DefaultClaudeVersion = "2.1.330"
-	DefaultBase          = "debian:bookworm"
+	DefaultBase          = "debian:bookworm-slim"
 	DefaultMemory        = "4g"
 	DefaultCPUs          = 2.0
 	DefaultPids          = 4096
@@ -116,7 +117,7 @@ func Defaults() Config {
 	}
 	return Config{
 		Agent:   Agent{Name: DefaultAgent, Claude: Claude{Version: DefaultClaudeVersion}},
-		Image:   Image{Base: DefaultBase, CACertificates: []string{}},
+		Image:   Image{Base: DefaultBase, CACertificates: []string{HostCABundle}},
 		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, Env: []string{}},
 	}
 }

@@ -145,7 +145,7 @@ func TestLoadMissingAndEmpty(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	d := Defaults()
-	if d.Agent.Name != "claude" || d.Agent.Claude.Version != "2.1.330" || d.Image.Base != "debian:bookworm" ||
+	if d.Agent.Name != "claude" || d.Agent.Claude.Version != "2.1.330" || d.Image.Base != "debian:bookworm-slim" ||
 		d.Sandbox.MemoryBytes != 4<<30 || d.Sandbox.CPUs != 2 || d.Sandbox.Pids != 4096 || d.Run.Detach {
 		t.Errorf("Defaults = %+v", d)
 	}

@@ -28,10 +28,10 @@ const ProjectTemplate = `# airlock project configuration.
 # name = ""
 # FROM image for the default image, or "bootstrap" to build one with
 # debootstrap when no registry is reachable.
-# base = "debian:bookworm"
+# base = "debian:bookworm-slim"
 # PEM files to trust at build and run time; "host" means the host's bundle
 # (/etc/ssl/certs/ca-certificates.crt).
-# ca_certificates = []
+# ca_certificates = ["host"]
 
 [sandbox]
 # Memory limit, docker-style: 512m, 4g.

@@ -120,7 +120,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 		Name:       req.Name,
 		Project:    req.Project,
 		Status:     store.StatusCreating,
-		Branch:     workspace.BranchName(id),
+		Branch:     workspace.Branch(id),
 		BaseBranch: req.BaseBranch,
 		Prompt:     req.PromptSource,
 		Agent:      "claude",
@@ -505,7 +505,7 @@ func (m *Manager) harvestInSandbox(ctx context.Context, r *store.Run) (workspace
 	id, err := m.Engine.Create(ctx, sandbox.Spec{
 		Name:    name,
 		Image:   r.Image,
-		Cmd:     []string{"/bin/sh", "-c", workspace.HarvestScript(r.Branch)},
+		Cmd:     []string{"/bin/sh", "-c", workspace.HarvestScript(r.Branch, r.BaseCommit)},
 		User:    fmt.Sprintf("%d:%d", uid, gid),
 		WorkDir: containerWorkspace,
 		Env:     []string{"HOME=/tmp"},
@@ -531,5 +531,12 @@ func (m *Manager) harvestInSandbox(ctx context.Context, r *store.Run) (workspace
 	} else if code != 0 {
 		return workspace.Imported{}, fmt.Errorf("harvest run %s: the harvest container exited with status %d", r.ID, code)
 	}
-	return workspace.Import(ctx, r.Project, outDir, r.ID)
+	h, err := workspace.ReadHarvest(outDir)
+	if err != nil {
+		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+	}
+	if h.Lost() {
+		return workspace.Imported{}, errors.New(h.Error)
+	}
+	return workspace.Import(ctx, r.Project, filepath.Join(outDir, workspace.BundleFile), r.ID)
 }

@@ -1,0 +1,69 @@
+package image
+
+import (
+	"fmt"
+	"strings"
+)
+
+// caBundle is the system trust store once update-ca-certificates has run;
+// every TLS client in the image is pointed at it, because several (Node,
+// npm, Python's requests) ignore the system store by default.
+const caBundle = "/etc/ssl/certs/ca-certificates.crt"
+
+// packages are installed from the base image's own apt sources.
+var packages = []string{
+	"ca-certificates", "curl", "git", "jq", "nodejs", "npm", "openssh-client",
+	"procps", "python3", "ripgrep", "tini",
+}
+
+// dockerfile renders the default image's Dockerfile. Its text is part of
+// the tag hash, so any change here makes a new image.
+func dockerfile(spec Spec) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+
+	w("# airlock default agent image; generated, its inputs are hashed into the tag.")
+	w("FROM %s", spec.baseRef())
+	w("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\")
+	w("    LANG=C.UTF-8 \\")
+	w("    NODE_EXTRA_CA_CERTS=%s \\", caBundle)
+	w("    SSL_CERT_FILE=%s \\", caBundle)
+	w("    REQUESTS_CA_BUNDLE=%s", caBundle)
+	if len(spec.CACerts) > 0 {
+		w("COPY ca/ /usr/local/share/ca-certificates/airlock/")
+	}
+	// The base may have no ca-certificates yet, so the first apt run cannot
+	// use the system store: when the mirror is https it trusts the extra CAs
+	// directly. Plain http mirrors need nothing.
+	w(`RUN set -eu; \`)
+	w(`    export DEBIAN_FRONTEND=noninteractive; \`)
+	w(`    aptca=""; \`)
+	w(`    if [ ! -s %s ] && ls /usr/local/share/ca-certificates/airlock/*.crt >/dev/null 2>&1; then \`, caBundle)
+	w(`        cat /usr/local/share/ca-certificates/airlock/*.crt >/tmp/airlock-ca.pem; \`)
+	w(`        aptca="-o Acquire::https::CaInfo=/tmp/airlock-ca.pem"; \`)
+	w(`    fi; \`)
+	w(`    apt-get $aptca update; \`)
+	w(`    apt-get $aptca install -y --no-install-recommends ca-certificates; \`)
+	w(`    update-ca-certificates; \`)
+	w(`    rm -f /tmp/airlock-ca.pem; \`)
+	w(`    apt-get install -y --no-install-recommends %s; \`, strings.Join(packages, " "))
+	w(`    apt-get clean; \`)
+	w(`    rm -rf /var/lib/apt/lists/*`)
+	w(`RUN npm config set --global cafile %s && \`, caBundle)
+	w(`    git config --system http.sslCAInfo %s`, caBundle)
+	w(`RUN npm install -g --no-fund --no-audit @anthropic-ai/claude-code@%s && \`, spec.ClaudeVersion)
+	w(`    npm cache clean --force && \`)
+	w(`    claude --version`)
+	w(`RUN groupadd --gid 1000 agent && \`)
+	w(`    useradd --uid 1000 --gid 1000 --create-home --home-dir /home/agent --shell /bin/bash agent && \`)
+	w(`    mkdir -p /workspace && chown agent:agent /workspace`)
+	// HOME is explicit because the container often runs as the invoking
+	// user's uid, which has no passwd entry in the image.
+	w("ENV HOME=/home/agent \\")
+	w("    DISABLE_AUTOUPDATER=1")
+	w("USER agent")
+	w("WORKDIR /workspace")
+	w(`ENTRYPOINT ["/usr/bin/tini", "--"]`)
+	w(`CMD ["bash"]`)
+	return b.String()
+}

@@ -1,0 +1,190 @@
+// Package image builds the container images agents run in: the default
+// agent image (Debian, git, Node.js, a pinned Claude Code, tini, user agent)
+// and a project's own image layered on top of it from .airlock/Dockerfile.
+//
+// Tags are content addresses: they carry a hash of every build input, so an
+// existing tag means the image is current and nothing is rebuilt.
+package image
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/airlock-dev/airlock/internal/sandbox"
+)
+
+const (
+	// Repo is the repository of the default agent image.
+	Repo = "airlock-claude"
+	// LatestRef always names the most recently built default image.
+	LatestRef = Repo + ":latest"
+	// DefaultClaudeVersion is the Claude Code release installed unless the
+	// Spec says otherwise. Pinned so every run of a project sees the same agent.
+	DefaultClaudeVersion = "2.1.330"
+	// DefaultBase is the FROM image when the Spec names none. It needs a
+	// registry; machines without one use BootstrapBase.
+	DefaultBase = "debian:bookworm-slim"
+	// BootstrapBase as Spec.Base builds the base from Debian packages with
+	// debootstrap instead of pulling it.
+	BootstrapBase = "bootstrap"
+	// HostCABundle is where Debian hosts keep their trusted CAs; callers
+	// resolve a "host" CA setting to this file's contents.
+	HostCABundle = "/etc/ssl/certs/ca-certificates.crt"
+	// BaseArg is the build argument through which a project Dockerfile
+	// receives the default image: "ARG AIRLOCK_BASE" then "FROM ${AIRLOCK_BASE}".
+	BaseArg = "AIRLOCK_BASE"
+)
+
+// aptDir holds the host's apt sources, where the bootstrap mirror comes from.
+const aptDir = "/etc/apt"
+
+// Spec holds the inputs of the default agent image.
+type Spec struct {
+	Base          string   // FROM image, or BootstrapBase; DefaultBase when empty
+	ClaudeVersion string   // npm version of @anthropic-ai/claude-code; DefaultClaudeVersion when empty
+	CACerts       [][]byte // extra PEM CA certificates, trusted during the build and at run time
+	Mirror        string   // Debian mirror for BootstrapBase; Build detects it from the host's apt when empty
+}
+
+// Engine is what building needs from a container engine.
+type Engine interface {
+	ImageExists(ctx context.Context, ref string) (bool, error)
+	BuildImage(ctx context.Context, req sandbox.BuildRequest) error
+	ImportImage(ctx context.Context, r io.Reader, ref string) error
+}
+
+func (s Spec) withDefaults() Spec {
+	if s.Base == "" {
+		s.Base = DefaultBase
+	}
+	if s.ClaudeVersion == "" {
+		s.ClaudeVersion = DefaultClaudeVersion
+	}
+	return s
+}
+
+// baseRef is the FROM image the Dockerfile names.
+func (s Spec) baseRef() string {
+	if s.Base == BootstrapBase {
+		return BaseRef(s.Mirror)
+	}
+	return s.Base
+}
+
+// DefaultRef returns the content-addressed tag Build gives the default
+// image for spec, "airlock-claude:<12 hex>", without building it. For a
+// BootstrapBase spec with no Mirror it reads the host's apt sources, as
+// Build does.
+func DefaultRef(spec Spec) string {
+	spec = spec.withDefaults()
+	if spec.Base == BootstrapBase && spec.Mirror == "" {
+		// A failure here fails Build too, with the explanation.
+		spec.Mirror, _ = DetectMirror(aptDir)
+	}
+	h := newHasher()
+	h.field("dockerfile", []byte(dockerfile(spec)))
+	h.field("base", []byte(spec.baseRef()))
+	if spec.Base == BootstrapBase {
+		h.field("bootstrap", []byte(bootstrapArgs(spec.Mirror)))
+	}
+	h.field("claude", []byte(spec.ClaudeVersion))
+	for _, ca := range spec.CACerts {
+		h.field("ca", ca)
+	}
+	return Repo + ":" + h.sum()
+}
+
+// Build makes sure the default image for spec exists and returns its tag.
+// An existing tag returns at once; otherwise the image is built (and, for a
+// Bootstrap spec, its base first), with the engine's output streamed to
+// progress, and also tagged LatestRef.
+func Build(ctx context.Context, eng Engine, spec Spec, progress io.Writer) (string, error) {
+	spec = spec.withDefaults()
+	if spec.Base == BootstrapBase && spec.Mirror == "" {
+		m, err := DetectMirror(aptDir)
+		if err != nil {
+			return "", err
+		}
+		spec.Mirror = m
+	}
+	ref := DefaultRef(spec)
+	ok, err := eng.ImageExists(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("build image %s: %w", ref, err)
+	}
+	if ok {
+		return ref, nil
+	}
+	if spec.Base == BootstrapBase {
+		if _, err := Bootstrap(ctx, eng, spec.Mirror, progress); err != nil {
+			return "", err
+		}
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "Building %s (Claude Code %s on %s)\n", ref, spec.ClaudeVersion, spec.baseRef())
+	}
+	req := sandbox.BuildRequest{
+		Files:    contextFiles(spec),
+		Tags:     []string{ref, LatestRef},
+		Progress: progress,
+	}
+	if err := eng.BuildImage(ctx, req); err != nil {
+		// err names the tag already.
+		return "", fmt.Errorf("default agent image: %w", err)
+	}
+	return ref, nil
+}
+
+func contextFiles(spec Spec) map[string][]byte {
+	files := map[string][]byte{"Dockerfile": []byte(dockerfile(spec))}
+	for i, ca := range spec.CACerts {
+		files[fmt.Sprintf("ca/extra-%02d.crt", i)] = ca
+	}
+	return files
+}
+
+// hasher hashes length-prefixed named fields, so no two different input
+// sets can produce the same byte stream.
+type hasher struct{ b []byte }
+
+func newHasher() *hasher { return &hasher{} }
+
+func (h *hasher) field(name string, value []byte) {
+	h.b = fmt.Appendf(h.b, "%s %d\n", name, len(value))
+	h.b = append(h.b, value...)
+}
+
+func (h *hasher) sum() string {
+	s := sha256.Sum256(h.b)
+	return hex.EncodeToString(s[:])[:12]
+}
+
+// sanitizeName turns a directory name into a valid image repository
+// component: lower-case letters and digits, runs of anything else folded
+// into one "-", never at either end.
+func sanitizeName(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			b.WriteRune(r)
+			dash = false
+		} else {
+			dash = true
+		}
+		if b.Len() >= 64 {
+			break
+		}
+	}
+	if b.Len() == 0 {
+		return "project"
+	}
+	return b.String()
+}

@@ -1,0 +1,185 @@
+// Package transcript reads the stream-json transcript Claude Code prints in
+// headless mode (`claude -p --output-format stream-json --verbose`): one JSON
+// object per line. It turns lines into events, events into a run summary,
+// and both into text for people. Claude Code adds new line types and fields
+// often; anything unknown is carried along, never an error.
+package transcript
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+)
+
+// Kind says what an Event is.
+type Kind string
+
+const (
+	KindInit       Kind = "init"        // the session started: SessionID, Model, Cwd
+	KindSystem     Kind = "system"      // any other system line, e.g. an API retry; see Subtype
+	KindText       Kind = "text"        // the agent's text
+	KindThinking   Kind = "thinking"    // the agent's visible reasoning
+	KindToolUse    Kind = "tool_use"    // the agent calls a tool
+	KindToolResult Kind = "tool_result" // a tool's answer
+	KindResult     Kind = "result"      // the run ended; the last line of a complete transcript
+	KindUnknown    Kind = "unknown"     // anything else, kept in Raw
+)
+
+// Event is one item of a transcript. A line holding a message becomes one
+// event per content block (a text and two tool calls are three events); any
+// other line becomes one event.
+type Event struct {
+	Kind      Kind
+	Subtype   string // of system and result lines
+	SessionID string
+	Model     string // KindInit, and the model that wrote a message
+	Cwd       string // KindInit
+
+	Text string // KindText and KindThinking; KindResult: the final text
+
+	Tool      string          // KindToolUse
+	ToolInput json.RawMessage // KindToolUse
+	ToolUseID string          // KindToolUse and KindToolResult
+
+	ToolResult string // KindToolResult, text parts joined
+	// IsError marks a failed tool result, an API error the agent reported
+	// as text, or a result line for a failed run.
+	IsError bool
+
+	// ParentToolUseID is set on events of a sub-agent, naming the tool call
+	// (usually Task) that started it.
+	ParentToolUseID string
+
+	Raw json.RawMessage // the whole line
+}
+
+// ErrNotJSON is returned (wrapped) by ParseLine for a line that is not a JSON
+// object. Such lines happen (warnings printed to stdout) and are skipped.
+var ErrNotJSON = errors.New("not a JSON object")
+
+// ParseLine parses one transcript line into one or more events (never zero).
+// It fails only when the line is not a JSON object; unknown types and fields
+// of unexpected shape are tolerated.
+func ParseLine(line []byte) ([]Event, error) {
+	line = bytes.TrimSpace(line)
+	var obj map[string]json.RawMessage
+	if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &obj) != nil || obj == nil {
+		return nil, ErrNotJSON
+	}
+	raw := json.RawMessage(bytes.Clone(line))
+	base := Event{
+		Kind:            KindUnknown,
+		Subtype:         str(obj["subtype"]),
+		SessionID:       str(obj["session_id"]),
+		ParentToolUseID: str(obj["parent_tool_use_id"]),
+		Raw:             raw,
+	}
+	switch str(obj["type"]) {
+	case "system":
+		base.Kind = KindSystem
+		if base.Subtype == "init" {
+			base.Kind = KindInit
+			base.Model = str(obj["model"])
+			base.Cwd = str(obj["cwd"])
+		}
+	case "result":
+		base.Kind = KindResult
+		base.Text = str(obj["result"])
+		base.IsError = boolean(obj["is_error"])
+	case "assistant", "user":
+		if evs := messageEvents(base, obj); len(evs) > 0 {
+			return evs, nil
+		}
+	}
+	return []Event{base}, nil
+}
+
+// messageEvents splits a message's content blocks into events.
+func messageEvents(base Event, line map[string]json.RawMessage) []Event {
+	var msg map[string]json.RawMessage
+	if json.Unmarshal(line["message"], &msg) != nil {
+		return nil
+	}
+	base.Model = str(msg["model"])
+	var blocks []map[string]json.RawMessage
+	if json.Unmarshal(msg["content"], &blocks) != nil {
+		return nil
+	}
+	// Claude Code reports a failed model API call as an assistant message
+	// of its own making; those must read as errors, not as the agent's words.
+	apiError := boolean(line["is_api_error_message"]) || base.Model == "<synthetic>" && str(line["error"]) != ""
+	var evs []Event
+	for _, b := range blocks {
+		ev := base
+		switch str(b["type"]) {
+		case "text":
+			ev.Kind = KindText
+			ev.Text = str(b["text"])
+			ev.IsError = apiError
+		case "thinking":
+			ev.Kind = KindThinking
+			ev.Text = str(b["thinking"])
+		case "tool_use":
+			ev.Kind = KindToolUse
+			ev.Tool = str(b["name"])
+			ev.ToolUseID = str(b["id"])
+			ev.ToolInput = b["input"]
+		case "tool_result":
+			ev.Kind = KindToolResult
+			ev.ToolUseID = str(b["tool_use_id"])
+			ev.ToolResult = resultText(b["content"])
+			ev.IsError = boolean(b["is_error"])
+		default:
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+// resultText flattens a tool result's content: a string, or a list of
+// blocks of which the text ones are kept.
+func resultText(content json.RawMessage) string {
+	if s, ok := strOK(content); ok {
+		return s
+	}
+	var blocks []map[string]json.RawMessage
+	if json.Unmarshal(content, &blocks) != nil {
+		return ""
+	}
+	var parts []string
+	for _, b := range blocks {
+		switch str(b["type"]) {
+		case "text":
+			parts = append(parts, str(b["text"]))
+		case "image":
+			parts = append(parts, "[image]")
+		}
+	}
+	return strings.Join(parts, "\n")
+}
+
+func strOK(raw json.RawMessage) (string, bool) {
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err == nil
+}
+
+// str is the string in raw, or "" when raw is missing or not a string.
+func str(raw json.RawMessage) string {
+	s, _ := strOK(raw)
+	return s
+}
+
+func boolean(raw json.RawMessage) bool {
+	var b bool
+	json.Unmarshal(raw, &b)
+	return b
+}
+
+func number[T int | float64](raw json.RawMessage) T {
+	var n T
+	json.Unmarshal(raw, &n)
+	return n
+}

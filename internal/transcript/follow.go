@@ -1,0 +1,105 @@
+package transcript
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// PollInterval is how often Follow looks for more of the file.
+const PollInterval = 100 * time.Millisecond
+
+// Follow calls fn with each line of the file at path (without its newline)
+// as the file grows, like tail -f. It returns nil after a result line, or
+// once done reports true and everything written until then has been read;
+// done is how the caller says the writer has gone (the container exited).
+// The file need not exist yet. Polling rather than inotify keeps it working
+// on every filesystem a run directory may sit on.
+func Follow(ctx context.Context, path string, done func() bool, fn func(line []byte) error) error {
+	f, err := waitOpen(ctx, path, done)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+
+	rd := bufio.NewReaderSize(f, 64*1024)
+	var partial []byte // a line still being written
+	finishing := false // done reported true: read to the end, then stop
+	for {
+		chunk, err := rd.ReadBytes('\n')
+		partial = append(partial, chunk...)
+		switch {
+		case err == nil:
+			line := partial[:len(partial)-1]
+			partial = nil
+			if ferr := fn(line); ferr != nil {
+				return ferr
+			}
+			if isResult(line) {
+				return nil
+			}
+			continue
+		case !errors.Is(err, io.EOF):
+			return fmt.Errorf("follow %s: %w", path, err)
+		}
+		if finishing {
+			if len(partial) > 0 {
+				// The writer is gone; this line will never be finished.
+				return fn(partial)
+			}
+			return nil
+		}
+		// Ask before the last read, not after: whatever was written before
+		// done turned true is then certain to be read.
+		if done() {
+			finishing = true
+			continue
+		}
+		if err := sleep(ctx, PollInterval); err != nil {
+			return err
+		}
+	}
+}
+
+// waitOpen opens path, waiting for it to appear. A file that is still
+// missing when done reports true is an error wrapping fs.ErrNotExist.
+func waitOpen(ctx context.Context, path string, done func() bool) (*os.File, error) {
+	for {
+		finished := done()
+		f, err := os.Open(path)
+		switch {
+		case err == nil:
+			return f, nil
+		case !errors.Is(err, fs.ErrNotExist) || finished:
+			return nil, fmt.Errorf("follow transcript: %w", err)
+		}
+		if err := sleep(ctx, PollInterval); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func isResult(line []byte) bool {
+	if !bytes.Contains(line, []byte(`"result"`)) {
+		return false // most lines: skip the full parse
+	}
+	evs, err := ParseLine(line)
+	return err == nil && evs[0].Kind == KindResult
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,364 @@
+package transcript
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// DefaultWidth is the line width a Renderer truncates to when Width is 0.
+const DefaultWidth = 100
+
+// resultLines is how many lines of a tool result verbosity 2 shows.
+const resultLines = 10
+
+// Renderer writes a transcript for people.
+//
+//	Verbosity 0: only the agent's text.
+//	Verbosity 1: also one line per tool call, failed tool calls, API retries
+//	             and, from Finish, a closing summary.
+//	Verbosity 2: also tool results (truncated), the agent's thinking and the
+//	             session's start.
+//
+// Everything the agent or a tool wrote is stripped of control characters, so
+// a transcript cannot drive the terminal that shows it.
+type Renderer struct {
+	W         io.Writer
+	Verbosity int
+	Color     bool
+	Width     int // columns; 0 means DefaultWidth
+
+	cwd      string            // the session's working directory, to shorten paths
+	lastWas  string            // "text" or "tool": a blank line goes between the two
+	tools    map[string]string // tool call ID -> tool name
+	lastCall string            // ID of the latest tool call shown
+}
+
+const (
+	ansiReset  = "\x1b[0m"
+	ansiBold   = "\x1b[1m"
+	ansiDim    = "\x1b[2m"
+	ansiRed    = "\x1b[31m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiCyan   = "\x1b[36m"
+)
+
+// Render writes one event.
+func (r *Renderer) Render(ev Event) {
+	indent := ""
+	if ev.ParentToolUseID != "" {
+		indent = "  " // a sub-agent's work, nested under its Task call
+	}
+	switch ev.Kind {
+	case KindInit:
+		r.cwd = ev.Cwd
+		if r.Verbosity >= 2 {
+			r.line("", ansiDim, fmt.Sprintf("● session %s · %s · %s", ev.SessionID, orDefault(ev.Model, "default model"), ev.Cwd))
+		}
+	case KindText:
+		text := strings.TrimRight(clean(ev.Text), "\n")
+		if text == "" {
+			return
+		}
+		r.group("text")
+		if ev.IsError {
+			r.line(indent, ansiRed, "✗ "+text)
+			return
+		}
+		for l := range strings.SplitSeq(text, "\n") {
+			r.line(indent, "", l)
+		}
+	case KindThinking:
+		if r.Verbosity < 2 {
+			return
+		}
+		r.group("text")
+		r.block(indent+"∴ ", indent+"  ", ansiDim, clean(ev.Text))
+	case KindToolUse:
+		if r.Verbosity < 1 {
+			return
+		}
+		r.group("tool")
+		if r.tools == nil {
+			r.tools = map[string]string{}
+		}
+		r.tools[ev.ToolUseID] = clean(ev.Tool)
+		r.lastCall = ev.ToolUseID
+		head := "▸ " + orDefault(clean(ev.Tool), "tool")
+		detail := r.toolDetail(ev.Tool, ev.ToolInput)
+		if r.Color {
+			fmt.Fprintf(r.W, "%s%s%s%s%s\n", indent, ansiCyan+ansiBold, head, ansiReset, r.fit(indent+head, "  "+detail))
+		} else {
+			fmt.Fprintf(r.W, "%s%s%s\n", indent, head, r.fit(indent+head, "  "+detail))
+		}
+	case KindToolResult:
+		r.renderResult(indent, ev)
+	case KindSystem:
+		if ev.Subtype == "api_retry" && r.Verbosity >= 1 {
+			r.group("tool")
+			r.line(indent, ansiYellow, "⟳ "+retryText(ev.Raw))
+		}
+	}
+}
+
+func (r *Renderer) renderResult(indent string, ev Event) {
+	text := strings.TrimRight(clean(ev.ToolResult), "\n")
+	// Results of parallel calls come after all the calls: name the tool
+	// when the result does not follow its own call.
+	if name := r.tools[ev.ToolUseID]; name != "" && ev.ToolUseID != r.lastCall && text != "" {
+		text = name + ": " + text
+	}
+	r.lastCall = ""
+	switch {
+	case r.Verbosity >= 2 && ev.IsError:
+		r.block(indent+"  ✗ ", indent+"    ", ansiRed, orDefault(text, "(error)"))
+	case r.Verbosity >= 2:
+		r.block(indent+"    ", indent+"    ", ansiDim, text)
+	case r.Verbosity == 1 && ev.IsError:
+		first, _, _ := strings.Cut(strings.TrimSpace(text), "\n")
+		r.line(indent+"  ", ansiRed, "✗ "+orDefault(first, "(error)"))
+	}
+}
+
+// Finish writes the closing summary (verbosity 1 and up).
+func (r *Renderer) Finish(s Summary) {
+	if r.Verbosity < 1 {
+		return
+	}
+	if r.lastWas != "" {
+		fmt.Fprintln(r.W)
+	}
+	var head, color string
+	switch s.Outcome {
+	case OutcomeSucceeded:
+		head, color = "✓ succeeded", ansiGreen
+	case OutcomeFailed:
+		head, color = "✗ failed", ansiRed
+		if s.Subtype != "" && s.Subtype != "success" {
+			head += " (" + s.Subtype + ")"
+		}
+	default:
+		head, color = "… no result yet: the agent has not finished, or stopped without saying why", ansiYellow
+	}
+	parts := []string{head}
+	if s.Final {
+		parts = append(parts, plural(s.Turns, "turn"), formatDuration(s.Duration), formatCost(s.CostUSD))
+		if tokens := formatTokens(s); tokens != "" {
+			parts = append(parts, tokens)
+		}
+	}
+	// The summary is never truncated: it is the line people look for.
+	summary := strings.Join(parts, " · ")
+	if r.Color {
+		summary = color + summary + ansiReset
+	}
+	fmt.Fprintln(r.W, summary)
+	if s.ErrorText != "" {
+		r.block("  ", "  ", color, clean(s.ErrorText))
+	}
+	if s.Skipped > 0 && r.Verbosity >= 2 {
+		r.line("", ansiDim, fmt.Sprintf("(skipped %s of non-JSON output)", plural(s.Skipped, "line")))
+	}
+}
+
+// group separates runs of text from runs of tool lines with a blank line.
+func (r *Renderer) group(g string) {
+	if r.Verbosity >= 1 && r.lastWas != "" && r.lastWas != g {
+		fmt.Fprintln(r.W)
+	}
+	r.lastWas = g
+}
+
+// line writes one line, truncated to the width, in color if enabled.
+func (r *Renderer) line(indent, color, s string) {
+	s = r.fit(indent, strings.TrimRight(s, " "))
+	if r.Color && color != "" {
+		s = color + s + ansiReset
+	}
+	fmt.Fprintf(r.W, "%s%s\n", indent, s)
+}
+
+// block writes up to resultLines lines of text, the first after first and
+// the others after rest, then says how many lines it left out.
+func (r *Renderer) block(first, rest, color, text string) {
+	if text == "" {
+		return
+	}
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		prefix := rest
+		if i == 0 {
+			prefix = first
+		}
+		if i == resultLines {
+			r.line(rest, ansiDim, fmt.Sprintf("… %d more %s", len(lines)-i, pluralNoun(len(lines)-i, "line")))
+			return
+		}
+		r.line(prefix, color, l)
+	}
+}
+
+// fit truncates s so that prefix+s fits the width.
+func (r *Renderer) fit(prefix, s string) string {
+	width := r.Width
+	if width <= 0 {
+		width = DefaultWidth
+	}
+	room := width - utf8.RuneCountInString(prefix)
+	if room < 1 {
+		room = 1
+	}
+	if utf8.RuneCountInString(s) <= room {
+		return s
+	}
+	runes := []rune(s)
+	return string(runes[:room-1]) + "…"
+}
+
+// toolFields names, per known tool, the input fields that say the most
+// about a call, in order.
+var toolFields = map[string][]string{
+	"Bash":         {"command"},
+	"Read":         {"file_path"},
+	"Write":        {"file_path"},
+	"Edit":         {"file_path"},
+	"MultiEdit":    {"file_path"},
+	"NotebookEdit": {"notebook_path"},
+	"Grep":         {"pattern", "path"},
+	"Glob":         {"pattern", "path"},
+	"WebFetch":     {"url"},
+	"WebSearch":    {"query"},
+	"Task":         {"description"},
+	"Agent":        {"description"},
+	"Skill":        {"skill"},
+	"TodoWrite":    {},
+}
+
+// pathFields are shortened to be relative to the session's directory.
+var pathFields = map[string]bool{"file_path": true, "notebook_path": true, "path": true}
+
+func (r *Renderer) toolDetail(tool string, input json.RawMessage) string {
+	var in map[string]json.RawMessage
+	fields, known := toolFields[tool]
+	if !known || json.Unmarshal(input, &in) != nil {
+		return compactJSON(input)
+	}
+	if tool == "TodoWrite" {
+		var todos []json.RawMessage
+		json.Unmarshal(in["todos"], &todos)
+		return plural(len(todos), "todo")
+	}
+	var parts []string
+	for i, f := range fields {
+		v := oneLine(clean(str(in[f])))
+		if v == "" {
+			continue
+		}
+		if pathFields[f] {
+			v = r.relative(v)
+		}
+		if i > 0 {
+			v = "in " + v // Grep pattern in path
+		}
+		parts = append(parts, v)
+	}
+	if len(parts) == 0 {
+		return compactJSON(input)
+	}
+	return strings.Join(parts, " ")
+}
+
+func (r *Renderer) relative(path string) string {
+	if r.cwd == "" || !filepath.IsAbs(path) {
+		return path
+	}
+	rel, err := filepath.Rel(r.cwd, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return path
+	}
+	return rel
+}
+
+func compactJSON(raw json.RawMessage) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, raw) != nil || buf.String() == "{}" || buf.String() == "null" {
+		return ""
+	}
+	return clean(buf.String())
+}
+
+// clean drops control characters other than newline and tab (escape
+// sequences above all) and invalid UTF-8.
+func clean(s string) string {
+	return strings.Map(func(c rune) rune {
+		switch {
+		case c == '\n':
+			return c
+		case c == '\t':
+			return ' '
+		case c == utf8.RuneError, unicode.IsControl(c), c >= 0x200b && c <= 0x200f, c >= 0x202a && c <= 0x202e, c >= 0x2066 && c <= 0x2069:
+			return -1 // also zero-width and bidirectional controls
+		}
+		return c
+	}, strings.ReplaceAll(s, "\r\n", "\n"))
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func plural(n int, noun string) string {
+	return fmt.Sprintf("%d %s", n, pluralNoun(n, noun))
+}
+
+func pluralNoun(n int, noun string) string {
+	if n == 1 {
+		return noun
+	}
+	return noun + "s"
+}
+
+func formatDuration(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+func formatCost(usd float64) string {
+	switch {
+	case usd == 0:
+		return "$0"
+	case usd >= 1:
+		return fmt.Sprintf("$%.2f", usd)
+	}
+	return fmt.Sprintf("$%.4f", usd)
+}
+
+func formatTokens(s Summary) string {
+	if s.InputTokens+s.OutputTokens+s.CacheRead+s.CacheCreation == 0 {
+		return ""
+	}
+	out := fmt.Sprintf("tokens %s in, %s out", count(s.InputTokens), count(s.OutputTokens))
+	if s.CacheRead+s.CacheCreation > 0 {
+		out += fmt.Sprintf(", %s cache read, %s cache write", count(s.CacheRead), count(s.CacheCreation))
+	}
+	return out
+}
+
+func count(n int) string {
+	switch {
+	case n >= 1_000_000:
+		return fmt.Sprintf("%.1fM", float64(n)/1e6)
+	case n >= 10_000:
+		return fmt.Sprintf("%.0fk", float64(n)/1e3)
+	case n >= 1000:
+		return fmt.Sprintf("%.1fk", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
+}

@@ -1,0 +1,154 @@
+package transcript
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Outcomes of a run, as a Summary reports them.
+const (
+	OutcomeSucceeded = "succeeded"
+	OutcomeFailed    = "failed"
+	OutcomeUnknown   = "unknown" // the transcript has no result line (yet)
+)
+
+// Summary is what a transcript says about its run as a whole.
+type Summary struct {
+	Outcome  string // OutcomeSucceeded, OutcomeFailed or OutcomeUnknown
+	Subtype  string // the result line's subtype, e.g. "success", "error_max_turns"
+	IsError  bool
+	Final    bool // a result line was seen
+	Turns    int
+	Duration time.Duration
+	CostUSD  float64
+
+	InputTokens, OutputTokens, CacheRead, CacheCreation int
+
+	SessionID, Model string
+	Result           string // the agent's final text
+	// ErrorText says why the run failed, or, for a transcript without a
+	// result line, what last went wrong (an API error or retry).
+	ErrorText string
+	Skipped   int // lines that were not JSON
+}
+
+// Summarize reads a whole transcript. It fails only on a read error, and
+// even then returns what it had read.
+func Summarize(r io.Reader) (Summary, error) {
+	s := Summary{Outcome: OutcomeUnknown}
+	sc := NewScanner(r)
+	for sc.Scan() {
+		s.Add(sc.Event())
+	}
+	s.Skipped = sc.Skipped()
+	return s, sc.Err()
+}
+
+// Add folds one event into the summary, for callers that render and
+// summarize in one pass. A zero Summary is ready to use.
+func (s *Summary) Add(ev Event) {
+	if s.Outcome == "" {
+		s.Outcome = OutcomeUnknown
+	}
+	if s.SessionID == "" {
+		s.SessionID = ev.SessionID
+	}
+	switch ev.Kind {
+	case KindInit:
+		s.Model = ev.Model
+	case KindText, KindThinking, KindToolUse:
+		// Before the result line, ErrorText tracks the model API: an error
+		// report sets it and any real answer from the model clears it.
+		if !s.Final {
+			s.ErrorText = ""
+			if ev.IsError {
+				s.ErrorText = ev.Text
+			}
+		}
+	case KindSystem:
+		if ev.Subtype == "api_retry" && !s.Final {
+			s.ErrorText = retryText(ev.Raw)
+		}
+	case KindResult:
+		s.addResult(ev)
+	}
+	if s.Model == "" && ev.Model != "" && ev.Model != "<synthetic>" {
+		s.Model = ev.Model
+	}
+}
+
+func (s *Summary) addResult(ev Event) {
+	var line struct {
+		Subtype    string   `json:"subtype"`
+		NumTurns   int      `json:"num_turns"`
+		DurationMS int64    `json:"duration_ms"`
+		CostUSD    float64  `json:"total_cost_usd"`
+		Errors     []string `json:"errors"`
+		Usage      struct {
+			Input         int `json:"input_tokens"`
+			Output        int `json:"output_tokens"`
+			CacheRead     int `json:"cache_read_input_tokens"`
+			CacheCreation int `json:"cache_creation_input_tokens"`
+		} `json:"usage"`
+	}
+	// A field of unexpected type only loses that field.
+	json.Unmarshal(ev.Raw, &line)
+	var apiError string
+	if !s.Final {
+		apiError = s.ErrorText
+	}
+	s.Final = true
+	s.Subtype = ev.Subtype
+	s.IsError = ev.IsError || ev.Subtype != "" && ev.Subtype != "success"
+	s.Turns = line.NumTurns
+	s.Duration = time.Duration(line.DurationMS) * time.Millisecond
+	s.CostUSD = line.CostUSD
+	s.InputTokens = line.Usage.Input
+	s.OutputTokens = line.Usage.Output
+	s.CacheRead = line.Usage.CacheRead
+	s.CacheCreation = line.Usage.CacheCreation
+	s.Result = ev.Text
+	if !s.IsError {
+		s.Outcome = OutcomeSucceeded
+		s.ErrorText = ""
+		return
+	}
+	s.Outcome = OutcomeFailed
+	switch {
+	case len(line.Errors) > 0:
+		s.ErrorText = strings.Join(line.Errors, "; ")
+	case ev.Text != "":
+		s.ErrorText = ev.Text
+	case apiError != "":
+		s.ErrorText = apiError
+	default:
+		s.ErrorText = fmt.Sprintf("the agent stopped with %s", orDefault(ev.Subtype, "an error"))
+	}
+}
+
+// retryText describes a system/api_retry line: Claude Code is retrying a
+// failed model API call, which is why a run can sit silent for minutes.
+func retryText(raw json.RawMessage) string {
+	var r struct {
+		Attempt     int    `json:"attempt"`
+		MaxRetries  int    `json:"max_retries"`
+		ErrorStatus *int   `json:"error_status"`
+		Error       string `json:"error"`
+	}
+	json.Unmarshal(raw, &r)
+	why := orDefault(r.Error, "unknown error")
+	if r.ErrorStatus != nil {
+		why = fmt.Sprintf("HTTP %d, %s", *r.ErrorStatus, why)
+	}
+	return fmt.Sprintf("the model API failed (%s); retry %d of %d", why, r.Attempt, r.MaxRetries)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,167 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// CreateOptions says which repository to copy and where.
+type CreateOptions struct {
+	Repo string // any directory inside the user's work tree
+	Base string // branch, tag or commit; "" means the current branch (or HEAD when detached)
+	ID   string // run id; the copy's branch is airlock/<id>
+	Dest string // must not exist, or be an empty directory
+	// UID and GID own the copy, so the agent (running as that uid) can write
+	// it. When they differ from the current process's, Create chowns the copy
+	// (which needs root). Negative values leave ownership alone.
+	UID, GID int
+}
+
+// Created describes a new copy.
+type Created struct {
+	BaseCommit string // the commit the run starts from
+	Branch     string // airlock/<id>, checked out in the copy
+}
+
+// Create makes the run's own copy of the repository at opts.Dest, on a new
+// branch airlock/<id> at the base commit. It validates everything before
+// making anything, and removes what it made when a later step fails.
+//
+// Objects are copied, never hardlinked: the agent runs with the user's uid
+// and could otherwise write through a hardlink into the user's object store.
+func Create(ctx context.Context, opts CreateOptions) (Created, error) {
+	return create(ctx, defaultGit(), opts)
+}
+
+func create(ctx context.Context, g gitRunner, opts CreateOptions) (_ Created, err error) {
+	if err := checkID(opts.ID); err != nil {
+		return Created{}, err
+	}
+	if opts.Dest == "" {
+		return Created{}, errors.New("create workspace: no destination given")
+	}
+	root, err := repoRoot(ctx, g, opts.Repo)
+	if err != nil {
+		return Created{}, err
+	}
+	base := opts.Base
+	if base == "" {
+		base = "HEAD"
+	}
+	baseCommit, err := resolveCommit(ctx, g, root, base)
+	if err != nil {
+		return Created{}, fmt.Errorf("resolve base %q in %s: %w", base, root, err)
+	}
+	if baseCommit == "" {
+		if base == "HEAD" {
+			return Created{}, fmt.Errorf("%s: %w: make a first commit before running an agent", root, ErrNoCommits)
+		}
+		return Created{}, fmt.Errorf("%w: %q is not a branch, tag or commit in %s", ErrBadBase, base, root)
+	}
+	dest, err := filepath.Abs(opts.Dest)
+	if err != nil {
+		return Created{}, fmt.Errorf("create workspace %s: %w", opts.Dest, err)
+	}
+	entries, err := os.ReadDir(dest)
+	existed := err == nil
+	if existed && len(entries) > 0 {
+		return Created{}, fmt.Errorf("create workspace %s: destination exists and is not empty", dest)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Created{}, fmt.Errorf("create workspace %s: %w", dest, err)
+	}
+	name, email := identity(ctx, g, root)
+
+	defer func() {
+		if err != nil {
+			// Only what we made: dest was absent or empty.
+			_ = removeTree(dest)
+			if existed {
+				_ = os.Mkdir(dest, 0o755)
+			}
+		}
+	}()
+	branch := Branch(opts.ID)
+	steps := []struct {
+		dir  string
+		args []string
+	}{
+		{root, []string{"clone", "--quiet", "--local", "--no-hardlinks", "--no-checkout", "--", root, dest}},
+		{dest, []string{"remote", "remove", "origin"}},
+		{dest, []string{"checkout", "--quiet", "--no-track", "-b", branch, baseCommit}},
+		{dest, []string{"config", "user.name", name}},
+		{dest, []string{"config", "user.email", email}},
+	}
+	for _, s := range steps {
+		if _, err := g.run(ctx, s.dir, s.args...); err != nil {
+			return Created{}, fmt.Errorf("create workspace %s: %w", dest, err)
+		}
+	}
+	// The clone also made a local branch for the user's HEAD; the copy keeps
+	// only the run's branch so the agent's work has one obvious place.
+	out, err := g.run(ctx, dest, "for-each-ref", "--format=%(refname:short)", "refs/heads/")
+	if err != nil {
+		return Created{}, fmt.Errorf("create workspace %s: %w", dest, err)
+	}
+	for _, b := range lines(out) {
+		if b != branch {
+			if _, err := g.run(ctx, dest, "branch", "--quiet", "-D", "--", b); err != nil {
+				return Created{}, fmt.Errorf("create workspace %s: %w", dest, err)
+			}
+		}
+	}
+	if err := chownTree(dest, opts.UID, opts.GID); err != nil {
+		return Created{}, fmt.Errorf("create workspace %s: %w", dest, err)
+	}
+	return Created{BaseCommit: baseCommit, Branch: branch}, nil
+}
+
+// identity is the user's git identity, so the agent's commits look like the
+// user's own work done by a tool, with a recognisable fallback.
+func identity(ctx context.Context, g gitRunner, repo string) (name, email string) {
+	name, _ = g.line(ctx, repo, "config", "user.name")
+	email, _ = g.line(ctx, repo, "config", "user.email")
+	if name == "" {
+		name = "airlock agent"
+	}
+	if email == "" {
+		email = "agent@airlock.invalid"
+	}
+	return name, email
+}
+
+func chownTree(root string, uid, gid int) error {
+	if uid < 0 && gid < 0 {
+		return nil
+	}
+	if uid == os.Geteuid() && gid == os.Getegid() {
+		return nil
+	}
+	return filepath.WalkDir(root, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
+}
+
+// removeTree deletes a copy. The agent may have left directories without
+// write or search permission, which os.RemoveAll cannot descend when we are
+// not root, so those are opened up and the removal retried. WalkDir does not
+// follow symlinks and only real directories are chmodded.
+func removeTree(dir string) error {
+	err := os.RemoveAll(dir)
+	if err == nil {
+		return nil
+	}
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, _ error) error {
+		if d != nil && d.IsDir() {
+			_ = os.Chmod(path, 0o700) // before WalkDir reads it
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}
