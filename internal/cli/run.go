@@ -326,4 +326,3 @@ func (f *Factory) agentCredentials(cfg config.Config) ([]string, error) {
 	}
 	return env, nil
 }
-
