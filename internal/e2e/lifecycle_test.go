@@ -307,7 +307,7 @@ func TestConfigShowAndDoctor(t *testing.T) {
 	for _, en := range entries {
 		if en.Key == "agent.model" {
 			found = true
-			if en.Value != "claude-test-model" || !strings.Contains(en.Source, ".airlock/config.toml:2") {
+			if en.Value != `"claude-test-model"` || !strings.Contains(en.Source, ".airlock/config.toml:2") {
 				t.Errorf("agent.model = %+v", en)
 			}
 		}

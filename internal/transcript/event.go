@@ -177,9 +177,3 @@ func boolean(raw json.RawMessage) bool {
 	json.Unmarshal(raw, &b)
 	return b
 }
-
-func number[T int | float64](raw json.RawMessage) T {
-	var n T
-	json.Unmarshal(raw, &n)
-	return n
-}

@@ -93,10 +93,13 @@ func (r *Renderer) Render(ev Event) {
 		r.lastCall = ev.ToolUseID
 		head := "▸ " + orDefault(clean(ev.Tool), "tool")
 		detail := r.toolDetail(ev.Tool, ev.ToolInput)
+		if detail != "" {
+			detail = "  " + detail
+		}
 		if r.Color {
-			fmt.Fprintf(r.W, "%s%s%s%s%s\n", indent, ansiCyan+ansiBold, head, ansiReset, r.fit(indent+head, "  "+detail))
+			fmt.Fprintf(r.W, "%s%s%s%s%s\n", indent, ansiCyan+ansiBold, head, ansiReset, r.fit(indent+head, detail))
 		} else {
-			fmt.Fprintf(r.W, "%s%s%s\n", indent, head, r.fit(indent+head, "  "+detail))
+			fmt.Fprintf(r.W, "%s%s%s\n", indent, head, r.fit(indent+head, detail))
 		}
 	case KindToolResult:
 		r.renderResult(indent, ev)

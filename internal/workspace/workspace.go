@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -125,8 +124,10 @@ func lockRepo(ctx context.Context, g gitRunner, repo string) (unlock func(), err
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", repo, err)
 	}
-	path := filepath.Join(dir, "airlock.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	// The lock is taken on the git directory itself: a lock file would be
+	// one more thing airlock leaves in the user's repository.
+	path := dir
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", repo, err)
 	}

@@ -1,0 +1,169 @@
+package transcript
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/render/*.golden")
+
+// render runs a transcript through a Renderer as `airlock logs` does.
+func render(t *testing.T, input string, r *Renderer) string {
+	t.Helper()
+	var out strings.Builder
+	r.W = &out
+	sc := NewScanner(strings.NewReader(input))
+	var s Summary
+	for sc.Scan() {
+		r.Render(sc.Event())
+		s.Add(sc.Event())
+	}
+	s.Skipped = sc.Skipped()
+	r.Finish(s)
+	return out.String()
+}
+
+// TestRenderFixtures compares whole transcripts at each verbosity with
+// reviewed output in testdata/render (go test -update rewrites them).
+func TestRenderFixtures(t *testing.T) {
+	fixtures, err := filepath.Glob("testdata/*.jsonl")
+	if err != nil || len(fixtures) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	for _, fixture := range fixtures {
+		input, err := os.ReadFile(fixture)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for v := range 3 {
+			name := fmt.Sprintf("%s.v%d", strings.TrimSuffix(filepath.Base(fixture), ".jsonl"), v)
+			t.Run(name, func(t *testing.T) {
+				got := render(t, string(input), &Renderer{Verbosity: v})
+				golden := filepath.Join("testdata", "render", name+".golden")
+				if *update {
+					if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != string(want) {
+					t.Errorf("output differs from %s\ngot:\n%s\nwant:\n%s", golden, got, want)
+				}
+			})
+		}
+	}
+}
+
+func TestRender(t *testing.T) {
+	const (
+		init_  = `{"type":"system","subtype":"init","cwd":"/workspace","session_id":"s","model":"m"}`
+		result = `{"type":"result","subtype":"success","is_error":false,"num_turns":3,"duration_ms":61000,"total_cost_usd":1.5,"usage":{"input_tokens":1500000,"output_tokens":999}}`
+	)
+	toolUse := func(id, name, input string) string {
+		return `{"type":"assistant","message":{"content":[{"type":"tool_use","id":"` + id + `","name":"` + name + `","input":` + input + `}]}}`
+	}
+	quote := func(s string) string {
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	toolResult := func(id, content string, isError bool) string {
+		return fmt.Sprintf(`{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":%s,"content":%s,"is_error":%t}]}}`, quote(id), quote(content), isError)
+	}
+	text := func(s string) string {
+		return fmt.Sprintf(`{"type":"assistant","message":{"content":[{"type":"text","text":%s}]}}`, quote(s))
+	}
+	tests := []struct {
+		name      string
+		verbosity int
+		width     int
+		color     bool
+		lines     []string
+		want      string
+	}{
+		{
+			name:      "verbosity 0 shows only text",
+			verbosity: 0,
+			lines:     []string{init_, text("one"), toolUse("t1", "Bash", `{"command":"ls"}`), toolResult("t1", "boom", true), text("two"), result},
+			want:      "one\ntwo\n",
+		},
+		{
+			name:      "tool lines pick the telling field",
+			verbosity: 1,
+			lines: []string{
+				init_,
+				toolUse("t1", "Bash", `{"command":"git commit -m \"add hello\"","description":"Commit"}`),
+				toolUse("t2", "Write", `{"file_path":"/workspace/hello.py","content":"print(1)"}`),
+				toolUse("t3", "Edit", `{"file_path":"/etc/hosts","old_string":"a","new_string":"b"}`),
+				toolUse("t4", "Grep", `{"pattern":"TODO"}`),
+				toolUse("t5", "WebFetch", `{"url":"https://go.dev/doc","prompt":"summarize"}`),
+				toolUse("t6", "TodoWrite", `{"todos":[{"content":"a"},{"content":"b"}]}`),
+				toolUse("t7", "Bash", `{"command":"set -e\n  make   test"}`),
+				toolUse("t8", "SomeNewTool", `{ "b": 1,  "a": [true] }`),
+				toolUse("t9", "Bash", `{}`),
+			},
+			want: "▸ Bash  git commit -m \"add hello\"\n" +
+				"▸ Write  hello.py\n" +
+				"▸ Edit  /etc/hosts\n" +
+				"▸ Grep  TODO\n" +
+				"▸ WebFetch  https://go.dev/doc\n" +
+				"▸ TodoWrite  2 todos\n" +
+				"▸ Bash  set -e make test\n" +
+				"▸ SomeNewTool  {\"b\":1,\"a\":[true]}\n" +
+				"▸ Bash\n" +
+				"\n… no result yet: the agent has not finished, or stopped without saying why\n",
+		},
+		{
+			name:      "long lines are cut to the width",
+			verbosity: 1,
+			width:     20,
+			lines:     []string{toolUse("t1", "Bash", `{"command":"echo aaaaaaaaaaaaaaaaaaaaaaaaa"}`), toolResult("t1", strings.Repeat("é", 40), true)},
+			want:      "▸ Bash  echo aaaaaa…\n  ✗ ééééééééééééééé…\n\n… no result yet: the agent has not finished, or stopped without saying why\n",
+		},
+		{
+			name:      "verbosity 2 shows results, cut to ten lines",
+			verbosity: 2,
+			lines:     []string{toolUse("t1", "Bash", `{"command":"seq 12"}`), toolResult("t1", "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n", false), result},
+			want: "▸ Bash  seq 12\n    1\n    2\n    3\n    4\n    5\n    6\n    7\n    8\n    9\n    10\n    … 2 more lines\n" +
+				"\n✓ succeeded · 3 turns · 1m1s · $1.50 · tokens 1.5M in, 999 out\n",
+		},
+		{
+			name:      "verbosity 2 flags failed results",
+			verbosity: 2,
+			lines:     []string{toolUse("t1", "Bash", `{"command":"false"}`), toolResult("t1", "Exit code 1\nno such file", true), toolResult("t1", "", true)},
+			want:      "▸ Bash  false\n  ✗ Exit code 1\n    no such file\n  ✗ (error)\n\n… no result yet: the agent has not finished, or stopped without saying why\n",
+		},
+		{
+			name:      "escape sequences from the agent never reach the terminal",
+			verbosity: 2,
+			lines:     []string{text("\x1b]0;pwned\x07red \x1b[31mtext\u202e"), toolUse("t1", "Bash", `{"command":"printf '\u001b[2J'"}`), toolResult("t1", "\x1b[1Acleared\r\n", false)},
+			want:      "]0;pwnedred [31mtext\n\n▸ Bash  printf '[2J'\n    [1Acleared\n\n… no result yet: the agent has not finished, or stopped without saying why\n",
+		},
+		{
+			name:      "color",
+			verbosity: 1,
+			color:     true,
+			lines:     []string{toolUse("t1", "Read", `{"file_path":"x"}`), toolResult("t1", "EACCES", true), result},
+			want: "\x1b[36m\x1b[1m▸ Read\x1b[0m  x\n  \x1b[31m✗ EACCES\x1b[0m\n" +
+				"\n\x1b[32m✓ succeeded · 3 turns · 1m1s · $1.50 · tokens 1.5M in, 999 out\x1b[0m\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := render(t, strings.Join(tt.lines, "\n"), &Renderer{Verbosity: tt.verbosity, Width: tt.width, Color: tt.color})
+			if got != tt.want {
+				t.Errorf("got:\n%q\nwant:\n%q", got, tt.want)
+			}
+		})
+	}
+}
