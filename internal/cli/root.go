@@ -90,6 +90,7 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newMergeCmd(f),
 		newStopCmd(f),
 		newRmCmd(f),
+		newCleanCmd(f),
 		newConfigCmd(f),
 		newDoctorCmd(f),
 		newDemoCmd(f),

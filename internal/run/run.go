@@ -326,10 +326,18 @@ func (m *Manager) Collect(ctx context.Context, r *store.Run) (*store.Run, error)
 	if err != nil {
 		return nil, err
 	}
-	if r.Status.Finished() && !r.Harvested && !r.Removed() {
-		return m.harvest(ctx, r)
+	if !r.Status.Finished() || r.Harvested || r.Removed() {
+		return r, nil
 	}
-	return r, nil
+	if r.StartedAt.IsZero() {
+		// The agent never ran (creation was interrupted): there is no work
+		// to bring back, and the copy may be half made.
+		return m.Store.Update(r.ID, func(r *store.Run) error {
+			r.Harvested = true
+			return nil
+		})
+	}
+	return m.harvest(ctx, r)
 }
 
 // finish records a run's outcome from its exit code and the agent's summary.
