@@ -141,6 +141,9 @@ func closing(w io.Writer, r *store.Run, now time.Time) {
 	if r.HarvestError != "" {
 		fmt.Fprintf(w, "Work not brought back: %s\n", r.HarvestError)
 	}
+	if r.HarvestWarning != "" {
+		fmt.Fprintf(w, "Warning: %s\n", r.HarvestWarning)
+	}
 }
 
 func eachLine(r io.Reader, fn func([]byte) error) error {

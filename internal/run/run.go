@@ -478,9 +478,10 @@ func (m *Manager) harvest(ctx context.Context, r *store.Run) (*store.Run, error)
 			out = cur
 			return nil
 		}
-		res, herr := m.harvestInSandbox(ctx, cur)
+		res, warning, herr := m.harvestInSandbox(ctx, cur)
 		out, err = m.Store.Update(r.ID, func(r *store.Run) error {
 			r.Harvested = true
+			r.HarvestWarning = warning
 			if herr != nil {
 				r.HarvestError = herr.Error()
 				return nil
@@ -497,16 +498,23 @@ func (m *Manager) harvest(ctx context.Context, r *store.Run) (*store.Run, error)
 	return out, nil
 }
 
-func (m *Manager) harvestInSandbox(ctx context.Context, r *store.Run) (workspace.Imported, error) {
+// harvestInSandbox returns what was imported, and a warning when the branch
+// came back but the snapshot of uncommitted changes did not.
+func (m *Manager) harvestInSandbox(ctx context.Context, r *store.Run) (workspace.Imported, string, error) {
+	imp, warning, err := m.harvestSteps(ctx, r)
+	return imp, warning, err
+}
+
+func (m *Manager) harvestSteps(ctx context.Context, r *store.Run) (workspace.Imported, string, error) {
 	dir := m.Store.RunDir(r.ID)
 	uid, gid := User(m.UID, m.GID)
 	outDir := filepath.Join(dir, "out")
 	os.RemoveAll(outDir)
 	if err := os.MkdirAll(outDir, 0o700); err != nil {
-		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+		return workspace.Imported{}, "", fmt.Errorf("harvest run %s: %w", r.ID, err)
 	}
 	if err := os.Lchown(outDir, uid, gid); err != nil && !errors.Is(err, os.ErrPermission) {
-		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+		return workspace.Imported{}, "", fmt.Errorf("harvest run %s: %w", r.ID, err)
 	}
 	name := ContainerName(r.ID) + "-harvest"
 	m.Engine.Remove(ctx, name) // a leftover from an interrupted harvest
@@ -526,25 +534,26 @@ func (m *Manager) harvestInSandbox(ctx context.Context, r *store.Run) (workspace
 		Limits:  sandbox.Limits{MemoryBytes: 1 << 30, Pids: 256, CPUs: 1},
 	})
 	if err != nil {
-		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+		return workspace.Imported{}, "", fmt.Errorf("harvest run %s: %w", r.ID, err)
 	}
 	defer m.Engine.Remove(context.WithoutCancel(ctx), id)
 	if err := m.Engine.Start(ctx, id); err != nil {
-		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+		return workspace.Imported{}, "", fmt.Errorf("harvest run %s: %w", r.ID, err)
 	}
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	if code, err := m.Engine.Wait(hctx, id); err != nil {
-		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+		return workspace.Imported{}, "", fmt.Errorf("harvest run %s: %w", r.ID, err)
 	} else if code != 0 {
-		return workspace.Imported{}, fmt.Errorf("harvest run %s: the harvest container exited with status %d", r.ID, code)
+		return workspace.Imported{}, "", fmt.Errorf("harvest run %s: the harvest container exited with status %d", r.ID, code)
 	}
 	h, err := workspace.ReadHarvest(outDir)
 	if err != nil {
-		return workspace.Imported{}, fmt.Errorf("harvest run %s: %w", r.ID, err)
+		return workspace.Imported{}, "", fmt.Errorf("harvest run %s: %w", r.ID, err)
 	}
 	if h.Lost() {
-		return workspace.Imported{}, errors.New(h.Error)
+		return workspace.Imported{}, "", errors.New(h.Error)
 	}
-	return workspace.Import(ctx, r.Project, filepath.Join(outDir, workspace.BundleFile), r.ID)
+	imp, err := workspace.Import(ctx, r.Project, filepath.Join(outDir, workspace.BundleFile), r.ID)
+	return imp, h.Error, err
 }

@@ -82,6 +82,9 @@ type Run struct {
 	// HarvestError says why the run's work could not be brought back (for
 	// example: the agent deleted its copy's .git).
 	HarvestError string `json:"harvest_error,omitempty"`
+	// HarvestWarning says what part of the work did not come back although
+	// the branch did (for example, the snapshot of uncommitted changes).
+	HarvestWarning string `json:"harvest_warning,omitempty"`
 
 	MergedAt  time.Time `json:"merged_at,omitzero"`
 	RemovedAt time.Time `json:"removed_at,omitzero"`
