@@ -501,11 +501,6 @@ func (m *Manager) harvest(ctx context.Context, r *store.Run) (*store.Run, error)
 // harvestInSandbox returns what was imported, and a warning when the branch
 // came back but the snapshot of uncommitted changes did not.
 func (m *Manager) harvestInSandbox(ctx context.Context, r *store.Run) (workspace.Imported, string, error) {
-	imp, warning, err := m.harvestSteps(ctx, r)
-	return imp, warning, err
-}
-
-func (m *Manager) harvestSteps(ctx context.Context, r *store.Run) (workspace.Imported, string, error) {
 	dir := m.Store.RunDir(r.ID)
 	uid, gid := User(m.UID, m.GID)
 	outDir := filepath.Join(dir, "out")
