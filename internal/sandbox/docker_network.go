@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 
+	cerrdefs "github.com/containerd/errdefs"
+
 	"github.com/moby/moby/client"
 )
 
@@ -35,4 +37,37 @@ func (d *Docker) GatewayIP(ctx context.Context, network string) (string, error) 
 		}
 	}
 	return "", fmt.Errorf("network %s: cannot find the host's address on it", network)
+}
+
+// EnsureNetwork creates a bridge network (with outbound NAT, like Docker's
+// default bridge) unless one of that name exists. Two airlock processes may
+// race to create it; the loser finds it made.
+func (d *Docker) EnsureNetwork(ctx context.Context, name string, labels map[string]string) error {
+	if _, err := d.cli.NetworkInspect(ctx, name, client.NetworkInspectOptions{}); err == nil {
+		return nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return d.engineError("inspect network "+name, err)
+	}
+	_, err := d.cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: labels})
+	if err != nil && !cerrdefs.IsConflict(err) {
+		if _, ierr := d.cli.NetworkInspect(ctx, name, client.NetworkInspectOptions{}); ierr == nil {
+			return nil
+		}
+		return d.engineError("create network "+name, err)
+	}
+	return nil
+}
+
+// ContainerIP is a container's address on a network.
+func (d *Docker) ContainerIP(ctx context.Context, id, network string) (string, error) {
+	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return "", d.engineError("inspect container "+id, err)
+	}
+	if res.Container.NetworkSettings != nil {
+		if ep, ok := res.Container.NetworkSettings.Networks[network]; ok && ep != nil && ep.IPAddress.IsValid() {
+			return ep.IPAddress.String(), nil
+		}
+	}
+	return "", fmt.Errorf("container %s has no address on network %s", id, network)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 )
 
@@ -35,13 +36,20 @@ func (d *Docker) createOptions(spec Spec) (client.ContainerCreateOptions, error)
 	if err != nil {
 		return client.ContainerCreateOptions{}, err
 	}
-	network := spec.Network
-	if network == "" {
-		network = "none" // a sandbox gets a network only when asked for one
+	netName := spec.Network
+	if netName == "" {
+		netName = "none" // a sandbox gets a network only when asked for one
 	}
 	useInit := true
+	var netcfg *network.NetworkingConfig
+	if len(spec.Aliases) > 0 {
+		netcfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			netName: {Aliases: spec.Aliases},
+		}}
+	}
 	return client.ContainerCreateOptions{
-		Name: spec.Name,
+		NetworkingConfig: netcfg,
+		Name:             spec.Name,
 		Config: &container.Config{
 			Image:      spec.Image,
 			Cmd:        spec.Cmd,
@@ -51,7 +59,7 @@ func (d *Docker) createOptions(spec Spec) (client.ContainerCreateOptions, error)
 			Labels:     spec.Labels,
 		},
 		HostConfig: &container.HostConfig{
-			NetworkMode:    container.NetworkMode(network),
+			NetworkMode:    container.NetworkMode(netName),
 			ExtraHosts:     spec.ExtraHosts,
 			CapDrop:        []string{"ALL"},
 			SecurityOpt:    []string{"no-new-privileges"},

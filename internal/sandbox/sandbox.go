@@ -34,17 +34,20 @@ type Limits struct {
 // no-new-privileges, init, non-root user) is not optional: a backend applies
 // it to every container it creates.
 type Spec struct {
-	Name       string
-	Image      string
-	Cmd        []string
-	Env        []string // NAME=value; never put secrets on Cmd
-	User       string   // "uid:gid"
-	WorkDir    string
-	Mounts     []Mount
-	Tmpfs      map[string]string // container path -> mount options
-	Labels     map[string]string
-	Network    string // "none", "bridge" or a network name
-	ExtraHosts []string
+	Name    string
+	Image   string
+	Cmd     []string
+	Env     []string // NAME=value; never put secrets on Cmd
+	User    string   // "uid:gid"
+	WorkDir string
+	Mounts  []Mount
+	Tmpfs   map[string]string // container path -> mount options
+	Labels  map[string]string
+	Network string // "none", "bridge" or a network name; empty means "none"
+	// Aliases are extra DNS names for the container on Network (a
+	// user-defined network only).
+	Aliases    []string
+	ExtraHosts []string // "name:address", like docker --add-host
 	Limits     Limits
 }
 
@@ -89,4 +92,7 @@ type Engine interface {
 	// Logs copies the container's combined stdout and stderr to w.
 	Logs(ctx context.Context, id string, w io.Writer) error
 	ImageExists(ctx context.Context, ref string) (bool, error)
+	// EnsureNetwork creates a bridge network with outbound NAT unless one
+	// of that name exists.
+	EnsureNetwork(ctx context.Context, name string, labels map[string]string) error
 }
