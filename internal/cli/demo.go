@@ -9,11 +9,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/testkit"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
+
+// demoKey is what the demo's proxy injects; the scripted model accepts any.
+const demoKey = "sk-ant-demo-not-a-real-key"
 
 type demoOptions struct {
 	Keep bool
@@ -90,9 +94,16 @@ func demoRun(ctx context.Context, f *Factory, opts demoOptions) error {
 		Prompt:       "Write hello.py that prints a greeting, run it, and commit it.",
 		BaseBranch:   "main",
 		Image:        ref,
-		Env:          []string{"ANTHROPIC_API_KEY=sk-ant-demo-placeholder-key", "ANTHROPIC_BASE_URL=" + url},
 		Limits:       sandbox.Limits{MemoryBytes: 2 << 30, CPUs: 2, Pids: 1024},
-		Network:      "bridge",
+		Egress: run.Egress{
+			Mode:        "allowlist",
+			APIUpstream: url,
+			Auth: agent.APIAuth{
+				Headers: map[string]string{"X-Api-Key": demoKey},
+				Env:     []string{"ANTHROPIC_API_KEY=" + agent.PlaceholderAPIKey},
+				Secret:  demoKey,
+			},
+		},
 	})
 	if err != nil {
 		return err

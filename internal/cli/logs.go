@@ -135,6 +135,9 @@ func closing(w io.Writer, r *store.Run, now time.Time) {
 		fmt.Fprintf(w, " after %s", d.Round(100*time.Millisecond))
 	}
 	fmt.Fprintln(w)
+	if r.EgressAllowed+r.EgressDenied > 0 {
+		fmt.Fprintf(w, "Egress: %d allowed, %d denied (airlock egress %s)\n", r.EgressAllowed, r.EgressDenied, r.ID)
+	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "Reason: %s\n", r.Error)
 	}

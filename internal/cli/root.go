@@ -95,6 +95,9 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newDoctorCmd(f),
 		newDemoCmd(f),
 		newCredentialsCmd(f),
+		newEgressCmd(f),
+		newProxyCmd(f),
+		newRelayCmd(f),
 	)
 	return root
 }

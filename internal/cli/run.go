@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,9 @@ type runOptions struct {
 	Env       []string
 	Image     string
 	Verbosity int
+	Allow     []string
+	Network   string
+	Yes       bool
 
 	set map[string]bool // flags the user gave, so only they override config
 }
@@ -52,7 +56,14 @@ prompt inline instead. Prompt files are Markdown with optional YAML frontmatter
 
 Without -d, run shows the agent's progress and exits 0 only if it succeeded
 (3 if it failed); Ctrl-C stops the agent, keeping its work. With -d it prints
-the run ID and returns at once: the run goes on without airlock.`,
+the run ID and returns at once: the run goes on without airlock.
+
+The agent's container has no network: everything goes through the run's own
+egress proxy, which lets through only allowed hosts (the agent's own needs,
+[egress] allow, the prompt's allow, --allow), holds the model credentials
+(the agent sees a placeholder), scans for secrets and logs every connection
+(airlock egress). The resolved policy is shown first; on a terminal, run asks
+y/N unless -y is given or [egress] confirm is false.`,
 		Example: `  airlock run fix-auth
   airlock run fix-auth -d
   airlock run -m "Add a --verbose flag to the CLI" --name verbose-flag
@@ -84,6 +95,9 @@ the run ID and returns at once: the run goes on without airlock.`,
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "pass NAME from your environment, or set NAME=value (repeatable)")
 	fl.StringVar(&opts.Image, "image", "", "image to run the agent in")
 	fl.IntVarP(&opts.Verbosity, "verbosity", "v", 1, "log detail while attached: 0, 1 or 2")
+	fl.StringArrayVar(&opts.Allow, "allow", nil, "also let the agent reach this host pattern (repeatable): host, *.example.com, host:port")
+	fl.StringVar(&opts.Network, "network", "", "egress mode: allowlist (default), restricted, or open (anything, still logged)")
+	fl.BoolVarP(&opts.Yes, "yes", "y", false, "do not ask to confirm the egress policy")
 	return cmd
 }
 
@@ -94,9 +108,17 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 	if err != nil {
 		return err
 	}
-	req, cfg, err := f.buildRequest(ctx, project, opts)
+	req, cfg, policyText, err := f.buildRequest(ctx, project, opts)
 	if err != nil {
 		return err
+	}
+	fmt.Fprint(f.IO.ErrOut, policyText)
+	if f.IO.StdinTTY && cfg.Egress.Confirm && !opts.Yes {
+		fmt.Fprint(f.IO.ErrOut, "Start the run? [y/N] ")
+		answer, _ := bufio.NewReader(f.IO.In).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			return &ExitError{Code: ExitFailure, Message: "not started"}
+		}
 	}
 	m, err := f.manager()
 	if err != nil {
@@ -135,19 +157,24 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 
 // buildRequest resolves config, prompt, flags, environment and credentials
 // into a run request.
-func (f *Factory) buildRequest(ctx context.Context, project string, opts runOptions) (run.Request, *config.Config, error) {
+func (f *Factory) buildRequest(ctx context.Context, project string, opts runOptions) (run.Request, *config.Config, string, error) {
 	res, err := f.loadConfig(project)
 	if err != nil {
-		return run.Request{}, nil, err
+		return run.Request{}, nil, "", err
 	}
 	p, err := loadPrompt(project, opts)
 	if err != nil {
-		return run.Request{}, nil, err
+		return run.Request{}, nil, "", err
 	}
 	if err := res.ApplyPrompt(p); err != nil {
-		return run.Request{}, nil, err
+		return run.Request{}, nil, "", err
 	}
-	for flag, key := range map[string]string{"model": "agent.model", "max-turns": "agent.max_turns", "image": "image.name"} {
+	for _, a := range opts.Allow {
+		if err := res.Set("egress.allow", a, "flag --allow"); err != nil {
+			return run.Request{}, nil, "", flagErrorf("%v", err)
+		}
+	}
+	for flag, key := range map[string]string{"model": "agent.model", "max-turns": "agent.max_turns", "image": "image.name", "network": "egress.mode"} {
 		if !opts.set[flag] {
 			continue
 		}
@@ -159,9 +186,11 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 			value = strconv.Itoa(opts.MaxTurns)
 		case "image":
 			value = opts.Image
+		case "network":
+			value = opts.Network
 		}
 		if err := res.Set(key, value, "flag --"+flag); err != nil {
-			return run.Request{}, nil, err
+			return run.Request{}, nil, "", err
 		}
 	}
 	cfg := res.Config
@@ -171,18 +200,17 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		name = opts.Name
 	}
 	if err := prompt.ValidateName(name); err != nil {
-		return run.Request{}, nil, flagErrorf("run name %q: %v", name, err)
+		return run.Request{}, nil, "", flagErrorf("run name %q: %v", name, err)
 	}
 
 	env, err := f.sandboxEnv(cfg, p, opts.Env)
 	if err != nil {
-		return run.Request{}, nil, err
+		return run.Request{}, nil, "", err
 	}
-	creds, err := f.agentCredentials(cfg)
+	eg, policyText, err := f.runEgress(res)
 	if err != nil {
-		return run.Request{}, nil, err
+		return run.Request{}, nil, "", err
 	}
-	env = append(env, creds...)
 
 	base := p.Branch
 	if opts.Branch != "" {
@@ -190,12 +218,12 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	}
 	if base == "" {
 		if base, err = workspace.CurrentBranch(ctx, project); err != nil {
-			return run.Request{}, nil, err
+			return run.Request{}, nil, "", err
 		}
 	}
 	ref, err := f.imageRef(project, res)
 	if err != nil {
-		return run.Request{}, nil, err
+		return run.Request{}, nil, "", err
 	}
 	source := "inline"
 	if p.Path != "" {
@@ -212,8 +240,8 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		MaxTurns:     cfg.Agent.MaxTurns,
 		Env:          env,
 		Limits:       sandbox.Limits{MemoryBytes: cfg.Sandbox.MemoryBytes, CPUs: cfg.Sandbox.CPUs, Pids: cfg.Sandbox.Pids},
-		Network:      "bridge",
-	}, &cfg, nil
+		Egress:       eg,
+	}, &cfg, policyText, nil
 }
 
 // loadPrompt reads TASK as .airlock/prompts/TASK.md or as a path, or makes a
@@ -290,39 +318,73 @@ func isCredentialName(name string) bool {
 	return false
 }
 
-// agentCredentials finds the model credentials (environment first, then the
-// credentials file) and the gateway, if any.
-func (f *Factory) agentCredentials(cfg config.Config) ([]string, error) {
+// runEgress resolves a run's egress: the policy, the credentials the proxy
+// injects (environment first, then the credentials file), the model API
+// upstream (a gateway, if configured) and the CAs the proxy trusts. It
+// returns the policy as shown to people too.
+func (f *Factory) runEgress(res *config.Resolved) (run.Egress, string, error) {
+	cfg := res.Config
+	policy, sources, err := resolvePolicy(res)
+	if err != nil {
+		return run.Egress{}, "", err
+	}
+	auth, err := f.agentAuth()
+	if err != nil {
+		return run.Egress{}, "", err
+	}
+	upstream := cfg.Agent.Claude.BaseURL
+	if upstream == "" {
+		upstream, _ = f.LookupEnv("ANTHROPIC_BASE_URL")
+	}
+	var ca []byte
+	for _, path := range cfg.Image.CACertificates {
+		pem, err := os.ReadFile(path)
+		if os.IsNotExist(err) && res.From("image.ca_certificates") == config.FromDefault {
+			continue
+		}
+		if err != nil {
+			return run.Egress{}, "", fmt.Errorf("image.ca_certificates (%s): %w", res.From("image.ca_certificates"), err)
+		}
+		ca = append(append(ca, pem...), '\n')
+	}
+	var allow, deny []string
+	for _, r := range policy.Allow {
+		allow = append(allow, r.Pattern)
+	}
+	for _, r := range policy.Deny {
+		deny = append(deny, r.Pattern)
+	}
+	return run.Egress{
+		Mode:        string(policy.Mode),
+		Allow:       allow,
+		Deny:        deny,
+		AllowCIDRs:  cfg.Egress.AllowCIDRs,
+		Network:     cfg.Egress.Network,
+		ExtraHosts:  cfg.Egress.ExtraHosts,
+		APIUpstream: upstream,
+		Auth:        auth,
+		CACerts:     ca,
+	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs), nil
+}
+
+// agentAuth finds the model credentials: the environment first, then the
+// credentials file.
+func (f *Factory) agentAuth() (agent.APIAuth, error) {
 	path, err := credentials.DefaultPath(f.Getenv)
 	if err != nil {
-		return nil, err
+		return agent.APIAuth{}, err
 	}
 	file, err := credentials.Load(path)
 	if err != nil {
-		return nil, err
+		return agent.APIAuth{}, err
 	}
 	found := credentials.Resolve(agent.Claude{}.CredentialNames(), f.LookupEnv, file, path)
-	lookup := func(name string) (string, bool) {
+	return agent.Claude{}.APIAuth(func(name string) (string, bool) {
 		for _, s := range found {
 			if s.Name == name {
 				return s.Value, true
 			}
 		}
 		return "", false
-	}
-	if !(agent.Claude{}).HasCredentials(lookup) {
-		return nil, errors.New("no model credentials: export ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN, or the Bedrock/Vertex variables), or store one with `airlock credentials set`")
-	}
-	var env []string
-	for _, s := range found {
-		env = append(env, s.Name+"="+s.Value)
-	}
-	baseURL := cfg.Agent.Claude.BaseURL
-	if baseURL == "" {
-		baseURL, _ = f.LookupEnv("ANTHROPIC_BASE_URL")
-	}
-	if baseURL != "" {
-		env = append(env, "ANTHROPIC_BASE_URL="+baseURL)
-	}
-	return env, nil
+	})
 }

@@ -16,6 +16,7 @@ type Config struct {
 	Image   Image
 	Sandbox Sandbox
 	Run     Run
+	Egress  Egress
 }
 
 // Agent selects and tunes the coding agent ([agent]).
@@ -87,6 +88,34 @@ type Sandbox struct {
 	EnvFile string
 }
 
+// Egress is the run's network policy, enforced by its egress proxy
+// ([egress]). allow, deny and allow_cidrs add up across layers (defaults,
+// files, prompt, flags); deny beats allow.
+type Egress struct {
+	// Mode is "allowlist" (only allowed hosts), "restricted" (any public
+	// address, nothing private) or "open" (anything, still logged)
+	// (egress.mode). Default "allowlist".
+	Mode string
+	// Allow lists host patterns: "host", "*.example.com" (the apex and every
+	// subdomain), optionally ":port" (default ports 443 and 80)
+	// (egress.allow). The agent's own needs are added by airlock.
+	Allow []string
+	// Deny lists host patterns refused in every mode (egress.deny).
+	Deny []string
+	// AllowCIDRs lists address ranges the proxy may connect to although they
+	// are private, loopback or link-local (egress.allow_cidrs).
+	AllowCIDRs []string
+	// Network is the engine network the proxy sits on; empty means airlock's
+	// own bridge network "airlock-egress" (egress.network).
+	Network string
+	// ExtraHosts pins names to addresses in the proxy, "name:address" like
+	// docker --add-host (egress.extra_hosts).
+	ExtraHosts []string
+	// Confirm shows the resolved policy and asks y/N before a run when
+	// standard input is a terminal (egress.confirm). Default true.
+	Confirm bool
+}
+
 // Run controls how `airlock run` behaves ([run]).
 type Run struct {
 	// Detach starts the run in the background and returns at once
@@ -118,6 +147,7 @@ func Defaults() Config {
 	return Config{
 		Agent:   Agent{Name: DefaultAgent, Claude: Claude{Version: DefaultClaudeVersion}},
 		Image:   Image{Base: DefaultBase, CACertificates: []string{HostCABundle}},
+		Egress:  Egress{Mode: "allowlist", Confirm: true},
 		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, Env: []string{}},
 	}
 }

@@ -18,6 +18,9 @@ type Resolved struct {
 
 	from    map[string]string // setting key -> provenance; absent = default
 	envFrom map[string]string // sandbox.env NAME -> provenance
+	// entryFrom: key + "\x00" + entry -> provenance, for the other
+	// accumulating lists.
+	entryFrom map[string]string
 }
 
 // Source is one resolved setting, for `airlock config show`.
@@ -28,7 +31,7 @@ type Source struct {
 }
 
 func newResolved() *Resolved {
-	return &Resolved{Config: Defaults(), from: map[string]string{}, envFrom: map[string]string{}}
+	return &Resolved{Config: Defaults(), from: map[string]string{}, envFrom: map[string]string{}, entryFrom: map[string]string{}}
 }
 
 // From returns where key's current value came from: FromDefault, or a
@@ -96,6 +99,7 @@ func (r *Resolved) ApplyPrompt(p *prompt.Prompt) error {
 		{"max_turns", "agent.max_turns", int64(p.MaxTurns)},
 		{"image", "image.name", p.Image},
 		{"env", "sandbox.env", p.Env},
+		{"allow", "egress.allow", p.Allow},
 	} {
 		if _, ok := p.Lines[a.promptKey]; !ok {
 			continue
@@ -114,9 +118,16 @@ func (r *Resolved) apply(s setting, v any, dir, from string) error {
 		return err
 	}
 	r.from[s.key] = from
-	if s.key == "sandbox.env" {
+	switch {
+	case s.key == "sandbox.env":
 		for _, e := range v.([]string) {
 			r.envFrom[envName(e)] = from
+		}
+	case accumulating[s.key]:
+		for _, e := range v.([]string) {
+			if _, ok := r.entryFrom[s.key+"\x00"+e]; !ok {
+				r.entryFrom[s.key+"\x00"+e] = from
+			}
 		}
 	}
 	return nil
@@ -127,6 +138,16 @@ func (r *Resolved) apply(s setting, v any, dir, from string) error {
 func (r *Resolved) Sources() []Source {
 	var out []Source
 	for _, s := range settings {
+		if accumulating[s.key] && s.key != "sandbox.env" {
+			entries := r.entries(s.key)
+			if len(entries) == 0 {
+				out = append(out, Source{Key: s.key, Value: "[]", From: r.From(s.key)})
+			}
+			for _, e := range entries {
+				out = append(out, Source{Key: s.key, Value: quote(e), From: r.entryFrom[s.key+"\x00"+e]})
+			}
+			continue
+		}
 		if s.key != "sandbox.env" {
 			out = append(out, Source{Key: s.key, Value: s.show(&r.Config), From: r.From(s.key)})
 			continue
@@ -140,4 +161,27 @@ func (r *Resolved) Sources() []Source {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out
+}
+
+// entries is the current list of an accumulating setting.
+func (r *Resolved) entries(key string) []string {
+	switch key {
+	case "egress.allow":
+		return r.Config.Egress.Allow
+	case "egress.deny":
+		return r.Config.Egress.Deny
+	case "egress.allow_cidrs":
+		return r.Config.Egress.AllowCIDRs
+	case "egress.extra_hosts":
+		return r.Config.Egress.ExtraHosts
+	}
+	return nil
+}
+
+// EntryFrom is where one entry of an accumulating list came from.
+func (r *Resolved) EntryFrom(key, entry string) string {
+	if f, ok := r.entryFrom[key+"\x00"+entry]; ok {
+		return f
+	}
+	return FromDefault
 }

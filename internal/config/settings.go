@@ -3,12 +3,15 @@ package config
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/prompt"
 )
 
@@ -87,6 +90,70 @@ var settings = []setting{
 		c.Agent.Name = s
 		return nil
 	}, func(c *Config) string { return quote(c.Agent.Name) }},
+
+	{"egress.allow", kindList, func(c *Config, v any, _ string) error {
+		for _, e := range v.([]string) {
+			if _, err := egress.ParseRule(e, ""); err != nil {
+				return err
+			}
+		}
+		c.Egress.Allow = appendNew(c.Egress.Allow, v.([]string))
+		return nil
+	}, nil},
+
+	{"egress.allow_cidrs", kindList, func(c *Config, v any, _ string) error {
+		for _, e := range v.([]string) {
+			if _, err := egress.ParseCIDR(e, ""); err != nil {
+				return err
+			}
+		}
+		c.Egress.AllowCIDRs = appendNew(c.Egress.AllowCIDRs, v.([]string))
+		return nil
+	}, nil},
+
+	{"egress.confirm", kindBool, func(c *Config, v any, _ string) error {
+		c.Egress.Confirm = v.(bool)
+		return nil
+	}, func(c *Config) string { return strconv.FormatBool(c.Egress.Confirm) }},
+
+	{"egress.deny", kindList, func(c *Config, v any, _ string) error {
+		for _, e := range v.([]string) {
+			if _, err := egress.ParseRule(e, ""); err != nil {
+				return err
+			}
+		}
+		c.Egress.Deny = appendNew(c.Egress.Deny, v.([]string))
+		return nil
+	}, nil},
+
+	{"egress.extra_hosts", kindList, func(c *Config, v any, _ string) error {
+		for _, e := range v.([]string) {
+			name, addr, ok := strings.Cut(e, ":")
+			if _, err := netip.ParseAddr(addr); !ok || name == "" || err != nil {
+				return fmt.Errorf("%q is not name:address (like docker --add-host), e.g. \"api.internal:10.1.2.3\"", e)
+			}
+		}
+		c.Egress.ExtraHosts = appendNew(c.Egress.ExtraHosts, v.([]string))
+		return nil
+	}, nil},
+
+	{"egress.mode", kindString, func(c *Config, v any, _ string) error {
+		m, err := egress.ParseMode(v.(string))
+		if err != nil {
+			return err
+		}
+		c.Egress.Mode = string(m)
+		return nil
+	}, func(c *Config) string { return quote(c.Egress.Mode) }},
+
+	{"egress.network", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if err := noSpaces(s); err != nil {
+			return err
+		}
+		c.Egress.Network = s
+		return nil
+	}, func(c *Config) string { return quote(c.Egress.Network) }},
 
 	{"image.base", kindString, func(c *Config, v any, _ string) error {
 		s := v.(string)
@@ -195,7 +262,25 @@ var settings = []setting{
 
 // tables are the TOML tables the schema has, for telling a misplaced table
 // from an unknown key.
-var tables = []string{"agent", "agent.claude", "image", "run", "sandbox"}
+var tables = []string{"agent", "agent.claude", "egress", "image", "run", "sandbox"}
+
+// accumulating settings add entries across layers instead of replacing the
+// list; Sources shows them one row per entry.
+var accumulating = map[string]bool{
+	"sandbox.env": true, "egress.allow": true, "egress.deny": true,
+	"egress.allow_cidrs": true, "egress.extra_hosts": true,
+}
+
+// appendNew appends the entries not already in list.
+func appendNew(list, entries []string) []string {
+	out := append([]string{}, list...)
+	for _, e := range entries {
+		if !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
 
 const minMemory = 6 << 20
 

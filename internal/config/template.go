@@ -23,6 +23,26 @@ const ProjectTemplate = `# airlock project configuration.
 # Model gateway URL; empty uses ANTHROPIC_BASE_URL from your environment.
 # base_url = ""
 
+[egress]
+# What the agent may reach, enforced by the run's own egress proxy.
+# "allowlist": only the hosts below (plus what the agent itself needs);
+# "restricted": any public address, nothing private; "open": anything
+# (still logged).
+# mode = "allowlist"
+# Host patterns: "host", "*.example.com" (example.com and every subdomain),
+# optionally with ":port" (default ports 443 and 80). Entries add up across
+# layers; deny beats allow.
+# allow = []
+# deny = []
+# Private, loopback or link-local ranges the proxy may still connect to.
+# allow_cidrs = []
+# Engine network for the proxy; empty uses airlock's own "airlock-egress".
+# network = ""
+# Pin names to addresses in the proxy, like docker --add-host.
+# extra_hosts = []
+# Show the resolved policy and ask y/N before each run on a terminal.
+# confirm = true
+
 [image]
 # Run this image instead of airlock's default one.
 # name = ""

@@ -53,12 +53,12 @@ func TestStoredCredentialStaysOutOfSightAndReachesTheModel(t *testing.T) {
 		t.Fatal("the model server never received the stored key")
 	}
 	r := e.runs()[0]
-	inspect, err := exec.Command("docker", "inspect", "--format", "{{json .Path}} {{json .Args}} {{json .Config.Cmd}} {{json .Config.Entrypoint}}", r.Container).CombinedOutput()
+	inspect, err := exec.Command("docker", "inspect", "--format", "{{json .Path}} {{json .Args}} {{json .Config.Cmd}} {{json .Config.Entrypoint}} {{json .Config.Env}}", r.Container).CombinedOutput()
 	if err != nil {
 		t.Fatalf("docker inspect: %v\n%s", err, inspect)
 	}
 	if strings.Contains(string(inspect), secret) {
-		t.Errorf("the key is on the agent's command line: %s", inspect)
+		t.Errorf("the key is in the agent container's command line or environment: %s", inspect)
 	}
 	hist, _ := exec.Command("docker", "history", "--no-trunc", r.Image).CombinedOutput()
 	if strings.Contains(string(hist), secret) {

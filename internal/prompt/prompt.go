@@ -20,6 +20,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/airlock-dev/airlock/internal/egress"
 )
 
 // Prompt is a parsed prompt file.
@@ -31,6 +33,7 @@ type Prompt struct {
 	Model    string   // "model": passed to the agent as --model
 	MaxTurns int      // "max_turns": > 0 when set, 0 when absent
 	Env      []string // "env": NAME or NAME=value, validated but not resolved
+	Allow    []string // "allow": egress host patterns added for this run
 	Image    string   // "image": image to run instead of the configured one
 
 	Body string // the Markdown after the frontmatter, trimmed
@@ -44,7 +47,7 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
 // frontmatterKeys lists the keys accepted in frontmatter, in the order the
 // error message names them.
-var frontmatterKeys = []string{"name", "branch", "model", "max_turns", "env", "image"}
+var frontmatterKeys = []string{"name", "branch", "model", "max_turns", "env", "image", "allow"}
 
 // Load reads and parses the prompt file at path.
 func Load(path string) (*Prompt, error) {
@@ -208,6 +211,22 @@ func (p *Prompt) setKey(key string, v *yaml.Node) error {
 			env = append(env, s)
 		}
 		p.Env = env
+	case "allow":
+		if v.Kind != yaml.SequenceNode {
+			return fmt.Errorf("allow must be a list of host patterns such as [api.example.com, \"*.example.org\"], got %s", describe(v))
+		}
+		allow := make([]string, 0, len(v.Content))
+		for _, item := range v.Content {
+			s, err := stringValue("allow entry", item)
+			if err == nil {
+				_, err = egress.ParseRule(s, "")
+			}
+			if err != nil {
+				return &nodeError{item, err}
+			}
+			allow = append(allow, s)
+		}
+		p.Allow = allow
 	default:
 		return fmt.Errorf("unknown key %q; %s", key, keyList())
 	}

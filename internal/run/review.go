@@ -97,7 +97,7 @@ func (m *Manager) Remove(ctx context.Context, r *store.Run, force bool) (*store.
 		}
 	}
 	var errs []error
-	for _, name := range []string{r.Container, r.Container + "-harvest"} {
+	for _, name := range []string{r.Container, r.Container + "-harvest", ProxyContainerName(r.ID)} {
 		if err := m.Engine.Remove(ctx, name); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
 			errs = append(errs, err)
 		}
@@ -109,7 +109,7 @@ func (m *Manager) Remove(ctx context.Context, r *store.Run, force bool) (*store.
 	if err := workspace.Remove(ctx, r.Project, r.ID, filepath.Join(dir, "workspace"), true); err != nil {
 		return nil, fmt.Errorf("remove run %s: %w", r.ID, err)
 	}
-	for _, d := range []string{"home", "out"} {
+	for _, d := range []string{"home", "out", "sock"} {
 		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
 			errs = append(errs, err)
 		}

@@ -53,9 +53,9 @@ type Request struct {
 	Image        string
 	Model        string
 	MaxTurns     int
-	Env          []string // NAME=value, credentials included
+	Env          []string // NAME=value; never credentials: those are in Egress.Auth
 	Limits       sandbox.Limits
-	Network      string
+	Egress       Egress
 }
 
 // Manager runs and tracks runs. Its fields are its dependencies.
@@ -113,6 +113,9 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 	} else if !ok {
 		return nil, fmt.Errorf("image %s not found: build it with `airlock image build`", req.Image)
 	}
+	if _, err := staticSelf(); err != nil {
+		return nil, err
+	}
 
 	id := NewID(req.Name)
 	r := &store.Run{
@@ -169,6 +172,14 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	if err := prepareRunDir(dir, req.Prompt, uid, gid); err != nil {
 		return nil, err
 	}
+	m.progress("Starting the egress proxy (%s)…", egressSummary(req.Egress))
+	if err := m.startProxy(ctx, r, req.Egress, uid, gid); err != nil {
+		return nil, err
+	}
+	bin, err := staticSelf()
+	if err != nil {
+		return nil, err
+	}
 
 	opts := agent.Options{
 		Model:      req.Model,
@@ -194,10 +205,10 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 			{Source: filepath.Join(dir, "group"), Target: "/etc/group", ReadOnly: true},
 		},
 		Tmpfs:   map[string]string{"/tmp": "rw,exec,nosuid,size=1g"},
-		Labels:  labels(r, "agent"),
-		Network: req.Network,
-		Limits:  req.Limits,
+		Labels: labels(r, "agent"),
+		Limits: req.Limits,
 	}
+	agentEgress(&spec, r, dir, bin, req.Egress)
 	m.progress("Starting the agent in container %s…", r.Container)
 	cid, err := m.Engine.Create(ctx, spec)
 	if err != nil {
@@ -217,6 +228,7 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 // undoCreate removes whatever a failed Start made, record included.
 func (m *Manager) undoCreate(ctx context.Context, r *store.Run) {
 	m.Engine.Remove(ctx, r.Container)
+	m.stopProxy(ctx, r.ID)
 	os.RemoveAll(m.Store.RunDir(r.ID))
 }
 
@@ -342,8 +354,12 @@ func (m *Manager) Collect(ctx context.Context, r *store.Run) (*store.Run, error)
 
 // finish records a run's outcome from its exit code and the agent's summary.
 func (m *Manager) finish(r *store.Run, exitCode int, reason string) (*store.Run, error) {
+	// The agent is done, so its proxy is too; its log stays.
+	m.stopProxy(context.Background(), r.ID)
 	sum := m.Summary(r)
+	allowed, denied := m.egressCounts(r)
 	return m.Store.Update(r.ID, func(r *store.Run) error {
+		r.EgressAllowed, r.EgressDenied = allowed, denied
 		if r.Status != store.StatusRunning {
 			return nil // another process got here first
 		}

@@ -68,6 +68,10 @@ type Run struct {
 	CreatorPID    int  `json:"creator_pid,omitempty"`
 	StopRequested bool `json:"stop_requested,omitempty"`
 
+	// EgressAllowed and EgressDenied count the egress proxy's decisions.
+	EgressAllowed int `json:"egress_allowed"`
+	EgressDenied  int `json:"egress_denied"`
+
 	Turns        int     `json:"turns"`
 	CostUSD      float64 `json:"cost_usd"`
 	InputTokens  int     `json:"input_tokens"`

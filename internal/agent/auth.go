@@ -1,0 +1,64 @@
+package agent
+
+import (
+	"errors"
+	"strings"
+)
+
+// APIAuth is how the egress proxy authenticates the agent's model traffic:
+// the real credential becomes request headers the proxy adds, and the agent
+// gets placeholders that are worthless outside the sandbox.
+type APIAuth struct {
+	// Headers are set on every request to the model API (the real secret).
+	Headers map[string]string
+	// Env is what the agent sees instead of the credential.
+	Env []string
+	// Secret is the credential itself, for secret scanning.
+	Secret string
+}
+
+// Placeholder values: shaped like the real thing so the CLI accepts them,
+// and never valid.
+const (
+	PlaceholderAPIKey     = "sk-ant-api03-airlock-placeholder-injected-by-the-egress-proxy"
+	PlaceholderOAuthToken = "sk-ant-oat01-airlock-placeholder-injected-by-the-egress-proxy"
+)
+
+// ErrCloudCredentials is returned for Bedrock and Vertex credentials, which
+// sign each request with the secret and so cannot be injected by a proxy.
+var ErrCloudCredentials = errors.New("Bedrock and Vertex credentials sign every request inside the agent, so the egress proxy cannot keep them out of the sandbox; use ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN or a gateway (agent.claude.base_url) that holds the cloud credentials")
+
+// APIAuth picks the credential to inject, in Claude Code's own order of
+// preference.
+func (Claude) APIAuth(lookup func(string) (string, bool)) (APIAuth, error) {
+	get := func(name string) string {
+		v, _ := lookup(name)
+		return strings.TrimSpace(v)
+	}
+	switch {
+	case truthy(lookup, "CLAUDE_CODE_USE_BEDROCK"), truthy(lookup, "CLAUDE_CODE_USE_VERTEX"):
+		return APIAuth{}, ErrCloudCredentials
+	case get("ANTHROPIC_AUTH_TOKEN") != "":
+		tok := get("ANTHROPIC_AUTH_TOKEN")
+		return APIAuth{
+			Headers: map[string]string{"Authorization": "Bearer " + tok},
+			Env:     []string{"ANTHROPIC_AUTH_TOKEN=" + PlaceholderOAuthToken},
+			Secret:  tok,
+		}, nil
+	case get("ANTHROPIC_API_KEY") != "":
+		key := get("ANTHROPIC_API_KEY")
+		return APIAuth{
+			Headers: map[string]string{"X-Api-Key": key},
+			Env:     []string{"ANTHROPIC_API_KEY=" + PlaceholderAPIKey},
+			Secret:  key,
+		}, nil
+	case get("CLAUDE_CODE_OAUTH_TOKEN") != "":
+		tok := get("CLAUDE_CODE_OAUTH_TOKEN")
+		return APIAuth{
+			Headers: map[string]string{"Authorization": "Bearer " + tok},
+			Env:     []string{"CLAUDE_CODE_OAUTH_TOKEN=" + PlaceholderOAuthToken},
+			Secret:  tok,
+		}, nil
+	}
+	return APIAuth{}, errors.New("no model credentials: export ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN), or store one with `airlock credentials set`")
+}

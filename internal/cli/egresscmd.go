@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlock-dev/airlock/internal/egress"
+	"github.com/airlock-dev/airlock/internal/transcript"
+)
+
+type egressOptions struct {
+	Follow bool
+	Denied bool
+	JSON   bool
+}
+
+func newEgressCmd(f *Factory) *cobra.Command {
+	var opts egressOptions
+	cmd := &cobra.Command{
+		Use:   "egress [RUN]",
+		Short: "Show every connection a run's agent made or tried, and the proxy's decision",
+		Long: `Show a run's egress log: every request and connection the agent made or tried
+through its proxy, allowed or denied, with the rule or reason, the address
+dialled, bytes each way and duration. --json prints the log's JSON lines as
+written (schema in docs/egress.md).`,
+		Args: exactlyOneOrNone,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return egressRun(cmd.Context(), f, firstArg(args), opts)
+		},
+	}
+	cmd.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "follow the log until the run ends")
+	cmd.Flags().BoolVar(&opts.Denied, "denied", false, "only denied attempts")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON lines")
+	return cmd
+}
+
+func egressRun(ctx context.Context, f *Factory, ref string, opts egressOptions) error {
+	r, err := f.resolveRun(ctx, ref)
+	if err != nil {
+		return err
+	}
+	m, err := f.manager()
+	if err != nil {
+		return err
+	}
+	if cur, err := m.Reconcile(ctx, r); err == nil {
+		r = cur
+	}
+	path := m.AuditLogPath(r)
+	handle := func(line []byte) error {
+		var rec egress.Record
+		if err := json.Unmarshal(line, &rec); err != nil {
+			return nil // a torn last line
+		}
+		if opts.Denied && rec.Allowed {
+			return nil
+		}
+		if opts.JSON {
+			_, err := fmt.Fprintf(f.IO.Out, "%s\n", line)
+			return err
+		}
+		writeRecord(f.IO.Out, rec)
+		return nil
+	}
+	if opts.Follow && !r.Status.Finished() {
+		done := func() bool {
+			cur, err := f.storeGet(r.ID)
+			if err != nil {
+				return true
+			}
+			cur, err = m.Reconcile(ctx, cur)
+			return err != nil || cur.Status.Finished()
+		}
+		return transcript.Follow(ctx, path, done, handle)
+	}
+	file, err := os.Open(path)
+	if os.IsNotExist(err) {
+		fmt.Fprintf(f.IO.ErrOut, "Run %s has no egress log.\n", r.ID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	return eachLine(file, handle)
+}
+
+func writeRecord(w io.Writer, rec egress.Record) {
+	verdict := "allow"
+	why := rec.Rule
+	if !rec.Allowed {
+		verdict = "DENY "
+		why = rec.Reason
+	}
+	target := fmt.Sprintf("%s:%d", rec.Host, rec.Port)
+	if rec.Path != "" {
+		target += " " + rec.Path
+	}
+	fmt.Fprintf(w, "%s  %s  %-7s %s", rec.Time.Local().Format(time.TimeOnly), verdict, rec.Method, target)
+	if rec.Addr != "" {
+		fmt.Fprintf(w, "  → %s", rec.Addr)
+	}
+	if why != "" {
+		fmt.Fprintf(w, "  (%s)", why)
+	}
+	if rec.Allowed {
+		fmt.Fprintf(w, "  ↑%d ↓%d %dms", rec.BytesUp, rec.BytesDown, rec.DurationMS)
+	}
+	fmt.Fprintln(w)
+}

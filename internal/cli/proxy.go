@@ -1,0 +1,208 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/config"
+	"github.com/airlock-dev/airlock/internal/egress"
+)
+
+func newProxyCmd(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "The egress proxy: check a URL against the policy",
+	}
+	var configPath string
+	serve := &cobra.Command{
+		Use:    "serve --config FILE",
+		Short:  "Run a run's egress proxy (inside its sidecar container)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return proxyServe(cmd.Context(), configPath)
+		},
+	}
+	serve.Flags().StringVar(&configPath, "config", "", "the sidecar's configuration file")
+	check := &cobra.Command{
+		Use:   "check URL",
+		Short: "Would the project's egress policy allow this URL, and why",
+		Long: `Decide a URL the way a run's egress proxy would, by name and port, under this
+project's resolved policy (built-in defaults, config files, --allow). Names are
+not resolved: a run's proxy also refuses names that resolve to private,
+loopback or link-local addresses unless [egress] allow_cidrs lists them.
+
+Exit status 0 if allowed, 1 if denied.`,
+		Example: "  airlock proxy check https://registry.npmjs.org/left-pad\n  airlock proxy check --allow '*.example.org' https://api.example.org/v1",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			allow, _ := cmd.Flags().GetStringArray("allow")
+			mode, _ := cmd.Flags().GetString("network")
+			return proxyCheck(cmd.Context(), f, args[0], allow, mode)
+		},
+	}
+	check.Flags().StringArray("allow", nil, "also allow this host pattern (as `airlock run --allow`)")
+	check.Flags().String("network", "", "mode to check under: allowlist, restricted or open")
+	cmd.AddCommand(serve, check)
+	return cmd
+}
+
+// proxyServe runs inside the sidecar: no terminal, no host environment,
+// only the mounted configuration.
+func proxyServe(ctx context.Context, path string) error {
+	var cfg egress.SidecarConfig
+	if err := egress.ReadJSON(path, &cfg); err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	var secrets egress.SidecarSecrets
+	if err := egress.ReadJSON(cfg.SecretsFile, &secrets); err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	os.Remove(cfg.SecretsFile)
+	policy, err := egress.NewPolicy(cfg.Mode, cfg.Allow, cfg.Deny, cfg.AllowCIDRs)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	upstream, err := url.Parse(cfg.APIUpstream)
+	if err != nil {
+		return fmt.Errorf("proxy: api upstream: %w", err)
+	}
+	logFile, err := os.OpenFile(cfg.AuditLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	defer logFile.Close()
+	srv, err := egress.NewServer(egress.Config{
+		Policy: policy,
+		Held:   secrets.Held,
+		API:    &egress.APIConfig{Upstream: upstream, Headers: secrets.APIHeaders},
+		Audit:  egress.NewAuditLog(logFile),
+	})
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	listen := func(path string) (net.Listener, error) {
+		os.Remove(path)
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		// The agent's container shares the directory, not the uid's
+		// guarantee: make the socket connectable.
+		return ln, os.Chmod(path, 0o666)
+	}
+	proxyLn, err := listen(cfg.ProxySocket)
+	if err != nil {
+		return err
+	}
+	apiLn, err := listen(cfg.APISocket)
+	if err != nil {
+		return err
+	}
+	return srv.Serve(ctx, proxyLn, apiLn)
+}
+
+func proxyCheck(ctx context.Context, f *Factory, raw string, allow []string, mode string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return flagErrorf("%q is not a URL such as https://example.com/path", raw)
+	}
+	project, _ := f.project(ctx)
+	res, err := f.loadConfig(project)
+	if err != nil {
+		return err
+	}
+	for _, a := range allow {
+		if err := res.Set("egress.allow", a, "flag --allow"); err != nil {
+			return err
+		}
+	}
+	if mode != "" {
+		if err := res.Set("egress.mode", mode, "flag --network"); err != nil {
+			return err
+		}
+	}
+	policy, sources, err := resolvePolicy(res)
+	if err != nil {
+		return err
+	}
+	port := 443
+	if u.Scheme == "http" {
+		port = 80
+	}
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil {
+			return flagErrorf("bad port in %q", raw)
+		}
+	}
+	d := policy.Decide(u.Hostname(), port)
+	if !d.Allowed {
+		return &ExitError{Code: ExitFailure, Message: fmt.Sprintf("denied: %s:%d: %s", u.Hostname(), port, d.Reason)}
+	}
+	from := sources[d.Rule]
+	if from != "" {
+		from = " (" + from + ")"
+	}
+	why := d.Reason
+	if d.Rule != "" {
+		why = "rule " + d.Rule + from
+	}
+	fmt.Fprintf(f.IO.Out, "allowed: %s:%d by %s under %s mode\n", u.Hostname(), port, why, policy.Mode)
+	return nil
+}
+
+// resolvePolicy is the egress policy a run of this configuration gets: the
+// agent's built-in needs plus the configured lists. sources maps each
+// allow pattern to where it came from.
+func resolvePolicy(res *config.Resolved) (egress.Policy, map[string]string, error) {
+	eg := res.Config.Egress
+	sources := map[string]string{}
+	allow := egress.DefaultAllow(agent.Claude{}.Name())
+	for _, a := range allow {
+		sources[a] = "built in for " + agent.Claude{}.Name()
+	}
+	for _, a := range eg.Allow {
+		if _, ok := sources[a]; !ok {
+			sources[a] = res.EntryFrom("egress.allow", a)
+			allow = append(allow, a)
+		}
+	}
+	for _, d := range eg.Deny {
+		sources[d] = res.EntryFrom("egress.deny", d)
+	}
+	p, err := egress.NewPolicy(eg.Mode, allow, eg.Deny, eg.AllowCIDRs)
+	return p, sources, err
+}
+
+// describePolicy renders the policy for people, before a run.
+func describePolicy(p egress.Policy, sources map[string]string, allowCIDRs []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Egress: %s mode", p.Mode)
+	switch string(p.Mode) {
+	case "open":
+		b.WriteString(" — the agent may reach any host (every connection is logged)\n")
+	case "restricted":
+		b.WriteString(" — any public address; nothing private\n")
+	default:
+		b.WriteString(" — only these hosts:\n")
+		for _, r := range p.Allow {
+			fmt.Fprintf(&b, "  allow  %-32s %s\n", r.Pattern, sources[r.Pattern])
+		}
+	}
+	for _, r := range p.Deny {
+		fmt.Fprintf(&b, "  deny   %-32s %s\n", r.Pattern, sources[r.Pattern])
+	}
+	for _, c := range allowCIDRs {
+		fmt.Fprintf(&b, "  cidr   %s\n", c)
+	}
+	b.WriteString("  (the model API is reached through the proxy, which holds the credentials)\n")
+	return b.String()
+}

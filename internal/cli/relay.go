@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlock-dev/airlock/internal/egress"
+)
+
+// newRelayCmd is the sandbox side of the egress topology: it runs inside the
+// agent's container (which has no network), listens on loopback ports and
+// carries each connection to the proxy's Unix socket, then runs the agent's
+// command and exits with its status.
+func newRelayCmd(f *Factory) *cobra.Command {
+	var listens []string
+	cmd := &cobra.Command{
+		Use:    "relay --listen ADDR=SOCKET... -- COMMAND...",
+		Short:  "Relay loopback ports to the egress proxy, then run a command (inside the sandbox)",
+		Hidden: true,
+		Args:   cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return relayRun(cmd.Context(), f, listens, args)
+		},
+	}
+	cmd.Flags().StringArrayVar(&listens, "listen", nil, "ADDR=SOCKET to relay (repeatable)")
+	return cmd
+}
+
+func relayRun(ctx context.Context, f *Factory, listens, command []string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, l := range listens {
+		addr, sock, ok := strings.Cut(l, "=")
+		if !ok {
+			return flagErrorf("--listen %q: want ADDR=SOCKET", l)
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+		go egress.Relay(ctx, ln, sock)
+	}
+	child := exec.Command(command[0], command[1:]...)
+	child.Stdin, child.Stdout, child.Stderr = f.IO.In, f.IO.Out, f.IO.ErrOut
+	if err := child.Start(); err != nil {
+		return fmt.Errorf("relay: start %s: %w", command[0], err)
+	}
+	// Pass stop signals on, so the agent shuts down as if it had them.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		for s := range sigs {
+			child.Process.Signal(s)
+		}
+	}()
+	err := child.Wait()
+	signal.Stop(sigs)
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		code := exitErr.ExitCode()
+		if code < 0 {
+			code = 128 + int(exitErr.Sys().(syscall.WaitStatus).Signal())
+		}
+		return &ExitError{Code: code}
+	}
+	return err
+}

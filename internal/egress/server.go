@@ -1,0 +1,531 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Resolver looks up host names. *net.Resolver implements it; it honours
+// /etc/hosts, so names given to the proxy container with --add-host work.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Config configures a Server.
+type Config struct {
+	Policy Policy
+	// Held are the secrets airlock holds (API keys, tokens); requests that
+	// carry one, in any common encoding, are refused.
+	Held []string
+	// API enables the model-API endpoint; nil disables it (healthz still
+	// answers).
+	API *APIConfig
+	// Audit receives one record per decision; nil discards them.
+	Audit *AuditLog
+	// Resolver defaults to net.DefaultResolver.
+	Resolver Resolver
+}
+
+// APIConfig is the credential-injecting model-API endpoint.
+type APIConfig struct {
+	// Upstream is the real API (or gateway) base URL. It is chosen by the
+	// operator, not the agent, so it is not subject to the policy or the
+	// address filter: a gateway on a private address must keep working.
+	Upstream *url.URL
+	// Headers are set on every forwarded request, e.g. "x-api-key": the
+	// real key, or "Authorization": "Bearer " + token.
+	Headers map[string]string
+	// Placeholder is the fake credential the agent holds. Whatever
+	// credential the agent sends is dropped; one other than the
+	// placeholder is noted in the audit log.
+	Placeholder string
+}
+
+// Server is the egress proxy: an HTTP proxy (CONNECT and absolute-form
+// plain HTTP) enforcing the policy, and the model-API endpoint.
+type Server struct {
+	policy   Policy
+	scanner  *Scanner
+	api      *APIConfig
+	audit    *AuditLog
+	resolver Resolver
+	forward  *httputil.ReverseProxy
+	apiProxy *httputil.ReverseProxy
+
+	mu      sync.Mutex
+	tunnels map[net.Conn]struct{}
+}
+
+const (
+	dialTimeout  = 10 * time.Second
+	helloTimeout = 10 * time.Second
+)
+
+// NewServer checks cfg and builds a server.
+func NewServer(cfg Config) (*Server, error) {
+	mode, err := ParseMode(string(cfg.Policy.Mode))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Policy.Mode = mode
+	for _, r := range append(append([]Rule(nil), cfg.Policy.Allow...), cfg.Policy.Deny...) {
+		if r.Pattern == "" {
+			return nil, fmt.Errorf("egress rule from %s has an empty pattern", r.Source)
+		}
+	}
+	s := &Server{
+		policy:   cfg.Policy,
+		scanner:  NewScanner(cfg.Held),
+		api:      cfg.API,
+		audit:    cfg.Audit,
+		resolver: cfg.Resolver,
+		tunnels:  map[net.Conn]struct{}{},
+	}
+	if s.resolver == nil {
+		s.resolver = net.DefaultResolver
+	}
+	s.forward = &httputil.ReverseProxy{
+		Rewrite:      rewriteForward,
+		Transport:    s.forwardTransport(),
+		ErrorHandler: s.forwardError,
+	}
+	if cfg.API != nil {
+		if err := checkAPIConfig(cfg.API); err != nil {
+			return nil, err
+		}
+		s.apiProxy = s.newAPIProxy()
+	}
+	return s, nil
+}
+
+func checkAPIConfig(c *APIConfig) error {
+	u := c.Upstream
+	if u == nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("model API upstream must be an http:// or https:// URL with a host, got %v", u)
+	}
+	for k, v := range c.Headers {
+		if k == "" || strings.ContainsAny(k+v, "\r\n\x00") {
+			return fmt.Errorf("model API header %q: names must be non-empty and values single-line", k)
+		}
+	}
+	return nil
+}
+
+// denial is a policy refusal; it carries the text for the 403.
+type denial struct {
+	reason string // short, for the header and the audit log
+	hint   string // what the user can do about it
+	rule   string
+}
+
+func (d *denial) Error() string { return d.reason }
+
+func (s *Server) log(r Record) {
+	// The audit writer failing must not take the proxy down; the lead's
+	// wiring watches the file.
+	_ = s.audit.Write(r)
+}
+
+// writeDenied answers 403 with X-Airlock-Denied and a one-line body.
+func writeDenied(w http.ResponseWriter, d *denial) {
+	w.Header().Set("X-Airlock-Denied", headerSafe(d.reason))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusForbidden)
+	msg := "airlock egress proxy: denied: " + d.reason + "."
+	if d.hint != "" {
+		msg += " " + d.hint
+	}
+	fmt.Fprintln(w, headerSafe(msg))
+}
+
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r > 0x7e {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// precheck runs the DNS-free stages in order: canonicalise, policy, secret
+// scan of host, URL and headers. rec is filled with what may be logged.
+func (s *Server) precheck(r *http.Request, rawHost string, port int, rec *Record) (string, *denial) {
+	canon, err := Canonical(rawHost)
+	if err != nil {
+		rec.Host = headerSafe(rawHost)
+		return "", &denial{reason: "invalid host: " + err.Error(), hint: "Use a plain host name."}
+	}
+	rec.Host = canon
+	if rule, hit := s.scanner.ScanHost(rawHost); hit {
+		rec.Host = s.redactHost(canon)
+		rec.Path = ""
+		return "", &denial{reason: "secret in host name (rule " + rule + ")", rule: rule,
+			hint: "The request looks like it carries a credential; it was not sent."}
+	}
+	dec := s.policy.Decide(canon, port)
+	rec.Rule = dec.Rule
+	if !dec.Allowed {
+		return "", s.policyDenial(canon, port, dec)
+	}
+	if rule, hit := s.scanner.Scan(r.RequestURI); hit {
+		rec.Path = "[redacted]"
+		return "", &denial{reason: "secret in URL (rule " + rule + ")", rule: rule,
+			hint: "The request looks like it carries a credential; it was not sent."}
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			if rule, hit := s.scanner.Scan(k + ": " + v); hit {
+				return "", &denial{reason: "secret in header " + k + " (rule " + rule + ")", rule: rule,
+					hint: "The request looks like it carries a credential; it was not sent."}
+			}
+		}
+	}
+	return canon, nil
+}
+
+func (s *Server) policyDenial(host string, port int, dec Decision) *denial {
+	target := host
+	if port != 443 && port != 80 {
+		target = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	hint := fmt.Sprintf("To allow it, run with --allow %s or add it to [egress] allow.", target)
+	if dec.Rule != "" {
+		hint = "A deny rule matches it; deny rules beat allow rules."
+	}
+	return &denial{reason: dec.Reason, rule: dec.Rule, hint: hint}
+}
+
+// redactHost keeps at most the last two labels of a host that carried a
+// secret, so the log shows where it was going but not what.
+func (s *Server) redactHost(host string) string {
+	labels := strings.Split(host, ".")
+	keep := ""
+	for i := len(labels) - 1; i >= 0 && i >= len(labels)-2; i-- {
+		cand := strings.Join(labels[i:], ".")
+		if _, hit := s.scanner.ScanHost(cand); hit {
+			break
+		}
+		keep = cand
+	}
+	if keep == "" {
+		return "[redacted]"
+	}
+	return "[redacted]." + keep
+}
+
+// resolve looks the host up (unless it is an IP literal) and keeps the
+// addresses the policy accepts. Names failing policy never get here.
+func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+	} else {
+		addrs, err = s.resolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", host, err)
+		}
+	}
+	var ok []netip.Addr
+	var first error
+	for _, a := range addrs {
+		if err := s.policy.CheckAddr(a); err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		ok = append(ok, a.Unmap())
+	}
+	if len(ok) == 0 {
+		if first == nil {
+			return nil, fmt.Errorf("resolve %s: no addresses", host)
+		}
+		return nil, &denial{reason: first.Error(), hint: "The name resolves to an address the sandbox may not reach."}
+	}
+	return ok, nil
+}
+
+// dial connects to the first reachable address. The dialer's Control hook
+// checks the socket's actual address once more, so nothing but a checked
+// address is ever connected to, whatever happens between lookup and dial.
+func (s *Server) dial(ctx context.Context, addrs []netip.Addr, port int) (net.Conn, error) {
+	d := &net.Dialer{Timeout: dialTimeout, Control: s.control}
+	var last error
+	for _, a := range addrs {
+		c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(a, uint16(port)).String())
+		if err == nil {
+			return c, nil
+		}
+		last = err
+	}
+	return nil, last
+}
+
+func (s *Server) control(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return &denial{reason: "unparseable dial address " + address}
+	}
+	if err := s.policy.CheckAddr(ap.Addr()); err != nil {
+		return &denial{reason: err.Error()}
+	}
+	return nil
+}
+
+// ProxyHandler serves CONNECT and absolute-form plain-HTTP requests.
+func (s *Server) ProxyHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodConnect:
+			s.handleConnect(w, r)
+		case r.URL.IsAbs() && r.URL.Scheme == "http":
+			s.handleForward(w, r)
+		case r.URL.IsAbs():
+			http.Error(w, "airlock egress proxy: only http:// URLs can be forwarded; use CONNECT for "+r.URL.Scheme, http.StatusBadRequest)
+		default:
+			http.Error(w, "airlock egress proxy: this is an HTTP proxy; send absolute-form requests or CONNECT", http.StatusBadRequest)
+		}
+	})
+}
+
+func splitTarget(authority string, defPort int) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(authority)
+	if err != nil {
+		if defPort == 0 || strings.Count(authority, ":") > 0 && !strings.HasSuffix(authority, "]") {
+			return authority, 0, fmt.Errorf("bad target %q: want host:port", authority)
+		}
+		return strings.Trim(authority, "[]"), defPort, nil
+	}
+	port, err := parsePort(portStr)
+	if err != nil {
+		return host, 0, fmt.Errorf("bad target %q: %w", authority, err)
+	}
+	return host, port, nil
+}
+
+// forwardState travels with a forwarded request so the error handler and
+// the audit record agree.
+type forwardState struct {
+	target string // canonical host:port to dial
+	denied *denial
+	err    error
+}
+
+type stateKey struct{}
+
+func (s *Server) handleForward(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := Record{Kind: KindHTTP, Method: r.Method, Path: r.URL.Path}
+	host, port, err := splitTarget(r.URL.Host, 80)
+	rec.Port = port
+	if err != nil {
+		rec.Host = headerSafe(r.URL.Host)
+		s.deny(w, rec, &denial{reason: err.Error()}, start)
+		return
+	}
+	canon, d := s.precheck(r, host, port, &rec)
+	if d != nil {
+		s.deny(w, rec, d, start)
+		return
+	}
+	st := &forwardState{target: net.JoinHostPort(canon, strconv.Itoa(port))}
+	var addr string
+	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { addr = info.Conn.RemoteAddr().String() },
+	})
+	body := &countingReader{r: r.Body}
+	r = r.WithContext(ctx)
+	if r.Body != nil {
+		r.Body = body
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	s.forward.ServeHTTP(cw, r)
+
+	rec.Addr = addr
+	rec.BytesUp, rec.BytesDown = body.n, cw.n
+	rec.DurationMS = time.Since(start).Milliseconds()
+	switch {
+	case st.denied != nil:
+		rec.Reason = st.denied.reason
+	case st.err != nil:
+		rec.Allowed, rec.Reason = true, "upstream error: "+st.err.Error()
+	default:
+		rec.Allowed, rec.Reason = true, fmt.Sprintf("status %d", cw.status)
+	}
+	s.log(rec)
+}
+
+func (s *Server) deny(w http.ResponseWriter, rec Record, d *denial, start time.Time) {
+	writeDenied(w, d)
+	rec.Allowed = false
+	rec.Reason = d.reason
+	if d.rule != "" {
+		rec.Rule = d.rule
+	}
+	rec.DurationMS = time.Since(start).Milliseconds()
+	s.log(rec)
+}
+
+func rewriteForward(pr *httputil.ProxyRequest) {
+	st := pr.In.Context().Value(stateKey{}).(*forwardState)
+	pr.Out.URL.Host = st.target
+	pr.Out.URL.User = nil
+	pr.Out.Host = ""
+	for k := range pr.Out.Header {
+		if strings.HasPrefix(k, "Proxy-") {
+			pr.Out.Header.Del(k)
+		}
+	}
+}
+
+func (s *Server) forwardTransport() *http.Transport {
+	return &http.Transport{
+		Proxy: nil, // never chain to a proxy from our own environment
+		DialContext: func(ctx context.Context, _, address string) (net.Conn, error) {
+			host, port, err := splitTarget(address, 0)
+			if err != nil {
+				return nil, err
+			}
+			addrs, err := s.resolve(ctx, host)
+			if err != nil {
+				return nil, err
+			}
+			return s.dial(ctx, addrs, port)
+		},
+		DisableCompression:    true,
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       60 * time.Second,
+		ResponseHeaderTimeout: 5 * time.Minute,
+	}
+}
+
+func (s *Server) forwardError(w http.ResponseWriter, r *http.Request, err error) {
+	st, _ := r.Context().Value(stateKey{}).(*forwardState)
+	var d *denial
+	if errors.As(err, &d) {
+		if st != nil {
+			st.denied = d
+		}
+		writeDenied(w, d)
+		return
+	}
+	if st != nil {
+		st.err = err
+	}
+	http.Error(w, "airlock egress proxy: upstream error: "+err.Error(), http.StatusBadGateway)
+}
+
+type countingReader struct {
+	r io.ReadCloser
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.r.Close() }
+
+// countingWriter counts response bytes; Unwrap lets http.ResponseController
+// reach the real writer's Flush.
+type countingWriter struct {
+	http.ResponseWriter
+	n      int64
+	status int
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	if c.status == 0 && code >= 200 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// Serve runs the proxy on proxyLn and the model-API endpoint (with
+// GET /healthz) on apiLn until ctx ends; either listener may be nil. Open
+// tunnels are closed on the way out.
+func (s *Server) Serve(ctx context.Context, proxyLn, apiLn net.Listener) error {
+	var servers []*http.Server
+	errc := make(chan error, 2)
+	start := func(ln net.Listener, h http.Handler) {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+		servers = append(servers, srv)
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	if proxyLn != nil {
+		start(proxyLn, s.ProxyHandler())
+	}
+	if apiLn != nil {
+		start(apiLn, s.APIHandler())
+	}
+	if len(servers) == 0 {
+		return errors.New("egress proxy: no listener to serve on")
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.closeTunnels()
+	for _, srv := range servers {
+		_ = srv.Shutdown(sctx)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("egress proxy: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tunnels == nil {
+		return false
+	}
+	s.tunnels[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.tunnels, c)
+}
+
+func (s *Server) closeTunnels() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.tunnels {
+		c.Close()
+	}
+	s.tunnels = nil
+}
