@@ -178,10 +178,19 @@ func (m *Manager) startProxy(ctx context.Context, r *store.Run, eg Egress, uid, 
 // waitProxy polls the proxy's health endpoint until it answers, or the
 // proxy exits (then its output says why).
 func (m *Manager) waitProxy(ctx context.Context, id, socket string) error {
+	// A Unix socket's path is limited to 107 bytes, and a run directory
+	// under a long home or temporary directory exceeds it; through an open
+	// descriptor of the directory any path is short.
+	dir, err := os.Open(filepath.Dir(socket))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	short := fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(socket))
 	hc := &http.Client{
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			return d.DialContext(ctx, "unix", short)
 		}},
 		Timeout: time.Second,
 	}

@@ -204,7 +204,7 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 			{Source: filepath.Join(dir, "passwd"), Target: "/etc/passwd", ReadOnly: true},
 			{Source: filepath.Join(dir, "group"), Target: "/etc/group", ReadOnly: true},
 		},
-		Tmpfs:   map[string]string{"/tmp": "rw,exec,nosuid,size=1g"},
+		Tmpfs:  map[string]string{"/tmp": "rw,exec,nosuid,size=1g"},
 		Labels: labels(r, "agent"),
 		Limits: req.Limits,
 	}
