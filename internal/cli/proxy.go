@@ -122,12 +122,12 @@ func proxyCheck(ctx context.Context, f *Factory, raw string, allow []string, mod
 	}
 	for _, a := range allow {
 		if err := res.Set("egress.allow", a, "flag --allow"); err != nil {
-			return err
+			return &FlagError{err: err}
 		}
 	}
 	if mode != "" {
 		if err := res.Set("egress.mode", mode, "flag --network"); err != nil {
-			return err
+			return &FlagError{err: err}
 		}
 	}
 	policy, sources, err := resolvePolicy(res)
