@@ -13,6 +13,7 @@ type Options struct {
 	Model      string // empty: the agent's default
 	MaxTurns   int    // 0: no limit
 	SessionID  string // UUID naming the agent's session; empty: the agent picks one
+	Resume     bool   // continue the session SessionID (its transcript is in the agent's home)
 	PromptPath string // file holding the prompt, fed on standard input
 	LogPath    string // the agent's machine-readable transcript (standard output)
 	StderrPath string // the agent's standard error

@@ -43,7 +43,10 @@ func claudeArgs(o Options) []string {
 		// a run nobody is watching.
 		"--dangerously-skip-permissions",
 	}
-	if o.SessionID != "" {
+	switch {
+	case o.SessionID != "" && o.Resume:
+		args = append(args, "--resume="+o.SessionID)
+	case o.SessionID != "":
 		args = append(args, "--session-id="+o.SessionID)
 	}
 	if o.Model != "" {

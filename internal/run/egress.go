@@ -222,7 +222,7 @@ func (m *Manager) waitProxy(ctx context.Context, id, socket string) error {
 // agentEgress wires the agent's container to the proxy: no network, the
 // relay in front of the agent's command, proxy variables, and placeholder
 // credentials.
-func agentEgress(spec *sandbox.Spec, r *store.Run, dir, bin string, eg Egress) {
+func agentEgress(spec *sandbox.Spec, r *store.Run, dir, bin string, eg Egress, relayFlags []string) {
 	spec.Network = "none"
 	spec.Mounts = append(spec.Mounts,
 		sandbox.Mount{Source: bin, Target: containerBin, ReadOnly: true},
@@ -230,8 +230,8 @@ func agentEgress(spec *sandbox.Spec, r *store.Run, dir, bin string, eg Egress) {
 	)
 	relay := []string{containerBin, "relay",
 		"--listen", relayProxyAddr + "=" + containerSock + "/" + proxySocket,
-		"--listen", relayAPIAddr + "=" + containerSock + "/" + apiSocket,
-		"--"}
+		"--listen", relayAPIAddr + "=" + containerSock + "/" + apiSocket}
+	relay = append(append(relay, relayFlags...), "--")
 	spec.Cmd = append(relay, spec.Cmd...)
 	proxyURL := "http://" + relayProxyAddr
 	spec.Env = append(spec.Env,

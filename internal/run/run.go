@@ -56,6 +56,36 @@ type Request struct {
 	Env          []string // NAME=value; never credentials: those are in Egress.Auth
 	Limits       sandbox.Limits
 	Egress       Egress
+
+	// Kind is KindHeadless (claude -p, the default) or KindShell (Claude
+	// Code's own terminal UI, in tmux, for people to attach to).
+	Kind string
+	// Resume continues an earlier run's conversation: its agent state is
+	// restored into this run's home and the agent resumes its session.
+	Resume *store.Run
+	// Persistent keeps the container after the agent exits; `start` brings
+	// it back.
+	Persistent bool
+	// Budget stops the agent when it is spent.
+	Budget Budget
+	// Caches are shared dependency caches mounted into the sandbox
+	// ("npm", "go", "pip").
+	Caches []string
+	// Here mounts the live project directory instead of a copy (an explicit
+	// opt-in of `shell --here`).
+	Here bool
+}
+
+// Kinds of run.
+const (
+	KindHeadless = "headless"
+	KindShell    = "shell"
+)
+
+// Budget limits a run; zero values mean no limit.
+type Budget struct {
+	MaxCostUSD float64
+	Timeout    time.Duration
 }
 
 // Manager runs and tracks runs. Its fields are its dependencies.
@@ -134,6 +164,22 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 		SessionID:  agent.NewSessionID(),
 		CreatedAt:  m.now(),
 		CreatorPID: os.Getpid(),
+		Kind:       req.Kind,
+		Persistent: req.Persistent,
+		MaxCostUSD: req.Budget.MaxCostUSD,
+		Timeout:    req.Budget.Timeout.String(),
+		Caches:     req.Caches,
+		Here:       req.Here,
+	}
+	if r.Kind == "" {
+		r.Kind = KindHeadless
+	}
+	if req.Budget.Timeout == 0 {
+		r.Timeout = ""
+	}
+	if req.Resume != nil {
+		r.ResumedFrom = req.Resume.ID
+		r.SessionID = req.Resume.SessionID
 	}
 	if err := m.Store.Create(r); err != nil {
 		return nil, err
@@ -172,6 +218,11 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	if err := prepareRunDir(dir, req.Prompt, uid, gid); err != nil {
 		return nil, err
 	}
+	if req.Resume != nil {
+		if err := m.restoreSession(req.Resume, r, uid, gid); err != nil {
+			return nil, err
+		}
+	}
 	m.progress("Starting the egress proxy (%s)…", egressSummary(req.Egress))
 	if err := m.startProxy(ctx, r, req.Egress, uid, gid); err != nil {
 		return nil, err
@@ -185,14 +236,19 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 		Model:      req.Model,
 		MaxTurns:   req.MaxTurns,
 		SessionID:  r.SessionID,
+		Resume:     req.Resume != nil,
 		PromptPath: containerPrompt,
 		LogPath:    containerLogDir + "/" + agentLog,
 		StderrPath: containerLogDir + "/" + agentStderr,
 	}
+	cmd := m.Agent.Command(opts)
+	if r.Kind == KindShell {
+		cmd = shellCommand(m.Agent, opts)
+	}
 	spec := sandbox.Spec{
 		Name:    r.Container,
 		Image:   req.Image,
-		Cmd:     m.Agent.Command(opts),
+		Cmd:     cmd,
 		Env:     append(m.Agent.Env(opts), req.Env...),
 		User:    fmt.Sprintf("%d:%d", uid, gid),
 		WorkDir: containerWorkspace,
@@ -208,7 +264,15 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 		Labels: labels(r, "agent"),
 		Limits: req.Limits,
 	}
-	agentEgress(&spec, r, dir, bin, req.Egress)
+	if req.Here {
+		spec.Mounts[0].Source = req.Project
+	}
+	mounts, err := m.cacheMounts(r, req.Caches, uid, gid)
+	if err != nil {
+		return nil, err
+	}
+	spec.Mounts = append(spec.Mounts, mounts...)
+	agentEgress(&spec, r, dir, bin, req.Egress, budgetFlags(req.Budget))
 	m.progress("Starting the agent in container %s…", r.Container)
 	cid, err := m.Engine.Create(ctx, spec)
 	if err != nil {

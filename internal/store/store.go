@@ -67,6 +67,19 @@ type Run struct {
 	// a creating run whose creator is gone was interrupted.
 	CreatorPID    int  `json:"creator_pid,omitempty"`
 	StopRequested bool `json:"stop_requested,omitempty"`
+	// StopReason is "user" or "budget" for a stopped run.
+	StopReason string `json:"stop_reason,omitempty"`
+
+	// Kind is "headless" (claude -p) or "shell" (interactive, in tmux).
+	Kind       string `json:"kind,omitempty"`
+	Persistent bool   `json:"persistent,omitempty"`
+	// ResumedFrom is the run whose conversation this one continues.
+	ResumedFrom string   `json:"resumed_from,omitempty"`
+	MaxCostUSD  float64  `json:"max_cost_usd,omitempty"`
+	Timeout     string   `json:"timeout,omitempty"`
+	Caches      []string `json:"caches,omitempty"`
+	// Here: the agent worked on the live project directory, not a copy.
+	Here bool `json:"here,omitempty"`
 
 	// EgressAllowed and EgressDenied count the egress proxy's decisions.
 	EgressAllowed int `json:"egress_allowed"`
