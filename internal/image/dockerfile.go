@@ -14,6 +14,9 @@ const caBundle = "/etc/ssl/certs/ca-certificates.crt"
 var packages = []string{
 	"ca-certificates", "curl", "git", "jq", "nodejs", "npm", "openssh-client",
 	"procps", "python3", "ripgrep", "tini",
+	// Interactive sessions: the agent's terminal UI runs in tmux, and
+	// ncurses-term has terminfo for the TERM values people bring.
+	"tmux", "ncurses-term", "less",
 }
 
 // dockerfile renders the default image's Dockerfile. Its text is part of
@@ -24,7 +27,9 @@ func dockerfile(spec Spec) string {
 
 	w("# airlock default agent image; generated, its inputs are hashed into the tag.")
 	w("FROM %s", spec.baseRef())
-	w("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\")
+	// /opt/agent is where the agent (never root) installs global tools; in a
+	// persistent container they survive stop and start.
+	w("ENV PATH=/opt/agent/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\")
 	w("    LANG=C.UTF-8 \\")
 	w("    NODE_EXTRA_CA_CERTS=%s \\", caBundle)
 	w("    SSL_CERT_FILE=%s \\", caBundle)
@@ -56,10 +61,12 @@ func dockerfile(spec Spec) string {
 	w(`    claude --version`)
 	w(`RUN groupadd --gid 1000 agent && \`)
 	w(`    useradd --uid 1000 --gid 1000 --create-home --home-dir /home/agent --shell /bin/bash agent && \`)
-	w(`    mkdir -p /workspace && chown agent:agent /workspace`)
+	w(`    mkdir -p /workspace /opt/agent/bin /opt/agent/lib && chown agent:agent /workspace && \`)
+	w(`    chmod 1777 /opt/agent /opt/agent/bin /opt/agent/lib`)
 	// HOME is explicit because the container often runs as the invoking
 	// user's uid, which has no passwd entry in the image.
 	w("ENV HOME=/home/agent \\")
+	w("    NPM_CONFIG_PREFIX=/opt/agent \\")
 	w("    DISABLE_AUTOUPDATER=1")
 	w("USER agent")
 	w("WORKDIR /workspace")
