@@ -30,11 +30,7 @@ running git inside the agent's copy, whose configuration the agent controls.`,
 }
 
 func diffRun(ctx context.Context, f *Factory, ref string, opts diffOptions) error {
-	r, err := f.resolveRun(ctx, ref)
-	if err != nil {
-		return err
-	}
-	m, err := f.manager()
+	r, m, err := f.runAndManager(ctx, ref)
 	if err != nil {
 		return err
 	}

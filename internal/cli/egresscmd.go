@@ -41,11 +41,7 @@ written (schema in docs/egress.md).`,
 }
 
 func egressRun(ctx context.Context, f *Factory, ref string, opts egressOptions) error {
-	r, err := f.resolveRun(ctx, ref)
-	if err != nil {
-		return err
-	}
-	m, err := f.manager()
+	r, m, err := f.runAndManager(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -69,14 +65,7 @@ func egressRun(ctx context.Context, f *Factory, ref string, opts egressOptions) 
 		return nil
 	}
 	if opts.Follow && !r.Status.Finished() {
-		done := func() bool {
-			cur, err := f.storeGet(r.ID)
-			if err != nil {
-				return true
-			}
-			cur, err = m.Reconcile(ctx, cur)
-			return err != nil || cur.Status.Finished()
-		}
+		done := f.finished(ctx, m, r.ID)
 		return transcript.Follow(ctx, path, done, handle)
 	}
 	file, err := os.Open(path)

@@ -49,11 +49,7 @@ func newLogsCmd(f *Factory) *cobra.Command {
 }
 
 func logsRun(ctx context.Context, f *Factory, ref string, opts logsOptions) error {
-	r, err := f.resolveRun(ctx, ref)
-	if err != nil {
-		return err
-	}
-	m, err := f.manager()
+	r, m, err := f.runAndManager(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -81,14 +77,7 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 		return nil
 	}
 	if opts.Follow && !r.Status.Finished() {
-		done := func() bool {
-			cur, err := f.storeGet(r.ID)
-			if err != nil {
-				return true
-			}
-			cur, err = m.Reconcile(ctx, cur)
-			return err != nil || cur.Status.Finished()
-		}
+		done := f.finished(ctx, m, r.ID)
 		if err := transcript.Follow(ctx, path, done, handle); err != nil {
 			return err
 		}

@@ -41,11 +41,7 @@ to merge by hand (git merge airlock/<run>).`,
 }
 
 func mergeRun(ctx context.Context, f *Factory, ref string, opts mergeOptions) error {
-	r, err := f.resolveRun(ctx, ref)
-	if err != nil {
-		return err
-	}
-	m, err := f.manager()
+	r, m, err := f.runAndManager(ctx, ref)
 	if err != nil {
 		return err
 	}

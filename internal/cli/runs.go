@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
@@ -21,6 +22,33 @@ func (f *Factory) resolveRun(ctx context.Context, ref string) (*store.Run, error
 		return nil, perr
 	}
 	return st.Resolve(project, ref)
+}
+
+// runAndManager resolves RUN and builds the manager, the start of most
+// commands that act on one run.
+func (f *Factory) runAndManager(ctx context.Context, ref string) (*store.Run, *run.Manager, error) {
+	r, err := f.resolveRun(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := f.manager()
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, m, nil
+}
+
+// finished reports, for followers, whether a run has ended (or can no
+// longer be looked at).
+func (f *Factory) finished(ctx context.Context, m *run.Manager, id string) func() bool {
+	return func() bool {
+		cur, err := f.storeGet(id)
+		if err != nil {
+			return true
+		}
+		cur, err = m.Reconcile(ctx, cur)
+		return err != nil || cur.Status.Finished()
+	}
 }
 
 // age renders a duration the way people read it in a table.

@@ -25,11 +25,7 @@ Exit status: 0 if the agent succeeded, 3 if it failed or was stopped, 1 on error
 }
 
 func waitRun(ctx context.Context, f *Factory, ref string) error {
-	r, err := f.resolveRun(ctx, ref)
-	if err != nil {
-		return err
-	}
-	m, err := f.manager()
+	r, m, err := f.runAndManager(ctx, ref)
 	if err != nil {
 		return err
 	}
