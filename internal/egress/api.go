@@ -1,11 +1,9 @@
 package egress
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/http/httputil"
 	"strings"
 	"time"
@@ -79,26 +77,11 @@ func (s *Server) APIHandler() http.Handler {
 			note = "; agent sent a credential other than the placeholder (dropped)"
 		}
 		st := &forwardState{}
-		var addr string
-		ctx := context.WithValue(r.Context(), stateKey{}, st)
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			GotConn: func(info httptrace.GotConnInfo) { addr = info.Conn.RemoteAddr().String() },
-		})
-		body := &countingReader{r: r.Body}
-		r = r.WithContext(ctx)
-		if r.Body != nil {
-			r.Body = body
-		}
-		cw := &countingWriter{ResponseWriter: w}
-		s.apiProxy.ServeHTTP(cw, r)
-
-		rec.Addr = addr
-		rec.BytesUp, rec.BytesDown = body.n, cw.n
-		rec.DurationMS = time.Since(start).Milliseconds()
+		status := serveCounted(w, r, st, s.apiProxy, &rec, start)
 		if st.err != nil {
 			rec.Reason = "upstream error: " + st.err.Error() + note
 		} else {
-			rec.Reason = fmt.Sprintf("status %d%s", cw.status, note)
+			rec.Reason = fmt.Sprintf("status %d%s", status, note)
 		}
 		s.log(rec)
 	})

@@ -342,29 +342,14 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &forwardState{target: net.JoinHostPort(canon, strconv.Itoa(port))}
-	var addr string
-	ctx := context.WithValue(r.Context(), stateKey{}, st)
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { addr = info.Conn.RemoteAddr().String() },
-	})
-	body := &countingReader{r: r.Body}
-	r = r.WithContext(ctx)
-	if r.Body != nil {
-		r.Body = body
-	}
-	cw := &countingWriter{ResponseWriter: w}
-	s.forward.ServeHTTP(cw, r)
-
-	rec.Addr = addr
-	rec.BytesUp, rec.BytesDown = body.n, cw.n
-	rec.DurationMS = time.Since(start).Milliseconds()
+	status := serveCounted(w, r, st, s.forward, &rec, start)
 	switch {
 	case st.denied != nil:
 		rec.Reason = st.denied.reason
 	case st.err != nil:
 		rec.Allowed, rec.Reason = true, "upstream error: "+st.err.Error()
 	default:
-		rec.Allowed, rec.Reason = true, fmt.Sprintf("status %d", cw.status)
+		rec.Allowed, rec.Reason = true, fmt.Sprintf("status %d", status)
 	}
 	s.log(rec)
 }
@@ -528,4 +513,26 @@ func (s *Server) closeTunnels() {
 		c.Close()
 	}
 	s.tunnels = nil
+}
+
+// serveCounted serves r through h and fills rec with the address dialled,
+// the bytes each way and the duration.
+// It returns the response status.
+func serveCounted(w http.ResponseWriter, r *http.Request, st *forwardState, h http.Handler, rec *Record, start time.Time) int {
+	var addr string
+	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { addr = info.Conn.RemoteAddr().String() },
+	})
+	body := &countingReader{r: r.Body}
+	r = r.WithContext(ctx)
+	if r.Body != nil {
+		r.Body = body
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	h.ServeHTTP(cw, r)
+	rec.Addr = addr
+	rec.BytesUp, rec.BytesDown = body.n, cw.n
+	rec.DurationMS = time.Since(start).Milliseconds()
+	return cw.status
 }
