@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start-up benchmark: `airlock run -d` (until the agent's process runs in its
+# Benchmarks. Start-up: `airlock run -d` (until the agent's process runs in its
 # container) against a bare `docker run --rm IMAGE true` on the same image,
 # measured in the same go test run; prints both and their ratio (target <= 1.5).
 set -euo pipefail
@@ -11,4 +11,20 @@ awk '
 	END {
 		if (!bare || !air) { print "bench: no figures"; exit 1 }
 		printf "start-up: bare docker run %.0f ms, airlock run -d %.0f ms, ratio %.2fx (target <= 1.5x)\n", bare/1e6, air/1e6, air/bare
+	}' <<<"$out"
+
+# Egress benchmark: in one run, 100 MiB downloads and small requests from a
+# container on a test network directly, and from an agent's sandbox through
+# its relay and proxy; prints the ratios (targets: throughput >= 0.9x direct,
+# added latency < 2 ms) and the proxy's memory.
+out=$(go test -run '^$' -bench '^BenchmarkEgress$' -benchtime 1x -count 1 ./internal/e2e/ | tee /dev/stderr)
+awk '
+	/^BenchmarkEgress/ { for (i = 3; i < NF; i += 2) v[$(i+1)] = $i; found = 1 }
+	END {
+		if (!found) { print "bench: no egress figures"; exit 1 }
+		printf "egress HTTP:  direct %.0f MiB/s, through the proxy %.0f MiB/s, ratio %.2fx (target >= 0.9x)\n", v["direct-http-MiB/s"], v["proxied-http-MiB/s"], v["http-ratio"]
+		printf "egress HTTPS: direct %.0f MiB/s, through the proxy (CONNECT) %.0f MiB/s, ratio %.2fx (target >= 0.9x)\n", v["direct-https-MiB/s"], v["proxied-https-MiB/s"], v["https-ratio"]
+		printf "egress latency, new connection per request: direct %.2f ms, proxied %.2f ms, added %.2f ms (target < 2 ms)\n", v["direct-new-conn-ms"], v["proxied-new-conn-ms"], v["added-new-conn-ms"]
+		printf "egress latency, kept-alive connection: direct %.2f ms, proxied %.2f ms, added %.2f ms (target < 2 ms)\n", v["direct-keepalive-ms"], v["proxied-keepalive-ms"], v["added-keepalive-ms"]
+		printf "egress proxy memory: peak %.1f MiB (cgroup, page cache included), resident %.1f MiB\n", v["proxy-peak-MiB"], v["proxy-rss-MiB"]
 	}' <<<"$out"

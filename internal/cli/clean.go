@@ -2,21 +2,25 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/airlock-dev/airlock/internal/store"
 )
 
 func newCleanCmd(f *Factory) *cobra.Command {
 	return &cobra.Command{
 		Use:   "clean",
-		Short: "Finish what interrupted airlock processes left behind",
-		Long: `Bring every run's record up to date, record runs whose creation was interrupted
-as failed, and remove containers labelled as airlock's whose run is unknown or
-removed. clean never removes a run's commits: use rm for that.`,
+		Short: "Remove stopped containers, orphaned proxies and unused networks; record interrupted runs",
+		Long: `Bring every run's record up to date (runs whose creation was interrupted are
+recorded as failed; finished runs have their work collected), then remove what
+no run needs any more: the stopped containers of finished runs that are not
+persistent, leftover harvest containers, egress proxies of finished or unknown
+runs, containers of removed or unknown runs, and airlock's own egress networks
+(label airlock.role=egress) that no container uses.
+
+clean never removes a run's repository copy, branch or commits (use rm for
+that), a running container, a persistent run's container (start brings it
+back), or a network airlock did not create.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cleanRun(cmd.Context(), f)
@@ -29,38 +33,18 @@ func cleanRun(ctx context.Context, f *Factory) error {
 	if err != nil {
 		return err
 	}
-	if err := m.Engine.Ping(ctx); err != nil {
-		return err
+	done, err := m.Clean(ctx)
+	for _, r := range done.Failed {
+		fmt.Fprintf(f.IO.ErrOut, "Recorded %s as failed: %s\n", r.ID, r.Error)
 	}
-	runs, err := m.Store.List()
-	if err != nil {
-		return err
+	for _, c := range done.Containers {
+		fmt.Fprintf(f.IO.ErrOut, "Removed container %s\n", c)
 	}
-	var errs []error
-	for _, r := range runs {
-		if r.Removed() || (r.Status.Finished() && r.Harvested) {
-			continue
-		}
-		before := r.Status
-		cur, err := m.Collect(ctx, r)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("run %s: %w", r.ID, err))
-			continue
-		}
-		if cur.Status != before && cur.Status == store.StatusFailed {
-			fmt.Fprintf(f.IO.ErrOut, "Recorded %s as failed: %s\n", cur.ID, cur.Error)
-		}
+	for _, n := range done.Networks {
+		fmt.Fprintf(f.IO.ErrOut, "Removed unused network %s\n", n)
 	}
-	orphans, err := m.Orphans(ctx)
-	if err != nil {
-		return err
+	if err == nil && len(done.Failed)+len(done.Containers)+len(done.Networks) == 0 {
+		fmt.Fprintln(f.IO.ErrOut, "Nothing to clean.")
 	}
-	for _, c := range orphans {
-		if err := m.Engine.Remove(ctx, c.ID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		fmt.Fprintf(f.IO.ErrOut, "Removed orphaned container %s\n", c.Name)
-	}
-	return errors.Join(errs...)
+	return err
 }

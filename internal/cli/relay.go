@@ -22,20 +22,22 @@ import (
 // command and exits with its status.
 func newRelayCmd(f *Factory) *cobra.Command {
 	var listens []string
+	var bud relayBudget
 	cmd := &cobra.Command{
 		Use:    "relay --listen ADDR=SOCKET... -- COMMAND...",
 		Short:  "Relay loopback ports to the egress proxy, then run a command (inside the sandbox)",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return relayRun(cmd.Context(), f, listens, args)
+			return relayRun(cmd.Context(), f, listens, &bud, args)
 		},
 	}
 	cmd.Flags().StringArrayVar(&listens, "listen", nil, "ADDR=SOCKET to relay (repeatable)")
+	bud.addFlags(cmd.Flags())
 	return cmd
 }
 
-func relayRun(ctx context.Context, f *Factory, listens, command []string) error {
+func relayRun(ctx context.Context, f *Factory, listens []string, bud *relayBudget, command []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for _, l := range listens {
@@ -62,7 +64,10 @@ func relayRun(ctx context.Context, f *Factory, listens, command []string) error 
 			child.Process.Signal(s)
 		}
 	}()
+	exited, childDone := context.WithCancel(ctx)
+	go bud.enforce(exited, child, relayErrorf(f))
 	err := child.Wait()
+	childDone()
 	signal.Stop(sigs)
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {

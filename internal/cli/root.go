@@ -98,6 +98,7 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newEgressCmd(f),
 		newProxyCmd(f),
 		newRelayCmd(f),
+		newWatchCmd(f),
 	)
 	return root
 }

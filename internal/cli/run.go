@@ -17,6 +17,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/credentials"
+	"github.com/airlock-dev/airlock/internal/notify"
 	"github.com/airlock-dev/airlock/internal/prompt"
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/sandbox"
@@ -38,13 +39,20 @@ type runOptions struct {
 	Network   string
 	Yes       bool
 
+	// Tasks are all the prompts given; more than one makes a batch.
+	Tasks   []string
+	Jobs    int
+	MaxCost float64
+	Timeout string
+	Caches  []string
+
 	set map[string]bool // flags the user gave, so only they override config
 }
 
 func newRunCmd(f *Factory) *cobra.Command {
 	var opts runOptions
 	cmd := &cobra.Command{
-		Use:     "run [TASK]",
+		Use:     "run [TASK...]",
 		Aliases: []string{"execute"},
 		Short:   "Run the agent on a task in a new sandbox",
 		Long: `Run the agent on a task, on its own copy of this repository, on branch
@@ -56,7 +64,16 @@ prompt inline instead. Prompt files are Markdown with optional YAML frontmatter
 
 Without -d, run shows the agent's progress and exits 0 only if it succeeded
 (3 if it failed); Ctrl-C stops the agent, keeping its work. With -d it prints
-the run ID and returns at once: the run goes on without airlock.
+the run ID and returns at once: the run goes on without airlock, and a small
+background watcher brings its work back and sends notifications when it ends.
+
+Several tasks make a batch: each its own run, at most -j at once (default:
+all), every output line prefixed with its run's name and a table at the end;
+exit 0 only if every run succeeded. All tasks are checked before any starts.
+
+Budgets stop the agent and record the run as stopped (budget): --max-turns,
+--max-cost (estimated from the transcript; see docs/budgets.md) and
+--timeout, enforced inside the sandbox, so they hold for detached runs too.
 
 The agent's container has no network: everything goes through the run's own
 egress proxy, which lets through only allowed hosts (the agent's own needs,
@@ -67,10 +84,16 @@ y/N unless -y is given or [egress] confirm is false.`,
 		Example: `  airlock run fix-auth
   airlock run fix-auth -d
   airlock run -m "Add a --verbose flag to the CLI" --name verbose-flag
-  airlock run docs/tasks/upgrade.md --model claude-opus-4-1 --max-turns 40 --env GOFLAGS=-mod=mod`,
-		Args: exactlyOneOrNone,
+  airlock run docs/tasks/upgrade.md --model claude-opus-4-1 --max-turns 40 --env GOFLAGS=-mod=mod
+  airlock run fix-auth add-tests update-docs -j 2
+  airlock run fix-auth --max-cost 2.50 --timeout 45m --cache npm`,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Task = firstArg(args)
+			opts.Tasks = args
+			if err := validateBatchFlags(opts); err != nil {
+				return err
+			}
 			if opts.Task == "" && opts.Message == "" {
 				return flagErrorf("give a task (airlock run TASK) or an inline prompt (-m \"...\")")
 			}
@@ -98,6 +121,10 @@ y/N unless -y is given or [egress] confirm is false.`,
 	fl.StringArrayVar(&opts.Allow, "allow", nil, "also let the agent reach this host pattern (repeatable): host, *.example.com, host:port")
 	fl.StringVar(&opts.Network, "network", "", "egress mode: allowlist (default), restricted, or open (anything, still logged)")
 	fl.BoolVarP(&opts.Yes, "yes", "y", false, "do not ask to confirm the egress policy")
+	fl.IntVarP(&opts.Jobs, "jobs", "j", 1, "with several tasks: run at most this many agents at once")
+	fl.Float64Var(&opts.MaxCost, "max-cost", 0, "stop the agent once the run's estimated cost reaches this many USD")
+	fl.StringVar(&opts.Timeout, "timeout", "", "stop the agent after this long, such as 45m")
+	fl.StringArrayVar(&opts.Caches, "cache", nil, "mount this project's shared dependency cache: npm, go or pip (repeatable)")
 	return cmd
 }
 
@@ -107,6 +134,9 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 	project, err := f.project(ctx)
 	if err != nil {
 		return err
+	}
+	if len(opts.Tasks) > 1 {
+		return batchRun(ctx, f, project, opts)
 	}
 	req, cfg, policyText, err := f.buildRequest(ctx, project, opts)
 	if err != nil {
@@ -131,6 +161,7 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 	if opts.Detach || (cfg.Run.Detach && !opts.set["detach"]) {
 		fmt.Fprintln(f.IO.Out, r.ID)
 		fmt.Fprintf(f.IO.ErrOut, "Started %s on branch %s. Follow it with `airlock logs -f %s`.\n", r.ID, r.Branch, r.ID)
+		f.startWatcher(m, r)
 		return nil
 	}
 	fmt.Fprintf(f.IO.ErrOut, "Run %s on branch %s (Ctrl-C stops it; use -d to run detached)\n\n", r.ID, r.Branch)
@@ -152,6 +183,7 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 		return err
 	}
 	fmt.Fprintln(f.IO.ErrOut)
+	f.bell()
 	return outcome(f, r)
 }
 
@@ -173,6 +205,9 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		if err := res.Set("egress.allow", a, "flag --allow"); err != nil {
 			return run.Request{}, nil, "", flagErrorf("%v", err)
 		}
+	}
+	if err := applyBudgetFlags(res, opts); err != nil {
+		return run.Request{}, nil, "", err
 	}
 	for flag, key := range map[string]string{"model": "agent.model", "max-turns": "agent.max_turns", "image": "image.name", "network": "egress.mode"} {
 		if !opts.set[flag] {
@@ -241,6 +276,9 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		Env:          env,
 		Limits:       sandbox.Limits{MemoryBytes: cfg.Sandbox.MemoryBytes, CPUs: cfg.Sandbox.CPUs, Pids: cfg.Sandbox.Pids},
 		Egress:       eg,
+		Budget:       run.Budget{MaxCostUSD: cfg.Run.MaxCostUSD, Timeout: cfg.Run.Timeout},
+		Caches:       cfg.Sandbox.Caches,
+		Notify:       notify.Config{Desktop: cfg.Notify.Desktop, Webhook: cfg.Notify.Webhook},
 	}, &cfg, policyText, nil
 }
 
@@ -349,10 +387,10 @@ func (f *Factory) runEgress(res *config.Resolved) (run.Egress, string, error) {
 	}
 	var allow, deny []string
 	for _, r := range policy.Allow {
-		allow = append(allow, r.Pattern)
+		allow = append(allow, r.String()) // with its port, if any
 	}
 	for _, r := range policy.Deny {
-		deny = append(deny, r.Pattern)
+		deny = append(deny, r.String())
 	}
 	return run.Egress{
 		Mode:        string(policy.Mode),

@@ -9,6 +9,12 @@
 // entries accumulate across layers (a later entry for the same NAME wins).
 package config
 
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
 // Config is the resolved configuration. The TOML key of each field is given
 // in its comment.
 type Config struct {
@@ -17,6 +23,7 @@ type Config struct {
 	Sandbox Sandbox
 	Run     Run
 	Egress  Egress
+	Notify  Notify
 }
 
 // Agent selects and tunes the coding agent ([agent]).
@@ -86,6 +93,34 @@ type Sandbox struct {
 	// directory of the config file that set it; the path here is already
 	// resolved. Default "": none.
 	EnvFile string
+	// Caches lists shared dependency caches the agent gets, kept across the
+	// project's runs (sandbox.caches): "npm", "go", "pip". Default [].
+	Caches []string
+}
+
+// CacheNames are the caches sandbox.caches may list.
+func CacheNames() []string { return []string{"go", "npm", "pip"} }
+
+// ParseTimeout reads a run.timeout value: a Go duration such as "45m" or
+// "1h30m"; "" and "0" mean no limit.
+func ParseTimeout(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration; write it like \"45m\" or \"1h30m\" (\"\" for no limit)", s)
+	}
+	return d, nil
+}
+
+// FormatTimeout writes a timeout the way ParseTimeout reads it.
+func FormatTimeout(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // Egress is the run's network policy, enforced by its egress proxy
@@ -121,6 +156,24 @@ type Run struct {
 	// Detach starts the run in the background and returns at once
 	// (run.detach). Default false.
 	Detach bool
+	// MaxCostUSD stops a run once its estimated cost reaches this many USD
+	// (run.max_cost); see docs/budgets.md for how cost is estimated.
+	// Default 0: no limit.
+	MaxCostUSD float64
+	// Timeout stops a run after this long (run.timeout), a duration such as
+	// "45m" or "2h". Default "": no limit.
+	Timeout time.Duration
+}
+
+// Notify says where airlock sends word when a run ends or its agent waits
+// for input ([notify]).
+type Notify struct {
+	// Desktop shows a desktop notification with notify-send, when it is
+	// installed (notify.desktop). Default false.
+	Desktop bool
+	// Webhook is an http(s) URL that gets a JSON POST per notification
+	// (notify.webhook). Default "": none.
+	Webhook string
 }
 
 // Default values, named because the template and docs repeat them.
@@ -147,7 +200,7 @@ func Defaults() Config {
 	return Config{
 		Agent:   Agent{Name: DefaultAgent, Claude: Claude{Version: DefaultClaudeVersion}},
 		Image:   Image{Base: DefaultBase, CACertificates: []string{HostCABundle}},
-		Egress:  Egress{Mode: "allowlist", Confirm: true},
-		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, Env: []string{}},
+		Egress:  Egress{Mode: "allowlist", Confirm: true, Allow: []string{}, Deny: []string{}, AllowCIDRs: []string{}, ExtraHosts: []string{}},
+		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, Env: []string{}, Caches: []string{}},
 	}
 }

@@ -73,6 +73,9 @@ func (r *Resolved) Set(key, value, from string) error {
 		if key == "image.ca_certificates" && r.from[key] == from {
 			list = append(append([]string{}, r.Config.Image.CACertificates...), value)
 		}
+		if key == "sandbox.caches" && r.from[key] == from {
+			list = append(append([]string{}, r.Config.Sandbox.Caches...), value)
+		}
 		v = list
 	}
 	if err != nil {

@@ -199,10 +199,55 @@ var settings = []setting{
 		return nil
 	}, func(c *Config) string { return quote(c.Image.Name) }},
 
+	{"notify.desktop", kindBool, func(c *Config, v any, _ string) error {
+		c.Notify.Desktop = v.(bool)
+		return nil
+	}, func(c *Config) string { return strconv.FormatBool(c.Notify.Desktop) }},
+
+	{"notify.webhook", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != "" {
+			u, err := url.Parse(s)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("is not an http(s) URL; write it like https://hooks.example.com/airlock")
+			}
+		}
+		c.Notify.Webhook = s
+		return nil
+	}, func(c *Config) string { return quote(c.Notify.Webhook) }},
+
 	{"run.detach", kindBool, func(c *Config, v any, _ string) error {
 		c.Run.Detach = v.(bool)
 		return nil
 	}, func(c *Config) string { return strconv.FormatBool(c.Run.Detach) }},
+
+	{"run.max_cost", kindFloat, func(c *Config, v any, _ string) error {
+		f := v.(float64)
+		if !(f >= 0) || math.IsInf(f, 0) {
+			return fmt.Errorf("must be 0 (no limit) or a cost in USD such as 2.50, got %v", f)
+		}
+		c.Run.MaxCostUSD = f
+		return nil
+	}, func(c *Config) string { return strconv.FormatFloat(c.Run.MaxCostUSD, 'f', -1, 64) }},
+
+	{"run.timeout", kindString, func(c *Config, v any, _ string) error {
+		d, err := ParseTimeout(v.(string))
+		if err != nil {
+			return err
+		}
+		c.Run.Timeout = d
+		return nil
+	}, func(c *Config) string { return quote(FormatTimeout(c.Run.Timeout)) }},
+
+	{"sandbox.caches", kindList, func(c *Config, v any, _ string) error {
+		for _, e := range v.([]string) {
+			if !slices.Contains(CacheNames(), e) {
+				return fmt.Errorf("unknown cache %q; caches: %s", e, strings.Join(CacheNames(), ", "))
+			}
+		}
+		c.Sandbox.Caches = appendNew(nil, v.([]string))
+		return nil
+	}, func(c *Config) string { return quoteList(c.Sandbox.Caches) }},
 
 	{"sandbox.cpus", kindFloat, func(c *Config, v any, _ string) error {
 		f := v.(float64)
@@ -262,7 +307,7 @@ var settings = []setting{
 
 // tables are the TOML tables the schema has, for telling a misplaced table
 // from an unknown key.
-var tables = []string{"agent", "agent.claude", "egress", "image", "run", "sandbox"}
+var tables = []string{"agent", "agent.claude", "egress", "image", "notify", "run", "sandbox"}
 
 // accumulating settings add entries across layers instead of replacing the
 // list; Sources shows them one row per entry.

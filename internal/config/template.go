@@ -65,8 +65,23 @@ const ProjectTemplate = `# airlock project configuration.
 # env = []
 # dotenv file (KEY=VALUE lines) with more variables for the agent.
 # env_file = ""
+# Shared dependency caches kept across this project's runs: "npm", "go",
+# "pip".
+# caches = []
 
 [run]
 # Start runs in the background.
 # detach = false
+# Stop a run once its estimated cost reaches this many USD; 0 means no limit.
+# max_cost = 0.0
+# Stop a run after this long, such as "45m"; "" means no limit.
+# timeout = ""
+
+[notify]
+# When a run ends or its agent waits for input: a desktop notification
+# (notify-send, if installed) ...
+# desktop = false
+# ... and a JSON POST to this URL: run, name, project, status, cost_usd,
+# turns, reason, event.
+# webhook = ""
 `

@@ -1,9 +1,244 @@
 package run
 
-import "github.com/airlock-dev/airlock/internal/agent"
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/store"
+)
+
+// An interactive run's agent is Claude Code's own terminal UI, running in a
+// tmux session inside the container so that people can attach, detach and
+// attach again, and automation can send keys and read the screen. The
+// container lives as long as that session.
+const (
+	// TmuxSession is the tmux session the agent runs in.
+	TmuxSession   = "agent"
+	shellExitFile = "agent.exit"
+	tmuxConf      = "/tmp/airlock-tmux.conf"
+)
+
+// tmuxOptions make the session fit for a person at a modern terminal.
+// window-size latest makes the window follow the terminal that attached
+// last, so a resize of the user's terminal reaches the agent.
+var tmuxOptions = []string{
+	"set -g default-terminal tmux-256color",
+	"set -g history-limit 50000",
+	"set -g escape-time 10",
+	"set -g window-size latest",
+	"set -g status-left '[airlock] '",
+	"set -g status-right 'Ctrl-b d: detach '",
+}
+
+// shellScript starts the agent's argv ("$@") in a detached tmux session,
+// records its exit status, and lives until the session ends, then exits
+// with the agent's status.
+var shellScript = `printf '%s\n' ` + shellQuoteAll(tmuxOptions) + ` >` + tmuxConf + `
+tmux -u -f ` + tmuxConf + ` new-session -d -s ` + TmuxSession + ` -x 120 -y 40 -- /bin/sh -c '"$@"; echo $? >` + containerLogDir + "/" + shellExitFile + `' airlock-agent "$@" || exit 125
+while tmux has-session -t ` + TmuxSession + ` 2>/dev/null; do sleep 1; done
+code=$(cat ` + containerLogDir + "/" + shellExitFile + ` 2>/dev/null)
+exit "${code:-1}"`
 
 // shellCommand is the container command of an interactive run.
-// TODO(interactive): run the agent's terminal UI inside tmux.
 func shellCommand(a agent.Claude, o agent.Options) []string {
-	return a.Command(o)
+	return append([]string{"/bin/sh", "-c", shellScript, "airlock-shell"}, a.InteractiveArgs(o)...)
+}
+
+func shellQuoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
+
+// hookCommand appends an event line for each Claude Code notification (the
+// agent waits for input), using the airlock binary mounted in every sandbox.
+var hookCommand = containerBin + " agent-hook --append " + containerLogDir + "/" + eventsFile
+
+// seedAgent pre-answers Claude Code's first-run dialogs in the run's home so
+// the user lands in a working session.
+func (m *Manager) seedAgent(r *store.Run, req Request, uid, gid int) error {
+	key := ""
+	for _, kv := range req.Egress.Auth.Env {
+		if v, ok := strings.CutPrefix(kv, "ANTHROPIC_API_KEY="); ok {
+			key = v
+		}
+	}
+	return m.Agent.Seed(filepath.Join(m.Store.RunDir(r.ID), "home"), agent.SeedOptions{
+		Workdir:     containerWorkspace,
+		APIKey:      key,
+		EventsPath:  containerLogDir + "/" + eventsFile,
+		HookCommand: hookCommand,
+	}, uid, gid)
+}
+
+// TranscriptPath is the agent's transcript on the host: the stream-json log
+// of a headless run, or Claude Code's own session log of an interactive one
+// (interactive Claude Code writes no stream-json).
+func (m *Manager) TranscriptPath(r *store.Run) string {
+	if r.Kind == KindShell {
+		return filepath.Join(m.Store.RunDir(r.ID), "home", agent.SessionLog(containerWorkspace, r.SessionID))
+	}
+	return m.LogPath(r)
+}
+
+// ErrNotInteractive is returned (wrapped) for a headless run where an
+// interactive one is needed.
+var ErrNotInteractive = errors.New("not an interactive run")
+
+// ErrNotRunning is returned (wrapped) when a run's container is not running.
+var ErrNotRunning = errors.New("not running")
+
+// Session is a running interactive sandbox: what attach, exec, cp and tmux
+// act on.
+type Session struct {
+	Run    *store.Run
+	Execer sandbox.Execer
+	User   string // "uid:gid" of the agent
+}
+
+// Session checks that a run's container is running and returns what it
+// takes to act in it. Any run kind will do for exec and cp; tmux and attach
+// want an interactive run (see RequireShell).
+func (m *Manager) Session(ctx context.Context, r *store.Run) (*Session, error) {
+	ex, ok := m.Engine.(sandbox.Execer)
+	if !ok {
+		return nil, errors.New("this container engine cannot run commands in a sandbox")
+	}
+	r, err := m.Reconcile(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if r.Status != store.StatusRunning {
+		return nil, fmt.Errorf("run %s is %s, %w: its sandbox is gone (see `airlock logs %s`)", r.ID, r.Status, ErrNotRunning, r.ID)
+	}
+	uid, gid := User(m.UID, m.GID)
+	return &Session{Run: r, Execer: ex, User: fmt.Sprintf("%d:%d", uid, gid)}, nil
+}
+
+// RequireShell refuses a headless run, saying what to use instead.
+func (s *Session) RequireShell() error {
+	if s.Run.Kind != KindShell {
+		return fmt.Errorf("run %s is a headless run (%w): there is no terminal to attach to; follow it with `airlock logs -f %s`", s.Run.ID, ErrNotInteractive, s.Run.ID)
+	}
+	return nil
+}
+
+// Exec runs cmd in the sandbox as the agent, in /workspace.
+func (s *Session) Exec(ctx context.Context, spec sandbox.ExecSpec) (int, error) {
+	spec.User = s.User
+	if spec.WorkDir == "" {
+		spec.WorkDir = containerWorkspace
+	}
+	return s.Execer.Exec(ctx, s.Run.Container, spec)
+}
+
+// Output runs cmd and returns its standard output; a non-zero exit status
+// is an error carrying its standard error.
+func (s *Session) Output(ctx context.Context, cmd ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	code, err := s.Exec(ctx, sandbox.ExecSpec{Cmd: cmd, Stdout: &out, Stderr: &errOut})
+	if err != nil {
+		return "", err
+	}
+	if code != 0 {
+		return out.String(), fmt.Errorf("%s in run %s: exit status %d: %s", cmd[0], s.Run.ID, code, strings.TrimSpace(errOut.String()))
+	}
+	return out.String(), nil
+}
+
+// WaitTmux waits until the agent's tmux session exists (it starts a moment
+// after the container).
+func (s *Session) WaitTmux(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		code, err := s.Exec(ctx, sandbox.ExecSpec{Cmd: []string{"tmux", "has-session", "-t", TmuxSession}})
+		if err != nil {
+			return err
+		}
+		if code == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("run %s: the agent's tmux session did not appear within %s (see `airlock logs %s`)", s.Run.ID, timeout, s.Run.ID)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Terminal picks the TERM for a client attaching from a terminal of type
+// term: that one if the sandbox's terminfo knows it, else xterm-256color,
+// which every terminal emulator people use today understands.
+func (s *Session) Terminal(ctx context.Context, term string) string {
+	const fallback = "xterm-256color"
+	if term == "" || strings.ContainsAny(term, "/ \t\n") {
+		return fallback
+	}
+	code, err := s.Exec(ctx, sandbox.ExecSpec{Cmd: []string{"infocmp", "--", term}})
+	if err != nil || code != 0 {
+		return fallback
+	}
+	return term
+}
+
+// Attach connects a terminal to the agent's tmux session until the user
+// detaches (Ctrl-b d) or the agent exits. in must be in raw mode already.
+func (s *Session) Attach(ctx context.Context, term string, in io.Reader, out io.Writer, size sandbox.TermSize, resize <-chan sandbox.TermSize) (int, error) {
+	return s.Exec(ctx, sandbox.ExecSpec{
+		Cmd:    []string{"tmux", "-u", "attach-session", "-t", TmuxSession},
+		Env:    []string{"TERM=" + term, "LANG=C.UTF-8"},
+		TTY:    true,
+		Stdin:  in,
+		Stdout: out,
+		Size:   size,
+		Resize: resize,
+	})
+}
+
+// SendKeys types text into the agent's terminal; with enter it then
+// presses Enter. Text is sent literally (tmux send-keys -l): key names in it
+// are not interpreted.
+func (s *Session) SendKeys(ctx context.Context, text string, enter bool) error {
+	if text != "" {
+		if _, err := s.Output(ctx, "tmux", "send-keys", "-t", TmuxSession, "-l", "--", text); err != nil {
+			return err
+		}
+	}
+	if enter {
+		if _, err := s.Output(ctx, "tmux", "send-keys", "-t", TmuxSession, "Enter"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Capture returns the agent's screen as text (tmux capture-pane -p).
+func (s *Session) Capture(ctx context.Context) (string, error) {
+	return s.Output(ctx, "tmux", "capture-pane", "-p", "-t", TmuxSession)
+}
+
+// Size returns the agent's window size.
+func (s *Session) Size(ctx context.Context) (sandbox.TermSize, error) {
+	out, err := s.Output(ctx, "tmux", "display-message", "-p", "-t", TmuxSession, "#{window_width} #{window_height}")
+	if err != nil {
+		return sandbox.TermSize{}, err
+	}
+	var sz sandbox.TermSize
+	if _, err := fmt.Sscan(out, &sz.Width, &sz.Height); err != nil {
+		return sandbox.TermSize{}, fmt.Errorf("tmux window size %q: %w", strings.TrimSpace(out), err)
+	}
+	return sz, nil
 }

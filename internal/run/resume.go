@@ -2,12 +2,199 @@ package run
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
 
+	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
-// restoreSession copies an earlier run's agent state into a new run's home.
-// TODO(resume): restore the conversation.
+// The agent's conversation lives in its home while the run exists
+// (home/.claude/projects/-workspace/: the session transcripts Claude Code
+// reads back with --resume, and its project memory). `rm` moves it to
+// session/ in the run's directory, next to the logs it is one of, so a
+// removed run can still be resumed. Claude Code 2.1.330 needs nothing else
+// to resume: with only that directory in a fresh home, --resume=<id> reads
+// the whole conversation and keeps appending to the same session id.
+const sessionDir = "session"
+
+// ErrSessionLost is returned (wrapped) when a run's conversation cannot be
+// resumed because its saved state is gone.
+var ErrSessionLost = errors.New("its conversation was not kept")
+
+// sessionRel is the agent's project state directory, relative to its home.
+func sessionRel(sessionID string) string {
+	return filepath.Dir(agent.SessionLog(containerWorkspace, sessionID))
+}
+
+// savedSession is where a run's conversation is now: its home while it has
+// one, else the copy `rm` kept. It refuses a path through a symbolic link:
+// the agent controls its home, and the host copies from it.
+func (m *Manager) savedSession(r *store.Run) (string, error) {
+	dir := m.Store.RunDir(r.ID)
+	candidates := []string{filepath.Join("home", sessionRel(r.SessionID)), sessionDir}
+	for _, rel := range candidates {
+		if err := realDirs(dir, rel); err != nil {
+			continue
+		}
+		src := filepath.Join(dir, rel)
+		if fi, err := os.Lstat(filepath.Join(src, r.SessionID+".jsonl")); err == nil && fi.Mode().IsRegular() {
+			return src, nil
+		}
+	}
+	return "", fmt.Errorf("cannot resume run %s: %w (no transcript of session %s in %s)", r.ID, ErrSessionLost, r.SessionID, dir)
+}
+
+// realDirs checks that every component of rel under base is a directory,
+// not a symbolic link.
+func realDirs(base, rel string) error {
+	p := base
+	for _, part := range splitPath(rel) {
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", p)
+		}
+	}
+	return nil
+}
+
+func splitPath(rel string) []string {
+	var parts []string
+	for rel != "." && rel != "" && rel != string(filepath.Separator) {
+		parts = append([]string{filepath.Base(rel)}, parts...)
+		rel = filepath.Dir(rel)
+	}
+	return parts
+}
+
+// Resumable reports whether a run's conversation can be continued: the run
+// must have finished and its transcript must still exist.
+func (m *Manager) Resumable(r *store.Run) error {
+	if !r.Status.Finished() {
+		return fmt.Errorf("cannot resume run %s: it is %s; wait for it or stop it first (`airlock stop %s`)", r.ID, r.Status, r.ID)
+	}
+	if r.SessionID == "" {
+		return fmt.Errorf("cannot resume run %s: %w (it has no session id)", r.ID, ErrSessionLost)
+	}
+	_, err := m.savedSession(r)
+	return err
+}
+
+// restoreSession copies an earlier run's conversation into a new run's home,
+// at the same /workspace project path, so the agent resumes it. Nothing
+// else of the old home comes along: credentials are the new run's own.
 func (m *Manager) restoreSession(from, to *store.Run, uid, gid int) error {
-	return errors.New("resume is not implemented yet")
+	if err := m.Resumable(from); err != nil {
+		return err
+	}
+	src, err := m.savedSession(from)
+	if err != nil {
+		return err
+	}
+	home := filepath.Join(m.Store.RunDir(to.ID), "home")
+	rel := sessionRel(from.SessionID)
+	// Make the parents owned by the agent, as Claude Code would.
+	p := home
+	for _, part := range splitPath(filepath.Dir(rel)) {
+		p = filepath.Join(p, part)
+		if err := mkdirOwned(p, uid, gid); err != nil {
+			return fmt.Errorf("restore the conversation of run %s: %w", from.ID, err)
+		}
+	}
+	if err := copyTree(src, filepath.Join(home, rel), uid, gid); err != nil {
+		return fmt.Errorf("restore the conversation of run %s: %w", from.ID, err)
+	}
+	return nil
+}
+
+// keepSession moves a run's conversation out of its home into session/,
+// before `rm` deletes the home. A run without one (it never started, or
+// the agent deleted it) keeps nothing, which is not an error.
+func (m *Manager) keepSession(r *store.Run) error {
+	if r.SessionID == "" {
+		return nil
+	}
+	dir := m.Store.RunDir(r.ID)
+	rel := filepath.Join("home", sessionRel(r.SessionID))
+	if err := realDirs(dir, rel); err != nil {
+		return nil
+	}
+	dst := filepath.Join(dir, sessionDir)
+	if err := os.RemoveAll(dst); err != nil {
+		return fmt.Errorf("keep the conversation of run %s: %w", r.ID, err)
+	}
+	if err := os.Rename(filepath.Join(dir, rel), dst); err != nil {
+		return fmt.Errorf("keep the conversation of run %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+func mkdirOwned(p string, uid, gid int) error {
+	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if fi, err := os.Lstat(p); err != nil {
+		return err
+	} else if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", p)
+	}
+	if err := os.Lchown(p, uid, gid); err != nil && !errors.Is(err, os.ErrPermission) {
+		return err
+	}
+	return nil
+}
+
+// copyTree copies the directories and regular files under src to dst,
+// owned by uid:gid. Symbolic links and special files are skipped, never
+// followed: the tree was written by an agent, and a link to a host file
+// must not carry that file into another sandbox.
+func copyTree(src, dst string, uid, gid int) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return mkdirOwned(target, uid, gid)
+		case d.Type().IsRegular():
+			return copyFile(path, target, uid, gid)
+		}
+		return nil
+	})
+}
+
+func copyFile(src, dst string, uid, gid int) error {
+	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if err := os.Lchown(dst, uid, gid); err != nil && !errors.Is(err, os.ErrPermission) {
+		return err
+	}
+	return nil
 }

@@ -109,6 +109,10 @@ func (m *Manager) Remove(ctx context.Context, r *store.Run, force bool) (*store.
 	if err := workspace.Remove(ctx, r.Project, r.ID, filepath.Join(dir, "workspace"), true); err != nil {
 		return nil, fmt.Errorf("remove run %s: %w", r.ID, err)
 	}
+	// The conversation is a log: it outlives the home, for --resume.
+	if err := m.keepSession(r); err != nil {
+		return nil, fmt.Errorf("remove run %s: %w", r.ID, err)
+	}
 	for _, d := range []string{"home", "out", "sock"} {
 		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
 			errs = append(errs, err)

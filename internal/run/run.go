@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/notify"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/transcript"
@@ -74,6 +75,8 @@ type Request struct {
 	// Here mounts the live project directory instead of a copy (an explicit
 	// opt-in of `shell --here`).
 	Here bool
+	// Notify says where to send word when the run ends or waits for input.
+	Notify notify.Config
 }
 
 // Kinds of run.
@@ -196,32 +199,45 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	dir := m.Store.RunDir(r.ID)
 	uid, gid := User(m.UID, m.GID)
 
-	m.progress("Copying %s (%s) to the run's own repository…", req.Project, req.BaseBranch)
-	created, err := workspace.Create(ctx, workspace.CreateOptions{
-		Repo: req.Project,
-		Base: req.BaseBranch,
-		ID:   r.ID,
-		Dest: filepath.Join(dir, "workspace"),
-		UID:  uid,
-		GID:  gid,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := m.Store.Update(r.ID, func(r *store.Run) error {
-		r.BaseCommit = created.BaseCommit
-		return nil
-	}); err != nil {
-		return nil, err
+	if !req.Here { // --here: the agent works in the project itself, no copy
+		m.progress("Copying %s (%s) to the run's own repository…", req.Project, req.BaseBranch)
+		created, err := workspace.Create(ctx, workspace.CreateOptions{
+			Repo: req.Project,
+			Base: req.BaseBranch,
+			ID:   r.ID,
+			Dest: filepath.Join(dir, "workspace"),
+			UID:  uid,
+			GID:  gid,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := m.Store.Update(r.ID, func(r *store.Run) error {
+			r.BaseCommit = created.BaseCommit
+			return nil
+		}); err != nil {
+			return nil, err
+		}
 	}
 
 	if err := prepareRunDir(dir, req.Prompt, uid, gid); err != nil {
+		return nil, err
+	}
+	if err := writeNotifyConfig(dir, req.Notify); err != nil {
 		return nil, err
 	}
 	if req.Resume != nil {
 		if err := m.restoreSession(req.Resume, r, uid, gid); err != nil {
 			return nil, err
 		}
+	}
+	if r.Kind == KindShell {
+		if err := m.seedAgent(r, req, uid, gid); err != nil {
+			return nil, err
+		}
+	}
+	if err := saveEgress(dir, req.Egress); err != nil {
+		return nil, err
 	}
 	m.progress("Starting the egress proxy (%s)…", egressSummary(req.Egress))
 	if err := m.startProxy(ctx, r, req.Egress, uid, gid); err != nil {
@@ -244,6 +260,9 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	cmd := m.Agent.Command(opts)
 	if r.Kind == KindShell {
 		cmd = shellCommand(m.Agent, opts)
+	}
+	if req.Persistent {
+		cmd = restartable(cmd, r.SessionID)
 	}
 	spec := sandbox.Spec{
 		Name:    r.Container,
@@ -405,7 +424,9 @@ func (m *Manager) Collect(ctx context.Context, r *store.Run) (*store.Run, error)
 	if !r.Status.Finished() || r.Harvested || r.Removed() {
 		return r, nil
 	}
-	if r.StartedAt.IsZero() {
+	if r.StartedAt.IsZero() || r.Here {
+		// --here: the work is already in the project; there is no copy to
+		// bring back, and nothing to merge.
 		// The agent never ran (creation was interrupted): there is no work
 		// to bring back, and the copy may be half made.
 		return m.Store.Update(r.ID, func(r *store.Run) error {
@@ -422,11 +443,14 @@ func (m *Manager) finish(r *store.Run, exitCode int, reason string) (*store.Run,
 	m.stopProxy(context.Background(), r.ID)
 	sum := m.Summary(r)
 	allowed, denied := m.egressCounts(r)
-	return m.Store.Update(r.ID, func(r *store.Run) error {
+	budget, estimate := m.budgetReason(r, sum), m.estimateCost(r, sum)
+	recorded := false // by this process: it notifies, once
+	out, err := m.Store.Update(r.ID, func(r *store.Run) error {
 		r.EgressAllowed, r.EgressDenied = allowed, denied
 		if r.Status != store.StatusRunning {
 			return nil // another process got here first
 		}
+		recorded = true
 		r.FinishedAt = m.now()
 		if exitCode >= 0 {
 			r.ExitCode = &exitCode
@@ -436,12 +460,17 @@ func (m *Manager) finish(r *store.Run, exitCode int, reason string) (*store.Run,
 		r.InputTokens = sum.InputTokens
 		r.OutputTokens = sum.OutputTokens
 		switch {
+		case budget != "":
+			r.Status = store.StatusStopped
+			r.StopReason = StopReasonBudget
+			r.Error = budget
+			r.CostUSD = estimate
 		case r.StopRequested:
 			r.Status = store.StatusStopped
 			if r.Error == "" {
 				r.Error = "stopped by the user"
 			}
-		case exitCode == 0 && sum.Final && !sum.IsError:
+		case exitCode == 0 && (sum.Final && !sum.IsError || r.Kind == KindShell):
 			r.Status = store.StatusSucceeded
 		default:
 			r.Status = store.StatusFailed
@@ -449,6 +478,10 @@ func (m *Manager) finish(r *store.Run, exitCode int, reason string) (*store.Run,
 		}
 		return nil
 	})
+	if err == nil && recorded {
+		m.notifyFinished(out)
+	}
+	return out, err
 }
 
 func failureReason(reason string, exitCode int, sum transcript.Summary, stderr string) string {
@@ -531,6 +564,9 @@ func (m *Manager) Stop(ctx context.Context, r *store.Run, timeout time.Duration)
 	}
 	r, err := m.Store.Update(r.ID, func(r *store.Run) error {
 		r.StopRequested = true
+		if r.Status == store.StatusRunning && r.StopReason == "" {
+			r.StopReason = StopReasonUser
+		}
 		return nil
 	})
 	if err != nil {

@@ -1,0 +1,112 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/store"
+)
+
+// Cleaned is what Clean did.
+type Cleaned struct {
+	// Failed are runs found interrupted and recorded as failed.
+	Failed []*store.Run
+	// Containers are the containers removed, by name.
+	Containers []string
+	// Networks are the egress networks removed.
+	Networks []string
+}
+
+// networkPruner is an engine that can remove unused networks by label.
+type networkPruner interface {
+	PruneNetworks(ctx context.Context, labels map[string]string) ([]string, error)
+}
+
+// Clean brings every run's record up to date (recording interrupted runs as
+// failed and collecting finished ones), then removes what no run needs any
+// more: the stopped agent containers of finished runs that are not
+// persistent, leftover harvest containers, proxies of finished or unknown
+// runs, containers of removed or unknown runs, and airlock's egress networks
+// that no container uses. It never touches a run's copy or branch, a
+// running container, a persistent run's container or a network airlock did
+// not label as its own.
+func (m *Manager) Clean(ctx context.Context) (Cleaned, error) {
+	var out Cleaned
+	if err := m.Engine.Ping(ctx); err != nil {
+		return out, err
+	}
+	runs, err := m.Store.List()
+	if err != nil {
+		return out, err
+	}
+	var errs []error
+	for _, r := range runs {
+		if r.Removed() || (r.Status.Finished() && r.Harvested) {
+			continue
+		}
+		before := r.Status
+		cur, err := m.Collect(ctx, r)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("run %s: %w", r.ID, err))
+			continue
+		}
+		if cur.Status != before && cur.Status == store.StatusFailed {
+			out.Failed = append(out.Failed, cur)
+		}
+	}
+	all, err := m.Engine.List(ctx, map[string]string{})
+	if err != nil {
+		return out, errors.Join(append(errs, err)...)
+	}
+	for _, c := range all {
+		if !m.leftover(c) {
+			continue
+		}
+		if err := m.Engine.Remove(ctx, c.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out.Containers = append(out.Containers, c.Name)
+	}
+	if p, ok := m.Engine.(networkPruner); ok {
+		nets, err := p.PruneNetworks(ctx, map[string]string{LabelRole: "egress"})
+		if err != nil {
+			errs = append(errs, err)
+		}
+		out.Networks = nets
+	}
+	return out, errors.Join(errs...)
+}
+
+// leftover reports whether a container is airlock's and no run needs it.
+func (m *Manager) leftover(c sandbox.State) bool {
+	id, ok := c.Labels[LabelRun]
+	if !ok {
+		return false
+	}
+	r, err := m.Store.Get(id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return true
+	case err != nil:
+		return false
+	case r.Removed():
+		return true
+	case !r.Status.Finished():
+		// Creating or running: everything it has is in use.
+		return false
+	}
+	switch c.Labels[LabelRole] {
+	case "proxy":
+		return true
+	case "harvest":
+		// A harvest in progress holds the run's work lock and its
+		// container runs; only an exited one is left over.
+		return c.Status != sandbox.StatusRunning
+	case "agent":
+		return !r.Persistent && c.Status != sandbox.StatusRunning
+	}
+	return false
+}
