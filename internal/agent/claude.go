@@ -71,6 +71,9 @@ func (Claude) Env(Options) []string {
 		"DISABLE_ERROR_REPORTING=1",
 		"DISABLE_BUG_COMMAND=1",
 		"CLAUDE_CODE_IDE_SKIP_AUTO_INSTALL=1",
+		// The interactive UI would otherwise fetch the plugin marketplace
+		// from github.com at start, which the egress policy denies.
+		"CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL=1",
 		// Claude Code refuses --dangerously-skip-permissions as root unless
 		// told it is sandboxed; it is, whatever uid the container runs as.
 		"IS_SANDBOX=1",

@@ -70,11 +70,11 @@ func (f *Factory) resolveSession(ctx context.Context, ref string) (*store.Run, e
 // attachRun connects the user's terminal to the run's tmux session until
 // they detach or the agent exits, then says what happened and what next.
 func (f *Factory) attachRun(ctx context.Context, m *run.Manager, r *store.Run) error {
-	s, err := m.Session(ctx, r)
-	if err != nil {
+	if err := run.RequireShell(r); err != nil {
 		return err
 	}
-	if err := s.RequireShell(); err != nil {
+	s, err := m.Session(ctx, r)
+	if err != nil {
 		return err
 	}
 	in, ok := f.IO.In.(*os.File)

@@ -62,12 +62,16 @@ func logsRun(ctx context.Context, f *Factory, ref string, opts logsOptions) erro
 // showLog renders (or copies, with Raw) a run's transcript, following it
 // while the run is going if asked, and closes with the run's outcome.
 func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts logsOptions) error {
-	path := m.LogPath(r)
+	path := m.TranscriptPath(r) // an interactive run's is Claude Code's session log
 	rend := &transcript.Renderer{W: f.IO.Out, Verbosity: opts.Verbosity, Color: f.IO.StdoutTTY, Width: f.IO.TermWidth}
 	handle := func(line []byte) error {
 		if opts.Raw {
 			_, err := fmt.Fprintf(f.IO.Out, "%s\n", line)
 			return err
+		}
+		if p, ok := typedPrompt(line); ok {
+			fmt.Fprintf(f.IO.Out, "\n❯ %s\n", p)
+			return nil
 		}
 		if evs, err := transcript.ParseLine(line); err == nil {
 			for _, ev := range evs {
@@ -106,7 +110,9 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 	}
 	sum := m.Summary(r)
 	if opts.Verbosity >= 1 {
-		rend.Finish(sum)
+		if r.Kind != run.KindShell { // interactive Claude Code writes no result line
+			rend.Finish(sum)
+		}
 		if r.Status.Finished() {
 			closing(f.IO.Out, r, f.Now())
 		}

@@ -46,6 +46,11 @@ type runOptions struct {
 	Timeout string
 	Caches  []string
 
+	// Resume continues this run's conversation; Persistent keeps the
+	// container for `start`.
+	Resume     string
+	Persistent bool
+
 	set map[string]bool // flags the user gave, so only they override config
 }
 
@@ -125,6 +130,7 @@ y/N unless -y is given or [egress] confirm is false.`,
 	fl.Float64Var(&opts.MaxCost, "max-cost", 0, "stop the agent once the run's estimated cost reaches this many USD")
 	fl.StringVar(&opts.Timeout, "timeout", "", "stop the agent after this long, such as 45m")
 	fl.StringArrayVar(&opts.Caches, "cache", nil, "mount this project's shared dependency cache: npm, go or pip (repeatable)")
+	addLifecycleFlags(fl, &opts)
 	return cmd
 }
 
@@ -135,11 +141,17 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := checkLifecycleBatch(opts); err != nil {
+		return err
+	}
 	if len(opts.Tasks) > 1 {
 		return batchRun(ctx, f, project, opts)
 	}
 	req, cfg, policyText, err := f.buildRequest(ctx, project, opts)
 	if err != nil {
+		return err
+	}
+	if err := f.lifecycleRequest(ctx, project, opts, &req); err != nil {
 		return err
 	}
 	fmt.Fprint(f.IO.ErrOut, policyText)

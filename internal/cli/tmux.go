@@ -100,11 +100,11 @@ func (f *Factory) shellSession(ctx context.Context, ref string) (*run.Session, e
 	if err != nil {
 		return nil, err
 	}
-	s, err := m.Session(ctx, r)
-	if err != nil {
+	if err := run.RequireShell(r); err != nil {
 		return nil, err
 	}
-	if err := s.RequireShell(); err != nil {
+	s, err := m.Session(ctx, r)
+	if err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -9,6 +9,18 @@ import (
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
+// LabelStore names the run registry (its directory) that made an engine
+// object: several registries (users, test suites) may share one engine, and
+// clean must only ever remove its own.
+const LabelStore = "airlock.store"
+
+// labels are the labels of every engine object of a run.
+func (m *Manager) labels(r *store.Run, role string) map[string]string {
+	l := labels(r, role)
+	l[LabelStore] = m.Store.Dir()
+	return l
+}
+
 // Cleaned is what Clean did.
 type Cleaned struct {
 	// Failed are runs found interrupted and recorded as failed.
@@ -86,10 +98,16 @@ func (m *Manager) leftover(c sandbox.State) bool {
 	if !ok {
 		return false
 	}
+	reg, labelled := c.Labels[LabelStore]
+	if labelled && reg != m.Store.Dir() {
+		return false // another registry's
+	}
 	r, err := m.Store.Get(id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return true
+		// Unknown here: an orphan of ours, or (without the label, from
+		// an older airlock) perhaps another registry's run.
+		return labelled
 	case err != nil:
 		return false
 	case r.Removed():

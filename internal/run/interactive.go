@@ -33,6 +33,7 @@ var tmuxOptions = []string{
 	"set -g default-terminal tmux-256color",
 	"set -g history-limit 50000",
 	"set -g escape-time 10",
+	"set -g focus-events on",
 	"set -g window-size latest",
 	"set -g status-left '[airlock] '",
 	"set -g status-right 'Ctrl-b d: detach '",
@@ -42,7 +43,7 @@ var tmuxOptions = []string{
 // records its exit status, and lives until the session ends, then exits
 // with the agent's status.
 var shellScript = `printf '%s\n' ` + shellQuoteAll(tmuxOptions) + ` >` + tmuxConf + `
-tmux -u -f ` + tmuxConf + ` new-session -d -s ` + TmuxSession + ` -x 120 -y 40 -- /bin/sh -c '"$@"; echo $? >` + containerLogDir + "/" + shellExitFile + `' airlock-agent "$@" || exit 125
+tmux -u -f ` + tmuxConf + ` new-session -d -s ` + TmuxSession + ` -n claude -x 120 -y 40 -- /bin/sh -c '"$@"; echo $? >` + containerLogDir + "/" + shellExitFile + `' airlock-agent "$@" || exit 125
 while tmux has-session -t ` + TmuxSession + ` 2>/dev/null; do sleep 1; done
 code=$(cat ` + containerLogDir + "/" + shellExitFile + ` 2>/dev/null)
 exit "${code:-1}"`
@@ -108,7 +109,7 @@ type Session struct {
 
 // Session checks that a run's container is running and returns what it
 // takes to act in it. Any run kind will do for exec and cp; tmux and attach
-// want an interactive run (see RequireShell).
+// want an interactive run (RequireShell).
 func (m *Manager) Session(ctx context.Context, r *store.Run) (*Session, error) {
 	ex, ok := m.Engine.(sandbox.Execer)
 	if !ok {
@@ -119,16 +120,16 @@ func (m *Manager) Session(ctx context.Context, r *store.Run) (*Session, error) {
 		return nil, err
 	}
 	if r.Status != store.StatusRunning {
-		return nil, fmt.Errorf("run %s is %s, %w: its sandbox is gone (see `airlock logs %s`)", r.ID, r.Status, ErrNotRunning, r.ID)
+		return nil, fmt.Errorf("run %s is %w (%s): there is no sandbox to act in (see `airlock logs %s`)", r.ID, ErrNotRunning, r.Status, r.ID)
 	}
 	uid, gid := User(m.UID, m.GID)
 	return &Session{Run: r, Execer: ex, User: fmt.Sprintf("%d:%d", uid, gid)}, nil
 }
 
 // RequireShell refuses a headless run, saying what to use instead.
-func (s *Session) RequireShell() error {
-	if s.Run.Kind != KindShell {
-		return fmt.Errorf("run %s is a headless run (%w): there is no terminal to attach to; follow it with `airlock logs -f %s`", s.Run.ID, ErrNotInteractive, s.Run.ID)
+func RequireShell(r *store.Run) error {
+	if r.Kind != KindShell {
+		return fmt.Errorf("run %s is a headless run (%w): there is no terminal to attach to; follow it with `airlock logs -f %s`", r.ID, ErrNotInteractive, r.ID)
 	}
 	return nil
 }

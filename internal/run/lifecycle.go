@@ -151,7 +151,7 @@ func rotateLogs(dir string) error {
 			break
 		}
 	}
-	for _, name := range []string{agentLog, agentStderr, budgetStopFile} {
+	for _, name := range []string{agentLog, agentStderr, budgetStopFile, shellExitFile} {
 		err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, name+"."+strconv.Itoa(n)))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err

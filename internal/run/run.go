@@ -280,7 +280,7 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 			{Source: filepath.Join(dir, "group"), Target: "/etc/group", ReadOnly: true},
 		},
 		Tmpfs:  map[string]string{"/tmp": "rw,exec,nosuid,size=1g"},
-		Labels: labels(r, "agent"),
+		Labels: m.labels(r, "agent"),
 		Limits: req.Limits,
 	}
 	if req.Here {
@@ -640,7 +640,7 @@ func (m *Manager) harvestInSandbox(ctx context.Context, r *store.Run) (workspace
 			{Source: filepath.Join(dir, "workspace"), Target: containerWorkspace},
 			{Source: outDir, Target: containerOut},
 		},
-		Labels:  labels(r, "harvest"),
+		Labels:  m.labels(r, "harvest"),
 		Network: "none",
 		Limits:  sandbox.Limits{MemoryBytes: 1 << 30, Pids: 256, CPUs: 1},
 	})

@@ -48,6 +48,10 @@ func (d *Docker) Exec(ctx context.Context, id string, spec ExecSpec) (int, error
 	}
 	defer att.Close()
 
+	if spec.TTY && spec.Size != (TermSize{}) {
+		// Engines before API 1.42 ignore the size given at creation.
+		d.cli.ExecResize(ctx, created.ID, client.ExecResizeOptions{Height: spec.Size.Height, Width: spec.Size.Width})
+	}
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	defer func() { close(done); wg.Wait() }()
