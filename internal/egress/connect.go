@@ -28,13 +28,13 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 		s.deny(w, rec, d, start)
 		return
 	}
+	// Resolve and check the addresses now, but connect only once the
+	// client's ClientHello has shown the SNI matches: a refused tunnel must
+	// not even open a connection to the host.
 	addrs, err := s.resolve(r.Context(), canon)
 	if err == nil {
-		var up net.Conn
-		if up, err = s.dial(r.Context(), addrs, port); err == nil {
-			s.tunnel(w, canon, up, rec, start)
-			return
-		}
+		s.tunnel(w, canon, func() (net.Conn, error) { return s.dial(r.Context(), addrs, port) }, rec, start)
+		return
 	}
 	if errors.As(err, &d) {
 		s.deny(w, rec, d, start)
@@ -47,10 +47,10 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 }
 
 // tunnel answers 200, checks the TLS ClientHello's SNI against the CONNECT
-// host, then relays bytes both ways without looking at them again.
-func (s *Server) tunnel(w http.ResponseWriter, host string, up net.Conn, rec Record, start time.Time) {
-	defer up.Close()
-	rec.Addr = up.RemoteAddr().String()
+// host, dials, then relays bytes both ways without looking at them again.
+// A host that cannot be reached shows as a tunnel closed right away: the
+// 200 has gone out by then.
+func (s *Server) tunnel(w http.ResponseWriter, host string, dial func() (net.Conn, error), rec Record, start time.Time) {
 	finish := func(allowed bool, reason string) {
 		rec.Allowed, rec.Reason = allowed, reason
 		rec.DurationMS = time.Since(start).Milliseconds()
@@ -95,6 +95,18 @@ func (s *Server) tunnel(w http.ResponseWriter, host string, up net.Conn, rec Rec
 			return
 		}
 	}
+	up, err := dial()
+	if err != nil {
+		var d *denial
+		if errors.As(err, &d) {
+			finish(false, d.reason)
+		} else {
+			finish(true, "upstream error: "+err.Error())
+		}
+		return
+	}
+	defer up.Close()
+	rec.Addr = up.RemoteAddr().String()
 	// Hand over what was read ahead, then let the kernel move the rest.
 	if n := brw.Reader.Buffered(); n > 0 {
 		more, _ := brw.Reader.Peek(n)

@@ -402,6 +402,25 @@ func TestConnectSNI(t *testing.T) {
 	}
 }
 
+// A tunnel refused for its SNI never opens a connection to the host.
+func TestConnectSNIMismatchDialsNothing(t *testing.T) {
+	addr, accepts := acceptRecorder(t)
+	target := fmt.Sprintf("api.example.com:%d", port(t, addr))
+	p := startProxy(t, Config{Policy: loopbackPolicy(t, target), Resolver: fakeResolver{"api.example.com": lo}})
+	_, c, _ := rawConnect(t, p.proxyAddr, target, nil)
+	tc := tls.Client(c, &tls.Config{ServerName: "other.example.com", InsecureSkipVerify: true})
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err == nil {
+		t.Fatal("TLS handshake with a mismatched SNI succeeded")
+	}
+	if r := p.records(t, 1)[0]; r.Allowed || r.Addr != "" {
+		t.Errorf("record = %+v, want denied with no address dialled", r)
+	}
+	if n := accepts.Load(); n != 0 {
+		t.Fatalf("the upstream accepted %d connections for a refused tunnel", n)
+	}
+}
+
 func TestForwardPlainHTTP(t *testing.T) {
 	var hits atomic.Int32
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
