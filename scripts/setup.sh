@@ -24,7 +24,8 @@ engine_answers() { "${SUDO[@]}" docker info >/dev/null 2>&1; }
 have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 
 missing=()
-for pkg in git make ca-certificates debootstrap busybox-static; do
+# tmux: the interactive tests drive a real terminal with it.
+for pkg in git make ca-certificates debootstrap busybox-static tmux; do
 	installed "$pkg" || missing+=("$pkg")
 done
 if ! engine_answers && ! { have dockerd && command -v docker >/dev/null; }; then

@@ -266,6 +266,7 @@ func (e *env) cleanup() {
 	for _, r := range runs {
 		eng.Remove(context.Background(), "airlock-"+r.Name())
 		eng.Remove(context.Background(), "airlock-"+r.Name()+"-harvest")
+		eng.Remove(context.Background(), "airlock-"+r.Name()+"-proxy")
 	}
 }
 

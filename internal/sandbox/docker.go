@@ -140,10 +140,29 @@ func (d *Docker) Stop(ctx context.Context, id string, timeout time.Duration) err
 // container is not an error.
 func (d *Docker) Remove(ctx context.Context, id string) error {
 	_, err := d.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	if cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress") {
+		// Another airlock process is removing it (a watcher recording the
+		// run's end, say): wait for that to finish.
+		return d.waitGone(ctx, id, err)
+	}
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return d.engineError("remove container "+id, err)
 	}
 	return nil
+}
+
+func (d *Docker) waitGone(ctx context.Context, id string, cause error) error {
+	for range 100 {
+		if _, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{}); cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return d.engineError("remove container "+id, cause)
 }
 
 // List returns all containers, running or not, carrying every given label.
