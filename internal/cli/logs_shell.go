@@ -25,6 +25,10 @@ func typedPrompt(line []byte) (string, bool) {
 	if json.Unmarshal(l.Message.Content, &text) != nil {
 		return "", false
 	}
+	// Slash commands and Claude Code's own notes come wrapped in tags.
 	text = strings.TrimSpace(text)
-	return text, text != "" && !strings.HasPrefix(text, "<")
+	if text == "" || strings.HasPrefix(text, "<") {
+		return "", false
+	}
+	return text, true
 }
