@@ -119,12 +119,13 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 	req.Here = opts.Here
 	req.Persistent = opts.Persistent
 	if opts.Resume {
-		from, err := f.resolveRun(ctx, opts.ResumeRef)
+		m, err := f.manager()
+		if err != nil {
+			return err
+		}
+		from, err := f.resumeSource(ctx, m, project, opts.ResumeRef)
 		if err != nil {
 			return fmt.Errorf("--resume: %w", err)
-		}
-		if from.Project != project {
-			return fmt.Errorf("--resume: run %s belongs to %s, not to this project (%s)", from.ID, from.Project, project)
 		}
 		req.Resume = from
 	}
