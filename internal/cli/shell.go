@@ -33,8 +33,9 @@ type shellOptions struct {
 func newShellCmd(f *Factory) *cobra.Command {
 	var opts shellOptions
 	cmd := &cobra.Command{
-		Use:   "shell [--resume [RUN]]",
-		Short: "Work with the agent in its own terminal UI, in a new sandbox",
+		Use:     "shell [--resume [RUN]]",
+		Aliases: []string{"interactive"},
+		Short:   "Work with the agent in its own terminal UI, in a new sandbox",
 		Long: `Start Claude Code's own terminal UI in a sandbox, on a fresh copy of this
 repository (branch airlock/<run>), and attach your terminal to it.
 
