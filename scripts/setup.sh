@@ -32,10 +32,23 @@ if ! engine_answers && ! { have dockerd && command -v docker >/dev/null; }; then
 	missing+=(docker.io)
 fi
 
+# Node.js and npm: the tests drive the real Claude Code CLI on the host too.
+command -v npm >/dev/null || missing+=(nodejs npm)
+
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing ${missing[*]}"
 	"${SUDO[@]}" apt-get update -qq
 	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Claude Code version the default image pins (internal/config), also on
+# the host for the tests that run the CLI against the scripted model server.
+here=$(cd "$(dirname "$0")/.." && pwd)
+claude_version=$(sed -n 's/.*DefaultClaudeVersion *= *"\([^"]*\)".*/\1/p' "$here/internal/config/config.go" | head -n 1)
+if [ -n "$claude_version" ] && ! claude --version 2>/dev/null | grep -q "^$claude_version "; then
+	log "installing Claude Code $claude_version on the host (npm)"
+	"${SUDO[@]}" env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+		npm install -g --no-fund --no-audit --loglevel=error "@anthropic-ai/claude-code@$claude_version" >/dev/null
 fi
 
 if ! engine_answers; then
