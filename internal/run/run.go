@@ -170,15 +170,14 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 		Kind:       req.Kind,
 		Persistent: req.Persistent,
 		MaxCostUSD: req.Budget.MaxCostUSD,
-		Timeout:    req.Budget.Timeout.String(),
 		Caches:     req.Caches,
 		Here:       req.Here,
 	}
 	if r.Kind == "" {
 		r.Kind = KindHeadless
 	}
-	if req.Budget.Timeout == 0 {
-		r.Timeout = ""
+	if req.Budget.Timeout > 0 {
+		r.Timeout = req.Budget.Timeout.String()
 	}
 	if req.Resume != nil {
 		r.ResumedFrom = req.Resume.ID
