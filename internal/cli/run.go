@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -155,12 +154,8 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 		return err
 	}
 	fmt.Fprint(f.IO.ErrOut, policyText)
-	if f.IO.StdinTTY && cfg.Egress.Confirm && !opts.Yes {
-		fmt.Fprint(f.IO.ErrOut, "Start the run? [y/N] ")
-		answer, _ := bufio.NewReader(f.IO.In).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-			return &ExitError{Code: ExitFailure, Message: "not started"}
-		}
+	if err := f.confirmStart("run", cfg.Egress.Confirm, opts.Yes); err != nil {
+		return err
 	}
 	m, err := f.manager()
 	if err != nil {

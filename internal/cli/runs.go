@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"strings"
@@ -95,4 +96,18 @@ func nextSteps(r *store.Run) string {
 		fmt.Fprintf(&b, "The agent changed nothing. Remove the run with: airlock rm %s\n", r.ID)
 	}
 	return b.String()
+}
+
+// confirmStart asks y/N before a run or session starts, when a person is
+// at the terminal and neither -y nor [egress] confirm = false says not to.
+func (f *Factory) confirmStart(what string, enabled, yes bool) error {
+	if !f.IO.StdinTTY || !enabled || yes {
+		return nil
+	}
+	fmt.Fprintf(f.IO.ErrOut, "Start the %s? [y/N] ", what)
+	answer, _ := bufio.NewReader(f.IO.In).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return &ExitError{Code: ExitFailure, Message: "not started"}
+	}
+	return nil
 }

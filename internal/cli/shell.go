@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -135,12 +133,8 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 		fmt.Fprintf(f.IO.ErrOut, "Warning: --here mounts %s itself at /workspace. The agent changes your files directly:\n"+
 			"there is no copy to review, diff or merge, and airlock cannot undo anything. Commit first if you want a way back.\n", project)
 	}
-	if f.IO.StdinTTY && cfg.Egress.Confirm && !opts.Yes {
-		fmt.Fprint(f.IO.ErrOut, "Start the session? [y/N] ")
-		answer, _ := bufio.NewReader(f.IO.In).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-			return &ExitError{Code: ExitFailure, Message: "not started"}
-		}
+	if err := f.confirmStart("session", cfg.Egress.Confirm, opts.Yes); err != nil {
+		return err
 	}
 	m, err := f.manager()
 	if err != nil {

@@ -13,27 +13,8 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/image"
-	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/testkit"
 )
-
-// newEngine connects to the real engine; CI must have one.
-func newEngine(t *testing.T) *sandbox.Docker {
-	t.Helper()
-	d, err := sandbox.NewDocker()
-	if err != nil {
-		t.Fatalf("NewDocker: %v", err)
-	}
-	t.Cleanup(func() { d.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := d.Ping(ctx); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI needs a Docker engine: %v", err)
-		}
-		t.Skipf("no Docker engine: %v", err)
-	}
-	return d
-}
 
 // hostSpec is what `airlock image build --base bootstrap` builds on this
 // machine, so the image this test leaves behind is the one others reuse.
@@ -63,7 +44,7 @@ func defaultImage(t *testing.T, eng image.Engine) string {
 }
 
 func TestBuildDefaultImage(t *testing.T) {
-	eng := newEngine(t)
+	eng := testkit.Docker(t)
 	ref := defaultImage(t, eng)
 	t.Logf("default image: %s", ref)
 	if !regexp.MustCompile(`^airlock-claude:[0-9a-f]{12}$`).MatchString(ref) {
@@ -160,7 +141,7 @@ func TestBuildDefaultImage(t *testing.T) {
 }
 
 func TestBuildProject(t *testing.T) {
-	eng := newEngine(t)
+	eng := testkit.Docker(t)
 	base := defaultImage(t, eng)
 	ctx := context.Background()
 

@@ -14,10 +14,11 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
+	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
 func TestDockerImportAndBuild(t *testing.T) {
-	d := newDocker(t)
+	d := testkit.Docker(t)
 	ctx := context.Background()
 	base := "airlock-test-import:1"
 	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", base).Run() })

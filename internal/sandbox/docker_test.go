@@ -4,18 +4,17 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
+	"github.com/airlock-dev/airlock/internal/testkit"
 	"github.com/moby/moby/client"
 )
 
 func TestDockerEngine(t *testing.T) {
-	d := newDocker(t)
+	d := testkit.Docker(t)
 	importBusybox(t, d)
 	sandboxtest.RunEngineSuite(t, func() sandbox.Engine { return d })
 }
@@ -51,26 +50,6 @@ func TestDockerUnreachable(t *testing.T) {
 			}
 		})
 	}
-}
-
-// newDocker connects to the engine at DOCKER_HOST or the default socket. It
-// skips the test when there is none, except in CI where that is a failure.
-func newDocker(t *testing.T) *sandbox.Docker {
-	t.Helper()
-	d, err := sandbox.NewDocker()
-	if err != nil {
-		t.Fatalf("NewDocker: %v", err)
-	}
-	t.Cleanup(func() { d.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := d.Ping(ctx); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI needs a Docker engine: %v", err)
-		}
-		t.Skipf("no Docker engine: %v", err)
-	}
-	return d
 }
 
 // importBusybox imports the suite's image unless the engine already has it.
