@@ -43,15 +43,7 @@ func claudeArgs(o Options) []string {
 		// a run nobody is watching.
 		"--dangerously-skip-permissions",
 	}
-	switch {
-	case o.SessionID != "" && o.Resume:
-		args = append(args, "--resume="+o.SessionID)
-	case o.SessionID != "":
-		args = append(args, "--session-id="+o.SessionID)
-	}
-	if o.Model != "" {
-		args = append(args, "--model="+o.Model)
-	}
+	args = append(args, sessionArgs(o)...)
 	if o.MaxTurns > 0 {
 		args = append(args, "--max-turns="+strconv.Itoa(o.MaxTurns))
 	}
@@ -150,4 +142,20 @@ func truthy(lookup func(string) (string, bool), name string) bool {
 		return true
 	}
 	return false
+}
+
+// sessionArgs are the flags headless and interactive runs share: which
+// conversation (new with this id, or resumed) and which model.
+func sessionArgs(o Options) []string {
+	var args []string
+	switch {
+	case o.SessionID != "" && o.Resume:
+		args = append(args, "--resume="+o.SessionID)
+	case o.SessionID != "":
+		args = append(args, "--session-id="+o.SessionID)
+	}
+	if o.Model != "" {
+		args = append(args, "--model="+o.Model)
+	}
+	return args
 }

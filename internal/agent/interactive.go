@@ -15,17 +15,7 @@ import (
 // to attach to: no -p, no stream-json, and the same session, model and
 // permission flags as a headless run.
 func (Claude) InteractiveArgs(o Options) []string {
-	args := []string{"claude", "--dangerously-skip-permissions"}
-	switch {
-	case o.SessionID != "" && o.Resume:
-		args = append(args, "--resume="+o.SessionID)
-	case o.SessionID != "":
-		args = append(args, "--session-id="+o.SessionID)
-	}
-	if o.Model != "" {
-		args = append(args, "--model="+o.Model)
-	}
-	return args
+	return append([]string{"claude", "--dangerously-skip-permissions"}, sessionArgs(o)...)
 }
 
 // SessionLog is where Claude Code keeps a session's conversation, relative
