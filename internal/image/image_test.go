@@ -1,6 +1,8 @@
 package image
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -94,5 +96,46 @@ func TestSanitizeName(t *testing.T) {
 		if got := sanitizeName(in); got != want {
 			t.Errorf("sanitizeName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Editing a prompt, the config or the env file must not make the project
+// image stale; editing a file the Dockerfile can COPY must.
+func TestProjectRefIgnoresAirlocksOwnFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(rel, content string) {
+		t.Helper()
+		path := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("Dockerfile", "ARG AIRLOCK_BASE\nFROM ${AIRLOCK_BASE}\nCOPY tool.sh /usr/local/bin/\n")
+	write("tool.sh", "echo 1\n")
+	write("prompts/fix.md", "Fix it.\n")
+	write("config.toml", "")
+	ref := func() string {
+		t.Helper()
+		r, err := ProjectRef("airlock-claude:abc", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	before := ref()
+	write("prompts/fix.md", "Fix it better.\n")
+	write("prompts/new.md", "New task.\n")
+	write("config.toml", "[agent]\nmodel = \"x\"\n")
+	write("env", "TOKEN=secret\n")
+	write("me.local.toml", "")
+	if got := ref(); got != before {
+		t.Errorf("airlock's own files changed the project image tag: %s -> %s", before, got)
+	}
+	write("tool.sh", "echo 2\n")
+	if got := ref(); got == before {
+		t.Errorf("a context file changed but the tag did not")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
 )
@@ -69,6 +70,7 @@ func BuildProject(ctx context.Context, eng Engine, baseRef, dockerfileDir string
 	}
 	err = eng.BuildImage(ctx, sandbox.BuildRequest{
 		ContextDir: dir,
+		Skip:       notContext,
 		Dockerfile: "Dockerfile",
 		Tags:       []string{ref},
 		BuildArgs:  map[string]string{BaseArg: baseRef},
@@ -81,6 +83,18 @@ func BuildProject(ctx context.Context, eng Engine, baseRef, dockerfileDir string
 	return ref, nil
 }
 
+// notContext says which files of .airlock are airlock's own, not the
+// project image's: editing a prompt or the config must not make the image
+// stale (and the env file may hold secrets that must not reach an image).
+func notContext(rel string) bool {
+	switch {
+	case rel == "prompts", rel == "config.toml", rel == "env", rel == ".gitignore",
+		strings.HasSuffix(rel, ".local.toml") && !strings.Contains(rel, "/"):
+		return true
+	}
+	return false
+}
+
 // hashDir adds every entry under dir (in WalkDir's lexical order) to h:
 // its path, type and permission bits, and content or link target.
 func hashDir(h *hasher, dir string) error {
@@ -91,6 +105,12 @@ func hashDir(h *hasher, dir string) error {
 		rel, err := filepath.Rel(dir, path)
 		if err != nil {
 			return err
+		}
+		if notContext(filepath.ToSlash(rel)) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		info, err := d.Info()
 		if err != nil {

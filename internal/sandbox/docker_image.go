@@ -24,6 +24,9 @@ import (
 // when both are set, so callers can build without touching the disk.
 type BuildRequest struct {
 	ContextDir string
+	// Skip leaves paths of ContextDir out of the context (rel is
+	// slash-separated); a skipped directory is skipped whole.
+	Skip       func(rel string) bool
 	Files      map[string][]byte // slash-separated path in the context -> content
 	Dockerfile string            // path of the Dockerfile within the context; "Dockerfile" when empty
 	Tags       []string
@@ -68,7 +71,7 @@ func (d *Docker) BuildImage(ctx context.Context, req BuildRequest) error {
 	case req.Files != nil:
 		err = tarFiles(&buildCtx, req.Files)
 	case req.ContextDir != "":
-		err = tarDir(&buildCtx, req.ContextDir)
+		err = tarDir(&buildCtx, req.ContextDir, req.Skip)
 	default:
 		err = errors.New("no build context: set ContextDir or Files")
 	}
@@ -201,7 +204,7 @@ func tarFiles(w io.Writer, files map[string][]byte) error {
 // tarDir writes a directory tree as a build context. Symlinks are kept as
 // links (the builder resolves them inside the context), other special files
 // are skipped.
-func tarDir(w io.Writer, dir string) error {
+func tarDir(w io.Writer, dir string, skip func(string) bool) error {
 	tw := tar.NewWriter(w)
 	err := filepath.WalkDir(dir, func(path string, entry fs.DirEntry, err error) error {
 		if err != nil {
@@ -210,6 +213,12 @@ func tarDir(w io.Writer, dir string) error {
 		rel, err := filepath.Rel(dir, path)
 		if err != nil || rel == "." {
 			return err
+		}
+		if skip != nil && skip(filepath.ToSlash(rel)) {
+			if entry.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		info, err := entry.Info()
 		if err != nil {
