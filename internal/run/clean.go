@@ -76,14 +76,23 @@ func (m *Manager) Clean(ctx context.Context) (Cleaned, error) {
 		if !m.leftover(c) {
 			continue
 		}
-		if err := m.Engine.Remove(ctx, c.ID); err != nil {
+		remove := m.Engine.Remove
+		if c.Labels[LabelRole] == "proxy" {
+			remove = m.removeNetworked
+		}
+		if err := remove(ctx, c.ID); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		out.Containers = append(out.Containers, c.Name)
 	}
 	if p, ok := m.Engine.(networkPruner); ok {
-		nets, err := p.PruneNetworks(ctx, map[string]string{LabelRole: "egress"})
+		var nets []string
+		err := withNetLock(ctx, func() error {
+			var err error
+			nets, err = p.PruneNetworks(ctx, map[string]string{LabelRole: "egress"})
+			return err
+		})
 		if err != nil {
 			errs = append(errs, err)
 		}

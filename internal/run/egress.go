@@ -82,7 +82,9 @@ func (m *Manager) startProxy(ctx context.Context, r *store.Run, eg Egress, uid, 
 	network := eg.Network
 	if network == "" {
 		network = DefaultEgressNetwork
-		if err := m.Engine.EnsureNetwork(ctx, network, map[string]string{LabelRole: "egress"}); err != nil {
+		if err := withNetLock(ctx, func() error {
+			return m.Engine.EnsureNetwork(ctx, network, map[string]string{LabelRole: "egress"})
+		}); err != nil {
 			return err
 		}
 	}
@@ -146,28 +148,36 @@ func (m *Manager) startProxy(ctx context.Context, r *store.Run, eg Egress, uid, 
 	defer os.Remove(filepath.Join(egDir, "secrets.json"))
 
 	name := ProxyContainerName(r.ID)
-	id, err := m.Engine.Create(ctx, sandbox.Spec{
-		Name:  name,
-		Image: ProxyImage,
-		Cmd:   []string{containerBin, "proxy", "serve", "--config", containerEgress + "/config.json"},
-		Env:   []string{"SSL_CERT_FILE=" + containerEgress + "/ca.pem", "HOME=/tmp"},
-		User:  fmt.Sprintf("%d:%d", uid, gid),
-		Mounts: []sandbox.Mount{
-			{Source: bin, Target: containerBin, ReadOnly: true},
-			{Source: sockDir, Target: containerSock},
-			{Source: egDir, Target: containerEgress},
-		},
-		Tmpfs:      map[string]string{"/tmp": "rw,nosuid,size=64m"},
-		Labels:     m.labels(r, "proxy"),
-		Network:    network,
-		ExtraHosts: eg.ExtraHosts,
-		Limits:     sandbox.Limits{MemoryBytes: 512 << 20, Pids: 512, CPUs: 1},
+	var id string
+	err = withNetLock(ctx, func() error {
+		var err error
+		id, err = m.Engine.Create(ctx, sandbox.Spec{
+			Name:  name,
+			Image: ProxyImage,
+			Cmd:   []string{containerBin, "proxy", "serve", "--config", containerEgress + "/config.json"},
+			Env:   []string{"SSL_CERT_FILE=" + containerEgress + "/ca.pem", "HOME=/tmp"},
+			User:  fmt.Sprintf("%d:%d", uid, gid),
+			Mounts: []sandbox.Mount{
+				{Source: bin, Target: containerBin, ReadOnly: true},
+				{Source: sockDir, Target: containerSock},
+				{Source: egDir, Target: containerEgress},
+			},
+			Tmpfs:      map[string]string{"/tmp": "rw,nosuid,size=64m"},
+			Labels:     m.labels(r, "proxy"),
+			Network:    network,
+			ExtraHosts: eg.ExtraHosts,
+			Limits:     sandbox.Limits{MemoryBytes: 512 << 20, Pids: 512, CPUs: 1},
+		})
+		if err != nil {
+			return fmt.Errorf("create the egress proxy for run %s: %w", r.ID, err)
+		}
+		if err := m.Engine.Start(ctx, id); err != nil {
+			return fmt.Errorf("start the egress proxy for run %s: %w", r.ID, err)
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("create the egress proxy for run %s: %w", r.ID, err)
-	}
-	if err := m.Engine.Start(ctx, id); err != nil {
-		return fmt.Errorf("start the egress proxy for run %s: %w", r.ID, err)
+		return err
 	}
 	if err := m.waitProxy(ctx, id, filepath.Join(sockDir, apiSocket)); err != nil {
 		return fmt.Errorf("egress proxy of run %s: %w", r.ID, err)
@@ -244,10 +254,7 @@ func agentEgress(spec *sandbox.Spec, r *store.Run, dir, bin string, eg Egress, r
 
 // stopProxy removes a run's sidecar; a missing one is fine.
 func (m *Manager) stopProxy(ctx context.Context, id string) error {
-	if err := m.Engine.Remove(ctx, ProxyContainerName(id)); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
-		return err
-	}
-	return nil
+	return m.removeNetworked(ctx, ProxyContainerName(id))
 }
 
 // egressCounts counts the allowed and denied decisions in a run's log.

@@ -97,10 +97,13 @@ func (m *Manager) Remove(ctx context.Context, r *store.Run, force bool) (*store.
 		}
 	}
 	var errs []error
-	for _, name := range []string{r.Container, r.Container + "-harvest", ProxyContainerName(r.ID)} {
+	for _, name := range []string{r.Container, r.Container + "-harvest"} {
 		if err := m.Engine.Remove(ctx, name); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
 			errs = append(errs, err)
 		}
+	}
+	if err := m.stopProxy(ctx, r.ID); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("remove run %s: %w", r.ID, errors.Join(errs...))

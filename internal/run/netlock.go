@@ -1,0 +1,66 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/sandbox"
+)
+
+// Docker 20.10's libnetwork deadlocks, and the daemon stops answering for
+// good, when endpoints of one user-defined network are created and deleted
+// concurrently (endpoint.Delete holds the network while it waits for the
+// service-record watch loop, which waits for the network). Ten runs ending
+// at once were enough. So every change to a proxy's network attachment —
+// creating or removing a proxy container, creating or pruning the egress
+// network — takes one lock shared by every airlock process on the machine.
+// Agent and harvest containers have no network and need no lock.
+
+// netLockPath is machine-wide (not per state directory) on purpose: the
+// daemon is shared by every user and state directory.
+func netLockPath() string { return filepath.Join(os.TempDir(), "airlock-network.lock") }
+
+// withNetLock runs fn holding the machine-wide network lock.
+func withNetLock(ctx context.Context, fn func() error) error {
+	f, err := os.OpenFile(netLockPath(), os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("network lock: %w", err)
+	}
+	defer f.Close()
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			return fmt.Errorf("network lock %s: %w", netLockPath(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("network lock: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return fn()
+}
+
+// removeNetworked removes a container that is attached to a network: it is
+// stopped first, so the daemon has released its endpoint before the lock
+// is let go, then removed.
+func (m *Manager) removeNetworked(ctx context.Context, name string) error {
+	return withNetLock(ctx, func() error {
+		if err := m.Engine.Stop(ctx, name, 2*time.Second); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+			return err
+		}
+		if err := m.Engine.Remove(ctx, name); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+			return err
+		}
+		return nil
+	})
+}
