@@ -424,10 +424,9 @@ func (m *Manager) Collect(ctx context.Context, r *store.Run) (*store.Run, error)
 		return r, nil
 	}
 	if r.StartedAt.IsZero() || r.Here {
-		// --here: the work is already in the project; there is no copy to
-		// bring back, and nothing to merge.
-		// The agent never ran (creation was interrupted): there is no work
-		// to bring back, and the copy may be half made.
+		// Nothing to bring back: with --here the work is already in the
+		// project, and an agent that never ran (creation was interrupted)
+		// did none, in a copy that may be half made.
 		return m.Store.Update(r.ID, func(r *store.Run) error {
 			r.Harvested = true
 			return nil
