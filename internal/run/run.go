@@ -178,6 +178,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 	}
 	if req.Budget.Timeout > 0 {
 		r.Timeout = req.Budget.Timeout.String()
+		r.Deadline = r.CreatedAt.Add(req.Budget.Timeout)
 	}
 	if req.Resume != nil {
 		r.ResumedFrom = req.Resume.ID

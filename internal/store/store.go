@@ -77,6 +77,10 @@ type Run struct {
 	ResumedFrom string   `json:"resumed_from,omitempty"`
 	MaxCostUSD  float64  `json:"max_cost_usd,omitempty"`
 	Timeout     string   `json:"timeout,omitempty"`
+	// Deadline is when the run's time is up, on the host's clock: its
+	// creation plus its timeout. The proxy refuses traffic after it and the
+	// host stops the container; nothing in the sandbox can move it.
+	Deadline time.Time `json:"deadline,omitzero"`
 	Caches      []string `json:"caches,omitempty"`
 	// Here: the agent worked on the live project directory, not a copy.
 	Here bool `json:"here,omitempty"`
