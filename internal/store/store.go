@@ -74,14 +74,14 @@ type Run struct {
 	Kind       string `json:"kind,omitempty"`
 	Persistent bool   `json:"persistent,omitempty"`
 	// ResumedFrom is the run whose conversation this one continues.
-	ResumedFrom string   `json:"resumed_from,omitempty"`
-	MaxCostUSD  float64  `json:"max_cost_usd,omitempty"`
-	Timeout     string   `json:"timeout,omitempty"`
+	ResumedFrom string  `json:"resumed_from,omitempty"`
+	MaxCostUSD  float64 `json:"max_cost_usd,omitempty"`
+	Timeout     string  `json:"timeout,omitempty"`
 	// Deadline is when the run's time is up, on the host's clock: its
 	// creation plus its timeout. The proxy refuses traffic after it and the
 	// host stops the container; nothing in the sandbox can move it.
 	Deadline time.Time `json:"deadline,omitzero"`
-	Caches      []string `json:"caches,omitempty"`
+	Caches   []string  `json:"caches,omitempty"`
 	// Here: the agent worked on the live project directory, not a copy.
 	Here bool `json:"here,omitempty"`
 
