@@ -1,7 +1,8 @@
 // Package archive moves files between the host and a sandbox as tar
 // streams. What comes out of a sandbox is hostile: Extract writes regular
-// files and directories only, never outside its destination, with tame
-// modes.
+// files, directories and links that stay inside the copy, never outside its
+// destination, with tame modes, within a size and entry budget, and with no
+// git metadata that could make git run a command.
 package archive
 
 import (
@@ -16,60 +17,283 @@ import (
 	"strings"
 )
 
-// Skipped is an entry Extract left out, and why.
+// Skipped is something Extract left out, and why. Name is the entry's name
+// in the stream (so relative to the source's parent); it is written by the
+// sandbox, so sanitise it before printing.
 type Skipped struct {
 	Name   string
 	Reason string
 }
 
-// Extract writes the tar stream r below dest, an existing directory. The
-// first element of every entry's name is replaced by rename, when given
-// (so `cp RUN:/workspace/out DEST` can name the copy DEST). Entries that
-// are not regular files or directories (links, devices, fifos) are skipped
-// and reported; a name that is absolute or climbs out with ".." fails the
-// whole extraction. Writes go through an os.Root, so a symbolic link
-// already in dest cannot lead a write outside it either. Files get mode
-// 0644 or 0755, directories 0755: no set-id bits, nothing writable by
-// others.
-func Extract(r io.Reader, dest, rename string) ([]Skipped, error) {
+// Options says where and how much Extract writes.
+type Options struct {
+	// Rename replaces the first element of every entry's name, when given
+	// (so `cp RUN:/workspace/out DEST` can name the copy DEST).
+	Rename string
+	// MaxBytes caps the total size of the files written; 0 means no cap.
+	MaxBytes int64
+	// MaxEntries caps the number of entries read; 0 means no cap.
+	MaxEntries int
+}
+
+// ErrTooLarge is returned when a stream exceeds Options.MaxBytes or
+// Options.MaxEntries.
+var ErrTooLarge = errors.New("too large")
+
+// Extract writes the tar stream r below dest, an existing directory.
+//
+// It works in a hidden staging directory inside dest and moves the result
+// into place only once the whole stream is read and checked, so a copy
+// that fails (too large, a bad name, an interruption) leaves nothing
+// behind that looks like a copy. Into an existing directory, the copy is
+// merged: files replace files (the name, never what a link there points
+// to), directories are merged.
+//
+// Names that are absolute or climb out with ".." fail the whole
+// extraction. Devices, fifos and sockets are left out; so are symbolic
+// links whose target is absolute or leaves the copied tree, and hard links
+// to anything but a file already in the copy. Links that are kept are made
+// after every file is written, so no entry is ever written through a link
+// from the same stream. Writes go through an os.Root, so a link already in
+// dest cannot lead a write outside it either. Files get mode 0644 or 0755,
+// directories 0755: no set-id bits, nothing writable by others.
+//
+// Every git directory in the copy loses what could make git run a command
+// or reach outside the copy: config (replaced by a minimal one), hooks,
+// info/attributes, commondir, worktrees and alternates; a .git file is
+// kept only when it names a git directory inside the copy. See
+// sanitiseGit.
+func Extract(r io.Reader, dest string, opts Options) ([]Skipped, error) {
 	root, err := os.OpenRoot(dest)
 	if err != nil {
 		return nil, fmt.Errorf("extract into %s: %w", dest, err)
 	}
 	defer root.Close()
-	var skipped []Skipped
+	tmp, err := os.MkdirTemp(dest, ".airlock-cp-")
+	if err != nil {
+		return nil, fmt.Errorf("extract into %s: %w", dest, err)
+	}
+	x := &extractor{root: root, stage: filepath.Base(tmp), opts: opts, tops: map[string]string{}}
+	err = x.run(r)
+	if err == nil {
+		err = x.place()
+	}
+	if rerr := root.RemoveAll(x.stage); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return x.skipped, fmt.Errorf("extract into %s: %w", dest, err)
+	}
+	return x.skipped, nil
+}
+
+type extractor struct {
+	root    *os.Root
+	stage   string // staging directory, relative to root
+	opts    Options
+	bytes   int64
+	entries int
+	links   []link            // symbolic links, made last
+	tops    map[string]string // copy's top names -> names in the stream
+	skipped []Skipped
+}
+
+type link struct{ name, target, orig string }
+
+func (x *extractor) skip(name, reason string) {
+	x.skipped = append(x.skipped, Skipped{Name: name, Reason: reason})
+}
+
+// staged is name's path in the staging directory.
+func (x *extractor) staged(name string) string { return path.Join(x.stage, name) }
+
+func (x *extractor) run(r io.Reader) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return skipped, nil
+			break
 		}
 		if err != nil {
-			return skipped, fmt.Errorf("extract into %s: %w", dest, err)
+			return err
 		}
-		name, err := safeName(h.Name, rename)
+		if x.entries++; x.opts.MaxEntries > 0 && x.entries > x.opts.MaxEntries {
+			return fmt.Errorf("more than %d entries: %w", x.opts.MaxEntries, ErrTooLarge)
+		}
+		name, err := safeName(h.Name, x.opts.Rename)
 		if err != nil {
-			return skipped, fmt.Errorf("extract into %s: %w", dest, err)
+			return err
 		}
-		if name == "." && rename == "" {
+		if name == "." {
 			continue
 		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := mkdirAll(root, name); err != nil {
-				return skipped, fmt.Errorf("extract %s into %s: %w", h.Name, dest, err)
-			}
-		case tar.TypeReg:
-			if err := mkdirAll(root, path.Dir(name)); err != nil {
-				return skipped, fmt.Errorf("extract %s into %s: %w", h.Name, dest, err)
-			}
-			if err := writeFile(root, name, tr, fileMode(h.Mode)); err != nil {
-				return skipped, fmt.Errorf("extract %s into %s: %w", h.Name, dest, err)
-			}
-		default:
-			skipped = append(skipped, Skipped{Name: h.Name, Reason: kind(h.Typeflag)})
+		top, _, _ := strings.Cut(name, "/")
+		if _, ok := x.tops[top]; !ok {
+			orig, _, _ := strings.Cut(path.Clean(h.Name), "/")
+			x.tops[top] = orig
+		}
+		if err := x.entry(tr, h, name); err != nil {
+			return fmt.Errorf("%s: %w", h.Name, err)
 		}
 	}
+	for _, l := range x.links {
+		if _, err := x.root.Lstat(x.staged(l.name)); err == nil {
+			x.skip(l.orig, "a symbolic link where the copy has another entry of that name")
+			continue
+		}
+		if !x.realDirs(path.Dir(l.name)) {
+			x.skip(l.orig, "a symbolic link below another link of the copy")
+			continue
+		}
+		if err := x.root.MkdirAll(x.staged(path.Dir(l.name)), 0o755); err != nil {
+			return fmt.Errorf("%s: %w", l.orig, err)
+		}
+		if err := x.root.Symlink(l.target, x.staged(l.name)); err != nil {
+			return fmt.Errorf("%s: %w", l.orig, err)
+		}
+	}
+	return sanitiseGit(x)
+}
+
+// realDirs says whether each element of dir that exists in the stage is a
+// directory, not a link: making something below it then writes where the
+// name says.
+func (x *extractor) realDirs(dir string) bool {
+	p := x.stage
+	for _, el := range strings.Split(dir, "/") {
+		p = path.Join(p, el)
+		fi, err := x.root.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
+		if err != nil || !fi.IsDir() {
+			return false
+		}
+	}
+	return true
+}
+
+func (x *extractor) entry(tr *tar.Reader, h *tar.Header, name string) error {
+	switch h.Typeflag {
+	case tar.TypeDir:
+		return x.root.MkdirAll(x.staged(name), 0o755)
+	case tar.TypeReg:
+		if h.Size < 0 || x.opts.MaxBytes > 0 && h.Size > x.opts.MaxBytes-x.bytes {
+			return fmt.Errorf("the copy is larger than %d bytes: %w", x.opts.MaxBytes, ErrTooLarge)
+		}
+		x.bytes += h.Size
+		if err := x.root.MkdirAll(x.staged(path.Dir(name)), 0o755); err != nil {
+			return err
+		}
+		return writeFile(x.root, x.staged(name), io.LimitReader(tr, h.Size), fileMode(h.Mode))
+	case tar.TypeSymlink:
+		if path.Base(name) == ".git" {
+			x.skip(h.Name, "a symbolic link named .git (git would follow it to another repository)")
+			return nil
+		}
+		if !insideTree(name, h.Linkname) {
+			x.skip(h.Name, "a symbolic link leading out of the copy, to "+h.Linkname)
+			return nil
+		}
+		x.links = append(x.links, link{name: name, target: h.Linkname, orig: h.Name})
+		return nil
+	case tar.TypeLink:
+		target, err := safeName(h.Linkname, x.opts.Rename)
+		if err != nil {
+			x.skip(h.Name, "a hard link to something outside the copy, "+h.Linkname)
+			return nil
+		}
+		if fi, err := x.root.Lstat(x.staged(target)); err != nil || !fi.Mode().IsRegular() {
+			x.skip(h.Name, "a hard link to something that is not a file in the copy, "+h.Linkname)
+			return nil
+		}
+		if err := x.root.MkdirAll(x.staged(path.Dir(name)), 0o755); err != nil {
+			return err
+		}
+		if err := removeFile(x.root, x.staged(name)); err != nil {
+			return err
+		}
+		return x.root.Link(x.staged(target), x.staged(name))
+	default:
+		x.skip(h.Name, kind(h.Typeflag)+" (cp copies files, directories and links inside the copy only)")
+		return nil
+	}
+}
+
+// insideTree says whether a symbolic link at name (a clean relative path
+// whose first element is the copy's top) pointing to target resolves inside
+// the copy, whatever other links it passes through: target must be
+// relative, and its ".." elements must all come first and not climb above
+// the top. A ".." after a link would be resolved from the link's target,
+// not lexically, so it is refused.
+func insideTree(name, target string) bool {
+	if target == "" || strings.HasPrefix(target, "/") || strings.ContainsRune(target, 0) {
+		return false
+	}
+	up, down := 0, false
+	for _, el := range strings.Split(target, "/") {
+		switch el {
+		case "", ".":
+		case "..":
+			if down {
+				return false
+			}
+			up++
+		default:
+			down = true
+		}
+	}
+	depth := strings.Count(name, "/") - 1 // how far the link's directory is below the top
+	return depth >= 0 && up <= depth
+}
+
+// place moves the staged copy into dest.
+func (x *extractor) place() error {
+	entries, err := fs.ReadDir(x.root.FS(), x.stage)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := move(x.root, x.staged(e.Name()), e.Name()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// move renames from to to, merging directories into existing ones. A file
+// replaces a file or link of the same name (rename never writes through
+// it); a directory and a non-directory of the same name are an error.
+func move(root *os.Root, from, to string) error {
+	ti, err := root.Lstat(to)
+	if errors.Is(err, fs.ErrNotExist) {
+		return root.Rename(from, to)
+	}
+	if err != nil {
+		return err
+	}
+	fi, err := root.Lstat(from)
+	if err != nil {
+		return err
+	}
+	switch {
+	case fi.IsDir() && ti.IsDir():
+		entries, err := fs.ReadDir(root.FS(), from)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := move(root, path.Join(from, e.Name()), path.Join(to, e.Name())); err != nil {
+				return err
+			}
+		}
+		return nil
+	case fi.IsDir():
+		return fmt.Errorf("%s: a file of that name is in the way of a directory", to)
+	case ti.IsDir():
+		return fmt.Errorf("%s: a directory of that name is in the way of a file", to)
+	}
+	return root.Rename(from, to)
 }
 
 // safeName cleans a tar entry's name into a relative slash path, or refuses
@@ -97,23 +321,26 @@ func safeName(name, rename string) (string, error) {
 	return clean, nil
 }
 
-func mkdirAll(root *os.Root, name string) error {
-	if name == "." {
+// removeFile removes name if it is there and not a directory.
+func removeFile(root *os.Root, name string) error {
+	fi, err := root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	return root.MkdirAll(name, 0o755)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return errors.New("a directory of that name is in the way")
+	}
+	return root.Remove(name)
 }
 
 func writeFile(root *os.Root, name string, r io.Reader, mode os.FileMode) error {
 	// Replace rather than write through: a file of that name may be a
-	// hard link to something the user cares about.
-	if fi, err := root.Lstat(name); err == nil {
-		if fi.IsDir() {
-			return errors.New("a directory of that name is in the way")
-		}
-		if err := root.Remove(name); err != nil {
-			return err
-		}
+	// hard link to another file of the copy.
+	if err := removeFile(root, name); err != nil {
+		return err
 	}
 	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
@@ -139,16 +366,12 @@ func fileMode(m int64) os.FileMode {
 
 func kind(t byte) string {
 	switch t {
-	case tar.TypeSymlink:
-		return "symbolic link"
-	case tar.TypeLink:
-		return "hard link"
 	case tar.TypeChar, tar.TypeBlock:
-		return "device"
+		return "a device"
 	case tar.TypeFifo:
-		return "fifo"
+		return "a fifo"
 	}
-	return fmt.Sprintf("tar entry type %q", t)
+	return fmt.Sprintf("a tar entry of type %q", t)
 }
 
 // Create writes src (a file or directory on the host) as a tar stream named

@@ -8,30 +8,56 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-dev/airlock/internal/archive"
+	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
+// Limits of a copy out of a sandbox: it must not be able to fill the host's
+// disk or inode table.
+const (
+	defaultCpMaxSize    = "1g"
+	cpMaxEntries        = 1_000_000
+	cpMaxEntriesWritten = "1,000,000"
+)
+
+type cpOptions struct {
+	MaxSize string
+}
+
 func newCpCmd(f *Factory) *cobra.Command {
-	return &cobra.Command{
+	var opts cpOptions
+	cmd := &cobra.Command{
 		Use:   "cp SRC RUN:/PATH | RUN:/PATH DEST",
 		Short: "Copy files into or out of a run's sandbox",
 		Long: `Copy a file or directory between this machine and a run's sandbox, like
 docker cp: into an existing directory the copy keeps its name, otherwise it
-takes the destination's name.
+takes the destination's name. Copying in needs the run's sandbox running;
+copying out works while its container exists, running or not.
 
 Copies into the sandbox are owned by the agent's user. What comes out of a
-sandbox is treated as hostile: only regular files and directories are written
-(links, devices and other special files are skipped and listed), never
-outside DEST, with modes 0644/0755.`,
+sandbox is treated as hostile, and each thing left out is listed on stderr:
+- files and directories are written with modes 0644/0755, never outside DEST;
+  devices, fifos and sockets are left out, and so are links leading out of
+  the copy (absolute, or climbing out with ..);
+- every git repository in the copy (.git, submodules, bare repositories)
+  keeps its history, but its config is replaced by a minimal one and its
+  hooks, info/attributes, commondir, worktrees and alternates are left out,
+  so no git command in DEST runs anything the agent chose; a .git file is
+  kept only when it points to a repository inside the copy;
+- at most --max-size bytes and ` + cpMaxEntriesWritten + ` entries: a larger copy fails
+  and leaves nothing (the copy is assembled in a hidden directory beside it
+  and moved into place only when complete).`,
 		Example: `  airlock cp ./data fix-auth:/workspace/data
-  airlock cp fix-auth:/workspace/out.log .`,
+  airlock cp fix-auth:/workspace/out.log .
+  airlock cp --max-size 4g fix-auth:/workspace ./fix-auth-workspace`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 2 {
 				return flagErrorf("give a source and a destination, one of them RUN:/PATH")
@@ -39,9 +65,15 @@ outside DEST, with modes 0644/0755.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cpRun(cmd.Context(), f, args[0], args[1])
+			maxSize, err := config.ParseSize(opts.MaxSize)
+			if err != nil || maxSize <= 0 {
+				return flagErrorf("--max-size: give a size such as 512m or 2g, not %q", opts.MaxSize)
+			}
+			return cpRun(cmd.Context(), f, args[0], args[1], maxSize)
 		},
 	}
+	cmd.Flags().StringVar(&opts.MaxSize, "max-size", defaultCpMaxSize, "the most a copy out of a sandbox may write, such as 512m or 2g")
+	return cmd
 }
 
 // remotePath splits "RUN:/path". A local path with a colon can be written
@@ -54,7 +86,7 @@ func remotePath(arg string) (ref, p string, ok bool) {
 	return ref, p, true
 }
 
-func cpRun(ctx context.Context, f *Factory, src, dest string) error {
+func cpRun(ctx context.Context, f *Factory, src, dest string, maxSize int64) error {
 	srcRef, srcPath, srcRemote := remotePath(src)
 	destRef, destPath, destRemote := remotePath(dest)
 	switch {
@@ -75,29 +107,43 @@ func cpRun(ctx context.Context, f *Factory, src, dest string) error {
 	if err != nil {
 		return err
 	}
-	ex, err := sandboxFiles(ctx, m, r)
+	ex, st, err := sandboxFiles(ctx, m, r)
 	if err != nil {
 		return err
 	}
 	if destRemote {
+		if st.Status != sandbox.StatusRunning {
+			return notRunning(r)
+		}
 		return copyIn(ctx, f, ex, r, src, cpath)
 	}
-	return copyOut(ctx, f, ex, r, cpath, dest)
+	return copyOut(ctx, f, ex, r, cpath, dest, maxSize)
 }
 
-// sandboxFiles is the engine, for a run whose container still exists
-// (running or not).
-func sandboxFiles(ctx context.Context, m *run.Manager, r *store.Run) (sandbox.Execer, error) {
+// notRunning explains why a copy into r's stopped sandbox is refused: the
+// engine would accept it, but no agent will ever see it.
+func notRunning(r *store.Run) error {
+	hint := fmt.Sprintf("continue its work in a new run with `airlock run --resume %s`", r.ID)
+	if r.Persistent {
+		hint = fmt.Sprintf("bring it back with `airlock start %s`", r.ID)
+	}
+	return fmt.Errorf("cp: run %s is not running (%s): copying into a sandbox needs it running; %s", r.ID, r.Status, hint)
+}
+
+// sandboxFiles is the engine and the state of the run's container, for a
+// run whose container still exists (running or not).
+func sandboxFiles(ctx context.Context, m *run.Manager, r *store.Run) (sandbox.Execer, sandbox.State, error) {
 	ex, ok := m.Engine.(sandbox.Execer)
 	if !ok {
-		return nil, errors.New("this container engine cannot copy files")
+		return nil, sandbox.State{}, errors.New("this container engine cannot copy files")
 	}
-	if _, err := m.Engine.Inspect(ctx, r.Container); errors.Is(err, sandbox.ErrNotFound) {
-		return nil, fmt.Errorf("run %s has no sandbox any more (it was removed)", r.ID)
+	st, err := m.Engine.Inspect(ctx, r.Container)
+	if errors.Is(err, sandbox.ErrNotFound) {
+		return nil, st, fmt.Errorf("run %s has no sandbox any more (it was removed)", r.ID)
 	} else if err != nil {
-		return nil, err
+		return nil, st, err
 	}
-	return ex, nil
+	return ex, st, nil
 }
 
 func copyIn(ctx context.Context, f *Factory, ex sandbox.Execer, r *store.Run, src, dest string) error {
@@ -126,7 +172,7 @@ func copyIn(ctx context.Context, f *Factory, ex sandbox.Execer, r *store.Run, sr
 	return nil
 }
 
-func copyOut(ctx context.Context, f *Factory, ex sandbox.Execer, r *store.Run, src, dest string) error {
+func copyOut(ctx context.Context, f *Factory, ex sandbox.Execer, r *store.Run, src, dest string, maxSize int64) error {
 	dir, rename := dest, ""
 	if info, err := os.Stat(dest); err != nil || !info.IsDir() {
 		dir, rename = filepath.Dir(dest), filepath.Base(dest)
@@ -139,12 +185,24 @@ func copyOut(ctx context.Context, f *Factory, ex sandbox.Execer, r *store.Run, s
 		return err
 	}
 	defer rc.Close()
-	skipped, err := archive.Extract(rc, dir, rename)
-	for _, s := range skipped {
-		fmt.Fprintf(f.IO.ErrOut, "skipped %s: a %s (cp copies regular files and directories only)\n", s.Name, s.Reason)
+	skipped, err := archive.Extract(rc, dir, archive.Options{Rename: rename, MaxBytes: maxSize, MaxEntries: cpMaxEntries})
+	if errors.Is(err, archive.ErrTooLarge) {
+		return fmt.Errorf("cp %s:%s: the copy is larger than --max-size %s or has more than %s entries; nothing was written to %s (give a larger --max-size, or copy less)",
+			r.ID, src, config.FormatSize(maxSize), cpMaxEntriesWritten, dest)
 	}
 	if err != nil {
-		return fmt.Errorf("cp %s:%s to %s: %w", r.ID, src, dest, err)
+		return fmt.Errorf("cp %s:%s to %s: %s", r.ID, src, dest, printable(err.Error()))
+	}
+	for _, s := range skipped {
+		fmt.Fprintf(f.IO.ErrOut, "left out %s: %s\n", printable(s.Name), printable(s.Reason))
 	}
 	return nil
+}
+
+// printable shows a name the sandbox chose on one line of a terminal:
+// control characters, escape sequences included, and invalid UTF-8 are
+// written as Go escapes.
+func printable(s string) string {
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
 }
