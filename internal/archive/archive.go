@@ -95,6 +95,7 @@ type extractor struct {
 	entries int
 	links   []link            // symbolic links, made last
 	tops    map[string]string // copy's top names -> names in the stream
+	gitDirs map[string]bool   // git directories in the copy
 	skipped []Skipped
 }
 
@@ -187,7 +188,7 @@ func (x *extractor) entry(tr *tar.Reader, h *tar.Header, name string) error {
 		}
 		return writeFile(x.root, x.staged(name), io.LimitReader(tr, h.Size), fileMode(h.Mode))
 	case tar.TypeSymlink:
-		if path.Base(name) == ".git" {
+		if isDotGit(path.Base(name)) {
 			x.skip(h.Name, "a symbolic link named .git (git would follow it to another repository)")
 			return nil
 		}
@@ -247,53 +248,69 @@ func insideTree(name, target string) bool {
 	return depth >= 0 && up <= depth
 }
 
-// place moves the staged copy into dest.
+// place moves the staged copy into dest. Every move is planned, and every
+// conflict found, before the first one is made.
 func (x *extractor) place() error {
 	entries, err := fs.ReadDir(x.root.FS(), x.stage)
 	if err != nil {
 		return err
 	}
+	var moves [][2]string
 	for _, e := range entries {
-		if err := move(x.root, x.staged(e.Name()), e.Name()); err != nil {
+		if err := x.plan(e.Name(), &moves); err != nil {
+			return err
+		}
+	}
+	for _, m := range moves {
+		if err := x.root.Rename(m[0], m[1]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// move renames from to to, merging directories into existing ones. A file
-// replaces a file or link of the same name (rename never writes through
-// it); a directory and a non-directory of the same name are an error.
-func move(root *os.Root, from, to string) error {
-	ti, err := root.Lstat(to)
+// plan adds the renames that put the staged name at name in dest, merging
+// directories into existing ones. A file replaces a file or link of the
+// same name (rename never writes through it); a directory and a
+// non-directory of the same name are an error, and so is a git directory
+// of the copy meeting an existing one: merging the sandbox's refs, HEAD
+// and index into a repository of yours would rewrite it.
+func (x *extractor) plan(name string, moves *[][2]string) error {
+	from := x.staged(name)
+	ti, err := x.root.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return root.Rename(from, to)
+		*moves = append(*moves, [2]string{from, name})
+		return nil
 	}
 	if err != nil {
 		return err
 	}
-	fi, err := root.Lstat(from)
+	fi, err := x.root.Lstat(from)
 	if err != nil {
 		return err
 	}
 	switch {
 	case fi.IsDir() && ti.IsDir():
-		entries, err := fs.ReadDir(root.FS(), from)
+		if x.gitDirs[name] {
+			return fmt.Errorf("%s: the copy's git directory would be merged into the one already there; copy into a new directory", name)
+		}
+		entries, err := fs.ReadDir(x.root.FS(), from)
 		if err != nil {
 			return err
 		}
 		for _, e := range entries {
-			if err := move(root, path.Join(from, e.Name()), path.Join(to, e.Name())); err != nil {
+			if err := x.plan(path.Join(name, e.Name()), moves); err != nil {
 				return err
 			}
 		}
 		return nil
 	case fi.IsDir():
-		return fmt.Errorf("%s: a file of that name is in the way of a directory", to)
+		return fmt.Errorf("%s: a file of that name is in the way of a directory", name)
 	case ti.IsDir():
-		return fmt.Errorf("%s: a directory of that name is in the way of a file", to)
+		return fmt.Errorf("%s: a directory of that name is in the way of a file", name)
 	}
-	return root.Rename(from, to)
+	*moves = append(*moves, [2]string{from, name})
+	return nil
 }
 
 // safeName cleans a tar entry's name into a relative slash path, or refuses

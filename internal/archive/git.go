@@ -44,9 +44,9 @@ func sanitiseGit(x *extractor) error {
 		}
 		rel := strings.TrimPrefix(p, x.stage+"/")
 		switch {
-		case d.IsDir() && (d.Name() == ".git" || x.isGitDir(p)):
+		case d.IsDir() && (isDotGit(d.Name()) || x.isGitDir(p)):
 			dirs = append(dirs, rel)
-		case d.Name() == ".git" && d.Type().IsRegular():
+		case isDotGit(d.Name()) && d.Type().IsRegular():
 			files = append(files, rel)
 		}
 		return nil
@@ -54,15 +54,15 @@ func sanitiseGit(x *extractor) error {
 	if err != nil {
 		return err
 	}
-	isDir := map[string]bool{}
+	x.gitDirs = map[string]bool{}
 	for _, g := range dirs {
-		isDir[g] = true
+		x.gitDirs[g] = true
 	}
 	for i, g := range dirs {
 		if _, err := x.root.Lstat(x.staged(g)); errors.Is(err, fs.ErrNotExist) {
 			continue // inside another's hooks or worktrees, already gone
 		}
-		bare := path.Base(g) != ".git"
+		bare := !isDotGit(path.Base(g))
 		for _, outer := range dirs[:i] {
 			bare = bare && !strings.HasPrefix(g, outer+"/")
 		}
@@ -71,11 +71,26 @@ func sanitiseGit(x *extractor) error {
 		}
 	}
 	for _, f := range files {
-		if err := x.checkGitFile(f, isDir); err != nil {
+		if err := x.checkGitFile(f); err != nil {
 			return fmt.Errorf("%s: %w", x.orig(f), err)
 		}
 	}
 	return nil
+}
+
+// isDotGit says whether name is ".git" on some filesystem the copy may be
+// on: case-insensitive ones (macOS, Windows) and HFS+, which ignores the
+// Unicode characters git itself ignores there (is_hfs_dotgit in git's
+// utf8.c).
+func isDotGit(name string) bool {
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 0x200c && r <= 0x200f, r >= 0x202a && r <= 0x202e, r >= 0x206a && r <= 0x206f, r == 0xfeff:
+			return -1
+		}
+		return r
+	}, name)
+	return strings.EqualFold(clean, ".git")
 }
 
 // orig is the stream's name for rel, a path in the copy.
@@ -156,7 +171,7 @@ func objectFormat(root *os.Root, name string) string {
 // relative and names a git directory of the copy (a submodule's checkout);
 // otherwise git would use a repository outside the copy, with its config
 // and hooks, so it is left out.
-func (x *extractor) checkGitFile(f string, isDir map[string]bool) error {
+func (x *extractor) checkGitFile(f string) error {
 	target := ""
 	if file, err := x.root.Open(x.staged(f)); err == nil {
 		data, _ := io.ReadAll(io.LimitReader(file, 4096))
@@ -167,7 +182,7 @@ func (x *extractor) checkGitFile(f string, isDir map[string]bool) error {
 	if err := x.root.Remove(x.staged(f)); err != nil {
 		return err
 	}
-	if target == "" || !insideTree(f, target) || !isDir[path.Join(path.Dir(f), target)] {
+	if target == "" || !insideTree(f, target) || !x.gitDirs[path.Join(path.Dir(f), target)] {
 		x.skip(x.orig(f), "a .git file pointing to "+target+", not to a git directory in the copy")
 		return nil
 	}

@@ -84,6 +84,15 @@ func TestExtractGitMetadata(t *testing.T) {
 				"top/bare.git/config", "top/other/.git", "top/up/.git", "top/notgit/.git", "top/linked/.git"},
 		},
 		{
+			name: ".git as a case-insensitive or HFS+ filesystem reads it",
+			entries: concat(gitdir("top/.GIT"), gitdir("top/a/.g\u200cit"), []entry{
+				file("top/b/.Git", "gitdir: /home/user/repo/.git\n"), symlink("top/c/.GIT", "../a"),
+			}),
+			want:    map[string]string{"top/.GIT/config": safeConfig, "top/a/.g\u200cit/config": safeConfig},
+			absent:  []string{"top/.GIT/hooks/", "top/a/.g\u200cit/hooks/", "top/b/.Git", "top/c/.GIT"},
+			skipped: []string{"top/.GIT/hooks", "top/b/.Git", "top/c/.GIT"},
+		},
+		{
 			name: "config hard-linked to a file of the worktree",
 			entries: []entry{
 				dir("top/"), file("top/notes.txt", evilConfig), dir("top/.git/"), hardlink("top/.git/config", "top/notes.txt"),
@@ -182,6 +191,17 @@ func TestExtractRealRepositoryIsInert(t *testing.T) {
 	gitIn(src, "add", ".")
 	gitIn(src, "commit", "-q", "-m", "first")
 	gitIn(src, "branch", "other")
+	// A submodule, whose git directory lives in .git/modules/sub.
+	lib := filepath.Join(t.TempDir(), "lib")
+	os.MkdirAll(lib, 0o755)
+	gitIn(lib, "init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(lib, "lib.txt"), []byte("lib\n"), 0o644)
+	gitIn(lib, "add", ".")
+	gitIn(lib, "commit", "-q", "-m", "lib")
+	gitIn(src, "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib, "sub")
+	gitIn(src, "commit", "-q", "-m", "add sub")
+	gitIn(filepath.Join(src, "sub"), "config", "core.fsmonitor", "touch "+marker)
+	os.WriteFile(filepath.Join(src, "sub", "lib.txt"), []byte("changed\n"), 0o644)
 	// What the agent plants: every way git runs a command from config, and
 	// hooks.
 	touch := "touch " + marker
@@ -220,10 +240,38 @@ func TestExtractRealRepositoryIsInert(t *testing.T) {
 	gitIn(copyDir, "commit", "-q", "-m", "second")
 	gitIn(copyDir, "checkout", "-q", "other")
 	gitIn(copyDir, "checkout", "-q", "main")
+	subDir := filepath.Join(copyDir, "sub")
+	gitIn(subDir, "status")
+	gitIn(subDir, "diff")
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("a git command in the copy ran the sandbox's command")
 	}
-	if got := gitIn(copyDir, "log", "--format=%s"); got != "second\nfirst\n" {
+	if got := gitIn(copyDir, "log", "--format=%s"); got != "second\nadd sub\nfirst\n" {
 		t.Fatalf("log in the copy = %q", got)
+	}
+	if got := gitIn(subDir, "log", "--format=%s"); got != "lib\n" {
+		t.Fatalf("log in the copy's submodule = %q", got)
+	}
+	if got := gitIn(subDir, "rev-parse", "--show-toplevel"); strings.TrimSpace(got) != subDir {
+		t.Fatalf("the copy's submodule's work tree is %q, want %s", got, subDir)
+	}
+}
+
+// Copying a workspace's .git into a repository of the user's (`cp
+// RUN:/workspace/.git .`) would merge the sandbox's HEAD, refs and index
+// into the user's .git: refused, and nothing at all is written.
+func TestExtractGitDirIntoExistingOne(t *testing.T) {
+	dest := t.TempDir()
+	os.MkdirAll(filepath.Join(dest, ".git"), 0o755)
+	os.WriteFile(filepath.Join(dest, ".git", "HEAD"), []byte("ref: refs/heads/mine\n"), 0o644)
+	stream := concat([]entry{dir("./"), file("./a.txt", "agent")},
+		[]entry{dir("./.git/"), file("./.git/HEAD", "ref: refs/heads/agent\n"), dir("./.git/objects/"), dir("./.git/refs/")})
+	_, err := Extract(tarOf(t, stream...), dest, Options{})
+	if err == nil || !strings.Contains(err.Error(), "git directory") {
+		t.Fatalf("err = %v, want a refusal to merge git directories", err)
+	}
+	got := tree(t, dest)
+	if len(got) != 2 || got[".git/HEAD"] != "ref: refs/heads/mine\n" {
+		t.Fatalf("dest after a refused copy: %v", got)
 	}
 }

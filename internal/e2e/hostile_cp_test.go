@@ -147,6 +147,21 @@ func TestHostileCpOut(t *testing.T) {
 		t.Error("git in the copy changed the host repository a .git file named")
 	}
 
+	// The workspace's .git into a repository of the user's: the agent's
+	// HEAD, refs and index are not merged into it, and nothing is written.
+	mine := t.TempDir()
+	git(mine, "init", "-q", "-b", "mine")
+	res = e.airlock("cp", r.ID+":/workspace/.git", mine)
+	if res.code == 0 || !strings.Contains(res.stderr, "git directory") {
+		t.Fatalf("cp of the workspace's .git into a repository: exit %d\n%s", res.code, res.stderr)
+	}
+	if head, _ := os.ReadFile(filepath.Join(mine, ".git", "HEAD")); string(head) != "ref: refs/heads/mine\n" {
+		t.Errorf("the user's HEAD is now %q", head)
+	}
+	if entries, _ := os.ReadDir(mine); len(entries) != 1 {
+		t.Errorf("a refused copy wrote %v", entries)
+	}
+
 }
 
 // A copy over --max-size fails with an error naming the flag and leaves
