@@ -200,6 +200,9 @@ func (x *extractor) entry(tr *tar.Reader, h *tar.Header, name string) error {
 		return nil
 	case tar.TypeLink:
 		target, err := safeName(h.Linkname, x.opts.Rename)
+		if err == nil && target == name {
+			return nil // a link to itself: the file is there already
+		}
 		if err != nil {
 			x.skip(h.Name, "a hard link to something outside the copy, "+h.Linkname)
 			return nil

@@ -139,6 +139,7 @@ func TestExtractHostile(t *testing.T) {
 			entries: []entry{
 				file("out/f", "data"),
 				hardlink("out/same", "out/f"),
+				hardlink("out/f", "out/f"),
 				hardlink("out/passwd", "/etc/passwd"),
 				hardlink("out/climb", "out/../../etc/passwd"),
 				hardlink("out/later", "out/g"),
