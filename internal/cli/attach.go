@@ -64,7 +64,7 @@ func (f *Factory) resolveSession(ctx context.Context, ref string) (*store.Run, e
 			}
 		}
 	}
-	return f.resolveRun(ctx, ref)
+	return f.resolveRun(ctx, ref, false)
 }
 
 // attachRun connects the user's terminal to the run's tmux session until

@@ -179,6 +179,13 @@ func batchRun(ctx context.Context, f *Factory, project string, opts runOptions) 
 		}
 	}
 	tw.Flush()
+	var finished []*store.Run
+	for _, res := range results {
+		if res.run != nil {
+			finished = append(finished, res.run)
+		}
+	}
+	fmt.Fprintln(f.IO.ErrOut, totalCost(finished))
 	fmt.Fprintln(f.IO.ErrOut, "Review a run with `airlock diff RUN`, take it with `airlock merge RUN`.")
 	switch {
 	case ctx.Err() != nil:

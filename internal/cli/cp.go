@@ -29,7 +29,8 @@ const (
 )
 
 type cpOptions struct {
-	MaxSize string
+	MaxSize     string
+	AllProjects bool
 }
 
 func newCpCmd(f *Factory) *cobra.Command {
@@ -69,10 +70,11 @@ sandbox is treated as hostile, and each thing left out is listed on stderr:
 			if err != nil || maxSize <= 0 {
 				return flagErrorf("--max-size: give a size such as 512m or 2g, not %q", opts.MaxSize)
 			}
-			return cpRun(cmd.Context(), f, args[0], args[1], maxSize)
+			return cpRun(cmd.Context(), f, args[0], args[1], maxSize, opts.AllProjects)
 		},
 	}
 	cmd.Flags().StringVar(&opts.MaxSize, "max-size", defaultCpMaxSize, "the most a copy out of a sandbox may write, such as 512m or 2g")
+	addAllProjectsFlag(cmd, &opts.AllProjects)
 	return cmd
 }
 
@@ -86,7 +88,7 @@ func remotePath(arg string) (ref, p string, ok bool) {
 	return ref, p, true
 }
 
-func cpRun(ctx context.Context, f *Factory, src, dest string, maxSize int64) error {
+func cpRun(ctx context.Context, f *Factory, src, dest string, maxSize int64, allProjects bool) error {
 	srcRef, srcPath, srcRemote := remotePath(src)
 	destRef, destPath, destRemote := remotePath(dest)
 	switch {
@@ -103,7 +105,7 @@ func cpRun(ctx context.Context, f *Factory, src, dest string, maxSize int64) err
 		return flagErrorf("%s:%s: give an absolute path in the sandbox, such as /workspace/%s", ref, cpath, strings.TrimPrefix(cpath, "./"))
 	}
 	cpath = path.Clean(cpath)
-	r, m, err := f.runAndManager(ctx, ref)
+	r, m, err := f.runAndManager(ctx, ref, allProjects)
 	if err != nil {
 		return err
 	}

@@ -120,7 +120,7 @@ func demoRun(ctx context.Context, f *Factory, opts demoOptions) error {
 		return err
 	}
 	fmt.Fprintf(out, "\n== airlock diff %s\n", r.ID)
-	if err := m.Diff(ctx, r, false, f.IO.StdoutTTY, f.IO.Out); err != nil {
+	if err := m.Diff(ctx, r, workspace.DiffOptions{Color: f.IO.StdoutTTY}, f.IO.Out); err != nil {
 		return err
 	}
 	res2, r, err := m.Merge(ctx, r, workspace.MergeOptions{})

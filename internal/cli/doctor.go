@@ -17,8 +17,11 @@ func newDoctorCmd(f *Factory) *cobra.Command {
 	return &cobra.Command{
 		Use:   "doctor",
 		Short: "Check the engine, git, image, configuration and credentials",
-		Long: `Check everything a run needs and say how to fix what is wrong. Exit status 1
-if any check fails.`,
+		Long: `Check everything a run needs and say how to fix what is wrong.
+
+FAIL marks what keeps runs from starting now; exit status 1 if any check
+fails. NOTE marks what only some other action needs (debootstrap, for
+example, is needed to rebuild a bootstrap image, not to run one that exists).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return doctorRun(cmd.Context(), f)
@@ -29,6 +32,8 @@ if any check fails.`,
 type check struct {
 	name string
 	ok   bool
+	// note: not ok, but nothing a run needs now; reported, never a failure.
+	note bool
 	info string // what was found, or what is wrong
 	fix  string
 }
@@ -59,6 +64,7 @@ func doctorRun(ctx context.Context, f *Factory) error {
 		add(check{name: "configuration", ok: true, info: "valid"})
 	}
 
+	imageBuilt := false
 	eng, err := f.PingedEngine(ctx)
 	if err != nil {
 		add(check{name: "container engine", info: err.Error(), fix: "start Docker (`sudo systemctl start docker`, or `sudo dockerd &`), or run `make setup` from airlock's source"})
@@ -74,6 +80,7 @@ func doctorRun(ctx context.Context, f *Factory) error {
 			case !ok:
 				add(check{name: "image", info: ref + " not built", fix: "run `airlock image build` (`--base bootstrap` where no image registry is reachable)"})
 			default:
+				imageBuilt = true
 				add(check{name: "image", ok: true, info: ref})
 			}
 		}
@@ -81,7 +88,10 @@ func doctorRun(ctx context.Context, f *Factory) error {
 
 	if cfg.Image.Base == config.BootstrapBase {
 		if _, err := exec.LookPath("debootstrap"); err != nil {
-			add(check{name: "debootstrap", info: "not found, but [image] base is bootstrap", fix: "apt-get install debootstrap"})
+			// Only building the image needs it: with the image built, runs
+			// work and only a rebuild would fail.
+			add(check{name: "debootstrap", note: imageBuilt,
+				info: "not found; [image] base is bootstrap, so `airlock image build` needs it", fix: "apt-get install debootstrap"})
 		}
 	}
 
@@ -108,7 +118,10 @@ func doctorRun(ctx context.Context, f *Factory) error {
 	failed := 0
 	for _, c := range checks {
 		mark := "ok  "
-		if !c.ok {
+		switch {
+		case c.note:
+			mark = "NOTE"
+		case !c.ok:
 			mark = "FAIL"
 			failed++
 		}

@@ -18,6 +18,8 @@ type egressOptions struct {
 	Follow bool
 	Denied bool
 	JSON   bool
+
+	AllProjects bool
 }
 
 func newEgressCmd(f *Factory) *cobra.Command {
@@ -37,11 +39,12 @@ written (schema in docs/egress.md).`,
 	cmd.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "follow the log until the run ends")
 	cmd.Flags().BoolVar(&opts.Denied, "denied", false, "only denied attempts")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON lines")
+	addAllProjectsFlag(cmd, &opts.AllProjects)
 	return cmd
 }
 
 func egressRun(ctx context.Context, f *Factory, ref string, opts egressOptions) error {
-	r, m, err := f.runAndManager(ctx, ref)
+	r, m, err := f.runAndManager(ctx, ref, opts.AllProjects)
 	if err != nil {
 		return err
 	}

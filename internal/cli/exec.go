@@ -13,7 +13,8 @@ import (
 )
 
 type execOptions struct {
-	Capture bool
+	Capture     bool
+	AllProjects bool
 }
 
 func newExecCmd(f *Factory) *cobra.Command {
@@ -42,6 +43,7 @@ output through, and exits 0 whatever the command's status.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Capture, "capture", false, "print {exit_code, stdout, stderr} as JSON")
+	addAllProjectsFlag(cmd, &opts.AllProjects)
 	return cmd
 }
 
@@ -53,7 +55,7 @@ type execResult struct {
 }
 
 func execRun(ctx context.Context, f *Factory, ref string, argv []string, opts execOptions) error {
-	r, m, err := f.runAndManager(ctx, ref)
+	r, m, err := f.runAndManager(ctx, ref, opts.AllProjects)
 	if err != nil {
 		return err
 	}

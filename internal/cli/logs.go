@@ -19,6 +19,8 @@ type logsOptions struct {
 	Follow    bool
 	Raw       bool
 	Verbosity int
+
+	AllProjects bool
 }
 
 func newLogsCmd(f *Factory) *cobra.Command {
@@ -45,11 +47,12 @@ func newLogsCmd(f *Factory) *cobra.Command {
 	cmd.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "follow the log until the run ends")
 	cmd.Flags().BoolVar(&opts.Raw, "raw", false, "print the stream-json transcript as written")
 	cmd.Flags().IntVarP(&opts.Verbosity, "verbosity", "v", 1, "detail: 0, 1 or 2")
+	addAllProjectsFlag(cmd, &opts.AllProjects)
 	return cmd
 }
 
 func logsRun(ctx context.Context, f *Factory, ref string, opts logsOptions) error {
-	r, m, err := f.runAndManager(ctx, ref)
+	r, m, err := f.runAndManager(ctx, ref, opts.AllProjects)
 	if err != nil {
 		return err
 	}
@@ -110,7 +113,13 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 	}
 	sum := m.Summary(r)
 	if opts.Verbosity >= 1 {
-		if r.Kind != run.KindShell { // interactive Claude Code writes no result line
+		switch {
+		case r.Kind == run.KindShell: // interactive Claude Code writes no result line
+		case r.Status.Finished() && sum.Outcome == transcript.OutcomeUnknown:
+			// The agent wrote no result because it was ended: say by
+			// whom and when, not that there is no result "yet".
+			fmt.Fprintln(f.IO.Out, "\n"+endedWithoutResult(r))
+		default:
 			rend.Finish(sum)
 		}
 		if r.Status.Finished() {
@@ -142,6 +151,32 @@ func closing(w io.Writer, r *store.Run, now time.Time) {
 	if r.HarvestWarning != "" {
 		fmt.Fprintf(w, "Warning: %s\n", r.HarvestWarning)
 	}
+}
+
+// endedWithoutResult says how a finished run whose agent wrote no result
+// ended: stopped by whom, or failed, and when.
+func endedWithoutResult(r *store.Run) string {
+	var s string
+	switch {
+	case r.Status != store.StatusStopped:
+		s = fmt.Sprintf("■ %s: the agent wrote no result", r.Status)
+	case r.StopReason == run.StopReasonUser:
+		s = "■ stopped by you (airlock stop or kill), before the agent wrote a result"
+	case r.StopReason == run.StopReasonBudget:
+		s = "■ stopped by its budget, before the agent wrote a result"
+	case r.StopReason == "timeout":
+		s = "■ stopped by the host: its time (--timeout) ran out, before the agent wrote a result"
+	case r.StopReason == "disk":
+		s = "■ stopped by the host: its disk quota was full, before the agent wrote a result"
+	case r.StopReason != "":
+		s = fmt.Sprintf("■ stopped (%s), before the agent wrote a result", r.StopReason)
+	default:
+		s = "■ stopped before the agent wrote a result"
+	}
+	if !r.FinishedAt.IsZero() {
+		s += " at " + r.FinishedAt.Local().Format("2006-01-02 15:04:05 MST")
+	}
+	return s
 }
 
 func eachLine(r io.Reader, fn func([]byte) error) error {

@@ -79,7 +79,7 @@ func lsRun(ctx context.Context, f *Factory, opts lsOptions) error {
 		shown = append(shown, r)
 	}
 	if opts.JSON {
-		return writeJSON(f.IO.Out, shown)
+		return writeJSON(f.IO.Out, jsonCosts(shown))
 	}
 	if len(shown) == 0 {
 		if f.IO.StdoutTTY {
@@ -108,7 +108,24 @@ func lsRun(ctx context.Context, f *Factory, opts lsOptions) error {
 		}
 		fmt.Fprintln(tw, line)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(f.IO.Out, totalCost(shown))
+	return err
+}
+
+// jsonCosts returns runs with their costs rounded to 10 significant digits,
+// far below a cent and free of float noise (0.00014000000000000001). The
+// records themselves are not changed.
+func jsonCosts(runs []*store.Run) []*store.Run {
+	out := make([]*store.Run, len(runs))
+	for i, r := range runs {
+		c := *r
+		c.CostUSD = roundSig(r.CostUSD, 10)
+		out[i] = &c
+	}
+	return out
 }
 
 func writeJSON(w io.Writer, v any) error {

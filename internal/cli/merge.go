@@ -12,6 +12,7 @@ import (
 type mergeOptions struct {
 	Squash             bool
 	IncludeUncommitted bool
+	AllProjects        bool
 }
 
 func newMergeCmd(f *Factory) *cobra.Command {
@@ -37,11 +38,12 @@ to merge by hand (git merge airlock/<run>).`,
 	}
 	cmd.Flags().BoolVar(&opts.Squash, "squash", false, "squash the run's commits into one commit")
 	cmd.Flags().BoolVar(&opts.IncludeUncommitted, "include-uncommitted", false, "also merge the changes the agent left uncommitted")
+	addAllProjectsFlag(cmd, &opts.AllProjects)
 	return cmd
 }
 
 func mergeRun(ctx context.Context, f *Factory, ref string, opts mergeOptions) error {
-	r, m, err := f.runAndManager(ctx, ref)
+	r, m, err := f.runAndManager(ctx, ref, opts.AllProjects)
 	if err != nil {
 		return err
 	}
@@ -49,7 +51,7 @@ func mergeRun(ctx context.Context, f *Factory, ref string, opts mergeOptions) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(f.IO.ErrOut, "Merged %s into %s (%s).\n", r.ID, res.Into, mergeKind(res))
+	fmt.Fprintf(f.IO.ErrOut, "Merged %s into %s of %s (%s).\n", r.ID, res.Into, r.Project, mergeKind(res))
 	return nil
 }
 

@@ -49,7 +49,7 @@ Exit status 0 if allowed, 1 if denied.`,
 			return proxyCheck(cmd.Context(), f, args[0], allow, mode)
 		},
 	}
-	check.Flags().StringArray("allow", nil, "also allow this host pattern (as `airlock run --allow`)")
+	check.Flags().StringArray("allow", nil, "also allow this host pattern (as airlock run --allow does)")
 	check.Flags().String("network", "", "mode to check under: allowlist, restricted or open")
 	cmd.AddCommand(serve, check)
 	return cmd

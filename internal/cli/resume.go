@@ -60,7 +60,7 @@ func (f *Factory) resumeSource(ctx context.Context, m *run.Manager, project, ref
 
 func addLifecycleFlags(fl *pflag.FlagSet, opts *runOptions) {
 	fl.StringVar(&opts.Resume, "resume", "", "continue the conversation of this earlier run of the project (a run ID or name)")
-	fl.BoolVar(&opts.Persistent, "persistent", false, "keep the container after the agent exits; `airlock start` brings it back")
+	fl.BoolVar(&opts.Persistent, "persistent", false, "keep the container after the agent exits (airlock start brings it back)")
 }
 
 // checkLifecycleBatch refuses --resume and --persistent for a batch: one

@@ -13,8 +13,9 @@ import (
 )
 
 type rmOptions struct {
-	Yes   bool
-	Force bool
+	Yes         bool
+	Force       bool
+	AllProjects bool
 }
 
 func newRmCmd(f *Factory) *cobra.Command {
@@ -35,6 +36,7 @@ both. On a terminal it asks for confirmation unless -y is given.`,
 	}
 	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "remove even unmerged work and running agents")
+	addAllProjectsFlag(cmd, &opts.AllProjects)
 	return cmd
 }
 
@@ -45,7 +47,7 @@ func rmRun(ctx context.Context, f *Factory, refs []string, opts rmOptions) error
 	// Resolve every name before removing anything: a typo changes nothing.
 	var runs []*store.Run
 	for _, ref := range refs {
-		r, err := f.resolveRun(ctx, ref)
+		r, err := f.resolveRun(ctx, ref, opts.AllProjects)
 		if err != nil {
 			return err
 		}
@@ -72,7 +74,7 @@ func rmRun(ctx context.Context, f *Factory, refs []string, opts rmOptions) error
 			errs = append(errs, err)
 			continue
 		}
-		fmt.Fprintf(f.IO.ErrOut, "Removed %s\n", r.ID)
+		fmt.Fprintf(f.IO.ErrOut, "Removed %s from %s\n", r.ID, r.Project)
 	}
 	return errors.Join(errs...)
 }

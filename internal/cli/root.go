@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -16,9 +17,6 @@ import (
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
-
-// Version is set at build time.
-var Version = "dev"
 
 // Main runs airlock and returns the process's exit status. It is the only
 // place that maps errors to exit statuses.
@@ -69,10 +67,14 @@ in a hardened container, and lets you review and merge its work when you choose.
   airlock run TASK             run the agent on .airlock/prompts/TASK.md
   airlock logs / diff / merge  review and take the work
   airlock demo                 see the whole pipeline work, no API key needed`,
-		Version:       Version,
+		Version:       versionText(debug.ReadBuildInfo()),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// --version without cobra's -v shorthand: -v is verbosity in run and
+	// logs, and must not mean something else one level up.
+	root.Flags().Bool("version", false, "print airlock's version and commit")
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
@@ -107,7 +109,9 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newProxyCmd(f),
 		newRelayCmd(f),
 		newWatchCmd(f),
+		newVersionCmd(f),
 	)
+	registerCompletions(f, root)
 	return root
 }
 

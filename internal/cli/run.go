@@ -64,7 +64,7 @@ airlock/<run>, in a hardened container.
 
 TASK is .airlock/prompts/TASK.md, or a path to a prompt file; -m gives the
 prompt inline instead. Prompt files are Markdown with optional YAML frontmatter
-(name, branch, model, max_turns, env, image).
+(name, branch, model, max_turns, env, image, allow).
 
 Without -d, run shows the agent's progress and exits 0 only if it succeeded
 (3 if it failed); Ctrl-C stops the agent, keeping its work. With -d it prints

@@ -3,32 +3,47 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
 // resolveRun finds the run a command means: RUN as given, or the project's
-// most recent run.
-func (f *Factory) resolveRun(ctx context.Context, ref string) (*store.Run, error) {
+// most recent run. References resolve within the current project (the
+// repository the user is in) unless allProjects: a run of another
+// repository is named in the error, never acted on.
+func (f *Factory) resolveRun(ctx context.Context, ref string, allProjects bool) (*store.Run, error) {
 	st, err := f.Store()
 	if err != nil {
 		return nil, err
 	}
 	project, perr := f.project(ctx)
-	if perr != nil && ref == "" {
+	switch {
+	case allProjects && ref != "":
+		project = ""
+	case perr != nil && ref != "":
+		return nil, fmt.Errorf("%w (or add --all-projects to find run %q in any project)", perr, ref)
+	case perr != nil:
 		return nil, perr
 	}
-	return st.Resolve(project, ref)
+	r, err := st.Resolve(project, ref)
+	if errors.Is(err, store.ErrOtherProject) {
+		return nil, fmt.Errorf("%w (cd there, or add --all-projects)", err)
+	}
+	return r, err
 }
 
 // runAndManager resolves RUN and builds the manager, the start of most
 // commands that act on one run.
-func (f *Factory) runAndManager(ctx context.Context, ref string) (*store.Run, *run.Manager, error) {
-	r, err := f.resolveRun(ctx, ref)
+func (f *Factory) runAndManager(ctx context.Context, ref string, allProjects bool) (*store.Run, *run.Manager, error) {
+	r, err := f.resolveRun(ctx, ref, allProjects)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -37,6 +52,11 @@ func (f *Factory) runAndManager(ctx context.Context, ref string) (*store.Run, *r
 		return nil, nil, err
 	}
 	return r, m, nil
+}
+
+// addAllProjectsFlag adds --all-projects to a command taking run references.
+func addAllProjectsFlag(cmd *cobra.Command, p *bool) {
+	cmd.Flags().BoolVar(p, "all-projects", false, "find RUN among the runs of every project, not only this repository's")
 }
 
 // finished reports, for followers, whether a run has ended (or can no
@@ -65,11 +85,38 @@ func age(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
+// cost renders dollars for a table: cents, or 4 significant digits below a
+// cent, where cents would round a real cost to $0.00.
 func cost(usd float64) string {
-	if usd == 0 {
+	switch {
+	case usd == 0:
 		return "-"
+	case usd < 0.01:
+		return "$" + strconv.FormatFloat(roundSig(usd, 4), 'f', -1, 64)
 	}
 	return fmt.Sprintf("$%.2f", usd)
+}
+
+// roundSig rounds x to n significant digits: float sums such as
+// 0.00014000000000000001 print as the 0.00014 they mean.
+func roundSig(x float64, n int) float64 {
+	v, err := strconv.ParseFloat(strconv.FormatFloat(x, 'g', n, 64), 64)
+	if err != nil {
+		return x
+	}
+	return v
+}
+
+// totalCost is the table's closing line: what the listed runs cost together.
+func totalCost(runs []*store.Run) string {
+	var sum float64
+	for _, r := range runs {
+		sum += r.CostUSD
+	}
+	if sum == 0 {
+		return fmt.Sprintf("Total cost of %d run(s): $0", len(runs))
+	}
+	return fmt.Sprintf("Total cost of %d run(s): %s", len(runs), cost(sum))
 }
 
 func statusText(r *store.Run) string {
@@ -87,6 +134,8 @@ func nextSteps(r *store.Run) string {
 	case r.HarvestError != "":
 		fmt.Fprintf(&b, "The run's work could not be brought back: %s\n", r.HarvestError)
 	case r.Head != "" && r.Head != r.BaseCommit || r.Uncommitted != "":
+		// Name the repository: the branch was just written into it.
+		fmt.Fprintf(&b, "Its work is on branch %s in %s.\n", r.Branch, r.Project)
 		fmt.Fprintf(&b, "Review:  airlock diff %s\nMerge:   airlock merge %s", r.ID, r.ID)
 		if r.Uncommitted != "" {
 			b.WriteString("   (the agent left uncommitted changes: add --include-uncommitted to take them too)")

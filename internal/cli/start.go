@@ -10,7 +10,8 @@ import (
 )
 
 type startOptions struct {
-	Message string
+	Message     string
+	AllProjects bool
 }
 
 func newStartCmd(f *Factory) *cobra.Command {
@@ -35,11 +36,12 @@ start returns at once; follow the run with logs -f or wait.`,
 		},
 	}
 	cmd.Flags().StringVarP(&opts.Message, "message", "m", "", "what a headless agent is asked to do next (default: the run's prompt again)")
+	addAllProjectsFlag(cmd, &opts.AllProjects)
 	return cmd
 }
 
 func startRun(ctx context.Context, f *Factory, ref string, opts startOptions) error {
-	r, m, err := f.runAndManager(ctx, ref)
+	r, m, err := f.runAndManager(ctx, ref, opts.AllProjects)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,8 @@ type stopOptions struct {
 	All     bool
 	// Kill stops at once, without the grace period.
 	Kill bool
+
+	AllProjects bool
 }
 
 func newStopCmd(f *Factory) *cobra.Command {
@@ -42,6 +44,7 @@ A persistent run's container is kept: start brings it back.
 	}
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 10*time.Second, "time to let the agent exit before killing it")
 	cmd.Flags().BoolVar(&opts.All, "all", false, "stop every running agent of this project")
+	addAllProjectsFlag(cmd, &opts.AllProjects)
 	return cmd
 }
 
@@ -64,6 +67,7 @@ are kept as the agent left them.
 		},
 	}
 	cmd.Flags().BoolVar(&opts.All, "all", false, "kill every running agent of this project")
+	addAllProjectsFlag(cmd, &opts.AllProjects)
 	return cmd
 }
 
@@ -75,7 +79,7 @@ func stopRun(ctx context.Context, f *Factory, ref string, opts stopOptions) erro
 	if opts.All {
 		return stopAll(ctx, f, verb, opts)
 	}
-	r, m, err := f.runAndManager(ctx, ref)
+	r, m, err := f.runAndManager(ctx, ref, opts.AllProjects)
 	if err != nil {
 		return err
 	}

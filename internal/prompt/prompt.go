@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -48,6 +49,9 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // frontmatterKeys lists the keys accepted in frontmatter, in the order the
 // error message names them.
 var frontmatterKeys = []string{"name", "branch", "model", "max_turns", "env", "image", "allow"}
+
+// Keys returns the keys accepted in frontmatter, for help and docs.
+func Keys() []string { return slices.Clone(frontmatterKeys) }
 
 // Load reads and parses the prompt file at path.
 func Load(path string) (*Prompt, error) {

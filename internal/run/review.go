@@ -40,12 +40,12 @@ func (m *Manager) ready(ctx context.Context, r *store.Run, verb string) (*store.
 
 // Diff writes what the run changed relative to its base commit, including
 // changes the agent left uncommitted.
-func (m *Manager) Diff(ctx context.Context, r *store.Run, stat, color bool, w io.Writer) error {
+func (m *Manager) Diff(ctx context.Context, r *store.Run, opts workspace.DiffOptions, w io.Writer) error {
 	r, err := m.ready(ctx, r, "diff")
 	if err != nil {
 		return err
 	}
-	return workspace.Diff(ctx, r.Project, r.BaseCommit, r.ID, workspace.DiffOptions{Stat: stat, Color: color}, w)
+	return workspace.Diff(ctx, r.Project, r.BaseCommit, r.ID, opts, w)
 }
 
 // Merge brings the run's branch into the user's current branch.

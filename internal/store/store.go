@@ -228,10 +228,16 @@ func (s *Store) List() ([]*Run, error) {
 	return runs, nil
 }
 
-// Resolve finds the run a user means. An empty ref is the project's most
-// recent run; otherwise an exact ID, a unique ID prefix, or a run name (the
-// project's most recent run of that name). Runs of other projects match only
-// by exact ID or prefix.
+// ErrOtherProject is returned (wrapped) when a reference names no run of the
+// project it was resolved in but does name a run of another project.
+var ErrOtherProject = fmt.Errorf("%w in this project", ErrNotFound)
+
+// Resolve finds the run a user means within project, or within every project
+// when project is "". An empty ref is the project's most recent run;
+// otherwise an exact ID, a run name (the most recent run of that name) or a
+// unique ID prefix. A reference is never resolved to another project's run
+// behind the user's back: merging or removing the wrong repository's work is
+// worse than an error, which says where the run it names lives.
 func (s *Store) Resolve(project, ref string) (*Run, error) {
 	runs, err := s.List()
 	if err != nil {
@@ -239,25 +245,53 @@ func (s *Store) Resolve(project, ref string) (*Run, error) {
 	}
 	if ref == "" {
 		for _, r := range runs {
-			if r.Project == project && !r.Removed() {
+			if (project == "" || r.Project == project) && !r.Removed() {
 				return r, nil
 			}
 		}
 		return nil, fmt.Errorf("%w: this project has no runs yet (start one with `airlock run`)", ErrNotFound)
 	}
-	var prefixed []*Run
+	var mine, others []*Run
+	for _, r := range runs {
+		if project == "" || r.Project == project {
+			mine = append(mine, r)
+		} else {
+			others = append(others, r)
+		}
+	}
+	r, err := match(mine, ref)
+	if !errors.Is(err, ErrNotFound) {
+		return r, err
+	}
+	if o, oerr := match(others, ref); oerr == nil {
+		return nil, fmt.Errorf("%w: %q is run %s of %s, not of %s", ErrOtherProject, ref, o.ID, o.Project, project)
+	}
+	return nil, err
+}
+
+// match resolves ref among runs (newest first): an exact ID, a name (the
+// newest run of that name; ambiguous if several projects use it), then a
+// unique ID prefix.
+func match(runs []*Run, ref string) (*Run, error) {
+	var named, prefixed []*Run
+	seen := map[string]bool{} // projects with a run of that name
 	for _, r := range runs {
 		if r.ID == ref {
 			return r, nil
+		}
+		if r.Name == ref && !seen[r.Project] {
+			seen[r.Project] = true
+			named = append(named, r)
 		}
 		if strings.HasPrefix(r.ID, ref) {
 			prefixed = append(prefixed, r)
 		}
 	}
-	for _, r := range runs {
-		if r.Name == ref && r.Project == project {
-			return r, nil
-		}
+	switch {
+	case len(named) == 1:
+		return named[0], nil
+	case len(named) > 1:
+		return nil, ambiguous(ref, named)
 	}
 	switch len(prefixed) {
 	case 1:
@@ -265,11 +299,15 @@ func (s *Store) Resolve(project, ref string) (*Run, error) {
 	case 0:
 		return nil, fmt.Errorf("%w: %q (see `airlock ls -a`)", ErrNotFound, ref)
 	}
-	ids := make([]string, len(prefixed))
-	for i, r := range prefixed {
+	return nil, ambiguous(ref, prefixed)
+}
+
+func ambiguous(ref string, runs []*Run) error {
+	ids := make([]string, len(runs))
+	for i, r := range runs {
 		ids[i] = r.ID
 	}
-	return nil, fmt.Errorf("%q is ambiguous: it matches %s", ref, strings.Join(ids, ", "))
+	return fmt.Errorf("%q is ambiguous: it matches %s", ref, strings.Join(ids, ", "))
 }
 
 func (s *Store) write(r *Run) error {

@@ -125,6 +125,8 @@ func TestResolve(t *testing.T) {
 		newRun("fix-bbbb2222", "fix", "/p", t0.Add(time.Second)),
 		newRun("docs-cccc3333", "docs", "/p", t0.Add(2*time.Second)),
 		newRun("other-dddd4444", "other", "/q", t0.Add(3*time.Second)),
+		newRun("same-eeee5555", "same", "/p", t0.Add(4*time.Second)),
+		newRun("same-ffff6666", "same", "/q", t0.Add(5*time.Second)),
 	} {
 		if err := s.Create(r); err != nil {
 			t.Fatal(err)
@@ -133,13 +135,20 @@ func TestResolve(t *testing.T) {
 	tests := []struct {
 		project, ref, want, wantErr string
 	}{
-		{"/p", "", "docs-cccc3333", ""},
-		{"/q", "", "other-dddd4444", ""},
+		{"/p", "", "same-eeee5555", ""},
+		{"/q", "", "same-ffff6666", ""},
 		{"/p", "fix", "fix-bbbb2222", ""},
 		{"/p", "fix-aaaa1111", "fix-aaaa1111", ""},
 		{"/p", "fix-a", "fix-aaaa1111", ""},
-		{"/p", "other-dddd4444", "other-dddd4444", ""},
-		{"/p", "other", "other-dddd4444", ""}, // unique prefix of another project's ID
+		// Another project's run is never taken for this project's.
+		{"/p", "other-dddd4444", "", "is run other-dddd4444 of /q, not of /p"},
+		{"/p", "other", "", "no such run in this project"},
+		{"/q", "fix", "", "is run fix-bbbb2222 of /p"},
+		// Every project ("" = --all-projects).
+		{"", "other-d", "other-dddd4444", ""},
+		{"", "docs", "docs-cccc3333", ""},
+		{"", "same", "", "ambiguous"}, // a name used in two projects
+		{"/q", "same", "same-ffff6666", ""},
 		{"/p", "f", "", "ambiguous"},
 		{"/p", "zzz", "", "no such run"},
 		{"/empty", "", "", "no runs yet"},

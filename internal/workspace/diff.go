@@ -1,15 +1,22 @@
 package workspace
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 )
 
 // DiffOptions shapes Diff's output.
 type DiffOptions struct {
-	Stat  bool // a diffstat instead of the patch
-	Color bool // ANSI colour (when writing to a terminal)
+	Stat     bool // a diffstat instead of the patch
+	NameOnly bool // only the names of the changed files, once each
+	Color    bool // ANSI colour (when writing to a terminal)
+	// Paths limits the diff to these pathspecs, relative to the top of the
+	// repository.
+	Paths []string
 }
 
 // UncommittedHeader introduces the snapshot part of Diff's output.
@@ -43,11 +50,24 @@ func Diff(ctx context.Context, repo, base, id string, opts DiffOptions, w io.Wri
 	if opts.Color {
 		args[3] = "--color=always"
 	}
-	if opts.Stat {
+	switch {
+	case opts.NameOnly:
+		args = append(args, "--name-only")
+	case opts.Stat:
 		args = append(args, "--stat")
 	}
-	if err := g.stream(ctx, root, w, append(args, "--end-of-options", base+"..."+head, "--")...); err != nil {
-		return fmt.Errorf("diff run %s: %w", id, err)
+	diff := func(w io.Writer, revs ...string) error {
+		a := slices.Concat(args, []string{"--end-of-options"}, revs, []string{"--"}, opts.Paths)
+		if err := g.stream(ctx, root, w, a...); err != nil {
+			return fmt.Errorf("diff run %s: %w", id, err)
+		}
+		return nil
+	}
+	if opts.NameOnly {
+		return nameOnly(w, diff, [][]string{{base + "..." + head}, {head, snap}}, snap != "")
+	}
+	if err := diff(w, base+"..."+head); err != nil {
+		return err
 	}
 	if snap == "" {
 		return nil
@@ -55,8 +75,31 @@ func Diff(ctx context.Context, repo, base, id string, opts DiffOptions, w io.Wri
 	if _, err := fmt.Fprintf(w, "\n# %s (not committed on %s):\n\n", UncommittedHeader, Branch(id)); err != nil {
 		return err
 	}
-	if err := g.stream(ctx, root, w, append(args, "--end-of-options", head, snap, "--")...); err != nil {
-		return fmt.Errorf("diff run %s: %w", id, err)
+	return diff(w, head, snap)
+}
+
+// nameOnly lists the files changed in the run's commits and in its
+// uncommitted leftovers (withSnap), each once: a list for scripts, with no
+// header to parse around.
+func nameOnly(w io.Writer, diff func(io.Writer, ...string) error, ranges [][]string, withSnap bool) error {
+	if !withSnap {
+		ranges = ranges[:1]
+	}
+	seen := map[string]bool{}
+	for _, revs := range ranges {
+		var buf bytes.Buffer
+		if err := diff(&buf, revs...); err != nil {
+			return err
+		}
+		for _, name := range strings.SplitAfter(buf.String(), "\n") {
+			if name == "" || seen[name] {
+				continue
+			}
+			seen[name] = true
+			if _, err := io.WriteString(w, name); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
