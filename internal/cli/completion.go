@@ -15,30 +15,33 @@ import (
 // commands stay about what they do.
 func registerCompletions(f *Factory, root *cobra.Command) {
 	runs := map[string]int{ // command path -> how many RUN arguments (-1: any)
-		"merge": 1, "diff": 1, "logs": 1, "wait": -1, "rm": -1, "stop": 1, "kill": 1,
-		"start": 1, "egress": 1, "exec": 1, "attach": 1, "tmux send": 1, "tmux capture": 1,
-		"shell": 1,
+		"merge": 1, "logs": 1, "wait": -1, "rm": -1, "stop": 1, "kill": 1, "start": 1,
+		"egress": 1, "attach": 1, "tmux send": 1, "tmux capture": 1, "shell": 1,
 	}
 	for path, n := range runs {
 		if cmd, _, err := root.Find(strings.Fields(path)); err == nil && cmd != root {
-			cmd.ValidArgsFunction = f.completeRunArgs(n)
+			cmd.ValidArgsFunction = f.completeRunArgs(n, cobra.ShellCompDirectiveNoFileComp)
+		}
+	}
+	// After RUN come paths (diff -- PATH) or a command (exec -- CMD): the
+	// shell's own completion.
+	for _, name := range []string{"diff", "exec"} {
+		if cmd, _, err := root.Find([]string{name}); err == nil && cmd != root {
+			cmd.ValidArgsFunction = f.completeRunArgs(1, cobra.ShellCompDirectiveDefault)
 		}
 	}
 	if cmd, _, err := root.Find([]string{"run"}); err == nil && cmd != root {
 		cmd.ValidArgsFunction = f.completePrompts
-		cmd.RegisterFlagCompletionFunc("resume", f.completeRunArgs(-1))
+		cmd.RegisterFlagCompletionFunc("resume", f.completeRunArgs(-1, cobra.ShellCompDirectiveNoFileComp))
 	}
 }
 
-// completeRunArgs completes up to n RUN arguments (n < 0: any number); after
-// -- (diff's paths, exec's command) it leaves completion to the shell.
-func (f *Factory) completeRunArgs(n int) cobra.CompletionFunc {
+// completeRunArgs completes up to n RUN arguments (n < 0: any number), and
+// then gives directive.
+func (f *Factory) completeRunArgs(n int, then cobra.ShellCompDirective) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if cmd.ArgsLenAtDash() >= 0 {
-			return nil, cobra.ShellCompDirectiveDefault
-		}
 		if n >= 0 && len(args) >= n {
-			return nil, cobra.ShellCompDirectiveNoFileComp
+			return nil, then
 		}
 		all, _ := cmd.Flags().GetBool("all-projects")
 		return f.runCompletions(ctxOf(cmd), toComplete, all), cobra.ShellCompDirectiveNoFileComp

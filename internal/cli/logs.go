@@ -115,7 +115,7 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 	if opts.Verbosity >= 1 {
 		switch {
 		case r.Kind == run.KindShell: // interactive Claude Code writes no result line
-		case r.Status.Finished() && sum.Outcome == transcript.OutcomeUnknown:
+		case r.Status.Finished() && sum.Outcome != transcript.OutcomeSucceeded && sum.Outcome != transcript.OutcomeFailed:
 			// The agent wrote no result because it was ended: say by
 			// whom and when, not that there is no result "yet".
 			fmt.Fprintln(f.IO.Out, "\n"+endedWithoutResult(r))

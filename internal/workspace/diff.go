@@ -3,6 +3,7 @@ package workspace
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -71,6 +72,17 @@ func Diff(ctx context.Context, repo, base, id string, opts DiffOptions, w io.Wri
 	}
 	if snap == "" {
 		return nil
+	}
+	if len(opts.Paths) > 0 {
+		// No header over nothing: do the leftovers touch these paths?
+		_, err := g.run(ctx, root, slices.Concat([]string{"diff", "--quiet", "--no-ext-diff", "--no-textconv", "--end-of-options", head, snap, "--"}, opts.Paths)...)
+		var gerr *GitError
+		switch {
+		case err == nil:
+			return nil
+		case !errors.As(err, &gerr) || gerr.ExitCode != 1:
+			return fmt.Errorf("diff run %s: %w", id, err)
+		}
 	}
 	if _, err := fmt.Fprintf(w, "\n# %s (not committed on %s):\n\n", UncommittedHeader, Branch(id)); err != nil {
 		return err
