@@ -186,6 +186,9 @@ func batchRun(ctx context.Context, f *Factory, project string, opts runOptions) 
 		}
 	}
 	fmt.Fprintln(f.IO.ErrOut, totalCost(finished))
+	if len(finished) > 0 {
+		fmt.Fprintf(f.IO.ErrOut, "Their work is on branches airlock/<run> in %s.\n", finished[0].Project)
+	}
 	fmt.Fprintln(f.IO.ErrOut, "Review a run with `airlock diff RUN`, take it with `airlock merge RUN`.")
 	switch {
 	case ctx.Err() != nil:

@@ -264,7 +264,7 @@ func (s *Store) Resolve(project, ref string) (*Run, error) {
 		return r, err
 	}
 	if o, oerr := match(others, ref); oerr == nil {
-		return nil, fmt.Errorf("%w: %q is run %s of %s, not of %s", ErrOtherProject, ref, o.ID, o.Project, project)
+		return nil, fmt.Errorf("%w: %q is run %s, which belongs to %s, not to this project (%s)", ErrOtherProject, ref, o.ID, o.Project, project)
 	}
 	return nil, err
 }

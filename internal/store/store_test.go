@@ -141,9 +141,9 @@ func TestResolve(t *testing.T) {
 		{"/p", "fix-aaaa1111", "fix-aaaa1111", ""},
 		{"/p", "fix-a", "fix-aaaa1111", ""},
 		// Another project's run is never taken for this project's.
-		{"/p", "other-dddd4444", "", "is run other-dddd4444 of /q, not of /p"},
+		{"/p", "other-dddd4444", "", "is run other-dddd4444, which belongs to /q, not to this project (/p)"},
 		{"/p", "other", "", "no such run in this project"},
-		{"/q", "fix", "", "is run fix-bbbb2222 of /p"},
+		{"/q", "fix", "", "is run fix-bbbb2222, which belongs to /p"},
 		// Every project ("" = --all-projects).
 		{"", "other-d", "other-dddd4444", ""},
 		{"", "docs", "docs-cccc3333", ""},
