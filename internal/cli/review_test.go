@@ -486,3 +486,17 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 }
+
+// Whatever a run left, the message after it names the repository its
+// branch was written into.
+func TestNextStepsNameTheRepository(t *testing.T) {
+	for _, r := range []*store.Run{
+		{ID: "a-1", Branch: "airlock/a-1", Project: "/repos/a", BaseCommit: "b", Head: "h"},
+		{ID: "a-2", Branch: "airlock/a-2", Project: "/repos/a", BaseCommit: "b", Head: "b"},
+		{ID: "a-3", Branch: "airlock/a-3", Project: "/repos/a", BaseCommit: "b", Head: "b", Uncommitted: "s"},
+	} {
+		if got := nextSteps(r); !strings.Contains(got, "branch "+r.Branch+" in /repos/a") {
+			t.Errorf("nextSteps(%s) = %q: does not name the repository", r.ID, got)
+		}
+	}
+}

@@ -141,6 +141,8 @@ func nextSteps(r *store.Run) string {
 			b.WriteString("   (the agent left uncommitted changes: add --include-uncommitted to take them too)")
 		}
 		fmt.Fprintf(&b, "\nDiscard: airlock rm %s --force\n", r.ID)
+	case r.Head != "":
+		fmt.Fprintf(&b, "The agent changed nothing (branch %s in %s). Remove the run with: airlock rm %s\n", r.Branch, r.Project, r.ID)
 	default:
 		fmt.Fprintf(&b, "The agent changed nothing. Remove the run with: airlock rm %s\n", r.ID)
 	}

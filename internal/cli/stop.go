@@ -141,7 +141,11 @@ func stopAll(ctx context.Context, f *Factory, verb string, opts stopOptions) err
 			errs = append(errs, res.err)
 			continue
 		}
-		fmt.Fprintf(f.IO.ErrOut, "%s %s.\n", verb, res.r.ID)
+		if res.r.Head != "" {
+			fmt.Fprintf(f.IO.ErrOut, "%s %s; its work is on branch %s in %s.\n", verb, res.r.ID, res.r.Branch, res.r.Project)
+		} else {
+			fmt.Fprintf(f.IO.ErrOut, "%s %s.\n", verb, res.r.ID)
+		}
 	}
 	return errors.Join(errs...)
 }
