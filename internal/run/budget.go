@@ -2,19 +2,17 @@ package run
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-	"unicode"
 
 	"github.com/airlock-dev/airlock/internal/budget"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/transcript"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // budgetStopFile is where the relay says why it stopped the agent for its
@@ -61,32 +59,22 @@ func (m *Manager) budgetReason(r *store.Run, sum transcript.Summary) string {
 // agent's to write, so the file is read as untrusted: never through a
 // symbolic link, at most 4 KiB, and shown only as one line of printable text.
 func readStopFile(path string) string {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	data, err := untrusted.ReadFile(path, 4096)
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return ""
-	}
-	data, _ := io.ReadAll(io.LimitReader(f, 4096))
 	var s struct {
 		Reason string `json:"reason"`
 	}
 	if json.Unmarshal(data, &s) != nil {
 		return ""
 	}
-	reason := strings.Map(func(c rune) rune {
-		if !unicode.IsPrint(c) {
-			return ' '
-		}
-		return c
-	}, s.Reason)
+	reason := []rune(untrusted.Line(s.Reason))
 	const max = 200
 	if len(reason) > max {
 		reason = reason[:max]
 	}
-	return strings.TrimSpace(reason)
+	return strings.TrimSpace(string(reason))
 }
 
 // estimateCost is the agent's own total for a transcript with a result
@@ -96,20 +84,20 @@ func (m *Manager) estimateCost(r *store.Run, sum transcript.Summary) float64 {
 	if sum.Final {
 		return sum.CostUSD
 	}
-	f, err := os.Open(m.LogPath(r))
+	f, _, err := untrusted.OpenTail(m.LogPath(r), transcript.MaxWindow)
 	if err != nil {
 		return 0
 	}
 	defer f.Close()
 	var meter budget.Meter
-	eachLine(f, meter.AddLine)
-	return meter.CostUSD()
-}
-
-func eachLine(r io.Reader, fn func([]byte)) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	for sc.Scan() {
-		fn(sc.Bytes())
+	br := bufio.NewReaderSize(f, 64<<10)
+	for {
+		line, long, err := untrusted.ReadLine(br, transcript.MaxLine)
+		if !long && len(line) > 0 {
+			meter.AddLine(bytes.TrimSuffix(line, []byte("\n")))
+		}
+		if err != nil {
+			return meter.CostUSD()
+		}
 	}
 }

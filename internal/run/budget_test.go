@@ -21,7 +21,7 @@ func TestReadStopFile(t *testing.T) {
 	}{
 		{"missing", func(string) {}, ""},
 		{"reason", func(p string) { os.WriteFile(p, []byte(`{"reason":"reached the timeout of 5s"}`), 0o644) }, "reached the timeout of 5s"},
-		{"control characters", func(p string) { os.WriteFile(p, []byte(`{"reason":"a\u001b[2Jb\nc"}`), 0o644) }, "a [2Jb c"},
+		{"control characters", func(p string) { os.WriteFile(p, []byte(`{"reason":"a\u001b[2Jb\nc"}`), 0o644) }, "ab c"},
 		{"too long", func(p string) { os.WriteFile(p, []byte(`{"reason":"`+strings.Repeat("x", 1000)+`"}`), 0o644) }, strings.Repeat("x", 200)},
 		{"symbolic link", func(p string) { os.Symlink(secret, p) }, ""},
 		{"fifo", func(p string) { mkfifo(t, p) }, ""},

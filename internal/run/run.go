@@ -24,6 +24,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/transcript"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
@@ -473,7 +474,9 @@ func (m *Manager) finish(r *store.Run, exitCode int, reason string) (*store.Run,
 			r.Status = store.StatusSucceeded
 		default:
 			r.Status = store.StatusFailed
-			r.Error = failureReason(reason, exitCode, sum, m.stderrTail(r))
+			// The transcript's error text and the stderr tail are the
+			// agent's words: stored, printed and sent as safe text only.
+			r.Error = untrusted.Text(failureReason(reason, exitCode, sum, m.stderrTail(r)))
 		}
 		return nil
 	})
@@ -498,9 +501,11 @@ func failureReason(reason string, exitCode int, sum transcript.Summary, stderr s
 	}
 }
 
-// Summary is the agent's own account of a run, read from its transcript.
+// Summary is the agent's own account of a run, read from its transcript:
+// a file the agent can rewrite, so read as untrusted (no links, no FIFOs,
+// at most its last transcript.MaxWindow bytes).
 func (m *Manager) Summary(r *store.Run) transcript.Summary {
-	f, err := os.Open(m.LogPath(r))
+	f, _, err := untrusted.OpenTail(m.LogPath(r), transcript.MaxWindow)
 	if err != nil {
 		return transcript.Summary{}
 	}
@@ -509,17 +514,15 @@ func (m *Manager) Summary(r *store.Run) transcript.Summary {
 	return sum
 }
 
-// stderrTail is the end of the agent's standard error, for failure reasons.
+// stderrTail is the end of the agent's standard error, for failure reasons:
+// never through a link, never more than its last bytes, and made safe to
+// print.
 func (m *Manager) stderrTail(r *store.Run) string {
-	data, err := os.ReadFile(m.StderrPath(r))
+	data, err := untrusted.Tail(m.StderrPath(r), 400)
 	if err != nil {
 		return ""
 	}
-	const max = 400
-	if len(data) > max {
-		data = data[len(data)-max:]
-	}
-	return string(trimSpace(data))
+	return untrusted.Text(string(trimSpace(data)))
 }
 
 func trimSpace(b []byte) []byte {

@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // PollInterval is how often Follow looks for more of the file.
@@ -21,6 +23,10 @@ const PollInterval = 100 * time.Millisecond
 // done is how the caller says the writer has gone (the container exited).
 // The file need not exist yet. Polling rather than inotify keeps it working
 // on every filesystem a run directory may sit on.
+//
+// The file is the agent's: it is opened as untrusted.Open does (a link, a
+// FIFO or a device is an error, at once), read from its last MaxWindow
+// bytes at most, and a line longer than MaxLine is dropped unread.
 func Follow(ctx context.Context, path string, done func() bool, fn func(line []byte) error) error {
 	f, err := waitOpen(ctx, path, done)
 	if err != nil {
@@ -30,11 +36,25 @@ func Follow(ctx context.Context, path string, done func() bool, fn func(line []b
 
 	rd := bufio.NewReaderSize(f, 64*1024)
 	var partial []byte // a line still being written
+	long := false      // the line being read is over MaxLine: drop it
 	finishing := false // done reported true: read to the end, then stop
 	for {
-		chunk, err := rd.ReadBytes('\n')
-		partial = append(partial, chunk...)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		chunk, err := rd.ReadSlice('\n')
+		if !long && len(partial)+len(chunk) > MaxLine {
+			long, partial = true, nil
+		}
+		if !long {
+			partial = append(partial, chunk...)
+		}
 		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err == nil && long:
+			long = false
+			continue
 		case err == nil:
 			line := partial[:len(partial)-1]
 			partial = nil
@@ -72,7 +92,7 @@ func Follow(ctx context.Context, path string, done func() bool, fn func(line []b
 func waitOpen(ctx context.Context, path string, done func() bool) (*os.File, error) {
 	for {
 		finished := done()
-		f, err := os.Open(path)
+		f, _, err := untrusted.OpenTail(path, MaxWindow)
 		switch {
 		case err == nil:
 			return f, nil

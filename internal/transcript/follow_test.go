@@ -3,13 +3,17 @@ package transcript
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // writer appends to a transcript from another goroutine, as the container
@@ -123,5 +127,77 @@ func TestFollowCallbackError(t *testing.T) {
 	})
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("err, calls = %v, %d; want the callback's error after 1 call", err, calls)
+	}
+}
+
+// TestFollowHostileFile: the transcript is the agent's to replace. A FIFO
+// (which blocked open forever), a link to a host file, or a directory is an
+// error at once, and a file that never ends stops when ctx does.
+func TestFollowHostileFile(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte(`{"type":"assistant","secret":"host"}`+"\n"), 0o600)
+	tests := []struct {
+		name string
+		make func(p string) error
+	}{
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o600) }},
+		{"symlink", func(p string) error { return os.Symlink(secret, p) }},
+		{"directory", func(p string) error { return os.Mkdir(p, 0o700) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "agent.jsonl")
+			if err := tt.make(path); err != nil {
+				t.Fatal(err)
+			}
+			errc := make(chan error, 1)
+			var lines []string
+			go func() {
+				errc <- Follow(context.Background(), path, func() bool { return false }, func(line []byte) error {
+					lines = append(lines, string(line))
+					return nil
+				})
+			}()
+			select {
+			case err := <-errc:
+				if !errors.Is(err, untrusted.ErrNotRegular) {
+					t.Errorf("Follow = %v, want ErrNotRegular", err)
+				}
+				if len(lines) > 0 {
+					t.Errorf("read %q through a %s", lines, tt.name)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Follow of a %s blocked", tt.name)
+			}
+		})
+	}
+}
+
+func TestFollowCancelAndLongLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.jsonl")
+	// A line over MaxLine, never finished, then a file that never ends.
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString(`{"type":"assistant"}` + "\n")
+	f.Truncate(MaxLine + 1<<20)
+	f.Seek(0, io.SeekEnd)
+	f.WriteString("\n" + `{"type":"user"}` + "\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	var lines []string
+	start := time.Now()
+	err = Follow(ctx, path, func() bool { return false }, func(line []byte) error {
+		lines = append(lines, string(line))
+		return nil
+	})
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Errorf("Follow = %v after %s, want the context's end", err, time.Since(start))
+	}
+	if want := []string{`{"type":"assistant"}`, `{"type":"user"}`}; !slices.Equal(lines, want) {
+		t.Errorf("lines = %.80q, want %q", lines, want)
 	}
 }

@@ -8,8 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // DefaultWidth is the line width a Renderer truncates to when Width is 0.
@@ -91,8 +92,8 @@ func (r *Renderer) Render(ev Event) {
 		}
 		r.tools[ev.ToolUseID] = clean(ev.Tool)
 		r.lastCall = ev.ToolUseID
-		head := "▸ " + orDefault(clean(ev.Tool), "tool")
-		detail := r.toolDetail(ev.Tool, ev.ToolInput)
+		head := "▸ " + orDefault(untrusted.Line(ev.Tool), "tool")
+		detail := untrusted.Line(r.toolDetail(ev.Tool, ev.ToolInput))
 		if detail != "" {
 			detail = "  " + detail
 		}
@@ -158,7 +159,7 @@ func (r *Renderer) Finish(s Summary) {
 		}
 	}
 	// The summary is never truncated: it is the line people look for.
-	summary := strings.Join(parts, " · ")
+	summary := untrusted.Line(strings.Join(parts, " · "))
 	if r.Color {
 		summary = color + summary + ansiReset
 	}
@@ -181,7 +182,9 @@ func (r *Renderer) group(g string) {
 
 // line writes one line, truncated to the width, in color if enabled.
 func (r *Renderer) line(indent, color, s string) {
-	s = r.fit(indent, strings.TrimRight(s, " "))
+	// Every line is made safe here too, whatever it was built from (a
+	// session's directory, a retry's error, a result's subtype).
+	s = r.fit(indent, strings.TrimRight(untrusted.Line(s), " "))
 	if r.Color && color != "" {
 		s = color + s + ansiReset
 	}
@@ -297,20 +300,11 @@ func compactJSON(raw json.RawMessage) string {
 	return clean(buf.String())
 }
 
-// clean drops control characters other than newline and tab (escape
-// sequences above all) and invalid UTF-8.
+// clean makes text the agent or a tool wrote safe to show (see
+// untrusted.Text: escape sequences with their payloads, control and
+// bidirectional characters, invalid UTF-8), tabs as spaces.
 func clean(s string) string {
-	return strings.Map(func(c rune) rune {
-		switch {
-		case c == '\n':
-			return c
-		case c == '\t':
-			return ' '
-		case c == utf8.RuneError, unicode.IsControl(c), c >= 0x200b && c <= 0x200f, c >= 0x202a && c <= 0x202e, c >= 0x2066 && c <= 0x2069:
-			return -1 // also zero-width and bidirectional controls
-		}
-		return c
-	}, strings.ReplaceAll(s, "\r\n", "\n"))
+	return strings.ReplaceAll(untrusted.Text(s), "\t", " ")
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

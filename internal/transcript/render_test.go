@@ -147,7 +147,18 @@ func TestRender(t *testing.T) {
 			name:      "escape sequences from the agent never reach the terminal",
 			verbosity: 2,
 			lines:     []string{text("\x1b]0;pwned\x07red \x1b[31mtext\u202e"), toolUse("t1", "Bash", `{"command":"printf '\u001b[2J'"}`), toolResult("t1", "\x1b[1Acleared\r\n", false)},
-			want:      "]0;pwnedred [31mtext\n\n▸ Bash  printf '[2J'\n    [1Acleared\n\n… no result yet: the agent has not finished, or stopped without saying why\n",
+			want:      "red text\n\n▸ Bash  printf ''\n    cleared\n\n… no result yet: the agent has not finished, or stopped without saying why\n",
+		},
+		{
+			name:      "escapes in every field: init, tool name, retry error, result subtype",
+			verbosity: 2,
+			lines: []string{
+				`{"type":"system","subtype":"init","session_id":"s\u001b]52;c;eA==\u0007","model":"m\u009b2K","cwd":"/w\u001b[2K"}`,
+				toolUse("t1", `Ba\u001b]0;pwned\u0007sh\u202e`, `{"x":"\u001b]52;c;eA==\u0007"}`),
+				`{"type":"system","subtype":"api_retry","attempt":1,"max_retries":3,"error":"boom\u001b]0;t\u0007"}`,
+				`{"type":"result","subtype":"error_\u001b]52;c;eA==\u0007x","is_error":true,"num_turns":1,"errors":["bad\u001b[2K"]}`,
+			},
+			want: "● session s · m · /w\n▸ Bash  {\"x\":\"\\u001b]52;c;eA==\\u0007\"}\n⟳ the model API failed (boom); retry 1 of 3\n\n✗ failed (error_x) · 1 turn · 0s · $0\n  bad\n",
 		},
 		{
 			name:      "color",

@@ -6,6 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/airlock-dev/airlock/internal/untrusted"
+)
+
+// The limits of reading a transcript, which the agent can write: whatever
+// it holds, the host reads at most its last MaxWindow bytes and keeps at
+// most MaxLine of them at once. A line longer than MaxLine (no real event
+// comes near it) is skipped like a line that is not JSON.
+const (
+	MaxWindow = 256 << 20
+	MaxLine   = 32 << 20
 )
 
 // Scanner reads events from a transcript, one at a time. Lines that are not
@@ -31,9 +42,14 @@ func (s *Scanner) Scan() bool {
 		if s.err != nil {
 			return false
 		}
-		// ReadBytes rather than bufio.Scanner: a tool result can make a
-		// line of many megabytes, and no line limit is right for all.
-		line, err := s.r.ReadBytes('\n')
+		// Not bufio.Scanner, which stops at its first long line: a tool
+		// result can make a line of megabytes, and a hostile one of
+		// gigabytes is skipped with bounded memory.
+		line, long, err := untrusted.ReadLine(s.r, MaxLine)
+		if long {
+			s.line++
+			s.skipped++
+		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			s.err = fmt.Errorf("read transcript line %d: %w", s.line+1, err)
 		} else if err != nil {
