@@ -17,6 +17,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/transcript"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // validateBatchFlags checks what depends on how many tasks were given.
@@ -168,10 +169,10 @@ func batchRun(ctx context.Context, f *Factory, project string, opts runOptions) 
 		switch {
 		case res.run != nil:
 			r := res.run
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", tasks[i].task, r.ID, r.Status, cost(r.CostUSD), oneLine(r.Error))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", tasks[i].task, r.ID, r.Status, cost(r.CostUSD), oneLine(untrusted.Line(r.Error)))
 			failed = failed || (r.Status != store.StatusSucceeded && r.Status != store.StatusMerged)
 		case res.err != nil:
-			fmt.Fprintf(tw, "%s\t-\tnot started\t-\t%s\n", tasks[i].task, oneLine(res.err.Error()))
+			fmt.Fprintf(tw, "%s\t-\tnot started\t-\t%s\n", tasks[i].task, oneLine(untrusted.Line(res.err.Error())))
 			failed = true
 		default:
 			fmt.Fprintf(tw, "%s\t-\tnot started\t-\tinterrupted\n", tasks[i].task)

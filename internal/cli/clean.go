@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/airlock-dev/airlock/internal/untrusted"
 	"github.com/spf13/cobra"
 )
 
@@ -35,7 +36,7 @@ func cleanRun(ctx context.Context, f *Factory) error {
 	}
 	done, err := m.Clean(ctx)
 	for _, r := range done.Failed {
-		fmt.Fprintf(f.IO.ErrOut, "Recorded %s as failed: %s\n", r.ID, r.Error)
+		fmt.Fprintf(f.IO.ErrOut, "Recorded %s as failed: %s\n", r.ID, untrusted.Text(r.Error))
 	}
 	for _, c := range done.Containers {
 		fmt.Fprintf(f.IO.ErrOut, "Removed container %s\n", c)

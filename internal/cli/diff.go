@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/airlock-dev/airlock/internal/untrusted"
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-dev/airlock/internal/workspace"
@@ -66,12 +67,24 @@ func diffRun(ctx context.Context, f *Factory, ref string, paths []string, opts d
 	if err != nil {
 		return err
 	}
-	return m.Diff(ctx, r, workspace.DiffOptions{
+	dopts := workspace.DiffOptions{
 		Stat:     opts.Stat,
 		NameOnly: opts.NameOnly,
 		Color:    f.IO.StdoutTTY && !opts.NameOnly,
 		Paths:    f.repoPaths(r.Project, paths),
-	}, f.IO.Out)
+	}
+	if !f.IO.StdoutTTY {
+		// A pipe gets the diff byte for byte: patches must apply.
+		return m.Diff(ctx, r, dopts, f.IO.Out)
+	}
+	// A terminal gets git's colour and nothing else the agent's files,
+	// file names or commit messages hold: no escape sequence but SGR.
+	w := untrusted.NewSGRWriter(f.IO.Out)
+	err = m.Diff(ctx, r, dopts, w)
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // repoPaths makes paths given relative to the working directory relative to

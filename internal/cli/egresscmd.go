@@ -12,6 +12,7 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/transcript"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 type egressOptions struct {
@@ -61,6 +62,9 @@ func egressRun(ctx context.Context, f *Factory, ref string, opts egressOptions) 
 			return nil
 		}
 		if opts.JSON {
+			if f.IO.StdoutTTY { // the agent chose the hosts and paths
+				line = []byte(untrusted.Text(string(line)))
+			}
 			_, err := fmt.Fprintf(f.IO.Out, "%s\n", line)
 			return err
 		}
@@ -71,7 +75,7 @@ func egressRun(ctx context.Context, f *Factory, ref string, opts egressOptions) 
 		done := f.finished(ctx, m, r.ID)
 		return transcript.Follow(ctx, path, done, handle)
 	}
-	file, err := os.Open(path)
+	file, err := untrusted.Open(path)
 	if os.IsNotExist(err) {
 		fmt.Fprintf(f.IO.ErrOut, "Run %s has no egress log.\n", r.ID)
 		return nil
@@ -83,7 +87,12 @@ func egressRun(ctx context.Context, f *Factory, ref string, opts egressOptions) 
 	return eachLine(file, handle)
 }
 
+// writeRecord prints one decision. The proxy wrote the record, but the
+// agent chose its host, path and method (and so part of the reason): all
+// of them are shown as safe text.
 func writeRecord(w io.Writer, rec egress.Record) {
+	rec.Host, rec.Path, rec.Method = untrusted.Line(rec.Host), untrusted.Line(rec.Path), untrusted.Line(rec.Method)
+	rec.Rule, rec.Reason, rec.Addr = untrusted.Line(rec.Rule), untrusted.Line(rec.Reason), untrusted.Line(rec.Addr)
 	verdict := "allow"
 	why := rec.Rule
 	if !rec.Allowed {

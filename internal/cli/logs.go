@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/transcript"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 type logsOptions struct {
@@ -69,11 +71,16 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 	rend := &transcript.Renderer{W: f.IO.Out, Verbosity: opts.Verbosity, Color: f.IO.StdoutTTY, Width: f.IO.TermWidth}
 	handle := func(line []byte) error {
 		if opts.Raw {
+			// The bytes as written go to a pipe; a terminal gets them
+			// without escape sequences (docs/cli.md).
+			if f.IO.StdoutTTY {
+				line = []byte(untrusted.Text(string(line)))
+			}
 			_, err := fmt.Fprintf(f.IO.Out, "%s\n", line)
 			return err
 		}
 		if p, ok := typedPrompt(line); ok {
-			fmt.Fprintf(f.IO.Out, "\n❯ %s\n", p)
+			fmt.Fprintf(f.IO.Out, "\n❯ %s\n", untrusted.Text(p))
 			return nil
 		}
 		if evs, err := transcript.ParseLine(line); err == nil {
@@ -92,12 +99,18 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 			r = cur
 		}
 	} else {
-		file, err := os.Open(path)
+		// The transcript is the agent's file: no links, no FIFOs, and at
+		// most its last transcript.MaxWindow bytes.
+		file, _, err := untrusted.OpenTail(path, transcript.MaxWindow)
 		switch {
 		case os.IsNotExist(err):
 			if r.Status == store.StatusCreating || r.Status == store.StatusRunning {
 				fmt.Fprintln(f.IO.ErrOut, "The agent has not written anything yet (follow it with -f).")
 			}
+		case errors.Is(err, untrusted.ErrNotRegular):
+			// The agent replaced its transcript: say so, and still show
+			// what airlock itself knows of the run.
+			fmt.Fprintf(f.IO.ErrOut, "warning: not showing the log of run %s: %v\n", r.ID, err)
 		case err != nil:
 			return fmt.Errorf("read log of run %s: %w", r.ID, err)
 		default:
@@ -126,7 +139,7 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 			closing(f.IO.Out, r, f.Now())
 		}
 	} else if r.Error != "" {
-		fmt.Fprintf(f.IO.Out, "\n%s: %s\n", r.Status, r.Error)
+		fmt.Fprintf(f.IO.Out, "\n%s: %s\n", r.Status, untrusted.Text(r.Error))
 	}
 	return nil
 }
@@ -143,13 +156,13 @@ func closing(w io.Writer, r *store.Run, now time.Time) {
 		fmt.Fprintf(w, "Egress: %d allowed, %d denied (airlock egress %s)\n", r.EgressAllowed, r.EgressDenied, r.ID)
 	}
 	if r.Error != "" {
-		fmt.Fprintf(w, "Reason: %s\n", r.Error)
+		fmt.Fprintf(w, "Reason: %s\n", untrusted.Text(r.Error))
 	}
 	if r.HarvestError != "" {
-		fmt.Fprintf(w, "Work not brought back: %s\n", r.HarvestError)
+		fmt.Fprintf(w, "Work not brought back: %s\n", untrusted.Text(r.HarvestError))
 	}
 	if r.HarvestWarning != "" {
-		fmt.Fprintf(w, "Warning: %s\n", r.HarvestWarning)
+		fmt.Fprintf(w, "Warning: %s\n", untrusted.Text(r.HarvestWarning))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-dev/airlock/internal/run"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
@@ -38,7 +39,7 @@ func exitStatus(f *Factory, err error) int {
 	switch {
 	case errors.As(err, &exitErr):
 		if exitErr.Message != "" {
-			fmt.Fprintln(f.IO.ErrOut, "airlock:", exitErr.Message)
+			fmt.Fprintln(f.IO.ErrOut, "airlock:", untrusted.Text(exitErr.Message))
 		}
 		return exitErr.Code
 	case errors.Is(err, errSilent):
@@ -50,7 +51,9 @@ func exitStatus(f *Factory, err error) int {
 		fmt.Fprintln(f.IO.ErrOut, "airlock: interrupted")
 		return ExitCanceled
 	}
-	fmt.Fprintln(f.IO.ErrOut, "airlock:", err)
+	// Errors can quote what the agent chose (commit subjects, file and
+	// branch names, git's messages about them): never raw on a terminal.
+	fmt.Fprintln(f.IO.ErrOut, "airlock:", untrusted.Text(err.Error()))
 	return ExitFailure
 }
 

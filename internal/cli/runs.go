@@ -13,6 +13,7 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // resolveRun finds the run a command means: RUN as given, or the project's
@@ -132,7 +133,7 @@ func nextSteps(r *store.Run) string {
 	var b strings.Builder
 	switch {
 	case r.HarvestError != "":
-		fmt.Fprintf(&b, "The run's work could not be brought back: %s\n", r.HarvestError)
+		fmt.Fprintf(&b, "The run's work could not be brought back: %s\n", untrusted.Text(r.HarvestError))
 	case r.Head != "" && r.Head != r.BaseCommit || r.Uncommitted != "":
 		// Name the repository: the branch was just written into it.
 		fmt.Fprintf(&b, "Its work is on branch %s in %s.\n", r.Branch, r.Project)

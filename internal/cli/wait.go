@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 type waitOptions struct {
@@ -112,7 +113,7 @@ func outcomeText(r *store.Run) (string, bool) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run %s %s", r.ID, r.Status)
 	if r.Error != "" {
-		fmt.Fprintf(&b, ": %s", r.Error)
+		fmt.Fprintf(&b, ": %s", untrusted.Text(r.Error))
 	}
 	b.WriteString("\n")
 	b.WriteString(nextSteps(r))

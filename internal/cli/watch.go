@@ -12,6 +12,7 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // newWatchCmd is the detached watcher `run -d` leaves behind: it waits for
@@ -104,7 +105,7 @@ func (f *Factory) bell() {
 func finishedLine(r *store.Run) string {
 	s := fmt.Sprintf("Run %s %s", r.ID, r.Status)
 	if r.Error != "" {
-		s += ": " + r.Error
+		s += ": " + untrusted.Text(r.Error)
 	}
 	return s + "\n"
 }

@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"os/exec"
 	"time"
+
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // Events a notification is about.
@@ -41,6 +43,17 @@ type Message struct {
 	Turns   int     `json:"turns"`
 	Reason  string  `json:"reason"`
 	Event   string  `json:"event"`
+}
+
+// safe is m with every string made safe to show: the reason quotes the
+// agent (its stderr, its transcript's errors), and a webhook's JSON reaches
+// chat clients and terminals that would act on escape sequences.
+func (m Message) safe() Message {
+	for _, p := range []*string{&m.Run, &m.Name, &m.Project, &m.Status, &m.Event} {
+		*p = untrusted.Line(*p)
+	}
+	m.Reason = untrusted.Text(m.Reason)
+	return m
 }
 
 // Title and Text are the message in words for people.
@@ -79,6 +92,7 @@ const Timeout = 5 * time.Second
 // Send delivers m as cfg says. A missing notify-send is not an error: the
 // desktop notification is a convenience where one is installed.
 func (s Sender) Send(ctx context.Context, cfg Config, m Message) error {
+	m = m.safe()
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	var errs []error

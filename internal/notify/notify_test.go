@@ -72,3 +72,38 @@ func TestDesktop(t *testing.T) {
 		t.Errorf("without notify-send: %v, want no error", err)
 	}
 }
+
+// TestNotificationsAreSafeText: the reason quotes the agent; neither the
+// webhook's JSON nor notify-send's arguments may carry its escapes.
+func TestNotificationsAreSafeText(t *testing.T) {
+	const hostile = "boom\x1b]52;c;Y3VybCBldmls\x07\x1b[2K\u009b1A\u202egnp"
+	var raw []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ = io.ReadAll(r.Body)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "args")
+	script := "#!/bin/sh\nprintf '%s\\n' \"$@\" > " + out + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "notify-send"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	msg := Message{Run: "fix-1", Name: "n\x1b]0;t\x07", Status: "failed", Project: "/p", Reason: hostile, Event: EventFinished}
+	if err := (Sender{}).Send(context.Background(), Config{Desktop: true, Webhook: srv.URL}, msg); err != nil {
+		t.Fatal(err)
+	}
+	var body Message
+	if err := json.Unmarshal(raw, &body); err != nil {
+		t.Fatal(err)
+	}
+	args, _ := os.ReadFile(out)
+	for what, s := range map[string]string{"webhook reason": body.Reason, "webhook name": body.Name, "notify-send": string(args)} {
+		if strings.ContainsAny(s, "\x1b\x07\u009b\u202e") {
+			t.Errorf("%s carries escapes: %q", what, s)
+		}
+	}
+	if body.Reason != "boomgnp" {
+		t.Errorf("reason = %q, want the text without its escapes", body.Reason)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // The agent's conversation lives in its home while the run exists
@@ -177,7 +178,8 @@ func copyTree(src, dst string, uid, gid int) error {
 }
 
 func copyFile(src, dst string, uid, gid int) error {
-	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	// Never a link, and never a FIFO swapped in after the walk saw a file.
+	in, err := untrusted.Open(src)
 	if err != nil {
 		return err
 	}

@@ -2,12 +2,13 @@ package workspace
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // Files the harvest script writes to its output directory.
@@ -51,22 +52,7 @@ func ReadHarvest(outDir string) (Harvest, error) {
 // was writable from a container, which could have left a symlink to a host
 // file or a FIFO that blocks forever.
 func openRegular(path string) (*os.File, error) {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|noFollow, 0)
-	if err != nil {
-		return nil, err
-	}
-	if fi2, err := f.Stat(); err != nil || !os.SameFile(fi, fi2) {
-		f.Close()
-		return nil, errors.New(path + " changed while opening it")
-	}
-	return f, nil
+	return untrusted.Open(path)
 }
 
 // HarvestScript returns a POSIX sh script that, run inside a sandbox
