@@ -24,6 +24,13 @@ import (
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal cancels ctx and the command winds down (an attached
+	// run stops its agent first); a second one kills at once, as it would
+	// any program, so no command can be stuck beyond the user's reach.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	f := NewFactory()
 	cmd := NewRootCmd(f)
 	err := cmd.ExecuteContext(ctx)

@@ -20,6 +20,8 @@ import (
 	"github.com/airlock-dev/airlock/internal/prompt"
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
@@ -173,6 +175,16 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 	}
 	fmt.Fprintf(f.IO.ErrOut, "Run %s on branch %s (Ctrl-C stops it; use -d to run detached)\n\n", r.ID, r.Branch)
 	err = showLog(ctx, f, m, r, logsOptions{Follow: true, Verbosity: opts.Verbosity})
+	if errors.Is(err, untrusted.ErrNotRegular) && ctx.Err() == nil {
+		// The agent replaced its transcript with a link, a FIFO or the
+		// like: the run goes on, watched through the engine instead.
+		fmt.Fprintf(f.IO.ErrOut, "warning: not following the log of %s: %s\n", r.ID, untrusted.Line(err.Error()))
+		err = nil
+	}
+	var finished *store.Run
+	if err == nil {
+		finished, err = m.Wait(ctx, r)
+	}
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 		fmt.Fprintf(f.IO.ErrOut, "\nStopping %s…\n", r.ID)
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -186,9 +198,7 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 	if err != nil {
 		return err
 	}
-	if r, err = m.Wait(ctx, r); err != nil {
-		return err
-	}
+	r = finished
 	fmt.Fprintln(f.IO.ErrOut)
 	f.bell()
 	return outcome(f, r)

@@ -10,6 +10,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/notify"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/transcript"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // eventsFile is where the sandbox reports what the agent is doing beyond
@@ -58,17 +59,12 @@ func (m *Manager) NotifyEvents(ctx context.Context, r *store.Run) {
 	})
 }
 
-// cleanText makes text from the sandbox safe to show: one line, printable,
-// bounded.
+// cleanText makes text from the sandbox safe to show: one line, no escape
+// or control characters (untrusted.Line), bounded.
 func cleanText(s string) string {
-	s = strings.Map(func(c rune) rune {
-		if c < ' ' || c == 0x7f {
-			return ' '
-		}
-		return c
-	}, s)
-	if len(s) > 200 {
-		s = s[:200]
+	r := []rune(untrusted.Line(s))
+	if len(r) > 200 {
+		r = r[:200]
 	}
-	return strings.TrimSpace(s)
+	return strings.TrimSpace(string(r))
 }
