@@ -30,7 +30,9 @@ where you are, as in git diff). --name-only lists the changed files, each once,
 uncommitted leftovers included.
 
 The run's work is read from branch airlock/<run> in your repository, never by
-running git inside the agent's copy, whose configuration the agent controls.`,
+running git inside the agent's copy, whose configuration the agent controls.
+On a terminal the diff keeps git's colour and loses every other escape
+sequence the agent's files or messages hold; piped, it is byte for byte.`,
 		Example: `  airlock diff fix-auth
   airlock diff fix-auth --name-only
   airlock diff fix-auth -- internal/auth docs/auth.md`,

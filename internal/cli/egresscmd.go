@@ -31,7 +31,7 @@ func newEgressCmd(f *Factory) *cobra.Command {
 		Long: `Show a run's egress log: every request and connection the agent made or tried
 through its proxy, allowed or denied, with the rule or reason, the address
 dialled, bytes each way and duration. --json prints the log's JSON lines as
-written (schema in docs/egress.md).`,
+written (schema in docs/egress.md; on a terminal, without escape sequences).`,
 		Args: exactlyOneOrNone,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return egressRun(cmd.Context(), f, firstArg(args), opts)

@@ -36,7 +36,8 @@ func newLogsCmd(f *Factory) *cobra.Command {
   -v 0   the agent's text only
   -v 1   text, one line per tool call, and a closing summary (default)
   -v 2   also the tools' results
-  --raw  the agent's stream-json transcript exactly as written
+  --raw  the agent's stream-json transcript exactly as written (on a
+         terminal, without escape sequences)
   -f     follow until the run ends`,
 		Args: exactlyOneOrNone,
 		RunE: func(cmd *cobra.Command, args []string) error {
