@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-dev/airlock/internal/run"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 func newTmuxCmd(f *Factory) *cobra.Command {
@@ -73,6 +74,9 @@ func newTmuxCaptureCmd(f *Factory) *cobra.Command {
 				return err
 			}
 			if !asJSON {
+				if f.IO.StdoutTTY { // the screen is the agent's to fill
+					screen = untrusted.Text(screen)
+				}
 				_, err := fmt.Fprint(f.IO.Out, screen)
 				return err
 			}
