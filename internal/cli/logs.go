@@ -68,7 +68,6 @@ func logsRun(ctx context.Context, f *Factory, ref string, opts logsOptions) erro
 // showLog renders (or copies, with Raw) a run's transcript, following it
 // while the run is going if asked, and closes with the run's outcome.
 func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts logsOptions) error {
-	path := m.TranscriptPath(r) // an interactive run's is Claude Code's session log
 	rend := &transcript.Renderer{W: f.IO.Out, Verbosity: opts.Verbosity, Color: f.IO.StdoutTTY, Width: f.IO.TermWidth}
 	handle := func(line []byte) error {
 		if opts.Raw {
@@ -93,7 +92,8 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 	}
 	if opts.Follow && !r.Status.Finished() {
 		done := f.finished(ctx, m, r.ID)
-		if err := transcript.Follow(ctx, path, done, handle); err != nil {
+		open := func() (*os.File, error) { return m.OpenTranscript(r) }
+		if err := transcript.FollowFile(ctx, open, done, handle); err != nil {
 			return err
 		}
 		if cur, err := f.storeGet(r.ID); err == nil {
@@ -102,7 +102,7 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 	} else {
 		// The transcript is the agent's file: no links, no FIFOs, and at
 		// most its last transcript.MaxWindow bytes.
-		file, _, err := untrusted.OpenTail(path, transcript.MaxWindow)
+		file, err := m.OpenTranscript(r)
 		switch {
 		case os.IsNotExist(err):
 			if r.Status == store.StatusCreating || r.Status == store.StatusRunning {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/transcript"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // An interactive run's agent is Claude Code's own terminal UI, running in a
@@ -82,14 +85,26 @@ func (m *Manager) seedAgent(r *store.Run, req Request, uid, gid int) error {
 	}, uid, gid)
 }
 
-// TranscriptPath is the agent's transcript on the host: the stream-json log
-// of a headless run, or Claude Code's own session log of an interactive one
-// (interactive Claude Code writes no stream-json).
-func (m *Manager) TranscriptPath(r *store.Run) string {
+// OpenTranscript opens the run's transcript as untrusted, positioned at
+// most transcript.MaxWindow bytes from its end. An interactive run's lies
+// deep in the agent's home, where every directory on the way is the
+// agent's to replace with a link: none may lead out of the home.
+func (m *Manager) OpenTranscript(r *store.Run) (*os.File, error) {
+	var f *os.File
+	var err error
 	if r.Kind == KindShell {
-		return filepath.Join(m.Store.RunDir(r.ID), "home", agent.SessionLog(containerWorkspace, r.SessionID))
+		f, err = untrusted.OpenIn(filepath.Join(m.Store.RunDir(r.ID), "home"), agent.SessionLog(containerWorkspace, r.SessionID))
+	} else {
+		f, err = untrusted.Open(m.LogPath(r))
 	}
-	return m.LogPath(r)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := untrusted.SeekLines(f, transcript.MaxWindow); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // ErrNotInteractive is returned (wrapped) for a headless run where an

@@ -28,7 +28,17 @@ const PollInterval = 100 * time.Millisecond
 // FIFO or a device is an error, at once), read from its last MaxWindow
 // bytes at most, and a line longer than MaxLine is dropped unread.
 func Follow(ctx context.Context, path string, done func() bool, fn func(line []byte) error) error {
-	f, err := waitOpen(ctx, path, done)
+	return FollowFile(ctx, func() (*os.File, error) {
+		f, _, err := untrusted.OpenTail(path, MaxWindow)
+		return f, err
+	}, done, fn)
+}
+
+// FollowFile is Follow for a file open opens, which must refuse what
+// untrusted.Open refuses and may start at a later line (untrusted.OpenIn,
+// then untrusted.SeekLines).
+func FollowFile(ctx context.Context, open func() (*os.File, error), done func() bool, fn func(line []byte) error) error {
+	f, err := waitOpen(ctx, open, done)
 	if err != nil {
 		return err
 	}
@@ -66,7 +76,7 @@ func Follow(ctx context.Context, path string, done func() bool, fn func(line []b
 			}
 			continue
 		case !errors.Is(err, io.EOF):
-			return fmt.Errorf("follow %s: %w", path, err)
+			return fmt.Errorf("follow %s: %w", f.Name(), err)
 		}
 		if finishing {
 			if len(partial) > 0 {
@@ -87,12 +97,12 @@ func Follow(ctx context.Context, path string, done func() bool, fn func(line []b
 	}
 }
 
-// waitOpen opens path, waiting for it to appear. A file that is still
+// waitOpen opens the file, waiting for it to appear. A file that is still
 // missing when done reports true is an error wrapping fs.ErrNotExist.
-func waitOpen(ctx context.Context, path string, done func() bool) (*os.File, error) {
+func waitOpen(ctx context.Context, open func() (*os.File, error), done func() bool) (*os.File, error) {
 	for {
 		finished := done()
-		f, _, err := untrusted.OpenTail(path, MaxWindow)
+		f, err := open()
 		switch {
 		case err == nil:
 			return f, nil

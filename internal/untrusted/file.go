@@ -17,6 +17,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -107,20 +108,53 @@ func Tail(path string, n int64) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, n))
 }
 
-// OpenTail is Open, then a seek so that at most max bytes are left to read,
-// starting at a line: a transcript larger than max is read from the first
-// whole line in its last max bytes. skipped is how many bytes were passed
-// over (0 for a file within the limit).
+// OpenTail is Open, then SeekLines(f, max).
 func OpenTail(path string, max int64) (f *os.File, skipped int64, err error) {
 	if f, err = Open(path); err != nil {
 		return nil, 0, err
 	}
-	if skipped, err = seekTail(f, max); err != nil || skipped == 0 {
-		if err != nil {
-			f.Close()
-			return nil, 0, err
+	if skipped, err = SeekLines(f, max); err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, skipped, nil
+}
+
+// OpenIn opens rel under dir as Open does, and no symbolic link on the way
+// may lead out of dir: for a file deep in a directory tree the agent owns
+// (its home), where any directory on the path can be a link.
+func OpenIn(dir, rel string) (*os.File, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		if st, lerr := root.Lstat(rel); lerr == nil && !st.Mode().IsRegular() && st.Mode()&fs.ModeSymlink == 0 {
+			return nil, notRegular(rel, st.Mode())
 		}
-		return f, 0, nil
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, notRegular(filepath.Join(dir, rel), st.Mode())
+	}
+	return f, nil
+}
+
+// SeekLines moves f so that at most max bytes are left to read, starting
+// at a line: a transcript larger than max is read from the first whole line
+// in its last max bytes. skipped is how many bytes were passed over (0 for
+// a file within the limit).
+func SeekLines(f *os.File, max int64) (skipped int64, err error) {
+	if skipped, err = seekTail(f, max); err != nil || skipped == 0 {
+		return skipped, err
 	}
 	// Drop the partial line the seek landed in, reading no more than the
 	// limit: a file with no newline at all has nothing left to give.
@@ -138,10 +172,9 @@ func OpenTail(path string, max int64) (f *os.File, skipped int64, err error) {
 		break
 	}
 	if _, err := f.Seek(skipped+n, io.SeekStart); err != nil {
-		f.Close()
-		return nil, 0, err
+		return 0, err
 	}
-	return f, skipped + n, nil
+	return skipped + n, nil
 }
 
 // seekTail moves f to its last n bytes, returning the offset it moved to.

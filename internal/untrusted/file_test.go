@@ -3,6 +3,7 @@ package untrusted
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -169,5 +170,46 @@ func TestReadLine(t *testing.T) {
 	want := []string{"short\n", "<long>", "next\n", "last"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("lines = %q, want %q", got, want)
+	}
+}
+
+func TestOpenIn(t *testing.T) {
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "s.jsonl"), []byte("host secret\n"), 0o600)
+	home := t.TempDir()
+	os.MkdirAll(filepath.Join(home, "real"), 0o700)
+	os.WriteFile(filepath.Join(home, "real", "s.jsonl"), []byte("ok\n"), 0o600)
+	os.Symlink(outside, filepath.Join(home, "out")) // a directory link out of home
+	os.Symlink("real", filepath.Join(home, "in"))   // one within it
+	os.MkdirAll(filepath.Join(home, "f"), 0o700)
+	syscall.Mkfifo(filepath.Join(home, "f", "s.jsonl"), 0o600)
+	tests := []struct {
+		rel, want string
+	}{
+		{"real/s.jsonl", "ok\n"},
+		{"in/s.jsonl", "ok\n"},
+		{"out/s.jsonl", ""},
+		{"f/s.jsonl", ""},
+		{"../" + filepath.Base(outside) + "/s.jsonl", ""},
+	}
+	for _, tt := range tests {
+		withDeadline(t, func() {
+			f, err := OpenIn(home, tt.rel)
+			if tt.want == "" {
+				if err == nil {
+					f.Close()
+					t.Errorf("OpenIn(%s) succeeded", tt.rel)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("OpenIn(%s): %v", tt.rel, err)
+			}
+			defer f.Close()
+			data, _ := io.ReadAll(f)
+			if string(data) != tt.want {
+				t.Errorf("OpenIn(%s) read %q", tt.rel, data)
+			}
+		})
 	}
 }
