@@ -193,10 +193,12 @@ func endedWithoutResult(r *store.Run) string {
 	return s
 }
 
+// eachLine calls fn for each non-empty line of r, without its newline. A
+// line over transcript.MaxLine is skipped: the file is the agent's.
 func eachLine(r io.Reader, fn func([]byte) error) error {
 	br := bufio.NewReaderSize(r, 1<<16)
 	for {
-		line, err := br.ReadBytes('\n')
+		line, _, err := untrusted.ReadLine(br, transcript.MaxLine)
 		if len(line) > 0 {
 			if line[len(line)-1] == '\n' {
 				line = line[:len(line)-1]
