@@ -14,11 +14,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -53,18 +56,99 @@ var frontmatterKeys = []string{"name", "branch", "model", "max_turns", "env", "i
 // Keys returns the keys accepted in frontmatter, for help and docs.
 func Keys() []string { return slices.Clone(frontmatterKeys) }
 
-// Load reads and parses the prompt file at path.
+// MaxBytes caps a prompt: the file with its frontmatter, or the text of
+// -m. A task is a page or two of Markdown; Claude Code itself refuses
+// prompts past 10 MB, and a file this large is a mistake (a log, a binary)
+// better caught before a run is created than by the agent after it starts.
+const MaxBytes = 1 << 20
+
+// Load reads and parses the prompt file at path. Only a regular file is
+// read (opened without blocking, so a FIFO is refused rather than waited
+// on), and never more than MaxBytes of it.
 func Load(path string) (*Prompt, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read prompt: %w", err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read prompt: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s); a prompt is a Markdown file", path, fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read prompt %s: %w", path, err)
+	}
+	if len(data) > MaxBytes {
+		return nil, fmt.Errorf("%s: %w", path, tooLarge(max(fi.Size(), int64(len(data)))))
+	}
 	return Parse(path, data)
+}
+
+// Inline makes a prompt of the text given with -m. name may be empty;
+// callers name the run.
+func Inline(text, name string) (*Prompt, error) {
+	if len(text) > MaxBytes {
+		return nil, fmt.Errorf("-m: %w", tooLarge(int64(len(text))))
+	}
+	if err := checkText("-m", []byte(text)); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(text) == "" {
+		return nil, errors.New("-m: the prompt is empty (only white space); write the task for the agent")
+	}
+	return &Prompt{Name: name, Body: text}, nil
+}
+
+func tooLarge(size int64) error {
+	return fmt.Errorf("the prompt is %s, more than the %s a prompt may be; put large material in the repository and point the agent at it",
+		humanBytes(size), humanBytes(MaxBytes))
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// checkText refuses what is not text: a NUL byte (a binary file) or bytes
+// that are not UTF-8. The error names the line and the byte offset, so the
+// culprit can be found with any editor or `xxd -s`.
+func checkText(where string, data []byte) error {
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		return fmt.Errorf("%s:%d: NUL byte at byte offset %d: this is a binary file, not a prompt (Markdown text)", where, lineAt(data, i), i)
+	}
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return fmt.Errorf("%s:%d: invalid UTF-8 at byte offset %d (0x%02x): save the prompt as UTF-8 text", where, lineAt(data, i), i, data[i])
+		}
+		i += size
+	}
+	return nil
+}
+
+// lineAt is the 1-based line of byte offset i.
+func lineAt(data []byte, i int) int {
+	return bytes.Count(data[:i], []byte("\n")) + 1
 }
 
 // Parse parses a prompt file's contents. path is used for the default run
 // name and in errors, which have the form "path:line: problem".
 func Parse(path string, data []byte) (*Prompt, error) {
+	if len(data) > MaxBytes {
+		return nil, fmt.Errorf("%s: %w", path, tooLarge(int64(len(data))))
+	}
+	if err := checkText(path, data); err != nil {
+		return nil, err
+	}
 	text := string(bytes.TrimPrefix(data, utf8BOM))
 	text = strings.ReplaceAll(text, "\r\n", "\n")
 	lines := strings.SplitAfter(text, "\n")

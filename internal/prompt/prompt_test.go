@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -98,6 +99,13 @@ func TestParseErrors(t *testing.T) {
 		{"empty body", "---\nmodel: a\n---\n\n  \n", "p.md:4: ", "the prompt is empty"},
 		{"empty file", "", "p.md:1: ", "the prompt is empty"},
 		{"alias", "---\nmodel: &m x\nimage: *m\n---\nbody", "p.md:3: ", "image must be text, got an alias"},
+		{"NUL byte", "Fix it.\nnow\x00please", "p.md:2: ", "NUL byte at byte offset 11: this is a binary file"},
+		{"binary (ELF)", "\x7fELF\x02\x01\x01\x00\x00", "p.md:1: ", "NUL byte at byte offset 7"},
+		{"invalid UTF-8", "---\nmodel: a\n---\ncaf\xe9 au lait", "p.md:4: ", "invalid UTF-8 at byte offset 20 (0xe9)"},
+		{"truncated UTF-8", "ends mid-rune \xe2\x82", "p.md:1: ", "invalid UTF-8 at byte offset 14"},
+		{"UTF-16", "\xff\xfeF\x00i\x00x\x00", "p.md:1: ", "NUL byte"},
+		{"whitespace only", " \t\n\r\n  \n", "p.md:1: ", "the prompt is empty"},
+		{"too large", strings.Repeat("a", MaxBytes+1), "p.md: ", "the prompt is 1.0 MiB, more than the 1.0 MiB a prompt may be"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,6 +134,70 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.md")); err == nil || !strings.Contains(err.Error(), "missing.md") {
 		t.Errorf("Load(missing) error = %v, want one naming the file", err)
+	}
+}
+
+// Load refuses what is not a prompt before reading it whole: a huge file
+// is read only up to the cap, a FIFO not at all.
+func TestLoadRefusesNonPrompts(t *testing.T) {
+	dir := t.TempDir()
+	huge := filepath.Join(dir, "huge.md")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(64 << 20); err != nil { // 64 MiB, sparse
+		t.Fatal(err)
+	}
+	f.Close()
+	fifo := filepath.Join(dir, "pipe.md")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "logo.md")
+	if err := os.WriteFile(bin, []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ path, want string }{
+		{huge, huge + ": the prompt is 64.0 MiB, more than the 1.0 MiB a prompt may be"},
+		{fifo, fifo + ": not a regular file"},
+		{bin, bin + ":3: NUL byte at byte offset 8"},
+		{dir, dir + ": not a regular file"},
+	}
+	for _, tt := range tests {
+		t.Run(filepath.Base(tt.path), func(t *testing.T) {
+			_, err := Load(tt.path)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("Load error = %v, want prefix %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestInline(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+	}{
+		{"ok", "  Add a --verbose flag  ", ""},
+		{"empty", "", "-m: the prompt is empty"},
+		{"whitespace", " \t\n ", "-m: the prompt is empty (only white space)"},
+		{"NUL", "a\x00b", "-m:1: NUL byte at byte offset 1"},
+		{"not UTF-8", "line\n\xff", "-m:2: invalid UTF-8 at byte offset 5 (0xff)"},
+		{"too large", strings.Repeat("x", MaxBytes+1), "-m: the prompt is 1.0 MiB, more than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Inline(tt.text, "n")
+			if tt.want == "" {
+				if err != nil || p.Body != tt.text || p.Name != "n" {
+					t.Fatalf("Inline = %+v, %v", p, err)
+				}
+				return
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("Inline error = %v, want prefix %q", err, tt.want)
+			}
+		})
 	}
 }
 
