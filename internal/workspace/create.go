@@ -19,6 +19,10 @@ type CreateOptions struct {
 	// it. When they differ from the current process's, Create chowns the copy
 	// (which needs root). Negative values leave ownership alone.
 	UID, GID int
+	// Uncommitted is a snapshot commit on top of Base (a run's
+	// refs/airlock/uncommitted/<id>) whose changes the copy starts with,
+	// uncommitted, as the earlier run left them; "" for none.
+	Uncommitted string
 }
 
 // Created describes a new copy.
@@ -48,19 +52,14 @@ func create(ctx context.Context, g gitRunner, opts CreateOptions) (_ Created, er
 	if err != nil {
 		return Created{}, err
 	}
-	base := opts.Base
-	if base == "" {
-		base = "HEAD"
-	}
-	baseCommit, err := resolveCommit(ctx, g, root, base)
+	baseCommit, err := resolveBase(ctx, g, root, opts.Base)
 	if err != nil {
-		return Created{}, fmt.Errorf("resolve base %q in %s: %w", base, root, err)
+		return Created{}, err
 	}
-	if baseCommit == "" {
-		if base == "HEAD" {
-			return Created{}, fmt.Errorf("%s: %w: make a first commit before running an agent", root, ErrNoCommits)
+	if opts.Uncommitted != "" {
+		if err := checkSnapshot(ctx, g, root, baseCommit, opts.Uncommitted); err != nil {
+			return Created{}, err
 		}
-		return Created{}, fmt.Errorf("%w: %q is not a branch, tag or commit in %s", ErrBadBase, base, root)
 	}
 	dest, err := filepath.Abs(opts.Dest)
 	if err != nil {
@@ -85,15 +84,24 @@ func create(ctx context.Context, g gitRunner, opts CreateOptions) (_ Created, er
 		}
 	}()
 	branch := Branch(opts.ID)
-	steps := []struct {
+	type step struct {
 		dir  string
 		args []string
-	}{
+	}
+	steps := []step{
 		{root, []string{"clone", "--quiet", "--local", "--no-hardlinks", "--no-checkout", "--", root, dest}},
 		{dest, []string{"remote", "remove", "origin"}},
 		{dest, []string{"checkout", "--quiet", "--no-track", "-b", branch, baseCommit}},
 		{dest, []string{"config", "user.name", name}},
 		{dest, []string{"config", "user.email", email}},
+	}
+	if opts.Uncommitted != "" {
+		// The snapshot's tree into the work tree, then the index back to
+		// the branch head: its changes are there, uncommitted, and files it
+		// added are untracked again, as the earlier run left them.
+		steps = append(steps,
+			step{dest, []string{"read-tree", "-m", "-u", baseCommit, opts.Uncommitted}},
+			step{dest, []string{"reset", "--quiet", "--mixed"}})
 	}
 	for _, s := range steps {
 		if _, err := g.run(ctx, s.dir, s.args...); err != nil {
@@ -117,6 +125,52 @@ func create(ctx context.Context, g gitRunner, opts CreateOptions) (_ Created, er
 		return Created{}, fmt.Errorf("create workspace %s: %w", dest, err)
 	}
 	return Created{BaseCommit: baseCommit, Branch: branch}, nil
+}
+
+// ResolveBase returns the commit a run started from base would copy: base
+// is a branch, tag or commit in the repository containing repo; "" means
+// its current HEAD. The errors say what is wrong and where (ErrNoCommits,
+// ErrBadBase), so callers can check a base before creating anything.
+func ResolveBase(ctx context.Context, repo, base string) (string, error) {
+	g := defaultGit()
+	root, err := repoRoot(ctx, g, repo)
+	if err != nil {
+		return "", err
+	}
+	return resolveBase(ctx, g, root, base)
+}
+
+func resolveBase(ctx context.Context, g gitRunner, root, base string) (string, error) {
+	if base == "" {
+		base = "HEAD"
+	}
+	commit, err := resolveCommit(ctx, g, root, base)
+	if err != nil {
+		return "", fmt.Errorf("resolve base %q in %s: %w", base, root, err)
+	}
+	if commit != "" {
+		return commit, nil
+	}
+	// A repository without commits has an unborn current branch: its name
+	// resolves to nothing, and that is the problem to report.
+	if head, herr := resolveCommit(ctx, g, root, "HEAD"); herr == nil && head == "" {
+		return "", fmt.Errorf("%s: %w: make a first commit before running an agent", root, ErrNoCommits)
+	}
+	return "", fmt.Errorf("%w: %q is not a branch, tag or commit in %s", ErrBadBase, base, root)
+}
+
+// checkSnapshot insists that snap is a commit whose parent is base, as the
+// harvest makes them: anything else would not be "the changes left on top
+// of base".
+func checkSnapshot(ctx context.Context, g gitRunner, root, base, snap string) error {
+	if !hexSHA.MatchString(snap) {
+		return fmt.Errorf("%w: uncommitted snapshot %q is not a commit id", ErrBadBase, snap)
+	}
+	parent, err := resolveCommit(ctx, g, root, snap+"^1")
+	if err != nil || parent != base {
+		return fmt.Errorf("%w: uncommitted snapshot %s is not a commit on top of %s in %s", ErrBadBase, snap, base, root)
+	}
+	return nil
 }
 
 // identity is the user's git identity, so the agent's commits look like the

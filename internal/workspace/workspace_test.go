@@ -137,6 +137,8 @@ func TestCreateRefuses(t *testing.T) {
 		{"not a repository", CreateOptions{Repo: t.TempDir(), ID: "a-1"}, ErrNotRepo},
 		{"bare", CreateOptions{Repo: bare, ID: "a-1"}, ErrBare},
 		{"no commits", CreateOptions{Repo: empty, ID: "a-1"}, ErrNoCommits},
+		{"no commits, current branch named", CreateOptions{Repo: empty, Base: "master", ID: "a-1"}, ErrNoCommits},
+		{"snapshot not on base", CreateOptions{Repo: repo, Base: "HEAD~1", Uncommitted: strings.Repeat("0", 40), ID: "a-1"}, ErrBadBase},
 		{"unknown base", CreateOptions{Repo: repo, Base: "nope", ID: "a-1"}, ErrBadBase},
 		{"option-like base", CreateOptions{Repo: repo, Base: "--all", ID: "a-1"}, ErrBadBase},
 		{"bad id", CreateOptions{Repo: repo, ID: "../x"}, ErrBadID},
@@ -163,6 +165,62 @@ func TestCreateRefuses(t *testing.T) {
 				t.Errorf("dest %s was created", tt.opts.Dest)
 			}
 		})
+	}
+}
+
+// A copy made from an earlier run's head and snapshot starts where that
+// run stopped: its commits, and its uncommitted changes still uncommitted
+// (a change, a new untracked file, a deletion).
+func TestCreateContinuesFromSnapshot(t *testing.T) {
+	isolate(t)
+	repo := newRepo(t)
+	ws, c := newCopy(t, repo, "first-1")
+	writeFile(t, filepath.Join(ws, "done.txt"), "committed\n")
+	git(t, ws, "add", "done.txt")
+	git(t, ws, "commit", "-q", "-m", "agent commit")
+	writeFile(t, filepath.Join(ws, "a.txt"), "one\nTWO\nthree\n")
+	writeFile(t, filepath.Join(ws, "draft.txt"), "not yet\n")
+	if err := os.Remove(filepath.Join(ws, "lib", "util.go")); err != nil {
+		t.Fatal(err)
+	}
+	imp, err := Import(context.Background(), repo, filepath.Join(harvest(t, ws, c.Branch, c.BaseCommit), BundleFile), "first-1")
+	if err != nil || imp.Uncommitted == "" {
+		t.Fatalf("import: %+v, %v", imp, err)
+	}
+
+	dest := filepath.Join(t.TempDir(), "second")
+	got, err := Create(context.Background(), CreateOptions{Repo: repo, Base: imp.Head, Uncommitted: imp.Uncommitted, ID: "second-1", Dest: dest, UID: -1, GID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BaseCommit != imp.Head || git(t, dest, "rev-parse", "HEAD") != imp.Head {
+		t.Errorf("second copy at %s (base %s), want the first run's head %s", git(t, dest, "rev-parse", "HEAD"), got.BaseCommit, imp.Head)
+	}
+	for file, want := range map[string]string{"done.txt": "committed\n", "a.txt": "one\nTWO\nthree\n", "draft.txt": "not yet\n"} {
+		if b := readFile(t, filepath.Join(dest, file)); b != want {
+			t.Errorf("%s = %q, want %q", file, b, want)
+		}
+	}
+	status := git(t, dest, "status", "--porcelain")
+	if want := "M a.txt\n D lib/util.go\n?? draft.txt"; status != want { // git() trims the first space
+		t.Errorf("git status in the second copy:\n%s\nwant\n%s", status, want)
+	}
+}
+
+func TestResolveBase(t *testing.T) {
+	isolate(t)
+	repo := newRepo(t)
+	empty := filepath.Join(t.TempDir(), "empty")
+	git(t, t.TempDir(), "init", "-q", "-b", "main", empty)
+	head := git(t, repo, "rev-parse", "HEAD")
+	if got, err := ResolveBase(context.Background(), filepath.Join(repo, "lib"), ""); err != nil || got != head {
+		t.Errorf("ResolveBase(\"\") = %s, %v; want %s", got, err, head)
+	}
+	if _, err := ResolveBase(context.Background(), repo, "no-such-branch"); !errors.Is(err, ErrBadBase) || !strings.Contains(err.Error(), `"no-such-branch" is not a branch, tag or commit in `+repo) {
+		t.Errorf("unknown branch: %v", err)
+	}
+	if _, err := ResolveBase(context.Background(), empty, "main"); !errors.Is(err, ErrNoCommits) || !strings.Contains(err.Error(), "make a first commit") {
+		t.Errorf("repository without commits: %v", err)
 	}
 }
 
