@@ -23,10 +23,10 @@ import (
 // validateBatchFlags checks what depends on how many tasks were given.
 func validateBatchFlags(opts runOptions) error {
 	if len(opts.Tasks) > 1 {
-		if opts.Message != "" {
+		if opts.Message != "" || opts.set["message"] {
 			return flagErrorf("give either tasks or -m, not both")
 		}
-		if opts.Name != "" {
+		if opts.Name != "" || opts.set["name"] {
 			return flagErrorf("--name names one run; with several tasks each run is named by its prompt")
 		}
 	}
@@ -79,12 +79,19 @@ type batchResult struct {
 // (with -j, runs start as earlier ones finish, so that returns once the
 // last has started). The exit status is 0 only if every run succeeded.
 func batchRun(ctx context.Context, f *Factory, project string, opts runOptions) error {
+	m, err := f.manager()
+	if err != nil {
+		return err
+	}
 	tasks := make([]batchTask, 0, len(opts.Tasks))
 	var cfg *config.Config
 	for _, t := range opts.Tasks {
 		o := opts
 		o.Task = t
 		req, c, policy, err := f.buildRequest(ctx, project, o)
+		if err == nil {
+			err = m.Check(ctx, req) // the same checks as one run's, for each
+		}
 		if err != nil {
 			return fmt.Errorf("task %s: %w", t, err)
 		}

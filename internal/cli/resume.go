@@ -11,7 +11,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
-// resumeSource finds the run whose conversation `run --resume` and
+// resumeSource finds the run whose conversation and work `run --resume` and
 // `shell --resume` continue: RUN as given, or this project's latest
 // finished run. Resume is scoped to the project: a run of another project
 // is never picked by default, and refused when named.
@@ -26,7 +26,7 @@ func (f *Factory) resumeSource(ctx context.Context, m *run.Manager, project, ref
 			if c.Project != project {
 				continue
 			}
-			if c, err = m.Reconcile(ctx, c); err != nil {
+			if c, err = m.Collect(ctx, c); err != nil {
 				return nil, err
 			}
 			if c.Status.Finished() {
@@ -45,7 +45,9 @@ func (f *Factory) resumeSource(ctx context.Context, m *run.Manager, project, ref
 		if r.Project != project {
 			return nil, fmt.Errorf("cannot resume run %s: it belongs to %s, not to this project (%s); resume continues a conversation in the project it started in", r.ID, r.Project, project)
 		}
-		if r, err = m.Reconcile(ctx, r); err != nil {
+		// Collect: a resumed run starts from the earlier run's work, so
+		// that must be fetched into the project first.
+		if r, err = m.Collect(ctx, r); err != nil {
 			return nil, err
 		}
 	}
@@ -59,7 +61,7 @@ func (f *Factory) resumeSource(ctx context.Context, m *run.Manager, project, ref
 }
 
 func addLifecycleFlags(fl *pflag.FlagSet, opts *runOptions) {
-	fl.StringVar(&opts.Resume, "resume", "", "continue the conversation of this earlier run of the project (a run ID or name)")
+	fl.StringVar(&opts.Resume, "resume", "", "continue this earlier run of the project (a run ID or name): its conversation, on its work")
 	fl.BoolVar(&opts.Persistent, "persistent", false, "keep the container after the agent exits (airlock start brings it back)")
 }
 
@@ -69,23 +71,5 @@ func checkLifecycleBatch(opts runOptions) error {
 	if len(opts.Tasks) > 1 && (opts.Resume != "" || opts.Persistent) {
 		return flagErrorf("--resume and --persistent apply to a single task; got %d tasks", len(opts.Tasks))
 	}
-	return nil
-}
-
-// lifecycleRequest applies --resume and --persistent to a run request.
-func (f *Factory) lifecycleRequest(ctx context.Context, project string, opts runOptions, req *run.Request) error {
-	req.Persistent = opts.Persistent
-	if opts.Resume == "" {
-		return nil
-	}
-	m, err := f.manager()
-	if err != nil {
-		return err
-	}
-	from, err := f.resumeSource(ctx, m, project, opts.Resume)
-	if err != nil {
-		return err
-	}
-	req.Resume = from
 	return nil
 }

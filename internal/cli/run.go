@@ -53,6 +53,13 @@ type runOptions struct {
 	Persistent bool
 
 	set map[string]bool // flags the user gave, so only they override config
+
+	// resumeFrom is the run Resume names, found before the request is
+	// built: a resumed run continues on its work, under its name.
+	resumeFrom *store.Run
+	// here: the run works on the live project (shell --here), so it has
+	// no base to copy.
+	here bool
 }
 
 func newRunCmd(f *Factory) *cobra.Command {
@@ -64,9 +71,18 @@ func newRunCmd(f *Factory) *cobra.Command {
 		Long: `Run the agent on a task, on its own copy of this repository, on branch
 airlock/<run>, in a hardened container.
 
-TASK is .airlock/prompts/TASK.md, or a path to a prompt file; -m gives the
-prompt inline instead. Prompt files are Markdown with optional YAML frontmatter
-(name, branch, model, max_turns, env, image, allow).
+TASK is .airlock/prompts/TASK.md (TASK may end in .md), or a path to a prompt
+file; -m gives the prompt inline instead. Prompt files are Markdown with
+optional YAML frontmatter (name, branch, model, max_turns, env, image, allow);
+a prompt is UTF-8 text of at most 1 MiB.
+
+Everything is checked before anything is asked or created: the prompt, the
+config, the name, variables, credentials, the base branch (it must name a
+commit), the image and the container engine.
+
+--resume RUN continues RUN's conversation on RUN's work: the new run's copy
+starts at RUN's branch head with the changes RUN left uncommitted, and is
+named as RUN unless --name (or the prompt's name:) says otherwise.
 
 Without -d, run shows the agent's progress and exits 0 only if it succeeded
 (3 if it failed); Ctrl-C stops the agent, keeping its work. With -d it prints
@@ -97,20 +113,23 @@ y/N unless -y is given or [egress] confirm is false.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Task = firstArg(args)
 			opts.Tasks = args
+			opts.set = map[string]bool{}
+			cmd.Flags().Visit(func(fl *pflag.Flag) { opts.set[fl.Name] = true })
 			if err := validateBatchFlags(opts); err != nil {
 				return err
 			}
-			if opts.Task == "" && opts.Message == "" {
+			if len(args) == 0 && !opts.set["message"] {
 				return flagErrorf("give a task (airlock run TASK) or an inline prompt (-m \"...\")")
 			}
-			if opts.Task != "" && opts.Message != "" {
+			if len(args) > 0 && opts.set["message"] {
 				return flagErrorf("give either a task or -m, not both")
 			}
 			if opts.Verbosity < 0 || opts.Verbosity > 2 {
 				return flagErrorf("-v must be 0, 1 or 2, not %d", opts.Verbosity)
 			}
-			opts.set = map[string]bool{}
-			cmd.Flags().Visit(func(fl *pflag.Flag) { opts.set[fl.Name] = true })
+			if opts.Resume != "" && opts.Branch != "" {
+				return flagErrorf("--branch and --resume: a resumed run continues on the earlier run's branch")
+			}
 			return runRun(cmd.Context(), f, opts)
 		},
 	}
@@ -127,7 +146,7 @@ y/N unless -y is given or [egress] confirm is false.`,
 	fl.StringArrayVar(&opts.Allow, "allow", nil, "also let the agent reach this host pattern (repeatable): host, *.example.com, host:port")
 	fl.StringVar(&opts.Network, "network", "", "egress mode: allowlist (default), restricted, or open (anything, still logged)")
 	fl.BoolVarP(&opts.Yes, "yes", "y", false, "do not ask to confirm the egress policy")
-	fl.IntVarP(&opts.Jobs, "jobs", "j", 1, "with several tasks: run at most this many agents at once")
+	fl.IntVarP(&opts.Jobs, "jobs", "j", 0, "with several tasks: run at most this many agents at once (default: all)")
 	fl.Float64Var(&opts.MaxCost, "max-cost", 0, "stop the agent once the run's estimated cost reaches this many USD")
 	fl.StringVar(&opts.Timeout, "timeout", "", "stop the agent after this long, such as 45m")
 	fl.StringArrayVar(&opts.Caches, "cache", nil, "mount this project's shared dependency cache: npm, go or pip (repeatable)")
@@ -135,8 +154,9 @@ y/N unless -y is given or [egress] confirm is false.`,
 	return cmd
 }
 
-// runRun validates everything before anything is created: a bad prompt,
-// config, name, variable or missing credential changes nothing.
+// runRun validates everything before it asks or creates anything: a bad
+// prompt, config, name, variable, base branch, missing credential or image,
+// or an engine that does not answer, changes nothing.
 func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 	project, err := f.project(ctx)
 	if err != nil {
@@ -148,19 +168,25 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 	if len(opts.Tasks) > 1 {
 		return batchRun(ctx, f, project, opts)
 	}
+	m, err := f.manager()
+	if err != nil {
+		return err
+	}
+	if opts.Resume != "" {
+		if opts.resumeFrom, err = f.resumeSource(ctx, m, project, opts.Resume); err != nil {
+			return err
+		}
+	}
 	req, cfg, policyText, err := f.buildRequest(ctx, project, opts)
 	if err != nil {
 		return err
 	}
-	if err := f.lifecycleRequest(ctx, project, opts, &req); err != nil {
+	req.Persistent = opts.Persistent
+	if err := m.Check(ctx, req); err != nil {
 		return err
 	}
 	fmt.Fprint(f.IO.ErrOut, policyText)
 	if err := f.confirmStart("run", cfg.Egress.Confirm, opts.Yes); err != nil {
-		return err
-	}
-	m, err := f.manager()
-	if err != nil {
 		return err
 	}
 	r, err := m.Start(ctx, req)
@@ -211,7 +237,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	if err != nil {
 		return run.Request{}, nil, "", err
 	}
-	p, err := loadPrompt(project, opts)
+	p, err := f.loadPrompt(project, opts)
 	if err != nil {
 		return run.Request{}, nil, "", err
 	}
@@ -247,11 +273,18 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	}
 	cfg := res.Config
 
+	// The name: --name, else the prompt's name: key, else a resumed run's,
+	// else one made from the prompt's file name or words.
 	name := p.Name
-	if opts.Name != "" {
-		name = opts.Name
+	if opts.resumeFrom != nil && p.Lines["name"] == 0 {
+		name = opts.resumeFrom.Name
 	}
-	if err := prompt.ValidateName(name); err != nil {
+	if opts.set["name"] {
+		name = opts.Name
+		if err := prompt.ValidateName(name); err != nil {
+			return run.Request{}, nil, "", flagErrorf("--name: %v", err)
+		}
+	} else if err := prompt.ValidateName(name); err != nil {
 		return run.Request{}, nil, "", flagErrorf("run name %q: %v", name, err)
 	}
 
@@ -264,14 +297,9 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		return run.Request{}, nil, "", err
 	}
 
-	base := p.Branch
-	if opts.Branch != "" {
-		base = opts.Branch
-	}
-	if base == "" {
-		if base, err = workspace.CurrentBranch(ctx, project); err != nil {
-			return run.Request{}, nil, "", err
-		}
+	base, err := f.runBase(ctx, project, p, opts)
+	if err != nil {
+		return run.Request{}, nil, "", err
 	}
 	ref, err := f.imageRef(project, res)
 	if err != nil {
@@ -296,29 +324,104 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		Budget:       run.Budget{MaxCostUSD: cfg.Run.MaxCostUSD, Timeout: cfg.Run.Timeout},
 		Caches:       cfg.Sandbox.Caches,
 		Notify:       notify.Config{Desktop: cfg.Notify.Desktop, Webhook: cfg.Notify.Webhook},
+		Resume:       opts.resumeFrom,
+		Here:         opts.here,
 	}, &cfg, policyText, nil
 }
 
-// loadPrompt reads TASK as .airlock/prompts/TASK.md or as a path, or makes a
+// runBase is the branch a run starts from — --branch, the prompt's branch:,
+// else the current branch — checked to name a commit in the project, so
+// that a typo or a repository without commits is reported, saying where the
+// name came from, before anything is asked or made. A resumed run's base is
+// the earlier run's work, which the run manager finds; --here has none.
+func (f *Factory) runBase(ctx context.Context, project string, p *prompt.Prompt, opts runOptions) (string, error) {
+	if opts.resumeFrom != nil && !opts.resumeFrom.Here && !opts.here {
+		return "", nil
+	}
+	base, from := p.Branch, fmt.Sprintf("%s:%d: branch", p.Path, p.Lines["branch"])
+	if opts.Branch != "" {
+		base, from = opts.Branch, "--branch"
+	}
+	if base == "" {
+		var err error
+		if base, err = workspace.CurrentBranch(ctx, project); err != nil {
+			return "", err
+		}
+		from = ""
+	}
+	if opts.here {
+		return base, nil
+	}
+	if _, err := workspace.ResolveBase(ctx, project, base); err != nil {
+		if from != "" {
+			return "", fmt.Errorf("%s: %w", from, err)
+		}
+		return "", err
+	}
+	return base, nil
+}
+
+// loadPrompt reads TASK as a prompt of the project (.airlock/prompts/TASK.md,
+// or .airlock/prompts/TASK when TASK ends in .md) or as a path, or makes a
 // prompt of -m.
-func loadPrompt(project string, opts runOptions) (*prompt.Prompt, error) {
-	if opts.Message != "" {
+func (f *Factory) loadPrompt(project string, opts runOptions) (*prompt.Prompt, error) {
+	if opts.set["message"] || opts.Message != "" {
 		name := opts.Name
 		if name == "" {
 			name = prompt.NameFromPath(firstWords(opts.Message, 4) + ".md")
 		}
-		return &prompt.Prompt{Name: name, Body: opts.Message}, nil
+		return prompt.Inline(opts.Message, name)
 	}
-	candidates := []string{filepath.Join(project, ".airlock", "prompts", opts.Task+".md")}
-	if strings.ContainsAny(opts.Task, "/.") {
-		candidates = append([]string{opts.Task}, candidates...)
+	if opts.Task == "" || strings.TrimSpace(opts.Task) != opts.Task {
+		return nil, flagErrorf("task %q: give a prompt's name (fix-auth, for .airlock/prompts/fix-auth.md) or a path", opts.Task)
 	}
-	for _, c := range candidates {
-		if _, err := os.Stat(c); err == nil {
-			return prompt.Load(c)
+	prompts := filepath.Join(project, ".airlock", "prompts")
+	named := []string{filepath.Join(prompts, opts.Task+".md")}
+	if strings.HasSuffix(opts.Task, ".md") {
+		named = append(named, filepath.Join(prompts, opts.Task))
+	}
+	var path string
+	explicit := filepath.IsAbs(opts.Task) || strings.HasPrefix(opts.Task, "./") || strings.HasPrefix(opts.Task, "../")
+	if explicit || strings.ContainsAny(opts.Task, "/.") {
+		path = opts.Task
+		if !filepath.IsAbs(path) {
+			wd, err := f.Getwd()
+			if err != nil {
+				return nil, err
+			}
+			path = filepath.Join(wd, path)
 		}
 	}
-	return nil, fmt.Errorf("no prompt %q: looked for %s (create it, or see `airlock init`)", opts.Task, strings.Join(candidates, " and "))
+	if explicit {
+		named = nil // ./x.md is that file, never a prompt of the project
+	}
+	var found []string
+	for _, c := range append([]string{path}, named...) {
+		if c == "" {
+			continue
+		}
+		fi, err := os.Stat(c)
+		if err != nil || fi.IsDir() {
+			continue
+		}
+		if len(found) > 0 {
+			if prev, err := os.Stat(found[0]); err == nil && os.SameFile(prev, fi) {
+				continue
+			}
+		}
+		found = append(found, c)
+	}
+	switch len(found) {
+	case 0:
+		looked := named
+		if path != "" {
+			looked = append([]string{path}, named...)
+		}
+		return nil, fmt.Errorf("no prompt %q: looked for %s (create it, or see `airlock init`)", opts.Task, strings.Join(looked, " and "))
+	case 1:
+		return prompt.Load(found[0])
+	}
+	return nil, fmt.Errorf("prompt %q is ambiguous: it names both %s; give the path of the one you mean", opts.Task, strings.Join(found, " and "))
 }
 
 func firstWords(s string, n int) string {

@@ -47,7 +47,8 @@ permission boundary, so the agent runs with --dangerously-skip-permissions.
                 agent changes your files directly; there is nothing to diff,
                 merge or undo afterwards (explicit opt-in)
   --resume      continue the conversation of this project's latest run, or
-                of RUN
+                of RUN, on that run's work (its branch and uncommitted
+                changes) and under its name
   --persistent  keep the container after the agent exits
   -d            start it without attaching (attach later, or drive it with
                 airlock tmux send/capture)
@@ -62,6 +63,9 @@ limits (max cost, timeout) do not apply to interactive sessions.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 && !opts.Resume {
 				return flagErrorf("shell takes no arguments; did you mean --resume %s?", args[0])
+			}
+			if opts.Resume && opts.Branch != "" && !opts.Here {
+				return flagErrorf("--branch and --resume: a resumed session continues on the earlier run's branch")
 			}
 			opts.ResumeRef = firstArg(args)
 			if !opts.Detach && !f.IO.StdinTTY {
@@ -78,7 +82,7 @@ limits (max cost, timeout) do not apply to interactive sessions.`,
 	fl.BoolVar(&opts.Resume, "resume", false, "continue the conversation of the latest run of this project, or of RUN")
 	fl.BoolVarP(&opts.Detach, "detach", "d", false, "start without attaching; print the run ID")
 	fl.BoolVarP(&opts.Yes, "yes", "y", false, "do not ask to confirm the egress policy")
-	fl.StringVar(&opts.Name, "name", "shell", "run name")
+	fl.StringVar(&opts.Name, "name", "shell", "run name (with --resume: the earlier run's)")
 	fl.StringVar(&opts.Branch, "branch", "", "base branch (default: the current branch)")
 	fl.StringVar(&opts.Model, "model", "", "model for the agent")
 	fl.StringVar(&opts.Image, "image", "", "image to run the agent in")
@@ -93,7 +97,12 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 	if err != nil {
 		return err
 	}
-	// The request is a run's, less the prompt: the person types it.
+	m, err := f.manager()
+	if err != nil {
+		return err
+	}
+	// The request is a run's, less the prompt: the person types it. It is
+	// checked as a run's is, before anything is asked or made.
 	ro := runOptions{
 		Message: "interactive session",
 		Name:    opts.Name,
@@ -104,6 +113,12 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 		Env:     opts.Env,
 		Allow:   opts.Allow,
 		set:     opts.set,
+		here:    opts.Here,
+	}
+	if opts.Resume {
+		if ro.resumeFrom, err = f.resumeSource(ctx, m, project, opts.ResumeRef); err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
 	}
 	req, cfg, policyText, err := f.buildRequest(ctx, project, ro)
 	if err != nil {
@@ -115,18 +130,9 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 	// A person is at the wheel: a cost or time budget would cut them off
 	// mid-sentence, and interactive Claude Code reports no running cost.
 	req.Budget = run.Budget{}
-	req.Here = opts.Here
 	req.Persistent = opts.Persistent
-	if opts.Resume {
-		m, err := f.manager()
-		if err != nil {
-			return err
-		}
-		from, err := f.resumeSource(ctx, m, project, opts.ResumeRef)
-		if err != nil {
-			return fmt.Errorf("--resume: %w", err)
-		}
-		req.Resume = from
+	if err := m.Check(ctx, req); err != nil {
+		return err
 	}
 	fmt.Fprint(f.IO.ErrOut, policyText)
 	if opts.Here {
@@ -134,10 +140,6 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 			"there is no copy to review, diff or merge, and airlock cannot undo anything. Commit first if you want a way back.\n", project)
 	}
 	if err := f.confirmStart("session", cfg.Egress.Confirm, opts.Yes); err != nil {
-		return err
-	}
-	m, err := f.manager()
-	if err != nil {
 		return err
 	}
 	r, err := m.Start(ctx, req)

@@ -85,8 +85,31 @@ func (m *Manager) Resumable(r *store.Run) error {
 	if r.SessionID == "" {
 		return fmt.Errorf("cannot resume run %s: %w (it has no session id)", r.ID, ErrSessionLost)
 	}
+	if !r.Here {
+		if err := workBroughtBack(r); err != nil {
+			return err
+		}
+	}
 	_, err := m.savedSession(r)
 	return err
+}
+
+// ErrWorkLost is returned (wrapped) when a run cannot be resumed because its
+// work never came back into the project: a resumed run continues on that
+// work, and its conversation would refer to edits its copy lacked.
+var ErrWorkLost = errors.New("its work was not brought back")
+
+// workBroughtBack insists that a run's work reached the user's repository,
+// the base a resumed run starts from.
+func workBroughtBack(r *store.Run) error {
+	switch {
+	case r.Head != "":
+		return nil
+	case r.HarvestError != "":
+		return fmt.Errorf("cannot resume run %s: %w (%s); the conversation would refer to edits a new copy lacks: start a new run instead", r.ID, ErrWorkLost, r.HarvestError)
+	default:
+		return fmt.Errorf("cannot resume run %s: %w (the agent never ran, or its work is not fetched yet); start a new run instead", r.ID, ErrWorkLost)
+	}
 }
 
 // restoreSession copies an earlier run's conversation into a new run's home,

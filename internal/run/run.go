@@ -17,9 +17,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/image"
 	"github.com/airlock-dev/airlock/internal/notify"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
@@ -139,15 +141,7 @@ func NewID(name string) string {
 // that `ls` shows and `rm` can finish. If a step fails, everything made so far
 // is removed again and the record is dropped: a failed start changes nothing.
 func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
-	if err := m.Engine.Ping(ctx); err != nil {
-		return nil, err
-	}
-	if ok, err := m.Engine.ImageExists(ctx, req.Image); err != nil {
-		return nil, err
-	} else if !ok {
-		return nil, fmt.Errorf("image %s not found: build it with `airlock image build`", req.Image)
-	}
-	if _, err := staticSelf(); err != nil {
+	if err := m.Check(ctx, req); err != nil {
 		return nil, err
 	}
 
@@ -184,6 +178,9 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 	if req.Resume != nil {
 		r.ResumedFrom = req.Resume.ID
 		r.SessionID = req.Resume.SessionID
+		if continuesWork(req) {
+			r.BaseBranch = req.Resume.Branch
+		}
 	}
 	if err := m.Store.Create(r); err != nil {
 		return nil, err
@@ -196,19 +193,85 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 	return run, nil
 }
 
+// Check validates what a run needs beyond its request, creating nothing:
+// the engine answers, the image is there, this airlock binary can serve as
+// the proxy, and the base (for a resumed run, the earlier run's work) is in
+// the project. Start checks again; callers check first, so that a person
+// is asked to confirm only a run that can start.
+func (m *Manager) Check(ctx context.Context, req Request) error {
+	if err := m.Engine.Ping(ctx); err != nil {
+		return err
+	}
+	if ok, err := m.Engine.ImageExists(ctx, req.Image); err != nil {
+		return err
+	} else if !ok {
+		hint := "build it with `airlock image build`"
+		if !strings.HasPrefix(req.Image, image.Repo+":") && !strings.HasPrefix(req.Image, image.ProjectRepoPrefix) {
+			hint = "pull or build it, or name another ([image] name, --image, or the prompt's image:)"
+		}
+		return fmt.Errorf("image %s not found in the container engine: %s", req.Image, hint)
+	}
+	if _, err := staticSelf(); err != nil {
+		return err
+	}
+	if req.Here {
+		return nil
+	}
+	_, _, err := m.base(ctx, req)
+	return err
+}
+
+// continuesWork reports whether a run continues an earlier run's work, not
+// just its conversation: the conversation refers to the edits the earlier
+// run made, so its copy must have them. A --here run left its edits in the
+// project itself, and a --here run works there too.
+func continuesWork(req Request) bool {
+	return req.Resume != nil && !req.Resume.Here && !req.Here
+}
+
+// base is the commit a run's copy starts from, and the snapshot of
+// uncommitted changes it starts with: for a resumed run, where the earlier
+// run left its work (its branch head, and what it had not committed).
+func (m *Manager) base(ctx context.Context, req Request) (commit, snapshot string, err error) {
+	if !continuesWork(req) {
+		commit, err = workspace.ResolveBase(ctx, req.Project, req.BaseBranch)
+		return commit, "", err
+	}
+	from := req.Resume
+	if err := workBroughtBack(from); err != nil {
+		return "", "", err
+	}
+	if commit, err = workspace.ResolveBase(ctx, req.Project, from.Head); err != nil {
+		return "", "", fmt.Errorf("cannot resume run %s: its work (commit %s, branch %s) is no longer in %s: %w", from.ID, shortSHA(from.Head), from.Branch, req.Project, err)
+	}
+	return commit, from.Uncommitted, nil
+}
+
+func shortSHA(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
 func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store.Run, error) {
 	dir := m.Store.RunDir(r.ID)
 	uid, gid := User(m.UID, m.GID)
 
 	if !req.Here { // --here: the agent works in the project itself, no copy
-		m.progress("Copying %s (%s) to the run's own repository…", req.Project, req.BaseBranch)
+		base, snapshot, err := m.base(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		m.progress("Copying %s (%s) to the run's own repository…", req.Project, r.BaseBranch)
 		created, err := workspace.Create(ctx, workspace.CreateOptions{
-			Repo: req.Project,
-			Base: req.BaseBranch,
-			ID:   r.ID,
-			Dest: filepath.Join(dir, "workspace"),
-			UID:  uid,
-			GID:  gid,
+			Repo:        req.Project,
+			Base:        base,
+			Uncommitted: snapshot,
+			ID:          r.ID,
+			Dest:        filepath.Join(dir, "workspace"),
+			UID:         uid,
+			GID:         gid,
 		})
 		if err != nil {
 			return nil, err
