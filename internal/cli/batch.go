@@ -89,9 +89,6 @@ func batchRun(ctx context.Context, f *Factory, project string, opts runOptions) 
 		o := opts
 		o.Task = t
 		req, c, policy, err := f.buildRequest(ctx, project, o)
-		if err == nil {
-			err = m.Check(ctx, req) // the same checks as one run's, for each
-		}
 		if err != nil {
 			return fmt.Errorf("task %s: %w", t, err)
 		}
@@ -99,6 +96,11 @@ func batchRun(ctx context.Context, f *Factory, project string, opts runOptions) 
 			cfg = c
 		}
 		tasks = append(tasks, batchTask{task: t, req: req, policy: policy})
+	}
+	for _, t := range tasks { // the checks of one run, for each
+		if err := m.Check(ctx, t.req); err != nil {
+			return fmt.Errorf("task %s: %w", t.task, err)
+		}
 	}
 	printPolicies(f.IO.ErrOut, tasks)
 	if f.IO.StdinTTY && cfg.Egress.Confirm && !opts.Yes {
@@ -109,10 +111,7 @@ func batchRun(ctx context.Context, f *Factory, project string, opts runOptions) 
 		}
 	}
 	detach := opts.Detach || (cfg.Run.Detach && !opts.set["detach"])
-	jobs := opts.Jobs
-	if jobs == 0 || jobs > len(tasks) {
-		jobs = len(tasks)
-	}
+	jobs := batchJobs(opts.Jobs, len(tasks))
 
 	width := 0
 	for _, t := range tasks {
@@ -205,6 +204,15 @@ func batchRun(ctx context.Context, f *Factory, project string, opts runOptions) 
 		return &ExitError{Code: ExitRunFail}
 	}
 	return nil
+}
+
+// batchJobs is how many runs of a batch of n go at once: -j, or all of
+// them when -j is 0 (the default) or more than n.
+func batchJobs(j, n int) int {
+	if j == 0 || j > n {
+		return n
+	}
+	return j
 }
 
 // batchFollow follows one run of a batch to its end: its log, prefixed,

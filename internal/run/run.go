@@ -211,13 +211,12 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 		}
 		return fmt.Errorf("image %s not found in the container engine: %s", req.Image, hint)
 	}
-	if _, err := staticSelf(); err != nil {
-		return err
+	if !req.Here {
+		if _, _, err := m.base(ctx, req); err != nil {
+			return err
+		}
 	}
-	if req.Here {
-		return nil
-	}
-	_, _, err := m.base(ctx, req)
+	_, err := staticSelf()
 	return err
 }
 
