@@ -207,7 +207,7 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 	} else if !ok {
 		hint := "build it with `airlock image build`"
 		if !strings.HasPrefix(req.Image, image.Repo+":") && !strings.HasPrefix(req.Image, image.ProjectRepoPrefix) {
-			hint = "pull or build it, or name another ([image] name, --image, or the prompt's image:)"
+			hint = "pull or build it (`airlock image build` builds airlock's own image), or name another in [image] name, --image or the prompt's image:"
 		}
 		return fmt.Errorf("image %s not found in the container engine: %s", req.Image, hint)
 	}
