@@ -370,7 +370,11 @@ func (f *Factory) loadPrompt(project string, opts runOptions) (*prompt.Prompt, e
 		if name == "" {
 			name = prompt.NameFromPath(firstWords(opts.Message, 4) + ".md")
 		}
-		return prompt.Inline(opts.Message, name)
+		p, err := prompt.Inline(opts.Message, name)
+		if err != nil {
+			return nil, flagErrorf("%v", err)
+		}
+		return p, nil
 	}
 	if opts.Task == "" || strings.TrimSpace(opts.Task) != opts.Task {
 		return nil, flagErrorf("task %q: give a prompt's name (fix-auth, for .airlock/prompts/fix-auth.md) or a path", opts.Task)

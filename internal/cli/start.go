@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/airlock-dev/airlock/internal/prompt"
 	"github.com/airlock-dev/airlock/internal/run"
 )
 
@@ -32,6 +33,12 @@ start returns at once; follow the run with logs -f or wait.`,
   airlock shell --persistent ; airlock start ; airlock attach`,
 		Args: exactlyOneOrNone,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("message") {
+				// The same checks as run -m: text, not empty, at most 1 MiB.
+				if _, err := prompt.Inline(opts.Message, ""); err != nil {
+					return flagErrorf("%v", err)
+				}
+			}
 			return startRun(cmd.Context(), f, firstArg(args), opts)
 		},
 	}

@@ -195,10 +195,11 @@ func TestPromptContentRefused(t *testing.T) {
 		want  string
 		usage bool // a flag error (exit 2)
 	}{
-		{name: "whitespace-only -m", args: []string{"run", "-m", " \t\n "}, want: "-m: the prompt is empty (only white space)"},
-		{name: "empty -m", args: []string{"run", "-m", ""}, want: "-m: the prompt is empty"},
+		{name: "whitespace-only -m", args: []string{"run", "-m", " \t\n "}, want: "-m: the prompt is empty (only white space)", usage: true},
+		{name: "empty -m", args: []string{"run", "-m", ""}, want: "-m: the prompt is empty", usage: true},
 		{name: "empty --name", args: []string{"run", "-m", "Fix it.", "--name", ""}, want: "--name: run name is empty", usage: true},
 		{name: "empty --name, shell", args: []string{"shell", "-d", "--name", ""}, want: "--name: run name is empty", usage: true},
+		{name: "whitespace-only -m, start", args: []string{"start", "some-run", "-m", "\n \n"}, want: "-m: the prompt is empty (only white space)", usage: true},
 		{name: "NUL byte", files: map[string]string{".airlock/prompts/nul.md": "Fix\nit\x00."}, args: []string{"run", "nul"},
 			want: ".airlock/prompts/nul.md:2: NUL byte at byte offset 6"},
 		{name: "binary file", files: map[string]string{"logo.png": "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"}, args: []string{"run", "logo.png"},

@@ -1,6 +1,7 @@
 package run
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,6 +150,34 @@ func TestRotateLogs(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, name+"."+string(rune('0'+leg)))); err != nil {
 				t.Fatalf("leg %d: %v", leg, err)
 			}
+		}
+	}
+}
+
+// A run whose work did not come back is not resumable, saying why; one
+// whose work is in the project (fetched, or --here) is.
+func TestResumableNeedsTheWork(t *testing.T) {
+	m := testManager(t)
+	tests := []struct {
+		id, head, harvestErr string
+		here                 bool
+		want                 string
+	}{
+		{"fetched-00000001", "0123456789abcdef0123456789abcdef01234567", "", false, ""},
+		{"here-00000001", "", "", true, ""},
+		{"lost-00000001", "", "the copy's .git is gone", false, "cannot resume run lost-00000001: its work was not brought back (the copy's .git is gone)"},
+		{"never-00000001", "", "", false, "its work was not brought back (the agent never ran"},
+	}
+	for _, tt := range tests {
+		r := mkRun(t, m, tt.id)
+		r.Head, r.HarvestError, r.Here = tt.head, tt.harvestErr, tt.here
+		write(t, filepath.Join(m.Store.RunDir(r.ID), "home", sessionRel(r.SessionID), r.SessionID+".jsonl"), "conversation\n")
+		err := m.Resumable(r)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v", tt.id, err)
+		case tt.want != "" && (err == nil || !errors.Is(err, ErrWorkLost) || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: error %v, want %q", tt.id, err, tt.want)
 		}
 	}
 }

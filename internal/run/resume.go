@@ -76,19 +76,27 @@ func splitPath(rel string) []string {
 	return parts
 }
 
-// Resumable reports whether a run's conversation can be continued: the run
-// must have finished and its transcript must still exist.
+// Resumable reports whether a run can be continued: it must have finished,
+// its transcript must still exist, and its work must have come back into
+// the project (a resumed run continues on it).
 func (m *Manager) Resumable(r *store.Run) error {
+	if err := m.sessionResumable(r); err != nil {
+		return err
+	}
+	if r.Here {
+		return nil // its work is in the project itself
+	}
+	return workBroughtBack(r)
+}
+
+// sessionResumable reports whether a run's conversation can be continued:
+// the run must have finished and its transcript must still exist.
+func (m *Manager) sessionResumable(r *store.Run) error {
 	if !r.Status.Finished() {
 		return fmt.Errorf("cannot resume run %s: it is %s; wait for it or stop it first (`airlock stop %s`)", r.ID, r.Status, r.ID)
 	}
 	if r.SessionID == "" {
 		return fmt.Errorf("cannot resume run %s: %w (it has no session id)", r.ID, ErrSessionLost)
-	}
-	if !r.Here {
-		if err := workBroughtBack(r); err != nil {
-			return err
-		}
 	}
 	_, err := m.savedSession(r)
 	return err
@@ -116,7 +124,7 @@ func workBroughtBack(r *store.Run) error {
 // at the same /workspace project path, so the agent resumes it. Nothing
 // else of the old home comes along: credentials are the new run's own.
 func (m *Manager) restoreSession(from, to *store.Run, uid, gid int) error {
-	if err := m.Resumable(from); err != nil {
+	if err := m.sessionResumable(from); err != nil {
 		return err
 	}
 	src, err := m.savedSession(from)
