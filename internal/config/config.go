@@ -96,6 +96,11 @@ type Sandbox struct {
 	// Caches lists shared dependency caches the agent gets, kept across the
 	// project's runs (sandbox.caches): "npm", "go", "pip". Default [].
 	Caches []string
+	// DiskBytes is the run's disk quota (sandbox.disk): its workspace,
+	// home and log directories together may not grow past it; the host
+	// stops a run that does. A size such as "10g", at least "16m".
+	// Default "10g".
+	DiskBytes int64
 }
 
 // CacheNames are the caches sandbox.caches may list.
@@ -184,6 +189,7 @@ const (
 	DefaultMemory        = "4g"
 	DefaultCPUs          = 2.0
 	DefaultPids          = 4096
+	DefaultDiskBytes     = 10 << 30
 	// HostCABundle is what the ca_certificates entry "host" stands for.
 	HostCABundle = "/etc/ssl/certs/ca-certificates.crt"
 	// BootstrapBase is the image.base value that builds the base image with
@@ -201,6 +207,6 @@ func Defaults() Config {
 		Agent:   Agent{Name: DefaultAgent, Claude: Claude{Version: DefaultClaudeVersion}},
 		Image:   Image{Base: DefaultBase, CACertificates: []string{HostCABundle}},
 		Egress:  Egress{Mode: "allowlist", Confirm: true, Allow: []string{}, Deny: []string{}, AllowCIDRs: []string{}, ExtraHosts: []string{}},
-		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, Env: []string{}, Caches: []string{}},
+		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, DiskBytes: DefaultDiskBytes, Env: []string{}, Caches: []string{}},
 	}
 }

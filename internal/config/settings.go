@@ -295,6 +295,18 @@ var settings = []setting{
 		return nil
 	}, func(c *Config) string { return quote(FormatSize(c.Sandbox.MemoryBytes)) }},
 
+	{"sandbox.disk", kindString, func(c *Config, v any, _ string) error {
+		n, err := ParseSize(v.(string))
+		if err != nil {
+			return err
+		}
+		if n < minDisk {
+			return fmt.Errorf("%q is too small; a run needs at least 16m", v)
+		}
+		c.Sandbox.DiskBytes = n
+		return nil
+	}, func(c *Config) string { return quote(FormatSize(c.Sandbox.DiskBytes)) }},
+
 	{"sandbox.pids", kindInt, func(c *Config, v any, _ string) error {
 		n := v.(int64)
 		if n <= 0 {
@@ -327,7 +339,10 @@ func appendNew(list, entries []string) []string {
 	return out
 }
 
-const minMemory = 6 << 20
+const (
+	minMemory = 6 << 20
+	minDisk   = 16 << 20
+)
 
 // versionRE accepts npm versions only: the value ends up in an image build.
 var versionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)

@@ -60,6 +60,9 @@ const ProjectTemplate = `# airlock project configuration.
 # cpus = 2.0
 # Process limit.
 # pids = 4096
+# Disk quota for the run's workspace, home and log directories together;
+# the host stops a run that grows past it.
+# disk = "10g"
 # Environment for the agent: NAME copies it from your environment,
 # NAME=value sets it. Entries add to those from other layers.
 # env = []

@@ -67,7 +67,7 @@ type Run struct {
 	// a creating run whose creator is gone was interrupted.
 	CreatorPID    int  `json:"creator_pid,omitempty"`
 	StopRequested bool `json:"stop_requested,omitempty"`
-	// StopReason is "user" or "budget" for a stopped run.
+	// StopReason is "user", "budget" or "disk" for a stopped run.
 	StopReason string `json:"stop_reason,omitempty"`
 
 	// Kind is "headless" (claude -p) or "shell" (interactive, in tmux).
@@ -84,15 +84,24 @@ type Run struct {
 	Caches   []string  `json:"caches,omitempty"`
 	// Here: the agent worked on the live project directory, not a copy.
 	Here bool `json:"here,omitempty"`
+	// DiskBytes is the run's disk quota: its workspace, home and log
+	// directories together may not grow past it.
+	DiskBytes int64 `json:"disk_bytes,omitempty"`
 
 	// EgressAllowed and EgressDenied count the egress proxy's decisions.
 	EgressAllowed int `json:"egress_allowed"`
 	EgressDenied  int `json:"egress_denied"`
 
+	// Turns, cost and tokens are metered by the run's egress proxy from the
+	// model API's own responses, never taken from the agent's transcript.
 	Turns        int     `json:"turns"`
 	CostUSD      float64 `json:"cost_usd"`
 	InputTokens  int     `json:"input_tokens"`
 	OutputTokens int     `json:"output_tokens"`
+	// AgentClaim is what the agent's transcript says of its own run. The
+	// sandbox can write anything there, so it is shown as a claim and
+	// decides nothing.
+	AgentClaim *Claim `json:"agent_claim,omitempty"`
 
 	// Head is the tip of the run's branch once its work has been brought
 	// into the user's repository; Uncommitted is the snapshot commit of
@@ -109,6 +118,17 @@ type Run struct {
 
 	MergedAt  time.Time `json:"merged_at,omitzero"`
 	RemovedAt time.Time `json:"removed_at,omitzero"`
+}
+
+// Claim is the agent's own account of its run, from its transcript's
+// result line.
+type Claim struct {
+	// Result is the result line's subtype, such as "success" or
+	// "error_max_turns"; empty when the transcript has no result line.
+	Result  string  `json:"result,omitempty"`
+	IsError bool    `json:"is_error,omitempty"`
+	Turns   int     `json:"turns,omitempty"`
+	CostUSD float64 `json:"cost_usd,omitempty"`
 }
 
 // Removed reports whether `rm` has removed the run's container, copy and branch.
