@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/testkit"
@@ -95,6 +96,7 @@ func demoRun(ctx context.Context, f *Factory, opts demoOptions) error {
 		BaseBranch:   "main",
 		Image:        ref,
 		Limits:       sandbox.Limits{MemoryBytes: 2 << 30, CPUs: 2, Pids: 1024},
+		DiskBytes:    config.DefaultDiskBytes,
 		Egress: run.Egress{
 			Mode:        "allowlist",
 			APIUpstream: url,

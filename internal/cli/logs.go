@@ -153,6 +153,13 @@ func closing(w io.Writer, r *store.Run, now time.Time) {
 		fmt.Fprintf(w, " after %s", d.Round(100*time.Millisecond))
 	}
 	fmt.Fprintln(w)
+	if r.Turns > 0 {
+		requests := "requests"
+		if r.Turns == 1 {
+			requests = "request"
+		}
+		fmt.Fprintf(w, "Metered by the proxy: %d model %s, %s\n", r.Turns, requests, cost(r.CostUSD))
+	}
 	if r.EgressAllowed+r.EgressDenied > 0 {
 		fmt.Fprintf(w, "Egress: %d allowed, %d denied (airlock egress %s)\n", r.EgressAllowed, r.EgressDenied, r.ID)
 	}

@@ -200,7 +200,11 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 		return nil
 	}
 	fmt.Fprintf(f.IO.ErrOut, "Run %s on branch %s (Ctrl-C stops it; use -d to run detached)\n\n", r.ID, r.Branch)
+	// This process is the run's supervisor while it follows the log.
+	sctx, stopSupervising := context.WithCancel(ctx)
+	go m.Supervise(sctx, r)
 	err = showLog(ctx, f, m, r, logsOptions{Follow: true, Verbosity: opts.Verbosity})
+	stopSupervising()
 	if errors.Is(err, untrusted.ErrNotRegular) && ctx.Err() == nil {
 		// The agent replaced its transcript with a link, a FIFO or the
 		// like: the run goes on, watched through the engine instead.
@@ -320,6 +324,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		MaxTurns:     cfg.Agent.MaxTurns,
 		Env:          env,
 		Limits:       sandbox.Limits{MemoryBytes: cfg.Sandbox.MemoryBytes, CPUs: cfg.Sandbox.CPUs, Pids: cfg.Sandbox.Pids},
+		DiskBytes:    cfg.Sandbox.DiskBytes,
 		Egress:       eg,
 		Budget:       run.Budget{MaxCostUSD: cfg.Run.MaxCostUSD, Timeout: cfg.Run.Timeout},
 		Caches:       cfg.Sandbox.Caches,

@@ -1,40 +1,44 @@
 package run
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/store"
 )
 
-// The stop file is the sandbox's to write: it is read without following
-// links, and only printable text of bounded length comes out.
-func TestReadStopFile(t *testing.T) {
-	dir := t.TempDir()
-	secret := filepath.Join(dir, "secret.json")
-	os.WriteFile(secret, []byte(`{"reason":"host secret"}`), 0o600)
+// What stopped a run is decided from the host's clock and the proxy's meter
+// alone.
+func TestBudgetReason(t *testing.T) {
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := &store.Run{CreatedAt: created, Timeout: "20s", Deadline: created.Add(20 * time.Second), MaxCostUSD: 0.5, MaxTurns: 4}
 	tests := []struct {
-		name    string
-		prepare func(path string)
-		want    string
+		name   string
+		meter  proxyMeter
+		exited time.Time
+		want   string
 	}{
-		{"missing", func(string) {}, ""},
-		{"reason", func(p string) { os.WriteFile(p, []byte(`{"reason":"reached the timeout of 5s"}`), 0o644) }, "reached the timeout of 5s"},
-		{"control characters", func(p string) { os.WriteFile(p, []byte(`{"reason":"a\u001b[2Jb\nc"}`), 0o644) }, "ab c"},
-		{"too long", func(p string) { os.WriteFile(p, []byte(`{"reason":"`+strings.Repeat("x", 1000)+`"}`), 0o644) }, strings.Repeat("x", 200)},
-		{"symbolic link", func(p string) { os.Symlink(secret, p) }, ""},
-		{"fifo", func(p string) { mkfifo(t, p) }, ""},
-		{"not JSON", func(p string) { os.WriteFile(p, []byte("stopped"), 0o644) }, ""},
+		{"within budget", proxyMeter{ModelRequests: 2, CostUSD: 0.1}, created.Add(5 * time.Second), ""},
+		{"exited at the deadline", proxyMeter{}, created.Add(20 * time.Second), "budget: reached the timeout of 20s"},
+		{"exited after the deadline", proxyMeter{}, created.Add(92 * time.Second), "budget: reached the timeout of 20s"},
+		{"cost spent", proxyMeter{CostUSD: 0.5123}, created.Add(time.Second), "budget: reached the cost limit of $0.50 ($0.51 metered)"},
+		{"all turns used, then ended", proxyMeter{ModelRequests: 4}, created.Add(time.Second), "budget: reached max turns (4)"},
+		{"more requests than turns", proxyMeter{ModelRequests: 5}, created.Add(time.Second), "budget: reached max turns (4)"},
+		{"proxy refused", proxyMeter{Exhausted: "max cost reached\x1b]0;x\x07"}, created.Add(time.Second), "budget: max cost reached ]0;x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), budgetStopFile)
-			tt.prepare(path)
-			if got := readStopFile(path); got != tt.want {
-				t.Errorf("readStopFile = %q, want %q", got, tt.want)
+			if got := budgetReason(r, tt.meter, tt.exited); got != tt.want {
+				t.Errorf("budgetReason = %q, want %q", got, tt.want)
 			}
 		})
+	}
+	// Still running with every turn used is not yet a budget stop: the run
+	// may be finishing with its last one.
+	if got := meterReason(r, proxyMeter{ModelRequests: 4}, false); got != "" {
+		t.Errorf("running at max turns: %q, want no reason", got)
 	}
 }
 
@@ -43,7 +47,7 @@ func TestBudgetFlags(t *testing.T) {
 		t.Errorf("no budget: flags %v, want none", got)
 	}
 	got := strings.Join(budgetFlags(Budget{MaxCostUSD: 2.5}), " ")
-	if !strings.Contains(got, "--max-cost=2.5") || strings.Contains(got, "--timeout") || !strings.Contains(got, "--budget-stop-file=/airlock/log/budget.json") {
+	if !strings.Contains(got, "--max-cost=2.5") || strings.Contains(got, "--timeout") {
 		t.Errorf("flags %q", got)
 	}
 }

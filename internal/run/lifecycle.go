@@ -115,6 +115,19 @@ func (m *Manager) Restart(ctx context.Context, r *store.Run, auth agent.APIAuth,
 	if err := rotateLogs(filepath.Join(dir, "log")); err != nil {
 		return nil, fmt.Errorf("start run %s: %w", r.ID, err)
 	}
+	// A new leg has a new budget: its own deadline, and a fresh meter.
+	if err := os.Rename(m.meterPath(r), m.meterPath(r)+".prev"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("start run %s: %w", r.ID, err)
+	}
+	if r, err = m.Store.Update(r.ID, func(r *store.Run) error {
+		r.Deadline = time.Time{}
+		if d, err := time.ParseDuration(r.Timeout); err == nil && d > 0 {
+			r.Deadline = m.now().Add(d)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	uid, gid := User(m.UID, m.GID)
 	m.progress("Starting the egress proxy (%s)…", egressSummary(eg))
 	if err := m.startProxy(ctx, r, eg, uid, gid); err != nil {
@@ -141,8 +154,7 @@ func (m *Manager) Restart(ctx context.Context, r *store.Run, auth agent.APIAuth,
 	})
 }
 
-// rotateLogs moves the previous leg's transcript, standard error and budget
-// verdict aside (agent.jsonl becomes agent.jsonl.1, then .2, …), so the
+// rotateLogs moves the previous leg's transcript and standard error aside (agent.jsonl becomes agent.jsonl.1, then .2, …), so the
 // new leg is summarised on its own and nothing of the old one is lost.
 func rotateLogs(dir string) error {
 	n := 1
@@ -151,7 +163,7 @@ func rotateLogs(dir string) error {
 			break
 		}
 	}
-	for _, name := range []string{agentLog, agentStderr, budgetStopFile, shellExitFile} {
+	for _, name := range []string{agentLog, agentStderr, shellExitFile} {
 		err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, name+"."+strconv.Itoa(n)))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err

@@ -139,11 +139,11 @@ func TestRotateLogs(t *testing.T) {
 	dir := t.TempDir()
 	for leg := 1; leg <= 2; leg++ {
 		write(t, filepath.Join(dir, agentLog), "leg")
-		write(t, filepath.Join(dir, budgetStopFile), "{}")
+		write(t, filepath.Join(dir, agentStderr), "err")
 		if err := rotateLogs(dir); err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range []string{agentLog, budgetStopFile} {
+		for _, name := range []string{agentLog, agentStderr} {
 			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 				t.Fatalf("leg %d: %s still in place", leg, name)
 			}

@@ -80,6 +80,8 @@ type Request struct {
 	Here bool
 	// Notify says where to send word when the run ends or waits for input.
 	Notify notify.Config
+	// DiskBytes is the run's disk quota; zero means none.
+	DiskBytes int64
 }
 
 // Kinds of run.
@@ -167,6 +169,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 		MaxCostUSD: req.Budget.MaxCostUSD,
 		Caches:     req.Caches,
 		Here:       req.Here,
+		DiskBytes:  req.DiskBytes,
 	}
 	if r.Kind == "" {
 		r.Kind = KindHeadless
@@ -452,10 +455,22 @@ func (m *Manager) Reconcile(ctx context.Context, r *store.Run) (*store.Run, erro
 		}
 		return r, nil
 	case store.StatusRunning:
+		if !r.StopRequested {
+			// Whoever looks at a run enforces its budget: a run whose
+			// supervisor is gone is still stopped once its time is up.
+			if reason := m.overBudget(r); reason != "" {
+				m.hostStop(ctx, r, StopReasonBudget, reason)
+				cur, err := m.Store.Get(r.ID)
+				if err != nil {
+					return nil, err
+				}
+				r = cur
+			}
+		}
 		st, err := m.Engine.Inspect(ctx, r.Container)
 		switch {
 		case errors.Is(err, sandbox.ErrNotFound):
-			r, err = m.finish(r, -1, "the run's container disappeared before the agent finished")
+			r, err = m.finish(r, -1, m.now(), "the run's container disappeared before the agent finished")
 			if err != nil {
 				return nil, err
 			}
@@ -468,7 +483,11 @@ func (m *Manager) Reconcile(ctx context.Context, r *store.Run) (*store.Run, erro
 			if st.OOMKilled {
 				reason = "the agent ran out of memory (raise [sandbox] memory)"
 			}
-			r, err = m.finish(r, st.ExitCode, reason)
+			exited := st.FinishedAt
+			if exited.IsZero() {
+				exited = m.now()
+			}
+			r, err = m.finish(r, st.ExitCode, exited, reason)
 			if err != nil {
 				return nil, err
 			}
@@ -499,13 +518,18 @@ func (m *Manager) Collect(ctx context.Context, r *store.Run) (*store.Run, error)
 	return m.harvest(ctx, r)
 }
 
-// finish records a run's outcome from its exit code and the agent's summary.
-func (m *Manager) finish(r *store.Run, exitCode int, reason string) (*store.Run, error) {
+// finish records a run's outcome. The host decides it from what the agent
+// cannot touch: the engine's exit code, the proxy's meter and the host's
+// clock. What the agent's transcript says of itself is kept beside it as
+// its claim.
+func (m *Manager) finish(r *store.Run, exitCode int, exitedAt time.Time, reason string) (*store.Run, error) {
 	// The agent is done, so its proxy is too; its log stays.
 	m.stopProxy(context.Background(), r.ID)
-	sum := m.Summary(r)
+	mt := m.meter(r)
+	claim := m.claim(r)
 	allowed, denied := m.egressCounts(r)
-	budget, estimate := m.budgetReason(r, sum), m.estimateCost(r, sum)
+	budget := budgetReason(r, mt, exitedAt)
+	stderr := m.stderrTail(r)
 	recorded := false // by this process: it notifies, once
 	out, err := m.Store.Update(r.ID, func(r *store.Run) error {
 		r.EgressAllowed, r.EgressDenied = allowed, denied
@@ -517,28 +541,30 @@ func (m *Manager) finish(r *store.Run, exitCode int, reason string) (*store.Run,
 		if exitCode >= 0 {
 			r.ExitCode = &exitCode
 		}
-		r.Turns = sum.Turns
-		r.CostUSD = sum.CostUSD
-		r.InputTokens = sum.InputTokens
-		r.OutputTokens = sum.OutputTokens
+		r.Turns = mt.ModelRequests
+		r.CostUSD = mt.CostUSD
+		r.InputTokens = mt.InputTokens + mt.CacheCreationInputTokens + mt.CacheReadInputTokens
+		r.OutputTokens = mt.OutputTokens
+		r.AgentClaim = claim
 		switch {
-		case budget != "":
-			r.Status = store.StatusStopped
-			r.StopReason = StopReasonBudget
-			r.Error = budget
-			r.CostUSD = estimate
 		case r.StopRequested:
+			// The user, or the host for a budget or the disk quota,
+			// stopped it; the record already says which and why.
 			r.Status = store.StatusStopped
 			if r.Error == "" {
 				r.Error = "stopped by the user"
 			}
-		case exitCode == 0 && (sum.Final && !sum.IsError || r.Kind == KindShell):
+		case budget != "":
+			r.Status = store.StatusStopped
+			r.StopReason = StopReasonBudget
+			r.Error = budget
+		case exitCode == 0:
 			r.Status = store.StatusSucceeded
 		default:
 			r.Status = store.StatusFailed
-			// The transcript's error text and the stderr tail are the
-			// agent's words: stored, printed and sent as safe text only.
-			r.Error = untrusted.Text(failureReason(reason, exitCode, sum, m.stderrTail(r)))
+			// The stderr tail is the agent's words: stored, printed and
+			// sent as safe text only.
+			r.Error = untrusted.Text(failureReason(reason, exitCode, stderr))
 		}
 		return nil
 	})
@@ -548,24 +574,21 @@ func (m *Manager) finish(r *store.Run, exitCode int, reason string) (*store.Run,
 	return out, err
 }
 
-func failureReason(reason string, exitCode int, sum transcript.Summary, stderr string) string {
+func failureReason(reason string, exitCode int, stderr string) string {
 	switch {
 	case reason != "":
 		return reason
-	case sum.ErrorText != "":
-		return sum.ErrorText
-	case !sum.Final && stderr != "":
-		return fmt.Sprintf("the agent exited with status %d before finishing: %s", exitCode, stderr)
-	case !sum.Final:
-		return fmt.Sprintf("the agent exited with status %d before finishing", exitCode)
+	case stderr != "":
+		return fmt.Sprintf("the agent exited with status %d: %s", exitCode, stderr)
 	default:
-		return fmt.Sprintf("the agent reported %s (exit status %d)", sum.Subtype, exitCode)
+		return fmt.Sprintf("the agent exited with status %d", exitCode)
 	}
 }
 
 // Summary is the agent's own account of a run, read from its transcript:
-// a file the agent can rewrite, so read as untrusted (no links, no FIFOs,
-// at most its last transcript.MaxWindow bytes).
+// for showing people what the agent said, never for deciding anything. The
+// agent can rewrite the file, so it is read as untrusted (no links, no
+// FIFOs, at most its last transcript.MaxWindow bytes).
 func (m *Manager) Summary(r *store.Run) transcript.Summary {
 	f, _, err := untrusted.OpenTail(m.LogPath(r), transcript.MaxWindow)
 	if err != nil {
@@ -574,6 +597,16 @@ func (m *Manager) Summary(r *store.Run) transcript.Summary {
 	defer f.Close()
 	sum, _ := transcript.Summarize(f)
 	return sum
+}
+
+// claim is the agent's account of its run, or nil when its transcript has
+// no result line.
+func (m *Manager) claim(r *store.Run) *store.Claim {
+	sum := m.Summary(r)
+	if !sum.Final {
+		return nil
+	}
+	return &store.Claim{Result: oneLine(sum.Subtype), IsError: sum.IsError, Turns: sum.Turns, CostUSD: sum.CostUSD}
 }
 
 // stderrTail is the end of the agent's standard error, for failure reasons:
@@ -597,7 +630,8 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// Wait blocks until the run's agent has finished, then reconciles.
+// Wait blocks until the run's agent has finished, supervising it meanwhile,
+// then reconciles.
 func (m *Manager) Wait(ctx context.Context, r *store.Run) (*store.Run, error) {
 	for r.Status == store.StatusCreating {
 		select {
@@ -614,7 +648,11 @@ func (m *Manager) Wait(ctx context.Context, r *store.Run) (*store.Run, error) {
 		}
 	}
 	if r.Status == store.StatusRunning {
-		if _, err := m.Engine.Wait(ctx, r.Container); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+		sctx, cancel := context.WithCancel(ctx)
+		go m.Supervise(sctx, r)
+		_, err := m.Engine.Wait(ctx, r.Container)
+		cancel()
+		if err != nil && !errors.Is(err, sandbox.ErrNotFound) {
 			return nil, fmt.Errorf("wait for run %s: %w", r.ID, err)
 		}
 	}

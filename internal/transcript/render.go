@@ -132,6 +132,9 @@ func (r *Renderer) renderResult(indent string, ev Event) {
 }
 
 // Finish writes the closing summary (verbosity 1 and up).
+//
+// The summary is the agent's own claim, from its transcript: the run's
+// status, cost and turns are the host's, and are shown apart from it.
 func (r *Renderer) Finish(s Summary) {
 	if r.Verbosity < 1 {
 		return
@@ -142,9 +145,9 @@ func (r *Renderer) Finish(s Summary) {
 	var head, color string
 	switch s.Outcome {
 	case OutcomeSucceeded:
-		head, color = "✓ succeeded", ansiGreen
+		head, color = "✓ the agent reports success", ansiGreen
 	case OutcomeFailed:
-		head, color = "✗ failed", ansiRed
+		head, color = "✗ the agent reports failure", ansiRed
 		if s.Subtype != "" && s.Subtype != "success" {
 			head += " (" + s.Subtype + ")"
 		}

@@ -135,7 +135,7 @@ func TestRender(t *testing.T) {
 			verbosity: 2,
 			lines:     []string{toolUse("t1", "Bash", `{"command":"seq 12"}`), toolResult("t1", "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n", false), result},
 			want: "▸ Bash  seq 12\n    1\n    2\n    3\n    4\n    5\n    6\n    7\n    8\n    9\n    10\n    … 2 more lines\n" +
-				"\n✓ succeeded · 3 turns · 1m1s · $1.50 · tokens 1.5M in, 999 out\n",
+				"\n✓ the agent reports success · 3 turns · 1m1s · $1.50 · tokens 1.5M in, 999 out\n",
 		},
 		{
 			name:      "verbosity 2 flags failed results",
@@ -166,7 +166,7 @@ func TestRender(t *testing.T) {
 			color:     true,
 			lines:     []string{toolUse("t1", "Read", `{"file_path":"x"}`), toolResult("t1", "EACCES", true), result},
 			want: "\x1b[36m\x1b[1m▸ Read\x1b[0m  x\n  \x1b[31m✗ EACCES\x1b[0m\n" +
-				"\n\x1b[32m✓ succeeded · 3 turns · 1m1s · $1.50 · tokens 1.5M in, 999 out\x1b[0m\n",
+				"\n\x1b[32m✓ the agent reports success · 3 turns · 1m1s · $1.50 · tokens 1.5M in, 999 out\x1b[0m\n",
 		},
 	}
 	for _, tt := range tests {
