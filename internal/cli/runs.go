@@ -122,6 +122,9 @@ func totalCost(runs []*store.Run) string {
 
 func statusText(r *store.Run) string {
 	s := string(r.Status)
+	if r.Status == store.StatusStopped && r.StopReason != "" {
+		s += ": " + r.StopReason // "stopped: budget", "stopped: disk"
+	}
 	if r.Removed() {
 		s += " (removed)"
 	}

@@ -66,8 +66,9 @@ type Request struct {
 	Body           []byte
 	Model          string
 	Stream         bool
-	NumTools       int // tools offered; zero for side requests
-	NumToolResults int // tool_result blocks in the conversation
+	NumTools       int       // tools offered; zero for side requests
+	NumToolResults int       // tool_result blocks in the conversation
+	At             time.Time // when it arrived
 }
 
 // APIKey returns the credential the client sent, from x-api-key or a
@@ -162,6 +163,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Query:   r.URL.RawQuery,
 		Headers: r.Header.Clone(),
 		Body:    body,
+		At:      time.Now(),
 	}
 	var parsed messagesRequest
 	parseErr := json.Unmarshal(body, &parsed)
