@@ -40,9 +40,6 @@ func TestHostileForgedResultLineKeepsTimeout(t *testing.T) {
 	if r.Status != store.StatusStopped || r.StopReason != "budget" || !strings.HasPrefix(r.Error, "budget: reached the timeout of 10s") {
 		t.Fatalf("run = %s (%s): %q; want stopped by the timeout", r.Status, r.StopReason, r.Error)
 	}
-	if r.AgentClaim == nil || r.AgentClaim.Result != "success" {
-		t.Errorf("agent claim = %+v, want the forged success kept as a claim", r.AgentClaim)
-	}
 }
 
 // Freezing the in-sandbox relay and talking to the proxy's socket directly
