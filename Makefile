@@ -12,9 +12,10 @@ FUZZTIME  ?= 20s
 all: build
 
 # Static, so the same binary runs on any Linux host and can be copied into
-# containers.
+# containers. -buildvcs=auto overrides a GOFLAGS=-buildvcs=false in the
+# environment, so `airlock version` names the commit it was built from.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/airlock
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -trimpath -o $(BIN) ./cmd/airlock
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/airlock
