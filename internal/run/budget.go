@@ -1,8 +1,6 @@
 package run
 
 import (
-	"bufio"
-	"io"
 	"strconv"
 	"time"
 
@@ -42,12 +40,4 @@ func budgetReason(r *store.Run, mt proxyMeter, exitedAt time.Time) string {
 		return timeoutReason(r)
 	}
 	return meterReason(r, mt, true)
-}
-
-func eachLine(r io.Reader, fn func([]byte)) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	for sc.Scan() {
-		fn(sc.Bytes())
-	}
 }

@@ -158,7 +158,7 @@ func TestRender(t *testing.T) {
 				`{"type":"system","subtype":"api_retry","attempt":1,"max_retries":3,"error":"boom\u001b]0;t\u0007"}`,
 				`{"type":"result","subtype":"error_\u001b]52;c;eA==\u0007x","is_error":true,"num_turns":1,"errors":["bad\u001b[2K"]}`,
 			},
-			want: "● session s · m · /w\n▸ Bash  {\"x\":\"\\u001b]52;c;eA==\\u0007\"}\n⟳ the model API failed (boom); retry 1 of 3\n\n✗ failed (error_x) · 1 turn · 0s · $0\n  bad\n",
+			want: "● session s · m · /w\n▸ Bash  {\"x\":\"\\u001b]52;c;eA==\\u0007\"}\n⟳ the model API failed (boom); retry 1 of 3\n\n✗ the agent reports failure (error_x) · 1 turn · 0s · $0\n  bad\n",
 		},
 		{
 			name:      "color",
