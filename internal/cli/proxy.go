@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -36,8 +37,12 @@ func newProxyCmd(f *Factory) *cobra.Command {
 		Use:   "check URL",
 		Short: "Would the project's egress policy allow this URL, and why",
 		Long: `Decide a URL the way a run's egress proxy would, by name and port, under this
-project's resolved policy (built-in defaults, config files, --allow). Names are
-not resolved: a run's proxy also refuses names that resolve to private,
+project's resolved policy (built-in defaults, config files, --allow), and say
+which rule decided. A destination needs an allow rule: a name pattern, or for
+an IP address an allow rule naming that address (with its port). [egress]
+allow_cidrs only exempts addresses from the private/special-address filter;
+for an IP address the check says whether such an exemption applies. Names
+are not resolved: a run's proxy also refuses names that resolve to private,
 loopback or link-local addresses unless [egress] allow_cidrs lists them.
 
 Exit status 0 if allowed, 1 if denied.`,
@@ -83,8 +88,12 @@ func proxyServe(ctx context.Context, path string) error {
 	srv, err := egress.NewServer(egress.Config{
 		Policy: policy,
 		Held:   secrets.Held,
-		API:    &egress.APIConfig{Upstream: upstream, Headers: secrets.APIHeaders},
+		API:    &egress.APIConfig{Upstream: upstream, Headers: secrets.APIHeaders, Routes: cfg.APIRoutes},
 		Audit:  egress.NewAuditLog(logFile),
+		Budget: egress.Budget{
+			MaxCostUSD: cfg.MaxCostUSD, MaxTurns: cfg.MaxTurns, Deadline: cfg.Deadline, Timeout: cfg.Timeout,
+		},
+		MeterFile: cfg.MeterPath(),
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
@@ -143,11 +152,15 @@ func proxyCheck(ctx context.Context, f *Factory, raw string, allow []string, mod
 			return flagErrorf("bad port in %q", raw)
 		}
 	}
-	d := policy.Decide(u.Hostname(), port)
+	host := u.Hostname()
+	d := policy.Decide(host, port)
 	if !d.Allowed {
-		return &ExitError{Code: ExitFailure, Message: fmt.Sprintf("denied: %s:%d: %s", u.Hostname(), port, d.Reason)}
+		return &ExitError{Code: ExitFailure, Message: fmt.Sprintf("denied: %s:%d: %s", host, port, d.Reason)}
 	}
 	from := sources[d.Rule]
+	if from == "" {
+		from = sources[strings.SplitN(d.Rule, ":", 2)[0]]
+	}
 	if from != "" {
 		from = " (" + from + ")"
 	}
@@ -155,8 +168,36 @@ func proxyCheck(ctx context.Context, f *Factory, raw string, allow []string, mod
 	if d.Rule != "" {
 		why = "rule " + d.Rule + from
 	}
-	fmt.Fprintf(f.IO.Out, "allowed: %s:%d by %s under %s mode\n", u.Hostname(), port, why, policy.Mode)
+	// The address stage: an allow rule is necessary, and for a private or
+	// special address an allow_cidrs range must exempt it too.
+	addrNote := "the proxy also refuses the name if it resolves to a private, loopback or link-local address not in [egress] allow_cidrs"
+	if policy.Mode == egress.ModeOpen {
+		addrNote = "open mode: every address may be reached"
+	} else if a, err := netip.ParseAddr(host); err == nil {
+		cidr, what, exempt := policy.Exemption(a)
+		switch {
+		case what == "":
+			addrNote = "a public address"
+		case exempt:
+			addrNote = fmt.Sprintf("%s is %s, exempted by allow_cidrs %s%s", a.Unmap(), what, cidr, cidrSource(res, cidr))
+		default:
+			return &ExitError{Code: ExitFailure, Message: fmt.Sprintf("denied: %s:%d: allowed by %s, but %s is %s and no [egress] allow_cidrs range exempts it", host, port, why, a.Unmap(), what)}
+		}
+	}
+	fmt.Fprintf(f.IO.Out, "allowed: %s:%d by %s under %s mode; %s\n", host, port, why, policy.Mode, addrNote)
 	return nil
+}
+
+// cidrSource says where the allow_cidrs entry for cidr came from.
+func cidrSource(res *config.Resolved, cidr netip.Prefix) string {
+	for _, c := range res.Config.Egress.AllowCIDRs {
+		if p, err := egress.ParseCIDR(c, ""); err == nil && p == cidr {
+			if from := res.EntryFrom("egress.allow_cidrs", c); from != "" {
+				return " (" + from + ")"
+			}
+		}
+	}
+	return ""
 }
 
 // resolvePolicy is the egress policy a run of this configuration gets: the

@@ -142,9 +142,15 @@ type Egress struct {
 	Allow []string
 	// Deny lists host patterns refused in every mode (egress.deny).
 	Deny []string
-	// AllowCIDRs lists address ranges the proxy may connect to although they
-	// are private, loopback or link-local (egress.allow_cidrs).
+	// AllowCIDRs lists address ranges exempt from the proxy's private,
+	// loopback and link-local address filter (egress.allow_cidrs). They
+	// allow no destination by themselves: a name or IP still needs an
+	// allow rule.
 	AllowCIDRs []string
+	// AllowWideCIDRs confirms allow_cidrs ranges wider than /16 (IPv4) or
+	// /48 (IPv6), or covering a cloud metadata address, which are refused
+	// otherwise (egress.allow_wide_cidrs). Default false.
+	AllowWideCIDRs bool
 	// Network is the engine network the proxy sits on; empty means airlock's
 	// own bridge network "airlock-egress" (egress.network).
 	Network string

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	toml "github.com/pelletier/go-toml/v2"
+
+	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/pelletier/go-toml/v2/unstable"
 )
 
@@ -62,7 +64,32 @@ func (l Loader) Load() (*Resolved, error) {
 			return nil, err
 		}
 	}
+	if err := r.checkWideCIDRs(); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// checkWideCIDRs refuses allow_cidrs ranges so wide that exempting them
+// from the private-address filter is likely a mistake, unless a layer
+// confirmed them with allow_wide_cidrs. It runs once every layer is in,
+// since the confirmation may come from another file than the range.
+func (r *Resolved) checkWideCIDRs() error {
+	if r.Config.Egress.AllowWideCIDRs {
+		return nil
+	}
+	var errs []error
+	for _, c := range r.Config.Egress.AllowCIDRs {
+		p, err := egress.ParseCIDR(c, "")
+		if err != nil {
+			continue // refused when the entry was applied
+		}
+		if why := egress.WideCIDR(p); why != "" {
+			errs = append(errs, fmt.Errorf("%s: egress.allow_cidrs: %s; allow_cidrs exempts a range from the proxy's private-address filter, so list only the addresses you need, or confirm with [egress] allow_wide_cidrs = true",
+				r.EntryFrom("egress.allow_cidrs", c), why))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // assignment is one key = value found in a file.

@@ -111,6 +111,11 @@ var settings = []setting{
 		return nil
 	}, nil},
 
+	{"egress.allow_wide_cidrs", kindBool, func(c *Config, v any, _ string) error {
+		c.Egress.AllowWideCIDRs = v.(bool)
+		return nil
+	}, func(c *Config) string { return strconv.FormatBool(c.Egress.AllowWideCIDRs) }},
+
 	{"egress.confirm", kindBool, func(c *Config, v any, _ string) error {
 		c.Egress.Confirm = v.(bool)
 		return nil

@@ -34,8 +34,12 @@ const ProjectTemplate = `# airlock project configuration.
 # layers; deny beats allow.
 # allow = []
 # deny = []
-# Private, loopback or link-local ranges the proxy may still connect to.
+# Private, loopback or link-local ranges an allowed name (or an allowed IP)
+# may still resolve to; they allow nothing by themselves.
 # allow_cidrs = []
+# Confirm allow_cidrs ranges wider than /16 (IPv4) or /48 (IPv6), or
+# covering the cloud metadata address 169.254.169.254.
+# allow_wide_cidrs = false
 # Engine network for the proxy; empty uses airlock's own "airlock-egress".
 # network = ""
 # Pin names to addresses in the proxy, like docker --add-host.

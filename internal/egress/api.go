@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -30,6 +31,14 @@ func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 		},
 		// Flush every write: the Messages API streams Server-Sent Events.
 		FlushInterval: -1,
+		// Model responses are metered as they stream past, unbuffered.
+		ModifyResponse: func(resp *http.Response) error {
+			st, ok := resp.Request.Context().Value(stateKey{}).(*forwardState)
+			if ok && st.metered && resp.StatusCode >= 200 && resp.StatusCode < 300 && resp.Body != nil {
+				resp.Body = s.meter.meterBody(resp.Body, resp.Header.Get("Content-Type"))
+			}
+			return nil
+		},
 		Transport: &http.Transport{
 			Proxy:                 nil,
 			DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -48,12 +57,16 @@ func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 	}
 }
 
-// APIHandler serves the model-API endpoint: every request is forwarded to
-// APIConfig.Upstream with the agent's credential replaced by the real one,
-// and streamed back unbuffered. GET /healthz answers "ok" locally.
+// APIHandler serves the model-API endpoint: only the configured routes
+// (for Claude Code POST /v1/messages and POST /v1/messages/count_tokens,
+// any query) are forwarded to APIConfig.Upstream, with the agent's
+// credential replaced by the real one, and streamed back unbuffered while
+// their usage is metered. Everything else, and every model request once a
+// budget is spent, is refused with a 403 and an audit record. GET /healthz
+// answers "ok" locally.
 func (s *Server) APIHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
+		if r.RequestURI == "/healthz" {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			fmt.Fprint(w, "ok")
 			return
@@ -63,8 +76,7 @@ func (s *Server) APIHandler() http.Handler {
 			return
 		}
 		start := time.Now()
-		rec := Record{Kind: KindAPI, Method: r.Method, Host: s.api.Upstream.Hostname(), Path: r.URL.Path,
-			Allowed: true, Rule: "model API endpoint"}
+		rec := Record{Kind: KindAPI, Method: headerSafe(r.Method), Host: s.api.Upstream.Hostname(), Rule: "model API endpoint"}
 		if p := s.api.Upstream.Port(); p != "" {
 			rec.Port, _ = parsePort(p)
 		} else if s.api.Upstream.Scheme == "https" {
@@ -72,19 +84,66 @@ func (s *Server) APIHandler() http.Handler {
 		} else {
 			rec.Port = 80
 		}
+		route, rawPath, refusal := matchRoute(r.Method, r.RequestURI, s.routes)
+		rec.Path = headerSafe(rawPath)
+		if len(rec.Path) > 512 {
+			rec.Path = rec.Path[:512] + "…"
+		}
+		if refusal != "" {
+			s.refuseAPI(w, rec, start, http.StatusForbidden, "permission_error", refusal,
+				"this endpoint forwards only "+routeList(s.routes)+" to the model API")
+			return
+		}
+		if s.meter.deadlinePassed() {
+			s.expire()
+		}
+		if spent := s.meter.admit(route); spent != "" {
+			s.refuseAPI(w, rec, start, http.StatusForbidden, "permission_error", "the run's budget is spent: "+spent,
+				"the egress proxy refuses further model requests")
+			return
+		}
+		// Forward exactly the path that was matched.
+		r.URL.Path, r.URL.RawPath = rawPath, ""
+		rec.Allowed = true
+		rec.Rule = "model API endpoint (" + route.String() + ")"
 		note := ""
 		if s.api.Placeholder != "" && foreignCredential(r.Header, s.api.Placeholder) {
 			note = "; agent sent a credential other than the placeholder (dropped)"
 		}
-		st := &forwardState{}
-		status := serveCounted(w, r, st, s.apiProxy, &rec, start)
-		if st.err != nil {
+		st := &forwardState{metered: route.Metered}
+		status, aborted := s.serveCounted(w, r, st, s.apiProxy, &rec, start)
+		switch {
+		case s.cut(aborted, st.err):
+			rec.Reason = "cut at the deadline: " + s.meter.deadlineReason() + note
+		case st.err != nil:
 			rec.Reason = "upstream error: " + st.err.Error() + note
-		} else {
+		default:
 			rec.Reason = fmt.Sprintf("status %d%s", status, note)
 		}
 		s.log(rec)
+		if aborted {
+			panic(http.ErrAbortHandler)
+		}
 	})
+}
+
+// refuseAPI answers a model-API request with an error in the API's own
+// shape, so the agent's CLI shows the message, and logs the refusal.
+func (s *Server) refuseAPI(w http.ResponseWriter, rec Record, start time.Time, status int, errType, reason, hint string) {
+	msg := "airlock egress proxy: denied: " + reason + "; " + hint + "."
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Airlock-Denied", headerSafe(reason))
+	// Anthropic's SDKs honour this: a refusal is not worth retrying.
+	w.Header().Set("X-Should-Retry", "false")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"type":  "error",
+		"error": map[string]string{"type": errType, "message": headerSafe(msg)},
+	})
+	rec.Allowed = false
+	rec.Reason = reason
+	rec.DurationMS = time.Since(start).Milliseconds()
+	s.log(rec)
 }
 
 // foreignCredential reports whether the request carries a credential that

@@ -73,6 +73,11 @@ func (s *Server) tunnel(w http.ResponseWriter, host string, dial func() (net.Con
 		return
 	}
 	defer s.untrack(client)
+	if s.expired.Err() != nil {
+		// The deadline passed between the check and the hijack.
+		finish(false, "the run's time is up ("+s.meter.deadlineReason()+")")
+		return
+	}
 	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		finish(true, "client went away")
 		return
@@ -121,6 +126,9 @@ func (s *Server) tunnel(w http.ResponseWriter, host string, dial func() (net.Con
 	reason := "tunnel"
 	if sni != "" {
 		reason = "tunnel, sni " + sni
+	}
+	if s.expired.Err() != nil {
+		reason += "; cut at the deadline: " + s.meter.deadlineReason()
 	}
 	finish(true, reason)
 }

@@ -300,7 +300,9 @@ type Policy struct {
 	Allow []Rule
 	Deny  []Rule
 	// AllowCIDRs are address ranges exempt from the special-address filter
-	// (CheckAddr); an IP literal inside one may also be CONNECTed to.
+	// (CheckAddr), and nothing more: they let an allowed name resolve to, or
+	// an allowed IP literal be, a private or special address in the range.
+	// They never allow a destination by themselves.
 	AllowCIDRs []netip.Prefix
 }
 
@@ -314,7 +316,9 @@ type Decision struct {
 // Decide is the name stage, before any DNS lookup: deny rules beat allow
 // rules; in allowlist mode the host must match an allow rule; in restricted
 // and open mode any host not denied passes this stage. An IP literal must
-// be an allow rule or inside AllowCIDRs, except in open mode.
+// be named by an allow rule (with its port), except in open mode; the
+// address stage (CheckAddr) then still refuses a special address unless
+// AllowCIDRs exempts it.
 func (p Policy) Decide(host string, port int) Decision {
 	h, err := Canonical(host)
 	if err != nil {
@@ -337,13 +341,8 @@ func (p Policy) Decide(host string, port int) Decision {
 	if mode == "" {
 		mode = ModeAllowlist
 	}
-	if addr, err := netip.ParseAddr(h); err == nil && mode != ModeOpen {
-		for _, c := range p.AllowCIDRs {
-			if c.Contains(addr) {
-				return Decision{Allowed: true, Rule: c.String(), Reason: "address in allow_cidrs " + c.String()}
-			}
-		}
-		return Decision{Reason: fmt.Sprintf("IP address %s is not an allow rule", h)}
+	if _, err := netip.ParseAddr(h); err == nil && mode != ModeOpen {
+		return Decision{Reason: fmt.Sprintf("IP address %s is not an allow rule (on port %d)", h, port)}
 	}
 	switch mode {
 	case ModeRestricted:
@@ -398,6 +397,50 @@ func specialRanges() []specialRange {
 		out[i] = specialRange{netip.MustParsePrefix(e.cidr), e.what}
 	}
 	return out
+}
+
+// Exemption returns the AllowCIDRs range that exempts addr from the
+// special-address filter, if addr is special and one does; what names
+// the special range addr is in ("" for a public address).
+func (p Policy) Exemption(addr netip.Addr) (cidr netip.Prefix, what string, exempt bool) {
+	addr = addr.WithZone("").Unmap()
+	for _, r := range specialRanges() {
+		if r.prefix.Contains(addr) {
+			what = r.what + " (" + r.prefix.String() + ")"
+			break
+		}
+	}
+	if what == "" {
+		return netip.Prefix{}, "", false
+	}
+	for _, c := range p.AllowCIDRs {
+		if c.Contains(addr) {
+			return c, what, true
+		}
+	}
+	return netip.Prefix{}, what, false
+}
+
+// metadataAddrs are cloud metadata services: no address range that covers
+// one is accepted without confirmation.
+var metadataAddrs = []string{"169.254.169.254", "fd00:ec2::254"}
+
+// WideCIDR says why an allow_cidrs range needs confirming ([egress]
+// allow_wide_cidrs = true), or "": wider than /16 for IPv4 or /48 for
+// IPv6, or covering a cloud metadata address.
+func WideCIDR(p netip.Prefix) string {
+	for _, m := range metadataAddrs {
+		if p.Contains(netip.MustParseAddr(m)) {
+			return fmt.Sprintf("%s covers the cloud metadata address %s", p, m)
+		}
+	}
+	if p.Addr().Is4() && p.Bits() < 16 {
+		return fmt.Sprintf("%s is wider than /16", p)
+	}
+	if p.Addr().Is6() && p.Bits() < 48 {
+		return fmt.Sprintf("%s is wider than /48", p)
+	}
+	return ""
 }
 
 // CheckAddr is the address stage, after DNS and again on the socket about to

@@ -37,6 +37,12 @@ type Config struct {
 	Audit *AuditLog
 	// Resolver defaults to net.DefaultResolver.
 	Resolver Resolver
+	// Budget is what the run may spend; the proxy meters model responses
+	// and refuses once a limit is reached.
+	Budget Budget
+	// MeterFile is where the meter is written after every model response;
+	// "" keeps it in memory only.
+	MeterFile string
 }
 
 // APIConfig is the credential-injecting model-API endpoint.
@@ -52,6 +58,9 @@ type APIConfig struct {
 	// credential the agent sends is dropped; one other than the
 	// placeholder is noted in the audit log.
 	Placeholder string
+	// Routes are the only requests forwarded; nil means Claude Code's
+	// (DefaultAPIRoutes("claude")).
+	Routes []APIRoute
 }
 
 // Server is the egress proxy: an HTTP proxy (CONNECT and absolute-form
@@ -64,6 +73,13 @@ type Server struct {
 	resolver Resolver
 	forward  *httputil.ReverseProxy
 	apiProxy *httputil.ReverseProxy
+	routes   []APIRoute
+	meter    *meter
+
+	// expired ends at the deadline: every request in flight is cut.
+	expired    context.Context
+	expireNow  context.CancelFunc
+	expireOnce sync.Once
 
 	mu      sync.Mutex
 	tunnels map[net.Conn]struct{}
@@ -93,7 +109,9 @@ func NewServer(cfg Config) (*Server, error) {
 		audit:    cfg.Audit,
 		resolver: cfg.Resolver,
 		tunnels:  map[net.Conn]struct{}{},
+		meter:    newMeter(cfg.MeterFile, cfg.Budget, time.Now),
 	}
+	s.expired, s.expireNow = context.WithCancel(context.Background())
 	if s.resolver == nil {
 		s.resolver = net.DefaultResolver
 	}
@@ -104,6 +122,13 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.API != nil {
 		if err := checkAPIConfig(cfg.API); err != nil {
+			return nil, err
+		}
+		s.routes = cfg.API.Routes
+		if s.routes == nil {
+			s.routes = DefaultAPIRoutes("claude")
+		}
+		if err := checkRoutes(s.routes); err != nil {
 			return nil, err
 		}
 		s.apiProxy = s.newAPIProxy()
@@ -288,6 +313,10 @@ func (s *Server) control(_, address string, _ syscall.RawConn) error {
 // ProxyHandler serves CONNECT and absolute-form plain-HTTP requests.
 func (s *Server) ProxyHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.meter.deadlinePassed() {
+			s.refuseExpired(w, r)
+			return
+		}
 		switch {
 		case r.Method == http.MethodConnect:
 			s.handleConnect(w, r)
@@ -319,9 +348,10 @@ func splitTarget(authority string, defPort int) (string, int, error) {
 // forwardState travels with a forwarded request so the error handler and
 // the audit record agree.
 type forwardState struct {
-	target string // canonical host:port to dial
-	denied *denial
-	err    error
+	target  string // canonical host:port to dial
+	metered bool   // a model request: meter its response
+	denied  *denial
+	err     error
 }
 
 type stateKey struct{}
@@ -342,16 +372,51 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &forwardState{target: net.JoinHostPort(canon, strconv.Itoa(port))}
-	status := serveCounted(w, r, st, s.forward, &rec, start)
+	status, aborted := s.serveCounted(w, r, st, s.forward, &rec, start)
 	switch {
 	case st.denied != nil:
 		rec.Reason = st.denied.reason
+	case s.cut(aborted, st.err):
+		rec.Allowed, rec.Reason = true, "cut at the deadline: "+s.meter.deadlineReason()
 	case st.err != nil:
 		rec.Allowed, rec.Reason = true, "upstream error: "+st.err.Error()
 	default:
 		rec.Allowed, rec.Reason = true, fmt.Sprintf("status %d", status)
 	}
 	s.log(rec)
+	if aborted {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// cut reports whether a request ended because the deadline cut it.
+func (s *Server) cut(aborted bool, err error) bool {
+	return (aborted || err != nil) && s.expired.Err() != nil
+}
+
+// refuseExpired answers any request after the deadline.
+func (s *Server) refuseExpired(w http.ResponseWriter, r *http.Request) {
+	s.expire()
+	rec := Record{Kind: KindHTTP, Method: r.Method, Host: headerSafe(r.URL.Hostname()), Path: headerSafe(r.URL.Path)}
+	if r.Method == http.MethodConnect {
+		rec.Kind, rec.Path = KindConnect, ""
+		rec.Host = headerSafe(r.Host)
+		if h, p, err := splitTarget(r.Host, 0); err == nil {
+			rec.Host, rec.Port = headerSafe(h), p
+		}
+	}
+	s.deny(w, rec, &denial{reason: "the run's time is up (" + s.meter.deadlineReason() + ")",
+		hint: "The egress proxy refuses all traffic after the run's deadline."}, time.Now())
+}
+
+// expire is the deadline: from now on everything is refused, and whatever
+// is open (tunnels, streams, forwarded requests) is cut.
+func (s *Server) expire() {
+	s.expireOnce.Do(func() {
+		s.meter.expire()
+		s.expireNow()
+		s.cutTunnels()
+	})
 }
 
 func (s *Server) deny(w http.ResponseWriter, rec Record, d *denial, start time.Time) {
@@ -473,6 +538,11 @@ func (s *Server) Serve(ctx context.Context, proxyLn, apiLn net.Listener) error {
 	if len(servers) == 0 {
 		return errors.New("egress proxy: no listener to serve on")
 	}
+	s.meter.flush()
+	if d := s.meter.budget.Deadline; !d.IsZero() {
+		t := time.AfterFunc(time.Until(d), s.expire)
+		defer t.Stop()
+	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -506,6 +576,15 @@ func (s *Server) untrack(c net.Conn) {
 	delete(s.tunnels, c)
 }
 
+// cutTunnels closes every open tunnel; new ones may still be tracked.
+func (s *Server) cutTunnels() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.tunnels {
+		c.Close()
+	}
+}
+
 func (s *Server) closeTunnels() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -516,11 +595,17 @@ func (s *Server) closeTunnels() {
 }
 
 // serveCounted serves r through h and fills rec with the address dialled,
-// the bytes each way and the duration.
-// It returns the response status.
-func serveCounted(w http.ResponseWriter, r *http.Request, st *forwardState, h http.Handler, rec *Record, start time.Time) int {
+// the bytes each way and the duration. The request is cut at the deadline.
+// It returns the response status, and whether h aborted the response
+// midway (http.ErrAbortHandler, which the caller must panic with again once
+// it has logged, so the server drops the connection).
+func (s *Server) serveCounted(w http.ResponseWriter, r *http.Request, st *forwardState, h http.Handler, rec *Record, start time.Time) (status int, aborted bool) {
 	var addr string
-	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(s.expired, cancel)
+	defer stop()
+	ctx = context.WithValue(ctx, stateKey{}, st)
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) { addr = info.Conn.RemoteAddr().String() },
 	})
@@ -530,9 +615,19 @@ func serveCounted(w http.ResponseWriter, r *http.Request, st *forwardState, h ht
 		r.Body = body
 	}
 	cw := &countingWriter{ResponseWriter: w}
-	h.ServeHTTP(cw, r)
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				if v != http.ErrAbortHandler { //nolint:errorlint // the sentinel is panicked as is
+					panic(v)
+				}
+				aborted = true
+			}
+		}()
+		h.ServeHTTP(cw, r)
+	}()
 	rec.Addr = addr
 	rec.BytesUp, rec.BytesDown = body.n, cw.n
 	rec.DurationMS = time.Since(start).Milliseconds()
-	return cw.status
+	return cw.status, aborted
 }

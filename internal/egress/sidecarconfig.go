@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 )
 
 // SidecarConfig is what `airlock proxy serve` reads inside the sidecar: the
@@ -20,8 +22,33 @@ type SidecarConfig struct {
 	AuditLog    string `json:"audit_log"`
 	// APIUpstream is the model API (or gateway) the API socket forwards to.
 	APIUpstream string `json:"api_upstream"`
-	SecretsFile string `json:"secrets_file"`
+	// APIRoutes are the only requests the API socket forwards; empty means
+	// Claude Code's (DefaultAPIRoutes("claude")).
+	APIRoutes   []APIRoute `json:"api_routes,omitempty"`
+	SecretsFile string     `json:"secrets_file"`
+
+	// MeterFile is where the proxy keeps its Meter; empty means
+	// meter.json next to the audit log.
+	MeterFile string `json:"meter_file,omitempty"`
+	// The run's budget, enforced by the proxy; zero means no limit.
+	MaxCostUSD float64   `json:"max_cost_usd,omitempty"`
+	MaxTurns   int       `json:"max_turns,omitempty"`
+	Deadline   time.Time `json:"deadline,omitzero"`
+	// Timeout is the run's --timeout as given, for messages.
+	Timeout string `json:"timeout,omitempty"`
 }
+
+// MeterPath is where the proxy writes its meter.
+func (c SidecarConfig) MeterPath() string {
+	if c.MeterFile != "" {
+		return c.MeterFile
+	}
+	return filepath.Join(filepath.Dir(c.AuditLog), MeterFileName)
+}
+
+// MeterFileName is the meter's default name, in the proxy's egress
+// directory.
+const MeterFileName = "meter.json"
 
 // SidecarSecrets are the credentials the proxy injects, and every secret it
 // must never let out.

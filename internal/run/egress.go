@@ -71,6 +71,14 @@ func (m *Manager) AuditLogPath(r *store.Run) string {
 	return filepath.Join(m.Store.RunDir(r.ID), "egress", auditLogName)
 }
 
+// MeterPath is the run's proxy meter on the host (egress.ReadMeter reads
+// it): cost, tokens and model requests as the proxy counted them, and why
+// it refuses, if it does. Only the proxy writes it; the agent's container
+// does not mount the directory.
+func (m *Manager) MeterPath(r *store.Run) string {
+	return filepath.Join(m.Store.RunDir(r.ID), "egress", egress.MeterFileName)
+}
+
 // startProxy starts the run's sidecar proxy and waits until it answers.
 // The credentials go to the proxy in a file only it mounts, which is deleted
 // as soon as the proxy has read it.
@@ -114,7 +122,13 @@ func (m *Manager) startProxy(ctx context.Context, r *store.Run, eg Egress, uid, 
 		APISocket:   containerSock + "/" + apiSocket,
 		AuditLog:    containerEgress + "/" + auditLogName,
 		APIUpstream: upstream,
+		APIRoutes:   egress.DefaultAPIRoutes(r.Agent),
 		SecretsFile: containerEgress + "/secrets.json",
+		MeterFile:   containerEgress + "/" + egress.MeterFileName,
+		MaxCostUSD:  r.MaxCostUSD,
+		MaxTurns:    r.MaxTurns,
+		Deadline:    r.Deadline,
+		Timeout:     r.Timeout,
 	}
 	secrets := egress.SidecarSecrets{APIHeaders: eg.Auth.Headers}
 	if eg.Auth.Secret != "" {

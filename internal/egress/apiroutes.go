@@ -1,0 +1,107 @@
+package egress
+
+import (
+	"fmt"
+	"strings"
+)
+
+// APIRoute is one request the model-API endpoint forwards: exactly this
+// method on exactly this path (any query string). Nothing else reaches the
+// model API host with the real credential.
+type APIRoute struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	// Metered routes are model requests: each forwarded one counts
+	// towards the run's turns, and its response's usage is metered.
+	Metered bool `json:"metered,omitempty"`
+}
+
+func (r APIRoute) String() string { return r.Method + " " + r.Path }
+
+// DefaultAPIRoutes are the model API's own paths an agent uses; nil for an
+// unknown agent.
+func DefaultAPIRoutes(agent string) []APIRoute {
+	switch agent {
+	case "claude", "":
+		return []APIRoute{
+			{Method: "POST", Path: "/v1/messages", Metered: true},
+			{Method: "POST", Path: "/v1/messages/count_tokens"},
+		}
+	}
+	return nil
+}
+
+// checkRoutes refuses a route list the endpoint could not match exactly.
+func checkRoutes(routes []APIRoute) error {
+	for _, r := range routes {
+		if r.Method == "" || strings.ToUpper(r.Method) != r.Method || strings.ContainsFunc(r.Method, func(c rune) bool { return c < 'A' || c > 'Z' }) {
+			return fmt.Errorf("model API route %q: the method must be upper-case letters, like POST", r)
+		}
+		if reason := pathProblem(r.Path); reason != "" || r.Path == "/" {
+			return fmt.Errorf("model API route %q: the path must be a plain absolute path like /v1/messages (%s)", r, reason)
+		}
+	}
+	return nil
+}
+
+// pathProblem says what is wrong with a raw request path that no route
+// could legitimately use, or "".
+func pathProblem(raw string) string {
+	switch {
+	case !strings.HasPrefix(raw, "/"):
+		return "the path does not start with /"
+	case strings.Contains(raw, "%"):
+		low := strings.ToLower(raw)
+		if strings.Contains(low, "%2e") || strings.Contains(low, "%2f") || strings.Contains(low, "%5c") {
+			return "the path has a percent-encoded dot, slash or backslash"
+		}
+		return "the path is percent-encoded"
+	case strings.Contains(raw, "\\"):
+		return "the path has a backslash"
+	case strings.ContainsFunc(raw, func(c rune) bool { return c <= ' ' || c >= 0x7f }):
+		return "the path has a space, control or non-ASCII character"
+	}
+	for _, seg := range strings.Split(raw[1:], "/") {
+		if seg == "." || seg == ".." {
+			return "the path has a . or .. segment"
+		}
+	}
+	return ""
+}
+
+// matchRoute decides a request to the model-API endpoint from what the
+// client sent on the wire (the request target, not the parsed and cleaned
+// URL): origin-form only, no dot segments, no percent-encoding, and exactly
+// a listed method and path. It returns the route, or why it is refused and
+// the raw path for the audit log.
+func matchRoute(method, requestURI string, routes []APIRoute) (route APIRoute, rawPath, refusal string) {
+	rawPath, _, _ = strings.Cut(requestURI, "?")
+	if !strings.HasPrefix(requestURI, "/") {
+		return APIRoute{}, rawPath, fmt.Sprintf("request target %q is not a path (absolute-form or authority-form)", headerSafe(rawPath))
+	}
+	if p := pathProblem(rawPath); p != "" {
+		return APIRoute{}, rawPath, p
+	}
+	pathKnown := false
+	for _, r := range routes {
+		if r.Path != rawPath {
+			continue
+		}
+		pathKnown = true
+		if r.Method == method {
+			return r, rawPath, ""
+		}
+	}
+	if pathKnown {
+		return APIRoute{}, rawPath, fmt.Sprintf("method %s is not allowed on %s", headerSafe(method), rawPath)
+	}
+	return APIRoute{}, rawPath, fmt.Sprintf("%s is not a model API path", headerSafe(rawPath))
+}
+
+func routeList(routes []APIRoute) string {
+	s := make([]string, len(routes))
+	for i, r := range routes {
+		s[i] = r.String()
+	}
+	return strings.Join(s, ", ")
+}
