@@ -145,7 +145,9 @@ func TestDecide(t *testing.T) {
 		{"IP rule", base, "192.0.2.7", 443, true},
 		{"IP mapped form", base, "::ffff:192.0.2.7", 443, true},
 		{"IP unlisted", base, "192.0.2.8", 443, false},
-		{"IP in allow_cidrs", withCIDR, "198.51.100.9", 5432, true},
+		{"IP in allow_cidrs is no allow rule", withCIDR, "198.51.100.9", 5432, false},
+		{"IP in allow_cidrs on a default port", withCIDR, "198.51.100.9", 443, false},
+		{"IP rule other port", base, "192.0.2.7", 5432, false},
 		{"restricted any name", restricted, "anything.example.net", 22, true},
 		{"restricted deny", restricted, "secret.example.org", 443, false},
 		{"restricted IP unlisted", restricted, "192.0.2.8", 443, false},
@@ -245,5 +247,87 @@ func TestDefaultAllow(t *testing.T) {
 	}
 	if got := DefaultAllow("unknown"); got != nil {
 		t.Errorf("DefaultAllow(unknown) = %v", got)
+	}
+}
+
+// allow_cidrs only exempts addresses from the special-address filter: the
+// proxy's two stages together need an allow rule AND, for a special
+// address, an exempting range.
+func TestAllowCIDRsOnlyExempt(t *testing.T) {
+	p := Policy{
+		Allow:      mustRules(t, "db.internal:5432", "10.1.2.3:5432", "10.9.9.9:5432"),
+		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
+	}
+	tests := []struct {
+		name        string
+		host        string
+		port        int
+		addr        string // what the name resolves to, or the literal
+		wantDecide  bool
+		wantAddrErr string // "" means CheckAddr passes
+	}{
+		{"allowed name to an exempt private address", "db.internal", 5432, "10.1.7.7", true, ""},
+		{"allowed name to a private address outside the range", "db.internal", 5432, "10.2.0.1", true, "private address"},
+		{"allowed name on another port", "db.internal", 22, "10.1.7.7", false, ""},
+		{"allowed IP literal in the range", "10.1.2.3", 5432, "10.1.2.3", true, ""},
+		{"allowed IP literal, other port", "10.1.2.3", 22, "10.1.2.3", false, ""},
+		{"unlisted IP literal in the range", "10.1.2.4", 5432, "10.1.2.4", false, ""},
+		{"unlisted IP literal in the range, default port", "10.1.2.4", 443, "10.1.2.4", false, ""},
+		{"allowed IP literal outside the range", "10.9.9.9", 5432, "10.9.9.9", true, "private address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := p.Decide(tt.host, tt.port)
+			if d.Allowed != tt.wantDecide {
+				t.Fatalf("Decide(%s, %d) = %+v, want allowed=%v", tt.host, tt.port, d, tt.wantDecide)
+			}
+			err := p.CheckAddr(netip.MustParseAddr(tt.addr))
+			switch {
+			case tt.wantAddrErr == "" && err != nil:
+				t.Errorf("CheckAddr(%s) = %v", tt.addr, err)
+			case tt.wantAddrErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantAddrErr)):
+				t.Errorf("CheckAddr(%s) = %v, want %q", tt.addr, err, tt.wantAddrErr)
+			}
+		})
+	}
+	if c, what, ok := p.Exemption(netip.MustParseAddr("10.1.2.3")); !ok || c.String() != "10.1.0.0/16" || !strings.Contains(what, "private") {
+		t.Errorf("Exemption(10.1.2.3) = %v %q %v", c, what, ok)
+	}
+	if _, what, ok := p.Exemption(netip.MustParseAddr("10.2.0.1")); ok || what == "" {
+		t.Errorf("Exemption(10.2.0.1) = %q %v, want special and not exempt", what, ok)
+	}
+	if _, what, ok := p.Exemption(netip.MustParseAddr("8.8.8.8")); ok || what != "" {
+		t.Errorf("Exemption(8.8.8.8) = %q %v, want public", what, ok)
+	}
+}
+
+func TestWideCIDR(t *testing.T) {
+	tests := []struct {
+		cidr string
+		want string // "" means fine
+	}{
+		{"10.1.0.0/16", ""},
+		{"192.168.1.7/32", ""},
+		{"fd12:3456:789a::/48", ""},
+		{"10.0.0.0/15", "wider than /16"},
+		{"10.0.0.0/8", "wider than /16"},
+		{"0.0.0.0/0", "169.254.169.254"},
+		{"169.254.0.0/16", "169.254.169.254"},
+		{"169.254.169.254/32", "169.254.169.254"},
+		{"fd00:ec2::254/128", "fd00:ec2::254"},
+		{"fd00::/8", "fd00:ec2::254"},
+		{"fe80::/10", "wider than /48"},
+		{"::/0", "fd00:ec2::254"},
+		{"2001:db8::/32", "wider than /48"},
+	}
+	for _, tt := range tests {
+		p, err := ParseCIDR(tt.cidr, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := WideCIDR(p)
+		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("WideCIDR(%s) = %q, want %q", tt.cidr, got, tt.want)
+		}
 	}
 }
