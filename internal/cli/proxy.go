@@ -242,7 +242,7 @@ func describePolicy(p egress.Policy, sources map[string]string, allowCIDRs []str
 		fmt.Fprintf(&b, "  deny   %-32s %s\n", r.Pattern, sources[r.Pattern])
 	}
 	for _, c := range allowCIDRs {
-		fmt.Fprintf(&b, "  cidr   %s\n", c)
+		fmt.Fprintf(&b, "  cidr   %-32s allowed names and IP rules may be private addresses in it\n", c)
 	}
 	b.WriteString("  (the model API is reached through the proxy, which holds the credentials)\n")
 	return b.String()

@@ -153,3 +153,60 @@ done
 		t.Errorf("%d budget refusals in the audit log, want at least 4:\n%s", refused, recordsJSON(auditRecords(t, e.state, r.ID)))
 	}
 }
+
+// allow_cidrs only exempts addresses from the private-address filter: an IP
+// in the range needs its own allow rule (with its port), and a range wide
+// enough to open a whole network, or the metadata service, is refused at
+// load unless confirmed. proxy check says which rule and which exemption
+// decided. (Issue 7: allow_cidrs = ["10.0.0.0/8"] opened all of 10/8.)
+func TestHostileEgressAllowCIDRs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.write(".airlock/config.toml", `[egress]
+allow = ["10.1.2.3:5432", "10.9.9.9:5432", "db.internal:5432"]
+allow_cidrs = ["10.1.0.0/16"]
+`)
+	tests := []struct {
+		url      string
+		wantCode int
+		want     []string
+	}{
+		{"http://10.1.2.3:5432/", 0, []string{"allowed", "rule 10.1.2.3:5432", "config.toml:2", "exempted by allow_cidrs 10.1.0.0/16", "config.toml:3"}},
+		{"http://10.1.2.4:5432/", 1, []string{"denied", "IP address 10.1.2.4 is not an allow rule"}},
+		{"https://10.1.2.4/", 1, []string{"denied", "not an allow rule"}},
+		{"http://10.1.2.3:22/", 1, []string{"denied", "not an allow rule"}},
+		{"http://10.9.9.9:5432/", 1, []string{"denied", "no [egress] allow_cidrs range exempts it"}},
+		{"http://db.internal:5432/", 0, []string{"allowed", "rule db.internal:5432", "allow_cidrs"}},
+	}
+	for _, tt := range tests {
+		res := e.airlock("proxy", "check", tt.url)
+		out := res.stdout + res.stderr
+		if res.code != tt.wantCode {
+			t.Errorf("proxy check %s: exit %d, want %d\n%s", tt.url, res.code, tt.wantCode, out)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("proxy check %s: output lacks %q:\n%s", tt.url, w, out)
+			}
+		}
+	}
+
+	for _, wide := range []string{"10.0.0.0/8", "0.0.0.0/0", "169.254.0.0/16"} {
+		e.write(".airlock/config.toml", "[egress]\nallow = [\"db.internal\"]\nallow_cidrs = [\""+wide+"\"]\n")
+		for _, args := range [][]string{{"proxy", "check", "https://db.internal/"}, {"run", "-y", "-m", "x"}} {
+			res := e.airlock(args...)
+			if res.code == 0 || !strings.Contains(res.stderr, ".airlock/config.toml:3: egress.allow_cidrs: "+wide) ||
+				!strings.Contains(res.stderr, "allow_wide_cidrs = true") {
+				t.Errorf("%s with allow_cidrs %s: exit %d, want one error naming the key and file:\n%s", args[0], wide, res.code, res.stderr)
+			}
+		}
+	}
+	if runs := e.runs(); len(runs) != 0 {
+		t.Errorf("a wide allow_cidrs started %d runs", len(runs))
+	}
+	e.write(".airlock/config.toml", "[egress]\nallow = [\"db.internal\"]\nallow_cidrs = [\"10.0.0.0/8\"]\nallow_wide_cidrs = true\n")
+	if res := e.airlock("proxy", "check", "https://db.internal/"); res.code != 0 {
+		t.Errorf("confirmed wide range: exit %d\n%s", res.code, res.stderr)
+	}
+}
