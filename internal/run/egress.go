@@ -113,6 +113,13 @@ func (m *Manager) startProxy(ctx context.Context, r *store.Run, eg Egress, uid, 
 	if upstream == "" {
 		upstream = DefaultAPIUpstream
 	}
+	// The proxy counts every model request, side requests included, which
+	// an interactive Claude Code makes (titles, summaries) and a headless
+	// one does not; a person at the wheel is not cut off by that count.
+	maxTurns := r.MaxTurns
+	if r.Kind == KindShell {
+		maxTurns = 0
+	}
 	cfg := egress.SidecarConfig{
 		Mode:        eg.Mode,
 		Allow:       eg.Allow,
@@ -126,7 +133,7 @@ func (m *Manager) startProxy(ctx context.Context, r *store.Run, eg Egress, uid, 
 		SecretsFile: containerEgress + "/secrets.json",
 		MeterFile:   containerEgress + "/" + egress.MeterFileName,
 		MaxCostUSD:  r.MaxCostUSD,
-		MaxTurns:    r.MaxTurns,
+		MaxTurns:    maxTurns,
 		Deadline:    r.Deadline,
 		Timeout:     r.Timeout,
 	}
