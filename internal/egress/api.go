@@ -87,7 +87,7 @@ func (s *Server) APIHandler() http.Handler {
 		route, rawPath, refusal := matchRoute(r.Method, r.RequestURI, s.routes)
 		rec.Path = headerSafe(rawPath)
 		if len(rec.Path) > 512 {
-			rec.Path = rec.Path[:512] + "…"
+			rec.Path = rec.Path[:512] + "..."
 		}
 		if refusal != "" {
 			s.refuseAPI(w, rec, start, http.StatusForbidden, "permission_error", refusal,

@@ -495,3 +495,24 @@ func TestReadMeterRefusesNonFiles(t *testing.T) {
 		}
 	}
 }
+
+// Metering a stream costs a scan for newlines: text deltas are never
+// copied or parsed.
+func BenchmarkSSEMeter(b *testing.B) {
+	delta := `event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"` + strings.Repeat("lorem ipsum ", 20) + `"}}
+
+`
+	stream := []byte(strings.Replace(sseResponse, "event: content_block_stop", strings.Repeat(delta, 500)+"event: content_block_stop", 1))
+	mt := newMeter("", Budget{}, time.Now)
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		sc := &sseScanner{rm: &responseMeter{mt: mt}}
+		for p := stream; len(p) > 0; {
+			n := min(4096, len(p))
+			sc.feed(p[:n])
+			p = p[n:]
+		}
+	}
+}

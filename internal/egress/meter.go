@@ -224,17 +224,23 @@ func (mt *meter) costReason() string {
 	return fmt.Sprintf("max cost $%.2f reached ($%.4f spent)", mt.budget.MaxCostUSD, mt.m.CostUSD)
 }
 
-// add folds usage (a delta) at the model's price into the meter.
+// add folds usage (a delta) at the model's price into the meter. The
+// moment the cost reaches the limit the meter is written, without waiting
+// for the response to end, so the host learns of it at once.
 func (mt *meter) add(model string, u budget.Usage) {
 	mt.mu.Lock()
-	defer mt.mu.Unlock()
 	mt.m.InputTokens += u.Input
 	mt.m.OutputTokens += u.Output
 	mt.m.CacheCreationInputTokens += u.CacheCreation
 	mt.m.CacheReadInputTokens += u.CacheRead
 	mt.m.CostUSD += budget.PriceOf(model).Cost(u)
-	if mt.budget.MaxCostUSD > 0 && mt.m.CostUSD >= mt.budget.MaxCostUSD {
+	spent := mt.budget.MaxCostUSD > 0 && mt.m.CostUSD >= mt.budget.MaxCostUSD && mt.m.Exhausted == ""
+	if spent {
 		mt.exhaustLocked(mt.costReason())
+	}
+	mt.mu.Unlock()
+	if spent {
+		mt.flush()
 	}
 }
 
@@ -295,18 +301,13 @@ type sseScanner struct {
 	line    []byte
 	skip    bool // the current line is not kept
 	decided bool // skip has been decided for the current line
-	event   string
+	// other: the current event is named and cannot carry usage, so its
+	// data is not kept. Unnamed events are parsed (their data says its
+	// type).
+	other bool
 }
 
-// interesting reports whether data lines of the current event may carry
-// usage. Unnamed events are parsed too (their data says its type).
-func (s *sseScanner) interesting() bool {
-	switch s.event {
-	case "", "message_start", "message_delta":
-		return true
-	}
-	return false
-}
+func (s *sseScanner) interesting() bool { return !s.other }
 
 func (s *sseScanner) feed(b []byte) {
 	for len(b) > 0 {
@@ -342,9 +343,10 @@ func (s *sseScanner) feed(b []byte) {
 func (s *sseScanner) handleLine(line []byte) {
 	switch {
 	case len(line) == 0:
-		s.event = ""
+		s.other = false
 	case bytes.HasPrefix(line, []byte("event:")):
-		s.event = string(bytes.TrimSpace(line[len("event:"):]))
+		name := bytes.TrimSpace(line[len("event:"):])
+		s.other = !bytes.Equal(name, []byte("message_start")) && !bytes.Equal(name, []byte("message_delta"))
 	case bytes.HasPrefix(line, []byte("data:")):
 		var ev usageEvent
 		if json.Unmarshal(bytes.TrimSpace(line[len("data:"):]), &ev) != nil {
