@@ -117,7 +117,7 @@ done
 	if err != nil {
 		t.Fatalf("the loop did not run: %v\nrun: exit %d\n%s\n%s", err, res.code, res.stdout, res.stderr)
 	}
-	if want := "1\t200\n2\t403\n3\t403\n4\t403\n5\t403\n"; string(codes) != want {
+	if want := "1\t200\n2\t429\n3\t429\n4\t429\n5\t429\n"; string(codes) != want {
 		t.Errorf("the loop's statuses:\n%s\nwant:\n%s", codes, want)
 	}
 
@@ -142,12 +142,12 @@ done
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(m.Exhausted, "max cost $0.20 reached") || m.CostUSD < 0.2 || m.Refused < 4 {
+	if !strings.HasPrefix(m.Exhausted, "reached the cost limit of $0.20") || m.CostUSD < 0.2 || m.Refused < 4 {
 		t.Errorf("meter = %+v", m)
 	}
 	refused := 0
 	for _, rec := range auditRecords(t, e.state, r.ID) {
-		if rec.Kind == egress.KindAPI && !rec.Allowed && strings.Contains(rec.Reason, "budget is spent: max cost $0.20 reached") {
+		if rec.Kind == egress.KindAPI && !rec.Allowed && strings.Contains(rec.Reason, "budget is spent: reached the cost limit of $0.20") {
 			refused++
 		}
 	}
@@ -250,6 +250,7 @@ func TestHostileEgressDeadlineEnforcedByProxy(t *testing.T) {
 	// killed from outside first); then stop whatever is left.
 	time.Sleep(time.Until(r.Deadline.Add(15 * time.Second)))
 	e.airlock("stop", id)
+	waitWatchers(t, e)
 
 	var before, after int
 	for _, q := range srv.Requests() {
@@ -281,7 +282,7 @@ func TestHostileEgressDeadlineEnforcedByProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Exhausted != "timeout 15s reached" || m.ExhaustedAt.Before(r.Deadline) {
+	if m.Exhausted != "reached the timeout of 15s" || m.ExhaustedAt.Before(r.Deadline) {
 		t.Errorf("meter = %+v", m)
 	}
 	if t.Failed() {

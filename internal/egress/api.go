@@ -98,7 +98,9 @@ func (s *Server) APIHandler() http.Handler {
 			s.expire()
 		}
 		if spent := s.meter.admit(route); spent != "" {
-			s.refuseAPI(w, rec, start, http.StatusForbidden, "permission_error", "the run's budget is spent: "+spent,
+			// 429, not 403: Claude Code words a 403 as an authentication
+			// failure; with x-should-retry false it does not retry a 429.
+			s.refuseAPI(w, rec, start, http.StatusTooManyRequests, "rate_limit_error", "the run's budget is spent: "+spent,
 				"the egress proxy refuses further model requests")
 			return
 		}

@@ -273,10 +273,10 @@ func TestBudgetRefusals(t *testing.T) {
 		forwarded int
 		exhausted string
 	}{
-		{"max cost", Budget{MaxCostUSD: 0.5}, 2, "max cost $0.50 reached ($0.6000 spent)"},
-		{"max cost reached exactly", Budget{MaxCostUSD: 0.3}, 1, "max cost $0.30 reached ($0.3000 spent)"},
-		{"max turns", Budget{MaxTurns: 3}, 3, "max turns 3 reached"},
-		{"deadline passed", Budget{Deadline: time.Now().Add(-time.Second), Timeout: "20s"}, 0, "timeout 20s reached"},
+		{"max cost", Budget{MaxCostUSD: 0.5}, 2, "reached the cost limit of $0.50 ($0.6000 spent)"},
+		{"max cost reached exactly", Budget{MaxCostUSD: 0.3}, 1, "reached the cost limit of $0.30 ($0.3000 spent)"},
+		{"max turns", Budget{MaxTurns: 3}, 3, "reached max turns (3)"},
+		{"deadline passed", Budget{Deadline: time.Now().Add(-time.Second), Timeout: "20s"}, 0, "reached the timeout of 20s"},
 		{"no limit", Budget{}, 5, ""},
 	}
 	for _, tt := range tests {
@@ -295,10 +295,10 @@ func TestBudgetRefusals(t *testing.T) {
 					io.ReadAll(resp.Body)
 					continue
 				}
-				if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Should-Retry") != "false" {
-					t.Fatalf("request %d: status %d, x-should-retry %q; want 403, false", i+1, resp.StatusCode, resp.Header.Get("X-Should-Retry"))
+				if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("X-Should-Retry") != "false" {
+					t.Fatalf("request %d: status %d, x-should-retry %q; want 429, false", i+1, resp.StatusCode, resp.Header.Get("X-Should-Retry"))
 				}
-				if typ, msg := apiError(t, resp); typ != "permission_error" || !strings.Contains(msg, "budget is spent: "+tt.exhausted) {
+				if typ, msg := apiError(t, resp); typ != "rate_limit_error" || !strings.Contains(msg, "budget is spent: "+tt.exhausted) {
 					t.Errorf("request %d: error %s %q", i+1, typ, msg)
 				}
 			}
@@ -431,13 +431,13 @@ func TestDeadlineCuts(t *testing.T) {
 
 	// After it, every kind of traffic is refused.
 	resp, _, _ = rawConnect(t, p.proxyAddr, echo, nil)
-	assertDenied(t, resp, "the run's time is up (timeout 2s reached)")
+	assertDenied(t, resp, "the run's time is up (reached the timeout of 2s)")
 	plain, err := p.client().Get("http://" + echo + "/x")
 	if err != nil {
 		t.Fatal(err)
 	}
 	assertDenied(t, plain, "the run's time is up")
-	if r := rawRequest(t, apiAddr(p), "POST /v1/messages", `{}`); r.StatusCode != http.StatusForbidden {
+	if r := rawRequest(t, apiAddr(p), "POST /v1/messages", `{}`); r.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("model request after the deadline: %d", r.StatusCode)
 	}
 
@@ -445,9 +445,9 @@ func TestDeadlineCuts(t *testing.T) {
 	var cut, refused int
 	for _, r := range recs {
 		switch {
-		case r.Allowed && strings.Contains(r.Reason, "cut at the deadline: timeout 2s reached"):
+		case r.Allowed && strings.Contains(r.Reason, "cut at the deadline: reached the timeout of 2s"):
 			cut++
-		case !r.Allowed && strings.Contains(r.Reason, "timeout 2s reached"):
+		case !r.Allowed && strings.Contains(r.Reason, "reached the timeout of 2s"):
 			refused++
 		}
 	}
@@ -458,7 +458,7 @@ func TestDeadlineCuts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Exhausted != "timeout 2s reached" || m.ExhaustedAt.Before(deadline) || m.InputTokens != 10 {
+	if m.Exhausted != "reached the timeout of 2s" || m.ExhaustedAt.Before(deadline) || m.InputTokens != 10 {
 		t.Errorf("meter = %+v", m)
 	}
 }

@@ -38,10 +38,11 @@ type Meter struct {
 	Deadline   time.Time `json:"deadline,omitzero"`
 
 	// Exhausted says why the proxy now refuses model requests (and, after
-	// the deadline, all traffic): "max cost $0.50 reached ($0.5123 spent)"
-	// as soon as a response takes the cost to the limit, "timeout 20s
-	// reached" at the deadline, "max turns 3 reached" when a model request
-	// beyond the last allowed one is refused. Empty while within budget.
+	// the deadline, all traffic), in the words the relay's budget uses:
+	// "reached the cost limit of $0.50 ($0.5123 spent)" as soon as a
+	// response takes the cost to the limit, "reached the timeout of 20s" at
+	// the deadline, "reached max turns (3)" when a model request beyond the
+	// last allowed one is refused. Empty while within budget.
 	Exhausted   string    `json:"exhausted,omitempty"`
 	ExhaustedAt time.Time `json:"exhausted_at,omitzero"`
 	UpdatedAt   time.Time `json:"updated_at"`
@@ -173,9 +174,9 @@ func (mt *meter) deadlinePassed() bool {
 
 func (mt *meter) deadlineReason() string {
 	if mt.budget.Timeout != "" {
-		return "timeout " + mt.budget.Timeout + " reached"
+		return "reached the timeout of " + mt.budget.Timeout
 	}
-	return "deadline " + mt.budget.Deadline.UTC().Format(time.RFC3339) + " reached"
+	return "reached the deadline " + mt.budget.Deadline.UTC().Format(time.RFC3339)
 }
 
 // expire marks the deadline as reached and writes the meter.
@@ -210,7 +211,7 @@ func (mt *meter) admitLocked(route APIRoute) string {
 		mt.exhaustLocked(mt.costReason())
 	case mt.m.Exhausted != "":
 	case route.Metered && b.MaxTurns > 0 && mt.m.ModelRequests >= b.MaxTurns:
-		mt.exhaustLocked(fmt.Sprintf("max turns %d reached", b.MaxTurns))
+		mt.exhaustLocked(fmt.Sprintf("reached max turns (%d)", b.MaxTurns))
 	default:
 		if route.Metered {
 			mt.m.ModelRequests++
@@ -221,7 +222,7 @@ func (mt *meter) admitLocked(route APIRoute) string {
 }
 
 func (mt *meter) costReason() string {
-	return fmt.Sprintf("max cost $%.2f reached ($%.4f spent)", mt.budget.MaxCostUSD, mt.m.CostUSD)
+	return fmt.Sprintf("reached the cost limit of $%.2f ($%.4f spent)", mt.budget.MaxCostUSD, mt.m.CostUSD)
 }
 
 // add folds usage (a delta) at the model's price into the meter. The
