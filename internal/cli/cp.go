@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -18,6 +17,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // Limits of a copy out of a sandbox: it must not be able to fill the host's
@@ -193,18 +193,10 @@ func copyOut(ctx context.Context, f *Factory, ex sandbox.Execer, r *store.Run, s
 			r.ID, src, config.FormatSize(maxSize), cpMaxEntriesWritten, dest)
 	}
 	if err != nil {
-		return fmt.Errorf("cp %s:%s to %s: %s", r.ID, src, dest, printable(err.Error()))
+		return fmt.Errorf("cp %s:%s to %s: %s", r.ID, src, dest, untrusted.Line(err.Error()))
 	}
 	for _, s := range skipped {
-		fmt.Fprintf(f.IO.ErrOut, "left out %s: %s\n", printable(s.Name), printable(s.Reason))
+		fmt.Fprintf(f.IO.ErrOut, "left out %s: %s\n", untrusted.Line(s.Name), untrusted.Line(s.Reason))
 	}
 	return nil
-}
-
-// printable shows a name the sandbox chose on one line of a terminal:
-// control characters, escape sequences included, and invalid UTF-8 are
-// written as Go escapes.
-func printable(s string) string {
-	q := strconv.QuoteToGraphic(s)
-	return q[1 : len(q)-1]
 }

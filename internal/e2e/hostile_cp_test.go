@@ -50,6 +50,7 @@ cp ../.git/hooks/post-checkout .git/hooks/post-checkout
 cd ..
 # Special files and links leading out.
 mkfifo fifo
+mkfifo "$(printf 'osc\033]52;c;aGk=\007\033[2Kfifo')"
 python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("sock")'
 ln -s /etc/passwd passwd
 ln -s ../../.. up
@@ -88,6 +89,10 @@ func TestHostileCpOut(t *testing.T) {
 		if !strings.Contains(res.stderr, "left out workspace/"+name+":") {
 			t.Errorf("cp did not report leaving out %s:\n%s", name, res.stderr)
 		}
+	}
+	// Names are the agent's: no escape sequence reaches the terminal.
+	if strings.ContainsAny(res.stderr, "\x1b\x07") || !strings.Contains(res.stderr, "left out workspace/osc") {
+		t.Errorf("cp printed the agent's escape sequences, or not the name:\n%q", res.stderr)
 	}
 	for _, name := range []string{".git/hooks", ".git/info/attributes", "linked/.git", "nested/.git/hooks", "fifo", "sock", "passwd", "up", "etcdir"} {
 		if _, err := os.Lstat(filepath.Join(dest, name)); err == nil {
