@@ -42,16 +42,18 @@ func TestHostileForgedResultLineKeepsTimeout(t *testing.T) {
 	}
 }
 
-// Freezing the in-sandbox relay and talking to the proxy's socket directly
-// does not outlast the deadline: the proxy refuses every request after it,
-// and with no supervisor left on the host, the next command that looks at
-// the run stops it.
+// Switching off the in-sandbox relay (freezing it where the engine allows,
+// and blinding its budget watch with a forged result line) and talking to
+// the proxy's socket directly does not outlast the deadline: the proxy
+// refuses every request after it, and with no supervisor left on the host,
+// the next command that looks at the run stops it.
 func TestHostileFrozenRelayDeadline(t *testing.T) {
 	e := newEnv(t)
 	body := `{"model":"claude-sonnet-4-5-20250929","max_tokens":16,"messages":[{"role":"user","content":"loop"}]}`
 	loop := fmt.Sprintf(`while :; do curl -s -m 2 --unix-socket /airlock/sock/api.sock -H 'content-type: application/json' -X POST http://api/v1/messages -d '%s' >/dev/null 2>&1; sleep 0.5; done`, body)
 	srv, _ := e.server(testkit.BashScript("freeze-relay",
-		"pkill -STOP -f 'airlock relay'; setsid nohup sh -c \""+strings.ReplaceAll(loop, `"`, `\"`)+"\" >/dev/null 2>&1 < /dev/null & echo frozen"))
+		"printf '%s\\n' '"+forgedResult+"' >> /airlock/log/agent.jsonl; pkill -STOP -f 'airlock relay'; "+
+			"setsid nohup sh -c \""+strings.ReplaceAll(loop, `"`, `\"`)+"\" >/dev/null 2>&1 < /dev/null & sleep 100"))
 	id := strings.TrimSpace(e.ok("run", "-d", "-m", "Freeze.", "--name", "freeze-relay", "--timeout", "8s").stdout)
 	// No supervisor on the host: the watcher `run -d` left is killed.
 	exec.Command("pkill", "-KILL", "-f", shared.bin+" watch "+id).Run()
