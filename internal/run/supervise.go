@@ -112,7 +112,9 @@ func (m *Manager) overQuota(r *store.Run) (string, time.Duration) {
 	start := time.Now()
 	dir := m.Store.RunDir(r.ID)
 	var dirs []string
-	for _, d := range []string{"workspace", "home", "log"} {
+	// egress/ is the proxy's, but what it holds (the audit log) grows with
+	// what the agent sends, refused requests included.
+	for _, d := range []string{"workspace", "home", "log", "egress"} {
 		if d == "workspace" && r.Here {
 			continue // the user's own project: not the run's to account for
 		}
