@@ -88,38 +88,7 @@ func TestBatchJobs(t *testing.T) {
 	e.git("add", ".")
 	e.git("commit", "-qm", "prompts")
 
-	eng, err := sandbox.NewDocker()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	var most int
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			states, err := eng.List(context.Background(), map[string]string{"airlock.project": e.repo, "airlock.role": "agent"})
-			if err != nil {
-				continue
-			}
-			n := 0
-			for _, s := range states {
-				if s.Status == sandbox.StatusRunning {
-					n++
-				}
-			}
-			most = max(most, n)
-		}
-	}()
-	res := e.airlock(append([]string{"run", "-j", "2"}, tasks...)...)
-	close(stop)
-	wg.Wait()
+	res, most := e.mostAgents(append([]string{"run", "-j", "2"}, tasks...)...)
 	if res.code != 0 {
 		t.Fatalf("batch exit = %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}

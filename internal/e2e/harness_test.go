@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,6 +252,45 @@ func (e *env) write(rel, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+// mostAgents runs airlock with args and returns its result and the most
+// agent containers of the test's project that ran at once meanwhile.
+func (e *env) mostAgents(args ...string) (result, int) {
+	e.t.Helper()
+	eng, err := sandbox.NewDocker()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	most := 0
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			states, err := eng.List(context.Background(), map[string]string{"airlock.project": e.repo, "airlock.role": "agent"})
+			if err != nil {
+				continue
+			}
+			n := 0
+			for _, s := range states {
+				if s.Status == sandbox.StatusRunning {
+					n++
+				}
+			}
+			most = max(most, n)
+		}
+	}()
+	res := e.airlock(args...)
+	close(stop)
+	wg.Wait()
+	return res, most
 }
 
 // cleanup removes the test's containers whatever happened.

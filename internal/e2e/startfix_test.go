@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
@@ -120,38 +116,7 @@ func TestBatchRunsAllAtOnceByDefault(t *testing.T) {
 	for _, name := range tasks {
 		e.write(".airlock/prompts/"+name+".md", "Wait a moment.\n")
 	}
-	eng, err := sandbox.NewDocker()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	most := 0
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			states, err := eng.List(context.Background(), map[string]string{"airlock.project": e.repo, "airlock.role": "agent"})
-			if err != nil {
-				continue
-			}
-			n := 0
-			for _, s := range states {
-				if s.Status == sandbox.StatusRunning {
-					n++
-				}
-			}
-			most = max(most, n)
-		}
-	}()
-	res := e.airlock(append([]string{"run", "-y"}, tasks...)...)
-	close(stop)
-	wg.Wait()
+	res, most := e.mostAgents(append([]string{"run", "-y"}, tasks...)...)
 	if res.code != 0 {
 		t.Fatalf("batch exit = %d\nstderr:\n%s", res.code, res.stderr)
 	}

@@ -42,6 +42,11 @@ func Open(path string) (*os.File, error) {
 		}
 		return nil, err
 	}
+	return regular(f, path)
+}
+
+// regular returns f if it is a regular file, and closes it otherwise.
+func regular(f *os.File, name string) (*os.File, error) {
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -49,7 +54,7 @@ func Open(path string) (*os.File, error) {
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return nil, notRegular(path, st.Mode())
+		return nil, notRegular(name, st.Mode())
 	}
 	return f, nil
 }
@@ -136,16 +141,7 @@ func OpenIn(dir, rel string) (*os.File, error) {
 		}
 		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, notRegular(filepath.Join(dir, rel), st.Mode())
-	}
-	return f, nil
+	return regular(f, filepath.Join(dir, rel))
 }
 
 // SeekLines moves f so that at most max bytes are left to read, starting
