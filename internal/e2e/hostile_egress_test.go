@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/egress"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
 // pathAttempts are requests an agent makes to its model-API endpoint
@@ -109,8 +113,17 @@ done
 	e.git("add", ".")
 	e.git("commit", "-qm", "spend")
 	srv, _ := e.server(runScript("spend", "sh spend.sh > codes.txt 2>&1; echo finished"))
-	res := e.airlock("run", "-y", "--model", "claude-haiku-4-5", "--max-cost", "0.20", "-m", "Spend it all.", "--name", "spend")
-	r := e.runs()[0]
+	// Detached, with its watcher killed: no host supervisor stops the run
+	// early, so what the loop sees is the proxy's doing alone.
+	res := e.ok("run", "-d", "-y", "--model", "claude-haiku-4-5", "--max-cost", "0.20", "-m", "Spend it all.", "--name", "spend")
+	id := strings.TrimSpace(res.stdout)
+	exec.Command("pkill", "-KILL", "-f", shared.bin+" watch "+id).Run()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := testkit.Docker(t).Wait(ctx, "airlock-"+id); err != nil {
+		t.Fatalf("the agent's container did not end: %v", err)
+	}
+	r := waitStatus(t, e, id)
 	runDir := filepath.Join(e.state, "airlock", "runs", r.ID)
 
 	codes, err := os.ReadFile(filepath.Join(runDir, "workspace", "codes.txt"))
@@ -119,6 +132,9 @@ done
 	}
 	if want := "1\t200\n2\t429\n3\t429\n4\t429\n5\t429\n"; string(codes) != want {
 		t.Errorf("the loop's statuses:\n%s\nwant:\n%s", codes, want)
+	}
+	if r.Status != store.StatusStopped || r.StopReason != "budget" || !strings.HasPrefix(r.Error, "budget: reached the cost limit of $0.20") {
+		t.Errorf("run = %s (%s): %q; want stopped by its cost budget", r.Status, r.StopReason, r.Error)
 	}
 
 	reqs := srv.Requests()
