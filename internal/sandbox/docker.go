@@ -25,6 +25,9 @@ type Docker struct {
 	// never be mounted into a sandbox: whoever holds one is root on the host.
 	engineSockets []string
 	dockerHost    string // DOCKER_HOST as given, for error hints
+	// podman is set when the API is Podman's compatible one: its quirks
+	// live there (podman.go).
+	podman *podmanQuirks
 }
 
 // NewDocker connects lazily: no request is made until the first call.
@@ -59,11 +62,19 @@ func (d *Docker) Create(ctx context.Context, spec Spec) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
 	}
+	if d.podman != nil {
+		if err := d.podman.adjust(ctx, d, &opts); err != nil {
+			return "", fmt.Errorf("create container %s: %w", spec.Name, err)
+		}
+	}
 	res, err := d.cli.ContainerCreate(ctx, opts)
+	for try := 0; err != nil && d.podman != nil && podmanTransient(err) && try < 3; try++ {
+		res, err = d.cli.ContainerCreate(ctx, opts)
+	}
 	if err != nil {
-		if cerrdefs.IsConflict(err) {
-			return "", fmt.Errorf("create container %s: the name is already in use; remove the old container (docker rm -f %s) or pick another name: %w",
-				spec.Name, spec.Name, err)
+		if cerrdefs.IsConflict(err) || d.podman != nil && strings.Contains(err.Error(), "already in use") {
+			return "", fmt.Errorf("create container %s: the name is already in use; remove the old container (%s rm -f %s) or pick another name: %w",
+				spec.Name, d.Kind(), spec.Name, err)
 		}
 		if cerrdefs.IsNotFound(err) {
 			return "", fmt.Errorf("create container %s: image %s not found (build or import it first): %w: %w",
@@ -124,7 +135,11 @@ func (d *Docker) Inspect(ctx context.Context, id string) (State, error) {
 	if err != nil {
 		return State{}, d.engineError("inspect container "+id, err)
 	}
-	return stateOf(res.Container)
+	st, err := stateOf(res.Container)
+	if d.podman != nil {
+		st = podmanState(st)
+	}
+	return st, err
 }
 
 // Stop sends SIGTERM, then SIGKILL after timeout.
@@ -232,6 +247,8 @@ func (d *Docker) engineError(doing string, err error) error {
 	switch {
 	case cerrdefs.IsNotFound(err):
 		return fmt.Errorf("%s: %w: %w", doing, ErrNotFound, err)
+	case client.IsErrConnectionFailed(err) && d.podman != nil:
+		return d.podman.unreachable(doing, d.cli.DaemonHost(), err)
 	case client.IsErrConnectionFailed(err):
 		hint := "or set DOCKER_HOST to your engine's socket (e.g. DOCKER_HOST=unix:///run/podman/podman.sock)"
 		if d.dockerHost != "" {

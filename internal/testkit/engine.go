@@ -29,3 +29,33 @@ func Docker(t testing.TB) *sandbox.Docker {
 	}
 	return d
 }
+
+// Podman connects a test to the Podman API service of the user the test
+// runs as (rootful for root, rootless otherwise; CONTAINER_HOST overrides),
+// skipping or, under CI=true, failing when none answers.
+func Podman(t testing.TB) *sandbox.Docker {
+	t.Helper()
+	p, err := sandbox.NewPodman("")
+	if err != nil {
+		t.Fatalf("NewPodman: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Ping(ctx); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI needs Podman (scripts/setup.sh starts it): %v", err)
+		}
+		t.Skipf("no Podman: %v", err)
+	}
+	return p
+}
+
+// RootlessUser is the non-root user whose rootless Podman the tests use:
+// AIRLOCK_TEST_USER, or airlock-test, which scripts/setup.sh creates.
+func RootlessUser() string {
+	if u := os.Getenv("AIRLOCK_TEST_USER"); u != "" {
+		return u
+	}
+	return "airlock-test"
+}

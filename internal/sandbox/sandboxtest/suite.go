@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,13 +23,28 @@ import (
 	"github.com/airlock-dev/airlock/internal/sandbox"
 )
 
-// The unprivileged user the suite's containers run as; deliberately not the
-// test process's own uid.
+// The unprivileged user the suite's containers run as when the tests run as
+// root; deliberately not the test process's own uid. Run as another user
+// (for a rootless engine), the suite's containers run as that user, as
+// airlock's agents do: only the user's own ids map onto themselves there.
 const (
-	userUID = 4242
-	userGID = 4343
-	user    = "4242:4343"
+	rootTestUID = 4242
+	rootTestGID = 4343
 )
+
+// suiteUser is the uid and gid the suite's containers run as.
+func suiteUser() (uid, gid int) {
+	if os.Getuid() == 0 {
+		return rootTestUID, rootTestGID
+	}
+	return os.Getuid(), os.Getgid()
+}
+
+// limitsIgnorer is an engine that may drop resource limits (rootless
+// Podman on cgroup v1); it says why.
+type limitsIgnorer interface {
+	LimitsIgnored(ctx context.Context) (string, error)
+}
 
 // RunEngineSuite checks that the engine returned by newEngine runs hardened
 // containers and reports on them as the sandbox.Engine contract says. The
@@ -36,6 +52,8 @@ const (
 // parallel and remove every container they create.
 func RunEngineSuite(t *testing.T, newEngine func() sandbox.Engine) {
 	s := &suite{e: newEngine(), runLabel: randomHex(t)}
+	s.uid, s.gid = suiteUser()
+	s.user = fmt.Sprintf("%d:%d", s.uid, s.gid)
 	tests := []struct {
 		name string
 		fn   func(*testing.T, *suite)
@@ -72,6 +90,24 @@ func RunEngineSuite(t *testing.T, newEngine func() sandbox.Engine) {
 type suite struct {
 	e        sandbox.Engine
 	runLabel string // labels this run's containers, so List tests see only theirs
+	uid, gid int    // the containers' user
+	user     string // "uid:gid"
+}
+
+// skipIfLimitsIgnored skips a limit test on an engine that says it cannot
+// enforce limits (the backend's documentation says so too).
+func (s *suite) skipIfLimitsIgnored(t *testing.T) {
+	li, ok := s.e.(limitsIgnorer)
+	if !ok {
+		return
+	}
+	why, err := li.LimitsIgnored(ctx(t))
+	if err != nil {
+		t.Fatalf("LimitsIgnored: %v", err)
+	}
+	if why != "" {
+		t.Skip(why)
+	}
 }
 
 // spec returns a spec with a unique name running script under sh.
@@ -80,7 +116,7 @@ func (s *suite) spec(t *testing.T, script string) sandbox.Spec {
 		Name:    "airlock-suite-" + randomHex(t),
 		Image:   Image,
 		Cmd:     []string{"sh", "-c", script},
-		User:    user,
+		User:    s.user,
 		Network: "none",
 		Labels:  map[string]string{"airlock.suite": s.runLabel},
 	}
@@ -202,8 +238,8 @@ func testHardening(t *testing.T, s *suite) {
 		"CapAmb":     "0000000000000000",
 		"NoNewPrivs": "1",
 		"Seccomp":    "2",
-		"Uid":        strings.Repeat(strconv.Itoa(userUID)+" ", 4),
-		"Gid":        strings.Repeat(strconv.Itoa(userGID)+" ", 4),
+		"Uid":        strings.Repeat(strconv.Itoa(s.uid)+" ", 4),
+		"Gid":        strings.Repeat(strconv.Itoa(s.gid)+" ", 4),
 	}
 	fields := statusFields(out)
 	for k, v := range want {
@@ -235,6 +271,7 @@ func testNetworkNone(t *testing.T, s *suite) {
 }
 
 func testPidsLimit(t *testing.T, s *suite) {
+	s.skipIfLimitsIgnored(t)
 	spec := s.spec(t, "for i in $(seq 1 200); do sleep 60 & echo started; done")
 	spec.Limits.Pids = 32
 	code, out := s.run(t, spec)
@@ -248,6 +285,7 @@ func testPidsLimit(t *testing.T, s *suite) {
 }
 
 func testMemoryLimit(t *testing.T, s *suite) {
+	s.skipIfLimitsIgnored(t)
 	const limit = 64 << 20
 	spec := s.spec(t, `
 if [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]; then
@@ -520,8 +558,8 @@ func testBindMountOwnership(t *testing.T, s *suite) {
 	if !ok {
 		t.Skip("no uid/gid on this platform")
 	}
-	if st.Uid != userUID || st.Gid != userGID {
-		t.Errorf("file written by the container is owned by %d:%d on the host, want %s", st.Uid, st.Gid, user)
+	if int(st.Uid) != s.uid || int(st.Gid) != s.gid {
+		t.Errorf("file written by the container is owned by %d:%d on the host, want %s", st.Uid, st.Gid, s.user)
 	}
 
 	ro := s.spec(t, "echo hi > /data/again")

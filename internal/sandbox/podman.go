@@ -1,0 +1,259 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"golang.org/x/sys/unix"
+)
+
+// Podman speaks Docker's API on its own socket (`podman system service`),
+// so the Podman engine is the Docker backend with Podman's quirks switched
+// on. They are:
+//
+//   - Ulimits. Podman asks the runtime for nofile and nproc limits above the
+//     hard limits of many hosts (and then starts nothing), so both are given
+//     explicitly, within the host's.
+//   - Rootless user namespaces. A rootless Podman maps container uids onto
+//     the user's subordinate range, so a file the agent (container uid U)
+//     creates in a bind mount would belong to some uid 10xxxx on the host.
+//     With the keep-id user namespace the invoking user's uid and gid map
+//     onto themselves: the agent runs as the user and its files are the
+//     user's, as on Docker. The proxy gets the same mapping, so the Unix
+//     sockets it creates in the run's directory are the user's too.
+//   - Resource limits. A rootless Podman on cgroup v1 cannot set memory,
+//     CPU or pids limits and drops them (with a warning in the create
+//     response). Limits reports that, so callers can say so.
+
+// Engine kinds, as in `[engine] kind` and AIRLOCK_ENGINE.
+const (
+	KindDocker = "docker"
+	KindPodman = "podman"
+)
+
+// podmanQuirks is what the Docker backend does differently on Podman.
+type podmanQuirks struct {
+	// info is Podman's own description of itself, fetched on first use
+	// (the compatible /info does not say whether it runs rootless).
+	mu    sync.Mutex
+	info  *podmanInfo
+	nproc uint64 // the nproc ulimit containers get
+}
+
+// podmanInfo is the part of Podman's /libpod/info airlock needs.
+type podmanInfo struct {
+	Host struct {
+		CgroupsVersion string `json:"cgroupVersion"`
+		Security       struct {
+			Rootless bool `json:"rootless"`
+		} `json:"security"`
+	} `json:"host"`
+}
+
+// NewPodman connects lazily to Podman's Docker-compatible API at host (a
+// unix:// URL). An empty host means CONTAINER_HOST (Podman's own variable),
+// else the socket of the Podman that runs as this user: rootful for root,
+// rootless for everyone else.
+func NewPodman(host string) (*Docker, error) {
+	if host == "" {
+		host = PodmanHost(os.Getenv, os.Getuid())
+	}
+	cli, err := client.New(client.WithHost(host))
+	if err != nil {
+		return nil, fmt.Errorf("podman client for %s: %w", host, err)
+	}
+	return &Docker{
+		cli:           cli,
+		engineSockets: engineSockets(cli.DaemonHost()),
+		podman:        &podmanQuirks{nproc: nprocLimit()},
+	}, nil
+}
+
+// PodmanHost is where Podman's API listens for a user: CONTAINER_HOST when
+// set, else the rootless socket in the user's runtime directory, or the
+// rootful one for root.
+func PodmanHost(getenv func(string) string, uid int) string {
+	if h := getenv("CONTAINER_HOST"); h != "" {
+		return h
+	}
+	if uid == 0 {
+		return "unix:///run/podman/podman.sock"
+	}
+	rt := getenv("XDG_RUNTIME_DIR")
+	if rt == "" {
+		rt = filepath.Join("/run/user", strconv.Itoa(uid))
+	}
+	return "unix://" + filepath.Join(rt, "podman", "podman.sock")
+}
+
+// nprocLimit is the nproc ulimit Podman's containers get: the most this
+// process may have, and no more than the kernel's pid_max (Podman lowers its
+// own limit to that, and a container cannot be given more than Podman has).
+func nprocLimit() uint64 {
+	limit := uint64(32768)
+	if data, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64); err == nil && n > 0 {
+			limit = n
+		}
+	}
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &rl); err == nil && rl.Max < limit {
+		limit = rl.Max
+	}
+	return limit
+}
+
+// Engine names the engine for messages: "Docker" or "Podman".
+func (d *Docker) Engine() string {
+	if d.podman != nil {
+		return "Podman"
+	}
+	return "Docker"
+}
+
+// Kind is the engine's kind: KindDocker or KindPodman.
+func (d *Docker) Kind() string {
+	if d.podman != nil {
+		return KindPodman
+	}
+	return KindDocker
+}
+
+// Rootless reports whether the engine runs without root, so that container
+// uids are not host uids. Only Podman is asked; the answer is cached.
+func (d *Docker) Rootless(ctx context.Context) (bool, error) {
+	if d.podman == nil {
+		return false, nil
+	}
+	info, err := d.podman.describe(ctx, d)
+	return info.Host.Security.Rootless, err
+}
+
+// LimitsIgnored says why the engine drops memory, CPU and pids limits, or
+// "" when it honours them: a rootless Podman on cgroup v1 cannot set them.
+func (d *Docker) LimitsIgnored(ctx context.Context) (string, error) {
+	if d.podman == nil {
+		return "", nil
+	}
+	info, err := d.podman.describe(ctx, d)
+	if err != nil {
+		return "", err
+	}
+	if info.Host.Security.Rootless && info.Host.CgroupsVersion == "v1" {
+		return "rootless Podman cannot set memory, CPU or pids limits on a cgroup v1 host", nil
+	}
+	return "", nil
+}
+
+// describe asks Podman's own API about the engine; a failure is not
+// remembered, so a later call may find the service up.
+func (q *podmanQuirks) describe(ctx context.Context, d *Docker) (podmanInfo, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.info == nil {
+		info, err := fetchPodmanInfo(ctx, d.cli)
+		if errors.As(err, new(dialError)) {
+			return podmanInfo{}, q.unreachable("ask Podman about itself", d.cli.DaemonHost(), err)
+		}
+		if err != nil {
+			return podmanInfo{}, fmt.Errorf("ask Podman about itself: %w", err)
+		}
+		q.info = &info
+	}
+	return *q.info, nil
+}
+
+// fetchPodmanInfo reads /libpod/info over the client's own connection.
+func fetchPodmanInfo(ctx context.Context, cli *client.Client) (podmanInfo, error) {
+	dial := cli.Dialer()
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+	}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://podman/v4.0.0/libpod/info", nil)
+	if err != nil {
+		return podmanInfo{}, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return podmanInfo{}, dialError{err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return podmanInfo{}, fmt.Errorf("GET /libpod/info: %s (is this Podman 4 or newer?)", resp.Status)
+	}
+	var info podmanInfo
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		return podmanInfo{}, fmt.Errorf("GET /libpod/info: %w", err)
+	}
+	return info, nil
+}
+
+// podmanState maps what Podman's compatible API reports onto Docker's
+// words: a container that has exited is "exited" once Podman has cleaned
+// up after it but "stopped" before, and a created one may be
+// "configured"; image names come back qualified (docker.io/library/x:1 or
+// localhost/x:1 for the x:1 the container was created from).
+func podmanState(st State) State {
+	switch st.Status {
+	case "stopped":
+		st.Status = StatusExited
+	case "configured", "initialized":
+		st.Status = StatusCreated
+	}
+	for _, prefix := range []string{"docker.io/library/", "localhost/"} {
+		if rest, ok := strings.CutPrefix(st.Image, prefix); ok {
+			st.Image = rest
+			break
+		}
+	}
+	return st
+}
+
+// podmanTransient reports a create failure that goes away when tried
+// again: Podman 4.3 now and then fails to read the user's subordinate ids
+// when rootless containers are created at the same time, and then says
+// keep-id "requires additional UIDs".
+func podmanTransient(err error) bool {
+	return strings.Contains(err.Error(), "keep-id requires additional UIDs")
+}
+
+// dialError is a request that reached no engine.
+type dialError struct{ error }
+
+func (e dialError) Unwrap() error { return e.error }
+
+// adjust applies Podman's quirks to a create request.
+func (q *podmanQuirks) adjust(ctx context.Context, d *Docker, opts *client.ContainerCreateOptions) error {
+	info, err := q.describe(ctx, d)
+	if err != nil {
+		return err
+	}
+	hc := opts.HostConfig
+	hc.Ulimits = append(hc.Ulimits, &container.Ulimit{Name: "nproc", Soft: int64(q.nproc), Hard: int64(q.nproc)})
+	if info.Host.Security.Rootless {
+		hc.UsernsMode = "keep-id"
+	}
+	return nil
+}
+
+// unreachable explains how to start Podman's API service.
+func (q *podmanQuirks) unreachable(doing, host string, err error) error {
+	start := "podman system service --time=0 &"
+	if os.Getuid() == 0 {
+		start = "podman system service --time=0 unix:///run/podman/podman.sock &"
+	}
+	return fmt.Errorf("%s: %w at %s: is Podman's API service running? start it with `systemctl --user start podman.socket` (as root: `systemctl start podman.socket`) or `%s`, or set CONTAINER_HOST to its socket: %w",
+		doing, ErrEngineUnreachable, host, start, err)
+}
