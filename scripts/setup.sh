@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine for building and testing airlock: installs
 # what is missing (git, make, ca-certificates, debootstrap, busybox-static
-# for the engine test suite, and Debian's docker.io when no engine answers)
-# and starts dockerd when nothing is listening. Safe to run again: when all is
-# present it only checks, in well under a second.
+# for the engine test suite, Debian's docker.io when no engine answers, and
+# Debian's podman) and starts dockerd when nothing is listening, and Podman's
+# API services, rootful and rootless (as the test user airlock-test, which it
+# creates). Safe to run again: when all is present it only checks, in about a
+# second.
 set -euo pipefail
 
 log() { echo "setup: $*" >&2; }
@@ -31,6 +33,14 @@ done
 if ! engine_answers && ! { have dockerd && command -v docker >/dev/null; }; then
 	missing+=(docker.io)
 fi
+
+# Podman, rootful and rootless: airlock's second engine, which the tests run
+# on too (curl checks that its API answers). netavark makes its bridge networks; uidmap, slirp4netns and
+# fuse-overlayfs are what a rootless Podman needs; runc because Debian's crun
+# refuses hosts with a hybrid cgroup hierarchy.
+for pkg in curl podman uidmap slirp4netns fuse-overlayfs netavark aardvark-dns catatonit runc; do
+	installed "$pkg" || missing+=("$pkg")
+done
 
 # Node.js and npm: the tests drive the real Claude Code CLI on the host too.
 command -v npm >/dev/null || missing+=(nodejs npm)
@@ -67,6 +77,82 @@ if ! engine_answers; then
 	fi
 fi
 
+# Podman's settings for airlock, in a drop-in that leaves the admin's own
+# containers.conf alone: explicit ulimits (Podman's defaults exceed the hard
+# limits of many hosts, and then no container starts), cgroupfs and a file
+# for events (no systemd here), runc, netavark.
+podman_conf=/etc/containers/containers.conf.d/airlock.conf
+nproc=$(ulimit -Hu)
+pid_max=$(cat /proc/sys/kernel/pid_max)
+{ [ "$nproc" = unlimited ] || [ "$nproc" -gt "$pid_max" ]; } && nproc=$pid_max
+podman_settings="# Written by airlock's scripts/setup.sh.
+[containers]
+default_ulimits = [\"nofile=20000:20000\", \"nproc=$nproc:$nproc\"]
+[engine]
+cgroup_manager = \"cgroupfs\"
+events_logger = \"file\"
+runtime = \"runc\"
+[network]
+network_backend = \"netavark\""
+if [ "$(cat "$podman_conf" 2>/dev/null)" != "$podman_settings" ]; then
+	log "writing $podman_conf"
+	"${SUDO[@]}" mkdir -p "$(dirname "$podman_conf")"
+	printf '%s\n' "$podman_settings" | "${SUDO[@]}" tee "$podman_conf" >/dev/null
+fi
+# overlay for rootless users too (else Podman picks vfs, which copies the
+# whole image for every container). Only where nobody has chosen yet.
+if [ ! -e /etc/containers/storage.conf ]; then
+	log "writing /etc/containers/storage.conf (overlay)"
+	printf '[storage]\ndriver = "overlay"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' |
+		"${SUDO[@]}" tee /etc/containers/storage.conf >/dev/null
+fi
+
+# Podman answers /version slowly (it asks conmon and the runtime); its
+# _ping is quick.
+podman_answers() { "${SUDO[@]}" curl -sf --max-time 5 --unix-socket "$1" http://podman/_ping >/dev/null 2>&1; }
+wait_podman() { # socket log
+	for _ in $(seq 40); do
+		podman_answers "$1" && return 0
+		sleep 0.25
+	done
+	"${SUDO[@]}" tail -n 5 "$2" >&2 || true
+	die "Podman's API service did not start on $1 (see $2)"
+}
+
+# Rootful Podman's API service, on its usual socket; no systemd, so in the
+# background, detached from this script.
+if ! podman_answers /run/podman/podman.sock; then
+	log "starting Podman's API service on /run/podman/podman.sock (log: /var/log/airlock-podman.log)"
+	"${SUDO[@]}" mkdir -p /run/podman
+	"${SUDO[@]}" sh -c 'nohup podman system service --time=0 unix:///run/podman/podman.sock >/var/log/airlock-podman.log 2>&1 </dev/null &'
+	wait_podman /run/podman/podman.sock /var/log/airlock-podman.log
+fi
+
+# Rootless Podman, as the tests run it: an unprivileged user with its own
+# subordinate uid and gid ranges, its runtime directory (which a login
+# would make) and its API service there.
+test_user=${AIRLOCK_TEST_USER:-airlock-test}
+if ! id "$test_user" >/dev/null 2>&1; then
+	log "creating the rootless test user $test_user"
+	"${SUDO[@]}" useradd --create-home --shell /bin/sh "$test_user"
+fi
+if ! grep -q "^$test_user:" /etc/subuid || ! grep -q "^$test_user:" /etc/subgid; then
+	# A range above every range handed out so far.
+	start=$(cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: '{ e = $2 + $3; if (e > m) m = e } END { print (m > 100000 ? m : 100000) }')
+	log "giving $test_user subordinate ids $start-$((start + 65535))"
+	"${SUDO[@]}" usermod --add-subuids "$start-$((start + 65535))" --add-subgids "$start-$((start + 65535))" "$test_user"
+fi
+test_uid=$(id -u "$test_user")
+rootless_sock=/run/user/$test_uid/podman/podman.sock
+if ! podman_answers "$rootless_sock"; then
+	log "starting $test_user's rootless Podman API service on $rootless_sock (log: /var/log/airlock-podman-rootless.log)"
+	"${SUDO[@]}" install -d -m 0700 -o "$test_user" -g "$test_user" "/run/user/$test_uid"
+	"${SUDO[@]}" install -m 0644 -o "$test_user" -g "$test_user" /dev/null /var/log/airlock-podman-rootless.log
+	"${SUDO[@]}" runuser -u "$test_user" -- sh -c "cd / && export XDG_RUNTIME_DIR=/run/user/$test_uid HOME=$(getent passwd "$test_user" | cut -d: -f6) &&
+		nohup podman system service --time=0 unix://$rootless_sock >>/var/log/airlock-podman-rootless.log 2>&1 </dev/null &"
+	wait_podman "$rootless_sock" /var/log/airlock-podman-rootless.log
+fi
+
 # Where no image registry can be reached (as on airlock's CI machines), the
 # default image's base must be made from Debian packages. Record that choice
 # once, machine-wide, so `airlock image build`, `airlock run` and `airlock demo`
@@ -82,4 +168,4 @@ fi
 if [ "$(id -u)" -ne 0 ] && ! docker info >/dev/null 2>&1; then
 	log "warning: the engine answers only through sudo; add yourself to the docker group (sudo usermod -aG docker \"$USER\", then log in again)"
 fi
-log "ready: $(go version | cut -d' ' -f3), git $(git --version | cut -d' ' -f3), engine $("${SUDO[@]}" docker version -f '{{.Server.Version}}' 2>/dev/null)"
+log "ready: $(go version | cut -d' ' -f3), git $(git --version | cut -d' ' -f3), engine $("${SUDO[@]}" docker version -f '{{.Server.Version}}' 2>/dev/null), podman $(podman --version | cut -d' ' -f3) (rootful, and rootless as $test_user)"
