@@ -69,10 +69,11 @@ func (f *Factory) Store() (*store.Store, error) {
 	return f.store, f.storeErr
 }
 
-// Engine connects to the container engine.
+// Engine connects to the container engine: AIRLOCK_ENGINE names its kind
+// ("docker", the default, or "podman").
 func (f *Factory) Engine() (*sandbox.Docker, error) {
 	f.engineOnce.Do(func() {
-		f.engine, f.engineErr = sandbox.NewDocker()
+		f.engine, f.engineErr = sandbox.NewKind(f.Getenv("AIRLOCK_ENGINE"))
 	})
 	return f.engine, f.engineErr
 }

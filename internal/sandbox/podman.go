@@ -42,6 +42,19 @@ const (
 	KindPodman = "podman"
 )
 
+// NewKind connects to the engine of kind: KindDocker (also for ""), or
+// KindPodman.
+func NewKind(kind string) (*Docker, error) {
+	switch kind {
+	case "", KindDocker:
+		return NewDocker()
+	case KindPodman:
+		return NewPodman("")
+	default:
+		return nil, fmt.Errorf("unknown container engine %q: use %q or %q", kind, KindDocker, KindPodman)
+	}
+}
+
 // podmanQuirks is what the Docker backend does differently on Podman.
 type podmanQuirks struct {
 	// info is Podman's own description of itself, fetched on first use

@@ -1,0 +1,409 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/testkit"
+)
+
+// The Podman e2e: the core run → diff → merge with the real Claude Code and
+// the scripted model, and the isolation attempts that need no test hosts,
+// on rootful Podman (as root) and on rootless Podman (as the unprivileged
+// test user scripts/setup.sh creates). The engine is chosen the way a user
+// chooses it: AIRLOCK_ENGINE=podman.
+
+// podmanImages makes the default image once per Podman: built through
+// Podman's own API for rootful Podman, and copied from there into the
+// rootless user's store (the image's base is made with debootstrap, which
+// needs root).
+var podmanImages struct {
+	rootfulOnce, rootlessOnce sync.Once
+	ref                       string
+	rootfulErr, rootlessErr   error
+}
+
+// needPodman skips (or on CI fails) a test when Podman does not answer.
+func needPodman(t *testing.T) {
+	t.Helper()
+	if shared.skip != "" {
+		t.Skip("no container engine: ", shared.skip)
+	}
+	if os.Getuid() != 0 {
+		t.Skip("the Podman e2e runs as root (rootless Podman as its test user)")
+	}
+	p, err := sandbox.NewPodman("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Ping(ctx); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI needs Podman (scripts/setup.sh starts it): %v", err)
+		}
+		t.Skipf("no Podman: %v", err)
+	}
+}
+
+// rootfulPodmanImage builds the default image on rootful Podman with
+// `airlock image build`, as a user would.
+func rootfulPodmanImage(t *testing.T) string {
+	t.Helper()
+	podmanImages.rootfulOnce.Do(func() {
+		cmd := exec.Command(shared.bin, "image", "build")
+		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+shared.configDir, "AIRLOCK_ENGINE=podman")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			podmanImages.rootfulErr = fmt.Errorf("airlock image build on Podman: %v\n%s", err, tail(stderr.String(), 40))
+			return
+		}
+		lines := strings.Fields(stdout.String())
+		if len(lines) == 0 {
+			podmanImages.rootfulErr = fmt.Errorf("airlock image build on Podman printed no image:\n%s", tail(stderr.String(), 20))
+			return
+		}
+		podmanImages.ref = lines[len(lines)-1]
+		t.Logf("the image %s on Podman took %s", podmanImages.ref, time.Since(start).Round(time.Second))
+	})
+	if podmanImages.rootfulErr != nil {
+		t.Fatal(podmanImages.rootfulErr)
+	}
+	return podmanImages.ref
+}
+
+// rootlessPodmanImage copies the rootful image into u's rootless store.
+func rootlessPodmanImage(t *testing.T, u *user.User) {
+	t.Helper()
+	ref := rootfulPodmanImage(t)
+	podmanImages.rootlessOnce.Do(func() {
+		if out, err := asUser(u, "", nil, "podman", "image", "exists", ref); err == nil {
+			return
+		} else if !strings.Contains(fmt.Sprint(err), "exit status 1") {
+			podmanImages.rootlessErr = fmt.Errorf("podman image exists as %s: %v\n%s", u.Username, err, out)
+			return
+		}
+		save := exec.Command("podman", "save", ref)
+		load := rootlessCmd(u, "", nil, "podman", "load")
+		pipe, err := save.StdoutPipe()
+		if err != nil {
+			podmanImages.rootlessErr = err
+			return
+		}
+		load.Stdin = pipe
+		var saveErr, loadOut bytes.Buffer
+		save.Stderr = &saveErr
+		load.Stdout, load.Stderr = &loadOut, &loadOut
+		if err := save.Start(); err != nil {
+			podmanImages.rootlessErr = err
+			return
+		}
+		loadErr := load.Run()
+		if err := save.Wait(); err != nil || loadErr != nil {
+			podmanImages.rootlessErr = fmt.Errorf("podman save %s | podman load (as %s): %v, %v\n%s%s", ref, u.Username, err, loadErr, saveErr.String(), loadOut.String())
+		}
+	})
+	if podmanImages.rootlessErr != nil {
+		t.Fatal(podmanImages.rootlessErr)
+	}
+}
+
+// rootlessUser is the test user whose rootless Podman the tests use.
+func rootlessUser(t *testing.T) *user.User {
+	t.Helper()
+	name := testkit.RootlessUser()
+	u, err := user.Lookup(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI needs the rootless test user %s (scripts/setup.sh creates it): %v", name, err)
+		}
+		t.Skipf("no rootless test user %s (scripts/setup.sh creates it): %v", name, err)
+	}
+	return u
+}
+
+// rootlessCmd is a command run as u through runuser, with the environment
+// a login would give u plus extra, in dir.
+func rootlessCmd(u *user.User, dir string, extra []string, name string, args ...string) *exec.Cmd {
+	env := []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
+		"HOME=" + u.HomeDir,
+		"USER=" + u.Username,
+		"XDG_RUNTIME_DIR=/run/user/" + u.Uid,
+	}
+	env = append(env, extra...)
+	cmd := exec.Command("runuser", append([]string{"-u", u.Username, "--", "env", "-i"}, append(env, append([]string{name}, args...)...)...)...)
+	cmd.Dir = dir
+	if dir == "" {
+		cmd.Dir = "/"
+	}
+	return cmd
+}
+
+func asUser(u *user.User, dir string, extra []string, name string, args ...string) (string, error) {
+	out, err := rootlessCmd(u, dir, extra, name, args...).CombinedOutput()
+	return string(out), err
+}
+
+// podmanCleanup removes a state directory's run containers from a Podman.
+func podmanCleanup(t *testing.T, state string, eng *sandbox.Docker) {
+	t.Cleanup(func() {
+		runs, _ := os.ReadDir(filepath.Join(state, "airlock", "runs"))
+		for _, r := range runs {
+			for _, suffix := range []string{"", "-harvest", "-proxy"} {
+				eng.Remove(context.Background(), "airlock-"+r.Name()+suffix)
+			}
+		}
+	})
+}
+
+// Rootful Podman: a run writes and commits, merge brings the commit home,
+// and the run's containers were Podman's, not Docker's.
+func TestPodmanWriteCommitMerge(t *testing.T) {
+	needPodman(t)
+	rootfulPodmanImage(t)
+	e := newEnv(t)
+	srv, _ := e.server(testkit.DemoScript())
+	e.extra = append(e.extra, "AIRLOCK_ENGINE=podman")
+	p, err := sandbox.NewPodman("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	podmanCleanup(t, e.state, p)
+
+	res := e.ok("run", "-m", "Write hello.py, run it, commit it.", "--name", "hello")
+	if out := res.stdout + res.stderr; !strings.Contains(out, "python3 hello.py") || !strings.Contains(out, "succeeded") {
+		t.Errorf("run output lacks the tool call or the outcome:\n%s", out)
+	}
+	sawKey := false
+	for _, r := range srv.Requests() {
+		sawKey = sawKey || r.APIKey() == "sk-ant-e2e-"+t.Name()
+	}
+	if !sawKey {
+		t.Error("the model server never received the API key")
+	}
+	runs := e.runs()
+	if len(runs) != 1 || runs[0].Status != store.StatusSucceeded {
+		t.Fatalf("runs = %+v", runs)
+	}
+	r := runs[0]
+	// The container was Podman's: Docker never saw it.
+	if st, err := p.Inspect(context.Background(), r.Container); err != nil || st.Status != sandbox.StatusExited || st.ExitCode != 0 {
+		t.Errorf("Podman's view of the agent container: %+v, %v; want exited 0", st, err)
+	}
+	if out, err := exec.Command("docker", "inspect", r.Container).CombinedOutput(); err == nil {
+		t.Errorf("Docker knows the agent container %s; the run did not use Podman:\n%s", r.Container, out)
+	}
+	if diff := e.ok("diff").stdout; !strings.Contains(diff, "Hello from airlock") {
+		t.Errorf("diff lacks the new file:\n%s", diff)
+	}
+	e.ok("merge")
+	if got := e.git("log", "-1", "--format=%s"); got != "Add hello.py" {
+		t.Fatalf("after merge HEAD is %q", got)
+	}
+	e.ok("rm", "-y")
+	if _, err := p.Inspect(context.Background(), r.Container); err == nil {
+		t.Errorf("rm left the agent container %s in Podman", r.Container)
+	}
+}
+
+// Rootless Podman, as an unprivileged user: the run succeeds, the agent's
+// files in the run's copy belong to the user (keep-id), the proxy's sockets
+// in the shared directory work across the user namespace, and merge brings
+// the commit into the user's repository.
+func TestPodmanRootlessWriteCommitMerge(t *testing.T) {
+	needPodman(t)
+	u := rootlessUser(t)
+	rootlessPodmanImage(t, u)
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+
+	base, err := os.MkdirTemp("", "airlock-podman-rootless-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chown(base, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	repo, state := filepath.Join(base, "repo"), filepath.Join(base, "state")
+	srv := testkit.NewServer(testkit.DemoScript())
+	url, err := srv.Start(shared.gateway + ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	key := "sk-ant-e2e-rootless-" + randHex(16)
+	env := []string{
+		"XDG_STATE_HOME=" + state, "XDG_CONFIG_HOME=" + shared.configDir,
+		"ANTHROPIC_API_KEY=" + key, "ANTHROPIC_BASE_URL=" + url, "AIRLOCK_ENGINE=podman",
+		"GIT_AUTHOR_NAME=Test User", "GIT_AUTHOR_EMAIL=test@example.invalid",
+		"GIT_COMMITTER_NAME=Test User", "GIT_COMMITTER_EMAIL=test@example.invalid",
+	}
+	run := func(name string, args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := rootlessCmd(u, repo, env, name, args...)
+		cmd.Cancel = func() error { return cmd.Process.Kill() }
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			cmd.Process.Kill()
+			err = <-done
+		}
+		if err != nil {
+			t.Fatalf("%s %s as %s: %v\n%s", name, strings.Join(args, " "), u.Username, err, out.String())
+		}
+		return out.String()
+	}
+	if _, err := asUser(u, base, nil, "mkdir", repo); err != nil {
+		t.Fatal(err)
+	}
+	run("git", "init", "-q", "-b", "main")
+	run("sh", "-c", "echo '# project' > README.md && git add . && git commit -qm initial")
+
+	p, err := sandbox.NewPodman(sandbox.PodmanHost(func(k string) string {
+		if k == "XDG_RUNTIME_DIR" {
+			return "/run/user/" + u.Uid
+		}
+		return ""
+	}, uid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	podmanCleanup(t, state, p)
+
+	out := run(shared.bin, "run", "-m", "Write hello.py, run it, commit it.", "--name", "hello")
+	if !strings.Contains(out, "python3 hello.py") || !strings.Contains(out, "succeeded") {
+		t.Errorf("run output lacks the tool call or the outcome:\n%s", out)
+	}
+	sawKey := false
+	for _, r := range srv.Requests() {
+		sawKey = sawKey || r.APIKey() == key
+	}
+	if !sawKey {
+		t.Error("the model server never received the API key")
+	}
+	var all []store.Run
+	if ls := run(shared.bin, "ls", "-a", "--json"); json.Unmarshal([]byte(ls), &all) != nil || len(all) != 1 {
+		t.Fatalf("ls --json: %s", ls)
+	}
+	r := all[0]
+	if r.Status != store.StatusSucceeded {
+		t.Fatalf("run %s: status %s (%s)", r.ID, r.Status, r.Error)
+	}
+	if rootless, err := p.Rootless(context.Background()); err != nil || !rootless {
+		t.Fatalf("the test user's Podman: rootless = %v, %v", rootless, err)
+	}
+	// What the agent made in its copy belongs to the user on the host.
+	hello := filepath.Join(state, "airlock", "runs", r.ID, "workspace", "hello.py")
+	fi, err := os.Stat(hello)
+	if err != nil {
+		t.Fatalf("the agent's file is not in the run's copy: %v", err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid || int(st.Gid) != gid {
+		t.Errorf("%s is owned by %d:%d on the host, want the user's %d:%d", hello, st.Uid, st.Gid, uid, gid)
+	}
+	if diff := run(shared.bin, "diff"); !strings.Contains(diff, "Hello from airlock") {
+		t.Errorf("diff lacks the new file:\n%s", diff)
+	}
+	run(shared.bin, "merge")
+	if got := strings.TrimSpace(run("git", "log", "-1", "--format=%s")); got != "Add hello.py" {
+		t.Fatalf("after merge HEAD is %q", got)
+	}
+	run(shared.bin, "rm", "-y")
+}
+
+// The isolation attempts that need no test hosts, from inside a run on
+// Podman (rootful): only loopback, no route, no engine socket, no proxy
+// files, no real key, and the proxy refuses unlisted and forbidden
+// destinations before dialling.
+func TestPodmanIsolation(t *testing.T) {
+	needPodman(t)
+	rootfulPodmanImage(t)
+	e := newEnv(t)
+	p, err := sandbox.NewPodman("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	podmanCleanup(t, e.state, p)
+
+	names := []string{
+		"network interface besides lo", "a route out", "IPv6 address besides loopback",
+		"DNS lookup of an external name", "container engine or other outside socket",
+		"capabilities or new privileges", "the proxy's files", "a real credential in the environment",
+		"plain GET to a non-listed host", "CONNECT to a non-listed host",
+		"listed name pinned to 169.254.169.254", "listed name pinned to 10.x", "listed name pinned to 127.0.0.1",
+	}
+	var attempts []attempt
+	for _, name := range names {
+		found := false
+		for _, a := range allowlistAttempts {
+			if a.name == name {
+				attempts, found = append(attempts, a), true
+			}
+		}
+		if !found {
+			t.Fatalf("no isolation attempt named %q", name)
+		}
+	}
+	attempts = append(attempts, attempt{name: "direct TCP to the host", script: `py tcp {D0} {SP}`, want: "failed"})
+
+	srv, url := e.server(runScript("isolation", "sh attempts.sh > results.txt 2>&1; echo finished"))
+	e.extra = append(e.extra, "AIRLOCK_ENGINE=podman")
+	realKey := "sk-ant-api03-" + randHex(80)
+	setAPIKey(e, realKey)
+	vars := strings.NewReplacer("{D0}", shared.gateway, "{SP}", url[strings.LastIndex(url, ":")+1:], "{PLACEHOLDER}", agent.PlaceholderAPIKey)
+	e.write(".airlock/config.toml", `[egress]
+allow = ["allowed.test", "meta.test", "ten.test", "loop.test"]
+extra_hosts = ["meta.test:169.254.169.254", "ten.test:10.20.30.40", "loop.test:127.0.0.1"]
+`)
+	ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.write("ca.pem", string(ca))
+	e.write("iso.py", isoPy)
+	e.write("attempts.sh", attemptsScript(attempts, vars))
+	e.git("add", ".")
+	e.git("commit", "-qm", "isolation attempts")
+
+	e.ok("run", "-y", "-m", "Try to get out.", "--name", "escape")
+	r := e.runs()[0]
+	ws := filepath.Join(e.state, "airlock", "runs", r.ID, "workspace")
+	checkAttempts(t, attempts, vars, filepath.Join(ws, "results.txt"), auditRecords(t, e.state, r.ID))
+	for _, q := range srv.Requests() {
+		if q.APIKey() != realKey {
+			t.Errorf("%s %s carried %q, want the real key (injected by the proxy)", q.Method, q.Path, q.APIKey())
+		}
+	}
+}
