@@ -358,6 +358,7 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	}
 	spec.Mounts = append(spec.Mounts, mounts...)
 	agentEgress(&spec, r, dir, bin, req.Egress, budgetFlags(req.Budget))
+	m.warnIgnoredLimits(ctx, spec.Limits)
 	m.progress("Starting the agent in container %s…", r.Container)
 	cid, err := m.Engine.Create(ctx, spec)
 	if err != nil {
