@@ -142,6 +142,13 @@ if ! grep -q "^$test_user:" /etc/subuid || ! grep -q "^$test_user:" /etc/subgid;
 	log "giving $test_user subordinate ids $start-$((start + 65535))"
 	"${SUDO[@]}" usermod --add-subuids "$start-$((start + 65535))" --add-subgids "$start-$((start + 65535))" "$test_user"
 fi
+# A rootless Podman's networks reach out through slirp4netns, which opens
+# /dev/net/tun in the user's namespace; udev makes it 0666 (opening it gives
+# no privilege of its own), machines without udev may leave it root's.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+	log "making /dev/net/tun usable by rootless Podman (0666, as udev would)"
+	"${SUDO[@]}" chmod 0666 /dev/net/tun
+fi
 test_uid=$(id -u "$test_user")
 rootless_sock=/run/user/$test_uid/podman/podman.sock
 if ! podman_answers "$rootless_sock"; then

@@ -264,7 +264,6 @@ func TestPodmanRootlessWriteCommitMerge(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		cmd := rootlessCmd(u, repo, env, name, args...)
-		cmd.Cancel = func() error { return cmd.Process.Kill() }
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
@@ -322,6 +321,10 @@ func TestPodmanRootlessWriteCommitMerge(t *testing.T) {
 	}
 	if rootless, err := p.Rootless(context.Background()); err != nil || !rootless {
 		t.Fatalf("the test user's Podman: rootless = %v, %v", rootless, err)
+	}
+	// Limits the engine drops are not dropped silently.
+	if why, err := p.LimitsIgnored(context.Background()); err != nil || why != "" && !strings.Contains(out, why) {
+		t.Errorf("the engine drops limits (%q, %v) and the run did not say so:\n%s", why, err, out)
 	}
 	// What the agent made in its copy belongs to the user on the host.
 	hello := filepath.Join(state, "airlock", "runs", r.ID, "workspace", "hello.py")
