@@ -127,14 +127,6 @@ func nprocLimit() uint64 {
 	return limit
 }
 
-// Engine names the engine for messages: "Docker" or "Podman".
-func (d *Docker) Engine() string {
-	if d.podman != nil {
-		return "Podman"
-	}
-	return "Docker"
-}
-
 // Kind is the engine's kind: KindDocker or KindPodman.
 func (d *Docker) Kind() string {
 	if d.podman != nil {
