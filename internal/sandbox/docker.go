@@ -62,15 +62,7 @@ func (d *Docker) Create(ctx context.Context, spec Spec) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
 	}
-	if d.podman != nil {
-		if err := d.podman.adjust(ctx, d, &opts); err != nil {
-			return "", fmt.Errorf("create container %s: %w", spec.Name, err)
-		}
-	}
-	res, err := d.cli.ContainerCreate(ctx, opts)
-	for try := 0; err != nil && d.podman != nil && podmanTransient(err) && try < 3; try++ {
-		res, err = d.cli.ContainerCreate(ctx, opts)
-	}
+	res, err := d.containerCreate(ctx, opts)
 	if err != nil {
 		if cerrdefs.IsConflict(err) || d.podman != nil && strings.Contains(err.Error(), "already in use") {
 			return "", fmt.Errorf("create container %s: the name is already in use; remove the old container (%s rm -f %s) or pick another name: %w",
@@ -83,6 +75,23 @@ func (d *Docker) Create(ctx context.Context, spec Spec) (string, error) {
 		return "", d.engineError("create container "+spec.Name, err)
 	}
 	return res.ID, nil
+}
+
+// containerCreate is the one way this backend creates containers: every
+// container, whatever its role, gets the engine's quirks (on Podman: ulimits
+// and, rootless, the keep-id user namespace).
+func (d *Docker) containerCreate(ctx context.Context, opts client.ContainerCreateOptions) (client.ContainerCreateResult, error) {
+	if d.podman == nil {
+		return d.cli.ContainerCreate(ctx, opts)
+	}
+	if err := d.podman.adjust(ctx, d, &opts); err != nil {
+		return client.ContainerCreateResult{}, err
+	}
+	res, err := d.cli.ContainerCreate(ctx, opts)
+	for try := 0; err != nil && podmanTransient(err) && try < 3; try++ {
+		res, err = d.cli.ContainerCreate(ctx, opts)
+	}
+	return res, err
 }
 
 // Start starts a created container.
