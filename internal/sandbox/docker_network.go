@@ -15,6 +15,9 @@ import (
 // Docker 20.10 does not report the default bridge's gateway, so the bridge
 // interface's own address is the fallback.
 func (d *Docker) GatewayIP(ctx context.Context, network string) (string, error) {
+	if d.podman != nil {
+		return podmanHostAddr()
+	}
 	res, err := d.cli.NetworkInspect(ctx, network, client.NetworkInspectOptions{})
 	if err != nil {
 		return "", d.engineError("inspect network "+network, err)

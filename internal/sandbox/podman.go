@@ -234,6 +234,34 @@ func podmanTransient(err error) bool {
 	return strings.Contains(err.Error(), "keep-id requires additional UIDs")
 }
 
+// podmanHostAddr is where containers on a Podman network reach services
+// the host runs. Podman's bridge has no address on the host until a
+// container joins it, and a rootless Podman's bridges are not on the host at
+// all (they reach it through slirp4netns, which connects from the host). Any
+// address of the host's own that is not loopback serves both: the host's
+// first global IPv4 address.
+func podmanHostAddr() (string, error) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return "", fmt.Errorf("find the host's address: %w", err)
+	}
+	for _, iface := range ifaces {
+		if iface.Flags&net.FlagUp == 0 || iface.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := iface.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
+				return ipn.IP.String(), nil
+			}
+		}
+	}
+	return "", errors.New("the host has no IPv4 address besides loopback for Podman's containers to reach it on")
+}
+
 // dialError is a request that reached no engine.
 type dialError struct{ error }
 
