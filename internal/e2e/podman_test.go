@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -226,79 +227,121 @@ func TestPodmanWriteCommitMerge(t *testing.T) {
 	}
 }
 
-// Rootless Podman, as an unprivileged user: the run succeeds, the agent's
-// files in the run's copy belong to the user (keep-id), the proxy's sockets
-// in the shared directory work across the user namespace, and merge brings
-// the commit into the user's repository.
-func TestPodmanRootlessWriteCommitMerge(t *testing.T) {
+// rootlessEnv is one test's world as the rootless test user: a repository
+// and state directory of the user's, a scripted model server, and the
+// user's own Podman.
+type rootlessEnv struct {
+	t        *testing.T
+	u        *user.User
+	uid, gid int
+	repo     string
+	state    string
+	env      []string
+	srv      *testkit.Server
+	key      string
+	podman   *sandbox.Docker
+}
+
+func newRootlessEnv(t *testing.T, script testkit.Script) *rootlessEnv {
+	t.Helper()
 	needPodman(t)
 	u := rootlessUser(t)
 	rootlessPodmanImage(t, u)
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-
+	e := &rootlessEnv{t: t, u: u, key: "sk-ant-e2e-rootless-" + randHex(16)}
+	e.uid, _ = strconv.Atoi(u.Uid)
+	e.gid, _ = strconv.Atoi(u.Gid)
 	base, err := os.MkdirTemp("", "airlock-podman-rootless-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chown(base, uid, gid); err != nil {
+	if err := os.Chown(base, e.uid, e.gid); err != nil {
 		t.Fatal(err)
 	}
-	repo, state := filepath.Join(base, "repo"), filepath.Join(base, "state")
-	srv := testkit.NewServer(testkit.DemoScript())
-	url, err := srv.Start(shared.gateway + ":0")
+	e.repo, e.state = filepath.Join(base, "repo"), filepath.Join(base, "state")
+	e.srv = testkit.NewServer(script)
+	url, err := e.srv.Start(shared.gateway + ":0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Close() })
-	key := "sk-ant-e2e-rootless-" + randHex(16)
-	env := []string{
-		"XDG_STATE_HOME=" + state, "XDG_CONFIG_HOME=" + shared.configDir,
-		"ANTHROPIC_API_KEY=" + key, "ANTHROPIC_BASE_URL=" + url, "AIRLOCK_ENGINE=podman",
+	t.Cleanup(func() { e.srv.Close() })
+	e.env = []string{
+		"XDG_STATE_HOME=" + e.state, "XDG_CONFIG_HOME=" + shared.configDir,
+		"ANTHROPIC_API_KEY=" + e.key, "ANTHROPIC_BASE_URL=" + url, "AIRLOCK_ENGINE=podman",
 		"GIT_AUTHOR_NAME=Test User", "GIT_AUTHOR_EMAIL=test@example.invalid",
 		"GIT_COMMITTER_NAME=Test User", "GIT_COMMITTER_EMAIL=test@example.invalid",
 	}
-	run := func(name string, args ...string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := rootlessCmd(u, repo, env, name, args...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err = <-done:
-		case <-ctx.Done():
-			cmd.Process.Kill()
-			err = <-done
-		}
-		if err != nil {
-			t.Fatalf("%s %s as %s: %v\n%s", name, strings.Join(args, " "), u.Username, err, out.String())
-		}
-		return out.String()
-	}
-	if _, err := asUser(u, base, nil, "mkdir", repo); err != nil {
+	if _, err := asUser(u, base, nil, "mkdir", e.repo); err != nil {
 		t.Fatal(err)
 	}
-	run("git", "init", "-q", "-b", "main")
-	run("sh", "-c", "echo '# project' > README.md && git add . && git commit -qm initial")
-
-	p, err := sandbox.NewPodman(sandbox.PodmanHost(func(k string) string {
+	e.run("git", "init", "-q", "-b", "main")
+	e.run("sh", "-c", "echo '# project' > README.md && git add . && git commit -qm initial")
+	e.podman, err = sandbox.NewPodman(sandbox.PodmanHost(func(k string) string {
 		if k == "XDG_RUNTIME_DIR" {
 			return "/run/user/" + u.Uid
 		}
 		return ""
-	}, uid))
+	}, e.uid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
-	podmanCleanup(t, state, p)
+	t.Cleanup(func() { e.podman.Close() })
+	podmanCleanup(t, e.state, e.podman)
+	return e
+}
+
+// try runs name as the user in the repository and returns its combined
+// output and error.
+func (e *rootlessEnv) try(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := rootlessCmd(e.u, e.repo, e.env, name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		err = <-done
+	}
+	return out.String(), err
+}
+
+// run is try, failing the test unless the command succeeds.
+func (e *rootlessEnv) run(name string, args ...string) string {
+	e.t.Helper()
+	out, err := e.try(name, args...)
+	if err != nil {
+		e.t.Fatalf("%s %s as %s: %v\n%s", name, strings.Join(args, " "), e.u.Username, err, out)
+	}
+	return out
+}
+
+// owner fails the test unless path belongs to the user on the host.
+func (e *rootlessEnv) owned(path string) {
+	e.t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		e.t.Fatalf("%s: %v", path, err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != e.uid || int(st.Gid) != e.gid {
+		e.t.Errorf("%s is owned by %d:%d on the host, want the user's %d:%d", path, st.Uid, st.Gid, e.uid, e.gid)
+	}
+}
+
+// Rootless Podman, as an unprivileged user: the run succeeds, the agent's
+// files in the run's copy belong to the user (keep-id), the proxy's sockets
+// in the shared directory work across the user namespace, and merge brings
+// the commit into the user's repository.
+func TestPodmanRootlessWriteCommitMerge(t *testing.T) {
+	e := newRootlessEnv(t, testkit.DemoScript())
+	run, srv, key, p, state := e.run, e.srv, e.key, e.podman, e.state
 
 	out := run(shared.bin, "run", "-m", "Write hello.py, run it, commit it.", "--name", "hello")
 	if !strings.Contains(out, "python3 hello.py") || !strings.Contains(out, "succeeded") {
@@ -327,14 +370,7 @@ func TestPodmanRootlessWriteCommitMerge(t *testing.T) {
 		t.Errorf("the engine drops limits (%q, %v) and the run did not say so:\n%s", why, err, out)
 	}
 	// What the agent made in its copy belongs to the user on the host.
-	hello := filepath.Join(state, "airlock", "runs", r.ID, "workspace", "hello.py")
-	fi, err := os.Stat(hello)
-	if err != nil {
-		t.Fatalf("the agent's file is not in the run's copy: %v", err)
-	}
-	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid || int(st.Gid) != gid {
-		t.Errorf("%s is owned by %d:%d on the host, want the user's %d:%d", hello, st.Uid, st.Gid, uid, gid)
-	}
+	e.owned(filepath.Join(state, "airlock", "runs", r.ID, "workspace", "hello.py"))
 	if diff := run(shared.bin, "diff"); !strings.Contains(diff, "Hello from airlock") {
 		t.Errorf("diff lacks the new file:\n%s", diff)
 	}
@@ -409,4 +445,44 @@ extra_hosts = ["meta.test:169.254.169.254", "ten.test:10.20.30.40", "loop.test:1
 			t.Errorf("%s %s carried %q, want the real key (injected by the proxy)", q.Method, q.Path, q.APIKey())
 		}
 	}
+}
+
+// Rootless Podman: exec and cp on a running sandbox go through Podman's
+// exec and archive endpoints as the user, and what they make is the user's.
+func TestPodmanRootlessExecCp(t *testing.T) {
+	e := newRootlessEnv(t, testkit.BashScript("wait", "sleep 60"))
+	started := e.run(shared.bin, "run", "-d", "-y", "-m", "Wait.", "--name", "live")
+	m := regexp.MustCompile(`Started (live-[0-9a-f]+) `).FindStringSubmatch(started)
+	if m == nil {
+		t.Fatalf("run -d did not name the run:\n%s", started)
+	}
+	id := m[1]
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, err := e.try(shared.bin, "exec", id, "--", "id", "-u")
+		if err == nil {
+			if strings.TrimSpace(out) != e.u.Uid {
+				t.Fatalf("exec id -u = %q, want the user's uid %s", out, e.u.Uid)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exec never worked: %v\n%s", err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	e.run("sh", "-c", "echo from the host > note.txt")
+	e.run(shared.bin, "cp", "note.txt", id+":/workspace/")
+	if out := e.run(shared.bin, "exec", id, "--", "cat", "/workspace/note.txt"); !strings.Contains(out, "from the host") {
+		t.Errorf("cp in: the sandbox sees %q", out)
+	}
+	e.run(shared.bin, "exec", id, "--", "sh", "-c", "echo from the sandbox > /workspace/made.txt")
+	e.owned(filepath.Join(e.state, "airlock", "runs", id, "workspace", "made.txt"))
+	e.owned(filepath.Join(e.state, "airlock", "runs", id, "workspace", "note.txt"))
+	e.run(shared.bin, "cp", id+":/workspace/made.txt", "made-out.txt")
+	if data, err := os.ReadFile(filepath.Join(e.repo, "made-out.txt")); err != nil || string(data) != "from the sandbox\n" {
+		t.Errorf("cp out: %q, %v", data, err)
+	}
+	e.owned(filepath.Join(e.repo, "made-out.txt"))
+	e.run(shared.bin, "stop", id)
 }
