@@ -304,6 +304,13 @@ func (e *env) cleanup() {
 		return
 	}
 	for _, r := range runs {
+		// A detached run's watcher may still be writing into the run's
+		// directory, which the test's own cleanup is about to remove.
+		watcher := shared.bin + " watch " + r.Name()
+		exec.Command("pkill", "-KILL", "-f", watcher).Run()
+		for i := 0; i < 50 && exec.Command("pgrep", "-f", watcher).Run() == nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
 		eng.Remove(context.Background(), "airlock-"+r.Name())
 		eng.Remove(context.Background(), "airlock-"+r.Name()+"-harvest")
 		eng.Remove(context.Background(), "airlock-"+r.Name()+"-proxy")

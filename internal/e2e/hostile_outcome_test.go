@@ -150,19 +150,24 @@ func TestHostileDiskFill(t *testing.T) {
 	}
 }
 
-// waitStatus polls a run until it is finished.
+// waitStatus waits for a run to finish and its work to be brought back
+// (`airlock wait`), and for no watcher of it to be left writing into its
+// directory (which the test's cleanup removes); it returns the run's record.
 func waitStatus(t *testing.T, e *env, id string) store.Run {
 	t.Helper()
+	e.airlock("wait", id)
 	deadline := time.Now().Add(time.Minute)
-	for {
-		for _, r := range e.runs() {
-			if r.ID == id && r.Status.Finished() {
-				return r
-			}
-		}
+	for exec.Command("pgrep", "-f", shared.bin+" watch "+id).Run() == nil {
 		if time.Now().After(deadline) {
-			t.Fatalf("run %s did not finish", id)
+			t.Fatalf("the watcher of run %s did not end", id)
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
+	for _, r := range e.runs() {
+		if r.ID == id {
+			return r
+		}
+	}
+	t.Fatalf("no run %s", id)
+	return store.Run{}
 }
