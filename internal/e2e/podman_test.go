@@ -239,6 +239,7 @@ type rootlessEnv struct {
 	env      []string
 	srv      *testkit.Server
 	key      string
+	url      string // the model server's
 	podman   *sandbox.Docker
 }
 
@@ -260,14 +261,13 @@ func newRootlessEnv(t *testing.T, script testkit.Script) *rootlessEnv {
 	}
 	e.repo, e.state = filepath.Join(base, "repo"), filepath.Join(base, "state")
 	e.srv = testkit.NewServer(script)
-	url, err := e.srv.Start(shared.gateway + ":0")
-	if err != nil {
+	if e.url, err = e.srv.Start(shared.gateway + ":0"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.srv.Close() })
 	e.env = []string{
 		"XDG_STATE_HOME=" + e.state, "XDG_CONFIG_HOME=" + shared.configDir,
-		"ANTHROPIC_API_KEY=" + e.key, "ANTHROPIC_BASE_URL=" + url, "AIRLOCK_ENGINE=podman",
+		"ANTHROPIC_API_KEY=" + e.key, "ANTHROPIC_BASE_URL=" + e.url, "AIRLOCK_ENGINE=podman",
 		"GIT_AUTHOR_NAME=Test User", "GIT_AUTHOR_EMAIL=test@example.invalid",
 		"GIT_COMMITTER_NAME=Test User", "GIT_COMMITTER_EMAIL=test@example.invalid",
 	}
@@ -396,6 +396,33 @@ func TestPodmanIsolation(t *testing.T) {
 	defer p.Close()
 	podmanCleanup(t, e.state, p)
 
+	srv, url := e.server(runScript("isolation", "sh attempts.sh > results.txt 2>&1; echo finished"))
+	e.extra = append(e.extra, "AIRLOCK_ENGINE=podman")
+	realKey := "sk-ant-api03-" + randHex(80)
+	setAPIKey(e, realKey)
+	attempts, vars, files := podmanIsolation(t, url)
+	for name, content := range files {
+		e.write(name, content)
+	}
+	e.git("add", ".")
+	e.git("commit", "-qm", "isolation attempts")
+
+	e.ok("run", "-y", "-m", "Try to get out.", "--name", "escape")
+	r := e.runs()[0]
+	ws := filepath.Join(e.state, "airlock", "runs", r.ID, "workspace")
+	checkAttempts(t, attempts, vars, filepath.Join(ws, "results.txt"), auditRecords(t, e.state, r.ID))
+	for _, q := range srv.Requests() {
+		if q.APIKey() != realKey {
+			t.Errorf("%s %s carried %q, want the real key (injected by the proxy)", q.Method, q.Path, q.APIKey())
+		}
+	}
+}
+
+// podmanIsolation is the subset of the isolation attempts that needs no
+// test hosts, plus a direct connection to the model server on the host
+// (serverURL), and the files that make them (for the project's repository).
+func podmanIsolation(t *testing.T, serverURL string) ([]attempt, *strings.Replacer, map[string]string) {
+	t.Helper()
 	names := []string{
 		"network interface besides lo", "a route out", "IPv6 address besides loopback",
 		"DNS lookup of an external name", "container engine or other outside socket",
@@ -415,33 +442,53 @@ func TestPodmanIsolation(t *testing.T) {
 			t.Fatalf("no isolation attempt named %q", name)
 		}
 	}
-	attempts = append(attempts, attempt{name: "direct TCP to the host", script: `py tcp {D0} {SP}`, want: "failed"})
-
-	srv, url := e.server(runScript("isolation", "sh attempts.sh > results.txt 2>&1; echo finished"))
-	e.extra = append(e.extra, "AIRLOCK_ENGINE=podman")
-	realKey := "sk-ant-api03-" + randHex(80)
-	setAPIKey(e, realKey)
-	vars := strings.NewReplacer("{D0}", shared.gateway, "{SP}", url[strings.LastIndex(url, ":")+1:], "{PLACEHOLDER}", agent.PlaceholderAPIKey)
-	e.write(".airlock/config.toml", `[egress]
-allow = ["allowed.test", "meta.test", "ten.test", "loop.test"]
-extra_hosts = ["meta.test:169.254.169.254", "ten.test:10.20.30.40", "loop.test:127.0.0.1"]
-`)
+	attempts = append(attempts, attempt{name: "direct TCP to the model server on the host", script: `py tcp {D0} {SP}`, want: "failed"})
+	vars := strings.NewReplacer("{D0}", shared.gateway, "{SP}", serverURL[strings.LastIndex(serverURL, ":")+1:], "{PLACEHOLDER}", agent.PlaceholderAPIKey)
 	ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.write("ca.pem", string(ca))
-	e.write("iso.py", isoPy)
-	e.write("attempts.sh", attemptsScript(attempts, vars))
-	e.git("add", ".")
-	e.git("commit", "-qm", "isolation attempts")
+	return attempts, vars, map[string]string{
+		".airlock/config.toml": `[egress]
+allow = ["allowed.test", "meta.test", "ten.test", "loop.test"]
+extra_hosts = ["meta.test:169.254.169.254", "ten.test:10.20.30.40", "loop.test:127.0.0.1"]
+`,
+		"ca.pem":      string(ca),
+		"iso.py":      isoPy,
+		"attempts.sh": attemptsScript(attempts, vars),
+	}
+}
 
-	e.ok("run", "-y", "-m", "Try to get out.", "--name", "escape")
-	r := e.runs()[0]
-	ws := filepath.Join(e.state, "airlock", "runs", r.ID, "workspace")
-	checkAttempts(t, attempts, vars, filepath.Join(ws, "results.txt"), auditRecords(t, e.state, r.ID))
-	for _, q := range srv.Requests() {
-		if q.APIKey() != realKey {
+// The same attempts from a run on rootless Podman, whose networks are not
+// the host's but its own user namespace's, reaching out through slirp4netns.
+func TestPodmanRootlessIsolation(t *testing.T) {
+	e := newRootlessEnv(t, runScript("isolation", "sh attempts.sh > results.txt 2>&1; echo finished"))
+	attempts, vars, files := podmanIsolation(t, e.url)
+	for name, content := range files {
+		path := filepath.Join(e.repo, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("chown", "-R", e.u.Uid+":"+e.u.Gid, e.repo).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v\n%s", err, out)
+	}
+	e.run("git", "add", ".")
+	e.run("git", "commit", "-qm", "isolation attempts")
+
+	e.run(shared.bin, "run", "-y", "-m", "Try to get out.", "--name", "escape")
+	runs, err := os.ReadDir(filepath.Join(e.state, "airlock", "runs"))
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs: %v, %v", runs, err)
+	}
+	id := runs[0].Name()
+	ws := filepath.Join(e.state, "airlock", "runs", id, "workspace")
+	checkAttempts(t, attempts, vars, filepath.Join(ws, "results.txt"), auditRecords(t, e.state, id))
+	for _, q := range e.srv.Requests() {
+		if q.APIKey() != e.key {
 			t.Errorf("%s %s carried %q, want the real key (injected by the proxy)", q.Method, q.Path, q.APIKey())
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -316,6 +317,8 @@ func engineSockets(daemonHost string) []string {
 		"/run/podman", "/var/run/podman",
 		"/run/containerd", "/var/run/containerd",
 	}
+	// A rootless Podman's, also where XDG_RUNTIME_DIR is not set.
+	paths = append(paths, filepath.Join("/run/user", strconv.Itoa(os.Getuid()), "podman"))
 	if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
 		paths = append(paths, filepath.Join(rt, "docker.sock"), filepath.Join(rt, "podman"), filepath.Join(rt, "containerd"))
 	}
