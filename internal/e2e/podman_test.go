@@ -164,11 +164,19 @@ func asUser(u *user.User, dir string, extra []string, name string, args ...strin
 	return string(out), err
 }
 
-// podmanCleanup removes a state directory's run containers from a Podman.
+// podmanCleanup removes a state directory's run containers from a Podman,
+// after their watchers.
 func podmanCleanup(t *testing.T, state string, eng *sandbox.Docker) {
 	t.Cleanup(func() {
 		runs, _ := os.ReadDir(filepath.Join(state, "airlock", "runs"))
 		for _, r := range runs {
+			// A detached run's watcher may still write into the run's
+			// directory, which the test's cleanup removes next.
+			watcher := shared.bin + " watch " + r.Name()
+			exec.Command("pkill", "-KILL", "-f", watcher).Run()
+			for i := 0; i < 50 && exec.Command("pgrep", "-f", watcher).Run() == nil; i++ {
+				time.Sleep(100 * time.Millisecond)
+			}
 			for _, suffix := range []string{"", "-harvest", "-proxy"} {
 				eng.Remove(context.Background(), "airlock-"+r.Name()+suffix)
 			}
