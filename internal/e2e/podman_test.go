@@ -68,6 +68,7 @@ func needPodman(t *testing.T) {
 func rootfulPodmanImage(t *testing.T) string {
 	t.Helper()
 	podmanImages.rootfulOnce.Do(func() {
+		copyDockerBases()
 		cmd := exec.Command(shared.bin, "image", "build")
 		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+shared.configDir, "AIRLOCK_ENGINE=podman")
 		var stdout, stderr bytes.Buffer
@@ -89,6 +90,34 @@ func rootfulPodmanImage(t *testing.T) string {
 		t.Fatal(podmanImages.rootfulErr)
 	}
 	return podmanImages.ref
+}
+
+// copyDockerBases copies the bootstrap bases Docker has (the e2e's setup
+// made one) into rootful Podman, to save a minute or two of debootstrap: the
+// image itself is still built through Podman's build API. Failures only
+// cost that time.
+func copyDockerBases() {
+	out, err := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "airlock-base").Output()
+	if err != nil {
+		return
+	}
+	for _, ref := range strings.Fields(string(out)) {
+		if exec.Command("podman", "image", "exists", ref).Run() == nil {
+			continue
+		}
+		save := exec.Command("docker", "save", ref)
+		load := exec.Command("podman", "load")
+		pipe, err := save.StdoutPipe()
+		if err != nil {
+			return
+		}
+		load.Stdin = pipe
+		if save.Start() != nil {
+			return
+		}
+		load.Run()
+		save.Wait()
+	}
 }
 
 // rootlessPodmanImage copies the rootful image into u's rootless store.
