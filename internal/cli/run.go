@@ -39,6 +39,8 @@ type runOptions struct {
 	Allow     []string
 	Network   string
 	Yes       bool
+	// Runtime is the OCI runtime for the agent's container (--runtime).
+	Runtime string
 
 	// Tasks are all the prompts given; more than one makes a batch.
 	Tasks   []string
@@ -145,6 +147,7 @@ y/N unless -y is given or [egress] confirm is false.`,
 	fl.IntVarP(&opts.Verbosity, "verbosity", "v", 1, "log detail while attached: 0, 1 or 2")
 	fl.StringArrayVar(&opts.Allow, "allow", nil, "also let the agent reach this host pattern (repeatable): host, *.example.com, host:port")
 	fl.StringVar(&opts.Network, "network", "", "egress mode: allowlist (default), restricted, or open (anything, still logged)")
+	fl.StringVar(&opts.Runtime, "runtime", "", "OCI runtime for the agent's container, such as runsc (gVisor)")
 	fl.BoolVarP(&opts.Yes, "yes", "y", false, "do not ask to confirm the egress policy")
 	fl.IntVarP(&opts.Jobs, "jobs", "j", 0, "with several tasks: run at most this many agents at once (default: all)")
 	fl.Float64Var(&opts.MaxCost, "max-cost", 0, "stop the agent once the run's estimated cost reaches this many USD")
@@ -256,7 +259,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	if err := applyBudgetFlags(res, opts); err != nil {
 		return run.Request{}, nil, "", err
 	}
-	for flag, key := range map[string]string{"model": "agent.model", "max-turns": "agent.max_turns", "image": "image.name", "network": "egress.mode"} {
+	for flag, key := range map[string]string{"model": "agent.model", "max-turns": "agent.max_turns", "image": "image.name", "network": "egress.mode", "runtime": "sandbox.runtime"} {
 		if !opts.set[flag] {
 			continue
 		}
@@ -270,6 +273,8 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 			value = opts.Image
 		case "network":
 			value = opts.Network
+		case "runtime":
+			value = opts.Runtime
 		}
 		if err := res.Set(key, value, "flag --"+flag); err != nil {
 			return run.Request{}, nil, "", err
@@ -325,6 +330,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		Env:          env,
 		Limits:       sandbox.Limits{MemoryBytes: cfg.Sandbox.MemoryBytes, CPUs: cfg.Sandbox.CPUs, Pids: cfg.Sandbox.Pids},
 		DiskBytes:    cfg.Sandbox.DiskBytes,
+		Runtime:      cfg.Sandbox.Runtime,
 		Egress:       eg,
 		Budget:       run.Budget{MaxCostUSD: cfg.Run.MaxCostUSD, Timeout: cfg.Run.Timeout},
 		Caches:       cfg.Sandbox.Caches,

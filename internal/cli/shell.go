@@ -22,6 +22,7 @@ type shellOptions struct {
 	Model      string
 	Image      string
 	Network    string
+	Runtime    string
 	Env        []string
 	Allow      []string
 
@@ -87,6 +88,7 @@ limits (max cost, timeout) do not apply to interactive sessions.`,
 	fl.StringVar(&opts.Model, "model", "", "model for the agent")
 	fl.StringVar(&opts.Image, "image", "", "image to run the agent in")
 	fl.StringVar(&opts.Network, "network", "", "egress mode: allowlist (default), restricted, or open")
+	fl.StringVar(&opts.Runtime, "runtime", "", "OCI runtime for the agent's container, such as runsc (gVisor)")
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "pass NAME from your environment, or set NAME=value (repeatable)")
 	fl.StringArrayVar(&opts.Allow, "allow", nil, "also let the agent reach this host pattern (repeatable)")
 	return cmd
@@ -110,6 +112,7 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 		Model:   opts.Model,
 		Image:   opts.Image,
 		Network: opts.Network,
+		Runtime: opts.Runtime,
 		Env:     opts.Env,
 		Allow:   opts.Allow,
 		set:     opts.set,

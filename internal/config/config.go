@@ -101,6 +101,10 @@ type Sandbox struct {
 	// stops a run that does. A size such as "10g", at least "16m".
 	// Default "10g".
 	DiskBytes int64
+	// Runtime is the OCI runtime the agent's container runs under
+	// (sandbox.runtime), such as "runsc" for gVisor; it must be one the
+	// engine has registered. Default "": the engine's default (runc).
+	Runtime string
 }
 
 // CacheNames are the caches sandbox.caches may list.

@@ -320,7 +320,20 @@ var settings = []setting{
 		c.Sandbox.Pids = n
 		return nil
 	}, func(c *Config) string { return strconv.FormatInt(c.Sandbox.Pids, 10) }},
+
+	{"sandbox.runtime", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != "" && !runtimeRE.MatchString(s) {
+			return fmt.Errorf("%q is not a runtime name; write one the engine has registered, such as \"runsc\" (\"\" for the engine's default)", s)
+		}
+		c.Sandbox.Runtime = s
+		return nil
+	}, func(c *Config) string { return quote(c.Sandbox.Runtime) }},
 }
+
+// runtimeRE is what an OCI runtime's name may look like (Docker's runtime
+// names; the engine decides which exist).
+var runtimeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // tables are the TOML tables the schema has, for telling a misplaced table
 // from an unknown key.

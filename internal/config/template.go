@@ -75,6 +75,9 @@ const ProjectTemplate = `# airlock project configuration.
 # Shared dependency caches kept across this project's runs: "npm", "go",
 # "pip".
 # caches = []
+# OCI runtime for the agent's container, such as "runsc" (gVisor); "" is the
+# engine's default. The egress proxy always runs under the default.
+# runtime = ""
 
 [run]
 # Start runs in the background.

@@ -82,6 +82,10 @@ type Request struct {
 	Notify notify.Config
 	// DiskBytes is the run's disk quota; zero means none.
 	DiskBytes int64
+	// Runtime is the OCI runtime of the agent's container and of its
+	// harvest, such as "runsc" (gVisor); empty means the engine's default.
+	// The egress proxy always runs under the default: it needs a network.
+	Runtime string
 }
 
 // Kinds of run.
@@ -170,6 +174,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 		Caches:     req.Caches,
 		Here:       req.Here,
 		DiskBytes:  req.DiskBytes,
+		Runtime:    req.Runtime,
 	}
 	if r.Kind == "" {
 		r.Kind = KindHeadless
@@ -203,6 +208,9 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 // is asked to confirm only a run that can start.
 func (m *Manager) Check(ctx context.Context, req Request) error {
 	if err := m.Engine.Ping(ctx); err != nil {
+		return err
+	}
+	if err := sandbox.CheckRuntime(ctx, m.Engine, req.Runtime); err != nil {
 		return err
 	}
 	if ok, err := m.Engine.ImageExists(ctx, req.Image); err != nil {
@@ -345,9 +353,10 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 			{Source: filepath.Join(dir, "passwd"), Target: "/etc/passwd", ReadOnly: true},
 			{Source: filepath.Join(dir, "group"), Target: "/etc/group", ReadOnly: true},
 		},
-		Tmpfs:  map[string]string{"/tmp": "rw,exec,nosuid,size=1g"},
-		Labels: m.labels(r, "agent"),
-		Limits: req.Limits,
+		Tmpfs:   map[string]string{"/tmp": "rw,exec,nosuid,size=1g"},
+		Labels:  m.labels(r, "agent"),
+		Limits:  req.Limits,
+		Runtime: r.Runtime,
 	}
 	if req.Here {
 		spec.Mounts[0].Source = req.Project
@@ -359,7 +368,11 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	spec.Mounts = append(spec.Mounts, mounts...)
 	agentEgress(&spec, r, dir, bin, req.Egress, budgetFlags(req.Budget))
 	m.warnIgnoredLimits(ctx, spec.Limits)
-	m.progress("Starting the agent in container %s…", r.Container)
+	if r.Runtime != "" {
+		m.progress("Starting the agent in container %s (runtime %s)…", r.Container, r.Runtime)
+	} else {
+		m.progress("Starting the agent in container %s…", r.Container)
+	}
 	cid, err := m.Engine.Create(ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("create container for run %s: %w", r.ID, err)
@@ -746,6 +759,8 @@ func (m *Manager) harvestInSandbox(ctx context.Context, r *store.Run) (workspace
 		Labels:  m.labels(r, "harvest"),
 		Network: "none",
 		Limits:  sandbox.Limits{MemoryBytes: 1 << 30, Pids: 256, CPUs: 1},
+		// It runs git on what the agent wrote: as contained as the agent.
+		Runtime: r.Runtime,
 	})
 	if err != nil {
 		return workspace.Imported{}, "", fmt.Errorf("harvest run %s: %w", r.ID, err)

@@ -70,6 +70,7 @@ func (d *Docker) createOptions(spec Spec) (client.ContainerCreateOptions, error)
 			Tmpfs:          spec.Tmpfs,
 			Mounts:         mounts,
 			Resources:      res,
+			Runtime:        spec.Runtime,
 		},
 	}, nil
 }

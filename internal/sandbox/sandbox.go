@@ -49,6 +49,9 @@ type Spec struct {
 	Aliases    []string
 	ExtraHosts []string // "name:address", like docker --add-host
 	Limits     Limits
+	// Runtime is the OCI runtime the engine runs the container with, such
+	// as "runsc" (gVisor); empty means the engine's default (runc).
+	Runtime string
 }
 
 // Status is the engine's view of a container.

@@ -87,6 +87,9 @@ type Run struct {
 	// DiskBytes is the run's disk quota: its workspace, home and log
 	// directories together may not grow past it.
 	DiskBytes int64 `json:"disk_bytes,omitempty"`
+	// Runtime is the OCI runtime the agent and its harvest ran under, such
+	// as "runsc" (gVisor); empty means the engine's default.
+	Runtime string `json:"runtime,omitempty"`
 
 	// EgressAllowed and EgressDenied count the egress proxy's decisions.
 	EgressAllowed int `json:"egress_allowed"`
