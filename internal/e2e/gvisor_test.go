@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/testkit"
+)
+
+// needRunsc skips a test when Docker has no runsc runtime, except on CI,
+// where scripts/setup.sh registers it and its absence is a failure.
+func needRunsc(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("docker", "info", "--format", "{{range $name, $_ := .Runtimes}}{{$name}} {{end}}").Output()
+	if err == nil && strings.Contains(" "+string(out), " runsc ") {
+		return
+	}
+	msg := fmt.Sprintf("Docker has no runsc runtime (runtimes: %s; err %v): run scripts/setup.sh", strings.TrimSpace(string(out)), err)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// runtimeOf is the OCI runtime Docker ran a container under.
+func runtimeOf(t *testing.T, container string) string {
+	t.Helper()
+	out, err := exec.Command("docker", "inspect", "--format", "{{.HostConfig.Runtime}}", container).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker inspect %s: %v\n%s", container, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// A run under gVisor does what a run under runc does: the real Claude Code,
+// its model traffic through the proxy over the Unix socket shared with the
+// proxy's (runc) container, the harvest, diff and merge. The kernel the
+// agent saw is gVisor's, not the host's.
+func TestGVisorWriteCommitMerge(t *testing.T) {
+	needRunsc(t)
+	e := newEnv(t)
+	srv, _ := e.server(testkit.BashScript("gvisor",
+		`printf 'print("Hello from gVisor")\n' > hello.py && python3 hello.py`,
+		`uname -r > kernel.txt && git add hello.py kernel.txt && git commit -qm "Add hello.py"`,
+		`echo left over > notes.txt`))
+
+	res := e.ok("run", "--runtime", "runsc", "-m", "Write hello.py, run it, commit it.", "--name", "hello")
+	if out := res.stdout + res.stderr; !strings.Contains(out, "runtime runsc") || !strings.Contains(out, "succeeded") {
+		t.Errorf("run output does not say it ran under runsc and succeeded:\n%s", out)
+	}
+	if len(srv.Requests()) < 3 {
+		t.Errorf("the model server got %d requests, want one per step and a last one", len(srv.Requests()))
+	}
+	runs := e.runs()
+	if len(runs) != 1 || runs[0].Status != store.StatusSucceeded || runs[0].Runtime != "runsc" {
+		t.Fatalf("runs = %+v, want one succeeded run with runtime runsc", runs)
+	}
+	r := runs[0]
+	if got := runtimeOf(t, r.Container); got != "runsc" {
+		t.Errorf("the agent's container ran under %q, want runsc", got)
+	}
+	if r.Turns == 0 {
+		t.Errorf("the proxy metered no turns: %+v", r)
+	}
+
+	diff := e.ok("diff").stdout
+	if !strings.Contains(diff, "Hello from gVisor") || !strings.Contains(diff, "left over") {
+		t.Errorf("diff lacks the commit or the uncommitted file:\n%s", diff)
+	}
+	e.ok("merge")
+	if got := e.git("log", "-1", "--format=%s"); got != "Add hello.py" {
+		t.Fatalf("after merge HEAD is %q", got)
+	}
+	kernel, err := os.ReadFile(filepath.Join(e.repo, "kernel.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := exec.Command("uname", "-r").Output()
+	if k := strings.TrimSpace(string(kernel)); k == "" || k == strings.TrimSpace(string(host)) {
+		t.Errorf("the agent saw kernel %q, the host's own (%s): not gVisor", k, strings.TrimSpace(string(host)))
+	}
+	t.Logf("the agent's kernel: %s", kernel)
+	e.ok("rm", "-y", "--force") // notes.txt was left uncommitted
+}
+
+// A runtime the engine does not have is refused before anything is made,
+// with the runtimes it does have.
+func TestGVisorUnknownRuntime(t *testing.T) {
+	e := newEnv(t)
+	srv, _ := e.server(testkit.DemoScript())
+	for _, args := range [][]string{
+		{"run", "-y", "--runtime", "nosuch", "-m", "x"},
+		{"shell", "-y", "-d", "--runtime", "nosuch"},
+	} {
+		e.write(".airlock/config.toml", "")
+		res := e.airlock(args...)
+		if res.code == 0 || !strings.Contains(res.stderr, `runtime "nosuch" is not one the container engine has`) ||
+			!strings.Contains(res.stderr, "runc") {
+			t.Errorf("airlock %s: exit %d, stderr:\n%s\nwant a refusal naming the runtimes there are", strings.Join(args, " "), res.code, res.stderr)
+		}
+	}
+	e.write(".airlock/config.toml", "[sandbox]\nruntime = \"nosuch\"\n")
+	res := e.airlock("run", "-y", "-m", "x")
+	if res.code == 0 || !strings.Contains(res.stderr, `runtime "nosuch"`) {
+		t.Errorf("[sandbox] runtime = \"nosuch\": exit %d, stderr:\n%s", res.code, res.stderr)
+	}
+	if runs := e.runs(); len(runs) != 0 {
+		t.Errorf("a refused run left records: %+v", runs)
+	}
+	if n := len(srv.Requests()); n != 0 {
+		t.Errorf("the model server got %d requests", n)
+	}
+	out, err := exec.Command("docker", "ps", "-a", "--format", `{{.Names}} {{.Label "airlock.store"}}`).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker ps: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, store, _ := strings.Cut(line, " "); strings.HasPrefix(store, e.state) {
+			t.Errorf("a refused run left a container: %s", line)
+		}
+	}
+}
+
+// The isolation attempts of TestIsolation's allowlist run, from an agent
+// under gVisor: its netstack has nothing but loopback, and its one way out
+// is the proxy's socket.
+func TestHostileGVisorIsolation(t *testing.T) {
+	needRunsc(t)
+	e := newEnv(t)
+	w := newWorld(t)
+	up := w.start("up", "allowed.test", "wild.test", "sub.wild.test", "bad.wild.test")
+	stray := w.start("stray", "other.test", "stray.test")
+	hs := startHostServer(t)
+
+	realKey := "sk-ant-api03-" + base64.RawURLEncoding.EncodeToString(randBytes(60))
+	fake := "sk-ant-api03-" + randHex(80)
+	vars := strings.NewReplacer(
+		"{UP}", up.ip, "{STRAY}", stray.ip, "{GW}", w.gateway, "{D0}", shared.gateway,
+		"{HP}", fmt.Sprint(hs.port), "{FAKE}", fake, "{FAKEHOST}", fake[:53]+"."+fake[53:]+".wild.test",
+		"{GHP}", "ghp_"+randHex(36), "{PLACEHOLDER}", agent.PlaceholderAPIKey,
+	)
+	e.write(".airlock/config.toml", vars.Replace(`[sandbox]
+runtime = "runsc"
+[egress]
+network = "`+w.network+`"
+allow = ["allowed.test", "allowed.test:8080", "*.wild.test", "stray.test", "meta.test", "ten.test",
+  "loop.test", "v6loop.test", "hostgw.test:{HP}", "docker0.test:{HP}"]
+deny = ["bad.wild.test"]
+allow_cidrs = ["{UP}/32"]
+extra_hosts = ["meta.test:169.254.169.254", "ten.test:10.20.30.40", "loop.test:127.0.0.1",
+  "v6loop.test:::1", "hostgw.test:{GW}", "docker0.test:{D0}"]
+`))
+	e.write("iso.py", isoPy)
+	e.write("ca.pem", string(w.caPEM))
+	e.write("attempts.sh", attemptsScript(allowlistAttempts, vars)+keyHunt)
+	e.git("add", ".")
+	e.git("commit", "-qm", "isolation attempts")
+
+	srv, _ := e.server(runScript("isolation", "sh attempts.sh > results.txt 2>&1; echo finished"))
+	setAPIKey(e, realKey)
+	e.ok("run", "-y", "-m", "Try to get out.", "--name", "escape")
+	r := e.runs()[0]
+	if got := runtimeOf(t, r.Container); got != "runsc" {
+		t.Fatalf("the agent's container ran under %q, want runsc", got)
+	}
+	ws := filepath.Join(e.state, "airlock", "runs", r.ID, "workspace")
+	recs := auditRecords(t, e.state, r.ID)
+	checkAttempts(t, allowlistAttempts, vars, filepath.Join(ws, "results.txt"), recs)
+
+	for _, q := range srv.Requests() {
+		if q.APIKey() != realKey {
+			t.Errorf("%s %s carried %q, want the real key", q.Method, q.Path, q.APIKey())
+		}
+	}
+	hunt, err := os.ReadFile(filepath.Join(ws, "keyhunt.txt"))
+	if err != nil {
+		t.Fatalf("the key hunt did not run: %v", err)
+	}
+	if strings.Contains(string(hunt), realKey) || !strings.Contains(string(hunt), agent.PlaceholderAPIKey) {
+		t.Errorf("key hunt: real key seen %v, placeholder seen %v (the hunt must find the placeholder to prove anything)",
+			strings.Contains(string(hunt), realKey), strings.Contains(string(hunt), agent.PlaceholderAPIKey))
+	}
+	for _, u := range []upstream{up, stray} {
+		if logs := w.logs(u.name); strings.Contains(logs, fake[:53]) || (u.name == stray.name && strings.Contains(logs, "http ")) {
+			t.Errorf("upstream %s saw what it must not:\n%s", u.name, tail(logs, 30))
+		}
+	}
+	if n := hs.conns.Load(); n != 0 {
+		t.Errorf("the host server accepted %d connections", n)
+	}
+}
