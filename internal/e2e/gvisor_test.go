@@ -29,6 +29,16 @@ func needRunsc(t *testing.T) {
 	t.Skip(msg)
 }
 
+// hostKernel is the host's kernel release; gVisor reports its own.
+func hostKernel(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("uname", "-r").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // runtimeOf is the OCI runtime Docker ran a container under.
 func runtimeOf(t *testing.T, container string) string {
 	t.Helper()
@@ -82,9 +92,8 @@ func TestGVisorWriteCommitMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, _ := exec.Command("uname", "-r").Output()
-	if k := strings.TrimSpace(string(kernel)); k == "" || k == strings.TrimSpace(string(host)) {
-		t.Errorf("the agent saw kernel %q, the host's own (%s): not gVisor", k, strings.TrimSpace(string(host)))
+	if k, host := strings.TrimSpace(string(kernel)), hostKernel(t); k == "" || k == host {
+		t.Errorf("the agent saw kernel %q, the host's own (%s): not gVisor", k, host)
 	}
 	t.Logf("the agent's kernel: %s", kernel)
 	e.ok("rm", "-y", "--force") // notes.txt was left uncommitted
@@ -144,7 +153,7 @@ func TestHostileGVisorIsolation(t *testing.T) {
 	vars := strings.NewReplacer(
 		"{UP}", up.ip, "{STRAY}", stray.ip, "{GW}", w.gateway, "{D0}", shared.gateway,
 		"{HP}", fmt.Sprint(hs.port), "{FAKE}", fake, "{FAKEHOST}", fake[:53]+"."+fake[53:]+".wild.test",
-		"{GHP}", "ghp_"+randHex(36), "{PLACEHOLDER}", agent.PlaceholderAPIKey,
+		"{GHP}", "ghp_"+randHex(36), "{PLACEHOLDER}", agent.PlaceholderAPIKey, "{HOSTKERNEL}", hostKernel(t),
 	)
 	e.write(".airlock/config.toml", vars.Replace(`[sandbox]
 runtime = "runsc"
@@ -159,7 +168,8 @@ extra_hosts = ["meta.test:169.254.169.254", "ten.test:10.20.30.40", "loop.test:1
 `))
 	e.write("iso.py", isoPy)
 	e.write("ca.pem", string(w.caPEM))
-	e.write("attempts.sh", attemptsScript(allowlistAttempts, vars)+keyHunt)
+	attempts := gvisorAttempts(t)
+	e.write("attempts.sh", attemptsScript(attempts, vars)+keyHunt)
 	e.git("add", ".")
 	e.git("commit", "-qm", "isolation attempts")
 
@@ -172,7 +182,7 @@ extra_hosts = ["meta.test:169.254.169.254", "ten.test:10.20.30.40", "loop.test:1
 	}
 	ws := filepath.Join(e.state, "airlock", "runs", r.ID, "workspace")
 	recs := auditRecords(t, e.state, r.ID)
-	checkAttempts(t, allowlistAttempts, vars, filepath.Join(ws, "results.txt"), recs)
+	checkAttempts(t, attempts, vars, filepath.Join(ws, "results.txt"), recs)
 
 	for _, q := range srv.Requests() {
 		if q.APIKey() != realKey {
@@ -195,4 +205,25 @@ extra_hosts = ["meta.test:169.254.169.254", "ten.test:10.20.30.40", "loop.test:1
 	if n := hs.conns.Load(); n != 0 {
 		t.Errorf("the host server accepted %d connections", n)
 	}
+}
+
+// gvisorAttempts are TestIsolation's allowlist attempts, read the way gVisor
+// lets them be read, plus a control that the agent is under gVisor at all.
+func gvisorAttempts(t *testing.T) []attempt {
+	t.Helper()
+	const privs = "capabilities or new privileges"
+	out := []attempt{{name: "control: the kernel is gVisor's", script: `k=$(uname -r); if [ "$k" = "{HOSTKERNEL}" ]; then verdict failed "host kernel $k"; else verdict ok "kernel $k"; fi`, want: "ok"}}
+	found := false
+	for _, a := range allowlistAttempts {
+		if a.name == privs {
+			// gVisor's /proc/self/status has no NoNewPrivs line: ask prctl.
+			a.script = `st="$(grep '^CapEff' /proc/self/status | tr -s '\t' ' ') nnp=$(python3 -c 'import ctypes; print(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0))')"; case "$st" in "CapEff: 0000000000000000 nnp=1") verdict failed "$st";; *) verdict ok "$st";; esac`
+			found = true
+		}
+		out = append(out, a)
+	}
+	if !found {
+		t.Fatalf("no attempt %q in allowlistAttempts to adapt", privs)
+	}
+	return out
 }
