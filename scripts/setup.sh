@@ -4,8 +4,9 @@
 # for the engine test suite, Debian's docker.io when no engine answers, and
 # Debian's podman) and starts dockerd when nothing is listening, and Podman's
 # API services, rootful and rootless (as the test user airlock-test, which it
-# creates). Safe to run again: when all is present it only checks, in about a
-# second.
+# creates); installs gVisor (Debian's runsc) and registers it with dockerd as
+# the runtime "runsc". Safe to run again: when all is present it only checks,
+# in about a second.
 set -euo pipefail
 
 log() { echo "setup: $*" >&2; }
@@ -27,7 +28,8 @@ have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" 
 
 missing=()
 # tmux: the interactive tests drive a real terminal with it.
-for pkg in git make ca-certificates debootstrap busybox-static tmux; do
+# runsc: gVisor, for `airlock run --runtime runsc` and the tests under it.
+for pkg in git make ca-certificates debootstrap busybox-static tmux runsc; do
 	installed "$pkg" || missing+=("$pkg")
 done
 if ! engine_answers && ! { have dockerd && command -v docker >/dev/null; }; then
@@ -61,6 +63,24 @@ if [ -n "$claude_version" ] && ! claude --version 2>/dev/null | grep -q "^$claud
 		npm install -g --no-fund --no-audit --loglevel=error "@anthropic-ai/claude-code@$claude_version" >/dev/null
 fi
 
+# gVisor as dockerd's runtime "runsc" (docs/gvisor.md). --network=none: the
+# agent's container has no network anyway, and gVisor then gives it a
+# loopback of its own (Debian's runsc cannot copy a namespace's interfaces on
+# kernels that namespace net.core.rmem_default: "cannot run with network
+# enabled in root network namespace"). --host-uds=open: the agent connects
+# to the egress proxy's Unix sockets in a directory mounted from the host.
+# An existing daemon.json is merged into, never replaced.
+daemon_json=/etc/docker/daemon.json
+runsc_args=(--network=none --host-uds=open)
+if ! "${SUDO[@]}" grep -qs '"runsc"' "$daemon_json"; then
+	log "registering gVisor (runsc ${runsc_args[*]}) in $daemon_json"
+	merged=$(mktemp)
+	trap 'rm -f "$merged"' EXIT
+	{ "${SUDO[@]}" cat "$daemon_json" 2>/dev/null || true; } |
+		(cd "$here" && go run ./scripts/dockerruntime runsc /usr/bin/runsc "${runsc_args[@]}") >"$merged"
+	"${SUDO[@]}" install -D -m 0644 "$merged" "$daemon_json"
+fi
+
 if ! engine_answers; then
 	log "no container engine answers; starting dockerd (log: /var/log/airlock-dockerd.log)"
 	# No systemd on these machines: run the daemon in the background, detached
@@ -75,6 +95,21 @@ if ! engine_answers; then
 		"${SUDO[@]}" tail -n 5 /var/log/airlock-dockerd.log >&2 || true
 		die "dockerd did not start (see /var/log/airlock-dockerd.log); it needs root and a kernel with cgroups and iptables"
 	fi
+fi
+
+# A dockerd started before runsc was registered learns of it on SIGHUP, which
+# reloads its runtimes from daemon.json (no restart: running containers stay).
+has_runsc() { "${SUDO[@]}" docker info --format '{{range $name, $_ := .Runtimes}}{{println $name}}{{end}}' 2>/dev/null | grep -qx runsc; }
+if ! has_runsc; then
+	pid=$("${SUDO[@]}" cat /var/run/docker.pid 2>/dev/null || pidof dockerd || true)
+	[ -n "$pid" ] || die "dockerd's pid not found: reload it (kill -HUP) so that it reads the runsc runtime from $daemon_json"
+	log "reloading dockerd (pid $pid) for the runsc runtime"
+	"${SUDO[@]}" kill -HUP "$pid"
+	for _ in $(seq 20); do
+		has_runsc && break
+		sleep 0.25
+	done
+	has_runsc || die "dockerd did not take the runsc runtime from $daemon_json (see its log); check the file, then kill -HUP $pid"
 fi
 
 # Podman's settings for airlock, in a drop-in that leaves the admin's own
