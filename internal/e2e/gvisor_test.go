@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/store"
@@ -226,4 +227,22 @@ func gvisorAttempts(t *testing.T) []attempt {
 		t.Fatalf("no attempt %q in allowlistAttempts to adapt", privs)
 	}
 	return out
+}
+
+// An interactive session under gVisor: Claude Code's terminal UI in tmux,
+// driven with tmux send/capture, and exec into the sandbox.
+func TestGVisorShellExec(t *testing.T) {
+	needRunsc(t)
+	e := newEnv(t)
+	e.server(testkit.ChatScript())
+	id := e.startShell("--runtime", "runsc")
+	if got := runtimeOf(t, "airlock-"+id); got != "runsc" {
+		t.Fatalf("the session's container ran under %q, want runsc", got)
+	}
+	e.ok("tmux", "send", id, "What is the answer?", "--enter")
+	e.waitScreen(id, testkit.ChatAnswer, time.Minute)
+	if k := strings.TrimSpace(e.ok("exec", id, "--", "uname", "-r").stdout); k == "" || k == hostKernel(t) {
+		t.Errorf("exec saw kernel %q, the host's: not in gVisor", k)
+	}
+	e.ok("stop", id)
 }
