@@ -68,3 +68,16 @@ func writeFile(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+func TestCreateOptionsRuntime(t *testing.T) {
+	d := &Docker{}
+	for _, rt := range []string{"", "runsc"} {
+		opts, err := d.createOptions(Spec{Image: "x", User: "1000:1000", Runtime: rt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opts.HostConfig.Runtime != rt {
+			t.Errorf("Runtime %q: the create request asks for %q", rt, opts.HostConfig.Runtime)
+		}
+	}
+}
