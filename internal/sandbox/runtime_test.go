@@ -52,4 +52,3 @@ func TestCheckRuntime(t *testing.T) {
 		})
 	}
 }
-
