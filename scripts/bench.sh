@@ -28,3 +28,19 @@ awk '
 		printf "egress latency, kept-alive connection: direct %.2f ms, proxied %.2f ms, added %.2f ms (target < 2 ms)\n", v["direct-keepalive-ms"], v["proxied-keepalive-ms"], v["added-keepalive-ms"]
 		printf "egress proxy memory: peak %.1f MiB (cgroup, page cache included), resident %.1f MiB\n", v["proxy-peak-MiB"], v["proxy-rss-MiB"]
 	}' <<<"$out"
+
+# gVisor (docs/gvisor.md): a whole minimal run (one model turn, start to
+# harvested result) under runsc against the same agent in a bare
+# `docker run --runtime runsc` of the same image, runc's figures alongside;
+# prints the ratios (target <= 1.5x).
+out=$(go test -run '^$' -bench '^BenchmarkGVisorRun$' -benchtime "${GVISOR_BENCHTIME:-3x}" -count 1 ./internal/e2e/ | tee /dev/stderr)
+awk '
+	/BenchmarkGVisorRun\/bare-runc/     { br = $3 }
+	/BenchmarkGVisorRun\/bare-runsc/    { bs = $3 }
+	/BenchmarkGVisorRun\/airlock-runc/  { ar = $3 }
+	/BenchmarkGVisorRun\/airlock-runsc/ { as = $3 }
+	END {
+		if (!br || !bs || !ar || !as) { print "bench: no gVisor figures"; exit 1 }
+		printf "gVisor whole run: bare docker run --runtime runsc %.1f s, airlock run --runtime runsc %.1f s, ratio %.2fx (target <= 1.5x)\n", bs/1e9, as/1e9, as/bs
+		printf "runc whole run:   bare docker run %.1f s, airlock run %.1f s, ratio %.2fx; runsc/runc: bare %.2fx, airlock %.2fx\n", br/1e9, ar/1e9, ar/br, bs/br, as/ar
+	}' <<<"$out"

@@ -17,7 +17,7 @@ import (
 
 // needRunsc skips a test when Docker has no runsc runtime, except on CI,
 // where scripts/setup.sh registers it and its absence is a failure.
-func needRunsc(t *testing.T) {
+func needRunsc(t testing.TB) {
 	t.Helper()
 	out, err := exec.Command("docker", "info", "--format", "{{range $name, $_ := .Runtimes}}{{$name}} {{end}}").Output()
 	if err == nil && strings.Contains(" "+string(out), " runsc ") {
