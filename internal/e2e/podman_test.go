@@ -570,3 +570,30 @@ func TestPodmanRootlessExecCp(t *testing.T) {
 	e.owned(filepath.Join(e.repo, "made-out.txt"))
 	e.run(shared.bin, "stop", id)
 }
+
+// Rootless Podman: a run continued with --resume carries the earlier run's
+// conversation, which the agent left in its home as the user.
+func TestPodmanRootlessResume(t *testing.T) {
+	e := newRootlessEnv(t, testkit.Script{
+		Name:      "remember",
+		Steps:     []testkit.Step{{Text: "Noted.", Tool: "Bash", Input: bash("echo first-run-tool-output")}},
+		FinalText: "I will remember it.",
+	})
+	word := "PINEAPPLE-" + randHex(8)
+	e.run(shared.bin, "run", "-y", "-m", "Remember the word "+word, "--name", "first")
+	before := len(e.srv.Requests())
+	e.run(shared.bin, "run", "-y", "-m", "Which word?", "--name", "second", "--resume", "first")
+	var runs []store.Run
+	if ls := e.run(shared.bin, "ls", "-a", "--json"); json.Unmarshal([]byte(ls), &runs) != nil || len(runs) != 2 {
+		t.Fatalf("ls --json: %s", ls)
+	}
+	for _, r := range runs {
+		if r.Status != store.StatusSucceeded {
+			t.Errorf("run %s: %s (%s)", r.Name, r.Status, r.Error)
+		}
+	}
+	reqs := mainRequests(e.srv.Requests()[before:])
+	if len(reqs) == 0 || !strings.Contains(string(reqs[0].Body), word) || !strings.Contains(string(reqs[0].Body), "first-run-tool-output") {
+		t.Fatalf("the resumed run's first request does not carry the earlier conversation (%d requests)", len(reqs))
+	}
+}
