@@ -274,6 +274,14 @@ func (q *podmanQuirks) adjust(ctx context.Context, d *Docker, opts *client.Conta
 		return err
 	}
 	hc := opts.HostConfig
+	if hc.Runtime != "" {
+		// Podman 4.3's compatible API ignores the runtime asked for and
+		// runs the container with its default: a run asking for gVisor
+		// would silently get runc. (Its own CLI honours --runtime runsc,
+		// but runsc then refuses a container of network "none" unless
+		// given --network=none as a runtime flag.)
+		return fmt.Errorf("the %s runtime cannot be chosen on Podman (its Docker-compatible API ignores it and would run the agent without it): use Docker for it (AIRLOCK_ENGINE=docker), or run without it", hc.Runtime)
+	}
 	hc.Ulimits = append(hc.Ulimits, &container.Ulimit{Name: "nproc", Soft: int64(q.nproc), Hard: int64(q.nproc)})
 	if info.Host.Security.Rootless {
 		hc.UsernsMode = "keep-id"

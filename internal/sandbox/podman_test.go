@@ -121,3 +121,19 @@ func importImage(t *testing.T, d *sandbox.Docker) {
 		t.Fatalf("import %s: image missing afterwards (%v)", sandboxtest.Image, err)
 	}
 }
+
+// Podman's compatible API ignores the runtime asked for (a gVisor run would
+// silently get runc); the Podman engine refuses it before creating anything.
+func TestPodmanRefusesRunsc(t *testing.T) {
+	p := testkit.Podman(t)
+	importImage(t, p)
+	name := "airlock-podman-runsc-test"
+	_, err := p.Create(context.Background(), sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"true"}, User: "1000:1000", Runtime: "runsc"})
+	if err == nil || !strings.Contains(err.Error(), "runsc runtime") || !strings.Contains(err.Error(), "Podman") {
+		p.Remove(context.Background(), name)
+		t.Fatalf("Create with runtime runsc on Podman: err = %v, want one saying the runtime cannot be chosen on Podman", err)
+	}
+	if _, err := p.Inspect(context.Background(), name); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("the refused Create left a container: %v", err)
+	}
+}
