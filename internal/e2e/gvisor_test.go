@@ -213,7 +213,14 @@ extra_hosts = ["meta.test:169.254.169.254", "ten.test:10.20.30.40", "loop.test:1
 func gvisorAttempts(t *testing.T) []attempt {
 	t.Helper()
 	const privs = "capabilities or new privileges"
-	out := []attempt{{name: "control: the kernel is gVisor's", script: `k=$(uname -r); if [ "$k" = "{HOSTKERNEL}" ]; then verdict failed "host kernel $k"; else verdict ok "kernel $k"; fi`, want: "ok"}}
+	out := []attempt{
+		{name: "control: the kernel is gVisor's", script: `k=$(uname -r); if [ "$k" = "{HOSTKERNEL}" ]; then verdict failed "host kernel $k"; else verdict ok "kernel $k"; fi`, want: "ok"},
+		// --host-uds=open lets the sandbox connect to host sockets in its
+		// mounts: through a link in the workspace, the proxy's is reached
+		// (so links work), and an engine's socket, by its host path, is not.
+		{name: "control: a link to the proxy's socket connects", script: `ln -sf /airlock/sock/proxy.sock .lproxy; direct curl -sS -m 5 -o /dev/null -w '%{http_code}' --unix-socket .lproxy http://allowed.test/; rm -f .lproxy`, want: "ok"},
+		{name: "a link in the workspace to an engine socket's host path", script: `for s in /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock /run/podman/podman.sock; do ln -sf "$s" ".l$(printf %s "$s" | tr / _)"; done; out=; for l in .l_*; do r=$(curl -sS -m 5 --unix-socket "$l" http://engine/version 2>&1) && out="$out $l: $r"; done; rm -f .l_*; if [ -n "$out" ]; then verdict ok "$out"; else verdict failed "no engine answered through a link"; fi`, want: "failed"},
+	}
 	found := false
 	for _, a := range allowlistAttempts {
 		if a.name == privs {
