@@ -253,3 +253,23 @@ func TestGVisorShellExec(t *testing.T) {
 	}
 	e.ok("stop", id)
 }
+
+// Podman 4's Docker-compatible API would take --runtime runsc and run the
+// agent under runc: the run is refused before anything is made instead.
+func TestGVisorOnPodmanRefused(t *testing.T) {
+	needPodman(t)
+	rootfulPodmanImage(t)
+	e := newEnv(t)
+	srv, _ := e.server(testkit.DemoScript())
+	e.extra = append(e.extra, "AIRLOCK_ENGINE=podman")
+	res := e.airlock("run", "-y", "--runtime", "runsc", "-m", "x")
+	if res.code == 0 || !strings.Contains(res.stderr, "ignores a container's runtime") {
+		t.Errorf("run --runtime runsc on Podman: exit %d, stderr:\n%s\nwant a refusal saying Podman ignores the runtime", res.code, res.stderr)
+	}
+	if runs := e.runs(); len(runs) != 0 {
+		t.Errorf("a refused run left records: %+v", runs)
+	}
+	if n := len(srv.Requests()); n != 0 {
+		t.Errorf("the model server got %d requests", n)
+	}
+}

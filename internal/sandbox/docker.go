@@ -75,6 +75,9 @@ func (d *Docker) Create(ctx context.Context, spec Spec) (string, error) {
 		}
 		return "", d.engineError("create container "+spec.Name, err)
 	}
+	if err := d.checkCreatedRuntime(ctx, res.ID, spec); err != nil {
+		return "", err
+	}
 	return res.ID, nil
 }
 

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,8 +42,16 @@ func CheckRuntime(ctx context.Context, e Engine, name string) error {
 		name, strings.Join(have, ", "), hint)
 }
 
+// errPodmanRuntime: Podman 4's Docker-compatible API accepts a container's
+// runtime and ignores it, so the container would run under Podman's default
+// (runc) while the user asked for, say, gVisor.
+var errPodmanRuntime = errors.New("Podman's Docker-compatible API ignores a container's runtime (the container would run under Podman's default, runc); use Docker for another runtime, or set Podman's own default runtime in containers.conf and leave [sandbox] runtime empty")
+
 // Runtimes lists the OCI runtimes the daemon has registered, sorted.
 func (d *Docker) Runtimes(ctx context.Context) ([]string, error) {
+	if d.podman != nil {
+		return nil, errPodmanRuntime
+	}
 	res, err := d.cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		return nil, d.engineError("list the engine's runtimes", err)
@@ -53,4 +62,29 @@ func (d *Docker) Runtimes(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(names)
 	return names, nil
+}
+
+// checkCreatedRuntime makes sure the engine will run the container it just
+// created under the runtime spec asked for, and removes it when not: a
+// sandbox silently under another runtime is weaker than the user chose.
+func (d *Docker) checkCreatedRuntime(ctx context.Context, id string, spec Spec) error {
+	if spec.Runtime == "" {
+		return nil
+	}
+	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err == nil && res.Container.HostConfig != nil && res.Container.HostConfig.Runtime == spec.Runtime {
+		return nil
+	}
+	d.Remove(context.WithoutCancel(ctx), id)
+	if err != nil {
+		return d.engineError("check the runtime of container "+spec.Name, err)
+	}
+	if d.podman != nil {
+		return fmt.Errorf("create container %s under runtime %q: %w", spec.Name, spec.Runtime, errPodmanRuntime)
+	}
+	got := "(none)"
+	if res.Container.HostConfig != nil {
+		got = res.Container.HostConfig.Runtime
+	}
+	return fmt.Errorf("create container %s: asked for runtime %q, the engine chose %q; removed it", spec.Name, spec.Runtime, got)
 }
