@@ -56,8 +56,8 @@ func TestCheckRuntime(t *testing.T) {
 }
 
 // Podman 4's Docker-compatible API takes a container's runtime and ignores
-// it: asking for one is refused up front, and a container created with one
-// anyway is removed, never left to run under runc instead.
+// it: asking for one is refused up front (CheckRuntime, before a run makes
+// anything), and Create refuses it too.
 func TestRuntimeOnPodman(t *testing.T) {
 	p := testkit.Podman(t)
 	importImage(t, p)
@@ -72,9 +72,9 @@ func TestRuntimeOnPodman(t *testing.T) {
 	name := "airlock-runtime-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")
 	p.Remove(ctx, name)
 	id, err := p.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"true"}, User: "1000:1000", Runtime: "runsc"})
-	if err == nil || !strings.Contains(err.Error(), want) {
+	if err == nil || !strings.Contains(err.Error(), "Podman") {
 		p.Remove(ctx, id)
-		t.Fatalf("Create with runtime runsc = %q, %v; want an error containing %q", id, err, want)
+		t.Fatalf("Create with runtime runsc = %q, %v; want an error saying Podman cannot", id, err)
 	}
 	if _, err := p.Inspect(ctx, name); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Errorf("the refused container is still there: %v", err)
