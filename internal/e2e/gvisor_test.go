@@ -273,3 +273,42 @@ func TestGVisorOnPodmanRefused(t *testing.T) {
 		t.Errorf("the model server got %d requests", n)
 	}
 }
+
+// A persistent run under gVisor: the tool the agent installed in its
+// container is still there when `start` brings the container back, under
+// runsc again, continuing the conversation.
+func TestGVisorPersistentStart(t *testing.T) {
+	needRunsc(t)
+	e := newEnv(t)
+	greeting := "tool says hi " + randHex(8)
+	e.write("tool/package.json", `{"name":"airlock-e2e-tool","version":"1.0.0","bin":{"airlock-e2e-tool":"cli.js"}}`+"\n")
+	e.write("tool/cli.js", "#!/usr/bin/env node\nconsole.log("+`"`+greeting+`"`+")\n")
+	e.git("add", ".")
+	e.git("commit", "-qm", "Add a tool")
+
+	srv, url := e.server(testkit.InstallToolScript("tool"))
+	e.ok("run", "-y", "--runtime", "runsc", "--persistent", "-m", "Install the tool.", "--name", "tools")
+	r := e.run("tools")
+	if r.Status != store.StatusSucceeded || !r.Persistent || r.Runtime != "runsc" {
+		t.Fatalf("first leg: status %s persistent %v runtime %q (%s)", r.Status, r.Persistent, r.Runtime, r.Error)
+	}
+	srv.Close()
+	next := testkit.NewServer(testkit.Resumed(1, testkit.UseToolScript("airlock-e2e-tool")))
+	if _, err := next.Start(strings.TrimPrefix(url, "http://")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { next.Close() })
+
+	e.ok("start", "tools", "-m", "Run the tool and commit its output.")
+	if got := runtimeOf(t, r.Container); got != "runsc" {
+		t.Errorf("the restarted container runs under %q, want runsc", got)
+	}
+	e.ok("wait", "tools")
+	r = e.run("tools")
+	if r.Status != store.StatusSucceeded {
+		t.Fatalf("second leg: %s (%s)\n%s", r.Status, r.Error, e.airlock("logs", "tools").stdout)
+	}
+	if got := e.git("show", r.Branch+":tool-output.txt"); got != greeting {
+		t.Fatalf("tool-output.txt on %s = %q, want %q: the installed tool did not survive the restart", r.Branch, got, greeting)
+	}
+}
