@@ -312,3 +312,40 @@ func TestGVisorPersistentStart(t *testing.T) {
 		t.Fatalf("tool-output.txt on %s = %q, want %q: the installed tool did not survive the restart", r.Branch, got, greeting)
 	}
 }
+
+// The hostile copy under gVisor: hooks and config commands the agent
+// plants never run on the host (the harvest, under runsc too, bundles the
+// work without running them), and a destroyed copy changes nothing.
+func TestHostileGVisorCopy(t *testing.T) {
+	needRunsc(t)
+	t.Run("planted hooks", func(t *testing.T) {
+		e := newEnv(t)
+		markers := t.TempDir()
+		e.server(testkit.PlantScript(filepath.Join(markers, "m")))
+		e.ok("run", "--runtime", "runsc", "-m", "Plant traps.", "--name", "plant")
+		e.ok("diff")
+		e.ok("merge")
+		if got := e.git("log", "-1", "--format=%s"); got != "Add planted.txt" {
+			t.Fatalf("merge did not bring the commit: HEAD is %q", got)
+		}
+		e.ok("rm", "-y")
+		entries, _ := os.ReadDir(markers)
+		for _, m := range entries {
+			t.Errorf("host ran a planted command: %s", m.Name())
+		}
+	})
+	t.Run("destroyed copy", func(t *testing.T) {
+		e := newEnv(t)
+		e.server(testkit.DestroyScript())
+		before := treeHash(t, e.repo)
+		if res := e.airlock("run", "--runtime", "runsc", "-m", "Destroy the repository.", "--name", "destroy"); res.code != 0 && res.code != 3 {
+			t.Fatalf("run: exit %d\n%s", res.code, res.stderr)
+		}
+		if after := treeHash(t, e.repo); after != before {
+			t.Fatal("the user's repository changed")
+		}
+		if r := e.runs()[0]; r.Runtime != "runsc" || !strings.Contains(r.HarvestError, ".git") {
+			t.Errorf("runtime %q, harvest error %q; want runsc and one about the missing .git", r.Runtime, r.HarvestError)
+		}
+	})
+}
