@@ -11,6 +11,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/credentials"
+	"github.com/airlock-dev/airlock/internal/sandbox"
 )
 
 func newDoctorCmd(f *Factory) *cobra.Command {
@@ -82,6 +83,13 @@ func doctorRun(ctx context.Context, f *Factory) error {
 			default:
 				imageBuilt = true
 				add(check{name: "image", ok: true, info: ref})
+			}
+		}
+		if rt := cfg.Sandbox.Runtime; rt != "" {
+			if err := sandbox.CheckRuntime(ctx, eng, rt); err != nil {
+				add(check{name: "runtime", info: err.Error(), fix: "see docs/gvisor.md"})
+			} else {
+				add(check{name: "runtime", ok: true, info: rt + " ([sandbox] runtime), registered with the engine"})
 			}
 		}
 	}

@@ -121,6 +121,9 @@ func TestGVisorUnknownRuntime(t *testing.T) {
 	if res.code == 0 || !strings.Contains(res.stderr, `runtime "nosuch"`) {
 		t.Errorf("[sandbox] runtime = \"nosuch\": exit %d, stderr:\n%s", res.code, res.stderr)
 	}
+	if res := e.airlock("doctor"); res.code == 0 || !strings.Contains(res.stdout, "FAIL  runtime") || !strings.Contains(res.stdout, "it has: ") {
+		t.Errorf("doctor with [sandbox] runtime = \"nosuch\": exit %d, stdout:\n%s", res.code, res.stdout)
+	}
 	if runs := e.runs(); len(runs) != 0 {
 		t.Errorf("a refused run left records: %+v", runs)
 	}
