@@ -135,9 +135,9 @@ func notRunning(r *store.Run) error {
 // sandboxFiles is the engine and the state of the run's container, for a
 // run whose container still exists (running or not).
 func sandboxFiles(ctx context.Context, m *run.Manager, r *store.Run) (sandbox.Execer, sandbox.State, error) {
-	ex, ok := m.Engine.(sandbox.Execer)
-	if !ok {
-		return nil, sandbox.State{}, errors.New("this container engine cannot copy files")
+	ex := m.Caps.Exec
+	if ex == nil {
+		return nil, sandbox.State{}, m.Caps.Missing("copy files into or out of a sandbox")
 	}
 	st, err := m.Engine.Inspect(ctx, r.Container)
 	if errors.Is(err, sandbox.ErrNotFound) {

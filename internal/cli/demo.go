@@ -72,7 +72,14 @@ func demoRun(ctx context.Context, f *Factory, opts demoOptions) error {
 	if !opts.Keep {
 		defer os.RemoveAll(repo)
 	}
-	gw, err := eng.GatewayIP(ctx, "bridge")
+	caps, err := f.EngineCaps()
+	if err != nil {
+		return err
+	}
+	if caps.Host == nil {
+		return caps.Missing("tell where its sandboxes reach the host, which the demo's model server needs")
+	}
+	gw, err := caps.Host.HostAddress(ctx)
 	if err != nil {
 		return err
 	}

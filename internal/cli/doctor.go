@@ -2,9 +2,12 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -66,11 +69,14 @@ func doctorRun(ctx context.Context, f *Factory) error {
 	}
 
 	imageBuilt := false
+	for _, c := range engineChecks(ctx, f.Getenv) {
+		add(c)
+	}
 	eng, err := f.PingedEngine(ctx)
 	if err != nil {
-		add(check{name: "container engine", info: err.Error(), fix: "start Docker (`sudo systemctl start docker`, or `sudo dockerd &`), or run `make setup` from airlock's source"})
+		add(check{name: "container engine", info: err.Error(), fix: "start Docker (`sudo systemctl start docker`, or `sudo dockerd &`), choose another engine with --engine or [engine] kind, or run `make setup` from airlock's source"})
 	} else {
-		add(check{name: "container engine", ok: true, info: "answering"})
+		add(check{name: "container engine", ok: true, info: engineUsed(f.endpoint)})
 		if res != nil {
 			ref, err := f.imageRef(project, res)
 			switch ok, ierr := eng.ImageExists(ctx, ref); {
@@ -142,4 +148,45 @@ func doctorRun(ctx context.Context, f *Factory) error {
 		return &ExitError{Code: ExitFailure, Message: fmt.Sprintf("%d check(s) failed", failed)}
 	}
 	return nil
+}
+
+// engineChecks says, for every engine socket found, whether an engine
+// answers there. They are notes: only the engine used must answer.
+func engineChecks(ctx context.Context, getenv func(string) string) []check {
+	var out []check
+	for _, ep := range sandbox.Detect(getenv) {
+		c := check{name: "engine " + ep.Kind, note: true}
+		where := ep.Host + " (" + ep.Why + ")"
+		switch eng, err := sandbox.Open(ep); {
+		case errors.Is(err, sandbox.ErrUnsupported):
+			c.info = where + ": found, but this airlock has no " + ep.Kind + " backend yet"
+		case err != nil:
+			c.info = where + ": " + err.Error()
+		default:
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := eng.Ping(pctx); err != nil {
+				c.info = where + ": not answering"
+			} else {
+				c.info, c.ok, c.note = where+": answering", true, false
+			}
+			cancel()
+			if cl, ok := eng.(io.Closer); ok {
+				cl.Close()
+			}
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		out = append(out, check{name: "engines", note: true, info: "no engine socket found (DOCKER_HOST, Docker's, Podman's or Incus' socket)"})
+	}
+	return out
+}
+
+// engineUsed says which engine airlock uses, and why.
+func engineUsed(ep sandbox.Endpoint) string {
+	host := ep.Host
+	if host == "" {
+		host = "its default socket"
+	}
+	return fmt.Sprintf("using %s at %s: %s", ep.Kind, host, ep.Why)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
 // Factory holds the dependencies commands share. The expensive ones are
@@ -28,8 +29,14 @@ type Factory struct {
 	store     *store.Store
 	storeErr  error
 
+	// EngineKind is --engine: "docker", "podman", "incus", or "" for
+	// [engine] kind, then autodetection.
+	EngineKind string
+
 	engineOnce sync.Once
-	engine     *sandbox.Docker
+	engine     sandbox.Engine
+	caps       sandbox.Caps
+	endpoint   sandbox.Endpoint
 	engineErr  error
 }
 
@@ -69,17 +76,73 @@ func (f *Factory) Store() (*store.Store, error) {
 	return f.store, f.storeErr
 }
 
-// Engine connects to the container engine: AIRLOCK_ENGINE names its kind
-// ("docker", the default, or "podman").
-func (f *Factory) Engine() (*sandbox.Docker, error) {
+// Engine connects to the container engine chosen by --engine, else
+// AIRLOCK_ENGINE, else [engine] kind, else autodetection (sandbox.Detect). It does not contact
+// it yet. Upper layers hold the interface, never a backend.
+func (f *Factory) Engine() (sandbox.Engine, error) {
 	f.engineOnce.Do(func() {
-		f.engine, f.engineErr = sandbox.NewKind(f.Getenv("AIRLOCK_ENGINE"))
+		ep, err := f.chooseEngine()
+		if err != nil {
+			f.engineErr = err
+			return
+		}
+		f.endpoint = ep
+		if f.engine, f.engineErr = sandbox.Open(ep); f.engineErr == nil {
+			f.caps = sandbox.CapsOf(f.engine)
+		}
 	})
 	return f.engine, f.engineErr
 }
 
+// EngineCaps are the chosen engine's optional capabilities, looked up once
+// when it was made.
+func (f *Factory) EngineCaps() (sandbox.Caps, error) {
+	if _, err := f.Engine(); err != nil {
+		return sandbox.Caps{}, err
+	}
+	return f.caps, nil
+}
+
+// engineKind is the configured kind, and where it was configured.
+func (f *Factory) engineKind() (kind, from string, err error) {
+	if f.EngineKind != "" {
+		return f.EngineKind, "flag --engine", nil
+	}
+	if k := f.Getenv("AIRLOCK_ENGINE"); k != "" {
+		return k, "AIRLOCK_ENGINE", nil
+	}
+	project := ""
+	if wd, err := f.Getwd(); err == nil {
+		project, _ = workspace.RepoRoot(context.Background(), wd)
+	}
+	res, err := f.loadConfig(project)
+	if err != nil {
+		// Commands that need no configuration (ls, logs, rm) must still
+		// work while a file is being fixed; those that do need it fail
+		// on it themselves.
+		fmt.Fprintf(f.IO.ErrOut, "airlock: warning: the configuration is not valid, so [engine] kind is not read; detecting the engine: %v\n", err)
+		return "", "", nil
+	}
+	return res.Config.Engine.Kind, res.From("engine.kind"), nil
+}
+
+func (f *Factory) chooseEngine() (sandbox.Endpoint, error) {
+	kind, from, err := f.engineKind()
+	if err != nil {
+		return sandbox.Endpoint{}, err
+	}
+	ep, err := sandbox.Choose(kind, sandbox.Detect(f.Getenv))
+	if err != nil {
+		return sandbox.Endpoint{}, fmt.Errorf("%s: %w", from, err)
+	}
+	if kind != "" {
+		ep.Why = from + ": " + ep.Why
+	}
+	return ep, nil
+}
+
 // PingedEngine is Engine, checked to answer.
-func (f *Factory) PingedEngine(ctx context.Context) (*sandbox.Docker, error) {
+func (f *Factory) PingedEngine(ctx context.Context) (sandbox.Engine, error) {
 	eng, err := f.Engine()
 	if err != nil {
 		return nil, err

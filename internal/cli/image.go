@@ -10,6 +10,7 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/image"
+	"github.com/airlock-dev/airlock/internal/sandbox"
 )
 
 type imageBuildOptions struct {
@@ -69,7 +70,7 @@ func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, base
 	if err != nil {
 		return err
 	}
-	eng, err := f.PingedEngine(ctx)
+	eng, err := f.imageEngine(ctx)
 	if err != nil {
 		return err
 	}
@@ -88,6 +89,29 @@ func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, base
 	}
 	fmt.Fprintln(f.IO.Out, ref)
 	return nil
+}
+
+// imageEngine is the engine, answering and able to build and import images.
+func (f *Factory) imageEngine(ctx context.Context) (image.Engine, error) {
+	eng, err := f.PingedEngine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	caps := f.caps
+	switch {
+	case caps.Build == nil:
+		return nil, caps.Missing("build images")
+	case caps.Import == nil:
+		return nil, caps.Missing("import images")
+	}
+	return imageEngine{Engine: eng, ImageBuilder: caps.Build, ImageImporter: caps.Import}, nil
+}
+
+// imageEngine joins an engine's image capabilities into what image needs.
+type imageEngine struct {
+	sandbox.Engine
+	sandbox.ImageBuilder
+	sandbox.ImageImporter
 }
 
 // imageSpec turns configuration into build inputs, reading the CA files.

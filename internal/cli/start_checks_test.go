@@ -34,6 +34,9 @@ func newStartEnv(t *testing.T, commits bool) *startEnv {
 		"ANTHROPIC_API_KEY=sk-ant-test-" + t.Name(),
 		"PATH=" + os.Getenv("PATH"),
 	}
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		environ = append(environ, "DOCKER_HOST="+h) // which engine to use: the test's
+	}
 	gitEnv := append(environ, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
 	git := func(args ...string) {
 		t.Helper()

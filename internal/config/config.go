@@ -24,6 +24,15 @@ type Config struct {
 	Run     Run
 	Egress  Egress
 	Notify  Notify
+	Engine  Engine
+}
+
+// Engine chooses the container engine ([engine]).
+type Engine struct {
+	// Kind is "docker", "podman" or "incus" (engine.kind); --engine
+	// overrides it. Default "": detect one (DOCKER_HOST, then the Docker
+	// socket, then Podman's sockets, then Incus').
+	Kind string
 }
 
 // Agent selects and tunes the coding agent ([agent]).

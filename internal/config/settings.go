@@ -160,6 +160,17 @@ var settings = []setting{
 		return nil
 	}, func(c *Config) string { return quote(c.Egress.Network) }},
 
+	{"engine.kind", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		switch s {
+		case "", "docker", "podman", "incus":
+		default:
+			return fmt.Errorf("%q is not an engine; write \"docker\", \"podman\" or \"incus\", or \"\" to detect one", s)
+		}
+		c.Engine.Kind = s
+		return nil
+	}, func(c *Config) string { return quote(c.Engine.Kind) }},
+
 	{"image.base", kindString, func(c *Config, v any, _ string) error {
 		s := v.(string)
 		if s == "" {
@@ -337,7 +348,7 @@ var runtimeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // tables are the TOML tables the schema has, for telling a misplaced table
 // from an unknown key.
-var tables = []string{"agent", "agent.claude", "egress", "image", "notify", "run", "sandbox"}
+var tables = []string{"agent", "agent.claude", "egress", "engine", "image", "notify", "run", "sandbox"}
 
 // accumulating settings add entries across layers instead of replacing the
 // list; Sources shows them one row per entry.

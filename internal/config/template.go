@@ -47,6 +47,11 @@ const ProjectTemplate = `# airlock project configuration.
 # Show the resolved policy and ask y/N before each run on a terminal.
 # confirm = true
 
+[engine]
+# The container engine: "docker", "podman" or "incus"; empty detects one
+# (DOCKER_HOST, the Docker socket, Podman's sockets, then Incus').
+# kind = ""
+
 [image]
 # Run this image instead of airlock's default one.
 # name = ""

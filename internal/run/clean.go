@@ -31,11 +31,6 @@ type Cleaned struct {
 	Networks []string
 }
 
-// networkPruner is an engine that can remove unused networks by label.
-type networkPruner interface {
-	PruneNetworks(ctx context.Context, labels map[string]string) ([]string, error)
-}
-
 // Clean brings every run's record up to date (recording interrupted runs as
 // failed and collecting finished ones), then removes what no run needs any
 // more: the stopped agent containers of finished runs that are not
@@ -76,23 +71,15 @@ func (m *Manager) Clean(ctx context.Context) (Cleaned, error) {
 		if !m.leftover(c) {
 			continue
 		}
-		remove := m.Engine.Remove
-		if c.Labels[LabelRole] == "proxy" {
-			remove = m.removeNetworked
-		}
-		if err := remove(ctx, c.ID); err != nil {
+		if err := m.Engine.Remove(ctx, c.ID); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		out.Containers = append(out.Containers, c.Name)
 	}
-	if p, ok := m.Engine.(networkPruner); ok {
-		var nets []string
-		err := withNetLock(ctx, func() error {
-			var err error
-			nets, err = p.PruneNetworks(ctx, map[string]string{LabelRole: "egress"})
-			return err
-		})
+	// An engine without networks of its own has none to prune.
+	if p := m.Caps.Prune; p != nil {
+		nets, err := p.PruneNetworks(ctx)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -131,9 +118,9 @@ func (m *Manager) leftover(c sandbox.State) bool {
 	case "harvest":
 		// A harvest in progress holds the run's work lock and its
 		// container runs; only an exited one is left over.
-		return c.Status != sandbox.StatusRunning
+		return !c.Status.Busy()
 	case "agent":
-		return !r.Persistent && c.Status != sandbox.StatusRunning
+		return !r.Persistent && !c.Status.Busy()
 	}
 	return false
 }

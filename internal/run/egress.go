@@ -1,19 +1,13 @@
 package run
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/egress"
@@ -21,26 +15,12 @@ import (
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
-// The egress topology: the agent's container has no network but loopback.
-// A sidecar proxy (this binary, `airlock proxy serve`, mounted read-only
-// into a minimal image) sits on the egress network and listens on Unix
-// sockets in a directory shared with the agent's container, where a relay
-// (`airlock relay`, the same binary) turns them into 127.0.0.1 ports.
+// The egress topology is the engine's (sandbox.SandboxSpec): the agent's
+// container has no network but loopback, and its proxy is the only way out.
+// This package says what the proxy enforces, in files in the run's egress
+// directory that only the proxy mounts.
 const (
-	// DefaultEgressNetwork is airlock's own bridge network with outbound NAT.
-	DefaultEgressNetwork = "airlock-egress"
-	// ProxyImage is the sidecar's image: an empty root file system, since
-	// the static airlock binary is all the proxy needs.
-	ProxyImage = "airlock-proxy:1"
-
-	containerBin    = "/airlock/bin/airlock"
-	containerSock   = "/airlock/sock"
-	containerEgress = "/airlock/egress"
-	proxySocket     = "proxy.sock"
-	apiSocket       = "api.sock"
-	relayProxyAddr  = "127.0.0.1:3128"
-	relayAPIAddr    = "127.0.0.1:3129"
-	auditLogName    = "egress.jsonl"
+	auditLogName = "egress.jsonl"
 
 	// DefaultAPIUpstream is where model traffic goes without a gateway.
 	DefaultAPIUpstream = "https://api.anthropic.com"
@@ -79,35 +59,30 @@ func (m *Manager) MeterPath(r *store.Run) string {
 	return filepath.Join(m.Store.RunDir(r.ID), "egress", egress.MeterFileName)
 }
 
-// startProxy starts the run's sidecar proxy and waits until it answers.
-// The credentials go to the proxy in a file only it mounts, which is deleted
-// as soon as the proxy has read it.
-func (m *Manager) startProxy(ctx context.Context, r *store.Run, eg Egress, uid, gid int) error {
-	bin, err := staticSelf()
+// sandboxSpec writes the proxy's configuration for a run and returns the
+// sandbox to create around agent. The credentials go to the proxy in a file
+// only it mounts; the caller deletes it (removeSecrets) as soon as the
+// sandbox has started or failed to.
+func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, relayFlags []string, uid, gid int) (sandbox.SandboxSpec, error) {
+	bin, err := m.self()
 	if err != nil {
-		return err
+		return sandbox.SandboxSpec{}, err
 	}
-	network := eg.Network
-	if network == "" {
-		network = DefaultEgressNetwork
-		if err := withNetLock(ctx, func() error {
-			return m.Engine.EnsureNetwork(ctx, network, map[string]string{LabelRole: "egress"})
-		}); err != nil {
-			return err
+	hosts := make([]sandbox.HostAddr, 0, len(eg.ExtraHosts))
+	for _, h := range eg.ExtraHosts {
+		ha, err := sandbox.ParseHostAddr(h)
+		if err != nil {
+			return sandbox.SandboxSpec{}, err
 		}
-	}
-	if err := m.ensureProxyImage(ctx); err != nil {
-		return err
+		hosts = append(hosts, ha)
 	}
 	dir := m.Store.RunDir(r.ID)
-	sockDir, egDir := filepath.Join(dir, "sock"), filepath.Join(dir, "egress")
-	for _, d := range []string{sockDir, egDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return fmt.Errorf("prepare egress for run %s: %w", r.ID, err)
-		}
-		if err := os.Lchown(d, uid, gid); err != nil && !errors.Is(err, os.ErrPermission) {
-			return fmt.Errorf("prepare egress for run %s: %w", r.ID, err)
-		}
+	egDir := filepath.Join(dir, "egress")
+	if err := os.MkdirAll(egDir, 0o700); err != nil {
+		return sandbox.SandboxSpec{}, fmt.Errorf("prepare egress for run %s: %w", r.ID, err)
+	}
+	if err := os.Lchown(egDir, uid, gid); err != nil && !errors.Is(err, os.ErrPermission) {
+		return sandbox.SandboxSpec{}, fmt.Errorf("prepare egress for run %s: %w", r.ID, err)
 	}
 	upstream := eg.APIUpstream
 	if upstream == "" {
@@ -125,13 +100,13 @@ func (m *Manager) startProxy(ctx context.Context, r *store.Run, eg Egress, uid, 
 		Allow:       eg.Allow,
 		Deny:        eg.Deny,
 		AllowCIDRs:  eg.AllowCIDRs,
-		ProxySocket: containerSock + "/" + proxySocket,
-		APISocket:   containerSock + "/" + apiSocket,
-		AuditLog:    containerEgress + "/" + auditLogName,
+		ProxySocket: sandbox.ProxySocket,
+		APISocket:   sandbox.APISocket,
+		AuditLog:    sandbox.ProxyConfigDir + "/" + auditLogName,
 		APIUpstream: upstream,
 		APIRoutes:   egress.DefaultAPIRoutes(r.Agent),
-		SecretsFile: containerEgress + "/secrets.json",
-		MeterFile:   containerEgress + "/" + egress.MeterFileName,
+		SecretsFile: sandbox.ProxyConfigDir + "/secrets.json",
+		MeterFile:   sandbox.ProxyConfigDir + "/" + egress.MeterFileName,
 		MaxCostUSD:  r.MaxCostUSD,
 		MaxTurns:    maxTurns,
 		Deadline:    r.Deadline,
@@ -154,128 +129,57 @@ func (m *Manager) startProxy(ctx context.Context, r *store.Run, eg Egress, uid, 
 		data := f.data
 		if f.v != nil {
 			if data, err = json.Marshal(f.v); err != nil {
-				return err
+				return sandbox.SandboxSpec{}, err
 			}
 		}
 		path := filepath.Join(egDir, f.name)
 		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return fmt.Errorf("prepare egress for run %s: %w", r.ID, err)
+			return sandbox.SandboxSpec{}, fmt.Errorf("prepare egress for run %s: %w", r.ID, err)
 		}
 		if err := os.Lchown(path, uid, gid); err != nil && !errors.Is(err, os.ErrPermission) {
-			return fmt.Errorf("prepare egress for run %s: %w", r.ID, err)
+			return sandbox.SandboxSpec{}, fmt.Errorf("prepare egress for run %s: %w", r.ID, err)
 		}
 	}
-	// However the start ends, the secrets file must not outlive it.
-	defer os.Remove(filepath.Join(egDir, "secrets.json"))
-
-	name := ProxyContainerName(r.ID)
-	var id string
-	err = withNetLock(ctx, func() error {
-		var err error
-		id, err = m.Engine.Create(ctx, sandbox.Spec{
-			Name:  name,
-			Image: ProxyImage,
-			Cmd:   []string{containerBin, "proxy", "serve", "--config", containerEgress + "/config.json"},
-			Env:   []string{"SSL_CERT_FILE=" + containerEgress + "/ca.pem", "HOME=/tmp"},
-			User:  fmt.Sprintf("%d:%d", uid, gid),
-			Mounts: []sandbox.Mount{
-				{Source: bin, Target: containerBin, ReadOnly: true},
-				{Source: sockDir, Target: containerSock},
-				{Source: egDir, Target: containerEgress},
-			},
-			Tmpfs:      map[string]string{"/tmp": "rw,nosuid,size=64m"},
+	agentSpec.Env = append(agentSpec.Env, agentEnv(eg)...)
+	return sandbox.SandboxSpec{
+		Agent: agentSpec,
+		Proxy: sandbox.ProxySpec{
+			Name:       ProxyContainerName(r.ID),
+			User:       fmt.Sprintf("%d:%d", uid, gid),
+			ConfigDir:  egDir,
+			Env:        []string{"SSL_CERT_FILE=" + sandbox.ProxyConfigDir + "/ca.pem", "HOME=/tmp"},
+			Network:    eg.Network,
+			ExtraHosts: hosts,
 			Labels:     m.labels(r, "proxy"),
-			Network:    network,
-			ExtraHosts: eg.ExtraHosts,
 			Limits:     sandbox.Limits{MemoryBytes: 512 << 20, Pids: 512, CPUs: 1},
-		})
-		if err != nil {
-			return fmt.Errorf("create the egress proxy for run %s: %w", r.ID, err)
-		}
-		if err := m.Engine.Start(ctx, id); err != nil {
-			return fmt.Errorf("start the egress proxy for run %s: %w", r.ID, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := m.waitProxy(ctx, id, filepath.Join(sockDir, apiSocket)); err != nil {
-		return fmt.Errorf("egress proxy of run %s: %w", r.ID, err)
-	}
-	return nil
+		},
+		Binary:     bin,
+		Dir:        dir,
+		RelayFlags: relayFlags,
+	}, nil
 }
 
-// waitProxy polls the proxy's health endpoint until it answers, or the
-// proxy exits (then its output says why).
-func (m *Manager) waitProxy(ctx context.Context, id, socket string) error {
-	// A Unix socket's path is limited to 107 bytes, and a run directory
-	// under a long home or temporary directory exceeds it; through an open
-	// descriptor of the directory any path is short.
-	dir, err := os.Open(filepath.Dir(socket))
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	short := fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(socket))
-	hc := &http.Client{
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", short)
-		}},
-		Timeout: time.Second,
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := hc.Get("http://proxy/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if st, ierr := m.Engine.Inspect(ctx, id); ierr == nil && st.Status == sandbox.StatusExited {
-			var out bytes.Buffer
-			m.Engine.Logs(ctx, id, &out)
-			return fmt.Errorf("it exited with status %d: %s", st.ExitCode, bytes.TrimSpace(out.Bytes()))
-		}
-		if time.Now().After(deadline) {
-			return errors.New("it did not become healthy within 20s")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
+// removeSecrets deletes the proxy's credentials file: the proxy has read it
+// once started, and a failed start must not leave it either.
+func (m *Manager) removeSecrets(r *store.Run) {
+	os.Remove(filepath.Join(m.Store.RunDir(r.ID), "egress", "secrets.json"))
 }
 
-// agentEgress wires the agent's container to the proxy: no network, the
-// relay in front of the agent's command, proxy variables, and placeholder
+// agentEnv points the agent at its proxy, and gives it placeholder
 // credentials.
-func agentEgress(spec *sandbox.Spec, r *store.Run, dir, bin string, eg Egress, relayFlags []string) {
-	spec.Network = "none"
-	spec.Mounts = append(spec.Mounts,
-		sandbox.Mount{Source: bin, Target: containerBin, ReadOnly: true},
-		sandbox.Mount{Source: filepath.Join(dir, "sock"), Target: containerSock},
-	)
-	relay := []string{containerBin, "relay",
-		"--listen", relayProxyAddr + "=" + containerSock + "/" + proxySocket,
-		"--listen", relayAPIAddr + "=" + containerSock + "/" + apiSocket}
-	relay = append(append(relay, relayFlags...), "--")
-	spec.Cmd = append(relay, spec.Cmd...)
-	proxyURL := "http://" + relayProxyAddr
-	spec.Env = append(spec.Env,
-		"HTTP_PROXY="+proxyURL, "HTTPS_PROXY="+proxyURL, "http_proxy="+proxyURL, "https_proxy="+proxyURL,
+func agentEnv(eg Egress) []string {
+	proxyURL := "http://" + sandbox.AgentProxyAddr
+	env := []string{
+		"HTTP_PROXY=" + proxyURL, "HTTPS_PROXY=" + proxyURL, "http_proxy=" + proxyURL, "https_proxy=" + proxyURL,
 		"NO_PROXY=localhost,127.0.0.1,::1", "no_proxy=localhost,127.0.0.1,::1",
-		"ANTHROPIC_BASE_URL=http://"+relayAPIAddr,
-	)
-	spec.Env = append(spec.Env, eg.Auth.Env...)
+		"ANTHROPIC_BASE_URL=http://" + sandbox.AgentAPIAddr,
+	}
+	return append(env, eg.Auth.Env...)
 }
 
 // stopProxy removes a run's sidecar; a missing one is fine.
 func (m *Manager) stopProxy(ctx context.Context, id string) error {
-	return m.removeNetworked(ctx, ProxyContainerName(id))
+	return m.Engine.RemoveProxy(ctx, ProxyContainerName(id))
 }
 
 // egressCounts counts the allowed and denied decisions in a run's log.
@@ -294,41 +198,6 @@ func (m *Manager) egressCounts(r *store.Run) (allowed, denied int) {
 		}
 	}
 	return allowed, denied
-}
-
-// imageImporter is what making the proxy image needs from the engine.
-type imageImporter interface {
-	ImportImage(ctx context.Context, r io.Reader, ref string) error
-}
-
-// ensureProxyImage imports the sidecar's empty image once.
-func (m *Manager) ensureProxyImage(ctx context.Context) error {
-	if ok, err := m.Engine.ImageExists(ctx, ProxyImage); err != nil {
-		return err
-	} else if ok {
-		return nil
-	}
-	imp, ok := m.Engine.(imageImporter)
-	if !ok {
-		return fmt.Errorf("image %s is missing and this engine cannot import it", ProxyImage)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, d := range []struct {
-		name string
-		mode int64
-	}{{"etc/", 0o755}, {"tmp/", 0o1777}, {"airlock/", 0o755}, {"airlock/bin/", 0o755}, {"airlock/sock/", 0o755}, {"airlock/egress/", 0o755}} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d.name, Mode: d.mode}); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	if err := imp.ImportImage(ctx, &buf, ProxyImage); err != nil {
-		return fmt.Errorf("make the proxy image: %w", err)
-	}
-	return nil
 }
 
 // staticSelf is the path of this airlock binary, which the sandbox and the

@@ -66,7 +66,7 @@ func shellQuoteAll(ss []string) string {
 
 // hookCommand appends an event line for each Claude Code notification (the
 // agent waits for input), using the airlock binary mounted in every sandbox.
-var hookCommand = containerBin + " agent-hook --append " + containerLogDir + "/" + eventsFile
+var hookCommand = sandbox.BinaryPath + " agent-hook --append " + containerLogDir + "/" + eventsFile
 
 // seedAgent pre-answers Claude Code's first-run dialogs in the run's home so
 // the user lands in a working session.
@@ -126,9 +126,9 @@ type Session struct {
 // takes to act in it. Any run kind will do for exec and cp; tmux and attach
 // want an interactive run (RequireShell).
 func (m *Manager) Session(ctx context.Context, r *store.Run) (*Session, error) {
-	ex, ok := m.Engine.(sandbox.Execer)
-	if !ok {
-		return nil, errors.New("this container engine cannot run commands in a sandbox")
+	ex := m.Caps.Exec
+	if ex == nil {
+		return nil, m.Caps.Missing("run commands in a sandbox (exec, attach, cp, tmux)")
 	}
 	r, err := m.Reconcile(ctx, r)
 	if err != nil {

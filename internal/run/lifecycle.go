@@ -129,15 +129,15 @@ func (m *Manager) Restart(ctx context.Context, r *store.Run, auth agent.APIAuth,
 		return nil, err
 	}
 	uid, gid := User(m.UID, m.GID)
-	m.progress("Starting the egress proxy (%s)…", egressSummary(eg))
-	if err := m.startProxy(ctx, r, eg, uid, gid); err != nil {
-		m.stopProxy(context.WithoutCancel(ctx), r.ID)
+	sb, err := m.sandboxSpec(r, eg, sandbox.Spec{Name: r.Container}, nil, uid, gid)
+	if err != nil {
 		return nil, err
 	}
-	m.progress("Starting container %s again…", r.Container)
-	if err := m.Engine.Start(ctx, r.Container); err != nil {
-		m.stopProxy(context.WithoutCancel(ctx), r.ID)
-		return nil, fmt.Errorf("start container for run %s: %w", r.ID, err)
+	m.progress("Starting the egress proxy (%s) and container %s again…", egressSummary(eg), r.Container)
+	_, err = m.Engine.RestartSandbox(ctx, sb)
+	m.removeSecrets(r)
+	if err != nil {
+		return nil, fmt.Errorf("start the sandbox of run %s again: %w", r.ID, err)
 	}
 	return m.Store.Update(r.ID, func(r *store.Run) error {
 		r.Status = store.StatusRunning

@@ -104,13 +104,25 @@ type Budget struct {
 type Manager struct {
 	Store  *store.Store
 	Engine sandbox.Engine
-	Agent  agent.Claude
+	// Caps are the engine's optional capabilities (sandbox.CapsOf).
+	Caps  sandbox.Caps
+	Agent agent.Claude
 	// UID and GID the agent runs as: the invoking user's, or the image's
 	// unprivileged user when airlock itself runs as root.
 	UID, GID int
 	Now      func() time.Time
 	// Progress receives one line per lifecycle step, for people.
 	Progress io.Writer
+	// Self finds the static airlock binary the sandbox runs (the proxy, the
+	// relay, the hooks); nil means this very executable.
+	Self func() (string, error)
+}
+
+func (m *Manager) self() (string, error) {
+	if m.Self != nil {
+		return m.Self()
+	}
+	return staticSelf()
 }
 
 // User is the container user for a host uid/gid: never root. When airlock
@@ -227,7 +239,7 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 			return err
 		}
 	}
-	_, err := staticSelf()
+	_, err := m.self()
 	return err
 }
 
@@ -313,15 +325,6 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	if err := saveEgress(dir, req.Egress); err != nil {
 		return nil, err
 	}
-	m.progress("Starting the egress proxy (%s)…", egressSummary(req.Egress))
-	if err := m.startProxy(ctx, r, req.Egress, uid, gid); err != nil {
-		return nil, err
-	}
-	bin, err := staticSelf()
-	if err != nil {
-		return nil, err
-	}
-
 	opts := agent.Options{
 		Model:      req.Model,
 		MaxTurns:   req.MaxTurns,
@@ -353,7 +356,7 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 			{Source: filepath.Join(dir, "passwd"), Target: "/etc/passwd", ReadOnly: true},
 			{Source: filepath.Join(dir, "group"), Target: "/etc/group", ReadOnly: true},
 		},
-		Tmpfs:   map[string]string{"/tmp": "rw,exec,nosuid,size=1g"},
+		Tmpfs:   []sandbox.Tmpfs{{Target: "/tmp", SizeBytes: 1 << 30, Exec: true}},
 		Labels:  m.labels(r, "agent"),
 		Limits:  req.Limits,
 		Runtime: r.Runtime,
@@ -366,19 +369,20 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 		return nil, err
 	}
 	spec.Mounts = append(spec.Mounts, mounts...)
-	agentEgress(&spec, r, dir, bin, req.Egress, budgetFlags(req.Budget))
-	m.warnIgnoredLimits(ctx, spec.Limits)
-	if r.Runtime != "" {
-		m.progress("Starting the agent in container %s (runtime %s)…", r.Container, r.Runtime)
-	} else {
-		m.progress("Starting the agent in container %s…", r.Container)
-	}
-	cid, err := m.Engine.Create(ctx, spec)
+	sb, err := m.sandboxSpec(r, req.Egress, spec, budgetFlags(req.Budget), uid, gid)
 	if err != nil {
-		return nil, fmt.Errorf("create container for run %s: %w", r.ID, err)
+		return nil, err
 	}
-	if err := m.Engine.Start(ctx, cid); err != nil {
-		return nil, fmt.Errorf("start container for run %s: %w", r.ID, err)
+	m.warnIgnoredLimits(ctx, spec.Limits)
+	runtime := ""
+	if r.Runtime != "" {
+		runtime = " (runtime " + r.Runtime + ")"
+	}
+	m.progress("Starting the egress proxy (%s) and the agent in container %s%s…", egressSummary(req.Egress), r.Container, runtime)
+	_, err = m.Engine.CreateSandbox(ctx, sb)
+	m.removeSecrets(r)
+	if err != nil {
+		return nil, fmt.Errorf("create the sandbox of run %s: %w", r.ID, err)
 	}
 	return m.Store.Update(r.ID, func(r *store.Run) error {
 		r.Status = store.StatusRunning
@@ -484,15 +488,19 @@ func (m *Manager) Reconcile(ctx context.Context, r *store.Run) (*store.Run, erro
 		st, err := m.Engine.Inspect(ctx, r.Container)
 		switch {
 		case errors.Is(err, sandbox.ErrNotFound):
-			r, err = m.finish(r, -1, m.now(), "the run's container disappeared before the agent finished")
-			if err != nil {
-				return nil, err
-			}
+			return m.finish(r, -1, m.now(), "the run's container disappeared before the agent finished")
 		case err != nil:
 			return nil, err
-		case st.Status != sandbox.StatusExited:
+		}
+		switch st.Status {
+		case sandbox.StatusRunning, sandbox.StatusCreated:
+			// Created: Start has not reached the engine yet.
 			return r, nil
-		default:
+		case sandbox.StatusPaused:
+			// Frozen from outside airlock: the agent has not finished, and
+			// its clock runs on (hostStop stops a paused container too).
+			return r, nil
+		case sandbox.StatusExited:
 			reason := ""
 			if st.OOMKilled {
 				reason = "the agent ran out of memory (raise [sandbox] memory)"
@@ -501,10 +509,15 @@ func (m *Manager) Reconcile(ctx context.Context, r *store.Run) (*store.Run, erro
 			if exited.IsZero() {
 				exited = m.now()
 			}
-			r, err = m.finish(r, st.ExitCode, exited, reason)
-			if err != nil {
-				return nil, err
-			}
+			return m.finish(r, st.ExitCode, exited, reason)
+		case sandbox.StatusDead:
+			// Its exit code means nothing: the engine lost the container.
+			return m.finish(r, -1, m.now(), "the container engine reports the run's container dead")
+		default:
+			// Unknown: nothing to decide on. The record stays running, so
+			// nothing of it is collected or removed early, and the next
+			// look decides again.
+			return r, nil
 		}
 	}
 	return r, nil
@@ -756,9 +769,8 @@ func (m *Manager) harvestInSandbox(ctx context.Context, r *store.Run) (workspace
 			{Source: filepath.Join(dir, "workspace"), Target: containerWorkspace},
 			{Source: outDir, Target: containerOut},
 		},
-		Labels:  m.labels(r, "harvest"),
-		Network: "none",
-		Limits:  sandbox.Limits{MemoryBytes: 1 << 30, Pids: 256, CPUs: 1},
+		Labels: m.labels(r, "harvest"),
+		Limits: sandbox.Limits{MemoryBytes: 1 << 30, Pids: 256, CPUs: 1},
 		// It runs git on what the agent wrote: as contained as the agent.
 		Runtime: r.Runtime,
 	})

@@ -47,8 +47,15 @@ func (m *Manager) Supervise(ctx context.Context, r *store.Run) {
 		if err != nil || cur.Status != store.StatusRunning || cur.StopRequested {
 			return
 		}
-		if st, err := m.Engine.Inspect(ctx, cur.Container); err != nil || st.Status != sandbox.StatusRunning {
+		st, err := m.Engine.Inspect(ctx, cur.Container)
+		if err != nil {
 			return
+		}
+		switch st.Status {
+		case sandbox.StatusRunning, sandbox.StatusPaused:
+			// Paused still counts: the deadline runs on the host's clock.
+		default:
+			return // created, exited, dead or unknown: nothing to supervise
 		}
 		if reason := m.overBudget(cur); reason != "" {
 			m.hostStop(ctx, cur, StopReasonBudget, reason)

@@ -34,15 +34,25 @@ type Docker struct {
 // NewDocker connects lazily: no request is made until the first call.
 // The client starts at its newest API version and negotiates down to the
 // daemon's on the first request (Docker 20.10 speaks 1.41).
-func NewDocker() (*Docker, error) {
-	cli, err := client.New(client.FromEnv)
+func NewDocker() (*Docker, error) { return NewDockerAt("") }
+
+// NewDockerAt is NewDocker for the engine at host (unix:///path/to/socket);
+// "" means DOCKER_HOST or the default socket.
+func NewDockerAt(host string) (*Docker, error) {
+	opts := []client.Opt{client.FromEnv}
+	given := os.Getenv(client.EnvOverrideHost)
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+		given = host
+	}
+	cli, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
 	return &Docker{
 		cli:           cli,
 		engineSockets: engineSockets(cli.DaemonHost()),
-		dockerHost:    os.Getenv(client.EnvOverrideHost),
+		dockerHost:    given,
 	}, nil
 }
 
@@ -126,7 +136,8 @@ func (d *Docker) Wait(ctx context.Context, id string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("wait for container %s: %w", id, err)
 	}
-	if st.Status != StatusCreated && st.Status != StatusRunning && st.Status != "restarting" && st.Status != "paused" {
+	switch st.Status {
+	case StatusExited, StatusDead:
 		return st.ExitCode, nil
 	}
 	select {
@@ -167,6 +178,13 @@ func (d *Docker) Stop(ctx context.Context, id string, timeout time.Duration) err
 // Remove force-removes the container and its anonymous volumes; a missing
 // container is not an error.
 func (d *Docker) Remove(ctx context.Context, id string) error {
+	if d.networked(ctx, id) {
+		return d.removeNetworked(ctx, id)
+	}
+	return d.remove(ctx, id)
+}
+
+func (d *Docker) remove(ctx context.Context, id string) error {
 	_, err := d.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress") {
 		// Another airlock process is removing it (a watcher recording the
@@ -283,7 +301,7 @@ func stateOf(c container.InspectResponse) (State, error) {
 	if c.State == nil {
 		return st, nil
 	}
-	st.Status = Status(c.State.Status)
+	st.Status = statusOf(c.State.Status)
 	st.ExitCode = c.State.ExitCode
 	st.OOMKilled = c.State.OOMKilled
 	var err error
@@ -294,6 +312,27 @@ func stateOf(c container.InspectResponse) (State, error) {
 		return State{}, fmt.Errorf("container %s: finished at: %w", c.ID, err)
 	}
 	return st, nil
+}
+
+// statusOf maps Docker's (and Podman's compatible API's) container states
+// onto airlock's.
+func statusOf(s container.ContainerState) Status {
+	switch s {
+	case container.StateCreated,
+		"configured", "initialized": // Podman's words for created
+		return StatusCreated
+	case container.StateRunning, container.StateRestarting,
+		"stopping": // Podman's
+		return StatusRunning
+	case container.StatePaused:
+		return StatusPaused
+	case container.StateExited,
+		"stopped": // Podman's, for exited before its clean-up
+		return StatusExited
+	case container.StateDead, container.StateRemoving:
+		return StatusDead
+	}
+	return StatusUnknown
 }
 
 // parseEngineTime maps the engine's "never" (0001-01-01T00:00:00Z, or empty)
@@ -312,8 +351,10 @@ func parseEngineTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-// engineSockets lists where engine sockets live on a Linux host, plus the
-// one this client talks to.
+// EngineSockets lists where engine sockets live on a Linux host, plus the
+// one at daemonHost (unix://…), if any.
+func EngineSockets(daemonHost string) []string { return engineSockets(daemonHost) }
+
 func engineSockets(daemonHost string) []string {
 	paths := []string{
 		"/var/run/docker.sock", "/run/docker.sock", "/run/docker",

@@ -42,10 +42,10 @@ func (d *Docker) GatewayIP(ctx context.Context, network string) (string, error) 
 	return "", fmt.Errorf("network %s: cannot find the host's address on it", network)
 }
 
-// EnsureNetwork creates a bridge network (with outbound NAT, like Docker's
+// ensureNetwork creates a bridge network (with outbound NAT, like Docker's
 // default bridge) unless one of that name exists. Two airlock processes may
 // race to create it; the loser finds it made.
-func (d *Docker) EnsureNetwork(ctx context.Context, name string, labels map[string]string) error {
+func (d *Docker) ensureNetwork(ctx context.Context, name string, labels map[string]string) error {
 	if _, err := d.cli.NetworkInspect(ctx, name, client.NetworkInspectOptions{}); err == nil {
 		return nil
 	} else if !cerrdefs.IsNotFound(err) {

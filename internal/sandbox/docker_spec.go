@@ -10,7 +10,6 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
-	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 )
 
@@ -22,6 +21,12 @@ const nofileLimit = 20000
 // hardening every sandbox gets. Every field used here exists in API 1.25+,
 // so Docker 20.10 (API 1.41) honours all of them.
 func (d *Docker) createOptions(spec Spec) (client.ContainerCreateOptions, error) {
+	return d.createOptionsOn(spec, "none")
+}
+
+// createOptionsOn is createOptions for a container on network netName: only
+// a sandbox's proxy has one.
+func (d *Docker) createOptionsOn(spec Spec, netName string) (client.ContainerCreateOptions, error) {
 	if spec.Image == "" {
 		return client.ContainerCreateOptions{}, errors.New("no image given")
 	}
@@ -36,20 +41,20 @@ func (d *Docker) createOptions(spec Spec) (client.ContainerCreateOptions, error)
 	if err != nil {
 		return client.ContainerCreateOptions{}, err
 	}
-	netName := spec.Network
-	if netName == "" {
-		netName = "none" // a sandbox gets a network only when asked for one
+	tmpfs, err := tmpfsOptions(spec.Tmpfs)
+	if err != nil {
+		return client.ContainerCreateOptions{}, err
+	}
+	var hosts []string
+	for _, h := range spec.ExtraHosts {
+		if h.Name == "" || !h.Addr.IsValid() || strings.ContainsAny(h.Name, ": \t\n") {
+			return client.ContainerCreateOptions{}, fmt.Errorf("extra host %q -> %v: want a name and an address", h.Name, h.Addr)
+		}
+		hosts = append(hosts, h.Name+":"+h.Addr.String())
 	}
 	useInit := true
-	var netcfg *network.NetworkingConfig
-	if len(spec.Aliases) > 0 {
-		netcfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			netName: {Aliases: spec.Aliases},
-		}}
-	}
 	return client.ContainerCreateOptions{
-		NetworkingConfig: netcfg,
-		Name:             spec.Name,
+		Name: spec.Name,
 		Config: &container.Config{
 			Image:      spec.Image,
 			Cmd:        spec.Cmd,
@@ -60,19 +65,44 @@ func (d *Docker) createOptions(spec Spec) (client.ContainerCreateOptions, error)
 		},
 		HostConfig: &container.HostConfig{
 			NetworkMode:    container.NetworkMode(netName),
-			ExtraHosts:     spec.ExtraHosts,
+			ExtraHosts:     hosts,
 			CapDrop:        []string{"ALL"},
 			SecurityOpt:    []string{"no-new-privileges"},
 			Init:           &useInit,
 			Privileged:     false,
 			ReadonlyRootfs: false,
 			AutoRemove:     false,
-			Tmpfs:          spec.Tmpfs,
+			Tmpfs:          tmpfs,
 			Mounts:         mounts,
 			Resources:      res,
 			Runtime:        spec.Runtime,
 		},
 	}, nil
+}
+
+// tmpfsOptions turns tmpfs mounts into Docker's option strings.
+func tmpfsOptions(ts []Tmpfs) (map[string]string, error) {
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(ts))
+	for _, t := range ts {
+		if !filepath.IsAbs(t.Target) || strings.Contains(t.Target, ",") {
+			return nil, fmt.Errorf("tmpfs %q: want an absolute path", t.Target)
+		}
+		if t.SizeBytes < 0 {
+			return nil, fmt.Errorf("tmpfs %s: negative size", t.Target)
+		}
+		opts := "rw,nosuid,nodev,noexec"
+		if t.Exec {
+			opts = "rw,nosuid,nodev,exec"
+		}
+		if t.SizeBytes > 0 {
+			opts += ",size=" + strconv.FormatInt(t.SizeBytes, 10)
+		}
+		out[t.Target] = opts
+	}
+	return out, nil
 }
 
 // checkUser insists on a numeric, non-root "uid:gid". Names are refused
@@ -139,6 +169,17 @@ func (d *Docker) bindMounts(ms []Mount) ([]mount.Mount, error) {
 // a container engine's socket or socket directory: with the socket the
 // agent could start a privileged container and own the host.
 func (d *Docker) checkNotEngineSocket(source string) error {
+	return CheckNotEngineSocket(source, d.engineSockets)
+}
+
+// CheckUser is the user rule every backend applies: a numeric, non-root
+// "uid:gid".
+func CheckUser(user string) error { return checkUser(user) }
+
+// CheckNotEngineSocket is the mount rule every backend applies: source is
+// not, does not contain and does not lie in any of the engine sockets (or
+// socket directories) given (EngineSockets lists the usual ones).
+func CheckNotEngineSocket(source string, engineSockets []string) error {
 	refuse := func(what string) error {
 		return fmt.Errorf("mount source %s %s; airlock never gives a sandbox access to the container engine (remove that mount)", source, what)
 	}
@@ -149,7 +190,7 @@ func (d *Docker) checkNotEngineSocket(source string) error {
 		}
 	}
 	srcInfo, srcErr := os.Stat(src)
-	for _, p := range d.engineSockets {
+	for _, p := range engineSockets {
 		sock := resolvePath(p)
 		sockInfo, err := os.Stat(sock)
 		if err != nil {

@@ -36,25 +36,6 @@ import (
 //     CPU or pids limits and drops them (with a warning in the create
 //     response). Limits reports that, so callers can say so.
 
-// Engine kinds, as in `[engine] kind` and AIRLOCK_ENGINE.
-const (
-	KindDocker = "docker"
-	KindPodman = "podman"
-)
-
-// NewKind connects to the engine of kind: KindDocker (also for ""), or
-// KindPodman.
-func NewKind(kind string) (*Docker, error) {
-	switch kind {
-	case "", KindDocker:
-		return NewDocker()
-	case KindPodman:
-		return NewPodman("")
-	default:
-		return nil, fmt.Errorf("unknown container engine %q: use %q or %q", kind, KindDocker, KindPodman)
-	}
-}
-
 // podmanQuirks is what the Docker backend does differently on Podman.
 type podmanQuirks struct {
 	// info is Podman's own description of itself, fetched on first use
@@ -205,18 +186,11 @@ func fetchPodmanInfo(ctx context.Context, cli *client.Client) (podmanInfo, error
 	return info, nil
 }
 
-// podmanState maps what Podman's compatible API reports onto Docker's
-// words: a container that has exited is "exited" once Podman has cleaned
-// up after it but "stopped" before, and a created one may be
-// "configured"; image names come back qualified (docker.io/library/x:1 or
-// localhost/x:1 for the x:1 the container was created from).
+// podmanState maps what Podman's compatible API reports: its states are
+// mapped with Docker's (statusOf), and image names come back qualified
+// (docker.io/library/x:1 or localhost/x:1 for the x:1 the container was
+// created from).
 func podmanState(st State) State {
-	switch st.Status {
-	case "stopped":
-		st.Status = StatusExited
-	case "configured", "initialized":
-		st.Status = StatusCreated
-	}
 	for _, prefix := range []string{"docker.io/library/", "localhost/"} {
 		if rest, ok := strings.CutPrefix(st.Image, prefix); ok {
 			st.Image = rest

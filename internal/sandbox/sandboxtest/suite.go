@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -46,27 +47,46 @@ type limitsIgnorer interface {
 	LimitsIgnored(ctx context.Context) (string, error)
 }
 
+type suiteTest struct {
+	name string
+	fn   func(*testing.T, *suite)
+}
+
 // RunEngineSuite checks that the engine returned by newEngine runs hardened
-// containers and reports on them as the sandbox.Engine contract says. The
-// engine must already hold Image (see BusyboxRootfs). Subtests run in
-// parallel and remove every container they create.
+// containers and reports on them as the sandbox.Engine contract says: the
+// contract (RunContractSuite) plus what the kernel shows inside its
+// containers. The engine must already hold Image (see BusyboxRootfs).
+// Subtests run in parallel and remove every container they create.
 func RunEngineSuite(t *testing.T, newEngine func() sandbox.Engine) {
-	s := &suite{e: newEngine(), runLabel: randomHex(t)}
-	s.uid, s.gid = suiteUser()
-	s.user = fmt.Sprintf("%d:%d", s.uid, s.gid)
-	tests := []struct {
-		name string
-		fn   func(*testing.T, *suite)
-	}{
-		{"Ping", testPing},
-		{"ImageExists", testImageExists},
-		{"ExitCodes", testExitCodes},
-		{"WaitBeforeStart", testWaitBeforeStart},
+	runSuite(t, newEngine, append(isolationTests(), contractTests()...))
+}
+
+// RunContractSuite is the part of the engine suite that does not look at
+// the kernel from inside a container (capabilities, cgroups, interfaces):
+// the lifecycle, states, exit codes, logs, labels and refusals every
+// engine shares, the in-memory one included. Its containers run the
+// suite's few shell scripts (exit, sleep, echo, trap).
+func RunContractSuite(t *testing.T, newEngine func() sandbox.Engine) {
+	runSuite(t, newEngine, contractTests())
+}
+
+// isolationTests read the kernel's view from inside a container.
+func isolationTests() []suiteTest {
+	return []suiteTest{
 		{"Hardening", testHardening},
 		{"NetworkNone", testNetworkNone},
 		{"PidsLimit", testPidsLimit},
 		{"MemoryLimit", testMemoryLimit},
 		{"SpecHonoured", testSpecHonoured},
+	}
+}
+
+func contractTests() []suiteTest {
+	return []suiteTest{
+		{"Ping", testPing},
+		{"ImageExists", testImageExists},
+		{"ExitCodes", testExitCodes},
+		{"WaitBeforeStart", testWaitBeforeStart},
 		{"LogsSeparateStreams", testLogs},
 		{"InspectState", testInspectState},
 		{"LabelsAndList", testLabelsAndList},
@@ -79,6 +99,12 @@ func RunEngineSuite(t *testing.T, newEngine func() sandbox.Engine) {
 		{"RefusesRoot", testRefusesRoot},
 		{"BindMountOwnership", testBindMountOwnership},
 	}
+}
+
+func runSuite(t *testing.T, newEngine func() sandbox.Engine, tests []suiteTest) {
+	s := &suite{e: newEngine(), runLabel: randomHex(t)}
+	s.uid, s.gid = suiteUser()
+	s.user = fmt.Sprintf("%d:%d", s.uid, s.gid)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -113,12 +139,11 @@ func (s *suite) skipIfLimitsIgnored(t *testing.T) {
 // spec returns a spec with a unique name running script under sh.
 func (s *suite) spec(t *testing.T, script string) sandbox.Spec {
 	return sandbox.Spec{
-		Name:    "airlock-suite-" + randomHex(t),
-		Image:   Image,
-		Cmd:     []string{"sh", "-c", script},
-		User:    s.user,
-		Network: "none",
-		Labels:  map[string]string{"airlock.suite": s.runLabel},
+		Name:   "airlock-suite-" + randomHex(t),
+		Image:  Image,
+		Cmd:    []string{"sh", "-c", script},
+		User:   s.user,
+		Labels: map[string]string{"airlock.suite": s.runLabel},
 	}
 }
 
@@ -312,8 +337,8 @@ func testSpecHonoured(t *testing.T, s *suite) {
 	spec := s.spec(t, `echo "pwd=$(pwd)"; echo "greeting=$GREETING"; grep ' /scratch ' /proc/mounts; grep sandbox-host /etc/hosts; ulimit -n`)
 	spec.Env = []string{"GREETING=hello there"}
 	spec.WorkDir = "/tmp"
-	spec.Tmpfs = map[string]string{"/scratch": "rw,size=1m"}
-	spec.ExtraHosts = []string{"sandbox-host.test:127.0.0.2"}
+	spec.Tmpfs = []sandbox.Tmpfs{{Target: "/scratch", SizeBytes: 1 << 20}}
+	spec.ExtraHosts = []sandbox.HostAddr{{Name: "sandbox-host.test", Addr: netip.MustParseAddr("127.0.0.2")}}
 	out := s.runOK(t, spec)
 	for _, want := range []string{"pwd=/tmp\n", "greeting=hello there\n", "tmpfs /scratch tmpfs", "127.0.0.2", "20000\n"} {
 		if !strings.Contains(out, want) {

@@ -1,4 +1,4 @@
-package run
+package sandbox
 
 import (
 	"context"
@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
-
-	"github.com/airlock-dev/airlock/internal/sandbox"
 )
 
 // Docker 20.10's libnetwork deadlocks, and the daemon stops answering for
@@ -19,7 +17,7 @@ import (
 // at once were enough. So every change to a proxy's network attachment —
 // creating or removing a proxy container, creating or pruning the egress
 // network — takes one lock shared by every airlock process on the machine.
-// Agent and harvest containers have no network and need no lock.
+// Containers with network "none" need no lock.
 
 // netLockPath is machine-wide (not per state directory) on purpose: the
 // daemon is shared by every user and state directory.
@@ -52,15 +50,12 @@ func withNetLock(ctx context.Context, fn func() error) error {
 
 // removeNetworked removes a container that is attached to a network: it is
 // stopped first, so the daemon has released its endpoint before the lock
-// is let go, then removed.
-func (m *Manager) removeNetworked(ctx context.Context, name string) error {
+// is let go, then removed. A missing container is not an error.
+func (d *Docker) removeNetworked(ctx context.Context, name string) error {
 	return withNetLock(ctx, func() error {
-		if err := m.Engine.Stop(ctx, name, 2*time.Second); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+		if err := d.Stop(ctx, name, 2*time.Second); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if err := m.Engine.Remove(ctx, name); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
-			return err
-		}
-		return nil
+		return d.remove(ctx, name)
 	})
 }

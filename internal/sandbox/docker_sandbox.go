@@ -1,0 +1,284 @@
+package sandbox
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/client"
+)
+
+// On Docker a sandbox is a sidecar: the proxy is a container on a bridge
+// network with outbound NAT, running the airlock binary mounted read-only
+// into an empty image; the agent's container has network "none"; the two
+// share a directory of Unix sockets on the host, which a relay in front of
+// the agent's command turns into loopback ports.
+const (
+	// DockerEgressNetwork is the proxy's default network.
+	DockerEgressNetwork = "airlock-egress"
+	// DockerProxyImage is the sidecar's image: an empty root file system,
+	// since the static airlock binary is all the proxy needs.
+	DockerProxyImage = "airlock-proxy:1"
+
+	// egressNetworkLabel marks the networks the backend made, so that only
+	// those are ever pruned.
+	egressNetworkLabel = "airlock.role"
+	egressNetworkRole  = "egress"
+
+	socketDir    = "/airlock/sock"
+	proxyHealthy = 20 * time.Second
+)
+
+// CreateSandbox starts the proxy, waits until it answers, then creates and
+// starts the agent's container.
+func (d *Docker) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, error) {
+	proxy, err := d.startProxy(ctx, spec)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	agent := spec.Agent
+	agent.Mounts = append(append([]Mount(nil), agent.Mounts...),
+		Mount{Source: spec.Binary, Target: BinaryPath, ReadOnly: true},
+		Mount{Source: filepath.Join(spec.Dir, "sock"), Target: socketDir},
+	)
+	agent.Cmd = RelayCommand(agent.Cmd, spec.RelayFlags)
+	undo := func() {
+		ctx := context.WithoutCancel(ctx)
+		d.remove(ctx, agent.Name)
+		d.RemoveProxy(ctx, spec.Proxy.Name)
+	}
+	id, err := d.Create(ctx, agent)
+	if err != nil {
+		undo()
+		return Sandbox{}, err
+	}
+	if err := d.Start(ctx, id); err != nil {
+		undo()
+		return Sandbox{}, err
+	}
+	return Sandbox{Agent: id, Proxy: proxy}, nil
+}
+
+// RestartSandbox starts a new proxy, then the existing agent container.
+func (d *Docker) RestartSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, error) {
+	proxy, err := d.startProxy(ctx, spec)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	if err := d.Start(ctx, spec.Agent.Name); err != nil {
+		d.RemoveProxy(context.WithoutCancel(ctx), spec.Proxy.Name)
+		return Sandbox{}, err
+	}
+	st, err := d.Inspect(ctx, spec.Agent.Name)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	return Sandbox{Agent: st.ID, Proxy: proxy}, nil
+}
+
+// RemoveProxy stops and removes the proxy under the network lock.
+func (d *Docker) RemoveProxy(ctx context.Context, name string) error {
+	return d.removeNetworked(ctx, name)
+}
+
+// startProxy starts a sandbox's proxy and waits until it answers. A proxy
+// left by an earlier leg of the sandbox is replaced.
+func (d *Docker) startProxy(ctx context.Context, spec SandboxSpec) (string, error) {
+	p := spec.Proxy
+	network := p.Network
+	if network == "" {
+		network = DockerEgressNetwork
+		if err := withNetLock(ctx, func() error {
+			return d.ensureNetwork(ctx, network, map[string]string{egressNetworkLabel: egressNetworkRole})
+		}); err != nil {
+			return "", err
+		}
+	}
+	if err := d.ensureProxyImage(ctx); err != nil {
+		return "", err
+	}
+	sockDir := filepath.Join(spec.Dir, "sock")
+	if err := os.MkdirAll(sockDir, 0o700); err != nil {
+		return "", fmt.Errorf("create the proxy's socket directory: %w", err)
+	}
+	// The proxy runs as the agent's user and must make its sockets here.
+	if uid, gid, ok := numericUser(p.User); ok {
+		if err := os.Lchown(sockDir, uid, gid); err != nil && !errors.Is(err, os.ErrPermission) {
+			return "", fmt.Errorf("create the proxy's socket directory: %w", err)
+		}
+	}
+	// Stale sockets of an earlier leg would answer nothing.
+	for _, s := range []string{ProxySocket, APISocket} {
+		os.Remove(filepath.Join(sockDir, filepath.Base(s)))
+	}
+	if err := d.removeNetworked(ctx, p.Name); err != nil {
+		return "", err
+	}
+	var id string
+	err := withNetLock(ctx, func() error {
+		opts, err := d.createOptionsOn(Spec{
+			Name:  p.Name,
+			Image: DockerProxyImage,
+			Cmd:   ProxyCommand(),
+			Env:   p.Env,
+			User:  p.User,
+			Mounts: []Mount{
+				{Source: spec.Binary, Target: BinaryPath, ReadOnly: true},
+				{Source: sockDir, Target: socketDir},
+				{Source: p.ConfigDir, Target: ProxyConfigDir},
+			},
+			Tmpfs:      []Tmpfs{{Target: "/tmp", SizeBytes: 64 << 20}},
+			Labels:     p.Labels,
+			ExtraHosts: p.ExtraHosts,
+			Limits:     p.Limits,
+		}, network)
+		if err != nil {
+			return fmt.Errorf("create the egress proxy %s: %w", p.Name, err)
+		}
+		res, err := d.containerCreate(ctx, opts)
+		if err != nil {
+			return d.engineError("create the egress proxy "+p.Name, err)
+		}
+		id = res.ID
+		if err := d.Start(ctx, id); err != nil {
+			return fmt.Errorf("start the egress proxy: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		d.RemoveProxy(context.WithoutCancel(ctx), p.Name)
+		return "", err
+	}
+	if err := d.waitProxy(ctx, id, filepath.Join(sockDir, filepath.Base(APISocket))); err != nil {
+		d.RemoveProxy(context.WithoutCancel(ctx), p.Name)
+		return "", fmt.Errorf("egress proxy %s: %w", p.Name, err)
+	}
+	return id, nil
+}
+
+// waitProxy polls the proxy's health endpoint until it answers, or the
+// proxy exits (then its output says why).
+func (d *Docker) waitProxy(ctx context.Context, id, socket string) error {
+	// A Unix socket's path is limited to 107 bytes, and a run directory
+	// under a long home or temporary directory exceeds it; through an open
+	// descriptor of the directory any path is short.
+	dir, err := os.Open(filepath.Dir(socket))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	short := fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(socket))
+	hc := &http.Client{
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", short)
+		}},
+		Timeout: time.Second,
+	}
+	defer hc.CloseIdleConnections()
+	deadline := time.Now().Add(proxyHealthy)
+	for {
+		resp, err := hc.Get("http://proxy/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if st, ierr := d.Inspect(ctx, id); ierr == nil && (st.Status == StatusExited || st.Status == StatusDead) {
+			var out bytes.Buffer
+			d.Logs(ctx, id, &out)
+			return fmt.Errorf("it exited with status %d: %s", st.ExitCode, bytes.TrimSpace(out.Bytes()))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("it did not become healthy within %s", proxyHealthy)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// ensureProxyImage imports the sidecar's empty image once.
+func (d *Docker) ensureProxyImage(ctx context.Context) error {
+	if ok, err := d.ImageExists(ctx, DockerProxyImage); err != nil {
+		return err
+	} else if ok {
+		return nil
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, dir := range []struct {
+		name string
+		mode int64
+	}{{"etc/", 0o755}, {"tmp/", 0o1777}, {"airlock/", 0o755}, {"airlock/bin/", 0o755}, {"airlock/sock/", 0o755}, {"airlock/egress/", 0o755}} {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir.name, Mode: dir.mode}); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := d.ImportImage(ctx, &buf, DockerProxyImage); err != nil {
+		return fmt.Errorf("make the proxy image: %w", err)
+	}
+	return nil
+}
+
+// networked reports whether a container is attached to a network other
+// than "none": removing it changes that network's endpoints.
+func (d *Docker) networked(ctx context.Context, id string) bool {
+	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil || res.Container.HostConfig == nil {
+		return false
+	}
+	mode := string(res.Container.HostConfig.NetworkMode)
+	return mode != "none" && mode != ""
+}
+
+// PruneNetworks removes the egress networks this backend made that no
+// container uses, and returns their names. The engine checks "unused"
+// itself, so a network a container joined meanwhile is left alone; a
+// network without the label (a user's own) is never touched.
+func (d *Docker) PruneNetworks(ctx context.Context) ([]string, error) {
+	var nets []string
+	err := withNetLock(ctx, func() error {
+		filters := client.Filters{}
+		filters.Add("label", egressNetworkLabel+"="+egressNetworkRole)
+		res, err := d.cli.NetworkPrune(ctx, client.NetworkPruneOptions{Filters: filters})
+		if err != nil {
+			return d.engineError("prune networks", err)
+		}
+		nets = res.Report.NetworksDeleted
+		return nil
+	})
+	return nets, err
+}
+
+// HostAddress is the host's address on Docker's default bridge, which
+// every bridge network's containers reach.
+func (d *Docker) HostAddress(ctx context.Context) (string, error) {
+	return d.GatewayIP(ctx, "bridge")
+}
+
+// numericUser parses "uid:gid".
+func numericUser(user string) (uid, gid int, ok bool) {
+	u, g, found := strings.Cut(user, ":")
+	if !found {
+		return 0, 0, false
+	}
+	uid, err1 := strconv.Atoi(u)
+	gid, err2 := strconv.Atoi(g)
+	return uid, gid, err1 == nil && err2 == nil
+}

@@ -1,0 +1,118 @@
+package sandbox
+
+import (
+	"context"
+	"io"
+)
+
+// A run's sandbox is two parts: the agent's container, which has no network
+// but loopback, and its egress proxy (`airlock proxy serve`, this very
+// binary), the only way out. What every backend provides, however it does
+// it:
+//
+//   - the airlock binary (SandboxSpec.Binary) at BinaryPath in both;
+//   - the proxy sees SandboxSpec.Proxy.ConfigDir at ProxyConfigDir and is
+//     started as `BinaryPath proxy serve --config ProxyConfigDir/config.json`;
+//   - the proxy listens on the Unix sockets ProxySocket and APISocket, and
+//     the agent reaches them on its own loopback at AgentProxyAddr and
+//     AgentAPIAddr (on Docker, a relay in front of the agent's command
+//     forwards them through a socket directory both containers mount).
+//
+// The caller says what (isolated, these mounts, this proxy policy); the
+// backend decides how (networks, sockets, sidecar or pod or second
+// instance), and owns its engine's quirks.
+const (
+	BinaryPath     = "/airlock/bin/airlock"
+	ProxyConfigDir = "/airlock/egress"
+	ProxySocket    = "/airlock/sock/proxy.sock"
+	APISocket      = "/airlock/sock/api.sock"
+	AgentProxyAddr = "127.0.0.1:3128"
+	AgentAPIAddr   = "127.0.0.1:3129"
+)
+
+// SandboxSpec is a run's sandbox.
+type SandboxSpec struct {
+	// Agent is the agent's container. It never has a network; the backend
+	// adds the binary and the channel to the proxy.
+	Agent Spec
+	Proxy ProxySpec
+	// Binary is the host path of the static airlock binary both parts run.
+	Binary string
+	// Dir is a private host directory, existing, that the backend may use
+	// for the sandbox's plumbing (the channel's sockets).
+	Dir string
+	// RelayFlags are extra flags for the relay in front of the agent's
+	// command, when the backend uses one.
+	RelayFlags []string
+}
+
+// ProxySpec is a sandbox's egress proxy.
+type ProxySpec struct {
+	Name string
+	// User is "uid:gid", the agent's: the sockets are shared with it.
+	User string
+	// ConfigDir is the host directory with the proxy's configuration, where
+	// it also writes its meter and audit log.
+	ConfigDir string
+	Env       []string
+	// Network is an engine network the proxy joins instead of the
+	// backend's own egress network (egress.network); "" for the default.
+	Network string
+	// ExtraHosts pin names to addresses for the proxy.
+	ExtraHosts []HostAddr
+	Labels     map[string]string
+	Limits     Limits
+}
+
+// Sandbox identifies a created sandbox's parts.
+type Sandbox struct {
+	Agent string // the agent container's ID
+	Proxy string // the proxy's ID (a container, or an instance)
+}
+
+// RelayCommand is the agent's command behind the relay that forwards
+// AgentProxyAddr and AgentAPIAddr to the proxy's sockets, for backends
+// whose channel is a shared socket directory.
+func RelayCommand(cmd, flags []string) []string {
+	relay := []string{BinaryPath, "relay",
+		"--listen", AgentProxyAddr + "=" + ProxySocket,
+		"--listen", AgentAPIAddr + "=" + APISocket}
+	relay = append(append(relay, flags...), "--")
+	return append(relay, cmd...)
+}
+
+// ProxyCommand is the proxy's command.
+func ProxyCommand() []string {
+	return []string{BinaryPath, "proxy", "serve", "--config", ProxyConfigDir + "/config.json"}
+}
+
+// Optional capabilities. Not every engine has them; which one does is
+// decided once, when the engine is made (CapsOf).
+
+// ImageImporter makes an image from a root file system tar stream.
+type ImageImporter interface {
+	ImportImage(ctx context.Context, r io.Reader, ref string) error
+}
+
+// ImageBuilder builds an image from a Dockerfile.
+type ImageBuilder interface {
+	BuildImage(ctx context.Context, req BuildRequest) error
+}
+
+// NetworkPruner removes the backend's own egress networks that no sandbox
+// uses, and returns their names.
+type NetworkPruner interface {
+	PruneNetworks(ctx context.Context) ([]string, error)
+}
+
+// HostAddresser says where a sandbox's proxy reaches a service listening
+// on the host (the demo's model server).
+type HostAddresser interface {
+	HostAddress(ctx context.Context) (string, error)
+}
+
+// LimitsReporter says why the engine drops memory, CPU and pids limits
+// (rootless Podman on cgroup v1), or "" when it honours them.
+type LimitsReporter interface {
+	LimitsIgnored(ctx context.Context) (string, error)
+}
