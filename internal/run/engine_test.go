@@ -37,8 +37,9 @@ type world struct {
 	repo string
 
 	mu    sync.Mutex
-	agent memengine.Program
-	proxy memengine.Program
+	agent   memengine.Program
+	proxy   memengine.Program
+	harvest memengine.Program
 }
 
 func newWorld(t *testing.T) *world {
@@ -66,12 +67,13 @@ func newWorld(t *testing.T) *world {
 		case "proxy":
 			return w.proxy
 		case "harvest":
-			return hostShell
+			return w.harvest
 		}
 		return nil
 	}
 	w.agent = commitAndExit("hello.txt", "hello\n", 0)
 	w.proxy = untilKilled
+	w.harvest = hostShell
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

@@ -544,3 +544,66 @@ func user(s string) (int, int, bool) {
 	gid, err2 := strconv.Atoi(g)
 	return uid, gid, ok && err1 == nil && err2 == nil
 }
+
+// ExecFunc runs a command in a running container: what the test scripts
+// for sandbox.Execer.Exec. It returns the exit status.
+type ExecFunc func(p *Proc, spec sandbox.ExecSpec) int
+
+// WithExec is the engine with the Execer capability, its commands run by
+// fn; the plain Engine lacks it, as an engine without exec would.
+func (e *Engine) WithExec(fn ExecFunc) *ExecEngine { return &ExecEngine{Engine: e, fn: fn} }
+
+// ExecEngine is an Engine that can run commands in its containers.
+type ExecEngine struct {
+	*Engine
+	fn ExecFunc
+}
+
+func (e *ExecEngine) running(op, id string) (*Proc, error) {
+	c, err := e.get(op, id)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c.state.Status != sandbox.StatusRunning {
+		return nil, fmt.Errorf("%s %s: the container is %s, not running", op, id, c.state.Status)
+	}
+	return &Proc{Spec: c.spec, e: e.Engine, c: c, term: c.term, kill: c.kill}, nil
+}
+
+// Exec runs fn for a running container.
+func (e *ExecEngine) Exec(_ context.Context, id string, spec sandbox.ExecSpec) (int, error) {
+	p, err := e.running("Exec", id)
+	if err != nil {
+		return 0, err
+	}
+	return e.fn(p, spec), nil
+}
+
+// Stat describes a path on one of the container's mounts.
+func (e *ExecEngine) Stat(_ context.Context, id, cpath string) (sandbox.PathInfo, error) {
+	p, err := e.running("Stat", id)
+	if err != nil {
+		return sandbox.PathInfo{}, err
+	}
+	host, _, err := p.HostPath(cpath)
+	if err != nil {
+		return sandbox.PathInfo{}, fmt.Errorf("stat %s: %w", cpath, sandbox.ErrNotFound)
+	}
+	fi, err := os.Lstat(host)
+	if err != nil {
+		return sandbox.PathInfo{}, fmt.Errorf("stat %s: %w", cpath, sandbox.ErrNotFound)
+	}
+	return sandbox.PathInfo{Name: fi.Name(), Size: fi.Size(), Mode: fi.Mode(), ModTime: fi.ModTime()}, nil
+}
+
+// CopyTo is not simulated.
+func (e *ExecEngine) CopyTo(_ context.Context, id, dir string, _ io.Reader) error {
+	return fmt.Errorf("copy into %s:%s: %w", id, dir, sandbox.ErrUnsupported)
+}
+
+// CopyFrom is not simulated.
+func (e *ExecEngine) CopyFrom(_ context.Context, id, cpath string) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("copy from %s:%s: %w", id, cpath, sandbox.ErrUnsupported)
+}
