@@ -36,7 +36,7 @@ type world struct {
 	eng  *memengine.Engine
 	repo string
 
-	mu    sync.Mutex
+	mu      sync.Mutex
 	agent   memengine.Program
 	proxy   memengine.Program
 	harvest memengine.Program
