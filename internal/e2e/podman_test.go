@@ -266,7 +266,7 @@ func TestPodmanWriteCommitMerge(t *testing.T) {
 
 // rootlessEnv is one test's world as the rootless test user: a repository
 // and state directory of the user's, a scripted model server, and the
-// user's own Podman.
+// user's own Podman, which airlock finds by itself.
 type rootlessEnv struct {
 	t        *testing.T
 	u        *user.User
@@ -304,7 +304,10 @@ func newRootlessEnv(t *testing.T, script testkit.Script) *rootlessEnv {
 	t.Cleanup(func() { e.srv.Close() })
 	e.env = []string{
 		"XDG_STATE_HOME=" + e.state, "XDG_CONFIG_HOME=" + shared.configDir,
-		"ANTHROPIC_API_KEY=" + e.key, "ANTHROPIC_BASE_URL=" + e.url, "AIRLOCK_ENGINE=podman",
+		// No engine named: a user outside the docker group who runs a
+		// rootless Podman gets it by autodetection, though the Docker
+		// socket is there too.
+		"ANTHROPIC_API_KEY=" + e.key, "ANTHROPIC_BASE_URL=" + e.url,
 		"GIT_AUTHOR_NAME=Test User", "GIT_AUTHOR_EMAIL=test@example.invalid",
 		"GIT_COMMITTER_NAME=Test User", "GIT_COMMITTER_EMAIL=test@example.invalid",
 	}

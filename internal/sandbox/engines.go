@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Kinds of engine airlock knows ([engine] kind, --engine). "" is auto.
@@ -42,16 +44,25 @@ func Implemented(kind string) bool { return constructors()[kind] != nil }
 
 // Detect lists where engines may answer, in the order of preference:
 // DOCKER_HOST, then the Docker socket, then Podman's sockets, then Incus'.
-// It only looks for the sockets; it does not contact them.
+// It only looks for the sockets; it does not contact them. Sockets this
+// user may not connect to come last, in the same order: a user outside the
+// docker group who runs a rootless Podman gets the Podman.
 func Detect(getenv func(string) string) []Endpoint {
-	var eps []Endpoint
+	var eps, closed []Endpoint
 	if h := getenv("DOCKER_HOST"); h != "" {
 		eps = append(eps, Endpoint{Kind: KindDocker, Host: h, Why: "DOCKER_HOST is set"})
 	}
 	sock := func(kind, path, why string) {
-		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			eps = append(eps, Endpoint{Kind: kind, Host: "unix://" + path, Why: why})
+		fi, err := os.Stat(path)
+		if err != nil || fi.Mode()&os.ModeSocket == 0 {
+			return
 		}
+		// Connecting to a Unix socket needs write permission on it.
+		if unix.Access(path, unix.W_OK) != nil {
+			closed = append(closed, Endpoint{Kind: kind, Host: "unix://" + path, Why: why + ", but this user may not connect to it"})
+			return
+		}
+		eps = append(eps, Endpoint{Kind: kind, Host: "unix://" + path, Why: why})
 	}
 	sock(KindDocker, "/var/run/docker.sock", "the Docker socket /var/run/docker.sock is there")
 	if h := getenv("CONTAINER_HOST"); h != "" {
@@ -66,7 +77,7 @@ func Detect(getenv func(string) string) []Endpoint {
 	}
 	sock(KindIncus, "/var/lib/incus/unix.socket", "the Incus socket /var/lib/incus/unix.socket is there")
 	sock(KindIncus, "/run/incus/unix.socket", "the Incus socket /run/incus/unix.socket is there")
-	return eps
+	return append(eps, closed...)
 }
 
 // Choose picks the endpoint for kind ("" is auto) among the detected ones:
