@@ -11,8 +11,10 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -128,23 +130,126 @@ func tail(s string, n int) string {
 }
 
 // env is one test's world: its own state dir, its own repository, its own
-// scripted model server.
+// scripted model server, on one engine.
 type env struct {
-	t     *testing.T
-	state string // XDG_STATE_HOME
-	repo  string
-	extra []string
+	t      *testing.T
+	state  string // XDG_STATE_HOME
+	repo   string
+	extra  []string
+	engine engineKind
+	user   *user.User // rootless Podman: the unprivileged user airlock runs as
 }
 
-func newEnv(t *testing.T) *env {
+// engineKind is the engine a test's airlock runs on, and as whom.
+type engineKind int
+
+const (
+	onDocker         engineKind = iota
+	onPodman                    // rootful, as root
+	onRootlessPodman            // as the rootless test user, whose own Podman airlock finds
+)
+
+func (k engineKind) String() string {
+	return [...]string{"Docker", "Podman", "rootless Podman"}[k]
+}
+
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvOn(t, onDocker) }
+
+// newEnvOn is newEnv on the given engine.
+func newEnvOn(t *testing.T, k engineKind) *env {
 	t.Helper()
 	if shared.skip != "" {
 		t.Skip("no container engine: ", shared.skip)
 	}
-	e := &env{t: t, state: t.TempDir(), repo: filepath.Join(t.TempDir(), "repo")}
+	e := &env{t: t, engine: k}
+	switch k {
+	case onPodman:
+		needPodman(t)
+		rootfulPodmanImage(t)
+	case onRootlessPodman:
+		needPodman(t)
+		e.user = rootlessUser(t)
+		rootlessPodmanImage(t, e.user)
+	}
+	e.state, e.repo = e.tempDir(), filepath.Join(e.tempDir(), "repo")
 	e.initRepo()
 	t.Cleanup(e.cleanup)
 	return e
+}
+
+// tempDir is a new directory the test's user owns, removed at the end.
+func (e *env) tempDir() string {
+	e.t.Helper()
+	if e.user == nil {
+		return e.t.TempDir()
+	}
+	dir, err := os.MkdirTemp("", "airlock-e2e-rootless-")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { os.RemoveAll(dir) })
+	e.chown(dir)
+	return dir
+}
+
+// chown gives path (and what is under it) to the test's user, if not root.
+func (e *env) chown(path string) {
+	e.t.Helper()
+	if e.user == nil {
+		return
+	}
+	if out, err := exec.Command("chown", "-R", e.user.Uid+":"+e.user.Gid, path).CombinedOutput(); err != nil {
+		e.t.Fatalf("chown: %v\n%s", err, out)
+	}
+}
+
+// command is name with args, run in the repository with the test's
+// environment, as the test's user.
+func (e *env) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	if e.user == nil {
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Dir, cmd.Env = e.repo, e.environ()
+		return cmd
+	}
+	cmd := rootlessCmd(e.user, e.repo, e.userEnviron(), name, args...)
+	// The context's kill ends runuser only; callers that must not leave
+	// airlock behind kill the process group (bounded).
+	wrapped := exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+	wrapped.Dir = cmd.Dir
+	return wrapped
+}
+
+// sandboxEngine is the engine the test's airlock uses, for the test's own
+// looks.
+func (e *env) sandboxEngine() (*sandbox.Docker, error) {
+	switch e.engine {
+	case onPodman:
+		return sandbox.NewPodman("")
+	case onRootlessPodman:
+		return sandbox.NewPodman(sandbox.PodmanHost(func(k string) string {
+			if k == "XDG_RUNTIME_DIR" {
+				return "/run/user/" + e.user.Uid
+			}
+			return ""
+		}, e.uid()))
+	}
+	return sandbox.NewDocker()
+}
+
+func (e *env) uid() int {
+	if e.user == nil {
+		return os.Getuid()
+	}
+	uid, _ := strconv.Atoi(e.user.Uid)
+	return uid
+}
+
+func (e *env) gid() int {
+	if e.user == nil {
+		return os.Getgid()
+	}
+	gid, _ := strconv.Atoi(e.user.Gid)
+	return gid
 }
 
 func (e *env) initRepo() {
@@ -152,6 +257,7 @@ func (e *env) initRepo() {
 	if err := os.MkdirAll(e.repo, 0o755); err != nil {
 		e.t.Fatal(err)
 	}
+	e.chown(e.repo)
 	e.git("init", "-q", "-b", "main")
 	e.git("config", "user.name", "Test User")
 	e.git("config", "user.email", "test@example.invalid")
@@ -184,7 +290,17 @@ func (e *env) environ() []string {
 		out = append(out, kv)
 	}
 	out = append(out, "XDG_STATE_HOME="+e.state, "XDG_CONFIG_HOME="+shared.configDir)
+	if e.engine == onPodman {
+		out = append(out, "AIRLOCK_ENGINE=podman")
+	}
 	return append(out, e.extra...)
+}
+
+// userEnviron is the test's environment for the rootless user, on top of
+// a login's: no engine named (a user outside the docker group who runs a
+// rootless Podman gets it by autodetection).
+func (e *env) userEnviron() []string {
+	return append([]string{"XDG_STATE_HOME=" + e.state, "XDG_CONFIG_HOME=" + shared.configDir}, e.extra...)
 }
 
 type result struct {
@@ -197,9 +313,7 @@ func (e *env) airlock(args ...string) result {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, shared.bin, args...)
-	cmd.Dir = e.repo
-	cmd.Env = e.environ()
+	cmd := e.command(ctx, shared.bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -235,6 +349,9 @@ func (e *env) runs() []store.Run {
 func (e *env) git(args ...string) string {
 	e.t.Helper()
 	cmd := exec.Command("git", args...)
+	if e.user != nil {
+		cmd = e.command(context.Background(), "git", args...)
+	}
 	cmd.Dir = e.repo
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -252,6 +369,7 @@ func (e *env) write(rel, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
+	e.chown(e.repo)
 }
 
 // mostAgents runs airlock with args and returns its result and the most
@@ -299,10 +417,11 @@ func (e *env) cleanup() {
 	if err != nil {
 		return
 	}
-	eng, err := sandbox.NewDocker()
+	eng, err := e.sandboxEngine()
 	if err != nil {
 		return
 	}
+	defer eng.Close()
 	for _, r := range runs {
 		// A detached run's watcher may still be writing into the run's
 		// directory, which the test's own cleanup is about to remove.

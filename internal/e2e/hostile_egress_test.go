@@ -40,7 +40,10 @@ var pathAttempts = []struct{ name, curl string }{
 // in the audit log and never reaches the model API (issue 7, item 7).
 func TestHostileEgressModelEndpoint(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	hostileEgressModelEndpoint(t, newEnv(t))
+}
+
+func hostileEgressModelEndpoint(t *testing.T, e *env) {
 	var script strings.Builder
 	script.WriteString("head -c 2000 /dev/urandom | base64 > loot.txt\n")
 	for _, a := range pathAttempts {

@@ -66,9 +66,7 @@ type boundedResult struct {
 
 func (e *env) bounded(limit time.Duration, args ...string) boundedResult {
 	e.t.Helper()
-	cmd := exec.Command(shared.bin, args...)
-	cmd.Dir = e.repo
-	cmd.Env = e.environ()
+	cmd := e.command(context.Background(), shared.bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -132,15 +130,19 @@ func (e *env) startDetached(name string, script testkit.Script) string {
 // TestHostileStderrSymlink: the agent replaces agent.stderr with a link to
 // a host file and fails. The host's secret must reach neither `wait`, the
 // run's record, `logs` nor the notify webhook.
-func TestHostileStderrSymlink(t *testing.T) {
-	e := newEnv(t)
-	secretDir := t.TempDir()
+func TestHostileStderrSymlink(t *testing.T) { hostileStderrSymlink(t, newEnv(t)) }
+
+// hostileStderrSymlink is the attack on e's engine. The secret is the
+// invoking user's own file, which airlock itself could read.
+func hostileStderrSymlink(t *testing.T, e *env) {
+	secretDir := e.tempDir()
 	os.Chmod(secretDir, 0o755)
 	secret := "airlock-host-secret-" + randHex(24)
 	secretFile := filepath.Join(secretDir, "secret.txt")
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	e.chown(secretFile)
 	hook := startWebhook(t)
 	e.write(".airlock/config.toml", fmt.Sprintf("[notify]\nwebhook = %q\n", hook.url))
 	e.git("add", ".")
@@ -181,11 +183,12 @@ func TestHostileStderrSymlink(t *testing.T) {
 // TestHostileTranscriptFIFO: a FIFO in place of agent.jsonl once the agent
 // has exited. ls (for every run of the project), wait, logs and the
 // detached watcher must all finish.
-func TestHostileTranscriptFIFO(t *testing.T) {
-	e := newEnv(t)
+func TestHostileTranscriptFIFO(t *testing.T) { hostileTranscriptFIFO(t, newEnv(t)) }
+
+func hostileTranscriptFIFO(t *testing.T, e *env) {
 	id := e.startDetached("fifo", testkit.BashScript("fifo",
 		"cd /airlock/log && rm -f agent.jsonl && mkfifo agent.jsonl && ls -l agent.jsonl && "+killAgent))
-	waitExited(t, id)
+	waitExited(e, id)
 	if fi, err := os.Lstat(filepath.Join(e.logDir(id), "agent.jsonl")); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
 		t.Fatalf("the agent did not plant its FIFO: %v %v", fi, err)
 	}
@@ -259,7 +262,7 @@ func TestHostileHugeFiles(t *testing.T) {
 	e := newEnv(t)
 	id := e.startDetached("huge", testkit.BashScript("huge",
 		"cd /airlock/log && rm -f agent.jsonl agent.stderr && truncate -s 20G agent.jsonl agent.stderr && "+killAgent))
-	waitExited(t, id)
+	waitExited(e, id)
 	for _, args := range [][]string{{"ls"}, {"wait", id}, {"logs", id}, {"logs", "-v", "2", id}, {"logs", "-f", id}} {
 		res := e.bounded(time.Minute, args...)
 		if res.code != 0 && res.code != 3 {
@@ -380,13 +383,18 @@ func (e *env) onTerminal(args ...string) string {
 	return string(out)
 }
 
-// waitExited waits for the run's agent container to end.
-func waitExited(t *testing.T, id string) {
-	t.Helper()
+// waitExited waits for the run's agent container to end, on the test's
+// engine.
+func waitExited(e *env, id string) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", "wait", "airlock-"+id)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("docker wait: %v\n%s", err, out)
+	eng, err := e.sandboxEngine()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer eng.Close()
+	if _, err := eng.Wait(ctx, "airlock-"+id); err != nil {
+		e.t.Fatalf("waiting for the agent container of %s on %s: %v", id, e.engine, err)
 	}
 }

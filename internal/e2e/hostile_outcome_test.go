@@ -86,7 +86,10 @@ func TestHostileFrozenRelayDeadline(t *testing.T) {
 // host records: the turns and cost are the proxy's, the status the
 // engine's, and the forged account is shown as the agent's claim.
 func TestHostileForgedTranscriptAndBudgetFile(t *testing.T) {
-	e := newEnv(t)
+	hostileForgedTranscriptAndBudgetFile(t, newEnv(t))
+}
+
+func hostileForgedTranscriptAndBudgetFile(t *testing.T, e *env) {
 	srv, _ := e.server(testkit.BashScript("forge-transcript",
 		"true", "true", "true", "true", "true",
 		"printf '%s\\n' '"+forgedResult+"' > /airlock/log/forged && mv /airlock/log/forged /airlock/log/agent.jsonl && "+
