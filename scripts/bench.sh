@@ -44,3 +44,19 @@ awk '
 		printf "gVisor whole run: bare docker run --runtime runsc %.1f s, airlock run --runtime runsc %.1f s, ratio %.2fx (target <= 1.5x)\n", bs/1e9, as/1e9, as/bs
 		printf "runc whole run:   bare docker run %.1f s, airlock run %.1f s, ratio %.2fx; runsc/runc: bare %.2fx, airlock %.2fx\n", br/1e9, ar/1e9, ar/br, bs/br, as/ar
 	}' <<<"$out"
+
+# Podman (docs/engines.md): a whole minimal run (one model turn, from
+# `airlock run` to its summary) against the same agent in a bare `podman run`
+# of the same image, on rootful Podman and on rootless Podman as the test
+# user; prints the ratios (target <= 1.5x).
+out=$(go test -run '^$' -bench '^BenchmarkPodmanRun$' -benchtime "${PODMAN_BENCHTIME:-3x}" -count 1 ./internal/e2e/ | tee /dev/stderr)
+awk '
+	/BenchmarkPodmanRun\/bare-rootful/     { bf = $3 }
+	/BenchmarkPodmanRun\/airlock-rootful/  { af = $3 }
+	/BenchmarkPodmanRun\/bare-rootless/    { bl = $3 }
+	/BenchmarkPodmanRun\/airlock-rootless/ { al = $3 }
+	END {
+		if (!bf || !af || !bl || !al) { print "bench: no Podman figures"; exit 1 }
+		printf "Podman whole run, rootful:  bare podman run %.1f s, airlock run %.1f s, ratio %.2fx (target <= 1.5x)\n", bf/1e9, af/1e9, af/bf
+		printf "Podman whole run, rootless: bare podman run %.1f s, airlock run %.1f s, ratio %.2fx (target <= 1.5x)\n", bl/1e9, al/1e9, al/bl
+	}' <<<"$out"

@@ -40,7 +40,7 @@ var podmanImages struct {
 }
 
 // needPodman skips (or on CI fails) a test when Podman does not answer.
-func needPodman(t *testing.T) {
+func needPodman(t testing.TB) {
 	t.Helper()
 	if shared.skip != "" {
 		t.Skip("no container engine: ", shared.skip)
@@ -65,7 +65,7 @@ func needPodman(t *testing.T) {
 
 // rootfulPodmanImage builds the default image on rootful Podman with
 // `airlock image build`, as a user would.
-func rootfulPodmanImage(t *testing.T) string {
+func rootfulPodmanImage(t testing.TB) string {
 	t.Helper()
 	podmanImages.rootfulOnce.Do(func() {
 		copyDockerBases()
@@ -121,7 +121,7 @@ func copyDockerBases() {
 }
 
 // rootlessPodmanImage copies the rootful image into u's rootless store.
-func rootlessPodmanImage(t *testing.T, u *user.User) {
+func rootlessPodmanImage(t testing.TB, u *user.User) {
 	t.Helper()
 	ref := rootfulPodmanImage(t)
 	podmanImages.rootlessOnce.Do(func() {
@@ -157,7 +157,7 @@ func rootlessPodmanImage(t *testing.T, u *user.User) {
 }
 
 // rootlessUser is the test user whose rootless Podman the tests use.
-func rootlessUser(t *testing.T) *user.User {
+func rootlessUser(t testing.TB) *user.User {
 	t.Helper()
 	name := testkit.RootlessUser()
 	u, err := user.Lookup(name)
