@@ -168,15 +168,7 @@ func TestIsolation(t *testing.T) {
 		"{HP}", fmt.Sprint(hs.port), "{FAKE}", fake, "{FAKEHOST}", fake[:53]+"."+fake[53:]+".wild.test",
 		"{GHP}", "ghp_"+randHex(36), "{HELD}", held, "{PLACEHOLDER}", agent.PlaceholderAPIKey,
 	)
-	e.write(".airlock/config.toml", vars.Replace(`[egress]
-network = "`+w.network+`"
-allow = ["allowed.test", "allowed.test:8080", "*.wild.test", "stray.test", "meta.test", "ten.test",
-  "loop.test", "v6loop.test", "hostgw.test:{HP}", "docker0.test:{HP}"]
-deny = ["bad.wild.test"]
-allow_cidrs = ["{UP}/32"]
-extra_hosts = ["meta.test:169.254.169.254", "ten.test:10.20.30.40", "loop.test:127.0.0.1",
-  "v6loop.test:::1", "hostgw.test:{GW}", "docker0.test:{D0}"]
-`))
+	e.write(".airlock/config.toml", vars.Replace(isolationEgress(w.network)))
 	e.write("iso.py", isoPy)
 	e.write("ca.pem", string(w.caPEM))
 	e.write("attempts.sh", attemptsScript(allowlistAttempts, vars)+keyHunt)
@@ -328,4 +320,19 @@ func countKind(recs []egress.Record, kind string) int {
 		}
 	}
 	return n
+}
+
+// isolationEgress is the egress policy the isolation attempts are made
+// under, on the test world's network; {PLACEHOLDERS} are the attempts'
+// variables.
+func isolationEgress(network string) string {
+	return `[egress]
+network = "` + network + `"
+allow = ["allowed.test", "allowed.test:8080", "*.wild.test", "stray.test", "meta.test", "ten.test",
+  "loop.test", "v6loop.test", "hostgw.test:{HP}", "docker0.test:{HP}"]
+deny = ["bad.wild.test"]
+allow_cidrs = ["{UP}/32"]
+extra_hosts = ["meta.test:169.254.169.254", "ten.test:10.20.30.40", "loop.test:127.0.0.1",
+  "v6loop.test:::1", "hostgw.test:{GW}", "docker0.test:{D0}"]
+`
 }
