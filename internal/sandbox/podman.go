@@ -148,6 +148,11 @@ func (q *podmanQuirks) describe(ctx context.Context, d *Docker) (podmanInfo, err
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.info == nil {
+		key := podmanSocketKey(d.cli.DaemonHost())
+		if info, ok := readPodmanInfoCache(key); ok {
+			q.info = &info
+			return info, nil
+		}
 		info, err := fetchPodmanInfo(ctx, d.cli)
 		if errors.As(err, new(dialError)) {
 			return podmanInfo{}, q.unreachable("ask Podman about itself", d.cli.DaemonHost(), err)
@@ -156,6 +161,7 @@ func (q *podmanQuirks) describe(ctx context.Context, d *Docker) (podmanInfo, err
 			return podmanInfo{}, fmt.Errorf("ask Podman about itself: %w", err)
 		}
 		q.info = &info
+		writePodmanInfoCache(key, info)
 	}
 	return *q.info, nil
 }
