@@ -114,12 +114,15 @@ func BenchmarkPodmanRun(b *testing.B) {
 	for i, p := range projects {
 		runs, _ := os.ReadDir(filepath.Join(p.state, "airlock", "runs"))
 		for _, r := range runs {
-			args := []string{"rm", "-f", "airlock-" + r.Name(), "airlock-" + r.Name() + "-proxy"}
-			cmd := exec.Command("podman", args...)
-			if i == 1 {
-				cmd = rootlessCmd(u, "", nil, "podman", args...)
+			// One at a time: given a name it does not know, Podman 4.3's
+			// rm removes none of the others (and exits 0).
+			for _, name := range []string{"airlock-" + r.Name(), "airlock-" + r.Name() + "-proxy"} {
+				cmd := exec.Command("podman", "rm", "-f", name)
+				if i == 1 {
+					cmd = rootlessCmd(u, "", nil, "podman", "rm", "-f", name)
+				}
+				cmd.Run()
 			}
-			cmd.Run()
 		}
 	}
 }
