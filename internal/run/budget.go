@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
@@ -35,7 +36,7 @@ func budgetFlags(b Budget) []string {
 // not, from what the host knows: its clock against the deadline, and the
 // proxy's meter. The agent's transcript and anything else it wrote have no
 // say.
-func budgetReason(r *store.Run, mt proxyMeter, exitedAt time.Time) string {
+func budgetReason(r *store.Run, mt egress.Meter, exitedAt time.Time) string {
 	if !r.Deadline.IsZero() && !exitedAt.Before(r.Deadline) {
 		return timeoutReason(r)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
@@ -16,17 +17,17 @@ func TestBudgetReason(t *testing.T) {
 	r := &store.Run{CreatedAt: created, Timeout: "20s", Deadline: created.Add(20 * time.Second), MaxCostUSD: 0.5, MaxTurns: 4}
 	tests := []struct {
 		name   string
-		meter  proxyMeter
+		meter  egress.Meter
 		exited time.Time
 		want   string
 	}{
-		{"within budget", proxyMeter{ModelRequests: 2, CostUSD: 0.1}, created.Add(5 * time.Second), ""},
-		{"exited at the deadline", proxyMeter{}, created.Add(20 * time.Second), "budget: reached the timeout of 20s"},
-		{"exited after the deadline", proxyMeter{}, created.Add(92 * time.Second), "budget: reached the timeout of 20s"},
-		{"cost spent", proxyMeter{CostUSD: 0.5123}, created.Add(time.Second), "budget: reached the cost limit of $0.50 ($0.51 metered)"},
-		{"all turns used, then ended", proxyMeter{ModelRequests: 4}, created.Add(time.Second), "budget: reached max turns (4)"},
-		{"more requests than turns", proxyMeter{ModelRequests: 5}, created.Add(time.Second), "budget: reached max turns (4)"},
-		{"proxy refused", proxyMeter{Exhausted: "max cost reached\x1b]0;x\x07"}, created.Add(time.Second), "budget: max cost reached ]0;x"},
+		{"within budget", egress.Meter{ModelRequests: 2, CostUSD: 0.1}, created.Add(5 * time.Second), ""},
+		{"exited at the deadline", egress.Meter{}, created.Add(20 * time.Second), "budget: reached the timeout of 20s"},
+		{"exited after the deadline", egress.Meter{}, created.Add(92 * time.Second), "budget: reached the timeout of 20s"},
+		{"cost spent", egress.Meter{CostUSD: 0.5123}, created.Add(time.Second), "budget: reached the cost limit of $0.50 ($0.51 metered)"},
+		{"all turns used, then ended", egress.Meter{ModelRequests: 4}, created.Add(time.Second), "budget: reached max turns (4)"},
+		{"more requests than turns", egress.Meter{ModelRequests: 5}, created.Add(time.Second), "budget: reached max turns (4)"},
+		{"proxy refused", egress.Meter{Exhausted: "max cost reached\x1b]0;x\x07"}, created.Add(time.Second), "budget: max cost reached"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,7 +38,7 @@ func TestBudgetReason(t *testing.T) {
 	}
 	// Still running with every turn used is not yet a budget stop: the run
 	// may be finishing with its last one.
-	if got := meterReason(r, proxyMeter{ModelRequests: 4}, false); got != "" {
+	if got := meterReason(r, egress.Meter{ModelRequests: 4}, false); got != "" {
 		t.Errorf("running at max turns: %q, want no reason", got)
 	}
 }

@@ -233,3 +233,11 @@ func egressSummary(eg Egress) string {
 	}
 	return fmt.Sprintf("allowlist, %d allowed, %d denied patterns", len(eg.Allow), len(eg.Deny))
 }
+
+// meter is the proxy's account of the run's model traffic; zero when the
+// proxy has metered nothing yet (or the file is not one the proxy wrote:
+// egress.ReadMeter follows no link and never blocks).
+func (m *Manager) meter(r *store.Run) egress.Meter {
+	mt, _ := egress.ReadMeter(m.MeterPath(r))
+	return mt
+}

@@ -116,7 +116,7 @@ func (m *Manager) Restart(ctx context.Context, r *store.Run, auth agent.APIAuth,
 		return nil, fmt.Errorf("start run %s: %w", r.ID, err)
 	}
 	// A new leg has a new budget: its own deadline, and a fresh meter.
-	if err := os.Rename(m.meterPath(r), m.meterPath(r)+".prev"); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Rename(m.MeterPath(r), m.MeterPath(r)+".prev"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("start run %s: %w", r.ID, err)
 	}
 	if r, err = m.Store.Update(r.ID, func(r *store.Run) error {

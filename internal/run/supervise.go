@@ -10,11 +10,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode"
 
 	"github.com/airlock-dev/airlock/internal/config"
+	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // StopReasonDisk is the StopReason of a run that outgrew its disk quota.
@@ -96,7 +97,7 @@ func timeoutReason(r *store.Run) string {
 // The turns budget counts as spent only when the agent has also ended
 // (exited true): reaching exactly max turns is how a run that needs all of
 // them finishes.
-func meterReason(r *store.Run, mt proxyMeter, exited bool) string {
+func meterReason(r *store.Run, mt egress.Meter, exited bool) string {
 	switch {
 	case r.MaxCostUSD > 0 && mt.CostUSD >= r.MaxCostUSD:
 		return fmt.Sprintf("budget: reached the cost limit of $%s ($%s metered)", formatUSD(r.MaxCostUSD), formatUSD(mt.CostUSD))
@@ -213,15 +214,10 @@ func formatUSD(v float64) string {
 	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
-// oneLine keeps the printable characters of s, on one line, at most 200
-// bytes of them.
+// oneLine is s as safe text on one line (the project's one sanitiser), at
+// most 200 bytes of it.
 func oneLine(s string) string {
-	s = strings.Map(func(c rune) rune {
-		if !unicode.IsPrint(c) {
-			return ' '
-		}
-		return c
-	}, s)
+	s = untrusted.Line(s)
 	if len(s) > 200 {
 		s = strings.ToValidUTF8(s[:200], "")
 	}
