@@ -59,3 +59,27 @@ func RootlessUser() string {
 	}
 	return "airlock-test"
 }
+
+// Incus connects a test to incusd at INCUS_SOCKET or its default socket,
+// skipping or, under CI=true, failing when it does not answer.
+func Incus(t testing.TB) *sandbox.Incus {
+	t.Helper()
+	host := ""
+	if s := os.Getenv("INCUS_SOCKET"); s != "" {
+		host = "unix://" + s
+	}
+	inc, err := sandbox.NewIncus(host)
+	if err != nil {
+		t.Fatalf("NewIncus: %v", err)
+	}
+	t.Cleanup(func() { inc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := inc.Ping(ctx); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI needs Incus (scripts/setup.sh starts it): %v", err)
+		}
+		t.Skipf("no Incus: %v", err)
+	}
+	return inc
+}
