@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-dev/airlock/internal/run"
+	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/untrusted"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
@@ -22,6 +23,11 @@ import (
 // Main runs airlock and returns the process's exit status. It is the only
 // place that maps errors to exit statuses.
 func Main() int {
+	// An Incus instance's init: PID 1, before any of the CLI's signal
+	// handling or configuration.
+	if len(os.Args) > 1 && os.Args[1] == sandbox.IncusInitCommand {
+		return sandbox.IncusInit(os.Args[2:], os.Stderr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The first signal cancels ctx and the command winds down (an attached

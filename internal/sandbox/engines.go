@@ -35,7 +35,7 @@ func constructors() map[string]Constructor {
 	return map[string]Constructor{
 		KindDocker: func(ep Endpoint) (Engine, error) { return NewDockerAt(ep.Host) },
 		KindPodman: func(ep Endpoint) (Engine, error) { return NewPodman(ep.Host) },
-		KindIncus:  nil,
+		KindIncus:  func(ep Endpoint) (Engine, error) { return NewIncus(ep.Host) },
 	}
 }
 

@@ -74,8 +74,11 @@ func TestDetect(t *testing.T) {
 }
 
 func TestOpen(t *testing.T) {
-	if _, err := Open(Endpoint{Kind: KindIncus}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "incus engine is not implemented") {
-		t.Errorf("Open(incus) = %v", err)
+	if _, err := Open(Endpoint{Kind: "kubernetes"}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "kubernetes engine is not implemented") {
+		t.Errorf("Open(kubernetes) = %v", err)
+	}
+	if i, err := Open(Endpoint{Kind: KindIncus, Host: "unix:///nonexistent.sock"}); err != nil || i.Kind() != KindIncus || CapsOf(i).Import == nil {
+		t.Errorf("Open(incus) = %v, %v; want the Incus engine, which imports images", i, err)
 	}
 	e, err := Open(Endpoint{Kind: KindDocker, Host: "unix:///nonexistent.sock"})
 	if err != nil || e.Kind() != KindDocker {

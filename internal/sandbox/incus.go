@@ -2,24 +2,94 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // Incus is the Engine backed by Incus system containers, reached through
 // incusd's REST API on its Unix socket (incus_client.go).
+//
+// How airlock's containers map onto instances:
+//   - an instance per container, named as the container; its ID is its name;
+//   - no profile: the instance's devices are exactly its root disk on the
+//     configured pool, the airlock binary (its init, incus_init.go) and the
+//     spec's mounts as disk devices with shift=true (files keep their host
+//     owners); no NIC unless it is a sandbox's proxy;
+//   - unprivileged, without the guest API (/dev/incus), nesting only when
+//     configured;
+//   - labels are user.* config keys; the image reference is kept apart;
+//   - the exit status and output come from the init's root-only record,
+//     read through Incus' file API.
 type Incus struct {
 	c *incusClient
+	// binary is the host path of the static airlock binary every instance
+	// runs as its init; "" means this very executable.
+	binary string
+	opts   IncusOptions
+	// engineSockets are host paths never to be mounted into an instance.
+	engineSockets []string
 }
+
+// IncusOptions are the [engine.incus] settings.
+type IncusOptions struct {
+	// Pool is the storage pool of the instances' root disks.
+	Pool string
+	// Network is the managed bridge the sandboxes' proxies join.
+	Network string
+	// Nesting lets the agent run containers itself (security.nesting).
+	Nesting bool
+}
+
+// Defaults of IncusOptions.
+const (
+	IncusDefaultPool    = "airlock"
+	IncusDefaultNetwork = "airlockbr0"
+)
+
+// incusImageKey keeps the image reference an instance was made from; keys
+// under this prefix are the backend's own, not labels.
+const (
+	incusOwnKeys  = "user.airlock-incus."
+	incusImageKey = incusOwnKeys + "image"
+	incusLabelKey = "user."
+)
 
 // NewIncus connects lazily to incusd at host (unix:///path); "" means
 // /var/lib/incus/unix.socket. No request is made until the first call.
 func NewIncus(host string) (*Incus, error) {
+	return NewIncusWith(host, IncusOptions{})
+}
+
+// NewIncusWith is NewIncus with settings; zero fields take the defaults.
+func NewIncusWith(host string, opts IncusOptions) (*Incus, error) {
 	c, err := newIncusClient(host)
 	if err != nil {
 		return nil, err
 	}
-	return &Incus{c: c}, nil
+	if opts.Pool == "" {
+		opts.Pool = IncusDefaultPool
+	}
+	if opts.Network == "" {
+		opts.Network = IncusDefaultNetwork
+	}
+	socks := append(engineSockets(""), "/var/lib/incus", "/run/incus", "/var/lib/incus/unix.socket", c.socket, filepath.Dir(c.socket))
+	return &Incus{c: c, opts: opts, engineSockets: socks}, nil
 }
+
+// UseBinary sets the static airlock binary the instances run as their
+// init (tests, whose own executable is not airlock).
+func (i *Incus) UseBinary(path string) { i.binary = path }
 
 // Kind is KindIncus.
 func (i *Incus) Kind() string { return KindIncus }
@@ -44,4 +114,485 @@ func (i *Incus) Ping(ctx context.Context) error {
 			ErrEngineUnreachable, i.c.socket, server.Auth)
 	}
 	return nil
+}
+
+// incusInstance is the part of an instance airlock reads.
+type incusInstance struct {
+	Name       string            `json:"name"`
+	Status     string            `json:"status"`
+	Config     map[string]string `json:"config"`
+	LastUsedAt time.Time         `json:"last_used_at"`
+	CreatedAt  time.Time         `json:"created_at"`
+}
+
+func instancePath(name string) string { return "/1.0/instances/" + url.PathEscape(name) }
+
+// Create makes (but does not start) an instance for spec.
+func (i *Incus) Create(ctx context.Context, spec Spec) (string, error) {
+	return i.create(ctx, spec, "", i.binary)
+}
+
+// create makes an instance; network, when not "", is the managed bridge
+// its one NIC joins (only a sandbox's proxy has one).
+func (i *Incus) create(ctx context.Context, spec Spec, network, binary string) (string, error) {
+	req, err := i.instanceRequest(ctx, spec, network, binary)
+	if err != nil {
+		return "", fmt.Errorf("create instance %s: %w", spec.Name, err)
+	}
+	if _, err := i.c.run(ctx, http.MethodPost, "/1.0/instances", req); err != nil {
+		if incusConflict(err) {
+			return "", fmt.Errorf("create instance %s: the name is already in use; remove the old instance (incus delete -f %s) or pick another name: %w",
+				spec.Name, spec.Name, err)
+		}
+		return "", fmt.Errorf("create instance %s: %w", spec.Name, err)
+	}
+	return spec.Name, nil
+}
+
+// incusImageConfig is the Docker-style runtime configuration airlock's
+// image builds record as image properties.
+type incusImageConfig struct {
+	Env        []string
+	User       string
+	WorkDir    string
+	Entrypoint []string
+	Cmd        []string
+}
+
+// imageConfig reads the image's runtime properties; an image without them
+// (an imported root file system) has none. A missing image wraps
+// ErrNotFound.
+func (i *Incus) imageConfig(ctx context.Context, ref string) (incusImageConfig, error) {
+	var alias struct {
+		Target string `json:"target"`
+	}
+	if err := i.c.get(ctx, "/1.0/images/aliases/"+url.PathEscape(ref), &alias); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return incusImageConfig{}, fmt.Errorf("image %s not found (build or import it first): %w", ref, ErrNotFound)
+		}
+		return incusImageConfig{}, err
+	}
+	var img struct {
+		Properties map[string]string `json:"properties"`
+	}
+	if err := i.c.get(ctx, "/1.0/images/"+url.PathEscape(alias.Target), &img); err != nil {
+		return incusImageConfig{}, err
+	}
+	var ic incusImageConfig
+	p := img.Properties
+	ic.User, ic.WorkDir = p["airlock.user"], p["airlock.workdir"]
+	for key, dst := range map[string]*[]string{"airlock.env": &ic.Env, "airlock.entrypoint": &ic.Entrypoint, "airlock.cmd": &ic.Cmd} {
+		if v := p[key]; v != "" {
+			if err := json.Unmarshal([]byte(v), dst); err != nil {
+				return incusImageConfig{}, fmt.Errorf("image %s: property %s is not a JSON array of strings: %w", ref, key, err)
+			}
+		}
+	}
+	return ic, nil
+}
+
+// instanceRequest turns spec into the create request, with the hardening
+// every instance gets.
+func (i *Incus) instanceRequest(ctx context.Context, spec Spec, network, binary string) (map[string]any, error) {
+	if spec.Image == "" {
+		return nil, errors.New("no image given")
+	}
+	if spec.Runtime != "" {
+		return nil, fmt.Errorf("the %s runtime cannot be chosen on incus (its containers run under LXC, not an OCI runtime): run without it, or use Docker for it: %w", spec.Runtime, ErrUnsupported)
+	}
+	if err := checkUser(spec.User); err != nil {
+		return nil, err
+	}
+	uid, gid, _ := numericUser(spec.User)
+	if binary == "" {
+		var err error
+		if binary, err = staticExecutable(); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Limits.MemoryBytes < 0 || spec.Limits.CPUs < 0 || spec.Limits.Pids < 0 {
+		return nil, fmt.Errorf("negative resource limit %+v: use 0 for the engine's default", spec.Limits)
+	}
+	if _, err := tmpfsOptions(spec.Tmpfs); err != nil {
+		return nil, err
+	}
+	var hosts []string
+	for _, h := range spec.ExtraHosts {
+		if h.Name == "" || !h.Addr.IsValid() || strings.ContainsAny(h.Name, ": \t\n#") {
+			return nil, fmt.Errorf("extra host %q -> %v: want a name and an address", h.Name, h.Addr)
+		}
+		hosts = append(hosts, h.Addr.String()+"\t"+h.Name)
+	}
+	devices := map[string]any{
+		"root":    map[string]string{"type": "disk", "path": "/", "pool": i.opts.Pool},
+		"airlock": map[string]string{"type": "disk", "source": binary, "path": BinaryPath, "readonly": "true", "shift": "true"},
+	}
+	for n, m := range spec.Mounts {
+		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Target) {
+			return nil, fmt.Errorf("mount %s -> %s: both paths must be absolute", m.Source, m.Target)
+		}
+		if err := CheckNotEngineSocket(m.Source, i.engineSockets); err != nil {
+			return nil, err
+		}
+		devices["mount"+strconv.Itoa(n)] = map[string]string{
+			"type": "disk", "source": m.Source, "path": m.Target,
+			"readonly": strconv.FormatBool(m.ReadOnly), "shift": "true",
+		}
+	}
+	if network != "" {
+		devices["eth0"] = map[string]string{"type": "nic", "network": network, "name": "eth0"}
+	}
+
+	ic, err := i.imageConfig(ctx, spec.Image)
+	if err != nil {
+		return nil, err
+	}
+	cmd := spec.Cmd
+	if len(cmd) == 0 {
+		cmd = ic.Cmd
+	}
+	argv := append(append([]string(nil), ic.Entrypoint...), cmd...)
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("no command given, and image %s names none", spec.Image)
+	}
+	workdir := spec.WorkDir
+	if workdir == "" {
+		workdir = ic.WorkDir
+	}
+	if workdir == "" {
+		workdir = "/"
+	}
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/"}
+	env = append(append(env, ic.Env...), spec.Env...)
+	init, err := encodeIncusInitSpec(incusInitSpec{
+		Cmd: argv, Env: env, UID: uint32(uid), GID: uint32(gid), WorkDir: workdir,
+		Tmpfs: spec.Tmpfs, Hosts: hosts, NoFile: nofileLimit,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	config := map[string]string{
+		"security.privileged": "false",
+		"security.nesting":    strconv.FormatBool(i.opts.Nesting),
+		"security.guestapi":   "false",
+		"boot.autostart":      "false",
+		"raw.lxc": "lxc.init.cmd = " + BinaryPath + " " + IncusInitCommand + "\n" +
+			"lxc.environment = " + incusInitEnv + "=" + init + "\n" +
+			// LXC leaves mounting the cgroups to an init that keeps
+			// CAP_SYS_ADMIN (systemd does); this one does not.
+			"lxc.mount.auto = cgroup:mixed:force\n",
+		incusImageKey: spec.Image,
+	}
+	if l := spec.Limits; l.MemoryBytes > 0 {
+		config["limits.memory"] = strconv.FormatInt(l.MemoryBytes, 10)
+		config["limits.memory.swap"] = "false"
+	}
+	if l := spec.Limits; l.CPUs > 0 {
+		// A share of one CPU's time per period, like Docker's --cpus.
+		config["limits.cpu.allowance"] = fmt.Sprintf("%dms/100ms", int64(math.Ceil(l.CPUs*100)))
+	}
+	if l := spec.Limits; l.Pids > 0 {
+		config["limits.processes"] = strconv.FormatInt(l.Pids, 10)
+	}
+	for k, v := range spec.Labels {
+		if k == "" || strings.HasPrefix(incusLabelKey+k, incusOwnKeys) {
+			return nil, fmt.Errorf("label %q is not allowed", k)
+		}
+		config[incusLabelKey+k] = v
+	}
+	return map[string]any{
+		"name":     spec.Name,
+		"type":     "container",
+		"source":   map[string]string{"type": "image", "alias": spec.Image},
+		"profiles": []string{},
+		"config":   config,
+		"devices":  devices,
+	}, nil
+}
+
+// Start starts a created (or stopped) instance.
+func (i *Incus) Start(ctx context.Context, id string) error {
+	if _, err := i.c.run(ctx, http.MethodPut, instancePath(id)+"/state", map[string]any{"action": "start"}); err != nil {
+		return fmt.Errorf("start instance %s: %w", id, err)
+	}
+	return nil
+}
+
+// Wait blocks until the instance's command ended and returns its exit
+// code; before Start it waits for the start. Incus has no wait of its own,
+// so it polls.
+func (i *Incus) Wait(ctx context.Context, id string) (int, error) {
+	delay := 50 * time.Millisecond
+	for {
+		st, err := i.Inspect(ctx, id)
+		if err != nil {
+			return 0, fmt.Errorf("wait for instance %s: %w", id, err)
+		}
+		switch st.Status {
+		case StatusExited, StatusDead:
+			return st.ExitCode, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("wait for instance %s: %w", id, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 250*time.Millisecond)
+	}
+}
+
+// Inspect reports the instance's state.
+func (i *Incus) Inspect(ctx context.Context, id string) (State, error) {
+	var inst incusInstance
+	if err := i.c.get(ctx, instancePath(id), &inst); err != nil {
+		return State{}, fmt.Errorf("inspect instance %s: %w", id, err)
+	}
+	return i.stateOf(ctx, inst)
+}
+
+// stateOf maps an instance onto airlock's State. A stopped instance that
+// ran is exited with its init's recorded status, or dead when there is no
+// valid record (it was killed from outside, or the record is not the
+// init's).
+func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) {
+	st := State{ID: inst.Name, Name: inst.Name, Image: inst.Config[incusImageKey], Labels: map[string]string{}}
+	for k, v := range inst.Config {
+		if strings.HasPrefix(k, incusLabelKey) && !strings.HasPrefix(k, incusOwnKeys) {
+			st.Labels[strings.TrimPrefix(k, incusLabelKey)] = v
+		}
+	}
+	started := inst.LastUsedAt.Year() > 1970
+	if started {
+		st.StartedAt = inst.LastUsedAt
+	}
+	switch inst.Status {
+	case "Running":
+		st.Status = StatusRunning
+	case "Frozen":
+		st.Status = StatusPaused
+	case "Error":
+		st.Status, st.ExitCode = StatusDead, -1
+	case "Stopped":
+		if !started {
+			st.Status = StatusCreated
+			break
+		}
+		rec, err := i.exitRecord(ctx, inst.Name)
+		if errors.Is(err, ErrNotFound) || errors.Is(err, errBadRecord) {
+			st.Status, st.ExitCode = StatusDead, -1
+			break
+		}
+		if err != nil {
+			return State{}, fmt.Errorf("inspect instance %s: %w", inst.Name, err)
+		}
+		st.Status, st.ExitCode, st.FinishedAt = StatusExited, rec.Code, rec.Finished
+	default:
+		st.Status = StatusUnknown
+	}
+	return st, nil
+}
+
+var errBadRecord = errors.New("not a valid exit record")
+
+// exitRecord reads the init's exit record.
+func (i *Incus) exitRecord(ctx context.Context, name string) (incusExitRecord, error) {
+	var buf strings.Builder
+	if err := i.readStateFile(ctx, name, incusExitFile, &buf, incusMaxRecord); err != nil {
+		return incusExitRecord{}, err
+	}
+	rec, err := parseIncusExitRecord([]byte(buf.String()))
+	if err != nil {
+		return incusExitRecord{}, fmt.Errorf("%w: %w", errBadRecord, err)
+	}
+	return rec, nil
+}
+
+// readStateFile copies a file of the init's state directory to w, at most
+// max bytes; it must be a regular file of the container's root.
+func (i *Incus) readStateFile(ctx context.Context, name, path string, w io.Writer, max int64) error {
+	resp, err := i.c.raw(ctx, http.MethodGet, instancePath(name)+"/files?path="+url.QueryEscape(path), nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if t := resp.Header.Get("X-Incus-Type"); t != "file" {
+		return fmt.Errorf("%w: %s is a %q", errBadRecord, path, t)
+	}
+	if u := resp.Header.Get("X-Incus-Uid"); u != "0" {
+		return fmt.Errorf("%w: %s belongs to uid %q", errBadRecord, path, u)
+	}
+	n, err := io.Copy(w, io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return fmt.Errorf("read %s of instance %s: %w", path, name, err)
+	}
+	if n > max {
+		return fmt.Errorf("%w: %s exceeds %d bytes", errBadRecord, path, max)
+	}
+	return nil
+}
+
+// Stop asks the init to stop its command (SIGTERM), then, after timeout,
+// to kill it; an init that does not end is stopped by force.
+func (i *Incus) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	st, err := i.Inspect(ctx, id)
+	if err != nil {
+		return fmt.Errorf("stop instance %s: %w", id, err)
+	}
+	if st.Status == StatusPaused {
+		if _, err := i.c.run(ctx, http.MethodPut, instancePath(id)+"/state", map[string]any{"action": "unfreeze"}); err != nil {
+			return fmt.Errorf("stop instance %s: %w", id, err)
+		}
+	} else if st.Status != StatusRunning {
+		return nil
+	}
+	if secs := int(math.Ceil(timeout.Seconds())); secs > 0 {
+		// Incus sends LXC's halt signal (SIGPWR), which the init forwards
+		// as SIGTERM; it answers with an error when the time ran out.
+		_, err := i.c.run(ctx, http.MethodPut, instancePath(id)+"/state", map[string]any{"action": "stop", "timeout": secs})
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("stop instance %s: %w", id, err)
+		}
+	}
+	// The init kills everything, records 128+SIGKILL and ends.
+	if _, err := i.execRoot(ctx, id, []string{BinaryPath, IncusInitCommand, "kill"}); err == nil {
+		if i.waitStopped(ctx, id, 10*time.Second) {
+			return nil
+		}
+	}
+	return i.forceStop(ctx, id)
+}
+
+func (i *Incus) forceStop(ctx context.Context, id string) error {
+	_, err := i.c.run(ctx, http.MethodPut, instancePath(id)+"/state", map[string]any{"action": "stop", "force": true})
+	if err != nil && !strings.Contains(err.Error(), "already stopped") && !strings.Contains(err.Error(), "not running") {
+		return fmt.Errorf("stop instance %s: %w", id, err)
+	}
+	return nil
+}
+
+// waitStopped polls until the instance is stopped, for up to d.
+func (i *Incus) waitStopped(ctx context.Context, id string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		var inst incusInstance
+		if err := i.c.get(ctx, instancePath(id), &inst); err != nil || inst.Status == "Stopped" {
+			return err == nil
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// execRoot runs argv as the container's root, without streams, and
+// returns its exit status.
+func (i *Incus) execRoot(ctx context.Context, id string, argv []string) (int, error) {
+	op, err := i.c.run(ctx, http.MethodPost, instancePath(id)+"/exec", map[string]any{
+		"command": argv, "wait-for-websocket": false, "interactive": false,
+		"record-output": false, "environment": map[string]string{}, "user": 0, "group": 0,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("exec in instance %s: %w", id, err)
+	}
+	code, _ := op.Metadata["return"].(float64)
+	return int(code), nil
+}
+
+// Remove stops the instance by force and deletes it; a missing instance is
+// not an error.
+func (i *Incus) Remove(ctx context.Context, id string) error {
+	var inst incusInstance
+	if err := i.c.get(ctx, instancePath(id), &inst); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("remove instance %s: %w", id, err)
+	}
+	if inst.Status != "Stopped" {
+		if err := i.forceStop(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("remove instance %s: %w", id, err)
+		}
+	}
+	if _, err := i.c.run(ctx, http.MethodDelete, instancePath(id), nil); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("remove instance %s: %w", id, err)
+	}
+	return nil
+}
+
+// List returns the instances carrying every given label.
+func (i *Incus) List(ctx context.Context, labels map[string]string) ([]State, error) {
+	var insts []incusInstance
+	if err := i.c.get(ctx, "/1.0/instances?recursion=1", &insts); err != nil {
+		return nil, fmt.Errorf("list instances: %w", err)
+	}
+	sort.Slice(insts, func(a, b int) bool { return insts[a].Name < insts[b].Name })
+	states := []State{}
+next:
+	for _, inst := range insts {
+		for k, v := range labels {
+			if got, ok := inst.Config[incusLabelKey+k]; !ok || got != v {
+				continue next
+			}
+		}
+		st, err := i.stateOf(ctx, inst)
+		if err != nil && errors.Is(i.c.get(ctx, instancePath(inst.Name), nil), ErrNotFound) {
+			continue // removed since the list was taken
+		}
+		if err != nil {
+			return nil, err
+		}
+		states = append(states, st)
+	}
+	return states, nil
+}
+
+// Logs copies the command's combined output, as the init kept it, to w.
+func (i *Incus) Logs(ctx context.Context, id string, w io.Writer) error {
+	var inst incusInstance
+	if err := i.c.get(ctx, instancePath(id), &inst); err != nil {
+		return fmt.Errorf("logs of instance %s: %w", id, err)
+	}
+	err := i.readStateFile(ctx, id, incusLogFile, w, incusMaxLog+1024)
+	if errors.Is(err, ErrNotFound) {
+		return nil // never started
+	}
+	if err != nil {
+		return fmt.Errorf("logs of instance %s: %w", id, err)
+	}
+	return nil
+}
+
+// ImageExists reports whether an image alias ref exists.
+func (i *Incus) ImageExists(ctx context.Context, ref string) (bool, error) {
+	err := i.c.get(ctx, "/1.0/images/aliases/"+url.PathEscape(ref), nil)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return true, nil
+}
+
+// staticExecutable is this airlock binary, which must be statically
+// linked: it runs inside images without a libc.
+func staticExecutable() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the airlock binary: %w", err)
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return "", fmt.Errorf("find the airlock binary: %w", err)
+	}
+	if err := checkStatic(exe); err != nil {
+		return "", err
+	}
+	return exe, nil
 }

@@ -101,7 +101,8 @@ func (e *IncusError) Unwrap() error {
 // incusConflict reports an answer saying that something already exists.
 func incusConflict(err error) bool {
 	var ie *IncusError
-	return errors.As(err, &ie) && (ie.Code == http.StatusConflict || strings.Contains(ie.Message, "already exists"))
+	return errors.As(err, &ie) && (ie.Code == http.StatusConflict || strings.Contains(ie.Message, "already exists") ||
+		strings.Contains(ie.Message, "UNIQUE constraint failed: instances."))
 }
 
 // raw sends a request and returns the response when its status is 2xx;
