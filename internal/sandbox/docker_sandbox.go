@@ -158,7 +158,7 @@ func (d *Docker) startProxy(ctx context.Context, spec SandboxSpec) (string, erro
 		d.RemoveProxy(context.WithoutCancel(ctx), p.Name)
 		return "", err
 	}
-	if err := d.waitProxy(ctx, id, filepath.Join(sockDir, filepath.Base(APISocket))); err != nil {
+	if err := waitProxy(ctx, d, id, filepath.Join(sockDir, filepath.Base(APISocket))); err != nil {
 		d.RemoveProxy(context.WithoutCancel(ctx), p.Name)
 		return "", fmt.Errorf("egress proxy %s: %w", p.Name, err)
 	}
@@ -167,7 +167,7 @@ func (d *Docker) startProxy(ctx context.Context, spec SandboxSpec) (string, erro
 
 // waitProxy polls the proxy's health endpoint until it answers, or the
 // proxy exits (then its output says why).
-func (d *Docker) waitProxy(ctx context.Context, id, socket string) error {
+func waitProxy(ctx context.Context, d Engine, id, socket string) error {
 	// A Unix socket's path is limited to 107 bytes, and a run directory
 	// under a long home or temporary directory exceeds it; through an open
 	// descriptor of the directory any path is short.

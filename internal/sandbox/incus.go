@@ -129,13 +129,27 @@ func instancePath(name string) string { return "/1.0/instances/" + url.PathEscap
 
 // Create makes (but does not start) an instance for spec.
 func (i *Incus) Create(ctx context.Context, spec Spec) (string, error) {
-	return i.create(ctx, spec, "", i.binary)
+	return i.create(ctx, spec, incusExtra{binary: i.binary})
 }
 
-// create makes an instance; network, when not "", is the managed bridge
-// its one NIC joins (only a sandbox's proxy has one).
-func (i *Incus) create(ctx context.Context, spec Spec, network, binary string) (string, error) {
-	req, err := i.instanceRequest(ctx, spec, network, binary)
+// incusExtra is what only the backend's own instances have.
+type incusExtra struct {
+	binary string // the airlock binary; "" for this executable
+	// nic, when set, is the one network interface (a sandbox's proxy).
+	nic *incusNIC
+}
+
+// incusNIC is an interface on a managed bridge with a fixed address, which
+// LXC configures before the init runs (the init is no DHCP client).
+type incusNIC struct {
+	network string
+	addr    string // a.b.c.d/prefix
+	gateway string
+}
+
+// create makes an instance.
+func (i *Incus) create(ctx context.Context, spec Spec, x incusExtra) (string, error) {
+	req, err := i.instanceRequest(ctx, spec, x)
 	if err != nil {
 		return "", fmt.Errorf("create instance %s: %w", spec.Name, err)
 	}
@@ -193,7 +207,8 @@ func (i *Incus) imageConfig(ctx context.Context, ref string) (incusImageConfig, 
 
 // instanceRequest turns spec into the create request, with the hardening
 // every instance gets.
-func (i *Incus) instanceRequest(ctx context.Context, spec Spec, network, binary string) (map[string]any, error) {
+func (i *Incus) instanceRequest(ctx context.Context, spec Spec, x incusExtra) (map[string]any, error) {
+	binary := x.binary
 	if spec.Image == "" {
 		return nil, errors.New("no image given")
 	}
@@ -239,8 +254,12 @@ func (i *Incus) instanceRequest(ctx context.Context, spec Spec, network, binary 
 			"readonly": strconv.FormatBool(m.ReadOnly), "shift": "true",
 		}
 	}
-	if network != "" {
-		devices["eth0"] = map[string]string{"type": "nic", "network": network, "name": "eth0"}
+	rawNet, resolv := "", ""
+	if n := x.nic; n != nil {
+		ip, _, _ := strings.Cut(n.addr, "/")
+		devices["eth0"] = map[string]string{"type": "nic", "network": n.network, "name": "eth0", "ipv4.address": ip}
+		rawNet = "lxc.net.0.ipv4.address = " + n.addr + "\nlxc.net.0.ipv4.gateway = " + n.gateway + "\n"
+		resolv = "nameserver " + n.gateway + "\n"
 	}
 
 	ic, err := i.imageConfig(ctx, spec.Image)
@@ -266,7 +285,7 @@ func (i *Incus) instanceRequest(ctx context.Context, spec Spec, network, binary 
 	env = append(append(env, ic.Env...), spec.Env...)
 	init, err := encodeIncusInitSpec(incusInitSpec{
 		Cmd: argv, Env: env, UID: uint32(uid), GID: uint32(gid), WorkDir: workdir,
-		Tmpfs: spec.Tmpfs, Hosts: hosts, NoFile: nofileLimit,
+		Tmpfs: spec.Tmpfs, Hosts: hosts, Resolv: resolv, NoFile: nofileLimit,
 	})
 	if err != nil {
 		return nil, err
@@ -281,7 +300,7 @@ func (i *Incus) instanceRequest(ctx context.Context, spec Spec, network, binary 
 			"lxc.environment = " + incusInitEnv + "=" + init + "\n" +
 			// LXC leaves mounting the cgroups to an init that keeps
 			// CAP_SYS_ADMIN (systemd does); this one does not.
-			"lxc.mount.auto = cgroup:mixed:force\n",
+			"lxc.mount.auto = cgroup:mixed:force\n" + rawNet,
 		incusImageKey: spec.Image,
 	}
 	if l := spec.Limits; l.MemoryBytes > 0 {

@@ -62,8 +62,10 @@ type incusInitSpec struct {
 	WorkDir string   `json:"workdir"`
 	Tmpfs   []Tmpfs  `json:"tmpfs,omitempty"`
 	// Hosts are "address name" lines for /etc/hosts.
-	Hosts  []string `json:"hosts,omitempty"`
-	NoFile uint64   `json:"nofile"`
+	Hosts []string `json:"hosts,omitempty"`
+	// Resolv is /etc/resolv.conf, for an instance with a network.
+	Resolv string `json:"resolv,omitempty"`
+	NoFile uint64 `json:"nofile"`
 }
 
 // incusExitRecord is what the init leaves when its command ended.
@@ -268,6 +270,10 @@ func prepareIncusState() error {
 
 // setupIncusInit does what Docker does outside the container.
 func setupIncusInit(spec incusInitSpec) error {
+	// LXC leaves loopback down in an instance without a network.
+	if err := loopbackUp(); err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
 	for _, t := range spec.Tmpfs {
 		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
 		if !t.Exec {
@@ -291,6 +297,12 @@ func setupIncusInit(spec incusInitSpec) error {
 	if err := writeFileNoFollow("/etc/hosts", []byte(hosts), 0o644); err != nil {
 		return fmt.Errorf("/etc/hosts: %w", err)
 	}
+	if spec.Resolv != "" {
+		os.Remove("/etc/resolv.conf") // a link, in many images
+		if err := writeFileNoFollow("/etc/resolv.conf", []byte(spec.Resolv), 0o644); err != nil {
+			return fmt.Errorf("/etc/resolv.conf: %w", err)
+		}
+	}
 	if spec.NoFile > 0 {
 		var rl unix.Rlimit
 		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
@@ -302,6 +314,23 @@ func setupIncusInit(spec incusInitSpec) error {
 		}
 	}
 	return nil
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // writeIncusExit records the command's status atomically.
