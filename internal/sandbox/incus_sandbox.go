@@ -249,4 +249,3 @@ func (i *Incus) ensureProxyImage(ctx context.Context) error {
 	}
 	return nil
 }
-
