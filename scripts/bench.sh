@@ -55,8 +55,16 @@ awk '
 	/BenchmarkPodmanRun\/airlock-rootful/  { af = $3 }
 	/BenchmarkPodmanRun\/bare-rootless/    { bl = $3 }
 	/BenchmarkPodmanRun\/airlock-rootless/ { al = $3 }
+	/BenchmarkPodmanRun\/gvisor-bare-rootful/     { gbf = $3 }
+	/BenchmarkPodmanRun\/gvisor-airlock-rootful/  { gaf = $3 }
+	/BenchmarkPodmanRun\/gvisor-bare-rootless/    { gbl = $3 }
+	/BenchmarkPodmanRun\/gvisor-airlock-rootless/ { gal = $3 }
 	END {
 		if (!bf || !af || !bl || !al) { print "bench: no Podman figures"; exit 1 }
 		printf "Podman whole run, rootful:  bare podman run %.1f s, airlock run %.1f s, ratio %.2fx (target <= 1.5x)\n", bf/1e9, af/1e9, af/bf
 		printf "Podman whole run, rootless: bare podman run %.1f s, airlock run %.1f s, ratio %.2fx (target <= 1.5x)\n", bl/1e9, al/1e9, al/bl
+		if (gbf && gaf && gbl && gal) {
+			printf "Podman+gVisor, rootful:  bare podman --runtime runsc run %.1f s, airlock run --runtime runsc %.1f s, ratio %.2fx; runsc/runc: airlock %.2fx\n", gbf/1e9, gaf/1e9, gaf/gbf, gaf/af
+			printf "Podman+gVisor, rootless: bare podman --runtime runsc run %.1f s, airlock run --runtime runsc %.1f s, ratio %.2fx; runsc/runc: airlock %.2fx\n", gbl/1e9, gal/1e9, gal/gbl, gal/al
+		}
 	}' <<<"$out"

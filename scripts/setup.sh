@@ -4,8 +4,9 @@
 # for the engine test suite, Debian's docker.io when no engine answers, and
 # Debian's podman) and starts dockerd when nothing is listening, and Podman's
 # API services, rootful and rootless (as the test user airlock-test, which it
-# creates); installs gVisor (Debian's runsc) and registers it with dockerd as
-# the runtime "runsc". Safe to run again: when all is present it only checks,
+# creates); installs gVisor (Debian's runsc) and registers it with dockerd and
+# Podman as the runtime "runsc" (for Podman with a second API service each,
+# rootful and rootless, that creates its containers). Safe to run again: when all is present it only checks,
 # in about a second.
 set -euo pipefail
 
@@ -112,10 +113,31 @@ if ! has_runsc; then
 	has_runsc || die "dockerd did not take the runsc runtime from $daemon_json (see its log); check the file, then kill -HUP $pid"
 fi
 
+# gVisor for Podman (docs/gvisor.md): Podman has no per-runtime arguments,
+# so runsc is registered as a wrapper that adds the same flags as dockerd's.
+# A rootless Podman runs it in the user's namespace, where on cgroup v1 it
+# can make no cgroups (Podman sets no limits there for runc either).
+runsc_wrapper=/usr/local/libexec/airlock/runsc
+runsc_wrapper_text="#!/bin/sh
+# Written by airlock's scripts/setup.sh: gVisor for Podman, with the flags
+# airlock's sandboxes need (docs/gvisor.md).
+set -- ${runsc_args[*]} \"\$@\"
+read -r _ _ ids </proc/self/uid_map
+if [ \"\$ids\" != 4294967295 ] && [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
+	set -- --ignore-cgroups \"\$@\"
+fi
+exec /usr/bin/runsc \"\$@\""
+if [ "$(cat "$runsc_wrapper" 2>/dev/null)" != "$runsc_wrapper_text" ]; then
+	log "writing $runsc_wrapper (runsc for Podman)"
+	printf '%s\n' "$runsc_wrapper_text" | "${SUDO[@]}" install -D -m 0755 /dev/stdin "$runsc_wrapper"
+fi
+
 # Podman's settings for airlock, in a drop-in that leaves the admin's own
 # containers.conf alone: explicit ulimits (Podman's defaults exceed the hard
 # limits of many hosts, and then no container starts), cgroupfs and a file
-# for events (no systemd here), runc, netavark.
+# for events (no systemd here), runc as the default, runsc through the
+# wrapper above, netavark. Podman's services read it when they start: a
+# changed file restarts the ones running (running containers stay).
 podman_conf=/etc/containers/containers.conf.d/airlock.conf
 nproc=$(ulimit -Hu)
 pid_max=$(cat /proc/sys/kernel/pid_max)
@@ -127,12 +149,15 @@ default_ulimits = [\"nofile=20000:20000\", \"nproc=$nproc:$nproc\"]
 cgroup_manager = \"cgroupfs\"
 events_logger = \"file\"
 runtime = \"runc\"
+[engine.runtimes]
+runsc = [\"$runsc_wrapper\"]
 [network]
 network_backend = \"netavark\""
 if [ "$(cat "$podman_conf" 2>/dev/null)" != "$podman_settings" ]; then
 	log "writing $podman_conf"
 	"${SUDO[@]}" mkdir -p "$(dirname "$podman_conf")"
 	printf '%s\n' "$podman_settings" | "${SUDO[@]}" tee "$podman_conf" >/dev/null
+	podman_conf_changed=1
 fi
 # overlay for rootless users too (else Podman picks vfs, which copies the
 # whole image for every container). Only where nobody has chosen yet.
@@ -154,14 +179,48 @@ wait_podman() { # socket log
 	die "Podman's API service did not start on $1 (see $2)"
 }
 
-# Rootful Podman's API service, on its usual socket; no systemd, so in the
-# background, detached from this script.
-if ! podman_answers /run/podman/podman.sock; then
-	log "starting Podman's API service on /run/podman/podman.sock (log: /var/log/airlock-podman.log)"
-	"${SUDO[@]}" mkdir -p /run/podman
-	"${SUDO[@]}" sh -c 'nohup podman system service --time=0 unix:///run/podman/podman.sock >/var/log/airlock-podman.log 2>&1 </dev/null &'
-	wait_podman /run/podman/podman.sock /var/log/airlock-podman.log
-fi
+# start_podman_service SOCKET LOG USER [ARG...]: Podman's API service on
+# SOCKET, as USER (root: rootful Podman), with Podman's global ARGs; in the
+# background, detached from this script (no systemd here). A service that
+# runs while the drop-in changed is restarted, as it reads it only at start.
+start_podman_service() {
+	local sock=$1 logfile=$2 user=$3 uid dir cmd pids
+	shift 3
+	uid=$(id -u "$user")
+	dir=$(dirname "$sock")
+	cmd="podman${*:+ $*} system service --time=0 unix://$sock"
+	if [ -n "${podman_conf_changed:-}" ] && podman_answers "$sock"; then
+		pids=$(pgrep -u "$uid" -x -f "$cmd" | tr '\n' ' ' || true)
+		[ -n "$pids" ] || die "Podman's API service on $sock runs, but not as \`$cmd\`: restart it so that it reads $podman_conf"
+		log "restarting Podman's API service on $sock (pids $pids) for the new $podman_conf"
+		# shellcheck disable=SC2086 # the pids are words
+		"${SUDO[@]}" kill $pids
+		for _ in $(seq 40); do
+			podman_answers "$sock" || break
+			sleep 0.25
+		done
+	fi
+	podman_answers "$sock" && return 0
+	log "starting Podman's API service on $sock${*:+ ($*)} (log: $logfile)"
+	if [ "$uid" -eq 0 ]; then
+		"${SUDO[@]}" mkdir -p "$dir"
+		"${SUDO[@]}" sh -c "nohup $cmd >>$logfile 2>&1 </dev/null &"
+	else
+		"${SUDO[@]}" install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
+		"${SUDO[@]}" install -m 0644 -o "$user" -g "$user" /dev/null "$logfile"
+		"${SUDO[@]}" runuser -u "$user" -- sh -c "cd / && export XDG_RUNTIME_DIR=/run/user/$uid HOME=$(getent passwd "$user" | cut -d: -f6) &&
+			nohup $cmd >>$logfile 2>&1 </dev/null &"
+	fi
+	wait_podman "$sock" "$logfile"
+}
+
+# Rootful Podman's API service, on its usual socket, and a second one whose
+# default runtime is gVisor: Podman's API (up to Podman 5) creates every
+# container under its service's default runtime, so airlock creates a gVisor
+# sandbox's containers through podman-runsc.sock next to podman.sock
+# (docs/gvisor.md). Both share one container store.
+start_podman_service /run/podman/podman.sock /var/log/airlock-podman.log root
+start_podman_service /run/podman/podman-runsc.sock /var/log/airlock-podman-runsc.log root --runtime runsc
 
 # Rootless Podman, as the tests run it: an unprivileged user with its own
 # subordinate uid and gid ranges, its runtime directory (which a login
@@ -185,15 +244,8 @@ if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
 	"${SUDO[@]}" chmod 0666 /dev/net/tun
 fi
 test_uid=$(id -u "$test_user")
-rootless_sock=/run/user/$test_uid/podman/podman.sock
-if ! podman_answers "$rootless_sock"; then
-	log "starting $test_user's rootless Podman API service on $rootless_sock (log: /var/log/airlock-podman-rootless.log)"
-	"${SUDO[@]}" install -d -m 0700 -o "$test_user" -g "$test_user" "/run/user/$test_uid"
-	"${SUDO[@]}" install -m 0644 -o "$test_user" -g "$test_user" /dev/null /var/log/airlock-podman-rootless.log
-	"${SUDO[@]}" runuser -u "$test_user" -- sh -c "cd / && export XDG_RUNTIME_DIR=/run/user/$test_uid HOME=$(getent passwd "$test_user" | cut -d: -f6) &&
-		nohup podman system service --time=0 unix://$rootless_sock >>/var/log/airlock-podman-rootless.log 2>&1 </dev/null &"
-	wait_podman "$rootless_sock" /var/log/airlock-podman-rootless.log
-fi
+start_podman_service "/run/user/$test_uid/podman/podman.sock" /var/log/airlock-podman-rootless.log "$test_user"
+start_podman_service "/run/user/$test_uid/podman/podman-runsc.sock" /var/log/airlock-podman-rootless-runsc.log "$test_user" --runtime runsc
 
 # Where no image registry can be reached (as on airlock's CI machines), the
 # default image's base must be made from Debian packages. Record that choice

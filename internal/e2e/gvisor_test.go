@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
@@ -30,6 +32,38 @@ func needRunsc(t testing.TB) {
 	t.Skip(msg)
 }
 
+// needRunscOn is needRunsc for the env's engine: on Podman, the service
+// that creates gVisor containers must answer (scripts/setup.sh starts it).
+func needRunscOn(t testing.TB, e *env) {
+	t.Helper()
+	if e.engine == onDocker {
+		needRunsc(t)
+		return
+	}
+	eng, err := e.sandboxEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	if err := sandbox.CheckRuntime(context.Background(), eng, "runsc"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI needs gVisor on %s (scripts/setup.sh): %v", e.engine, err)
+		}
+		t.Skipf("no gVisor on %s (run scripts/setup.sh): %v", e.engine, err)
+	}
+}
+
+// gvisorEngines are the engines gVisor runs on.
+var gvisorEngines = []engineKind{onDocker, onPodman, onRootlessPodman}
+
+// onEngines runs body on a new env on each engine, as subtests named after
+// them (-run 'TestX/^Podman$' picks one).
+func onEngines(t *testing.T, kinds []engineKind, body func(t *testing.T, e *env)) {
+	for _, k := range kinds {
+		t.Run(k.String(), func(t *testing.T) { body(t, newEnvOn(t, k)) })
+	}
+}
+
 // hostKernel is the host's kernel release; gVisor reports its own.
 func hostKernel(t *testing.T) string {
 	t.Helper()
@@ -40,12 +74,24 @@ func hostKernel(t *testing.T) string {
 	return strings.TrimSpace(string(out))
 }
 
-// runtimeOf is the OCI runtime Docker ran a container under.
-func runtimeOf(t *testing.T, container string) string {
-	t.Helper()
-	out, err := exec.Command("docker", "inspect", "--format", "{{.HostConfig.Runtime}}", container).CombinedOutput()
+// runtimeOf is the OCI runtime the env's engine runs a container under,
+// as the engine itself reports it.
+func (e *env) runtimeOf(container string) string {
+	e.t.Helper()
+	var out []byte
+	var err error
+	switch e.engine {
+	case onDocker:
+		out, err = exec.Command("docker", "inspect", "--format", "{{.HostConfig.Runtime}}", container).CombinedOutput()
+	case onPodman:
+		out, err = exec.Command("podman", "inspect", "--format", "{{.OCIRuntime}}", container).CombinedOutput()
+	case onRootlessPodman:
+		var s string
+		s, err = asUser(e.user, "", nil, "podman", "inspect", "--format", "{{.OCIRuntime}}", container)
+		out = []byte(s)
+	}
 	if err != nil {
-		t.Fatalf("docker inspect %s: %v\n%s", container, err, out)
+		e.t.Fatalf("inspect %s on %s: %v\n%s", container, e.engine, err, out)
 	}
 	return strings.TrimSpace(string(out))
 }
@@ -54,9 +100,10 @@ func runtimeOf(t *testing.T, container string) string {
 // its model traffic through the proxy over the Unix socket shared with the
 // proxy's (runc) container, the harvest, diff and merge. The kernel the
 // agent saw is gVisor's, not the host's.
-func TestGVisorWriteCommitMerge(t *testing.T) {
-	needRunsc(t)
-	e := newEnv(t)
+func TestGVisorWriteCommitMerge(t *testing.T) { onEngines(t, gvisorEngines, gvisorWriteCommitMerge) }
+
+func gvisorWriteCommitMerge(t *testing.T, e *env) {
+	needRunscOn(t, e)
 	srv, _ := e.server(testkit.BashScript("gvisor",
 		`printf 'print("Hello from gVisor")\n' > hello.py && python3 hello.py`,
 		`uname -r > kernel.txt && git add hello.py kernel.txt && git commit -qm "Add hello.py"`,
@@ -74,7 +121,7 @@ func TestGVisorWriteCommitMerge(t *testing.T) {
 		t.Fatalf("runs = %+v, want one succeeded run with runtime runsc", runs)
 	}
 	r := runs[0]
-	if got := runtimeOf(t, r.Container); got != "runsc" {
+	if got := e.runtimeOf(r.Container); got != "runsc" {
 		t.Errorf("the agent's container ran under %q, want runsc", got)
 	}
 	if r.Turns == 0 {
@@ -171,7 +218,7 @@ func TestHostileGVisorIsolation(t *testing.T) {
 	setAPIKey(e, realKey)
 	e.ok("run", "-y", "-m", "Try to get out.", "--name", "escape")
 	r := e.runs()[0]
-	if got := runtimeOf(t, r.Container); got != "runsc" {
+	if got := e.runtimeOf(r.Container); got != "runsc" {
 		t.Fatalf("the agent's container ran under %q, want runsc", got)
 	}
 	ws := filepath.Join(e.state, "airlock", "runs", r.ID, "workspace")
@@ -231,12 +278,13 @@ func gvisorAttempts(t *testing.T) []attempt {
 
 // An interactive session under gVisor: Claude Code's terminal UI in tmux,
 // driven with tmux send/capture, and exec into the sandbox.
-func TestGVisorShellExec(t *testing.T) {
-	needRunsc(t)
-	e := newEnv(t)
+func TestGVisorShellExec(t *testing.T) { onEngines(t, gvisorEngines, gvisorShellExec) }
+
+func gvisorShellExec(t *testing.T, e *env) {
+	needRunscOn(t, e)
 	e.server(testkit.ChatScript())
 	id := e.startShell("--runtime", "runsc")
-	if got := runtimeOf(t, "airlock-"+id); got != "runsc" {
+	if got := e.runtimeOf("airlock-" + id); got != "runsc" {
 		t.Fatalf("the session's container ran under %q, want runsc", got)
 	}
 	e.ok("tmux", "send", id, "What is the answer?", "--enter")
@@ -247,17 +295,15 @@ func TestGVisorShellExec(t *testing.T) {
 	e.ok("stop", id)
 }
 
-// Podman 4's Docker-compatible API would take --runtime runsc and run the
-// agent under runc: the run is refused before anything is made instead.
-func TestGVisorOnPodmanRefused(t *testing.T) {
-	needPodman(t)
-	rootfulPodmanImage(t)
-	e := newEnv(t)
+// On Podman a runtime without a Podman service to create its containers
+// is refused before anything is made, saying what to start.
+func TestGVisorPodmanUnknownRuntime(t *testing.T) {
+	e := newEnvOn(t, onPodman)
 	srv, _ := e.server(testkit.DemoScript())
-	e.extra = append(e.extra, "AIRLOCK_ENGINE=podman")
-	res := e.airlock("run", "-y", "--runtime", "runsc", "-m", "x")
-	if res.code == 0 || !strings.Contains(res.stderr, "ignores a container's runtime") {
-		t.Errorf("run --runtime runsc on Podman: exit %d, stderr:\n%s\nwant a refusal saying Podman ignores the runtime", res.code, res.stderr)
+	res := e.airlock("run", "-y", "--runtime", "nosuch", "-m", "x")
+	if res.code == 0 || !strings.Contains(res.stderr, `runtime "nosuch" is not one the container engine has`) ||
+		!strings.Contains(res.stderr, "podman --runtime nosuch system service") {
+		t.Errorf("run --runtime nosuch on Podman: exit %d, stderr:\n%s\nwant a refusal saying which service to start", res.code, res.stderr)
 	}
 	if runs := e.runs(); len(runs) != 0 {
 		t.Errorf("a refused run left records: %+v", runs)
@@ -270,9 +316,10 @@ func TestGVisorOnPodmanRefused(t *testing.T) {
 // A persistent run under gVisor: the tool the agent installed in its
 // container is still there when `start` brings the container back, under
 // runsc again, continuing the conversation.
-func TestGVisorPersistentStart(t *testing.T) {
-	needRunsc(t)
-	e := newEnv(t)
+func TestGVisorPersistentStart(t *testing.T) { onEngines(t, gvisorEngines, gvisorPersistentStart) }
+
+func gvisorPersistentStart(t *testing.T, e *env) {
+	needRunscOn(t, e)
 	greeting := "tool says hi " + randHex(8)
 	e.write("tool/package.json", `{"name":"airlock-e2e-tool","version":"1.0.0","bin":{"airlock-e2e-tool":"cli.js"}}`+"\n")
 	e.write("tool/cli.js", "#!/usr/bin/env node\nconsole.log("+`"`+greeting+`"`+")\n")
@@ -293,7 +340,7 @@ func TestGVisorPersistentStart(t *testing.T) {
 	t.Cleanup(func() { next.Close() })
 
 	e.ok("start", "tools", "-m", "Run the tool and commit its output.")
-	if got := runtimeOf(t, r.Container); got != "runsc" {
+	if got := e.runtimeOf(r.Container); got != "runsc" {
 		t.Errorf("the restarted container runs under %q, want runsc", got)
 	}
 	e.ok("wait", "tools")
@@ -310,35 +357,45 @@ func TestGVisorPersistentStart(t *testing.T) {
 // plants never run on the host (the harvest, under runsc too, bundles the
 // work without running them), and a destroyed copy changes nothing.
 func TestHostileGVisorCopy(t *testing.T) {
-	needRunsc(t)
-	t.Run("planted hooks", func(t *testing.T) {
-		e := newEnv(t)
-		markers := t.TempDir()
-		e.server(testkit.PlantScript(filepath.Join(markers, "m")))
-		e.ok("run", "--runtime", "runsc", "-m", "Plant traps.", "--name", "plant")
-		e.ok("diff")
-		e.ok("merge")
-		if got := e.git("log", "-1", "--format=%s"); got != "Add planted.txt" {
-			t.Fatalf("merge did not bring the commit: HEAD is %q", got)
-		}
-		e.ok("rm", "-y")
-		entries, _ := os.ReadDir(markers)
-		for _, m := range entries {
-			t.Errorf("host ran a planted command: %s", m.Name())
-		}
-	})
-	t.Run("destroyed copy", func(t *testing.T) {
-		e := newEnv(t)
-		e.server(testkit.DestroyScript())
-		before := treeHash(t, e.repo)
-		if res := e.airlock("run", "--runtime", "runsc", "-m", "Destroy the repository.", "--name", "destroy"); res.code != 0 && res.code != 3 {
-			t.Fatalf("run: exit %d\n%s", res.code, res.stderr)
-		}
-		if after := treeHash(t, e.repo); after != before {
-			t.Fatal("the user's repository changed")
-		}
-		if r := e.runs()[0]; r.Runtime != "runsc" || !strings.Contains(r.HarvestError, ".git") {
-			t.Errorf("runtime %q, harvest error %q; want runsc and one about the missing .git", r.Runtime, r.HarvestError)
-		}
-	})
+	for _, k := range gvisorEngines {
+		t.Run(k.String(), func(t *testing.T) {
+			t.Run("planted hooks", func(t *testing.T) { hostileGVisorPlant(t, newEnvOn(t, k)) })
+			t.Run("destroyed copy", func(t *testing.T) { hostileGVisorDestroy(t, newEnvOn(t, k)) })
+		})
+	}
+}
+
+func hostileGVisorPlant(t *testing.T, e *env) {
+	needRunscOn(t, e)
+	markers := e.tempDir()
+	e.server(testkit.PlantScript(filepath.Join(markers, "m")))
+	e.ok("run", "--runtime", "runsc", "-m", "Plant traps.", "--name", "plant")
+	if got := e.runtimeOf(e.runs()[0].Container); got != "runsc" {
+		t.Errorf("the agent's container ran under %q, want runsc", got)
+	}
+	e.ok("diff")
+	e.ok("merge")
+	if got := e.git("log", "-1", "--format=%s"); got != "Add planted.txt" {
+		t.Fatalf("merge did not bring the commit: HEAD is %q", got)
+	}
+	e.ok("rm", "-y")
+	entries, _ := os.ReadDir(markers)
+	for _, m := range entries {
+		t.Errorf("host ran a planted command: %s", m.Name())
+	}
+}
+
+func hostileGVisorDestroy(t *testing.T, e *env) {
+	needRunscOn(t, e)
+	e.server(testkit.DestroyScript())
+	before := treeHash(t, e.repo)
+	if res := e.airlock("run", "--runtime", "runsc", "-m", "Destroy the repository.", "--name", "destroy"); res.code != 0 && res.code != 3 {
+		t.Fatalf("run: exit %d\n%s", res.code, res.stderr)
+	}
+	if after := treeHash(t, e.repo); after != before {
+		t.Fatal("the user's repository changed")
+	}
+	if r := e.runs()[0]; r.Runtime != "runsc" || !strings.Contains(r.HarvestError, ".git") {
+		t.Errorf("runtime %q, harvest error %q; want runsc and one about the missing .git", r.Runtime, r.HarvestError)
+	}
 }

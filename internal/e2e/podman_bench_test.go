@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
@@ -61,10 +63,16 @@ func BenchmarkPodmanRun(b *testing.B) {
 			"ANTHROPIC_API_KEY=sk-ant-bench", "ANTHROPIC_BASE_URL=" + url}
 	}
 
-	bare := func(rootless bool) func(b *testing.B) {
+	bare := func(rootless bool, runtime string) func(b *testing.B) {
 		return func(b *testing.B) {
-			args := []string{"run", "--rm", "--network", "none", "-v", sockDir + ":/s",
-				"-e", "ANTHROPIC_API_KEY=sk-ant-bench", "-e", "ANTHROPIC_BASE_URL=http://127.0.0.1:8080"}
+			var args []string
+			if runtime != "" {
+				// Podman's CLI takes the runtime as its own flag; it runs
+				// runsc as registered in containers.conf, as airlock does.
+				args = []string{"--runtime", runtime}
+			}
+			args = append(args, "run", "--rm", "--network", "none", "-v", sockDir+":/s",
+				"-e", "ANTHROPIC_API_KEY=sk-ant-bench", "-e", "ANTHROPIC_BASE_URL=http://127.0.0.1:8080")
 			if rootless {
 				args = append(args, "--userns", "keep-id")
 			} else {
@@ -89,10 +97,13 @@ func BenchmarkPodmanRun(b *testing.B) {
 			}
 		}
 	}
-	whole := func(rootless bool) func(b *testing.B) {
+	whole := func(rootless bool, runtime string) func(b *testing.B) {
 		return func(b *testing.B) {
 			for b.Loop() {
 				args := []string{"run", "-y", "-m", "hi", "--name", "bench"}
+				if runtime != "" {
+					args = append(args, "--runtime", runtime)
+				}
 				cmd := exec.Command(shared.bin, args...)
 				cmd.Dir, cmd.Env = projects[0].repo, append(os.Environ(), append(vars(projects[0]), "AIRLOCK_ENGINE=podman")...)
 				if rootless {
@@ -105,10 +116,27 @@ func BenchmarkPodmanRun(b *testing.B) {
 			}
 		}
 	}
-	b.Run("bare-rootful", bare(false))
-	b.Run("airlock-rootful", whole(false))
-	b.Run("bare-rootless", bare(true))
-	b.Run("airlock-rootless", whole(true))
+	b.Run("bare-rootful", bare(false, ""))
+	b.Run("airlock-rootful", whole(false, ""))
+	b.Run("bare-rootless", bare(true, ""))
+	b.Run("airlock-rootless", whole(true, ""))
+	// gVisor (docs/gvisor.md), where Podman has it.
+	p, err := sandbox.NewPodman("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	if err := sandbox.CheckRuntime(context.Background(), p, "runsc"); err != nil {
+		if os.Getenv("CI") == "true" {
+			b.Fatalf("CI needs gVisor on Podman (scripts/setup.sh): %v", err)
+		}
+		b.Logf("no gVisor figures: %v", err)
+		return
+	}
+	b.Run("gvisor-bare-rootful", bare(false, "runsc"))
+	b.Run("gvisor-airlock-rootful", whole(false, "runsc"))
+	b.Run("gvisor-bare-rootless", bare(true, "runsc"))
+	b.Run("gvisor-airlock-rootless", whole(true, "runsc"))
 	b.StopTimer()
 	// Remove the runs' containers, on each Podman.
 	for i, p := range projects {

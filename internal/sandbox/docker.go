@@ -57,7 +57,12 @@ func NewDockerAt(host string) (*Docker, error) {
 }
 
 // Close releases the client's connections.
-func (d *Docker) Close() error { return d.cli.Close() }
+func (d *Docker) Close() error {
+	if d.podman != nil {
+		return errors.Join(d.podman.close(), d.cli.Close())
+	}
+	return d.cli.Close()
+}
 
 // Ping checks that the daemon answers and settles the API version.
 func (d *Docker) Ping(ctx context.Context) error {
@@ -101,9 +106,18 @@ func (d *Docker) containerCreate(ctx context.Context, opts client.ContainerCreat
 	if err := d.podman.adjust(ctx, d, &opts); err != nil {
 		return client.ContainerCreateResult{}, err
 	}
-	res, err := d.cli.ContainerCreate(ctx, opts)
+	cli := d.cli
+	if rt := opts.HostConfig.Runtime; rt != "" {
+		// Podman ignores the field; the service chosen decides.
+		var err error
+		if cli, err = d.podman.runtimeClient(ctx, d, rt); err != nil {
+			return client.ContainerCreateResult{}, err
+		}
+		opts.HostConfig.Runtime = ""
+	}
+	res, err := cli.ContainerCreate(ctx, opts)
 	for try := 0; err != nil && podmanTransient(err) && try < 3; try++ {
-		res, err = d.cli.ContainerCreate(ctx, opts)
+		res, err = cli.ContainerCreate(ctx, opts)
 	}
 	return res, err
 }

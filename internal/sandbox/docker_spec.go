@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -184,8 +185,10 @@ func CheckNotEngineSocket(source string, engineSockets []string) error {
 		return fmt.Errorf("mount source %s %s; airlock never gives a sandbox access to the container engine (remove that mount)", source, what)
 	}
 	src := resolvePath(source)
-	for _, name := range []string{"docker.sock", "podman.sock", "containerd.sock"} {
-		if filepath.Base(source) == name || filepath.Base(src) == name {
+	for _, base := range []string{filepath.Base(source), filepath.Base(src)} {
+		// podman-<runtime>.sock: a Podman service for another runtime.
+		if slices.Contains([]string{"docker.sock", "podman.sock", "containerd.sock"}, base) ||
+			strings.HasPrefix(base, "podman-") && strings.HasSuffix(base, ".sock") {
 			return refuse("is a container engine socket")
 		}
 	}

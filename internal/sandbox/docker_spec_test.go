@@ -39,12 +39,14 @@ func TestCheckNotEngineSocket(t *testing.T) {
 	writeFile(t, dir+"/engine/api.sock")
 
 	for src, refused := range map[string]bool{
-		dir + "/engine/api.sock": true,  // the socket
-		dir + "/engine":          true,  // its directory
-		dir:                      true,  // an ancestor
-		dir + "/podman/sub":      true,  // inside an engine directory
-		dir + "/work":            false, // a sibling
-		dir + "/x/docker.sock":   true,  // named like a socket, wherever it is
+		dir + "/engine/api.sock":     true,  // the socket
+		dir + "/engine":              true,  // its directory
+		dir:                          true,  // an ancestor
+		dir + "/podman/sub":          true,  // inside an engine directory
+		dir + "/work":                false, // a sibling
+		dir + "/x/docker.sock":       true,  // named like a socket, wherever it is
+		dir + "/x/podman-runsc.sock": true,  // a Podman service for another runtime
+		dir + "/x/podman-notes.txt":  false,
 	} {
 		err := d.checkNotEngineSocket(src)
 		if refused != (err != nil) {
@@ -66,6 +68,22 @@ func writeFile(t *testing.T, path string) {
 	t.Helper()
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPodmanRuntimeHost(t *testing.T) {
+	tests := []struct{ host, name, want string }{
+		{"unix:///run/podman/podman.sock", "runsc", "unix:///run/podman/podman-runsc.sock"},
+		{"unix:///run/user/1000/podman/podman.sock", "runsc", "unix:///run/user/1000/podman/podman-runsc.sock"},
+		{"unix:///tmp/my.sock", "kata", "unix:///tmp/podman-kata.sock"},
+		{"tcp://127.0.0.1:8080", "runsc", ""},
+		{"unix:///run/podman/podman.sock", "../x", ""},
+		{"unix:///run/podman/podman.sock", "", ""},
+	}
+	for _, tt := range tests {
+		if got := PodmanRuntimeHost(tt.host, tt.name); got != tt.want {
+			t.Errorf("PodmanRuntimeHost(%q, %q) = %q, want %q", tt.host, tt.name, got, tt.want)
+		}
 	}
 }
 

@@ -43,6 +43,9 @@ type podmanQuirks struct {
 	mu    sync.Mutex
 	info  *podmanInfo
 	nproc uint64 // the nproc ulimit containers get
+	// runtimeClients reach the services that create containers under a
+	// runtime other than the main service's default (podman_runtime.go).
+	runtimeClients map[string]*client.Client
 }
 
 // podmanInfo is the part of Podman's /libpod/info airlock needs.
@@ -52,7 +55,16 @@ type podmanInfo struct {
 		Security       struct {
 			Rootless bool `json:"rootless"`
 		} `json:"security"`
+		// OCIRuntime is the service's default runtime, which every
+		// container it creates runs under.
+		OCIRuntime struct {
+			Name string `json:"name"`
+			Path string `json:"path"`
+		} `json:"ociRuntime"`
 	} `json:"host"`
+	// Runtimes are the programs the service runs each runtime it knows as
+	// (from the compatible /info: Podman's own names only its default).
+	Runtimes map[string]string `json:"runtimes,omitempty"`
 }
 
 // NewPodman connects lazily to Podman's Docker-compatible API at host (a
@@ -67,9 +79,13 @@ func NewPodman(host string) (*Docker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("podman client for %s: %w", host, err)
 	}
+	socks := engineSockets(cli.DaemonHost())
+	for _, s := range podmanRuntimeSockets(cli.DaemonHost()) {
+		socks = append(socks, s)
+	}
 	return &Docker{
 		cli:           cli,
-		engineSockets: engineSockets(cli.DaemonHost()),
+		engineSockets: socks,
 		podman:        &podmanQuirks{nproc: nprocLimit()},
 	}, nil
 }
@@ -148,12 +164,7 @@ func (q *podmanQuirks) describe(ctx context.Context, d *Docker) (podmanInfo, err
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.info == nil {
-		key := podmanSocketKey(d.cli.DaemonHost())
-		if info, ok := readPodmanInfoCache(key); ok {
-			q.info = &info
-			return info, nil
-		}
-		info, err := fetchPodmanInfo(ctx, d.cli)
+		info, err := podmanDescribe(ctx, d.cli)
 		if errors.As(err, new(dialError)) {
 			return podmanInfo{}, q.unreachable("ask Podman about itself", d.cli.DaemonHost(), err)
 		}
@@ -161,35 +172,57 @@ func (q *podmanQuirks) describe(ctx context.Context, d *Docker) (podmanInfo, err
 			return podmanInfo{}, fmt.Errorf("ask Podman about itself: %w", err)
 		}
 		q.info = &info
-		writePodmanInfoCache(key, info)
 	}
 	return *q.info, nil
 }
 
-// fetchPodmanInfo reads /libpod/info over the client's own connection.
-func fetchPodmanInfo(ctx context.Context, cli *client.Client) (podmanInfo, error) {
+// podmanDescribe is the description of the Podman service cli talks to,
+// from the cache when it holds one for the service's socket.
+func podmanDescribe(ctx context.Context, cli *client.Client) (podmanInfo, error) {
+	key := podmanSocketKey(cli.DaemonHost())
+	if info, ok := readPodmanInfoCache(key); ok {
+		return info, nil
+	}
+	var info podmanInfo
+	if err := podmanGet(ctx, cli, "/v4.0.0/libpod/info", &info); err != nil {
+		return podmanInfo{}, err
+	}
+	res, err := cli.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return podmanInfo{}, fmt.Errorf("GET /info: %w", err)
+	}
+	info.Runtimes = make(map[string]string, len(res.Info.Runtimes))
+	for name, rt := range res.Info.Runtimes {
+		info.Runtimes[name] = rt.Path
+	}
+	writePodmanInfoCache(key, info)
+	return info, nil
+}
+
+// podmanGet decodes the answer to a GET of Podman's own API (path) over
+// the client's connection into out.
+func podmanGet(ctx context.Context, cli *client.Client, path string, out any) error {
 	dial := cli.Dialer()
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 	}}
 	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://podman/v4.0.0/libpod/info", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://podman"+path, nil)
 	if err != nil {
-		return podmanInfo{}, err
+		return err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return podmanInfo{}, dialError{err}
+		return dialError{err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return podmanInfo{}, fmt.Errorf("GET /libpod/info: %s (is this Podman 4 or newer?)", resp.Status)
+		return fmt.Errorf("GET %s: %s (is this Podman 4 or newer?)", path, resp.Status)
 	}
-	var info podmanInfo
-	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
-		return podmanInfo{}, fmt.Errorf("GET /libpod/info: %w", err)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
 	}
-	return info, nil
+	return nil
 }
 
 // podmanState maps what Podman's compatible API reports: its states are
@@ -254,14 +287,6 @@ func (q *podmanQuirks) adjust(ctx context.Context, d *Docker, opts *client.Conta
 		return err
 	}
 	hc := opts.HostConfig
-	if hc.Runtime != "" {
-		// Podman 4.3's compatible API ignores the runtime asked for and
-		// runs the container with its default: a run asking for gVisor
-		// would silently get runc. (Its own CLI honours --runtime runsc,
-		// but runsc then refuses a container of network "none" unless
-		// given --network=none as a runtime flag.)
-		return fmt.Errorf("the %s runtime cannot be chosen on Podman (its Docker-compatible API ignores it and would run the agent without it): use Docker for it (AIRLOCK_ENGINE=docker), or run without it", hc.Runtime)
-	}
 	hc.Ulimits = append(hc.Ulimits, &container.Ulimit{Name: "nproc", Soft: int64(q.nproc), Hard: int64(q.nproc)})
 	if info.Host.Security.Rootless {
 		hc.UsernsMode = "keep-id"

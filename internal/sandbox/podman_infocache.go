@@ -64,7 +64,8 @@ func readPodmanInfoCache(key string) (podmanInfo, bool) {
 		return podmanInfo{}, false
 	}
 	var e podmanInfoEntry
-	if json.Unmarshal(data, &e) != nil || e.Socket != key {
+	// An answer without the runtimes was kept by an older airlock.
+	if json.Unmarshal(data, &e) != nil || e.Socket != key || e.Info.Host.OCIRuntime.Name == "" || len(e.Info.Runtimes) == 0 {
 		return podmanInfo{}, false
 	}
 	return e.Info, true

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"net"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -30,9 +31,20 @@ func TestPodmanInfoCache(t *testing.T) {
 	var info podmanInfo
 	info.Host.CgroupsVersion = "v1"
 	info.Host.Security.Rootless = true
+	info.Host.OCIRuntime.Name, info.Host.OCIRuntime.Path = "runc", "/usr/bin/runc"
+	info.Runtimes = map[string]string{"runc": "/usr/bin/runc", "runsc": "/usr/local/libexec/airlock/runsc"}
 	writePodmanInfoCache(key, info)
-	if got, ok := readPodmanInfoCache(podmanSocketKey("unix://" + sock)); !ok || got != info {
+	if got, ok := readPodmanInfoCache(podmanSocketKey("unix://" + sock)); !ok || !reflect.DeepEqual(got, info) {
 		t.Fatalf("kept answer = %+v, %v; want %+v", got, ok, info)
+	}
+
+	// An answer kept by an airlock that did not record the runtimes is
+	// asked again.
+	old := info
+	old.Runtimes = nil
+	writePodmanInfoCache(key, old)
+	if _, ok := readPodmanInfoCache(key); ok {
+		t.Error("an answer without the default runtime was used")
 	}
 
 	ln.Close() // removes the socket

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"testing"
 
@@ -122,18 +123,84 @@ func importImage(t *testing.T, d *sandbox.Docker) {
 	}
 }
 
-// Podman's compatible API ignores the runtime asked for (a gVisor run would
-// silently get runc); the Podman engine refuses it before creating anything.
-func TestPodmanRefusesRunsc(t *testing.T) {
+// TestPodmanRuntime: a container asking for gVisor on Podman runs under it
+// (created through the Podman service whose default runtime is runsc),
+// while one asking for nothing runs under runc; a runtime without a
+// service is refused with what to start. On the Podman of the user the test
+// runs as (TestPodmanRootlessRuntime runs it rootless).
+func TestPodmanRuntime(t *testing.T) {
 	p := testkit.Podman(t)
 	importImage(t, p)
-	name := "airlock-podman-runsc-test"
-	_, err := p.Create(context.Background(), sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"true"}, User: "1000:1000", Runtime: "runsc"})
-	if err == nil || !strings.Contains(err.Error(), "runsc runtime") || !strings.Contains(err.Error(), "Podman") {
-		p.Remove(context.Background(), name)
-		t.Fatalf("Create with runtime runsc on Podman: err = %v, want one saying the runtime cannot be chosen on Podman", err)
+	ctx := context.Background()
+	if err := sandbox.CheckRuntime(ctx, p, "runsc"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI needs gVisor on Podman (scripts/setup.sh): %v", err)
+		}
+		t.Skipf("no gVisor on Podman (scripts/setup.sh): %v", err)
 	}
-	if _, err := p.Inspect(context.Background(), name); !errors.Is(err, sandbox.ErrNotFound) {
-		t.Errorf("the refused Create left a container: %v", err)
+	have, err := p.Runtimes(ctx)
+	if err != nil || !slices.Contains(have, "runc") || !slices.Contains(have, "runsc") {
+		t.Errorf("Runtimes = %v, %v; want runc and runsc among them", have, err)
+	}
+	err = sandbox.CheckRuntime(ctx, p, "nosuch")
+	for _, w := range []string{`runtime "nosuch" is not one the container engine has`, "runsc", "podman-nosuch.sock", "--runtime nosuch system service"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("CheckRuntime(nosuch) = %v, want an error containing %q", err, w)
+		}
+	}
+
+	for _, tt := range []struct {
+		runtime string
+		gvisor  bool
+	}{{"runsc", true}, {"", false}} {
+		t.Run("runtime "+tt.runtime, func(t *testing.T) {
+			name := "airlock-podman-runtime-test-" + tt.runtime
+			p.Remove(ctx, name)
+			t.Cleanup(func() { p.Remove(ctx, name) })
+			id, err := p.Create(ctx, sandbox.Spec{
+				Name: name, Image: sandboxtest.Image, User: "1000:1000", Runtime: tt.runtime,
+				Cmd: []string{"sh", "-c", "cat /proc/version; dmesg 2>&1 | head -n 3"},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Start(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if code, err := p.Wait(ctx, id); err != nil || code != 0 {
+				t.Fatalf("Wait = %d, %v", code, err)
+			}
+			var out strings.Builder
+			if err := p.Logs(ctx, id, &out); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(out.String(), "gVisor"); got != tt.gvisor {
+				t.Errorf("under gVisor = %v, want %v; the container printed:\n%s", got, tt.gvisor, out.String())
+			}
+		})
+	}
+}
+
+// TestPodmanRootlessRuntime runs TestPodmanRuntime again on the rootless
+// test user's Podman.
+func TestPodmanRootlessRuntime(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("not root: TestPodmanRuntime runs on this user's rootless Podman already")
+	}
+	name := testkit.RootlessUser()
+	u, err := user.Lookup(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI needs the rootless test user %s (scripts/setup.sh creates it): %v", name, err)
+		}
+		t.Skipf("no rootless test user %s (scripts/setup.sh creates it): %v", name, err)
+	}
+	out, err := testkit.AsUser(t, u, os.Args[0], "-test.run", "^TestPodmanRuntime$", "-test.v", "-test.count=1")
+	t.Logf("as %s:\n%s", name, out)
+	if err != nil {
+		t.Fatalf("TestPodmanRuntime as %s: %v", name, err)
+	}
+	if strings.Contains(out, "--- SKIP: TestPodmanRuntime ") {
+		t.Fatalf("TestPodmanRuntime was skipped as %s", name)
 	}
 }

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -23,6 +22,11 @@ func CheckRuntime(ctx context.Context, e Engine, name string) error {
 	if name == "" {
 		return nil
 	}
+	if d, ok := e.(*Docker); ok && d.podman != nil {
+		// Podman has its own way to each runtime (podman_runtime.go).
+		_, err := d.podman.runtimeClient(ctx, d, name)
+		return err
+	}
 	l, ok := e.(RuntimeLister)
 	if !ok {
 		return fmt.Errorf("runtime %q: this container engine cannot choose a container's runtime; remove [sandbox] runtime or --runtime", name)
@@ -42,15 +46,10 @@ func CheckRuntime(ctx context.Context, e Engine, name string) error {
 		name, strings.Join(have, ", "), hint)
 }
 
-// errPodmanRuntime: Podman 4's Docker-compatible API accepts a container's
-// runtime and ignores it, so the container would run under Podman's default
-// (runc) while the user asked for, say, gVisor.
-var errPodmanRuntime = errors.New("Podman's Docker-compatible API ignores a container's runtime (the container would run under Podman's default, runc); use Docker for another runtime, or set Podman's own default runtime in containers.conf and leave [sandbox] runtime empty")
-
 // Runtimes lists the OCI runtimes the daemon has registered, sorted.
 func (d *Docker) Runtimes(ctx context.Context) ([]string, error) {
 	if d.podman != nil {
-		return nil, errPodmanRuntime
+		return d.podman.runtimes(ctx, d)
 	}
 	res, err := d.cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
@@ -71,20 +70,26 @@ func (d *Docker) checkCreatedRuntime(ctx context.Context, id string, spec Spec) 
 	if spec.Runtime == "" {
 		return nil
 	}
-	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-	if err == nil && res.Container.HostConfig != nil && res.Container.HostConfig.Runtime == spec.Runtime {
+	var got string
+	var err error
+	if d.podman != nil {
+		got, err = d.podman.createdRuntime(ctx, d, id)
+	} else {
+		var res client.ContainerInspectResult
+		res, err = d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err == nil && res.Container.HostConfig != nil {
+			got = res.Container.HostConfig.Runtime
+		}
+	}
+	if err == nil && got == spec.Runtime {
 		return nil
 	}
 	d.Remove(context.WithoutCancel(ctx), id)
 	if err != nil {
 		return d.engineError("check the runtime of container "+spec.Name, err)
 	}
-	if d.podman != nil {
-		return fmt.Errorf("create container %s under runtime %q: %w", spec.Name, spec.Runtime, errPodmanRuntime)
-	}
-	got := "(none)"
-	if res.Container.HostConfig != nil {
-		got = res.Container.HostConfig.Runtime
+	if got == "" {
+		got = "(none)"
 	}
 	return fmt.Errorf("create container %s: asked for runtime %q, the engine chose %q; removed it", spec.Name, spec.Runtime, got)
 }

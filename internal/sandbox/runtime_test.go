@@ -2,13 +2,11 @@ package sandbox_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
-	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
@@ -52,31 +50,5 @@ func TestCheckRuntime(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// Podman 4's Docker-compatible API takes a container's runtime and ignores
-// it: asking for one is refused up front (CheckRuntime, before a run makes
-// anything), and Create refuses it too.
-func TestRuntimeOnPodman(t *testing.T) {
-	p := testkit.Podman(t)
-	importImage(t, p)
-	ctx := context.Background()
-	if err := sandbox.CheckRuntime(ctx, p, ""); err != nil {
-		t.Errorf("CheckRuntime(\"\") = %v, want nil", err)
-	}
-	const want = "ignores a container's runtime"
-	if err := sandbox.CheckRuntime(ctx, p, "runsc"); err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("CheckRuntime(runsc) = %v, want an error containing %q", err, want)
-	}
-	name := "airlock-runtime-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")
-	p.Remove(ctx, name)
-	id, err := p.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"true"}, User: "1000:1000", Runtime: "runsc"})
-	if err == nil || !strings.Contains(err.Error(), "Podman") {
-		p.Remove(ctx, id)
-		t.Fatalf("Create with runtime runsc = %q, %v; want an error saying Podman cannot", id, err)
-	}
-	if _, err := p.Inspect(ctx, name); !errors.Is(err, sandbox.ErrNotFound) {
-		t.Errorf("the refused container is still there: %v", err)
 	}
 }
