@@ -6,8 +6,12 @@
 # API services, rootful and rootless (as the test user airlock-test, which it
 # creates); installs gVisor (Debian's runsc) and registers it with dockerd and
 # Podman as the runtime "runsc" (for Podman with a second API service each,
-# rootful and rootless, that creates its containers). Safe to run again: when all is present it only checks,
-# in about a second.
+# rootful and rootless, that creates its containers); installs Incus (from
+# bookworm-backports on Debian 12, adding that apt source when missing),
+# starts incusd when its socket does not answer, and makes its storage pool
+# "airlock" (btrfs on a loop file, dir where btrfs is unavailable) and bridge
+# "airlockbr0" (NAT, no IPv6) when missing. Safe to run again: when all is
+# present it only checks, in about a second.
 set -euo pipefail
 
 log() { echo "setup: $*" >&2; }
@@ -48,10 +52,36 @@ done
 # Node.js and npm: the tests drive the real Claude Code CLI on the host too.
 command -v npm >/dev/null || missing+=(nodejs npm)
 
-if [ "${#missing[@]}" -gt 0 ]; then
-	log "installing ${missing[*]}"
+# Incus, airlock's third engine: Debian 12 has it only in bookworm-backports
+# (later releases in main). dnsmasq-base serves DHCP and DNS on its bridge,
+# btrfs-progs formats its storage pool; iproute2 lists the routes a new
+# bridge's subnet must avoid.
+. /etc/os-release
+incus_missing=()
+installed incus || incus_missing+=(incus)
+for pkg in dnsmasq-base btrfs-progs iproute2; do
+	installed "$pkg" || missing+=("$pkg")
+done
+incus_release=
+if [ "${VERSION_CODENAME:-}" = bookworm ]; then
+	incus_release=bookworm-backports
+	if [ "${#incus_missing[@]}" -gt 0 ] &&
+		! grep -rqs --include='*.list' --include='*.sources' --include=sources.list -E '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		log "adding Debian's bookworm-backports to apt's sources (/etc/apt/sources.list.d/bookworm-backports.sources)"
+		printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+			"${SUDO[@]}" tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+	fi
+fi
+
+if [ "${#missing[@]}" -gt 0 ] || [ "${#incus_missing[@]}" -gt 0 ]; then
+	log "installing ${missing[*]} ${incus_missing[*]}"
 	"${SUDO[@]}" apt-get update -qq
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
 	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ "${#incus_missing[@]}" -gt 0 ]; then
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${incus_release:+-t "$incus_release"} "${incus_missing[@]}" >/dev/null
 fi
 
 # The Claude Code version the default image pins (internal/config), also on
@@ -247,6 +277,63 @@ test_uid=$(id -u "$test_user")
 start_podman_service "/run/user/$test_uid/podman/podman.sock" /var/log/airlock-podman-rootless.log "$test_user"
 start_podman_service "/run/user/$test_uid/podman/podman-runsc.sock" /var/log/airlock-podman-rootless-runsc.log "$test_user" --runtime runsc
 
+# Incus' daemon, its storage pool and its bridge. No systemd, so incusd runs
+# in the background, in a session of its own so it outlives this script;
+# --group root: only root may use its socket (as Docker's without the docker
+# group). AIRLOCK_INCUS_POOL and AIRLOCK_INCUS_NETWORK name other ones (for
+# [engine.incus] pool and network); AIRLOCK_INCUS_SUBNET picks the bridge's
+# address (a.b.c.1/24) instead of the first free 10.247.x.0/24.
+incus_sock=${INCUS_DIR:-/var/lib/incus}/unix.socket
+incus_pool=${AIRLOCK_INCUS_POOL:-airlock}
+incus_net=${AIRLOCK_INCUS_NETWORK:-airlockbr0}
+incus_answers() { "${SUDO[@]}" curl -sf --max-time 5 --unix-socket "$incus_sock" http://incus/1.0 >/dev/null 2>&1; }
+if ! incus_answers; then
+	log "starting incusd (log: /var/log/airlock-incusd.log)"
+	"${SUDO[@]}" sh -c 'ulimit -n 1048576 2>/dev/null; PATH="$PATH:/usr/sbin:/sbin"; setsid -f /usr/libexec/incus/incusd --group root >>/var/log/airlock-incusd.log 2>&1 </dev/null'
+	if ! "${SUDO[@]}" /usr/libexec/incus/incusd waitready --timeout=60 >/dev/null 2>&1 || ! incus_answers; then
+		"${SUDO[@]}" tail -n 5 /var/log/airlock-incusd.log >&2 || true
+		die "incusd did not start (see /var/log/airlock-incusd.log)"
+	fi
+fi
+# btrfs on a loop file: an instance is a snapshot of its image, made in
+# ~70 ms; on a dir pool every instance copies the image (~14 s).
+if ! "${SUDO[@]}" incus storage show "$incus_pool" >/dev/null 2>&1; then
+	log "creating Incus storage pool $incus_pool (btrfs on a loop file)"
+	if ! err=$("${SUDO[@]}" incus storage create "$incus_pool" btrfs 2>&1); then
+		log "warning: no btrfs pool ($err); making $incus_pool a dir pool, on which every instance copies its image (~14 s each)"
+		"${SUDO[@]}" incus storage create "$incus_pool" dir >/dev/null
+	fi
+fi
+# The bridge the egress proxies (and image builds) reach out through: NAT,
+# no IPv6, and a subnet of its own, clear of every route and address here.
+ip4() { local IFS=.; set -- $1; echo $((($1 << 24) + ($2 << 16) + ($3 << 8) + $4)); }
+overlaps() { # a.b.c.d/len a.b.c.d/len
+	local a=${1%/*} al=${1#*/} b=${2%/*} bl=${2#*/} n
+	[ "$al" = "$1" ] && al=32
+	[ "$bl" = "$2" ] && bl=32
+	n=$((al < bl ? al : bl))
+	[ "$n" -eq 0 ] && return 0
+	[ $(($(ip4 "$a") >> (32 - n))) -eq $(($(ip4 "$b") >> (32 - n))) ]
+}
+free_subnet() {
+	local used c r
+	used=$({ ip -4 route show table all | awk '$1 ~ /^[0-9]/ { print $1 } $1 ~ /^(local|broadcast|unicast)$/ { print $2 }'
+		ip -4 -o addr show | awk '{ print $4 }'; } | sort -u)
+	for c in $(seq 0 255); do
+		for r in $used; do
+			overlaps "10.247.$c.0/24" "$r" && continue 2
+		done
+		echo "10.247.$c.1/24"
+		return 0
+	done
+	return 1
+}
+if ! "${SUDO[@]}" incus network show "$incus_net" >/dev/null 2>&1; then
+	subnet=${AIRLOCK_INCUS_SUBNET:-$(free_subnet)} || die "no free 10.247.x.0/24 for the Incus bridge $incus_net; set AIRLOCK_INCUS_SUBNET=a.b.c.1/24"
+	log "creating Incus bridge $incus_net ($subnet, NAT, no IPv6)"
+	"${SUDO[@]}" incus network create "$incus_net" ipv4.address="$subnet" ipv4.nat=true ipv6.address=none >/dev/null
+fi
+
 # Where no image registry can be reached (as on airlock's CI machines), the
 # default image's base must be made from Debian packages. Record that choice
 # once, machine-wide, so `airlock image build`, `airlock run` and `airlock demo`
@@ -262,4 +349,4 @@ fi
 if [ "$(id -u)" -ne 0 ] && ! docker info >/dev/null 2>&1; then
 	log "warning: the engine answers only through sudo; add yourself to the docker group (sudo usermod -aG docker \"$USER\", then log in again)"
 fi
-log "ready: $(go version | cut -d' ' -f3), git $(git --version | cut -d' ' -f3), engine $("${SUDO[@]}" docker version -f '{{.Server.Version}}' 2>/dev/null), podman $(podman --version | cut -d' ' -f3) (rootful, and rootless as $test_user)"
+log "ready: $(go version | cut -d' ' -f3), git $(git --version | cut -d' ' -f3), engine $("${SUDO[@]}" docker version -f '{{.Server.Version}}' 2>/dev/null), podman $(podman --version | cut -d' ' -f3) (rootful, and rootless as $test_user), incus $("${SUDO[@]}" incus version 2>/dev/null | sed -n 's/^Server version: //p') (pool $incus_pool, bridge $incus_net)"
