@@ -405,8 +405,7 @@ func (p *dfPlan) expand(base imageConfig, buildArgs map[string]string) ([]buildO
 			if path.IsAbs(dir) {
 				cfg.WorkDir = path.Clean(dir)
 			}
-			// Made by root, as Docker's classic builder does.
-			op.Kind, op.Dest = "mkdir", cfg.WorkDir
+			op.Kind, op.Dest, op.User = "mkdir", cfg.WorkDir, cfg.User
 		case "COPY":
 			op.Kind = "copy"
 			words := make([]string, len(in.Args))
