@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strconv"
@@ -168,6 +169,11 @@ type incusBuild struct {
 	// passwd and group of the instance, read when a name must be resolved
 	// (after every RUN, which may add users).
 	ids *idFiles
+	// The instance's address on the bridge, and what puts its own
+	// /etc/resolv.conf back before it is published.
+	net     buildNet
+	addr    netip.Addr
+	restore func(context.Context) error
 }
 
 func (b *incusBuild) path() string { return "/1.0/instances/" + url.PathEscape(b.name) }
@@ -176,7 +182,33 @@ func (b *incusBuild) path() string { return "/1.0/instances/" + url.PathEscape(b
 // step is an exec, as the instance's root with its full (namespaced)
 // privileges, as a Dockerfile's RUN has in Docker's builder.
 func (b *incusBuild) create(ctx context.Context, base string) error {
-	pool, network := "airlock", "airlockbr0" // TODO(incus opts)
+	pool, network := b.i.opts.Pool, b.i.opts.Network
+	var err error
+	if b.net, err = b.i.bridgeNet(ctx, network); err != nil {
+		return err
+	}
+	// Another build or sandbox may take the address picked between the
+	// look and the create; Incus then refuses it, and another is picked.
+	for attempt := 0; ; attempt++ {
+		if b.addr, err = b.i.freeAddress(ctx, network, b.net); err != nil {
+			return err
+		}
+		err = b.createWith(ctx, base, pool, network)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), b.addr.String()) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := b.i.c.run(ctx, http.MethodPut, b.path()+"/state", map[string]any{"action": "start"}); err != nil {
+		return fmt.Errorf("start build instance %s: %w", b.name, err)
+	}
+	b.restore, err = b.configureNet(ctx)
+	return err
+}
+
+func (b *incusBuild) createWith(ctx context.Context, base, pool, network string) error {
 	req := map[string]any{
 		"name":     b.name,
 		"type":     "container",
@@ -192,14 +224,11 @@ func (b *incusBuild) create(ctx context.Context, base string) error {
 		},
 		"devices": map[string]any{
 			"root": map[string]string{"type": "disk", "path": "/", "pool": pool},
-			"eth0": map[string]string{"type": "nic", "network": network, "name": "eth0"},
+			"eth0": map[string]string{"type": "nic", "network": network, "name": "eth0", "ipv4.address": b.addr.String()},
 		},
 	}
 	if _, err := b.i.c.run(ctx, http.MethodPost, "/1.0/instances", req); err != nil {
 		return fmt.Errorf("create build instance %s from %s (pool %s, network %s): %w", b.name, base, pool, network, err)
-	}
-	if _, err := b.i.c.run(ctx, http.MethodPut, b.path()+"/state", map[string]any{"action": "start"}); err != nil {
-		return fmt.Errorf("start build instance %s: %w", b.name, err)
 	}
 	return nil
 }
@@ -398,6 +427,11 @@ func (b *incusBuild) mkdirAll(ctx context.Context, dir string, uid, gid uint32) 
 // publish stops the build instance and makes an image of it, with cfg as
 // its properties; it returns the image's fingerprint.
 func (b *incusBuild) publish(ctx context.Context, cfg imageConfig, description string) (string, error) {
+	if b.restore != nil {
+		if err := b.restore(ctx); err != nil {
+			return "", err
+		}
+	}
 	if _, err := b.i.c.run(ctx, http.MethodPut, b.path()+"/state", map[string]any{"action": "stop", "force": true}); err != nil {
 		return "", fmt.Errorf("stop build instance %s: %w", b.name, err)
 	}

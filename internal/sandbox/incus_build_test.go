@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
 )
 
 // TestIncusBuild builds images with the Incus builder on a busybox base and
@@ -20,8 +24,20 @@ import (
 // configuration recorded as properties, and that a failing or refused
 // build leaves nothing behind.
 func TestIncusBuild(t *testing.T) {
-	inc, base := incusBuildBase(t)
+	inc := incusEngine(t)
+	base := sandboxtest.Image
 	ctx := context.Background()
+
+	// A server on the bridge's host address: what apt and npm are to a real
+	// build, reached the same way (the build instance's own NIC).
+	gw := bridgeGateway(t)
+	ln, err := net.Listen("tcp", gw+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "fetched over the bridge\n") })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
 
 	t.Run("in-memory context", func(t *testing.T) {
 		ref := "airlock-test-incusbuild:files"
@@ -35,6 +51,7 @@ func TestIncusBuild(t *testing.T) {
 					"COPY greeting /greeting\n" +
 					"COPY --chown=agent sub/ /home/agent/sub/\n" +
 					"RUN echo \"$GREETING from $WHO\" >>/greeting && echo step output\n" +
+					"RUN busybox wget -q -O /fetched http://"+ln.Addr().String()+"/\n" +
 					"USER agent\nWORKDIR /home/agent/work\n" +
 					"RUN id -u >uid; id -g >>uid; pwd >>uid\n" +
 					"LABEL org.example.kind=test\n" +
@@ -53,13 +70,16 @@ func TestIncusBuild(t *testing.T) {
 		if out := incusRun(t, ref, "cat", "/greeting"); out != "hello\nfrom a build arg from builder\n" {
 			t.Errorf("/greeting = %q", out)
 		}
+		if out := incusRun(t, ref, "sh", "-c", "cat /fetched; if test -e /etc/resolv.conf; then echo the resolv.conf of the build stayed; fi"); out != "fetched over the bridge\n" {
+			t.Errorf("fetched over the build's network, and what is left of it: %q", out)
+		}
 		if out := incusRun(t, ref, "cat", "/home/agent/work/uid"); out != "1000\n1000\n/home/agent/work\n" {
 			t.Errorf("RUN as USER agent in WORKDIR wrote %q", out)
 		}
 		if out := incusRun(t, ref, "stat", "-c", "%u:%g %a", "/home/agent/sub/a/b.txt", "/greeting"); out != "1000:1000 644\n0:0 644\n" {
 			t.Errorf("owners = %q, want COPY --chown=agent's and root's", out)
 		}
-		if p := progress.String(); !strings.Contains(p, "Step 8/14 : RUN echo") || !strings.Contains(p, "step output\n") {
+		if p := progress.String(); !strings.Contains(p, "Step 8/15 : RUN echo") || !strings.Contains(p, "step output\n") {
 			t.Errorf("progress lacks the steps or their output:\n%s", p)
 		}
 		props := incusImageProps(t, ref+"-alias")
@@ -191,6 +211,16 @@ func incusImageProps(t *testing.T, alias string) map[string]string {
 	var img struct{ Properties map[string]string }
 	json.Unmarshal(out, &img)
 	return img.Properties
+}
+
+func bridgeGateway(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("incus", "network", "get", sandbox.IncusDefaultNetwork, "ipv4.address").Output()
+	if err != nil {
+		t.Fatalf("incus network get: %v", err)
+	}
+	addr, _, _ := strings.Cut(strings.TrimSpace(string(out)), "/")
+	return addr
 }
 
 // buildInstances lists the build instances there are.
