@@ -51,12 +51,12 @@ func TestIncusBuild(t *testing.T) {
 					"COPY greeting /greeting\n" +
 					"COPY --chown=agent sub/ /home/agent/sub/\n" +
 					"RUN echo \"$GREETING from $WHO\" >>/greeting && echo step output\n" +
-					"RUN busybox wget -q -O /fetched http://"+ln.Addr().String()+"/\n" +
+					"RUN busybox wget -q -O /fetched http://" + ln.Addr().String() + "/\n" +
 					"USER agent\nWORKDIR /home/agent/work\n" +
 					"RUN id -u >uid; id -g >>uid; pwd >>uid\n" +
 					"LABEL org.example.kind=test\n" +
 					`ENTRYPOINT ["/bin/sh", "-c"]` + "\nCMD [\"cat /greeting\"]\n"),
-				"greeting":  []byte("hello\n"),
+				"greeting":    []byte("hello\n"),
 				"sub/a/b.txt": []byte("deep\n"),
 			},
 			Dockerfile: "build/Containerfile",
