@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -21,7 +22,7 @@ type imageBuildOptions struct {
 func newImageCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "image",
-		Short: "Build the agent image",
+		Short: "Build, list and prune the agent images",
 	}
 	var opts imageBuildOptions
 	build := &cobra.Command{
@@ -46,8 +47,149 @@ FROM ${AIRLOCK_BASE}); its build context is .airlock/.`,
 	}
 	build.Flags().StringVar(&opts.Base, "base", "", `base image, or "bootstrap" (default from config)`)
 	build.Flags().StringVar(&opts.ClaudeVersion, "claude-version", "", "Claude Code version (default from config)")
-	cmd.AddCommand(build)
+	cmd.AddCommand(build, newImageLsCmd(f), newImagePruneCmd(f))
 	return cmd
+}
+
+func newImageLsCmd(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List airlock's images on the engine",
+		Long: `List the images airlock made on the engine: default agent images
+(airlock-claude), their bootstrapped bases (airlock-base) and project images
+(airlock-project-*), newest first, one line per reference. USE says which
+this project's runs use now ("current"), which is the latest default image,
+and which base the current default image is built on.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return imageLsRun(cmd.Context(), f) },
+	}
+}
+
+func newImagePruneCmd(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "prune",
+		Short: "Remove superseded airlock images",
+		Long: `Remove the default agent images and bootstrapped bases that the current
+configuration no longer uses, and this project's superseded project images.
+Kept: the current default image, airlock-claude:latest, the base it is built
+on, and this project's current image. Other projects' images are left alone.
+On Docker and Podman an image a container still uses is kept (said so); on
+Incus every instance has its own copy, so nothing is in use.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return imagePruneRun(cmd.Context(), f) },
+	}
+}
+
+// imageStore is the engine, answering and able to list and remove images.
+func (f *Factory) imageStore(ctx context.Context) (image.Store, error) {
+	if _, err := f.PingedEngine(ctx); err != nil {
+		return nil, err
+	}
+	if f.caps.Images == nil {
+		return nil, f.caps.Missing("list or remove images")
+	}
+	return f.caps.Images, nil
+}
+
+// imageKeep is what this project's runs use and build on now: the
+// references image ls marks and prune keeps, with what each is.
+func (f *Factory) imageKeep(ctx context.Context) (keep map[string]string, projectDir string, err error) {
+	project, _ := f.project(ctx)
+	res, err := f.loadConfig(project)
+	if err != nil {
+		return nil, "", err
+	}
+	spec, err := imageSpec(res)
+	if err != nil {
+		return nil, "", err
+	}
+	ref, err := f.imageRef(project, res)
+	if err != nil {
+		return nil, "", err
+	}
+	projectDir = projectDockerfileDir(project)
+	projectRef := ""
+	if projectDir != "" {
+		projectRef = ref
+	}
+	keep = map[string]string{}
+	for i, r := range image.Keep(spec, projectRef) {
+		keep[r] = [...]string{"default", "latest", "base", "project"}[i]
+	}
+	keep[ref] = "current"
+	return keep, projectDir, nil
+}
+
+func imageLsRun(ctx context.Context, f *Factory) error {
+	st, err := f.imageStore(ctx)
+	if err != nil {
+		return err
+	}
+	keep, _, err := f.imageKeep(ctx)
+	if err != nil {
+		return err
+	}
+	imgs, err := image.List(ctx, st)
+	if err != nil {
+		return err
+	}
+	now := f.Now()
+	tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REFERENCE\tID\tSIZE\tCREATED\tUSE")
+	for _, img := range imgs {
+		for _, r := range img.Refs {
+			fmt.Fprintf(tw, "%s\t%.12s\t%s\t%s\t%s\n", r, img.ID, byteSize(img.Size), age(now.Sub(img.Created)), keep[r])
+		}
+	}
+	return tw.Flush()
+}
+
+func imagePruneRun(ctx context.Context, f *Factory) error {
+	st, err := f.imageStore(ctx)
+	if err != nil {
+		return err
+	}
+	keep, projectDir, err := f.imageKeep(ctx)
+	if err != nil {
+		return err
+	}
+	refs := make([]string, 0, len(keep))
+	for r := range keep {
+		refs = append(refs, r)
+	}
+	scope, err := image.PruneScope(projectDir)
+	if err != nil {
+		return err
+	}
+	res, err := image.Prune(ctx, st, scope, refs)
+	for _, r := range res.Removed {
+		fmt.Fprintf(f.IO.Out, "removed %s\n", r)
+	}
+	for _, r := range res.InUse {
+		fmt.Fprintf(f.IO.ErrOut, "kept %s: a container uses it (airlock clean or airlock rm removes airlock's)\n", r)
+	}
+	if err != nil {
+		return err
+	}
+	if len(res.Removed) == 0 {
+		fmt.Fprintln(f.IO.ErrOut, "nothing to prune")
+	}
+	return nil
+}
+
+// byteSize renders a size for a table, in decimal units as docker images
+// does.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.1fGB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.0fMB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.0fkB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%dB", n)
 }
 
 func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, baseSet, versionSet bool) error {

@@ -14,7 +14,9 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
 )
@@ -261,4 +263,33 @@ func tarDir(w io.Writer, dir string, skip func(string) bool) error {
 		return fmt.Errorf("tar context %s: %w", dir, err)
 	}
 	return tw.Close()
+}
+
+// Images lists the images with a tag starting with one of prefixes.
+func (d *Docker) Images(ctx context.Context, prefixes []string) ([]ImageInfo, error) {
+	res, err := d.cli.ImageList(ctx, client.ImageListOptions{})
+	if err != nil {
+		return nil, d.engineError("list images", err)
+	}
+	var out []ImageInfo
+	for _, s := range res.Items {
+		refs := matchingRefs(s.RepoTags, prefixes)
+		if len(refs) == 0 {
+			continue
+		}
+		out = append(out, ImageInfo{ID: strings.TrimPrefix(s.ID, "sha256:"), Refs: refs, Size: s.Size, Created: time.Unix(s.Created, 0)})
+	}
+	return out, nil
+}
+
+// RemoveImage untags ref; the image goes with its last tag, unless a
+// container (even a stopped one) was made from it.
+func (d *Docker) RemoveImage(ctx context.Context, ref string) error {
+	if _, err := d.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true}); err != nil {
+		if cerrdefs.IsConflict(err) {
+			return fmt.Errorf("remove image %s: %w: %w", ref, ErrInUse, err)
+		}
+		return d.engineError("remove image "+ref, err)
+	}
+	return nil
 }

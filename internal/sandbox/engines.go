@@ -128,6 +128,7 @@ type Caps struct {
 	Exec   Execer
 	Import ImageImporter
 	Build  ImageBuilder
+	Images ImageStore
 	Prune  NetworkPruner
 	Host   HostAddresser
 	Limits LimitsReporter
@@ -139,6 +140,7 @@ func CapsOf(e Engine) Caps {
 	c.Exec, _ = e.(Execer)
 	c.Import, _ = e.(ImageImporter)
 	c.Build, _ = e.(ImageBuilder)
+	c.Images, _ = e.(ImageStore)
 	c.Prune, _ = e.(NetworkPruner)
 	c.Host, _ = e.(HostAddresser)
 	c.Limits, _ = e.(LimitsReporter)

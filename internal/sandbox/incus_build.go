@@ -92,11 +92,18 @@ func (i *Incus) BuildImage(ctx context.Context, req BuildRequest) error {
 	}
 	out.step(fmt.Sprintf("Step %d/%d : %s", n+1, plan.stepCount(), plan.From.Original))
 
+	// The airlock binary configures the build instance's network.
+	bin := i.binary
+	if bin == "" {
+		if bin, err = staticExecutable(); err != nil {
+			return fail(err)
+		}
+	}
 	name, err := buildInstanceName()
 	if err != nil {
 		return fail(err)
 	}
-	b := &incusBuild{i: i, name: name, out: out, ctx: bc}
+	b := &incusBuild{i: i, name: name, out: out, ctx: bc, bin: bin}
 	defer b.remove(ctx)
 	if err := b.create(ctx, base); err != nil {
 		return fail(err)
@@ -166,6 +173,7 @@ type incusBuild struct {
 	name string
 	out  *buildOutput
 	ctx  *buildContext
+	bin  string // the static airlock binary
 	// passwd and group of the instance, read when a name must be resolved
 	// (after every RUN, which may add users).
 	ids *idFiles

@@ -83,13 +83,7 @@ func (i *Incus) freeAddress(ctx context.Context, network string, bn buildNet) (n
 // configureNet gives the running build instance its address, route and
 // resolver, and returns what restores the instance's /etc/resolv.conf.
 func (b *incusBuild) configureNet(ctx context.Context) (restore func(context.Context) error, err error) {
-	binPath := b.i.binary
-	if binPath == "" {
-		if binPath, err = staticExecutable(); err != nil {
-			return nil, err
-		}
-	}
-	bin, err := os.Open(binPath)
+	bin, err := os.Open(b.bin)
 	if err != nil {
 		return nil, fmt.Errorf("configure the build instance's network: %w", err)
 	}
