@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"path"
 	"strconv"
@@ -92,18 +91,11 @@ func (i *Incus) BuildImage(ctx context.Context, req BuildRequest) error {
 	}
 	out.step(fmt.Sprintf("Step %d/%d : %s", n+1, plan.stepCount(), plan.From.Original))
 
-	// The airlock binary configures the build instance's network.
-	bin := i.binary
-	if bin == "" {
-		if bin, err = staticExecutable(); err != nil {
-			return fail(err)
-		}
-	}
 	name, err := buildInstanceName()
 	if err != nil {
 		return fail(err)
 	}
-	b := &incusBuild{i: i, name: name, out: out, ctx: bc, bin: bin}
+	b := &incusBuild{i: i, name: name, out: out, ctx: bc}
 	defer b.remove(ctx)
 	if err := b.create(ctx, base); err != nil {
 		return fail(err)
@@ -173,14 +165,12 @@ type incusBuild struct {
 	name string
 	out  *buildOutput
 	ctx  *buildContext
-	bin  string // the static airlock binary
 	// passwd and group of the instance, read when a name must be resolved
 	// (after every RUN, which may add users).
 	ids *idFiles
-	// The instance's address on the bridge, and what puts its own
+	// The instance's interface on the bridge, and what puts its own
 	// /etc/resolv.conf back before it is published.
-	net     buildNet
-	addr    netip.Addr
+	nic     *incusNIC
 	restore func(context.Context) error
 }
 
@@ -191,18 +181,16 @@ func (b *incusBuild) path() string { return "/1.0/instances/" + url.PathEscape(b
 // privileges, as a Dockerfile's RUN has in Docker's builder.
 func (b *incusBuild) create(ctx context.Context, base string) error {
 	pool, network := b.i.opts.Pool, b.i.opts.Network
-	var err error
-	if b.net, err = b.i.bridgeNet(ctx, network); err != nil {
-		return err
-	}
 	// Another build or sandbox may take the address picked between the
 	// look and the create; Incus then refuses it, and another is picked.
+	var err error
 	for attempt := 0; ; attempt++ {
-		if b.addr, err = b.i.freeAddress(ctx, network, b.net); err != nil {
+		if b.nic, err = b.i.proxyNIC(ctx, network, b.name); err != nil {
 			return err
 		}
-		err = b.createWith(ctx, base, pool, network)
-		if err == nil || attempt == 3 || !strings.Contains(err.Error(), b.addr.String()) {
+		err = b.createWith(ctx, base, pool)
+		ip, _, _ := strings.Cut(b.nic.addr, "/")
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), ip) {
 			break
 		}
 	}
@@ -212,11 +200,12 @@ func (b *incusBuild) create(ctx context.Context, base string) error {
 	if _, err := b.i.c.run(ctx, http.MethodPut, b.path()+"/state", map[string]any{"action": "start"}); err != nil {
 		return fmt.Errorf("start build instance %s: %w", b.name, err)
 	}
-	b.restore, err = b.configureNet(ctx)
+	b.restore, err = b.configureResolver(ctx)
 	return err
 }
 
-func (b *incusBuild) createWith(ctx context.Context, base, pool, network string) error {
+func (b *incusBuild) createWith(ctx context.Context, base, pool string) error {
+	ip, _, _ := strings.Cut(b.nic.addr, "/")
 	req := map[string]any{
 		"name":     b.name,
 		"type":     "container",
@@ -228,15 +217,17 @@ func (b *incusBuild) createWith(ctx context.Context, base, pool, network string)
 			"boot.autostart":      "false",
 			incusBuildRoleKey:     "build",
 			// sleep is in every base airlock builds on (coreutils, busybox).
-			"raw.lxc": "lxc.init.cmd = /bin/sleep 2147483647\n",
+			// LXC sets the address before the init starts.
+			"raw.lxc": "lxc.init.cmd = /bin/sleep 2147483647\n" +
+				"lxc.net.0.ipv4.address = " + b.nic.addr + "\nlxc.net.0.ipv4.gateway = " + b.nic.gateway + "\n",
 		},
 		"devices": map[string]any{
 			"root": map[string]string{"type": "disk", "path": "/", "pool": pool},
-			"eth0": map[string]string{"type": "nic", "network": network, "name": "eth0", "ipv4.address": b.addr.String()},
+			"eth0": map[string]string{"type": "nic", "network": b.nic.network, "name": "eth0", "ipv4.address": ip},
 		},
 	}
 	if _, err := b.i.c.run(ctx, http.MethodPost, "/1.0/instances", req); err != nil {
-		return fmt.Errorf("create build instance %s from %s (pool %s, network %s): %w", b.name, base, pool, network, err)
+		return fmt.Errorf("create build instance %s from %s (pool %s, network %s): %w", b.name, base, pool, b.nic.network, err)
 	}
 	return nil
 }

@@ -106,10 +106,6 @@ func parseIncusExitRecord(data []byte) (incusExitRecord, error) {
 // IncusInit is the instance's init (IncusInitCommand). It returns only on a
 // failure to start the command; otherwise it exits the process.
 func IncusInit(args []string, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "net" {
-		// Run by the image builder through Incus' exec (incus_build_net.go).
-		return incusNetCommand(args[1:], stderr)
-	}
 	if len(args) == 1 && args[0] == "kill" {
 		// Run by the backend through Incus' exec, as the container's root.
 		if err := unix.Kill(1, incusKillSignal); err != nil {
