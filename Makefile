@@ -25,8 +25,8 @@ setup:
 
 # The base comes from /etc/airlock/config.toml, which setup writes
 # (bootstrap: from Debian packages, no registry needed). The image is
-# content-addressed, so this returns at once when nothing changed. Docker's
-# store serves Podman's tests too (they copy it); Incus has its own.
+# content-addressed, so this returns at once when nothing changed. Incus keeps
+# its own images (the Podman tests build theirs, from Docker's bases).
 image: setup build
 	$(BIN) image build
 	$(BIN) image build --engine incus
