@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
@@ -29,48 +27,50 @@ func TestBudgets(t *testing.T) {
 		{"timeout", []string{"--timeout", "6s"}, "budget: reached the timeout of 6s"},
 		{"max cost", []string{"--max-cost", "0.25"}, "budget: reached the cost limit of $0.25"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t)
-			e.server(testkit.EndlessScript())
-			start := time.Now()
-			res := e.airlock(append([]string{"run", "-m", "Never stop.", "--name", "endless"}, tt.args...)...)
-			if res.code != 3 {
-				t.Fatalf("run exit = %d, want 3\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
-			}
-			if d := time.Since(start); d > 2*time.Minute {
-				t.Errorf("the budget took %s to stop the run", d)
-			}
-			r := e.runs()[0]
-			if r.Status != store.StatusStopped || r.StopReason != "budget" || !strings.HasPrefix(r.Error, tt.reason) {
-				t.Fatalf("run = status %s, stop reason %q, error %q; want stopped, budget, %q", r.Status, r.StopReason, r.Error, tt.reason)
-			}
-			if r.Turns == 0 && tt.name == "max turns" {
-				t.Errorf("no turns recorded")
-			}
-			logs := e.ok("logs", r.ID).stdout
-			if !strings.Contains(logs, "stopped") || !strings.Contains(logs, tt.reason) {
-				t.Errorf("logs do not show the budget stop:\n%s", logs)
+	for _, k := range allEngines {
+		t.Run(k.String(), func(t *testing.T) {
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					t.Parallel()
+					budgetStop(t, newEnvOn(t, k), tt.args, tt.reason, tt.name == "max turns")
+				})
 			}
 		})
 	}
 }
 
+// budgetStop runs a never-ending agent under the budget args and checks
+// that it was stopped for reason.
+func budgetStop(t *testing.T, e *env, args []string, reason string, wantTurns bool) {
+	e.server(testkit.EndlessScript())
+	start := time.Now()
+	res := e.airlock(append([]string{"run", "-m", "Never stop.", "--name", "endless"}, args...)...)
+	if res.code != 3 {
+		t.Fatalf("run exit = %d, want 3\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	if d := time.Since(start); d > 2*time.Minute {
+		t.Errorf("the budget took %s to stop the run", d)
+	}
+	r := e.runs()[0]
+	if r.Status != store.StatusStopped || r.StopReason != "budget" || !strings.HasPrefix(r.Error, reason) {
+		t.Fatalf("run = status %s, stop reason %q, error %q; want stopped, budget, %q", r.Status, r.StopReason, r.Error, reason)
+	}
+	if r.Turns == 0 && wantTurns {
+		t.Errorf("no turns recorded")
+	}
+	logs := e.ok("logs", r.ID).stdout
+	if !strings.Contains(logs, "stopped") || !strings.Contains(logs, reason) {
+		t.Errorf("logs do not show the budget stop:\n%s", logs)
+	}
+}
+
 // The budget holds for a detached run: its watcher stops it on time.
-func TestBudgetDetached(t *testing.T) {
-	e := newEnv(t)
+func TestBudgetDetached(t *testing.T) { onEngines(t, allEngines, budgetDetached) }
+
+func budgetDetached(t *testing.T, e *env) {
 	e.server(testkit.EndlessScript())
 	id := strings.TrimSpace(e.ok("run", "-d", "-m", "Never stop.", "--name", "detached-endless", "--timeout", "5s").stdout)
-	eng, err := sandbox.NewDocker()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := eng.Wait(ctx, "airlock-"+id); err != nil {
-		t.Fatalf("the agent's container did not end: %v", err)
-	}
+	e.waitContainer("airlock-"+id, 2*time.Minute)
 	if r := waitStatus(t, e, id); r.Status != store.StatusStopped || r.StopReason != "budget" || !strings.Contains(r.Error, "reached the timeout of 5s") {
 		t.Fatalf("run = %s (%s): %s", r.Status, r.StopReason, r.Error)
 	}
@@ -78,8 +78,9 @@ func TestBudgetDetached(t *testing.T) {
 
 // A batch of four with -j 2 never has more than two agents at once, and
 // every line of its output names its run.
-func TestBatchJobs(t *testing.T) {
-	e := newEnv(t)
+func TestBatchJobs(t *testing.T) { onEngines(t, rootfulEngines, batchJobs) }
+
+func batchJobs(t *testing.T, e *env) {
 	e.server(testkit.SleepScript(4))
 	tasks := []string{"alpha", "bravo", "charlie", "delta"}
 	for _, name := range tasks {
@@ -152,8 +153,9 @@ func TestBatchValidationAndStatus(t *testing.T) {
 
 // Runs of a project share its caches; another project's runs do not see
 // them.
-func TestCaches(t *testing.T) {
-	e := newEnv(t)
+func TestCaches(t *testing.T) { onEngines(t, allEngines, caches) }
+
+func caches(t *testing.T, e *env) {
 	e.write(".airlock/config.toml", "[sandbox]\ncaches = [\"npm\"]\n")
 	e.git("add", ".")
 	e.git("commit", "-qm", "config")
@@ -170,7 +172,7 @@ func TestCaches(t *testing.T) {
 	}
 
 	// Another project, same state directory, same cache setting.
-	other := newEnv(t)
+	other := newEnvOn(t, e.engine)
 	other.state = e.state
 	other.extra = e.extra
 	other.write(".airlock/config.toml", "[sandbox]\ncaches = [\"npm\"]\n")
@@ -194,8 +196,9 @@ func TestCaches(t *testing.T) {
 
 // The webhook gets one POST per finished run, from the attached run or
 // from the detached watcher, whichever records the end.
-func TestWebhook(t *testing.T) {
-	e := newEnv(t)
+func TestWebhook(t *testing.T) { onEngines(t, allEngines, webhookPosts) }
+
+func webhookPosts(t *testing.T, e *env) {
 	e.server(testkit.DemoScript())
 	var mu sync.Mutex
 	var got []map[string]any

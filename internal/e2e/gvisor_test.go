@@ -53,17 +53,6 @@ func needRunscOn(t testing.TB, e *env) {
 	}
 }
 
-// gvisorEngines are the engines gVisor runs on.
-var gvisorEngines = []engineKind{onDocker, onPodman, onRootlessPodman}
-
-// onEngines runs body on a new env on each engine, as subtests named after
-// them (-run 'TestX/^Podman$' picks one).
-func onEngines(t *testing.T, kinds []engineKind, body func(t *testing.T, e *env)) {
-	for _, k := range kinds {
-		t.Run(k.String(), func(t *testing.T) { body(t, newEnvOn(t, k)) })
-	}
-}
-
 // hostKernel is the host's kernel release; gVisor reports its own.
 func hostKernel(t *testing.T) string {
 	t.Helper()
@@ -100,7 +89,7 @@ func (e *env) runtimeOf(container string) string {
 // its model traffic through the proxy over the Unix socket shared with the
 // proxy's (runc) container, the harvest, diff and merge. The kernel the
 // agent saw is gVisor's, not the host's.
-func TestGVisorWriteCommitMerge(t *testing.T) { onEngines(t, gvisorEngines, gvisorWriteCommitMerge) }
+func TestGVisorWriteCommitMerge(t *testing.T) { onEngines(t, allEngines, gvisorWriteCommitMerge) }
 
 func gvisorWriteCommitMerge(t *testing.T, e *env) {
 	needRunscOn(t, e)
@@ -278,7 +267,7 @@ func gvisorAttempts(t *testing.T) []attempt {
 
 // An interactive session under gVisor: Claude Code's terminal UI in tmux,
 // driven with tmux send/capture, and exec into the sandbox.
-func TestGVisorShellExec(t *testing.T) { onEngines(t, gvisorEngines, gvisorShellExec) }
+func TestGVisorShellExec(t *testing.T) { onEngines(t, allEngines, gvisorShellExec) }
 
 func gvisorShellExec(t *testing.T, e *env) {
 	needRunscOn(t, e)
@@ -316,7 +305,7 @@ func TestGVisorPodmanUnknownRuntime(t *testing.T) {
 // A persistent run under gVisor: the tool the agent installed in its
 // container is still there when `start` brings the container back, under
 // runsc again, continuing the conversation.
-func TestGVisorPersistentStart(t *testing.T) { onEngines(t, gvisorEngines, gvisorPersistentStart) }
+func TestGVisorPersistentStart(t *testing.T) { onEngines(t, allEngines, gvisorPersistentStart) }
 
 func gvisorPersistentStart(t *testing.T, e *env) {
 	needRunscOn(t, e)
@@ -357,7 +346,7 @@ func gvisorPersistentStart(t *testing.T, e *env) {
 // plants never run on the host (the harvest, under runsc too, bundles the
 // work without running them), and a destroyed copy changes nothing.
 func TestHostileGVisorCopy(t *testing.T) {
-	for _, k := range gvisorEngines {
+	for _, k := range allEngines {
 		t.Run(k.String(), func(t *testing.T) {
 			t.Run("planted hooks", func(t *testing.T) { hostileGVisorPlant(t, newEnvOn(t, k)) })
 			t.Run("destroyed copy", func(t *testing.T) { hostileGVisorDestroy(t, newEnvOn(t, k)) })

@@ -153,6 +153,22 @@ func (k engineKind) String() string {
 	return [...]string{"Docker", "Podman", "rootless Podman"}[k]
 }
 
+// The engines a test body runs on (onEngines): every one, or those with
+// Docker's network world and root's own files.
+var (
+	allEngines     = []engineKind{onDocker, onPodman, onRootlessPodman}
+	rootfulEngines = []engineKind{onDocker, onPodman}
+)
+
+// onEngines runs body on a new env on each engine, as subtests named after
+// them (-run 'TestX/^Podman$' picks one).
+func onEngines(t *testing.T, kinds []engineKind, body func(t *testing.T, e *env)) {
+	t.Helper()
+	for _, k := range kinds {
+		t.Run(k.String(), func(t *testing.T) { body(t, newEnvOn(t, k)) })
+	}
+}
+
 func newEnv(t *testing.T) *env { t.Helper(); return newEnvOn(t, onDocker) }
 
 // newEnvOn is newEnv on the given engine.
@@ -234,6 +250,21 @@ func (e *env) sandboxEngine() (*sandbox.Docker, error) {
 		}, e.uid()))
 	}
 	return sandbox.NewDocker()
+}
+
+// waitContainer waits until a container of the env's engine has ended.
+func (e *env) waitContainer(name string, timeout time.Duration) {
+	e.t.Helper()
+	eng, err := e.sandboxEngine()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer eng.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if _, err := eng.Wait(ctx, name); err != nil {
+		e.t.Fatalf("container %s on %s did not end: %v", name, e.engine, err)
+	}
 }
 
 func (e *env) uid() int {
@@ -376,10 +407,11 @@ func (e *env) write(rel, content string) {
 // agent containers of the test's project that ran at once meanwhile.
 func (e *env) mostAgents(args ...string) (result, int) {
 	e.t.Helper()
-	eng, err := sandbox.NewDocker()
+	eng, err := e.sandboxEngine()
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	defer eng.Close()
 	stop := make(chan struct{})
 	most := 0
 	var wg sync.WaitGroup
