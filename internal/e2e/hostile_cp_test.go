@@ -16,8 +16,7 @@ import (
 // (marker is the host file that command creates), a .git file naming the
 // host repository, a nested repository of its own, special files, links
 // leading out and a 3 MiB file.
-func hostileCpRun(t *testing.T) (e *env, r store.Run, marker string) {
-	e = newEnv(t)
+func hostileCpRun(t *testing.T, e *env) (r store.Run, marker string) {
 	marker = filepath.Join(t.TempDir(), "MARK") // a host path: absent in the sandbox
 	touch := "touch " + marker
 	hostile := strings.NewReplacer("{TOUCH}", touch, "{HOSTREPO}", e.repo).Replace(`set -e
@@ -69,7 +68,7 @@ git config --get core.fsmonitor >/dev/null && echo PLANTED-$((40+2))
 	if raw := e.ok("logs", "--raw", "hostile").stdout; !strings.Contains(raw, "PLANTED-42") {
 		t.Fatalf("the agent's steps did not all run:\n%s", raw)
 	}
-	return e, r, marker
+	return r, marker
 }
 
 // `airlock cp` of the hostile workspace brings none of the agent's git
@@ -77,8 +76,10 @@ git config --get core.fsmonitor >/dev/null && echo PLANTED-$((40+2))
 // in the copy leaves the marker uncreated; a .git file naming a host
 // repository, special files and links leading out are left out, and every
 // thing left out is listed.
-func TestHostileCpOut(t *testing.T) {
-	e, r, marker := hostileCpRun(t)
+func TestHostileCpOut(t *testing.T) { onEngines(t, rootfulEngines, hostileCpOut) }
+
+func hostileCpOut(t *testing.T, e *env) {
+	r, marker := hostileCpRun(t, e)
 	parent := t.TempDir()
 	dest := filepath.Join(parent, "copy")
 	res := e.ok("cp", r.ID+":/workspace", dest)
@@ -171,9 +172,11 @@ func TestHostileCpOut(t *testing.T) {
 
 // A copy over --max-size fails with an error naming the flag and leaves
 // nothing behind, not even a partial copy.
-func TestHostileCpMaxSize(t *testing.T) {
-	e, r, _ := hostileCpRun(t)
-	parent := t.TempDir()
+func TestHostileCpMaxSize(t *testing.T) { onEngines(t, allEngines, hostileCpMaxSize) }
+
+func hostileCpMaxSize(t *testing.T, e *env) {
+	r, _ := hostileCpRun(t, e)
+	parent := e.tempDir()
 	res := e.airlock("cp", "--max-size", "1m", r.ID+":/workspace", filepath.Join(parent, "big"))
 	if res.code == 0 || !strings.Contains(res.stderr, "--max-size 1m") {
 		t.Fatalf("cp over --max-size: exit %d\n%s", res.code, res.stderr)
@@ -191,13 +194,15 @@ func TestHostileCpMaxSize(t *testing.T) {
 
 // cp into a run that is not running is refused, with the reason and what
 // to do, instead of succeeding with nothing the agent will ever see.
-func TestHostileCpIntoStopped(t *testing.T) {
-	e := newEnv(t)
+func TestHostileCpIntoStopped(t *testing.T) { onEngines(t, allEngines, hostileCpIntoStopped) }
+
+func hostileCpIntoStopped(t *testing.T, e *env) {
 	e.server(testkit.BashScript("stop", "echo done"))
 	e.ok("run", "-y", "--persistent", "-m", "Finish.", "--name", "stopped")
 	r := e.run("stopped")
-	host := filepath.Join(t.TempDir(), "in.txt")
+	host := filepath.Join(e.tempDir(), "in.txt")
 	os.WriteFile(host, []byte("in\n"), 0o644)
+	e.chown(host)
 	res := e.airlock("cp", host, r.ID+":/workspace/in.txt")
 	if res.code == 0 || !strings.Contains(res.stderr, "not running") || !strings.Contains(res.stderr, "airlock start "+r.ID) {
 		t.Fatalf("cp into a stopped run: exit %d\n%s", res.code, res.stderr)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/store"
-	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
 // pathAttempts are requests an agent makes to its model-API endpoint
@@ -40,7 +38,7 @@ var pathAttempts = []struct{ name, curl string }{
 // in the audit log and never reaches the model API (issue 7, item 7).
 func TestHostileEgressModelEndpoint(t *testing.T) {
 	t.Parallel()
-	hostileEgressModelEndpoint(t, newEnv(t))
+	onEngines(t, allEngines, hostileEgressModelEndpoint)
 }
 
 func hostileEgressModelEndpoint(t *testing.T, e *env) {
@@ -102,7 +100,10 @@ func hostileEgressModelEndpoint(t *testing.T, e *env) {
 // and then only refusals, and the model API sees nothing after it.
 func TestHostileEgressMaxCostEnforcedByProxy(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	onEngines(t, allEngines, hostileEgressMaxCost)
+}
+
+func hostileEgressMaxCost(t *testing.T, e *env) {
 	// ~100 kB of prompt for Opus: about 25k input tokens, $0.375 at list
 	// price, more than the whole budget. The agent's own requests use a
 	// cheap model and cost a few cents.
@@ -121,11 +122,7 @@ done
 	res := e.ok("run", "-d", "-y", "--model", "claude-haiku-4-5", "--max-cost", "0.20", "-m", "Spend it all.", "--name", "spend")
 	id := strings.TrimSpace(res.stdout)
 	exec.Command("pkill", "-KILL", "-f", shared.bin+" watch "+id).Run()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := testkit.Docker(t).Wait(ctx, "airlock-"+id); err != nil {
-		t.Fatalf("the agent's container did not end: %v", err)
-	}
+	e.waitContainer("airlock-"+id, 2*time.Minute)
 	r := waitStatus(t, e, id)
 	runDir := filepath.Join(e.state, "airlock", "runs", r.ID)
 
@@ -253,7 +250,10 @@ done
 // calling the model endpoint gets nothing through.
 func TestHostileEgressDeadlineEnforcedByProxy(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	onEngines(t, allEngines, hostileEgressDeadline)
+}
+
+func hostileEgressDeadline(t *testing.T, e *env) {
 	e.write("late.sh", lateLoop)
 	e.git("add", ".")
 	e.git("commit", "-qm", "late")

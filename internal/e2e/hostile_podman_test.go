@@ -14,24 +14,8 @@ import (
 )
 
 // The hostile-sandbox attacks on rootless Podman, the default way people
-// run it: the same tests as on Docker (their bodies take the engine), and
-// one of its own, on ownership across the user namespace.
-
-func TestHostileRootlessPodmanStderrSymlink(t *testing.T) {
-	hostileStderrSymlink(t, newEnvOn(t, onRootlessPodman))
-}
-
-func TestHostileRootlessPodmanTranscriptFIFO(t *testing.T) {
-	hostileTranscriptFIFO(t, newEnvOn(t, onRootlessPodman))
-}
-
-func TestHostileRootlessPodmanForgedTranscriptAndBudgetFile(t *testing.T) {
-	hostileForgedTranscriptAndBudgetFile(t, newEnvOn(t, onRootlessPodman))
-}
-
-func TestHostileRootlessPodmanModelEndpoint(t *testing.T) {
-	hostileEgressModelEndpoint(t, newEnvOn(t, onRootlessPodman))
-}
+// run it, that only rootless Podman has: ownership across the user
+// namespace. The others run on every engine (onEngines in their files).
 
 // ownershipAttack is what the agent tries, from its workspace and its log
 // directory: give files to root, to other uids of its user namespace

@@ -150,5 +150,8 @@ func (d *Docker) CopyFrom(ctx context.Context, id, path string) (io.ReadCloser, 
 	if err != nil {
 		return nil, d.engineError(fmt.Sprintf("copy %s out of container %s", path, id), err)
 	}
+	if d.podman != nil {
+		return podmanArchive(res.Content, path), nil
+	}
 	return res.Content, nil
 }

@@ -1,13 +1,16 @@
 package sandbox
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -302,4 +305,65 @@ func (q *podmanQuirks) unreachable(doing, host string, err error) error {
 	}
 	return fmt.Errorf("%s: %w at %s: is Podman's API service running? start it with `systemctl --user start podman.socket` (as root: `systemctl start podman.socket`) or `%s`, or set CONTAINER_HOST to its socket: %w",
 		doing, ErrEngineUnreachable, host, start, err)
+}
+
+// podmanArchive mends the names in a tar stream Podman 4.3 made of path in a
+// container: of a directory that is a mount point (the run's /workspace)
+// in a container that is not running, it names the entries "/", "/a.txt",
+// … instead of "workspace", "workspace/a.txt", …, as it does while the
+// container runs and as Docker always does. Such a stream is recognised by
+// its first entry, "/", and its names (and hard links' targets) are put
+// under path's base name; any other stream passes unchanged. Symbolic
+// links' targets are the container's content and are left as they are.
+func podmanArchive(rc io.ReadCloser, path string) io.ReadCloser {
+	base := pathpkg.Base(pathpkg.Clean("/" + path))
+	pr, pw := io.Pipe()
+	go func() {
+		defer rc.Close()
+		tr := tar.NewReader(rc)
+		tw := tar.NewWriter(pw)
+		rename := false
+		for first := true; ; first = false {
+			hdr, err := tr.Next()
+			if err == io.EOF {
+				pw.CloseWithError(tw.Close())
+				return
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			if first {
+				rename = hdr.Name == "/" && base != "/"
+			}
+			if rename {
+				hdr.Name = podmanEntryName(base, hdr.Name)
+				if hdr.Typeflag == tar.TypeLink {
+					hdr.Linkname = podmanEntryName(base, hdr.Linkname)
+				}
+			}
+			if err := tw.WriteHeader(hdr); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			if _, err := io.Copy(tw, tr); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+	}()
+	return pr
+}
+
+// podmanEntryName puts an absolute entry name under base; a relative one
+// is left for the archive's reader to judge.
+func podmanEntryName(base, name string) string {
+	rest, ok := strings.CutPrefix(name, "/")
+	if !ok {
+		return name
+	}
+	if rest == "" {
+		return base + "/"
+	}
+	return base + "/" + rest
 }
