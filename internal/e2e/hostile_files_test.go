@@ -206,7 +206,10 @@ func hostileTranscriptFIFO(t *testing.T, e *env) {
 // TestHostileTranscriptFIFOAttached: the agent swaps in a FIFO and keeps
 // running; the attached `run` must still stop it, and exit, on SIGTERM.
 func TestHostileTranscriptFIFOAttached(t *testing.T) {
-	e := newEnv(t)
+	onEngines(t, rootfulEngines, hostileTranscriptFIFOAttached)
+}
+
+func hostileTranscriptFIFOAttached(t *testing.T, e *env) {
 	e.server(testkit.BashScript("fifo-attached",
 		"cd /airlock/log && rm -f agent.jsonl && mkfifo agent.jsonl && sleep 300"))
 	cmd := exec.Command(shared.bin, "run", "-y", "-m", "Hang the host.", "--name", "fifo-attached")
