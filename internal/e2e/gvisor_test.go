@@ -281,6 +281,27 @@ func gvisorShellExec(t *testing.T, e *env) {
 	if k := strings.TrimSpace(e.ok("exec", id, "--", "uname", "-r").stdout); k == "" || k == hostKernel(t) {
 		t.Errorf("exec saw kernel %q, the host's: not in gVisor", k)
 	}
+	// cp in and out of the running gVisor sandbox (on Podman through tar
+	// in the sandbox: Podman's own copy cannot see a gVisor container's
+	// files), and a missing path is an error, not an empty copy.
+	dir := e.tempDir()
+	in := filepath.Join(dir, "in.txt")
+	if err := os.WriteFile(in, []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.chown(in)
+	e.ok("cp", in, id+":/workspace/in.txt")
+	if got := e.ok("exec", id, "--", "cat", "/workspace/in.txt").stdout; got != "from the host\n" {
+		t.Errorf("in the sandbox, in.txt = %q", got)
+	}
+	e.ok("exec", id, "--", "sh", "-c", "mkdir -p /workspace/out/sub && echo from the sandbox > /workspace/out/sub/f.txt")
+	e.ok("cp", id+":/workspace/out", filepath.Join(dir, "out"))
+	if got, err := os.ReadFile(filepath.Join(dir, "out", "sub", "f.txt")); err != nil || string(got) != "from the sandbox\n" {
+		t.Errorf("copied out: %q, %v", got, err)
+	}
+	if res := e.airlock("cp", id+":/workspace/missing", filepath.Join(dir, "missing")); res.code == 0 {
+		t.Errorf("cp of a missing path succeeded:\n%s", res.stderr)
+	}
 	e.ok("stop", id)
 }
 

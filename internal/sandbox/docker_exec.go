@@ -126,6 +126,13 @@ func orDiscard(w io.Writer) io.Writer {
 
 // Stat describes path in the container.
 func (d *Docker) Stat(ctx context.Context, id, path string) (PathInfo, error) {
+	if d.podman != nil {
+		if user, ok, err := d.podman.execCopy(ctx, d, id); err != nil {
+			return PathInfo{}, err
+		} else if ok {
+			return d.execStat(ctx, id, user, path)
+		}
+	}
 	res, err := d.cli.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: path})
 	if err != nil {
 		return PathInfo{}, d.engineError(fmt.Sprintf("stat %s in container %s", path, id), err)
@@ -138,6 +145,13 @@ func (d *Docker) Stat(ctx context.Context, id, path string) (PathInfo, error) {
 // resolves dir inside the container's own file system, and refuses to
 // replace a directory with a file or the other way round.
 func (d *Docker) CopyTo(ctx context.Context, id, dir string, r io.Reader) error {
+	if d.podman != nil {
+		if user, ok, err := d.podman.execCopy(ctx, d, id); err != nil {
+			return err
+		} else if ok {
+			return d.execCopyTo(ctx, id, user, dir, r)
+		}
+	}
 	if _, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: dir, Content: r}); err != nil {
 		return d.engineError(fmt.Sprintf("copy into %s in container %s", dir, id), err)
 	}
@@ -146,6 +160,13 @@ func (d *Docker) CopyTo(ctx context.Context, id, dir string, r io.Reader) error 
 
 // CopyFrom returns path in the container as a tar stream.
 func (d *Docker) CopyFrom(ctx context.Context, id, path string) (io.ReadCloser, error) {
+	if d.podman != nil {
+		if user, ok, err := d.podman.execCopy(ctx, d, id); err != nil {
+			return nil, err
+		} else if ok {
+			return d.execCopyFrom(ctx, id, user, path)
+		}
+	}
 	res, err := d.cli.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: path})
 	if err != nil {
 		return nil, d.engineError(fmt.Sprintf("copy %s out of container %s", path, id), err)

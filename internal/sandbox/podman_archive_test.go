@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
+	"os"
 	"slices"
 	"testing"
 )
@@ -71,5 +72,27 @@ func TestPodmanArchive(t *testing.T) {
 				t.Errorf("entries = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestFindMode(t *testing.T) {
+	tests := []struct {
+		kind byte
+		perm uint32
+		want os.FileMode
+	}{
+		{'f', 0o644, 0o644},
+		{'d', 0o755, os.ModeDir | 0o755},
+		{'l', 0o777, os.ModeSymlink | 0o777},
+		{'p', 0o600, os.ModeNamedPipe | 0o600},
+		{'s', 0o755, os.ModeSocket | 0o755},
+		{'c', 0o666, os.ModeDevice | os.ModeCharDevice | 0o666},
+		{'f', 0o4755, os.ModeSetuid | 0o755},
+		{'d', 0o3775, os.ModeDir | os.ModeSetgid | os.ModeSticky | 0o775},
+	}
+	for _, tt := range tests {
+		if got := findMode(tt.kind, tt.perm); got != tt.want {
+			t.Errorf("findMode(%c, %o) = %v, want %v", tt.kind, tt.perm, got, tt.want)
+		}
 	}
 }
