@@ -231,3 +231,20 @@ func TestPodmanRootlessCommands(t *testing.T) {
 		},
 	})
 }
+
+// image ls on Podman lists airlock's images (Podman reports them qualified,
+// docker.io/library/airlock-claude:…, under the names airlock gave them),
+// and prune keeps the current one.
+func TestPodmanImageLsPrune(t *testing.T) {
+	onEngines(t, []engineKind{onPodman, onRootlessPodman}, func(t *testing.T, e *env) {
+		ref := podmanImages.ref
+		want := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(ref) + `\s+[0-9a-f]{12}\s+\S+\s+\S+\s+current$`)
+		if out := e.ok("image", "ls").stdout; !want.MatchString(out) {
+			t.Errorf("image ls lacks %s as current:\n%s", ref, out)
+		}
+		e.ok("image", "prune")
+		if out := e.ok("image", "ls").stdout; !want.MatchString(out) {
+			t.Errorf("after prune, image ls lacks %s as current:\n%s", ref, out)
+		}
+	})
+}

@@ -273,7 +273,11 @@ func (d *Docker) Images(ctx context.Context, prefixes []string) ([]ImageInfo, er
 	}
 	var out []ImageInfo
 	for _, s := range res.Items {
-		refs := matchingRefs(s.RepoTags, prefixes)
+		tags := s.RepoTags
+		if d.podman != nil {
+			tags = podmanRefs(tags)
+		}
+		refs := matchingRefs(tags, prefixes)
 		if len(refs) == 0 {
 			continue
 		}

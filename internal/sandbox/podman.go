@@ -233,13 +233,28 @@ func podmanGet(ctx context.Context, cli *client.Client, path string, out any) er
 // (docker.io/library/x:1 or localhost/x:1 for the x:1 the container was
 // created from).
 func podmanState(st State) State {
+	st.Image = podmanRef(st.Image)
+	return st
+}
+
+// podmanRef is the name airlock gave an image Podman reports qualified
+// (docker.io/library/x:1, localhost/x:1 for x:1).
+func podmanRef(ref string) string {
 	for _, prefix := range []string{"docker.io/library/", "localhost/"} {
-		if rest, ok := strings.CutPrefix(st.Image, prefix); ok {
-			st.Image = rest
-			break
+		if rest, ok := strings.CutPrefix(ref, prefix); ok {
+			return rest
 		}
 	}
-	return st
+	return ref
+}
+
+// podmanRefs is podmanRef of each of refs.
+func podmanRefs(refs []string) []string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = podmanRef(r)
+	}
+	return out
 }
 
 // podmanTransient reports a create failure that goes away when tried
