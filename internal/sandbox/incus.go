@@ -300,7 +300,10 @@ func (i *Incus) instanceRequest(ctx context.Context, spec Spec, x incusExtra) (m
 			"lxc.environment = " + incusInitEnv + "=" + init + "\n" +
 			// LXC leaves mounting the cgroups to an init that keeps
 			// CAP_SYS_ADMIN (systemd does); this one does not.
-			"lxc.mount.auto = cgroup:mixed:force\n" + rawNet,
+			"lxc.mount.auto = cgroup:mixed:force\n" +
+			// Else LXC guesses the halt signal from the init's blocked
+			// signals, which a Go init blocks now and then.
+			"lxc.signal.halt = SIGPWR\n" + rawNet,
 		incusImageKey: spec.Image,
 	}
 	if l := spec.Limits; l.MemoryBytes > 0 {
@@ -400,9 +403,17 @@ func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) 
 		rec, err := i.exitRecord(ctx, inst.Name)
 		if errors.Is(err, ErrNotFound) || errors.Is(err, errBadRecord) {
 			st.Status, st.ExitCode = StatusDead, -1
+			// Incus stamps the start before the instance runs: a start
+			// may be under way. Wait polls on.
+			if time.Since(inst.LastUsedAt) < incusStartWindow {
+				st.Status = StatusUnknown
+			}
 			break
 		}
 		if err != nil {
+			if gerr := i.c.get(ctx, instancePath(inst.Name), nil); errors.Is(gerr, ErrNotFound) {
+				return State{}, fmt.Errorf("inspect instance %s: %w", inst.Name, gerr)
+			}
 			return State{}, fmt.Errorf("inspect instance %s: %w", inst.Name, err)
 		}
 		st.Status, st.ExitCode, st.FinishedAt = StatusExited, rec.Code, rec.Finished
@@ -413,6 +424,10 @@ func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) 
 }
 
 var errBadRecord = errors.New("not a valid exit record")
+
+// incusStartWindow is how long after its start stamp a stopped instance
+// without an exit record may still be starting.
+const incusStartWindow = 10 * time.Second
 
 // exitRecord reads the init's exit record.
 func (i *Incus) exitRecord(ctx context.Context, name string) (incusExitRecord, error) {
@@ -561,11 +576,21 @@ next:
 			}
 		}
 		st, err := i.stateOf(ctx, inst)
-		if err != nil && errors.Is(i.c.get(ctx, instancePath(inst.Name), nil), ErrNotFound) {
-			continue // removed since the list was taken
-		}
 		if err != nil {
-			return nil, err
+			// Removed, or being removed, since the list was taken: look
+			// again.
+			var now incusInstance
+			if gerr := i.c.get(ctx, instancePath(inst.Name), &now); errors.Is(gerr, ErrNotFound) {
+				continue
+			} else if gerr == nil {
+				st, err = i.stateOf(ctx, now)
+			}
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
 		}
 		states = append(states, st)
 	}

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +50,12 @@ const (
 	// incusKillSignal asks the init to kill its command at once (Stop's
 	// timeout passed). Only the container's root may send it.
 	incusKillSignal = unix.SIGUSR1
+
+	// incusHaltRT is SIGRTMIN+3, the halt signal LXC sends instead of
+	// SIGPWR when it finds it blocked in the init (as systemd does; a Go
+	// program blocks all signals for a moment whenever it starts a
+	// thread). raw.lxc names SIGPWR, so this is only a second line.
+	incusHaltRT = unix.Signal(37)
 )
 
 // incusInitSpec is what the init runs.
@@ -114,6 +119,9 @@ func IncusInit(args []string, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		return incusOp(args, os.Stdin, os.Stdout, stderr)
+	}
 	if os.Getpid() != 1 {
 		fmt.Fprintln(stderr, "airlock init: this runs only as an Incus instance's init")
 		return 2
@@ -154,39 +162,28 @@ func incusInit() (int, error) {
 		return 0, err
 	}
 
-	// The command must not gain privileges nor keep any capability: the
-	// bounding set and no_new_privs are per thread, and the child is forked
-	// from this one.
-	runtime.LockOSThread()
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return 0, fmt.Errorf("no_new_privs: %w", err)
-	}
-	for c := 0; c <= 63; c++ {
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-			return 0, fmt.Errorf("drop capability %d: %w", c, err)
-		}
-	}
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGPWR, unix.SIGINT, unix.SIGHUP, incusKillSignal, unix.SIGCHLD)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGPWR, incusHaltRT, unix.SIGINT, unix.SIGHUP, incusKillSignal, unix.SIGCHLD)
 
-	cmd := exec.Command(spec.Cmd[0], spec.Cmd[1:]...)
+	// The command is started through this binary's run operation, which
+	// drops to the user with no capabilities and no new privileges before
+	// it execs. The init itself keeps its bounding set: LXC gives processes
+	// that Incus' exec starts the init's, and those must drop privileges
+	// too (incusOp).
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	user := strconv.FormatUint(uint64(spec.UID), 10) + ":" + strconv.FormatUint(uint64(spec.GID), 10)
+	cmd := exec.Command(self, append([]string{IncusInitCommand, "run", user, spec.WorkDir, "--"}, spec.Cmd...)...)
 	cmd.Env = spec.Env
-	cmd.Dir = spec.WorkDir
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: []uint32{}},
-		Setsid:     true,
-	}
-	if p, ok := lookPathIn(spec.Cmd[0], spec.Env); ok {
-		cmd.Path = p
-		cmd.Err = nil
-	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(out, "airlock init: start %s: %v\n", spec.Cmd[0], err)
 		writeIncusExit(127)
 		return 127, nil
 	}
-	runtime.UnlockOSThread()
 	code := reapIncus(cmd.Process.Pid, sigs)
 	// What the command left behind goes with it.
 	unix.Kill(-1, unix.SIGKILL)
@@ -236,7 +233,7 @@ func reapIncus(pid int, sigs <-chan os.Signal) int {
 		case unix.SIGCHLD:
 		case incusKillSignal:
 			unix.Kill(-1, unix.SIGKILL)
-		case unix.SIGPWR:
+		case unix.SIGPWR, incusHaltRT:
 			// LXC's halt signal: a stop asked for with a timeout.
 			unix.Kill(pid, unix.SIGTERM)
 		default:
