@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/workspace"
@@ -103,14 +104,9 @@ func (f *Factory) EngineCaps() (sandbox.Caps, error) {
 	return f.caps, nil
 }
 
-// engineKind is the configured kind, and where it was configured.
-func (f *Factory) engineKind() (kind, from string, err error) {
-	if f.EngineKind != "" {
-		return f.EngineKind, "flag --engine", nil
-	}
-	if k := f.Getenv("AIRLOCK_ENGINE"); k != "" {
-		return k, "AIRLOCK_ENGINE", nil
-	}
+// engineKind is the configured kind, and where it was configured, and the
+// [engine] settings.
+func (f *Factory) engineKind() (kind, from string, eng config.Engine, nestingFrom string) {
 	project := ""
 	if wd, err := f.Getwd(); err == nil {
 		project, _ = workspace.RepoRoot(context.Background(), wd)
@@ -120,17 +116,22 @@ func (f *Factory) engineKind() (kind, from string, err error) {
 		// Commands that need no configuration (ls, logs, rm) must still
 		// work while a file is being fixed; those that do need it fail
 		// on it themselves.
-		fmt.Fprintf(f.IO.ErrOut, "airlock: warning: the configuration is not valid, so [engine] kind is not read; detecting the engine: %v\n", err)
-		return "", "", nil
+		fmt.Fprintf(f.IO.ErrOut, "airlock: warning: the configuration is not valid, so [engine] is not read; detecting the engine: %v\n", err)
+	} else {
+		eng = res.Config.Engine
+		kind, from, nestingFrom = eng.Kind, res.From("engine.kind"), res.From("engine.incus.nesting")
 	}
-	return res.Config.Engine.Kind, res.From("engine.kind"), nil
+	if k := f.Getenv("AIRLOCK_ENGINE"); k != "" {
+		kind, from = k, "AIRLOCK_ENGINE"
+	}
+	if f.EngineKind != "" {
+		kind, from = f.EngineKind, "flag --engine"
+	}
+	return kind, from, eng, nestingFrom
 }
 
 func (f *Factory) chooseEngine() (sandbox.Endpoint, error) {
-	kind, from, err := f.engineKind()
-	if err != nil {
-		return sandbox.Endpoint{}, err
-	}
+	kind, from, eng, nestingFrom := f.engineKind()
 	ep, err := sandbox.Choose(kind, sandbox.Detect(f.Getenv))
 	if err != nil {
 		return sandbox.Endpoint{}, fmt.Errorf("%s: %w", from, err)
@@ -138,6 +139,11 @@ func (f *Factory) chooseEngine() (sandbox.Endpoint, error) {
 	if kind != "" {
 		ep.Why = from + ": " + ep.Why
 	}
+	if eng.Incus.Nesting && ep.Kind != sandbox.KindIncus {
+		return sandbox.Endpoint{}, fmt.Errorf("engine.incus.nesting is true (%s), but the engine is %s (%s): running containers inside the sandbox is offered on Incus only; use --engine incus, or set engine.incus.nesting = false",
+			nestingFrom, ep.Kind, ep.Why)
+	}
+	ep.Incus = sandbox.IncusOptions{Pool: eng.Incus.Pool, Network: eng.Incus.Network, Nesting: eng.Incus.Nesting}
 	return ep, nil
 }
 

@@ -33,6 +33,23 @@ type Engine struct {
 	// overrides it. Default "": detect one (DOCKER_HOST, then the Docker
 	// socket, then Podman's sockets, then Incus').
 	Kind string
+	// Incus holds the settings of the Incus engine ([engine.incus]).
+	Incus EngineIncus
+}
+
+// EngineIncus are the Incus engine's settings ([engine.incus]).
+type EngineIncus struct {
+	// Pool is the storage pool of the instances' root disks
+	// (engine.incus.pool). Default "": "airlock" (a btrfs pool, where an
+	// instance takes milliseconds; on a dir pool each takes seconds).
+	Pool string
+	// Network is the managed bridge the egress proxies join
+	// (engine.incus.network). Default "": "airlockbr0".
+	Network string
+	// Nesting lets the agent run containers itself, Docker in the sandbox
+	// (engine.incus.nesting, Incus' security.nesting). Default false.
+	// Refused on other engines.
+	Nesting bool
 }
 
 // Agent selects and tunes the coding agent ([agent]).

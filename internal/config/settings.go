@@ -171,6 +171,29 @@ var settings = []setting{
 		return nil
 	}, func(c *Config) string { return quote(c.Engine.Kind) }},
 
+	{"engine.incus.nesting", kindBool, func(c *Config, v any, _ string) error {
+		c.Engine.Incus.Nesting = v.(bool)
+		return nil
+	}, func(c *Config) string { return strconv.FormatBool(c.Engine.Incus.Nesting) }},
+
+	{"engine.incus.network", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != "" && !incusNameRE.MatchString(s) {
+			return fmt.Errorf("%q is not an Incus network name (letters, digits and -, at most 15 characters)", s)
+		}
+		c.Engine.Incus.Network = s
+		return nil
+	}, func(c *Config) string { return quote(c.Engine.Incus.Network) }},
+
+	{"engine.incus.pool", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != "" && !incusNameRE.MatchString(s) {
+			return fmt.Errorf("%q is not an Incus storage pool name (letters, digits and -)", s)
+		}
+		c.Engine.Incus.Pool = s
+		return nil
+	}, func(c *Config) string { return quote(c.Engine.Incus.Pool) }},
+
 	{"image.base", kindString, func(c *Config, v any, _ string) error {
 		s := v.(string)
 		if s == "" {
@@ -348,7 +371,10 @@ var runtimeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // tables are the TOML tables the schema has, for telling a misplaced table
 // from an unknown key.
-var tables = []string{"agent", "agent.claude", "egress", "engine", "image", "notify", "run", "sandbox"}
+var tables = []string{"agent", "agent.claude", "egress", "engine", "engine.incus", "image", "notify", "run", "sandbox"}
+
+// incusNameRE is what a network or storage pool name may be.
+var incusNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,62}$`)
 
 // accumulating settings add entries across layers instead of replacing the
 // list; Sources shows them one row per entry.

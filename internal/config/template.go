@@ -52,6 +52,16 @@ const ProjectTemplate = `# airlock project configuration.
 # (DOCKER_HOST, the Docker socket, Podman's sockets, then Incus').
 # kind = ""
 
+[engine.incus]
+# The storage pool of the instances' root disks; empty: "airlock" (btrfs:
+# an instance in milliseconds; dir: seconds each).
+# pool = ""
+# The managed bridge the egress proxies join; empty: "airlockbr0".
+# network = ""
+# Let the agent run containers itself (Docker in the sandbox): Incus'
+# security.nesting. Only on Incus.
+# nesting = false
+
 [image]
 # Run this image instead of airlock's default one.
 # name = ""

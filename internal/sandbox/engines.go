@@ -24,6 +24,8 @@ type Endpoint struct {
 	Kind string
 	Host string // e.g. unix:///run/podman/podman.sock; "" for the kind's default
 	Why  string // how it was found, for people
+	// Incus are the settings an Incus engine is made with ([engine.incus]).
+	Incus IncusOptions
 }
 
 // Constructor makes an engine for an endpoint without contacting it.
@@ -35,7 +37,7 @@ func constructors() map[string]Constructor {
 	return map[string]Constructor{
 		KindDocker: func(ep Endpoint) (Engine, error) { return NewDockerAt(ep.Host) },
 		KindPodman: func(ep Endpoint) (Engine, error) { return NewPodman(ep.Host) },
-		KindIncus:  func(ep Endpoint) (Engine, error) { return NewIncus(ep.Host) },
+		KindIncus:  func(ep Endpoint) (Engine, error) { return NewIncusWith(ep.Host, ep.Incus) },
 	}
 }
 
