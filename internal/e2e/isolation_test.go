@@ -153,9 +153,10 @@ func runScript(name, command string) testkit.Script {
 // why. Upstream "internet" hosts are containers on a network the test
 // creates; forbidden addresses are only ever pinned names the proxy must
 // refuse before dialling.
-func TestIsolation(t *testing.T) {
-	e := newEnv(t)
-	w := newWorld(t)
+func TestIsolation(t *testing.T) { onEngines(t, rootfulEngines, isolation) }
+
+func isolation(t *testing.T, e *env) {
+	w := newWorldOn(t, e.engine)
 	up := w.start("up", "allowed.test", "wild.test", "sub.wild.test", "bad.wild.test")
 	stray := w.start("stray", "other.test", "stray.test")
 	hs := startHostServer(t)
@@ -212,12 +213,12 @@ func TestIsolation(t *testing.T) {
 		if !strings.Contains(string(hunt), agent.PlaceholderAPIKey) {
 			t.Fatalf("the hunt did not even find the placeholder; it proves nothing:\n%s", hunt)
 		}
-		inspect, err := exec.Command("docker", "inspect", r.Container).CombinedOutput()
+		inspect, err := exec.Command(w.cli, "inspect", r.Container).CombinedOutput()
 		if err != nil {
-			t.Fatalf("docker inspect: %v\n%s", err, inspect)
+			t.Fatalf("%s inspect: %v\n%s", w.cli, err, inspect)
 		}
 		if strings.Contains(string(inspect), realKey) {
-			t.Error("the real key is in docker inspect of the agent's container")
+			t.Errorf("the real key is in %s inspect of the agent's container", w.cli)
 		}
 		for _, s := range []string{res.stdout, res.stderr, e.ok("logs", "--raw").stdout} {
 			if strings.Contains(s, realKey) {
@@ -269,7 +270,7 @@ func TestIsolation(t *testing.T) {
 	id := strings.TrimSpace(e.ok("run", "-d", "-y", "--network", "open", "-m", "Try the open network.", "--name", "open").stdout)
 	ws2 := filepath.Join(e.state, "airlock", "runs", id, "workspace")
 	waitFile(t, filepath.Join(ws2, "ready"), 2*time.Minute)
-	if out, err := exec.Command("docker", "kill", "airlock-"+id+"-proxy").CombinedOutput(); err != nil {
+	if out, err := exec.Command(w.cli, "kill", "airlock-"+id+"-proxy").CombinedOutput(); err != nil {
 		t.Fatalf("kill the proxy: %v\n%s", err, out)
 	}
 	if err := os.WriteFile(filepath.Join(ws2, "killed"), nil, 0o644); err != nil {

@@ -30,6 +30,7 @@ import (
 // is outside the machine, and the test removes all of it.
 type world struct {
 	tb      testing.TB
+	cli     string // the engine's CLI: docker, or podman (rootful)
 	prefix  string // airlock-e2e-<rand>: the network and the containers
 	network string
 	gateway string // the host's address on the network
@@ -117,20 +118,32 @@ threading.Event().wait()
 
 // newWorld creates the network and the TLS material; upstreams come from
 // world.start.
-func newWorld(tb testing.TB) *world {
+func newWorld(tb testing.TB) *world { tb.Helper(); return newWorldOn(tb, onDocker) }
+
+// newWorldOn is newWorld on Docker or on rootful Podman (its CLI takes the
+// same arguments; only its network description differs).
+func newWorldOn(tb testing.TB, k engineKind) *world {
 	tb.Helper()
 	if shared.skip != "" {
 		tb.Skip("no container engine: ", shared.skip)
 	}
 	b := make([]byte, 4)
 	rand.Read(b)
-	w := &world{tb: tb, prefix: "airlock-e2e-" + hex.EncodeToString(b), dir: tb.TempDir()}
+	w := &world{tb: tb, cli: "docker", prefix: "airlock-e2e-" + hex.EncodeToString(b), dir: tb.TempDir()}
 	os.Chmod(w.dir, 0o755)
 	w.network = w.prefix
-	w.image = agentImage(tb)
+	gateway := "{{(index .IPAM.Config 0).Gateway}}"
+	switch k {
+	case onDocker:
+		w.image = agentImage(tb)
+	case onPodman:
+		w.cli, w.image, gateway = "podman", rootfulPodmanImage(tb), "{{(index .Subnets 0).Gateway}}"
+	default:
+		tb.Fatalf("no test world on %s", k)
+	}
 	w.docker("network", "create", "--label", "airlock-e2e=1", w.network)
 	tb.Cleanup(w.cleanup)
-	w.gateway = w.docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", w.network)
+	w.gateway = w.docker("network", "inspect", "-f", gateway, w.network)
 	if net.ParseIP(w.gateway) == nil {
 		tb.Fatalf("network %s has no gateway address: %q", w.network, w.gateway)
 	}
@@ -154,12 +167,13 @@ func agentImage(tb testing.TB) string {
 	return strings.TrimSpace(string(out))
 }
 
-// docker runs the docker CLI and returns its trimmed output.
+// docker runs the engine's CLI (docker's, or podman's) and returns its
+// trimmed output.
 func (w *world) docker(args ...string) string {
 	w.tb.Helper()
-	out, err := exec.Command("docker", args...).CombinedOutput()
+	out, err := exec.Command(w.cli, args...).CombinedOutput()
 	if err != nil {
-		w.tb.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+		w.tb.Fatalf("%s %s: %v\n%s", w.cli, strings.Join(args, " "), err, out)
 	}
 	return strings.TrimSpace(string(out))
 }
@@ -190,22 +204,22 @@ func (w *world) start(role string, aliases ...string) upstream {
 }
 
 func (w *world) logs(container string) string {
-	out, _ := exec.Command("docker", "logs", container).CombinedOutput()
+	out, _ := exec.Command(w.cli, "logs", container).CombinedOutput()
 	return string(out)
 }
 
 // cleanup removes every container on the network (the upstreams and any
 // proxy a failed run left behind), then the network.
 func (w *world) cleanup() {
-	out, _ := exec.Command("docker", "ps", "-aq", "--filter", "network="+w.network).Output()
+	out, _ := exec.Command(w.cli, "ps", "-aq", "--filter", "network="+w.network).Output()
 	for _, id := range strings.Fields(string(out)) {
-		exec.Command("docker", "rm", "-f", id).Run()
+		exec.Command(w.cli, "rm", "-f", id).Run()
 	}
-	out, _ = exec.Command("docker", "ps", "-aq", "--filter", "label=airlock-e2e=1", "--filter", "name="+w.prefix).Output()
+	out, _ = exec.Command(w.cli, "ps", "-aq", "--filter", "label=airlock-e2e=1", "--filter", "name="+w.prefix).Output()
 	for _, id := range strings.Fields(string(out)) {
-		exec.Command("docker", "rm", "-f", id).Run()
+		exec.Command(w.cli, "rm", "-f", id).Run()
 	}
-	exec.Command("docker", "network", "rm", w.network).Run()
+	exec.Command(w.cli, "network", "rm", w.network).Run()
 }
 
 // upstreamNames are the names the upstreams' certificate covers.
