@@ -14,8 +14,9 @@ func bash(cmd string) map[string]any { return map[string]any{"command": cmd, "de
 
 // (a) The agent writes and commits; merge brings the commit onto the
 // user's branch.
-func TestWriteCommitMerge(t *testing.T) {
-	e := newEnv(t)
+func TestWriteCommitMerge(t *testing.T) { writeCommitMerge(t, newEnv(t)) }
+
+func writeCommitMerge(t *testing.T, e *env) {
 	srv, _ := e.server(testkit.DemoScript())
 
 	res := e.ok("run", "-m", "Write hello.py, run it, commit it.", "--name", "hello")
@@ -93,7 +94,10 @@ func TestWriteCommitMerge(t *testing.T) {
 // (b) An agent that destroys its copy's history changes nothing in the
 // user's repository.
 func TestDestroyedCopyLeavesUserRepoUnchanged(t *testing.T) {
-	e := newEnv(t)
+	destroyedCopyLeavesUserRepoUnchanged(t, newEnv(t))
+}
+
+func destroyedCopyLeavesUserRepoUnchanged(t *testing.T, e *env) {
 	e.server(testkit.DestroyScript())
 	e.git("branch", "feature")
 	before := treeHash(t, e.repo)
@@ -121,8 +125,9 @@ func TestDestroyedCopyLeavesUserRepoUnchanged(t *testing.T) {
 
 // (b) Hooks and config commands the agent plants in its copy never run on
 // the host, through diff, merge or rm.
-func TestPlantedHooksNeverRunOnHost(t *testing.T) {
-	e := newEnv(t)
+func TestPlantedHooksNeverRunOnHost(t *testing.T) { plantedHooksNeverRunOnHost(t, newEnv(t)) }
+
+func plantedHooksNeverRunOnHost(t *testing.T, e *env) {
 	markers := t.TempDir()
 	e.server(testkit.PlantScript(filepath.Join(markers, "m")))
 
@@ -143,8 +148,9 @@ func TestPlantedHooksNeverRunOnHost(t *testing.T) {
 }
 
 // (c) The model API fails: the run is failed and logs say why.
-func TestModelErrorFailsRun(t *testing.T) {
-	e := newEnv(t)
+func TestModelErrorFailsRun(t *testing.T) { modelErrorFailsRun(t, newEnv(t)) }
+
+func modelErrorFailsRun(t *testing.T, e *env) {
 	e.server(testkit.FailScript())
 	res := e.airlock("run", "-m", "Anything.", "--name", "fails")
 	if res.code != 3 {
@@ -165,8 +171,9 @@ func TestModelErrorFailsRun(t *testing.T) {
 
 // Changes the agent leaves uncommitted are shown by diff and merged only
 // when asked.
-func TestUncommittedLeftovers(t *testing.T) {
-	e := newEnv(t)
+func TestUncommittedLeftovers(t *testing.T) { uncommittedLeftovers(t, newEnv(t)) }
+
+func uncommittedLeftovers(t *testing.T, e *env) {
 	e.server(testkit.Script{
 		Name: "leftovers",
 		Steps: []testkit.Step{
@@ -199,7 +206,10 @@ func TestUncommittedLeftovers(t *testing.T) {
 // merge refuses, changing nothing, when the user's tree is dirty; rm keeps
 // unmerged commits unless forced.
 func TestMergeRefusesDirtyTreeAndRmProtectsWork(t *testing.T) {
-	e := newEnv(t)
+	mergeRefusesDirtyTreeAndRmProtectsWork(t, newEnv(t))
+}
+
+func mergeRefusesDirtyTreeAndRmProtectsWork(t *testing.T, e *env) {
 	e.server(testkit.DemoScript())
 	e.ok("run", "-m", "Write hello.py.", "--name", "dirty")
 	e.write("README.md", "# my uncommitted edit\n")

@@ -147,10 +147,11 @@ const (
 	onDocker         engineKind = iota
 	onPodman                    // rootful, as root
 	onRootlessPodman            // as the rootless test user, whose own Podman airlock finds
+	onIncus                     // as root, AIRLOCK_ENGINE=incus
 )
 
 func (k engineKind) String() string {
-	return [...]string{"Docker", "Podman", "rootless Podman"}[k]
+	return [...]string{"Docker", "Podman", "rootless Podman", "Incus"}[k]
 }
 
 // The engines a test body runs on (onEngines): every one, or those with
@@ -186,6 +187,9 @@ func newEnvOn(t *testing.T, k engineKind) *env {
 		needPodman(t)
 		e.user = rootlessUser(t)
 		rootlessPodmanImage(t, e.user)
+	case onIncus:
+		needIncus(t)
+		incusImage(t)
 	}
 	e.state, e.repo = e.tempDir(), filepath.Join(e.tempDir(), "repo")
 	e.initRepo()
@@ -235,10 +239,18 @@ func (e *env) command(ctx context.Context, name string, args ...string) *exec.Cm
 	return wrapped
 }
 
+// testEngine is an engine a test looks through, and closes.
+type testEngine interface {
+	sandbox.Engine
+	Close() error
+}
+
 // sandboxEngine is the engine the test's airlock uses, for the test's own
 // looks.
-func (e *env) sandboxEngine() (*sandbox.Docker, error) {
+func (e *env) sandboxEngine() (testEngine, error) {
 	switch e.engine {
+	case onIncus:
+		return sandbox.NewIncus("")
 	case onPodman:
 		return sandbox.NewPodman("")
 	case onRootlessPodman:
@@ -301,7 +313,7 @@ func (e *env) initRepo() {
 func (e *env) server(s testkit.Script) (*testkit.Server, string) {
 	e.t.Helper()
 	srv := testkit.NewServer(s)
-	url, err := srv.Start(shared.gateway + ":0")
+	url, err := srv.Start(e.gateway() + ":0")
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -321,8 +333,11 @@ func (e *env) environ() []string {
 		out = append(out, kv)
 	}
 	out = append(out, "XDG_STATE_HOME="+e.state, "XDG_CONFIG_HOME="+shared.configDir)
-	if e.engine == onPodman {
+	switch e.engine {
+	case onPodman:
 		out = append(out, "AIRLOCK_ENGINE=podman")
+	case onIncus:
+		out = append(out, "AIRLOCK_ENGINE=incus")
 	}
 	return append(out, e.extra...)
 }

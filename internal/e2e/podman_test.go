@@ -463,6 +463,13 @@ func TestPodmanIsolation(t *testing.T) {
 // (serverURL), and the files that make them (for the project's repository).
 func podmanIsolation(t *testing.T, serverURL string) ([]attempt, *strings.Replacer, map[string]string) {
 	t.Helper()
+	return isolationAttemptsVia(t, shared.gateway, serverURL)
+}
+
+// isolationAttemptsVia is podmanIsolation for an engine whose sandboxes
+// reach the host at gateway.
+func isolationAttemptsVia(t *testing.T, gateway, serverURL string) ([]attempt, *strings.Replacer, map[string]string) {
+	t.Helper()
 	names := []string{
 		"network interface besides lo", "a route out", "IPv6 address besides loopback",
 		"DNS lookup of an external name", "container engine or other outside socket",
@@ -483,7 +490,7 @@ func podmanIsolation(t *testing.T, serverURL string) ([]attempt, *strings.Replac
 		}
 	}
 	attempts = append(attempts, attempt{name: "direct TCP to the model server on the host", script: `py tcp {D0} {SP}`, want: "failed"})
-	vars := strings.NewReplacer("{D0}", shared.gateway, "{SP}", serverURL[strings.LastIndex(serverURL, ":")+1:], "{PLACEHOLDER}", agent.PlaceholderAPIKey)
+	vars := strings.NewReplacer("{D0}", gateway, "{SP}", serverURL[strings.LastIndex(serverURL, ":")+1:], "{PLACEHOLDER}", agent.PlaceholderAPIKey)
 	ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
 	if err != nil {
 		t.Fatal(err)
