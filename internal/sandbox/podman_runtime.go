@@ -125,8 +125,8 @@ func (q *podmanQuirks) runtimeClient(ctx context.Context, d *Docker, name string
 	case info.Host.Security.Rootless != main.Host.Security.Rootless:
 		return fail("it is not the same Podman as the one at %s (one is rootless, the other not): run it as the user who runs that one", mainHost)
 	case !ok || path != info.Host.OCIRuntime.Path:
-		return fail("it runs %s as %s, but the service at %s (which starts the containers) as %q: both read containers.conf when they start; restart the one at %s",
-			name, info.Host.OCIRuntime.Path, mainHost, path, mainHost)
+		return fail("it runs %s as %s, but the service at %s (which starts the containers) as %q: both must run it as the same program, and a service reads containers.conf ([engine.runtimes]) only when it starts: restart the one started before %s was registered there (see docs/gvisor.md)",
+			name, info.Host.OCIRuntime.Path, mainHost, path, name)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -1,14 +1,18 @@
 package sandbox_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"os/user"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
@@ -202,5 +206,67 @@ func TestPodmanRootlessRuntime(t *testing.T) {
 	}
 	if strings.Contains(out, "--- SKIP: TestPodmanRuntime ") {
 		t.Fatalf("TestPodmanRuntime was skipped as %s", name)
+	}
+}
+
+// A gVisor service that is not what airlock needs is refused before
+// anything is created, saying what to fix: one whose default runtime is
+// another, and one that runs runsc as another program than the main
+// service does (it read another containers.conf, or the main service was
+// started before runsc was registered). Rootful: the services are root's.
+func TestPodmanRuntimeServiceChecked(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("starts rootful Podman services")
+	}
+	testkit.Podman(t)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	dir := t.TempDir()
+	if err := os.Symlink("/run/podman/podman.sock", filepath.Join(dir, "podman.sock")); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "containers.conf")
+	if err := os.WriteFile(conf, []byte("[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n[engine.runtimes]\nrunsc = [\"/usr/bin/runsc\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"another default runtime", nil, []string{"--runtime", "runc"}, `its default runtime is "runc", not "runsc"`},
+		{"runsc as another program", []string{"CONTAINERS_CONF=" + conf}, []string{"--runtime", "runsc"}, "restart the one started before runsc was registered"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sock := filepath.Join(dir, "podman-runsc.sock")
+			os.Remove(sock)
+			cmd := exec.Command("podman", append(tt.args, "system", "service", "--time=0", "unix://"+sock)...)
+			cmd.Env = append(os.Environ(), tt.env...)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the service did not start:\n%s", out.String())
+				}
+			}
+			p, err := sandbox.NewPodman("unix://" + filepath.Join(dir, "podman.sock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			err = sandbox.CheckRuntime(context.Background(), p, "runsc")
+			t.Logf("CheckRuntime: %v", err)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), sock) {
+				t.Errorf("CheckRuntime(runsc) = %v, want an error naming %s and saying %q", err, sock, tt.want)
+			}
+		})
 	}
 }
