@@ -261,8 +261,9 @@ func hostileTranscriptFIFOAttached(t *testing.T, e *env) {
 
 // TestHostileHugeFiles: a 20 GB (sparse) transcript and stderr with no
 // newline. Host commands stay fast and small.
-func TestHostileHugeFiles(t *testing.T) {
-	e := newEnv(t)
+func TestHostileHugeFiles(t *testing.T) { onEngines(t, rootfulEngines, hostileHugeFiles) }
+
+func hostileHugeFiles(t *testing.T, e *env) {
 	id := e.startDetached("huge", testkit.BashScript("huge",
 		"cd /airlock/log && rm -f agent.jsonl agent.stderr && truncate -s 20G agent.jsonl agent.stderr && "+killAgent))
 	waitExited(e, id)
@@ -281,8 +282,9 @@ func TestHostileHugeFiles(t *testing.T) {
 // TestHostileEscapes: escape sequences in everything the agent controls
 // that the host prints: its text, its stderr tail, a commit subject, a
 // file's content, an egress request path.
-func TestHostileEscapes(t *testing.T) {
-	e := newEnv(t)
+func TestHostileEscapes(t *testing.T) { onEngines(t, rootfulEngines, hostileEscapes) }
+
+func hostileEscapes(t *testing.T, e *env) {
 	esc := strings.NewReplacer("\x1b", `\033`, "\x07", `\007`, "\u009b", `\302\233`).Replace(escapes)
 	// Step 1 speaks (text with escapes) and commits; step 2 asks the proxy
 	// for a path full of escapes (denied: no such host is allowed); step 3
