@@ -89,7 +89,7 @@ func (e *env) runtimeOf(container string) string {
 // its model traffic through the proxy over the Unix socket shared with the
 // proxy's (runc) container, the harvest, diff and merge. The kernel the
 // agent saw is gVisor's, not the host's.
-func TestGVisorWriteCommitMerge(t *testing.T) { onEngines(t, allEngines, gvisorWriteCommitMerge) }
+func TestGVisorWriteCommitMerge(t *testing.T) { onEngines(t, gvisorEngines, gvisorWriteCommitMerge) }
 
 func gvisorWriteCommitMerge(t *testing.T, e *env) {
 	needRunscOn(t, e)
@@ -270,7 +270,7 @@ func gvisorAttempts(t *testing.T) []attempt {
 
 // An interactive session under gVisor: Claude Code's terminal UI in tmux,
 // driven with tmux send/capture, and exec into the sandbox.
-func TestGVisorShellExec(t *testing.T) { onEngines(t, allEngines, gvisorShellExec) }
+func TestGVisorShellExec(t *testing.T) { onEngines(t, gvisorEngines, gvisorShellExec) }
 
 func gvisorShellExec(t *testing.T, e *env) {
 	needRunscOn(t, e)
@@ -329,7 +329,7 @@ func TestGVisorPodmanUnknownRuntime(t *testing.T) {
 // A persistent run under gVisor: the tool the agent installed in its
 // container is still there when `start` brings the container back, under
 // runsc again, continuing the conversation.
-func TestGVisorPersistentStart(t *testing.T) { onEngines(t, allEngines, gvisorPersistentStart) }
+func TestGVisorPersistentStart(t *testing.T) { onEngines(t, gvisorEngines, gvisorPersistentStart) }
 
 func gvisorPersistentStart(t *testing.T, e *env) {
 	needRunscOn(t, e)
@@ -370,7 +370,7 @@ func gvisorPersistentStart(t *testing.T, e *env) {
 // plants never run on the host (the harvest, under runsc too, bundles the
 // work without running them), and a destroyed copy changes nothing.
 func TestHostileGVisorCopy(t *testing.T) {
-	for _, k := range allEngines {
+	for _, k := range gvisorEngines {
 		t.Run(k.String(), func(t *testing.T) {
 			t.Run("planted hooks", func(t *testing.T) { hostileGVisorPlant(t, newEnvOn(t, k)) })
 			t.Run("destroyed copy", func(t *testing.T) { hostileGVisorDestroy(t, newEnvOn(t, k)) })

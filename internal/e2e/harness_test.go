@@ -157,8 +157,10 @@ func (k engineKind) String() string {
 // The engines a test body runs on (onEngines): every one, or those with
 // Docker's network world and root's own files.
 var (
-	allEngines     = []engineKind{onDocker, onPodman, onRootlessPodman}
-	rootfulEngines = []engineKind{onDocker, onPodman}
+	allEngines     = []engineKind{onDocker, onPodman, onRootlessPodman, onIncus}
+	rootfulEngines = []engineKind{onDocker, onPodman, onIncus}
+	// gvisorEngines are those with OCI runtimes (Incus runs LXC).
+	gvisorEngines = []engineKind{onDocker, onPodman, onRootlessPodman}
 )
 
 // onEngines runs body on a new env on each engine, as subtests named after

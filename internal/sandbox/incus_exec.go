@@ -261,6 +261,15 @@ func (i *Incus) runOp(ctx context.Context, id string, args []string, stdin io.Re
 
 // Stat describes path in the instance, as its user sees it.
 func (i *Incus) Stat(ctx context.Context, id, p string) (PathInfo, error) {
+	if source, rel, err := i.stoppedMount(ctx, id, p); err != nil {
+		return PathInfo{}, fmt.Errorf("stat %s in instance %s: %w", p, id, err)
+	} else if source != "" {
+		info, err := statHost(source, rel)
+		if err != nil {
+			return PathInfo{}, fmt.Errorf("stat %s in instance %s: %w", p, id, err)
+		}
+		return info, nil
+	}
 	var out bytes.Buffer
 	code, msg, err := i.runOp(ctx, id, []string{"stat", p}, nil, &limitedBuffer{b: &out, n: 64 << 10})
 	if err != nil {
@@ -303,6 +312,12 @@ func (i *Incus) CopyFrom(ctx context.Context, id, p string) (io.ReadCloser, erro
 		return nil, fmt.Errorf("copy %s out of instance %s: %w", p, id, err)
 	}
 	pr, pw := io.Pipe()
+	if source, rel, err := i.stoppedMount(ctx, id, p); err != nil {
+		return nil, fmt.Errorf("copy %s out of instance %s: %w", p, id, err)
+	} else if source != "" {
+		go func() { pw.CloseWithError(tarHost(pw, source, rel, path.Base(path.Clean(p)))) }()
+		return pr, nil
+	}
 	go func() {
 		code, msg, err := i.runOp(ctx, id, []string{"tar", p}, nil, pw)
 		if err == nil && code != 0 {

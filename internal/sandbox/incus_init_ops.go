@@ -107,7 +107,12 @@ func incusOp(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
 			return incusStatMissing
 		}
-		if err := archive.Create(stdout, p, filepath.Base(p), uid, gid); err != nil {
+		dir, name := filepath.Dir(p), filepath.Base(p)
+		rel := name
+		if p == "/" {
+			rel = "."
+		}
+		if err := tarHost(stdout, dir, rel, name); err != nil {
 			return fail(err)
 		}
 		return 0
