@@ -181,12 +181,12 @@ func TestGVisorUnknownRuntime(t *testing.T) {
 // under gVisor: its netstack has nothing but loopback, and its one way out
 // is the proxy's socket.
 func TestHostileGVisorIsolation(t *testing.T) {
-	onEngines(t, rootfulEngines, hostileGVisorIsolation)
+	onEngines(t, allEngines, hostileGVisorIsolation)
 }
 
 func hostileGVisorIsolation(t *testing.T, e *env) {
 	needRunscOn(t, e)
-	w := newWorldOn(t, e.engine)
+	w := newWorldOn(t, e.engine, e.user)
 	up := w.start("up", "allowed.test", "wild.test", "sub.wild.test", "bad.wild.test")
 	stray := w.start("stray", "other.test", "stray.test")
 	hs := startHostServer(t)
@@ -197,6 +197,7 @@ func hostileGVisorIsolation(t *testing.T, e *env) {
 		"{UP}", up.ip, "{STRAY}", stray.ip, "{GW}", w.gateway, "{D0}", shared.gateway,
 		"{HP}", fmt.Sprint(hs.port), "{FAKE}", fake, "{FAKEHOST}", fake[:53]+"."+fake[53:]+".wild.test",
 		"{GHP}", "ghp_"+randHex(36), "{PLACEHOLDER}", agent.PlaceholderAPIKey, "{HOSTKERNEL}", hostKernel(t),
+		"{UID}", fmt.Sprint(e.uid()),
 	)
 	e.write(".airlock/config.toml", vars.Replace("[sandbox]\nruntime = \"runsc\"\n"+isolationEgress(w.network)))
 	e.write("iso.py", isoPy)
@@ -251,7 +252,7 @@ func gvisorAttempts(t *testing.T) []attempt {
 		// mounts: through a link in the workspace, the proxy's is reached
 		// (so links work), and an engine's socket, by its host path, is not.
 		{name: "control: a link to the proxy's socket connects", script: `ln -sf /airlock/sock/proxy.sock .lproxy; direct curl -sS -m 5 -o /dev/null -w '%{http_code}' --unix-socket .lproxy http://allowed.test/; rm -f .lproxy`, want: "ok"},
-		{name: "a link in the workspace to an engine socket's host path", script: `for s in /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock /run/podman/podman.sock /run/podman/podman-runsc.sock; do ln -sf "$s" ".l$(printf %s "$s" | tr / _)"; done; out=; for l in .l_*; do r=$(curl -sS -m 5 --unix-socket "$l" http://engine/version 2>&1) && out="$out $l: $r"; done; rm -f .l_*; if [ -n "$out" ]; then verdict ok "$out"; else verdict failed "no engine answered through a link"; fi`, want: "failed"},
+		{name: "a link in the workspace to an engine socket's host path", script: `for s in /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock /run/podman/podman.sock /run/podman/podman-runsc.sock /run/user/{UID}/podman/podman.sock /run/user/{UID}/podman/podman-runsc.sock; do ln -sf "$s" ".l$(printf %s "$s" | tr / _)"; done; out=; for l in .l_*; do r=$(curl -sS -m 5 --unix-socket "$l" http://engine/version 2>&1) && out="$out $l: $r"; done; rm -f .l_*; if [ -n "$out" ]; then verdict ok "$out"; else verdict failed "no engine answered through a link"; fi`, want: "failed"},
 	}
 	found := false
 	for _, a := range allowlistAttempts {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -153,10 +152,10 @@ func runScript(name, command string) testkit.Script {
 // why. Upstream "internet" hosts are containers on a network the test
 // creates; forbidden addresses are only ever pinned names the proxy must
 // refuse before dialling.
-func TestIsolation(t *testing.T) { onEngines(t, rootfulEngines, isolation) }
+func TestIsolation(t *testing.T) { onEngines(t, allEngines, isolation) }
 
 func isolation(t *testing.T, e *env) {
-	w := newWorldOn(t, e.engine)
+	w := newWorldOn(t, e.engine, e.user)
 	up := w.start("up", "allowed.test", "wild.test", "sub.wild.test", "bad.wild.test")
 	stray := w.start("stray", "other.test", "stray.test")
 	hs := startHostServer(t)
@@ -213,7 +212,7 @@ func isolation(t *testing.T, e *env) {
 		if !strings.Contains(string(hunt), agent.PlaceholderAPIKey) {
 			t.Fatalf("the hunt did not even find the placeholder; it proves nothing:\n%s", hunt)
 		}
-		inspect, err := exec.Command(w.cli, "inspect", r.Container).CombinedOutput()
+		inspect, err := w.command("inspect", r.Container).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s inspect: %v\n%s", w.cli, err, inspect)
 		}
@@ -270,7 +269,7 @@ func isolation(t *testing.T, e *env) {
 	id := strings.TrimSpace(e.ok("run", "-d", "-y", "--network", "open", "-m", "Try the open network.", "--name", "open").stdout)
 	ws2 := filepath.Join(e.state, "airlock", "runs", id, "workspace")
 	waitFile(t, filepath.Join(ws2, "ready"), 2*time.Minute)
-	if out, err := exec.Command(w.cli, "kill", "airlock-"+id+"-proxy").CombinedOutput(); err != nil {
+	if out, err := w.command("kill", "airlock-"+id+"-proxy").CombinedOutput(); err != nil {
 		t.Fatalf("kill the proxy: %v\n%s", err, out)
 	}
 	if err := os.WriteFile(filepath.Join(ws2, "killed"), nil, 0o644); err != nil {

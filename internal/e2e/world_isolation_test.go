@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -30,8 +31,9 @@ import (
 // is outside the machine, and the test removes all of it.
 type world struct {
 	tb      testing.TB
-	cli     string // the engine's CLI: docker, or podman (rootful)
-	prefix  string // airlock-e2e-<rand>: the network and the containers
+	cli     string     // the engine's CLI: docker, or podman
+	user    *user.User // rootless Podman: whose the world is
+	prefix  string     // airlock-e2e-<rand>: the network and the containers
 	network string
 	gateway string // the host's address on the network
 	image   string
@@ -118,19 +120,27 @@ threading.Event().wait()
 
 // newWorld creates the network and the TLS material; upstreams come from
 // world.start.
-func newWorld(tb testing.TB) *world { tb.Helper(); return newWorldOn(tb, onDocker) }
+func newWorld(tb testing.TB) *world { tb.Helper(); return newWorldOn(tb, onDocker, nil) }
 
-// newWorldOn is newWorld on Docker or on rootful Podman (its CLI takes the
-// same arguments; only its network description differs).
-func newWorldOn(tb testing.TB, k engineKind) *world {
+// newWorldOn is newWorld on Docker or on Podman (its CLI takes the same
+// arguments; only its network description differs), rootless as u.
+func newWorldOn(tb testing.TB, k engineKind, u *user.User) *world {
 	tb.Helper()
 	if shared.skip != "" {
 		tb.Skip("no container engine: ", shared.skip)
 	}
 	b := make([]byte, 4)
 	rand.Read(b)
-	w := &world{tb: tb, cli: "docker", prefix: "airlock-e2e-" + hex.EncodeToString(b), dir: tb.TempDir()}
-	os.Chmod(w.dir, 0o755)
+	w := &world{tb: tb, cli: "docker", prefix: "airlock-e2e-" + hex.EncodeToString(b)}
+	// Mounted into the upstreams, also by a rootless user's Podman: a
+	// directory everyone may read, in one everyone may enter.
+	dir, err := os.MkdirTemp("", "airlock-e2e-world-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	w.dir = dir
 	w.network = w.prefix
 	gateway := "{{(index .IPAM.Config 0).Gateway}}"
 	switch k {
@@ -138,6 +148,9 @@ func newWorldOn(tb testing.TB, k engineKind) *world {
 		w.image = agentImage(tb)
 	case onPodman:
 		w.cli, w.image, gateway = "podman", rootfulPodmanImage(tb), "{{(index .Subnets 0).Gateway}}"
+	case onRootlessPodman:
+		rootlessPodmanImage(tb, u)
+		w.cli, w.user, w.image, gateway = "podman", u, podmanImages.ref, "{{(index .Subnets 0).Gateway}}"
 	default:
 		tb.Fatalf("no test world on %s", k)
 	}
@@ -171,11 +184,19 @@ func agentImage(tb testing.TB) string {
 // trimmed output.
 func (w *world) docker(args ...string) string {
 	w.tb.Helper()
-	out, err := exec.Command(w.cli, args...).CombinedOutput()
+	out, err := w.command(args...).CombinedOutput()
 	if err != nil {
 		w.tb.Fatalf("%s %s: %v\n%s", w.cli, strings.Join(args, " "), err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// command is the engine's CLI with args, as the world's user.
+func (w *world) command(args ...string) *exec.Cmd {
+	if w.user != nil {
+		return rootlessCmd(w.user, "", nil, w.cli, args...)
+	}
+	return exec.Command(w.cli, args...)
 }
 
 // start runs an upstream answering to aliases on the world's network.
@@ -204,22 +225,22 @@ func (w *world) start(role string, aliases ...string) upstream {
 }
 
 func (w *world) logs(container string) string {
-	out, _ := exec.Command(w.cli, "logs", container).CombinedOutput()
+	out, _ := w.command("logs", container).CombinedOutput()
 	return string(out)
 }
 
 // cleanup removes every container on the network (the upstreams and any
 // proxy a failed run left behind), then the network.
 func (w *world) cleanup() {
-	out, _ := exec.Command(w.cli, "ps", "-aq", "--filter", "network="+w.network).Output()
+	out, _ := w.command("ps", "-aq", "--filter", "network="+w.network).Output()
 	for _, id := range strings.Fields(string(out)) {
-		exec.Command(w.cli, "rm", "-f", id).Run()
+		w.command("rm", "-f", id).Run()
 	}
-	out, _ = exec.Command(w.cli, "ps", "-aq", "--filter", "label=airlock-e2e=1", "--filter", "name="+w.prefix).Output()
+	out, _ = w.command("ps", "-aq", "--filter", "label=airlock-e2e=1", "--filter", "name="+w.prefix).Output()
 	for _, id := range strings.Fields(string(out)) {
-		exec.Command(w.cli, "rm", "-f", id).Run()
+		w.command("rm", "-f", id).Run()
 	}
-	exec.Command(w.cli, "network", "rm", w.network).Run()
+	w.command("network", "rm", w.network).Run()
 }
 
 // upstreamNames are the names the upstreams' certificate covers.
