@@ -142,3 +142,28 @@ func TestIncusIsolation(t *testing.T) {
 		}
 	}
 }
+
+// Incus: every command around a live run works (shell in tmux, tmux
+// capture and send, attach and detach, stop, clean, start, kill, rm).
+func TestIncusCommands(t *testing.T) {
+	e := newEnvOn(t, onIncus)
+	e.server(testkit.ChatScript())
+	inc, err := sandbox.NewIncus("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inc.Close()
+	podmanCommands(t, &podmanCLI{
+		t: t, repo: e.repo, podman: inc, env: e.environ(),
+		try: func(args ...string) (string, error) {
+			res := e.airlock(args...)
+			if res.code != 0 {
+				return res.stdout + res.stderr, fmt.Errorf("exit %d", res.code)
+			}
+			return res.stdout + res.stderr, nil
+		},
+		line: func(args ...string) string {
+			return "AIRLOCK_ENGINE=incus " + shared.bin + " " + strings.Join(args, " ")
+		},
+	})
+}

@@ -30,7 +30,7 @@ type podmanCLI struct {
 	line   func(args ...string) string          // a shell line running airlock args in the repository
 	env    []string                             // the terminal's environment
 	repo   string
-	podman *sandbox.Docker
+	podman sandbox.Engine // the engine, for looks at its containers
 }
 
 func (c *podmanCLI) ok(args ...string) string {
