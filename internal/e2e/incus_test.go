@@ -167,3 +167,19 @@ func TestIncusCommands(t *testing.T) {
 		},
 	})
 }
+
+// The lifecycle around a run on Incus: resume, a persistent sandbox across
+// stop and start, exec, cp and tmux, a run that outlives a killed airlock,
+// ten runs at once. (Stop, kill and clean are in TestIncusCommands;
+// TestStopKillClean's orphans are Docker's.)
+func TestIncusLifecycle(t *testing.T) {
+	for name, body := range map[string]func(*testing.T, *env){
+		"Resume":            resumeContinuesConversation,
+		"Persistent":        persistentContainerKeepsInstalledTool,
+		"ExecCpTmux":        execCpTmux,
+		"SurvivesKilledCLI": runSurvivesKilledAirlock,
+		"TenRunsAtOnce":     tenRunsAtOnce,
+	} {
+		t.Run(name, func(t *testing.T) { body(t, newEnvOn(t, onIncus)) })
+	}
+}

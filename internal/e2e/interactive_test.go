@@ -215,8 +215,9 @@ func TestShellSlots(t *testing.T) {
 
 // exec, cp and tmux send/capture on a running session, and cp out of a
 // hostile sandbox.
-func TestExecCpTmux(t *testing.T) {
-	e := newEnv(t)
+func TestExecCpTmux(t *testing.T) { execCpTmux(t, newEnv(t)) }
+
+func execCpTmux(t *testing.T, e *env) {
 	e.server(testkit.ChatScript())
 	id := e.startShell()
 

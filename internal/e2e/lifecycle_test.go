@@ -32,8 +32,9 @@ func slowScript() testkit.Script {
 
 // (d) A run finishes and is recorded even if the airlock process that
 // started it is killed.
-func TestRunSurvivesKilledAirlock(t *testing.T) {
-	e := newEnv(t)
+func TestRunSurvivesKilledAirlock(t *testing.T) { runSurvivesKilledAirlock(t, newEnv(t)) }
+
+func runSurvivesKilledAirlock(t *testing.T, e *env) {
 	e.server(slowScript())
 	cmd := exec.Command(shared.bin, "run", "-m", "Take your time.", "--name", "orphan")
 	cmd.Dir = e.repo
@@ -174,8 +175,9 @@ func chownR(t *testing.T, dir string, uid, gid int) {
 }
 
 // (f) Ten runs started at once all finish and are all listed correctly.
-func TestTenRunsAtOnce(t *testing.T) {
-	e := newEnv(t)
+func TestTenRunsAtOnce(t *testing.T) { tenRunsAtOnce(t, newEnv(t)) }
+
+func tenRunsAtOnce(t *testing.T, e *env) {
 	e.server(testkit.DemoScript())
 	const n = 10
 	ids := make([]string, n)

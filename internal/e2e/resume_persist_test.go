@@ -47,8 +47,9 @@ func mainRequests(reqs []testkit.Request) []testkit.Request {
 // its requests to the model, under the same session id, with fresh
 // credentials; the conversation outlives rm; lost state and other
 // projects' runs are refused, creating nothing.
-func TestResumeContinuesConversation(t *testing.T) {
-	e := newEnv(t)
+func TestResumeContinuesConversation(t *testing.T) { resumeContinuesConversation(t, newEnv(t)) }
+
+func resumeContinuesConversation(t *testing.T, e *env) {
 	srv, _ := e.server(testkit.Script{
 		Name:      "remember",
 		Steps:     []testkit.Step{{Text: "Noted.", Tool: "Bash", Input: bash("echo first-run-tool-output")}},
@@ -130,7 +131,10 @@ func TestResumeContinuesConversation(t *testing.T) {
 // clean, and start: the restarted agent (continuing its conversation) runs
 // it, and its new commits are collected.
 func TestPersistentContainerKeepsInstalledTool(t *testing.T) {
-	e := newEnv(t)
+	persistentContainerKeepsInstalledTool(t, newEnv(t))
+}
+
+func persistentContainerKeepsInstalledTool(t *testing.T, e *env) {
 	greeting := "tool says hi " + randHex(8)
 	e.write("tool/package.json", `{"name":"airlock-e2e-tool","version":"1.0.0","bin":{"airlock-e2e-tool":"cli.js"}}`+"\n")
 	e.write("tool/cli.js", "#!/usr/bin/env node\nconsole.log("+`"`+greeting+`"`+")\n")
@@ -143,10 +147,11 @@ func TestPersistentContainerKeepsInstalledTool(t *testing.T) {
 	if r.Status != store.StatusSucceeded || !r.Persistent {
 		t.Fatalf("first leg: status %s persistent %v (%s)", r.Status, r.Persistent, r.Error)
 	}
-	eng, err := sandbox.NewDocker()
+	eng, err := e.sandboxEngine()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer eng.Close()
 	ctx := context.Background()
 	if st, err := eng.Inspect(ctx, r.Container); err != nil || st.Status != sandbox.StatusExited {
 		t.Fatalf("the persistent container after the run: %+v, %v", st, err)
@@ -188,8 +193,9 @@ func TestPersistentContainerKeepsInstalledTool(t *testing.T) {
 // stopped non-persistent containers, its own orphans and unused egress
 // networks, and leaves persistent containers, unmerged work, other
 // registries' containers and users' networks alone.
-func TestStopKillClean(t *testing.T) {
-	e := newEnv(t)
+func TestStopKillClean(t *testing.T) { stopKillClean(t, newEnv(t)) }
+
+func stopKillClean(t *testing.T, e *env) {
 	e.server(testkit.EndlessScript())
 	for _, args := range [][]string{
 		{"--name", "a"}, {"--name", "b"}, {"--name", "c", "--persistent"},
