@@ -338,7 +338,12 @@ func writeIncusExit(code int) {
 		return
 	}
 	os.Rename(tmp, incusExitFile)
-	unix.Sync()
+	// The rename must be on disk before the init ends and the instance
+	// stops; the file's data already is.
+	if d, err := os.Open(incusStateDir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }
 
 func writeFileNoFollow(path string, data []byte, mode os.FileMode) error {

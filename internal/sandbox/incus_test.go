@@ -2,10 +2,12 @@ package sandbox_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -76,5 +78,29 @@ func TestIncusPing(t *testing.T) {
 	}
 	if inc.Kind() != "incus" {
 		t.Errorf("Kind = %q", inc.Kind())
+	}
+}
+
+// Incus runs LXC, not an OCI runtime: a runtime asked for is refused
+// before anything is made, naming the engine.
+func TestIncusRefusesRuntime(t *testing.T) {
+	inc := incusEngine(t)
+	name := "airlock-incus-runsc-test"
+	_, err := inc.Create(context.Background(), sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"true"}, User: "1000:1000", Runtime: "runsc"})
+	if !errors.Is(err, sandbox.ErrUnsupported) || !strings.Contains(err.Error(), "runsc") || !strings.Contains(err.Error(), "incus") {
+		inc.Remove(context.Background(), name)
+		t.Fatalf("Create with runtime runsc on Incus: err = %v, want ErrUnsupported naming runsc and incus", err)
+	}
+	if _, err := inc.Inspect(context.Background(), name); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("the refused Create left an instance: %v", err)
+	}
+}
+
+// A missing image is ErrNotFound, with what to do.
+func TestIncusMissingImage(t *testing.T) {
+	inc := incusEngine(t)
+	_, err := inc.Create(context.Background(), sandbox.Spec{Name: "airlock-incus-noimage-test", Image: "airlock-test-absent:0", Cmd: []string{"true"}, User: "1000:1000"})
+	if !errors.Is(err, sandbox.ErrNotFound) || !strings.Contains(err.Error(), "build or import it first") {
+		t.Fatalf("Create from a missing image: %v", err)
 	}
 }
