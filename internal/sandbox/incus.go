@@ -295,7 +295,10 @@ func (i *Incus) instanceRequest(ctx context.Context, spec Spec, x incusExtra) (m
 		"security.privileged": "false",
 		"security.nesting":    strconv.FormatBool(i.opts.Nesting),
 		"security.guestapi":   "false",
-		"boot.autostart":      "false",
+		// Each instance its own range of host ids: a root that broke out
+		// of one container is nobody to the others.
+		"security.idmap.isolated": "true",
+		"boot.autostart":          "false",
 		"raw.lxc": "lxc.init.cmd = " + BinaryPath + " " + IncusInitCommand + "\n" +
 			"lxc.environment = " + incusInitEnv + "=" + init + "\n" +
 			// LXC leaves mounting the cgroups to an init that keeps
