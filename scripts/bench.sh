@@ -68,3 +68,23 @@ awk '
 			printf "Podman+gVisor, rootless: bare podman --runtime runsc run %.1f s, airlock run --runtime runsc %.1f s, ratio %.2fx; runsc/runc: airlock %.2fx\n", gbl/1e9, gal/1e9, gal/gbl, gal/al
 		}
 	}' <<<"$out"
+
+# Incus (docs/engines.md): a whole minimal run (one model turn, from
+# `airlock run --engine incus` to its summary) against the same agent in
+# Incus' own bare run of the same image (an instance made and started
+# through its API, whose init is the agent, until it stops); and start-up
+# against Docker's: `airlock run -d` on each engine, and each engine's bare
+# start of the image running `true` (target: Incus within 2x of Docker).
+out=$(go test -run '^$' -bench '^BenchmarkIncusRun$' -benchtime "${INCUS_BENCHTIME:-3x}" -count 1 ./internal/e2e/ | tee /dev/stderr)
+awk '
+	/BenchmarkIncusRun\/bare-[0-9]/             { b = $3 }
+	/BenchmarkIncusRun\/airlock-[0-9]/          { a = $3 }
+	/BenchmarkIncusRun\/start-bare-docker/      { sbd = $3 }
+	/BenchmarkIncusRun\/start-bare-incus/       { sbi = $3 }
+	/BenchmarkIncusRun\/start-airlock-docker/   { sad = $3 }
+	/BenchmarkIncusRun\/start-airlock-incus/    { sai = $3 }
+	END {
+		if (!b || !a || !sbd || !sbi || !sad || !sai) { print "bench: no Incus figures"; exit 1 }
+		printf "Incus whole run: bare Incus instance %.1f s, airlock run %.1f s, ratio %.2fx (target <= 1.5x)\n", b/1e9, a/1e9, a/b
+		printf "Incus start-up:  airlock run -d %.0f ms against Docker %.0f ms, ratio %.2fx (target <= 2x); bare start of `true`: Incus %.0f ms, Docker %.0f ms, ratio %.2fx\n", sai/1e6, sad/1e6, sai/sad, sbi/1e6, sbd/1e6, sbi/sbd
+	}' <<<"$out"

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // buildContext is a BuildRequest's context as the Incus builder reads it:
@@ -105,7 +106,8 @@ func (bc *buildContext) open(rel string) (io.ReadCloser, error) {
 		}
 		return io.NopCloser(strings.NewReader(string(data))), nil
 	}
-	return os.Open(filepath.Join(bc.dir, filepath.FromSlash(rel)))
+	// Indexed as a regular file; a link put there since is not followed.
+	return os.OpenFile(filepath.Join(bc.dir, filepath.FromSlash(rel)), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 }
 
 // readFile reads a regular file of the context (the Dockerfile).
