@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -27,7 +28,6 @@ func TestIncusImageBuild(t *testing.T) {
 	}
 	inc := testkit.Incus(t) // fails on CI when Incus does not answer
 	inc.UseBinary(shared.bin)
-	ctx := context.Background()
 
 	cmd := exec.Command(shared.bin, "image", "build", "--engine", "incus")
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+shared.configDir)
@@ -60,13 +60,58 @@ func TestIncusImageBuild(t *testing.T) {
 	}
 
 	// The image as a sandbox would run it: Create applies its properties.
-	name := "airlock-test-incusimage-claude"
+	got := incusOutput(t, inc, ref, `claude --version; id -un; echo "HOME=$HOME"; ps -o args= -p $PPID`)
+	for _, want := range []string{image.DefaultClaudeVersion + " (Claude Code)", "\nagent\n", "HOME=/home/agent", "tini"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+
+	t.Run("project image", func(t *testing.T) {
+		// A project's .airlock/Dockerfile on top of the default image:
+		// its USER, WORKDIR, ENV and entrypoint carry over, and airlock's
+		// own files (the env file with its secrets) stay out of the image.
+		repo := t.TempDir()
+		if out, err := exec.Command("git", "init", "-q", repo).CombinedOutput(); err != nil {
+			t.Fatalf("git init: %v\n%s", err, out)
+		}
+		dir := filepath.Join(repo, ".airlock")
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("ARG AIRLOCK_BASE\nFROM ${AIRLOCK_BASE}\nUSER root\n"+
+			"RUN apt-get --version | head -n 1 >/etc/project-marker\nCOPY . /opt/project/\nUSER agent\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("project file\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "env"), []byte("SECRET=do-not-ship\n"), 0o600)
+		cmd := exec.Command(shared.bin, "image", "build", "--engine", "incus")
+		cmd.Dir, cmd.Env = repo, append(os.Environ(), "XDG_CONFIG_HOME="+shared.configDir)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("airlock image build --engine incus in a project: %v\n%s", err, tail(stderr.String(), 40))
+		}
+		pref := strings.TrimSpace(stdout.String())
+		t.Cleanup(func() { inc.RemoveImage(context.Background(), pref) })
+		if !strings.HasPrefix(pref, "airlock-project-") {
+			t.Fatalf("project image build printed %q", pref)
+		}
+		got := incusOutput(t, inc, pref, `cat /etc/project-marker; ls -A /opt/project; id -un; pwd; claude --version; ps -o args= -p $PPID`)
+		for _, want := range []string{"apt ", "\nDockerfile\nnotes.txt\nagent\n/workspace\n", image.DefaultClaudeVersion, "tini"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("project image: output lacks %q:\n%s", want, got)
+			}
+		}
+	})
+}
+
+// incusOutput runs script in an instance of ref made as a sandbox's
+// container is (as the agent's user, the image's configuration applied)
+// and returns its output.
+func incusOutput(t *testing.T, inc *sandbox.Incus, ref, script string) string {
+	t.Helper()
+	ctx := context.Background()
+	name := "airlock-test-incusimage-run"
 	inc.Remove(ctx, name)
-	t.Cleanup(func() { inc.Remove(context.Background(), name) })
-	if _, err := inc.Create(ctx, sandbox.Spec{
-		Name: name, Image: ref, User: "1000:1000",
-		Cmd: []string{"sh", "-c", `claude --version; id -un; echo "HOME=$HOME"; cat /proc/1/cmdline | tr '\0' ' '; echo; ps -o args= -p $PPID`},
-	}); err != nil {
+	defer inc.Remove(context.Background(), name)
+	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: ref, User: "1000:1000", Cmd: []string{"sh", "-c", script}}); err != nil {
 		t.Fatalf("Create from %s: %v", ref, err)
 	}
 	if err := inc.Start(ctx, name); err != nil {
@@ -78,12 +123,7 @@ func TestIncusImageBuild(t *testing.T) {
 	var logs bytes.Buffer
 	inc.Logs(ctx, name, &logs)
 	if err != nil || code != 0 {
-		t.Fatalf("claude --version in %s: exit %d, %v\n%s", ref, code, err, logs.String())
+		t.Fatalf("%s in %s: exit %d, %v\n%s", script, ref, code, err, logs.String())
 	}
-	got := logs.String()
-	for _, want := range []string{image.DefaultClaudeVersion + " (Claude Code)", "\nagent\n", "HOME=/home/agent", "tini"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("output lacks %q:\n%s", want, got)
-		}
-	}
+	return logs.String()
 }
