@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -163,46 +162,19 @@ func (i *Incus) create(ctx context.Context, spec Spec, x incusExtra) (string, er
 	return spec.Name, nil
 }
 
-// incusImageConfig is the Docker-style runtime configuration airlock's
-// image builds record as image properties.
-type incusImageConfig struct {
-	Env        []string
-	User       string
-	WorkDir    string
-	Entrypoint []string
-	Cmd        []string
-}
-
-// imageConfig reads the image's runtime properties; an image without them
-// (an imported root file system) has none. A missing image wraps
-// ErrNotFound.
-func (i *Incus) imageConfig(ctx context.Context, ref string) (incusImageConfig, error) {
-	var alias struct {
-		Target string `json:"target"`
+// imageConfig reads the runtime configuration airlock's image builds record
+// as image properties; an image without them (an imported root file
+// system) has none. A missing image wraps ErrNotFound.
+func (i *Incus) imageConfig(ctx context.Context, ref string) (imageConfig, error) {
+	props, err := i.aliasProperties(ctx, ref)
+	if err != nil {
+		return imageConfig{}, err
 	}
-	if err := i.c.get(ctx, "/1.0/images/aliases/"+url.PathEscape(ref), &alias); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return incusImageConfig{}, fmt.Errorf("image %s not found (build or import it first): %w", ref, ErrNotFound)
-		}
-		return incusImageConfig{}, err
+	c, err := configFromProperties(props)
+	if err != nil {
+		return imageConfig{}, fmt.Errorf("image %s: %w", ref, err)
 	}
-	var img struct {
-		Properties map[string]string `json:"properties"`
-	}
-	if err := i.c.get(ctx, "/1.0/images/"+url.PathEscape(alias.Target), &img); err != nil {
-		return incusImageConfig{}, err
-	}
-	var ic incusImageConfig
-	p := img.Properties
-	ic.User, ic.WorkDir = p["airlock.user"], p["airlock.workdir"]
-	for key, dst := range map[string]*[]string{"airlock.env": &ic.Env, "airlock.entrypoint": &ic.Entrypoint, "airlock.cmd": &ic.Cmd} {
-		if v := p[key]; v != "" {
-			if err := json.Unmarshal([]byte(v), dst); err != nil {
-				return incusImageConfig{}, fmt.Errorf("image %s: property %s is not a JSON array of strings: %w", ref, key, err)
-			}
-		}
-	}
-	return ic, nil
+	return c, nil
 }
 
 // instanceRequest turns spec into the create request, with the hardening

@@ -281,7 +281,7 @@ func (b *incusBuild) run(ctx context.Context, op buildOp) error {
 		env["HOME"] = home
 	}
 	b.out.startStep()
-	code, err := b.i.execStream(ctx, b.name, incusExec{Argv: op.Argv, Env: env, UID: uid, GID: gid, Cwd: op.Dir}, b.out, b.out)
+	code, err := b.i.execStreams(ctx, b.name, incusExec{Argv: op.Argv, Env: env, UID: uid, GID: gid, Cwd: op.Dir}, ExecSpec{Stdout: b.out, Stderr: b.out})
 	b.out.flush()
 	b.ids = nil // the command may have added users
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,7 +27,7 @@ func (b *incusBuild) configureResolver(ctx context.Context) (restore func(contex
 	}
 	var old []byte
 	if kind == "file" || kind == "symlink" {
-		if old, err = b.i.readRaw(ctx, b.name, resolv, 1<<20); err != nil {
+		if old, _, err = b.i.readRaw(ctx, b.name, resolv, 1<<20); err != nil {
 			return nil, fmt.Errorf("read %s: %w", resolv, err)
 		}
 	}
@@ -65,22 +64,4 @@ func (i *Incus) deleteFile(ctx context.Context, name, path string) error {
 		return nil
 	}
 	return err
-}
-
-// readRaw reads what the file API returns for path: a file's content, a
-// symlink's target.
-func (i *Incus) readRaw(ctx context.Context, name, path string, max int64) ([]byte, error) {
-	resp, err := i.c.raw(ctx, http.MethodGet, "/1.0/instances/"+url.PathEscape(name)+"/files?path="+url.QueryEscape(path), nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
-	}
-	return data, nil
 }

@@ -77,18 +77,22 @@ func (i *Incus) Exec(ctx context.Context, id string, spec ExecSpec) (int, error)
 		env["TERM"] = "xterm"
 	}
 	argv := append([]string{BinaryPath, IncusInitCommand, "run", spec.User, workdir, "--"}, spec.Cmd...)
-	return i.execStreams(ctx, id, argv, env, spec)
+	return i.execStreams(ctx, id, incusExec{Argv: argv, Env: env}, spec)
 }
 
-// execStreams runs argv as the container's root over Incus' exec API,
-// copying the streams as spec says. Without a terminal Incus hands over
+// execStreams runs e over Incus' exec API (as the instance's root unless e
+// says otherwise), copying the streams as spec says; spec.Cmd, User,
+// WorkDir and Env are e's business. Without a terminal Incus hands over
 // one websocket per stream (0, 1, 2) and a control socket; with one, a
 // single websocket carries the terminal both ways and the control socket
 // takes resizes. The command starts once all are connected.
-func (i *Incus) execStreams(ctx context.Context, id string, argv []string, env map[string]string, spec ExecSpec) (int, error) {
+func (i *Incus) execStreams(ctx context.Context, id string, e incusExec, spec ExecSpec) (int, error) {
 	req := map[string]any{
-		"command": argv, "environment": env, "interactive": spec.TTY,
-		"wait-for-websocket": true, "record-output": false, "user": 0, "group": 0,
+		"command": e.Argv, "environment": e.Env, "interactive": spec.TTY,
+		"wait-for-websocket": true, "record-output": false, "user": e.UID, "group": e.GID,
+	}
+	if e.Cwd != "" {
+		req["cwd"] = e.Cwd
 	}
 	if spec.TTY && spec.Size != (TermSize{}) {
 		req["width"], req["height"] = spec.Size.Width, spec.Size.Height
@@ -132,6 +136,7 @@ func (i *Incus) execStreams(ctx context.Context, id string, argv []string, env m
 	}
 
 	var outputs sync.WaitGroup
+	var mu sync.Mutex // Stdout and Stderr may be one writer
 	// A stream ends with a "barrier": an empty text message. With a
 	// terminal, Incus ends the operation only once the client answered with
 	// its own.
@@ -148,7 +153,9 @@ func (i *Incus) execStreams(ctx context.Context, id string, argv []string, env m
 				}
 				return
 			}
+			mu.Lock()
 			w.Write(data)
+			mu.Unlock()
 		}
 	}
 	outputs.Add(1)
@@ -255,7 +262,7 @@ func (i *Incus) runOp(ctx context.Context, id string, args []string, stdin io.Re
 	user := strconv.Itoa(int(is.UID)) + ":" + strconv.Itoa(int(is.GID))
 	argv := append([]string{BinaryPath, IncusInitCommand, args[0], user}, args[1:]...)
 	var stderr bytes.Buffer
-	code, err := i.execStreams(ctx, id, argv, map[string]string{}, ExecSpec{Stdin: stdin, Stdout: stdout, Stderr: &limitedBuffer{b: &stderr, n: 4096}})
+	code, err := i.execStreams(ctx, id, incusExec{Argv: argv, Env: map[string]string{}}, ExecSpec{Stdin: stdin, Stdout: stdout, Stderr: &limitedBuffer{b: &stderr, n: 4096}})
 	return code, stderr.String(), err
 }
 
