@@ -26,7 +26,8 @@ import (
 //     spec's mounts as disk devices with shift=true (files keep their host
 //     owners); no NIC unless it is a sandbox's proxy;
 //   - unprivileged, without the guest API (/dev/incus), nesting only when
-//     configured;
+//     configured, and then only for the agent, with a container engine
+//     started by its init (incus_nesting.go);
 //   - labels are user.* config keys; the image reference is kept apart;
 //   - the exit status and output come from the init's root-only record,
 //     read through Incus' file API.
@@ -210,9 +211,23 @@ func (i *Incus) instanceRequest(ctx context.Context, spec Spec, x incusExtra) (m
 		}
 		hosts = append(hosts, h.Addr.String()+"\t"+h.Name)
 	}
+	// A nesting agent is root in its instance (through the container
+	// engine's socket). A shifted mount would let that root write files
+	// owned by the host's root, set-uid ones too, into host directories;
+	// so such an instance maps only the agent's own ids onto the host's
+	// (raw.idmap) and shifts nothing: its root stays the unprivileged
+	// isolated range on every mount.
+	nesting := i.opts.Nesting && x.nic == nil
+	shift := "true"
+	if nesting {
+		if err := checkIncusRawIdmap(uid, gid, "/etc/subuid", "/etc/subgid"); err != nil {
+			return nil, err
+		}
+		shift = "false"
+	}
 	devices := map[string]any{
 		"root":    map[string]string{"type": "disk", "path": "/", "pool": i.opts.Pool},
-		"airlock": map[string]string{"type": "disk", "source": binary, "path": BinaryPath, "readonly": "true", "shift": "true"},
+		"airlock": map[string]string{"type": "disk", "source": binary, "path": BinaryPath, "readonly": "true", "shift": shift},
 	}
 	for n, m := range spec.Mounts {
 		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Target) {
@@ -223,7 +238,7 @@ func (i *Incus) instanceRequest(ctx context.Context, spec Spec, x incusExtra) (m
 		}
 		devices["mount"+strconv.Itoa(n)] = map[string]string{
 			"type": "disk", "source": m.Source, "path": m.Target,
-			"readonly": strconv.FormatBool(m.ReadOnly), "shift": "true",
+			"readonly": strconv.FormatBool(m.ReadOnly), "shift": shift,
 		}
 	}
 	rawNet, resolv := "", ""
@@ -257,7 +272,7 @@ func (i *Incus) instanceRequest(ctx context.Context, spec Spec, x incusExtra) (m
 	env = append(append(env, ic.Env...), spec.Env...)
 	init, err := encodeIncusInitSpec(incusInitSpec{
 		Cmd: argv, Env: env, UID: uint32(uid), GID: uint32(gid), WorkDir: workdir,
-		Tmpfs: spec.Tmpfs, Hosts: hosts, Resolv: resolv, NoFile: nofileLimit,
+		Tmpfs: spec.Tmpfs, Hosts: hosts, Resolv: resolv, NoFile: nofileLimit, Nesting: nesting,
 	})
 	if err != nil {
 		return nil, err
@@ -265,7 +280,7 @@ func (i *Incus) instanceRequest(ctx context.Context, spec Spec, x incusExtra) (m
 
 	config := map[string]string{
 		"security.privileged": "false",
-		"security.nesting":    strconv.FormatBool(i.opts.Nesting),
+		"security.nesting":    strconv.FormatBool(nesting),
 		"security.guestapi":   "false",
 		// Each instance its own range of host ids: a root that broke out
 		// of one container is nobody to the others.
@@ -280,6 +295,9 @@ func (i *Incus) instanceRequest(ctx context.Context, spec Spec, x incusExtra) (m
 			// signals, which a Go init blocks now and then.
 			"lxc.signal.halt = SIGPWR\n" + rawNet,
 		incusImageKey: spec.Image,
+	}
+	if nesting {
+		config["raw.idmap"] = fmt.Sprintf("uid %d %d\ngid %d %d", uid, uid, gid, gid)
 	}
 	if l := spec.Limits; l.MemoryBytes > 0 {
 		config["limits.memory"] = strconv.FormatInt(l.MemoryBytes, 10)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -63,6 +64,9 @@ func TestIncusInstanceConfig(t *testing.T) {
 				t.Errorf("nesting %v: %s = %q, want %q", nesting, k, inst.Config[k], v)
 			}
 		}
+		if want := map[bool]string{true: "uid 1000 1000\ngid 1000 1000"}[nesting]; inst.Config["raw.idmap"] != want {
+			t.Errorf("nesting %v: raw.idmap %q, want %q", nesting, inst.Config["raw.idmap"], want)
+		}
 		if len(inst.Profiles) != 0 {
 			t.Errorf("profiles %v, want none", inst.Profiles)
 		}
@@ -70,8 +74,11 @@ func TestIncusInstanceConfig(t *testing.T) {
 			if d["type"] == "nic" {
 				t.Errorf("device %s is a NIC: %v", n, d)
 			}
-			if d["type"] == "disk" && d["path"] != "/" && d["shift"] != "true" {
-				t.Errorf("disk %s without shift: %v", n, d)
+			// Shifted mounts only without nesting: a nesting agent is root
+			// in its instance, and root's files on a shifted mount are the
+			// host's root's.
+			if d["type"] == "disk" && d["path"] != "/" && d["shift"] != strconv.FormatBool(!nesting) {
+				t.Errorf("nesting %v: disk %s has shift %q: %v", nesting, n, d["shift"], d)
 			}
 		}
 		if inst.Devices["root"]["pool"] != IncusDefaultPool || inst.Devices["airlock"]["readonly"] != "true" {

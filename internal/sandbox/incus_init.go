@@ -71,6 +71,9 @@ type incusInitSpec struct {
 	// Resolv is /etc/resolv.conf, for an instance with a network.
 	Resolv string `json:"resolv,omitempty"`
 	NoFile uint64 `json:"nofile"`
+	// Nesting starts the image's container engine before the command
+	// (incus_nesting.go).
+	Nesting bool `json:"nesting,omitempty"`
 }
 
 // incusExitRecord is what the init leaves when its command ended.
@@ -164,6 +167,9 @@ func incusInit() (int, error) {
 
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGPWR, incusHaltRT, unix.SIGINT, unix.SIGHUP, incusKillSignal, unix.SIGCHLD)
+	if spec.Nesting {
+		startIncusEngine(spec, out)
+	}
 
 	// The command is started through this binary's run operation, which
 	// drops to the user with no capabilities and no new privileges before
