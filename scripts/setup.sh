@@ -334,6 +334,16 @@ if ! "${SUDO[@]}" incus network show "$incus_net" >/dev/null 2>&1; then
 	"${SUDO[@]}" incus network create "$incus_net" ipv4.address="$subnet" ipv4.nat=true ipv6.address=none >/dev/null
 fi
 
+# Docker in the sandbox ([engine.incus] nesting = true) maps the agent's own
+# ids into its instance as themselves (raw.idmap), which incusd may do only for
+# ids /etc/subuid and /etc/subgid give root: the agent of a run as root is
+# 1000:1000, of a run as a user that user's ids.
+for ids in 1000:1000 "$(id -u):$(id -g)"; do
+	[ "${ids%%:*}" = 0 ] && continue
+	grep -qx "root:${ids%%:*}:1" /etc/subuid 2>/dev/null || echo "root:${ids%%:*}:1" | "${SUDO[@]}" tee -a /etc/subuid >/dev/null
+	grep -qx "root:${ids#*:}:1" /etc/subgid 2>/dev/null || echo "root:${ids#*:}:1" | "${SUDO[@]}" tee -a /etc/subgid >/dev/null
+done
+
 # Where no image registry can be reached (as on airlock's CI machines), the
 # default image's base must be made from Debian packages. Record that choice
 # once, machine-wide, so `airlock image build`, `airlock run` and `airlock demo`
