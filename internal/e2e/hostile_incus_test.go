@@ -113,7 +113,7 @@ try "the host's Incus socket" $N sh -c 'test -e /host/var/lib/incus/unix.socket 
 try "a network interface" $N sh -c 'grep : /proc/net/dev | grep -v -E "^ *(lo|docker0|veth[0-9a-f]*):"'
 try "a route" $N sh -c 'grep -v -E "^(Iface|docker0)" /proc/net/route | grep .'
 try "a block device to mount" $N sh -c 'for d in /dev/*; do test -b "$d" && echo "$d" && busybox mount "$d" /mnt && exit 0; done; exit 1'
-try "the host's processes" $N sh -c 'for p in /proc/[0-9]*; do grep -q 'incus[d]' "$p/cmdline" 2>/dev/null && exit 0; done; exit 1'
+try "the host's processes" $N sh -c 'for p in /proc/[0-9]*; do grep -q "incus[d]" "$p/cmdline" 2>/dev/null && exit 0; done; exit 1'
 $N sh -c 'cp /bin/busybox /w/planted && chown 0:0 /w/planted && chmod 4755 /w/planted' && echo "plant: done"
 $N sh -c 'echo "{\"code\":0,\"finished\":\"2026-01-01T00:00:00Z\"}" > /host/.airlock-incus/exit && mkdir /host/.airlock-incus/exit.new' && echo "forge: done"
 `
