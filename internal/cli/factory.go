@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -93,6 +94,15 @@ func (f *Factory) Engine() (sandbox.Engine, error) {
 		}
 	})
 	return f.engine, f.engineErr
+}
+
+// closeEngine closes the engine, if one was made: it waits for what the
+// engine still does in the background (Incus' deletions of ended
+// instances), so that nothing a command removed outlives it.
+func (f *Factory) closeEngine() {
+	if c, ok := f.engine.(io.Closer); ok && f.engine != nil {
+		c.Close()
+	}
 }
 
 // EngineCaps are the chosen engine's optional capabilities, looked up once

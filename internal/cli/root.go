@@ -40,6 +40,7 @@ func Main() int {
 	f := NewFactory()
 	cmd := NewRootCmd(f)
 	err := cmd.ExecuteContext(ctx)
+	f.closeEngine()
 	return exitStatus(f, err)
 }
 

@@ -117,15 +117,24 @@ func BenchmarkIncusRun(b *testing.B) {
 			}
 		}
 	})
-	b.Run("airlock", func(b *testing.B) {
-		for b.Loop() {
-			cmd := exec.Command(shared.bin, "run", "-y", "-m", "hi", "--name", "bench")
-			cmd.Dir, cmd.Env = incusEnv.repo, incusEnv.environ()
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("airlock run on Incus: %v\n%s", err, out)
+	whole := func(bin string) func(b *testing.B) {
+		return func(b *testing.B) {
+			for b.Loop() {
+				cmd := exec.Command(bin, "run", "-y", "-m", "hi", "--name", "bench")
+				cmd.Dir, cmd.Env = incusEnv.repo, incusEnv.environ()
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("airlock run on Incus: %v\n%s", err, out)
+				}
 			}
 		}
-	})
+	}
+	b.Run("airlock", whole(shared.bin))
+	// AIRLOCK_BENCH_BEFORE names another airlock binary (an earlier
+	// build) to time alongside, in the same run, for a change's before
+	// and after.
+	if before := os.Getenv("AIRLOCK_BENCH_BEFORE"); before != "" {
+		b.Run("airlock-before", whole(before))
+	}
 
 	// Start-up: the engine's bare start of `true`, and `airlock run -d`.
 	b.Run("start-bare-docker", func(b *testing.B) {

@@ -96,6 +96,31 @@ func (m *Manager) Remove(ctx context.Context, r *store.Run, force bool) (*store.
 				r.ID, ErrUnmerged, strings.Join(commits, ", "), r.ID)
 		}
 	}
+	// A harvest under way (a detached run's watcher's, or another
+	// command's) holds the run's work lock and has a container of its own:
+	// removing waits for it, and a harvest that comes later finds the run
+	// removed and makes nothing, so nothing of the run outlives this.
+	var out *store.Run
+	err := m.Store.Lock(r.ID, func() error {
+		cur, err := m.Store.Get(r.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Removed() {
+			out = cur
+			return nil
+		}
+		out, err = m.removeLocked(ctx, cur)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// removeLocked is Remove's work, under the run's work lock.
+func (m *Manager) removeLocked(ctx context.Context, r *store.Run) (*store.Run, error) {
 	var errs []error
 	for _, name := range []string{r.Container, r.Container + "-harvest"} {
 		if err := m.Engine.Remove(ctx, name); err != nil && !errors.Is(err, sandbox.ErrNotFound) {

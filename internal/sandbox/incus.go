@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -39,6 +40,56 @@ type Incus struct {
 	opts   IncusOptions
 	// engineSockets are host paths never to be mounted into an instance.
 	engineSockets []string
+	// gone are the instances whose command has ended and whose deletion
+	// waits, in the background, for Incus to tear them down (Remove).
+	gone *incusGone
+}
+
+// incusGone tracks the background deletions of ended instances. Every
+// call on such an instance's name waits for its deletion first, so to
+// callers it is gone when Remove returns; Close waits for all of them.
+type incusGone struct {
+	mu      sync.Mutex
+	pending map[string]chan struct{}
+	wg      sync.WaitGroup
+}
+
+// await waits until the background deletion of name, if any, is done.
+func (g *incusGone) await(ctx context.Context, name string) {
+	g.mu.Lock()
+	done := g.pending[name]
+	g.mu.Unlock()
+	if done == nil {
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// has reports whether name is being deleted in the background.
+func (g *incusGone) has(name string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.pending[name] != nil
+}
+
+// start runs del for name in the background.
+func (g *incusGone) start(name string, del func()) {
+	done := make(chan struct{})
+	g.mu.Lock()
+	g.pending[name] = done
+	g.mu.Unlock()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		del()
+		g.mu.Lock()
+		delete(g.pending, name)
+		g.mu.Unlock()
+		close(done)
+	}()
 }
 
 // IncusOptions are the [engine.incus] settings.
@@ -84,7 +135,7 @@ func NewIncusWith(host string, opts IncusOptions) (*Incus, error) {
 		opts.Network = IncusDefaultNetwork
 	}
 	socks := append(engineSockets(""), "/var/lib/incus", "/run/incus", "/var/lib/incus/unix.socket", c.socket, filepath.Dir(c.socket))
-	return &Incus{c: c, opts: opts, engineSockets: socks}, nil
+	return &Incus{c: c, opts: opts, engineSockets: socks, gone: &incusGone{pending: map[string]chan struct{}{}}}, nil
 }
 
 // UseBinary sets the static airlock binary the instances run as their
@@ -94,8 +145,10 @@ func (i *Incus) UseBinary(path string) { i.binary = path }
 // Kind is KindIncus.
 func (i *Incus) Kind() string { return KindIncus }
 
-// Close releases the client's idle connections.
+// Close waits for the deletions still under way (Remove), then releases
+// the client's idle connections.
 func (i *Incus) Close() error {
+	i.gone.wg.Wait()
 	i.c.close()
 	return nil
 }
@@ -149,6 +202,7 @@ type incusNIC struct {
 
 // create makes an instance.
 func (i *Incus) create(ctx context.Context, spec Spec, x incusExtra) (string, error) {
+	i.gone.await(ctx, spec.Name)
 	req, err := i.instanceRequest(ctx, spec, x)
 	if err != nil {
 		return "", fmt.Errorf("create instance %s: %w", spec.Name, err)
@@ -326,17 +380,31 @@ func (i *Incus) instanceRequest(ctx context.Context, spec Spec, x incusExtra) (m
 	}, nil
 }
 
-// Start starts a created (or stopped) instance.
+// Start starts a created (or stopped) instance. One that has ended but is
+// still being torn down is started once it is stopped.
 func (i *Incus) Start(ctx context.Context, id string) error {
+	i.gone.await(ctx, id)
+	var inst incusInstance
+	if err := i.c.get(ctx, instancePath(id), &inst); err != nil {
+		return fmt.Errorf("start instance %s: %w", id, err)
+	}
+	if i.incusStatus(ctx, inst) == "Stopping" && !i.waitStopped(ctx, id, incusTeardown) {
+		return fmt.Errorf("start instance %s: it has ended but Incus did not stop it within %s", id, incusTeardown)
+	}
 	if _, err := i.c.run(ctx, http.MethodPut, instancePath(id)+"/state", map[string]any{"action": "start"}); err != nil {
 		return fmt.Errorf("start instance %s: %w", id, err)
 	}
 	return nil
 }
 
+// incusTeardown bounds the wait for Incus to stop an instance whose init
+// has ended.
+const incusTeardown = 30 * time.Second
+
 // Wait blocks until the instance's command ended and returns its exit
 // code; before Start it waits for the start. Incus has no wait of its own,
-// so it polls.
+// so it polls; it returns once the init's exit record is there, without
+// waiting for Incus to tear the instance down.
 func (i *Incus) Wait(ctx context.Context, id string) (int, error) {
 	delay := 50 * time.Millisecond
 	for {
@@ -359,6 +427,7 @@ func (i *Incus) Wait(ctx context.Context, id string) (int, error) {
 
 // Inspect reports the instance's state.
 func (i *Incus) Inspect(ctx context.Context, id string) (State, error) {
+	i.gone.await(ctx, id)
 	var inst incusInstance
 	if err := i.c.get(ctx, instancePath(id), &inst); err != nil {
 		return State{}, fmt.Errorf("inspect instance %s: %w", id, err)
@@ -384,6 +453,10 @@ func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) 
 	switch inst.Status {
 	case "Running":
 		st.Status = StatusRunning
+		if rec, ok := i.ended(ctx, inst); ok {
+			// Being torn down: for airlock the command has ended.
+			st.Status, st.ExitCode, st.FinishedAt = StatusExited, rec.Code, rec.Finished
+		}
 	case "Frozen":
 		st.Status = StatusPaused
 	case "Error":
@@ -417,6 +490,32 @@ func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) 
 }
 
 var errBadRecord = errors.New("not a valid exit record")
+
+// ended reports whether an instance Incus still calls Running has ended for
+// airlock: its init left this start's exit record and is gone or going.
+// Incus reports such an instance Stopped only ~0.6 s later, once LXC and
+// incusd have torn it down; nothing waits for that but a new start and the
+// deletion. A record older than the instance's last start is an earlier
+// start's (the init removes it as it begins).
+func (i *Incus) ended(ctx context.Context, inst incusInstance) (incusExitRecord, bool) {
+	if inst.Status != "Running" {
+		return incusExitRecord{}, false
+	}
+	rec, err := i.exitRecord(ctx, inst.Name)
+	if err != nil || rec.Finished.Before(inst.LastUsedAt) {
+		return incusExitRecord{}, false
+	}
+	return rec, true
+}
+
+// incusStatus is Incus' status of an instance, with "Stopping" for a
+// Running instance that has ended for airlock (ended).
+func (i *Incus) incusStatus(ctx context.Context, inst incusInstance) string {
+	if _, ok := i.ended(ctx, inst); ok {
+		return "Stopping"
+	}
+	return inst.Status
+}
 
 // incusStartWindow is how long after its start stamp a stopped instance
 // without an exit record may still be starting.
@@ -533,8 +632,11 @@ func (i *Incus) execRoot(ctx context.Context, id string, argv []string) (int, er
 }
 
 // Remove stops the instance by force and deletes it; a missing instance is
-// not an error.
+// not an error. An instance whose command has ended (its init's exit
+// record is there) but which Incus is still tearing down is deleted in the
+// background: to this engine it is gone at once, and Close waits for it.
 func (i *Incus) Remove(ctx context.Context, id string) error {
+	i.gone.await(ctx, id)
 	var inst incusInstance
 	if err := i.c.get(ctx, instancePath(id), &inst); err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -542,15 +644,46 @@ func (i *Incus) Remove(ctx context.Context, id string) error {
 		}
 		return fmt.Errorf("remove instance %s: %w", id, err)
 	}
-	if inst.Status != "Stopped" {
-		if err := i.forceStop(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+	if i.incusStatus(ctx, inst) == "Stopping" {
+		i.gone.start(id, func() {
+			ctx := context.WithoutCancel(ctx)
+			if err := i.removeNow(ctx, id, inst.Status); err != nil {
+				// Labelled: `airlock clean` finds it.
+				fmt.Fprintf(os.Stderr, "airlock: warning: %v\n", err)
+			}
+		})
+		return nil
+	}
+	return i.removeNow(ctx, id, inst.Status)
+}
+
+// removeNow stops the instance (in status) by force and deletes it.
+func (i *Incus) removeNow(ctx context.Context, id, status string) error {
+	if status != "Stopped" {
+		// Its error is the deletion's below: another process may be
+		// stopping or removing it at the same time.
+		i.forceStop(ctx, id)
+	}
+	// An instance whose init has just ended may still be torn down, and
+	// refuses deletion meanwhile, as it does while another process
+	// deletes it: try again until it is stopped, or gone.
+	deadline := time.Now().Add(incusTeardown)
+	for {
+		_, err := i.c.run(ctx, http.MethodDelete, instancePath(id), nil)
+		if err == nil || errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("remove instance %s: %w", id, err)
 		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+		if !i.waitStopped(ctx, id, incusTeardown) {
+			i.forceStop(ctx, id)
+		}
 	}
-	if _, err := i.c.run(ctx, http.MethodDelete, instancePath(id), nil); err != nil && !errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("remove instance %s: %w", id, err)
-	}
-	return nil
 }
 
 // List returns the instances carrying every given label.
@@ -563,6 +696,9 @@ func (i *Incus) List(ctx context.Context, labels map[string]string) ([]State, er
 	states := []State{}
 next:
 	for _, inst := range insts {
+		if i.gone.has(inst.Name) {
+			continue // removed, for this process
+		}
 		for k, v := range labels {
 			if got, ok := inst.Config[incusLabelKey+k]; !ok || got != v {
 				continue next
@@ -592,6 +728,7 @@ next:
 
 // Logs copies the command's combined output, as the init kept it, to w.
 func (i *Incus) Logs(ctx context.Context, id string, w io.Writer) error {
+	i.gone.await(ctx, id)
 	var inst incusInstance
 	if err := i.c.get(ctx, instancePath(id), &inst); err != nil {
 		return fmt.Errorf("logs of instance %s: %w", id, err)

@@ -40,7 +40,7 @@ func (i *Incus) instanceInit(ctx context.Context, id string) (incusInitSpec, str
 			if err := json.Unmarshal(data, &s); err != nil {
 				break
 			}
-			return s, inst.Status, nil
+			return s, i.incusStatus(ctx, inst), nil
 		}
 	}
 	return incusInitSpec{}, "", fmt.Errorf("instance %s was not made by airlock (it has no airlock init)", id)

@@ -25,13 +25,15 @@ import (
 // p, and p's path below its source ("." for the source itself).
 func (i *Incus) stoppedMount(ctx context.Context, id, p string) (source, rel string, err error) {
 	var inst struct {
-		Status  string                       `json:"status"`
+		incusInstance
 		Devices map[string]map[string]string `json:"expanded_devices"`
 	}
 	if err := i.c.get(ctx, instancePath(id), &inst); err != nil {
 		return "", "", err
 	}
-	if inst.Status == "Running" {
+	// An instance whose init has ended is read like a stopped one: its
+	// processes are gone, and Incus' exec no longer reaches it.
+	if i.incusStatus(ctx, inst.incusInstance) == "Running" {
 		return "", "", nil
 	}
 	p = path.Clean(p)

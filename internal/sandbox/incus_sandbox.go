@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // On Incus a sandbox is two instances. The proxy is an instance of a tiny
@@ -27,7 +28,8 @@ import (
 const IncusProxyImage = "airlock-proxy:1"
 
 // CreateSandbox starts the proxy, waits until it answers, then creates and
-// starts the agent's instance.
+// starts the agent's instance. (Not both at once: incusd answered a request
+// about one instance 30 s late while it created another.)
 func (i *Incus) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, error) {
 	proxy, err := i.startProxy(ctx, spec)
 	if err != nil {
@@ -68,8 +70,43 @@ func (i *Incus) RestartSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, 
 }
 
 // RemoveProxy stops and removes a sandbox's proxy instance; a missing one
-// is not an error.
-func (i *Incus) RemoveProxy(ctx context.Context, name string) error { return i.Remove(ctx, name) }
+// is not an error. The proxy is killed through its init, which ends at
+// once (so its meter and audit log are final when this returns); Incus'
+// teardown of the instance and its deletion then go on in the background
+// (Remove), off the run's critical path.
+func (i *Incus) RemoveProxy(ctx context.Context, name string) error {
+	i.gone.await(ctx, name)
+	var inst incusInstance
+	if err := i.c.get(ctx, instancePath(name), &inst); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("remove the egress proxy %s: %w", name, err)
+	}
+	if inst.Status == "Running" && i.incusStatus(ctx, inst) == "Running" {
+		if _, err := i.execRoot(ctx, name, []string{BinaryPath, IncusInitCommand, "kill"}); err == nil {
+			i.waitEnded(ctx, name, 5*time.Second)
+		}
+	}
+	return i.Remove(ctx, name)
+}
+
+// waitEnded polls, for up to d, until the instance's init has left its
+// exit record or the instance is stopped.
+func (i *Incus) waitEnded(ctx context.Context, id string, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		var inst incusInstance
+		if err := i.c.get(ctx, instancePath(id), &inst); err != nil || inst.Status != "Running" || i.incusStatus(ctx, inst) != "Running" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
 
 // startProxy starts a sandbox's proxy and waits until it answers. A proxy
 // left by an earlier leg of the sandbox is replaced.
