@@ -440,6 +440,7 @@ func (i *Incus) Inspect(ctx context.Context, id string) (State, error) {
 // valid record (it was killed from outside, or the record is not the
 // init's).
 func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) {
+	inst, rec, ended := i.ended(ctx, inst)
 	st := State{ID: inst.Name, Name: inst.Name, Image: inst.Config[incusImageKey], Labels: map[string]string{}}
 	for k, v := range inst.Config {
 		if strings.HasPrefix(k, incusLabelKey) && !strings.HasPrefix(k, incusOwnKeys) {
@@ -453,7 +454,7 @@ func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) 
 	switch inst.Status {
 	case "Running":
 		st.Status = StatusRunning
-		if rec, ok := i.ended(ctx, inst); ok {
+		if ended {
 			// Being torn down: for airlock the command has ended.
 			st.Status, st.ExitCode, st.FinishedAt = StatusExited, rec.Code, rec.Finished
 		}
@@ -497,21 +498,40 @@ var errBadRecord = errors.New("not a valid exit record")
 // incusd have torn it down; nothing waits for that but a new start and the
 // deletion. A record older than the instance's last start is an earlier
 // start's (the init removes it as it begins).
-func (i *Incus) ended(ctx context.Context, inst incusInstance) (incusExitRecord, bool) {
-	if inst.Status != "Running" {
-		return incusExitRecord{}, false
+//
+// Incus' file API fails now and then while it tears an instance down; then
+// ended looks again until it can tell, and returns the instance as it
+// found it last (perhaps Stopped by then): once Wait has seen an instance
+// exit, every later look must too.
+func (i *Incus) ended(ctx context.Context, inst incusInstance) (incusInstance, incusExitRecord, bool) {
+	deadline := time.Now().Add(incusTeardown)
+	for inst.Status == "Running" {
+		rec, err := i.exitRecord(ctx, inst.Name)
+		switch {
+		case err == nil:
+			return inst, rec, !rec.Finished.Before(inst.LastUsedAt)
+		case errors.Is(err, ErrNotFound) || time.Now().After(deadline):
+			return inst, incusExitRecord{}, false
+		}
+		select {
+		case <-ctx.Done():
+			return inst, incusExitRecord{}, false
+		case <-time.After(50 * time.Millisecond):
+		}
+		var now incusInstance
+		if err := i.c.get(ctx, instancePath(inst.Name), &now); err != nil {
+			return inst, incusExitRecord{}, false
+		}
+		inst = now
 	}
-	rec, err := i.exitRecord(ctx, inst.Name)
-	if err != nil || rec.Finished.Before(inst.LastUsedAt) {
-		return incusExitRecord{}, false
-	}
-	return rec, true
+	return inst, incusExitRecord{}, false
 }
 
 // incusStatus is Incus' status of an instance, with "Stopping" for a
 // Running instance that has ended for airlock (ended).
 func (i *Incus) incusStatus(ctx context.Context, inst incusInstance) string {
-	if _, ok := i.ended(ctx, inst); ok {
+	inst, _, ok := i.ended(ctx, inst)
+	if ok {
 		return "Stopping"
 	}
 	return inst.Status

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
@@ -102,5 +103,61 @@ func TestIncusMissingImage(t *testing.T) {
 	_, err := inc.Create(context.Background(), sandbox.Spec{Name: "airlock-incus-noimage-test", Image: "airlock-test-absent:0", Cmd: []string{"true"}, User: "1000:1000"})
 	if !errors.Is(err, sandbox.ErrNotFound) || !strings.Contains(err.Error(), "build or import it first") {
 		t.Fatalf("Create from a missing image: %v", err)
+	}
+}
+
+// An instance whose init has ended is exited at once, though Incus tears it
+// down for ~0.6 s more: Wait and Inspect say so with the init's code, a
+// new start waits for the teardown and is not mistaken for the old one, and
+// a removed instance is gone to the engine at once (its deletion finishing
+// in the background, by Close).
+func TestIncusEndedBeforeTeardown(t *testing.T) {
+	inc := incusEngine(t)
+	ctx := context.Background()
+	name := "airlock-incus-ended-test"
+	inc.Remove(ctx, name)
+	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"/bin/sh", "-c", "sleep 0.3; exit 7"}, User: "1000:1000"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inc.Remove(context.Background(), name); inc.Close() })
+	var first time.Time
+	for leg := 1; leg <= 2; leg++ {
+		started := time.Now()
+		if err := inc.Start(ctx, name); err != nil {
+			t.Fatalf("start %d: %v", leg, err)
+		}
+		if st, err := inc.Inspect(ctx, name); err != nil || (st.Status != sandbox.StatusRunning && st.Status != sandbox.StatusExited) ||
+			(st.Status == sandbox.StatusExited && st.FinishedAt.Before(started)) {
+			t.Fatalf("start %d: right after it, Inspect = %+v, %v; want running, or exited since the start", leg, st, err)
+		}
+		code, err := inc.Wait(ctx, name)
+		if err != nil || code != 7 {
+			t.Fatalf("start %d: Wait = %d, %v; want 7", leg, code, err)
+		}
+		st, err := inc.Inspect(ctx, name)
+		if err != nil || st.Status != sandbox.StatusExited || st.ExitCode != 7 || st.FinishedAt.Before(started) || !st.FinishedAt.After(first) {
+			t.Fatalf("start %d: after Wait, Inspect = %+v, %v; want exited 7, finished after the start", leg, st, err)
+		}
+		first = st.FinishedAt
+		if err := inc.Stop(ctx, name, time.Second); err != nil {
+			t.Fatalf("start %d: Stop of an ended instance: %v", leg, err)
+		}
+	}
+	if err := inc.Remove(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inc.Inspect(ctx, name); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("Inspect after Remove: %v, want ErrNotFound", err)
+	}
+	// The name is free again at once.
+	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"true"}, User: "1000:1000"}); err != nil {
+		t.Fatalf("Create after Remove: %v", err)
+	}
+	if err := inc.Remove(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	inc.Close()
+	if out, err := exec.Command("incus", "list", "-c", "n", "-f", "csv", name).Output(); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("after Close, incus lists %q (%v)", out, err)
 	}
 }
