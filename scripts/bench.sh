@@ -79,6 +79,7 @@ out=$(go test -run '^$' -bench '^BenchmarkIncusRun$' -benchtime "${INCUS_BENCHTI
 awk '
 	/BenchmarkIncusRun\/bare-[0-9]/             { b = $3 }
 	/BenchmarkIncusRun\/airlock-[0-9]/          { a = $3 }
+	/BenchmarkIncusRun\/airlock-before-[0-9]/   { ab = $3 }
 	/BenchmarkIncusRun\/start-bare-docker/      { sbd = $3 }
 	/BenchmarkIncusRun\/start-bare-incus/       { sbi = $3 }
 	/BenchmarkIncusRun\/start-airlock-docker/   { sad = $3 }
@@ -86,5 +87,6 @@ awk '
 	END {
 		if (!b || !a || !sbd || !sbi || !sad || !sai) { print "bench: no Incus figures"; exit 1 }
 		printf "Incus whole run: bare Incus instance %.1f s, airlock run %.1f s, ratio %.2fx (target <= 1.5x)\n", b/1e9, a/1e9, a/b
+		if (ab) printf "Incus whole run of AIRLOCK_BENCH_BEFORE: %.1f s, ratio %.2fx\n", ab/1e9, ab/b
 		printf "Incus start-up:  airlock run -d %.0f ms against Docker %.0f ms, ratio %.2fx (target <= 2x); bare start of `true`: Incus %.0f ms, Docker %.0f ms, ratio %.2fx\n", sai/1e6, sad/1e6, sai/sad, sbi/1e6, sbd/1e6, sbi/sbd
 	}' <<<"$out"
