@@ -192,7 +192,11 @@ func tenRunsAtOnce(t *testing.T, e *env) {
 			cmd.Env = e.environ()
 			out, err := cmd.Output()
 			if err != nil {
-				errs <- fmt.Errorf("run %d: %v", i, err)
+				var stderr []byte
+				if ee, ok := err.(*exec.ExitError); ok {
+					stderr = ee.Stderr
+				}
+				errs <- fmt.Errorf("run %d: %v\n%s", i, err, stderr)
 				return
 			}
 			ids[i] = strings.TrimSpace(string(out))
