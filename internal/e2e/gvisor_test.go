@@ -181,7 +181,7 @@ func TestGVisorUnknownRuntime(t *testing.T) {
 // under gVisor: its netstack has nothing but loopback, and its one way out
 // is the proxy's socket.
 func TestHostileGVisorIsolation(t *testing.T) {
-	onEngines(t, allEngines, hostileGVisorIsolation)
+	onEngines(t, gvisorEngines, hostileGVisorIsolation)
 }
 
 func hostileGVisorIsolation(t *testing.T, e *env) {

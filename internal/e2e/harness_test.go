@@ -161,6 +161,10 @@ var (
 	rootfulEngines = []engineKind{onDocker, onPodman, onIncus}
 	// gvisorEngines are those with OCI runtimes (Incus runs LXC).
 	gvisorEngines = []engineKind{onDocker, onPodman, onRootlessPodman}
+	// worldEngines are those the test world (newWorldOn: a network and
+	// upstream containers answering made-up names) is built on; on Incus
+	// the isolation attempts run without it (TestIncusIsolation).
+	worldEngines = []engineKind{onDocker, onPodman, onRootlessPodman}
 )
 
 // onEngines runs body on a new env on each engine, as subtests named after

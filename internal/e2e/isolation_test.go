@@ -152,7 +152,7 @@ func runScript(name, command string) testkit.Script {
 // why. Upstream "internet" hosts are containers on a network the test
 // creates; forbidden addresses are only ever pinned names the proxy must
 // refuse before dialling.
-func TestIsolation(t *testing.T) { onEngines(t, allEngines, isolation) }
+func TestIsolation(t *testing.T) { onEngines(t, worldEngines, isolation) }
 
 func isolation(t *testing.T, e *env) {
 	w := newWorldOn(t, e.engine, e.user)
