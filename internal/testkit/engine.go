@@ -73,7 +73,9 @@ func Incus(t testing.TB) *sandbox.Incus {
 		t.Fatalf("NewIncus: %v", err)
 	}
 	t.Cleanup(func() { inc.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A missing Incus fails at once (no socket); a busy one (deleting
+	// btrfs snapshots under a loaded machine) may take long to answer.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := inc.Ping(ctx); err != nil {
 		if os.Getenv("CI") == "true" {
