@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
@@ -57,22 +55,7 @@ func incusImage(t testing.TB) string {
 			incusShared.err = err
 			return
 		}
-		cmd := exec.Command(shared.bin, "image", "build")
-		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+shared.configDir, "AIRLOCK_ENGINE=incus")
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
-			incusShared.err = fmt.Errorf("airlock image build on Incus: %v\n%s", err, tail(stderr.String(), 40))
-			return
-		}
-		lines := strings.Fields(stdout.String())
-		if len(lines) == 0 {
-			incusShared.err = fmt.Errorf("airlock image build on Incus printed no image:\n%s", tail(stderr.String(), 20))
-			return
-		}
-		incusShared.ref = lines[len(lines)-1]
-		t.Logf("the image %s on Incus took %s", incusShared.ref, time.Since(start).Round(time.Second))
+		incusShared.ref, incusShared.err = buildImageOn(t, "incus")
 	})
 	if incusShared.err != nil {
 		t.Fatal(incusShared.err)

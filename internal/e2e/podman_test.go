@@ -69,22 +69,7 @@ func rootfulPodmanImage(t testing.TB) string {
 	t.Helper()
 	podmanImages.rootfulOnce.Do(func() {
 		copyDockerBases()
-		cmd := exec.Command(shared.bin, "image", "build")
-		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+shared.configDir, "AIRLOCK_ENGINE=podman")
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
-			podmanImages.rootfulErr = fmt.Errorf("airlock image build on Podman: %v\n%s", err, tail(stderr.String(), 40))
-			return
-		}
-		lines := strings.Fields(stdout.String())
-		if len(lines) == 0 {
-			podmanImages.rootfulErr = fmt.Errorf("airlock image build on Podman printed no image:\n%s", tail(stderr.String(), 20))
-			return
-		}
-		podmanImages.ref = lines[len(lines)-1]
-		t.Logf("the image %s on Podman took %s", podmanImages.ref, time.Since(start).Round(time.Second))
+		podmanImages.ref, podmanImages.rootfulErr = buildImageOn(t, "podman")
 	})
 	if podmanImages.rootfulErr != nil {
 		t.Fatal(podmanImages.rootfulErr)
@@ -606,4 +591,24 @@ func TestPodmanRootlessResume(t *testing.T) {
 	if len(reqs) == 0 || !strings.Contains(string(reqs[0].Body), word) || !strings.Contains(string(reqs[0].Body), "first-run-tool-output") {
 		t.Fatalf("the resumed run's first request does not carry the earlier conversation (%d requests)", len(reqs))
 	}
+}
+
+// buildImageOn builds the default agent image on engine with airlock
+// itself, as a user would, and returns its reference.
+func buildImageOn(t testing.TB, engine string) (string, error) {
+	cmd := exec.Command(shared.bin, "image", "build")
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+shared.configDir, "AIRLOCK_ENGINE="+engine)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("airlock image build on %s: %v\n%s", engine, err, tail(stderr.String(), 40))
+	}
+	lines := strings.Fields(stdout.String())
+	if len(lines) == 0 {
+		return "", fmt.Errorf("airlock image build on %s printed no image:\n%s", engine, tail(stderr.String(), 20))
+	}
+	ref := lines[len(lines)-1]
+	t.Logf("the image %s on %s took %s", ref, engine, time.Since(start).Round(time.Second))
+	return ref, nil
 }

@@ -38,9 +38,13 @@ func TestPodmanEngine(t *testing.T) {
 // TestPodmanRootlessEngine runs TestPodmanEngine again as an unprivileged
 // user, on that user's rootless Podman: this test binary, re-executed by
 // runuser.
-func TestPodmanRootlessEngine(t *testing.T) {
+func TestPodmanRootlessEngine(t *testing.T) { runAsRootless(t, "TestPodmanEngine") }
+
+// runAsRootless runs the test named test again, as the rootless test user
+// on its own Podman, and fails if it fails or skips there.
+func runAsRootless(t *testing.T, test string) {
 	if os.Getuid() != 0 {
-		t.Skip("not root: TestPodmanEngine runs on this user's rootless Podman already")
+		t.Skipf("not root: %s runs on this user's rootless Podman already", test)
 	}
 	name := testkit.RootlessUser()
 	u, err := user.Lookup(name)
@@ -50,13 +54,13 @@ func TestPodmanRootlessEngine(t *testing.T) {
 		}
 		t.Skipf("no rootless test user %s (scripts/setup.sh creates it): %v", name, err)
 	}
-	out, err := testkit.AsUser(t, u, os.Args[0], "-test.run", "^TestPodmanEngine$", "-test.v", "-test.count=1")
+	out, err := testkit.AsUser(t, u, os.Args[0], "-test.run", "^"+test+"$", "-test.v", "-test.count=1")
 	t.Logf("as %s:\n%s", name, out)
 	if err != nil {
-		t.Fatalf("TestPodmanEngine as %s: %v", name, err)
+		t.Fatalf("%s as %s: %v", test, name, err)
 	}
-	if strings.Contains(out, "--- SKIP: TestPodmanEngine ") {
-		t.Fatalf("TestPodmanEngine was skipped as %s", name)
+	if strings.Contains(out, "--- SKIP: "+test+" ") {
+		t.Fatalf("%s was skipped as %s", test, name)
 	}
 }
 
@@ -187,27 +191,7 @@ func TestPodmanRuntime(t *testing.T) {
 
 // TestPodmanRootlessRuntime runs TestPodmanRuntime again on the rootless
 // test user's Podman.
-func TestPodmanRootlessRuntime(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("not root: TestPodmanRuntime runs on this user's rootless Podman already")
-	}
-	name := testkit.RootlessUser()
-	u, err := user.Lookup(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI needs the rootless test user %s (scripts/setup.sh creates it): %v", name, err)
-		}
-		t.Skipf("no rootless test user %s (scripts/setup.sh creates it): %v", name, err)
-	}
-	out, err := testkit.AsUser(t, u, os.Args[0], "-test.run", "^TestPodmanRuntime$", "-test.v", "-test.count=1")
-	t.Logf("as %s:\n%s", name, out)
-	if err != nil {
-		t.Fatalf("TestPodmanRuntime as %s: %v", name, err)
-	}
-	if strings.Contains(out, "--- SKIP: TestPodmanRuntime ") {
-		t.Fatalf("TestPodmanRuntime was skipped as %s", name)
-	}
-}
+func TestPodmanRootlessRuntime(t *testing.T) { runAsRootless(t, "TestPodmanRuntime") }
 
 // A gVisor service that is not what airlock needs is refused before
 // anything is created, saying what to fix: one whose default runtime is
