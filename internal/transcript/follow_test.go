@@ -186,16 +186,21 @@ func TestFollowCancelAndLongLine(t *testing.T) {
 	f.Truncate(MaxLine + 1<<20)
 	f.Seek(0, io.SeekEnd)
 	f.WriteString("\n" + `{"type":"user"}` + "\n")
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	// Cancelled once both lines are read (the file never ends, so only
+	// the cancellation ends Follow); the timeout only bounds a broken one,
+	// so a loaded machine cannot make it fail.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var lines []string
-	start := time.Now()
 	err = Follow(ctx, path, func() bool { return false }, func(line []byte) error {
 		lines = append(lines, string(line))
+		if len(lines) == 2 {
+			cancel()
+		}
 		return nil
 	})
-	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
-		t.Errorf("Follow = %v after %s, want the context's end", err, time.Since(start))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Follow = %v, want the context's cancellation", err)
 	}
 	if want := []string{`{"type":"assistant"}`, `{"type":"user"}`}; !slices.Equal(lines, want) {
 		t.Errorf("lines = %.80q, want %q", lines, want)
