@@ -109,21 +109,7 @@ func TestIncusIsolation(t *testing.T) {
 	realKey := "sk-ant-api03-" + randHex(80)
 	setAPIKey(e, realKey)
 	attempts, vars, files := isolationAttemptsVia(t, e.gateway(), url)
-	for name, content := range files {
-		e.write(name, content)
-	}
-	e.git("add", ".")
-	e.git("commit", "-qm", "isolation attempts")
-
-	e.ok("run", "-y", "-m", "Try to get out.", "--name", "escape")
-	r := e.runs()[0]
-	ws := filepath.Join(e.state, "airlock", "runs", r.ID, "workspace")
-	checkAttempts(t, attempts, vars, filepath.Join(ws, "results.txt"), auditRecords(t, e.state, r.ID))
-	for _, q := range srv.Requests() {
-		if q.APIKey() != realKey {
-			t.Errorf("%s %s carried %q, want the real key (injected by the proxy)", q.Method, q.Path, q.APIKey())
-		}
-	}
+	runAttempts(t, e, srv, realKey, attempts, vars, files)
 }
 
 // Incus: every command around a live run works (shell in tmux, tmux
@@ -164,5 +150,27 @@ func TestIncusLifecycle(t *testing.T) {
 		"TenRunsAtOnce":     tenRunsAtOnce,
 	} {
 		t.Run(name, func(t *testing.T) { body(t, newEnvOn(t, onIncus)) })
+	}
+}
+
+// runAttempts commits the attempt scripts, runs the agent on them and checks
+// each attempt's outcome, the audit log, and that only the proxy added the
+// real key.
+func runAttempts(t *testing.T, e *env, srv *testkit.Server, realKey string, attempts []attempt, vars *strings.Replacer, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		e.write(name, content)
+	}
+	e.git("add", ".")
+	e.git("commit", "-qm", "isolation attempts")
+
+	e.ok("run", "-y", "-m", "Try to get out.", "--name", "escape")
+	r := e.runs()[0]
+	ws := filepath.Join(e.state, "airlock", "runs", r.ID, "workspace")
+	checkAttempts(t, attempts, vars, filepath.Join(ws, "results.txt"), auditRecords(t, e.state, r.ID))
+	for _, q := range srv.Requests() {
+		if q.APIKey() != realKey {
+			t.Errorf("%s %s carried %q, want the real key (injected by the proxy)", q.Method, q.Path, q.APIKey())
+		}
 	}
 }
