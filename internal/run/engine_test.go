@@ -325,6 +325,8 @@ func TestReconcileEngineStates(t *testing.T) {
 	}{
 		{"vanished", func(w *world, r *store.Run) { w.eng.Remove(context.Background(), r.Container) }, store.StatusFailed, "disappeared"},
 		{"dead", func(w *world, r *store.Run) { w.eng.SetStatus(r.Container, sandbox.StatusDead) }, store.StatusFailed, "dead"},
+		// The engine's account is kept, made safe for a terminal.
+		{"dead, saying why", func(w *world, r *store.Run) { w.eng.SetDead(r.Container, "no exit record\x1b[2J") }, store.StatusFailed, "dead: no exit record"},
 		{"paused", func(w *world, r *store.Run) { w.eng.SetStatus(r.Container, sandbox.StatusPaused) }, store.StatusRunning, ""},
 		{"unknown", func(w *world, r *store.Run) { w.eng.SetStatus(r.Container, sandbox.StatusUnknown) }, store.StatusRunning, ""},
 		{"created", func(w *world, r *store.Run) { w.eng.SetStatus(r.Container, sandbox.StatusCreated) }, store.StatusRunning, ""},
@@ -340,7 +342,7 @@ func TestReconcileEngineStates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Status != tt.status || !strings.Contains(got.Error, tt.errHas) {
+			if got.Status != tt.status || !strings.Contains(got.Error, tt.errHas) || strings.ContainsRune(got.Error, 0x1b) {
 				t.Fatalf("run %s, error %q; want %s with %q", got.Status, got.Error, tt.status, tt.errHas)
 			}
 			if got.Status == store.StatusRunning {

@@ -512,7 +512,11 @@ func (m *Manager) Reconcile(ctx context.Context, r *store.Run) (*store.Run, erro
 			return m.finish(r, st.ExitCode, exited, reason)
 		case sandbox.StatusDead:
 			// Its exit code means nothing: the engine lost the container.
-			return m.finish(r, -1, m.now(), "the container engine reports the run's container dead")
+			reason := "the container engine reports the run's container dead"
+			if st.Why != "" {
+				reason += ": " + untrusted.Line(st.Why)
+			}
+			return m.finish(r, -1, m.now(), reason)
 		default:
 			// Unknown: nothing to decide on. The record stays running, so
 			// nothing of it is collected or removed early, and the next

@@ -318,6 +318,9 @@ func stateOf(c container.InspectResponse) (State, error) {
 	st.Status = statusOf(c.State.Status)
 	st.ExitCode = c.State.ExitCode
 	st.OOMKilled = c.State.OOMKilled
+	if st.Status == StatusDead {
+		st.Why = c.State.Error
+	}
 	var err error
 	if st.StartedAt, err = parseEngineTime(c.State.StartedAt); err != nil {
 		return State{}, fmt.Errorf("container %s: started at: %w", c.ID, err)

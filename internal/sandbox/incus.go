@@ -461,15 +461,16 @@ func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) 
 	case "Frozen":
 		st.Status = StatusPaused
 	case "Error":
-		st.Status, st.ExitCode = StatusDead, -1
+		st.Status, st.ExitCode, st.Why = StatusDead, -1, "Incus reports the instance in error"
 	case "Stopped":
 		if !started {
 			st.Status = StatusCreated
 			break
 		}
-		rec, err := i.exitRecord(ctx, inst.Name)
+		rec, err := i.stoppedRecord(ctx, inst)
 		if errors.Is(err, ErrNotFound) || errors.Is(err, errBadRecord) {
 			st.Status, st.ExitCode = StatusDead, -1
+			st.Why = fmt.Sprintf("it stopped without a valid exit record of its init (%v)", err)
 			// Incus stamps the start before the instance runs: a start
 			// may be under way. Wait polls on.
 			if time.Since(inst.LastUsedAt) < incusStartWindow {
@@ -491,6 +492,40 @@ func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) 
 }
 
 var errBadRecord = errors.New("not a valid exit record")
+
+// incusRecordGrace is how long a stopped instance's exit record is looked
+// for before its absence counts.
+const incusRecordGrace = 3 * time.Second
+
+// stoppedRecord reads the exit record of this start of a stopped instance.
+// Incus' file API has, under load, answered "not found" for a record that
+// was there a moment later (while it tears the instance down, a read can
+// reach a file server of the running instance's); a missing or bad record
+// is read again for a while before it counts, as the verdict it leads to
+// (dead, the agent's work judged failed) cannot be taken back. A record
+// older than the start is an earlier start's: this start left none.
+func (i *Incus) stoppedRecord(ctx context.Context, inst incusInstance) (incusExitRecord, error) {
+	deadline := time.Now().Add(incusRecordGrace)
+	if time.Since(inst.LastUsedAt) < incusStartWindow {
+		// Not yet a verdict either way (stateOf): one look will do.
+		deadline = time.Now()
+	}
+	for {
+		rec, err := i.exitRecord(ctx, inst.Name)
+		if err == nil && rec.Finished.Before(inst.LastUsedAt) {
+			err = fmt.Errorf("%w: it is of an earlier start (finished %s, started %s)", errBadRecord,
+				rec.Finished.Format(time.RFC3339Nano), inst.LastUsedAt.Format(time.RFC3339Nano))
+		}
+		if err == nil || !(errors.Is(err, ErrNotFound) || errors.Is(err, errBadRecord)) || time.Now().After(deadline) {
+			return rec, err
+		}
+		select {
+		case <-ctx.Done():
+			return rec, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
 
 // ended reports whether an instance Incus still calls Running has ended for
 // airlock: its init left this start's exit record and is gone or going.

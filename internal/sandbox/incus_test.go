@@ -161,3 +161,50 @@ func TestIncusEndedBeforeTeardown(t *testing.T) {
 		t.Errorf("after Close, incus lists %q (%v)", out, err)
 	}
 }
+
+// An exit record older than the instance's last start is an earlier
+// start's: the engine does not report it as this start's outcome, and says
+// why it reports the instance dead.
+func TestIncusStaleExitRecord(t *testing.T) {
+	inc := incusEngine(t)
+	ctx := context.Background()
+	name := "airlock-incus-stale-test"
+	inc.Remove(ctx, name)
+	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"/bin/sh", "-c", "exit 4"}, User: "1000:1000"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inc.Remove(context.Background(), name) })
+	if err := inc.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := inc.Wait(ctx, name); err != nil || code != 4 {
+		t.Fatalf("Wait = %d, %v; want 4", code, err)
+	}
+	// Stopped, and out of the window in which a start may be under way.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := exec.Command("incus", "list", "-c", "s", "-f", "csv", name).Output()
+		if err == nil && strings.TrimSpace(string(out)) == "STOPPED" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the instance did not stop: %q %v", out, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(11 * time.Second)
+	if st, err := inc.Inspect(ctx, name); err != nil || st.Status != sandbox.StatusExited || st.ExitCode != 4 {
+		t.Fatalf("Inspect of the stopped instance = %+v, %v; want exited 4", st, err)
+	}
+	stale := filepath.Join(t.TempDir(), "exit")
+	if err := os.WriteFile(stale, []byte(`{"code":0,"finished":"2001-01-01T00:00:00Z"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("incus", "file", "push", "--uid", "0", "--gid", "0", "--mode", "0600", stale, name+"/.airlock-incus/exit").CombinedOutput(); err != nil {
+		t.Fatalf("incus file push: %v\n%s", err, out)
+	}
+	st, err := inc.Inspect(ctx, name)
+	if err != nil || st.Status != sandbox.StatusDead || !strings.Contains(st.Why, "earlier start") {
+		t.Fatalf("Inspect with an earlier start's record = %+v, %v; want dead, saying why", st, err)
+	}
+}

@@ -121,6 +121,9 @@ type State struct {
 	StartedAt  time.Time
 	FinishedAt time.Time
 	Labels     map[string]string
+	// Why is the engine's account of a dead container, when it gives one.
+	// It is for people: nothing decides on it.
+	Why string
 }
 
 // ErrUnsupported is returned (wrapped) when an engine lacks a capability

@@ -103,6 +103,19 @@ func (e *Engine) SetStatus(name string, st sandbox.Status) error {
 	return nil
 }
 
+// SetDead makes a container dead, with the engine's account of why, as a
+// real engine reports one that it lost.
+func (e *Engine) SetDead(name, why string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.find(name)
+	if c == nil {
+		return fmt.Errorf("set status of %s: %w", name, sandbox.ErrNotFound)
+	}
+	c.state.Status, c.state.ExitCode, c.state.Why = sandbox.StatusDead, -1, why
+	return nil
+}
+
 func (e *Engine) check(op, name string) error {
 	e.mu.Lock()
 	down := e.down
