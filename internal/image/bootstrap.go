@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 )
 
 const (
@@ -65,6 +66,7 @@ func Bootstrap(ctx context.Context, eng Engine, mirror string, progress io.Write
 	if progress != nil {
 		fmt.Fprintf(progress, "Bootstrapping %s from %s\n", ref, mirror)
 	}
+	start := time.Now()
 	out := &tailWriter{w: progress}
 	cmd := exec.CommandContext(ctx, debootstrap, "--arch="+runtime.GOARCH, "--variant="+bootstrapVariant, bootstrapSuite, dir, mirror)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -74,6 +76,9 @@ func Bootstrap(ctx context.Context, eng Engine, mirror string, progress io.Write
 	}
 	if err := importDir(ctx, eng, dir, ref); err != nil {
 		return "", fmt.Errorf("bootstrap base image %s: %w", ref, err)
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "Base image %s: made in %.1f s\n", ref, time.Since(start).Seconds())
 	}
 	return ref, nil
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
 )
@@ -132,9 +133,13 @@ func Build(ctx context.Context, eng Engine, spec Spec, progress io.Writer) (stri
 		Tags:     []string{ref, LatestRef},
 		Progress: progress,
 	}
+	start := time.Now()
 	if err := eng.BuildImage(ctx, req); err != nil {
 		// err names the tag already.
 		return "", fmt.Errorf("default agent image: %w", err)
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "Agent image %s: built in %.1f s\n", ref, time.Since(start).Seconds())
 	}
 	return ref, nil
 }
