@@ -4,6 +4,14 @@
 # measured in the same go test run; prints both and their ratio (target <= 1.5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Every section tees its benchmarks' output to stderr; a copy of stderr is
+# what scripts/benchreport reads at the end to print the one table, write
+# bench.json and regenerate README's "Measured here" table
+# (BENCH_README=0 leaves the README alone).
+raw=$(mktemp)
+trap 'rm -f "$raw"' EXIT
+exec 2> >(tee -a "$raw" >&2)
 out=$(go test -run '^$' -bench '^BenchmarkStartup$' -benchtime "${BENCHTIME:-10x}" -count 1 ./internal/e2e/ | tee /dev/stderr)
 awk '
 	/BenchmarkStartup\/bare/    { bare = $3 }
@@ -102,3 +110,9 @@ awk '
 		if (!found) { print "bench: no cold-start figures"; exit 1 }
 		printf "cold start: agent image from scratch (base present, warm package cache) %.1f s (target < 60 s)\n", v["agent-image-s"]
 	}' <<<"$out"
+
+# The table of everything above, bench.json, and README's table from it.
+sleep 0.2 # the stderr copy catches up
+readme=README.md
+[ "${BENCH_README:-1}" = 0 ] && readme=
+go run ./scripts/benchreport -json bench.json ${readme:+-readme "$readme"} -commit "$(git rev-parse --short HEAD 2>/dev/null || true)" "$raw"

@@ -1,0 +1,36 @@
+package main
+
+// rows are the lines of `make bench`'s table, in order: the issue's targets
+// first, then each engine's figures.
+var rows = []rowDef{
+	{what: "whole one-turn run, Docker (`airlock run` to its summary)", baseline: "bare `docker run`",
+		fig: source{"BenchmarkGVisorRun/airlock-runc", "", sec}, base: source{"BenchmarkGVisorRun/bare-runc", "", sec}, unit: "s", max: 1.2},
+	{what: "start-up, Docker (`airlock run -d` until the agent runs)", baseline: "bare `docker run true`",
+		fig: source{"BenchmarkStartup/airlock", "", msec}, base: source{"BenchmarkStartup/bare", "", msec}, unit: "ms", max: 1.5},
+	{what: "proxy throughput, 100 MiB over HTTP", baseline: "direct",
+		fig: source{"BenchmarkEgress", "proxied-http-MiB/s", 1}, base: source{"BenchmarkEgress", "direct-http-MiB/s", 1}, unit: "MiB/s", min: 0.9},
+	{what: "proxy throughput, 100 MiB over HTTPS (CONNECT)", baseline: "direct",
+		fig: source{"BenchmarkEgress", "proxied-https-MiB/s", 1}, base: source{"BenchmarkEgress", "direct-https-MiB/s", 1}, unit: "MiB/s", min: 0.9},
+	{what: "proxy latency added, new connection per request",
+		fig: source{"BenchmarkEgress", "added-new-conn-ms", 1}, unit: "ms", max: 2},
+	{what: "proxy latency added, kept-alive connection",
+		fig: source{"BenchmarkEgress", "added-keepalive-ms", 1}, unit: "ms", max: 2},
+	{what: "proxy resident memory",
+		fig: source{"BenchmarkEgress", "proxy-rss-MiB", 1}, unit: "MiB"},
+	{what: "cold start: agent image from scratch (base present, warm package cache)",
+		fig: source{"BenchmarkAgentImageCold", "agent-image-s", 1}, unit: "s", max: 60},
+	{what: "whole run, Docker + gVisor (runsc)", baseline: "bare `docker run --runtime runsc`",
+		fig: source{"BenchmarkGVisorRun/airlock-runsc", "", sec}, base: source{"BenchmarkGVisorRun/bare-runsc", "", sec}, unit: "s", max: 1.5},
+	{what: "whole run, rootful Podman", baseline: "bare `podman run`",
+		fig: source{"BenchmarkPodmanRun/airlock-rootful", "", sec}, base: source{"BenchmarkPodmanRun/bare-rootful", "", sec}, unit: "s", max: 1.5},
+	{what: "whole run, rootless Podman", baseline: "bare `podman run`",
+		fig: source{"BenchmarkPodmanRun/airlock-rootless", "", sec}, base: source{"BenchmarkPodmanRun/bare-rootless", "", sec}, unit: "s", max: 1.5},
+	{what: "whole run, rootful Podman + gVisor", baseline: "bare `podman run --runtime runsc`",
+		fig: source{"BenchmarkPodmanRun/gvisor-airlock-rootful", "", sec}, base: source{"BenchmarkPodmanRun/gvisor-bare-rootful", "", sec}, unit: "s", max: 1.5},
+	{what: "whole run, rootless Podman + gVisor", baseline: "bare `podman run --runtime runsc`",
+		fig: source{"BenchmarkPodmanRun/gvisor-airlock-rootless", "", sec}, base: source{"BenchmarkPodmanRun/gvisor-bare-rootless", "", sec}, unit: "s", max: 1.5},
+	{what: "whole run, Incus (btrfs pool)", baseline: "bare Incus instance",
+		fig: source{"BenchmarkIncusRun/airlock", "", sec}, base: source{"BenchmarkIncusRun/bare", "", sec}, unit: "s", max: 1.5},
+	{what: "start-up, Incus (`airlock run -d`)", baseline: "the same on Docker",
+		fig: source{"BenchmarkIncusRun/start-airlock-incus", "", msec}, base: source{"BenchmarkIncusRun/start-airlock-docker", "", msec}, unit: "ms", max: 2},
+}
