@@ -3,6 +3,7 @@ package sandbox
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,34 +39,47 @@ const (
 	proxyHealthy = 20 * time.Second
 )
 
-// CreateSandbox starts the proxy, waits until it answers, then creates and
-// starts the agent's container.
+// CreateSandbox creates the agent's container while the proxy starts, and
+// starts the agent once the proxy answers. Creating costs the engine as much
+// as starting, so doing the two side by side takes one of them off every
+// run's start-up; the agent itself still never runs without its proxy.
 func (d *Docker) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, error) {
-	proxy, err := d.startProxy(ctx, spec)
-	if err != nil {
-		return Sandbox{}, err
-	}
 	agent := spec.Agent
 	agent.Mounts = append(append([]Mount(nil), agent.Mounts...),
 		Mount{Source: spec.Binary, Target: BinaryPath, ReadOnly: true},
 		Mount{Source: filepath.Join(spec.Dir, "sock"), Target: socketDir},
 	)
 	agent.Cmd = RelayCommand(agent.Cmd, spec.RelayFlags)
+	// The agent's container mounts the socket directory, which must exist
+	// when it is created; startProxy gives it its owner.
+	if err := os.MkdirAll(filepath.Join(spec.Dir, "sock"), 0o700); err != nil {
+		return Sandbox{}, fmt.Errorf("create the proxy's socket directory: %w", err)
+	}
+	type created struct {
+		id  string
+		err error
+	}
+	agentc := make(chan created, 1)
+	go func() {
+		id, err := d.Create(ctx, agent)
+		agentc <- created{id, err}
+	}()
+	proxy, perr := d.startProxy(ctx, spec)
+	a := <-agentc
 	undo := func() {
 		ctx := context.WithoutCancel(ctx)
 		d.remove(ctx, agent.Name)
 		d.RemoveProxy(ctx, spec.Proxy.Name)
 	}
-	id, err := d.Create(ctx, agent)
-	if err != nil {
+	if perr != nil || a.err != nil {
+		undo()
+		return Sandbox{}, cmp.Or(perr, a.err)
+	}
+	if err := d.Start(ctx, a.id); err != nil {
 		undo()
 		return Sandbox{}, err
 	}
-	if err := d.Start(ctx, id); err != nil {
-		undo()
-		return Sandbox{}, err
-	}
-	return Sandbox{Agent: id, Proxy: proxy}, nil
+	return Sandbox{Agent: a.id, Proxy: proxy}, nil
 }
 
 // RestartSandbox starts a new proxy, then the existing agent container.

@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/testkit"
+)
+
+// BenchmarkWholeRun times a whole minimal run on Docker, one model turn,
+// attached: `airlock run` from its start to its printed summary, against the
+// same agent (the same image, Claude Code, prompt and model server) in a
+// bare `docker run --rm` on Docker's default network, as a user would run
+// it without airlock. Each iteration runs one pair, bare then airlock, so
+// that load on the machine falls on both alike; it reports the medians and
+// the ratio of the medians. `make bench` prints them (target <= 1.2x).
+func BenchmarkWholeRun(b *testing.B) {
+	if shared.skip != "" {
+		b.Skip(shared.skip)
+	}
+	e := &env{state: b.TempDir(), repo: b.TempDir() + "/repo"}
+	initRepoB(b, e)
+	srv := testkit.NewServer(testkit.Script{Name: "quick", FinalText: "ok"})
+	url, err := srv.Start(shared.gateway + ":0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	e.extra = []string{"ANTHROPIC_API_KEY=sk-ant-bench", "ANTHROPIC_BASE_URL=" + url}
+
+	build := exec.Command(shared.bin, "image", "build")
+	build.Env = e.environ()
+	imageOut, err := build.Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	image := strings.TrimSpace(string(imageOut))
+
+	bareArgs := []string{"run", "--rm", "--user", "1000:1000",
+		"-e", "ANTHROPIC_API_KEY=sk-ant-bench", "-e", "ANTHROPIC_BASE_URL=" + url}
+	for _, kv := range (agent.Claude{}).Env(agent.Options{}) {
+		if strings.HasPrefix(kv, "HOME=") {
+			kv = "HOME=/tmp"
+		}
+		bareArgs = append(bareArgs, "-e", kv)
+	}
+	bareArgs = append(bareArgs, image, "claude", "-p", "--dangerously-skip-permissions", "hi")
+
+	var bare, whole []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		out, err := exec.Command("docker", bareArgs...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "ok") {
+			b.Fatalf("docker run: %v\n%s", err, out)
+		}
+		t1 := time.Now()
+		cmd := exec.Command(shared.bin, "run", "-y", "-m", "hi", "--name", "bench-whole")
+		cmd.Dir, cmd.Env = e.repo, e.environ()
+		out, err = cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("airlock run: %v\n%s", err, out)
+		}
+		t2 := time.Now()
+		bare, whole = append(bare, t1.Sub(t0)), append(whole, t2.Sub(t1))
+	}
+	b.StopTimer()
+	mb, mw := median(bare), median(whole)
+	b.ReportMetric(float64(mb.Milliseconds()), "bare-ms")
+	b.ReportMetric(float64(mw.Milliseconds()), "airlock-ms")
+	b.ReportMetric(float64(mw)/float64(mb), "ratio")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("bare %v\nairlock %v", bare, whole)
+	ls := exec.Command(shared.bin, "ls", "-a", "--json")
+	ls.Dir, ls.Env = e.repo, e.environ()
+	out, _ := ls.Output()
+	var runs []store.Run
+	json.Unmarshal(out, &runs)
+	for _, r := range runs {
+		rm := exec.Command(shared.bin, "rm", "-y", "--force", r.ID)
+		rm.Dir, rm.Env = e.repo, e.environ()
+		rm.Run()
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return (s[(len(s)-1)/2] + s[len(s)/2]) / 2
+}
