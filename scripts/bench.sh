@@ -116,3 +116,15 @@ sleep 0.2 # the stderr copy catches up
 readme=README.md
 [ "${BENCH_README:-1}" = 0 ] && readme=
 go run ./scripts/benchreport -json bench.json ${readme:+-readme "$readme"} -commit "$(git rev-parse --short HEAD 2>/dev/null || true)" "$raw"
+
+# Whole run (issue 9, target 1): one model turn, attached, from `airlock run`
+# to its printed summary, against the same agent in a bare `docker run --rm`
+# of the same image; pairs interleaved, medians (target <= 1.2x). The
+# start-up figure above (`run -d` to the agent's process) is not this one.
+out=$(go test -run '^$' -bench '^BenchmarkWholeRun$' -benchtime "${WHOLERUN_BENCHTIME:-5x}" -count 1 ./internal/e2e/ | tee /dev/stderr)
+awk '
+	/^BenchmarkWholeRun/ { for (i = 3; i < NF; i += 2) v[$(i+1)] = $i; found = 1 }
+	END {
+		if (!found) { print "bench: no whole-run figures"; exit 1 }
+		printf "whole run: bare docker run --rm %.0f ms, airlock run %.0f ms, ratio %.2fx (target <= 1.2x; medians of interleaved pairs)\n", v["bare-ms"], v["airlock-ms"], v["ratio"]
+	}' <<<"$out"
