@@ -111,12 +111,6 @@ awk '
 		printf "cold start: agent image from scratch (base present, warm package cache) %.1f s (target < 60 s)\n", v["agent-image-s"]
 	}' <<<"$out"
 
-# The table of everything above, bench.json, and README's table from it.
-sleep 0.2 # the stderr copy catches up
-readme=README.md
-[ "${BENCH_README:-1}" = 0 ] && readme=
-go run ./scripts/benchreport -json bench.json ${readme:+-readme "$readme"} -commit "$(git rev-parse --short HEAD 2>/dev/null || true)" "$raw"
-
 # Whole run (issue 9, target 1): one model turn, attached, from `airlock run`
 # to its printed summary, against the same agent in a bare `docker run --rm`
 # of the same image; pairs interleaved, medians (target <= 1.2x). The
@@ -128,3 +122,10 @@ awk '
 		if (!found) { print "bench: no whole-run figures"; exit 1 }
 		printf "whole run: bare docker run --rm %.0f ms, airlock run %.0f ms, ratio %.2fx (target <= 1.2x; medians of interleaved pairs)\n", v["bare-ms"], v["airlock-ms"], v["ratio"]
 	}' <<<"$out"
+
+# The table of everything above, bench.json, and README's table from it.
+sleep 0.2 # the stderr copy catches up
+readme=README.md
+[ "${BENCH_README:-1}" = 0 ] && readme=
+go run ./scripts/benchreport -json bench.json ${readme:+-readme "$readme"} -commit "$(git rev-parse --short HEAD 2>/dev/null || true)" "$raw"
+
