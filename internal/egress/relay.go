@@ -10,8 +10,9 @@ import (
 )
 
 // Relay accepts TCP connections on ln (the sandbox's loopback ports) and
-// carries each to the proxy's Unix socket at socketPath, both ways with
-// half-close. When the socket cannot be dialled the client's connection is
+// hands each over to the proxy through its Unix socket at socketPath
+// (passfd.go), or, where the proxy cannot take it, carries its bytes there,
+// both ways with half-close. When the socket cannot be dialled the client's connection is
 // closed at once: traffic fails closed, never around the proxy. Relay
 // returns nil when ctx ends, closing ln and every open connection.
 func Relay(ctx context.Context, ln net.Listener, socketPath string) error {
@@ -60,9 +61,9 @@ func Relay(ctx context.Context, ln net.Listener, socketPath string) error {
 				mu.Unlock()
 				c.Close()
 			}()
-			up, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socketPath, Net: "unix"})
-			if err != nil {
-				return // fail closed: the client sees its connection end
+			up, err := dialProxy(c, socketPath)
+			if up == nil || err != nil {
+				return // handed over, or failed closed: either way done here
 			}
 			mu.Lock()
 			conns[up] = struct{}{}
@@ -74,4 +75,34 @@ func Relay(ctx context.Context, ln net.Listener, socketPath string) error {
 			up.Close()
 		}()
 	}
+}
+
+// dialProxy offers c to the proxy. It returns nil when the proxy took c
+// or when the proxy cannot be reached (the caller closes c: traffic fails
+// closed), and otherwise the stream to copy c's bytes over.
+func dialProxy(c net.Conn, socketPath string) (*net.UnixConn, error) {
+	addr := &net.UnixAddr{Name: socketPath, Net: "unix"}
+	up, err := net.DialUnix("unix", nil, addr)
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return up, nil
+	}
+	taken, err := handOver(tc, up)
+	var sendErr *handOverError
+	switch {
+	case taken:
+		up.Close()
+		return nil, nil
+	case errors.As(err, &sendErr):
+		// Nothing reached the proxy; start over as a plain stream.
+		up.Close()
+		return net.DialUnix("unix", nil, addr)
+	case err != nil:
+		up.Close()
+		return nil, err
+	}
+	return up, nil
 }

@@ -75,6 +75,7 @@ type Server struct {
 	apiProxy *httputil.ReverseProxy
 	routes   []APIRoute
 	meter    *meter
+	idle     idlePool // kept upstream connections of forwardDirect
 
 	// expired ends at the deadline: every request in flight is cut.
 	expired    context.Context
@@ -372,7 +373,14 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &forwardState{target: net.JoinHostPort(canon, strconv.Itoa(port))}
-	status, aborted := s.serveCounted(w, r, st, s.forward, &rec, start)
+	var status int
+	var aborted bool
+	if directable(r) {
+		status, aborted = s.forwardDirect(w, r, st, &rec, start)
+		rec.DurationMS = time.Since(start).Milliseconds()
+	} else {
+		status, aborted = s.serveCounted(w, r, st, s.forward, &rec, start)
+	}
 	switch {
 	case st.denied != nil:
 		rec.Reason = st.denied.reason
@@ -416,6 +424,7 @@ func (s *Server) expire() {
 		s.meter.expire()
 		s.expireNow()
 		s.cutTunnels()
+		s.idle.closeAll(false)
 	})
 }
 
@@ -520,11 +529,16 @@ func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter 
 
 // Serve runs the proxy on proxyLn and the model-API endpoint (with
 // GET /healthz) on apiLn until ctx ends; either listener may be nil. Open
-// tunnels are closed on the way out.
+// tunnels are closed on the way out. On a Unix listener it also takes the
+// connections a Relay hands over (PassListener).
 func (s *Server) Serve(ctx context.Context, proxyLn, apiLn net.Listener) error {
 	var servers []*http.Server
 	errc := make(chan error, 2)
 	start := func(ln net.Listener, h http.Handler) {
+		if ul, ok := ln.(*net.UnixListener); ok {
+			// The relay hands the agent's connections over on it.
+			ln = PassListener(ul)
+		}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 		servers = append(servers, srv)
 		go func() { errc <- srv.Serve(ln) }()
@@ -551,6 +565,7 @@ func (s *Server) Serve(ctx context.Context, proxyLn, apiLn net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.closeTunnels()
+	s.idle.closeAll(true)
 	for _, srv := range servers {
 		_ = srv.Shutdown(sctx)
 	}
