@@ -309,3 +309,71 @@ func hostileEgressDeadline(t *testing.T, e *env) {
 		t.Logf("the loop's statuses (sent at, HTTP status):\n%s", late)
 	}
 }
+
+// handOverPy plays a hostile sandbox on the proxy's socket: it hands over,
+// in the relay's exchange (egress/passfd.go), descriptors that are not its
+// connection, then a TCP connection of its own asking for a host the
+// policy refuses. Each line is a name and what the proxy answered.
+const handOverPy = `import os, socket
+SOCK = '/airlock/sock/proxy.sock'
+def offer(first, fds):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(SOCK)
+    s.settimeout(10)
+    socket.send_fds(s, [first], fds)
+    try:
+        return s.recv(100)
+    except Exception as e:
+        return repr(e).encode()
+r, w = os.pipe()
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+lst = socket.socket()
+lst.bind(('127.0.0.1', 0))
+lst.listen()
+for name, first, fds in [('pipe', b'\0', [r]), ('two', b'\0', [r, w]), ('udp', b'\0', [udp.fileno()]),
+                         ('listening', b'\0', [lst.fileno()]), ('request-byte', b'G', [r])]:
+    print(name, repr(offer(first, fds)))
+a = socket.create_connection(lst.getsockname())
+b, _ = lst.accept()
+print('handed', repr(offer(b'\0', [b.fileno()])))
+b.close()
+a.settimeout(10)
+a.sendall(b'CONNECT stray.test:443 HTTP/1.1\r\nHost: stray.test:443\r\n\r\n')
+print('handed-connect', repr(a.recv(200).split(b'\r\n')[0]))
+`
+
+// The relay hands the agent's TCP connections to the proxy over its socket;
+// a sandbox doing that itself gains nothing: what is not a connected TCP
+// socket ends the exchange unanswered, and a connection it hands over is
+// served under the same policy (a refused host is still a 403).
+func TestHostileEgressHandOver(t *testing.T) {
+	t.Parallel()
+	onEngines(t, []engineKind{onDocker}, hostileEgressHandOver)
+}
+
+func hostileEgressHandOver(t *testing.T, e *env) {
+	e.write("handover.py", handOverPy)
+	e.git("add", ".")
+	e.git("commit", "-qm", "hand-over attempts")
+	e.server(runScript("handover", "python3 handover.py > handover.txt 2>&1; echo finished"))
+	e.ok("run", "-y", "-m", "Hand things to the proxy.", "--name", "handover")
+	r := e.runs()[0]
+	out, err := os.ReadFile(filepath.Join(e.state, "airlock", "runs", r.ID, "workspace", "handover.txt"))
+	if err != nil {
+		t.Fatalf("the attempts did not run: %v", err)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		name, answer, _ := strings.Cut(line, " ")
+		got[name] = answer
+	}
+	for _, name := range []string{"pipe", "two", "udp", "listening", "request-byte"} {
+		if got[name] != "b''" {
+			t.Errorf("handing over %s: proxy answered %s, want the connection closed unanswered\n%s", name, got[name], out)
+		}
+	}
+	if got["handed"] != "b'y'" || !strings.Contains(got["handed-connect"], "403") {
+		t.Errorf("a connection handed over by the sandbox: answer %s, then %s; want taken, then 403\n%s",
+			got["handed"], got["handed-connect"], out)
+	}
+}
