@@ -21,17 +21,31 @@ awk '
 		printf "start-up: bare docker run %.0f ms, airlock run -d %.0f ms, ratio %.2fx (target <= 1.5x)\n", bare/1e6, air/1e6, air/bare
 	}' <<<"$out"
 
-# Egress benchmark: in one run, 100 MiB downloads and small requests from a
-# container on a test network directly, and from an agent's sandbox through
-# its relay and proxy; prints the ratios (targets: throughput >= 0.9x direct,
-# added latency < 2 ms) and the proxy's memory.
+# Egress benchmark: in one run, 100 MiB downloads over HTTP and HTTPS (a
+# CONNECT tunnel) taken in turn, round after round, four ways: directly from a
+# container on a test network, from an agent's sandbox through its relay and
+# airlock's proxy, and through Debian's squid and tinyproxy (plain forward
+# proxies in containers on the same network); then small requests. Prints each
+# figure, the per-round ratios against direct (median, min-max), and the
+# targets: airlock >= 0.9x direct and ahead of squid and tinyproxy, added
+# latency < 2 ms; and the proxy's memory.
 out=$(go test -run '^$' -bench '^BenchmarkEgress$' -benchtime 1x -count 1 ./internal/e2e/ | tee /dev/stderr)
 awk '
 	/^BenchmarkEgress/ { for (i = 3; i < NF; i += 2) v[$(i+1)] = $i; found = 1 }
+	function verdict(ok) { return ok ? "met" : "MISSED" }
 	END {
 		if (!found) { print "bench: no egress figures"; exit 1 }
-		printf "egress HTTP:  direct %.0f MiB/s, through the proxy %.0f MiB/s, ratio %.2fx (target >= 0.9x)\n", v["direct-http-MiB/s"], v["proxied-http-MiB/s"], v["http-ratio"]
-		printf "egress HTTPS: direct %.0f MiB/s, through the proxy (CONNECT) %.0f MiB/s, ratio %.2fx (target >= 0.9x)\n", v["direct-https-MiB/s"], v["proxied-https-MiB/s"], v["https-ratio"]
+		n = split("http HTTP https HTTPS", s, " ")
+		for (i = 1; i < n; i += 2) {
+			k = s[i]; name = s[i+1]
+			a = v[k "-ratio"]; sq = v["squid-" k "-ratio"]; tp = v["tinyproxy-" k "-ratio"]
+			printf "egress %-5s direct %5.0f MiB/s | airlock %5.0f MiB/s %.2fx (%.2f-%.2f) | squid %5.0f MiB/s %.2fx (%.2f-%.2f) | tinyproxy %5.0f MiB/s %.2fx (%.2f-%.2f)\n", \
+				name, v["direct-" k "-MiB/s"], v["proxied-" k "-MiB/s"], a, v[k "-ratio-min"], v[k "-ratio-max"], \
+				v["squid-" k "-MiB/s"], sq, v["squid-" k "-ratio-min"], v["squid-" k "-ratio-max"], \
+				v["tinyproxy-" k "-MiB/s"], tp, v["tinyproxy-" k "-ratio-min"], v["tinyproxy-" k "-ratio-max"]
+			printf "egress %-5s targets: airlock >= 0.9x direct: %s; ahead of squid: %s; ahead of tinyproxy: %s\n", \
+				name, verdict(a >= 0.9), verdict(a > sq), verdict(a > tp)
+		}
 		printf "egress latency, new connection per request: direct %.2f ms, proxied %.2f ms, added %.2f ms (target < 2 ms)\n", v["direct-new-conn-ms"], v["proxied-new-conn-ms"], v["added-new-conn-ms"]
 		printf "egress latency, kept-alive connection: direct %.2f ms, proxied %.2f ms, added %.2f ms (target < 2 ms)\n", v["direct-keepalive-ms"], v["proxied-keepalive-ms"], v["added-keepalive-ms"]
 		printf "egress proxy memory: peak %.1f MiB (cgroup, page cache included), resident %.1f MiB\n", v["proxy-peak-MiB"], v["proxy-rss-MiB"]
