@@ -230,7 +230,7 @@ func BenchmarkEgress(b *testing.B) {
 		names := map[string]string{"direct": "direct", "proxy": "proxied", "squid": "squid", "tinyproxy": "tinyproxy"}
 		for _, scheme := range []string{"http", "https"} {
 			for _, mode := range egressModes {
-				b.ReportMetric(median(speed[mode+"-"+scheme]), names[mode]+"-"+scheme+"-MiB/s")
+				b.ReportMetric(medianOf(speed[mode+"-"+scheme]), names[mode]+"-"+scheme+"-MiB/s")
 			}
 			for _, mode := range egressModes[1:] {
 				rs := ratios[mode+"-"+scheme]
@@ -238,7 +238,7 @@ func BenchmarkEgress(b *testing.B) {
 				if mode == "proxy" {
 					prefix = scheme
 				}
-				b.ReportMetric(median(rs), prefix+"-ratio")
+				b.ReportMetric(medianOf(rs), prefix+"-ratio")
 				b.ReportMetric(slices.Min(rs), prefix+"-ratio-min")
 				b.ReportMetric(slices.Max(rs), prefix+"-ratio-max")
 			}
@@ -291,7 +291,7 @@ func agentSay(b *testing.B, ws, what string) {
 	}
 }
 
-func median(vs []float64) float64 {
+func medianOf(vs []float64) float64 {
 	s := slices.Clone(vs)
 	slices.Sort(s)
 	if len(s) == 0 {
