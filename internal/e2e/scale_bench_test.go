@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
@@ -119,7 +120,7 @@ func scaleAirlock(b *testing.B, e *env) (scaleMemory, error) {
 	ids := make([]string, scaleRuns)
 	stop := make(chan struct{})
 	memc := make(chan scaleMemory, 1)
-	go func() { memc <- sampleMemory(stop, scaleRuns) }()
+	go func() { memc <- sampleMemory(stop, scaleRuns, e) }()
 	defer func() {
 		for _, id := range ids {
 			if id == "" {
@@ -225,9 +226,9 @@ func (m *scaleMemory) add(o scaleMemory) {
 }
 
 // sampleMemory reads, every 200 ms until stop, the resident memory of
-// every airlock process on the machine by kind (proxy, relay, watch,
-// wait), and divides the per-run kinds by runs.
-func sampleMemory(stop <-chan struct{}, runs int) scaleMemory {
+// the env's airlock processes by kind (proxy, relay, watch, wait), and
+// divides the per-run kinds by runs.
+func sampleMemory(stop <-chan struct{}, runs int, e *env) scaleMemory {
 	m := scaleMemory{peakBy: map[string]float64{}}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -237,7 +238,7 @@ func sampleMemory(stop <-chan struct{}, runs int) scaleMemory {
 			return m
 		case <-tick.C:
 		}
-		by := airlockRSS()
+		by := airlockRSS(e)
 		perRun := (by["proxy"] + by["relay"] + by["watch"]) / float64(runs)
 		m.waitPeak = max(m.waitPeak, by["wait"])
 		if by["proxy"]+by["relay"]+by["watch"] == 0 {
@@ -255,10 +256,12 @@ func sampleMemory(stop <-chan struct{}, runs int) scaleMemory {
 	}
 }
 
-// airlockRSS sums VmRSS of the processes whose command is airlock's
-// binary (the host's, or /airlock/bin/airlock in a container) by their
-// subcommand.
-func airlockRSS() map[string]float64 {
+// airlockRSS sums VmRSS of the env's processes whose command is airlock's
+// binary by their subcommand: on the host those working in the env's
+// repository (watchers and wait), in containers (/airlock/bin/airlock)
+// those with a mount from the env's state directory. Other work on the
+// machine, other runs included, is left out.
+func airlockRSS(e *env) map[string]float64 {
 	by := map[string]float64{}
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
@@ -277,6 +280,15 @@ func airlockRSS() map[string]float64 {
 		switch kind {
 		case "proxy", "relay", "watch", "wait":
 		default:
+			continue
+		}
+		dir := filepath.Join("/proc", p.Name())
+		if argv[0] == sandbox.BinaryPath {
+			mounts, _ := os.ReadFile(filepath.Join(dir, "mountinfo"))
+			if !bytes.Contains(mounts, []byte(" "+e.state+"/")) {
+				continue
+			}
+		} else if cwd, _ := os.Readlink(filepath.Join(dir, "cwd")); cwd != e.repo {
 			continue
 		}
 		st := procFields(filepath.Join("/proc", p.Name(), "status"), "VmRSS:", "RssAnon:", "RssFile:")
