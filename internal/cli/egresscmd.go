@@ -84,7 +84,8 @@ func egressRun(ctx context.Context, f *Factory, ref string, opts egressOptions) 
 		return err
 	}
 	defer file.Close()
-	return eachLine(file, handle)
+	_, err = eachLine(file, handle)
+	return err
 }
 
 // writeRecord prints one decision. The proxy wrote the record, but the

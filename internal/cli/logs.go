@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,7 +69,15 @@ func logsRun(ctx context.Context, f *Factory, ref string, opts logsOptions) erro
 // showLog renders (or copies, with Raw) a run's transcript, following it
 // while the run is going if asked, and closes with the run's outcome.
 func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts logsOptions) error {
-	rend := &transcript.Renderer{W: f.IO.Out, Verbosity: opts.Verbosity, Color: f.IO.StdoutTTY, Width: f.IO.TermWidth}
+	// One write per screenful, not per line: a transcript can have a
+	// million lines. Flushed when following catches up, and at the end.
+	out := bufio.NewWriterSize(f.IO.Out, 64<<10)
+	defer out.Flush()
+	rend := &transcript.Renderer{W: out, Verbosity: opts.Verbosity, Color: f.IO.StdoutTTY, Width: f.IO.TermWidth}
+	// The closing summary is folded in while rendering, not read again
+	// from the file afterwards (unless following, see below).
+	sum := transcript.Summary{Outcome: transcript.OutcomeUnknown}
+	haveSum := false
 	handle := func(line []byte) error {
 		if opts.Raw {
 			// The bytes as written go to a pipe; a terminal gets them
@@ -76,24 +85,36 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 			if f.IO.StdoutTTY {
 				line = []byte(untrusted.Text(string(line)))
 			}
-			_, err := fmt.Fprintf(f.IO.Out, "%s\n", line)
-			return err
+			out.Write(line)
+			return out.WriteByte('\n')
 		}
-		if p, ok := typedPrompt(line); ok {
-			fmt.Fprintf(f.IO.Out, "\n❯ %s\n", untrusted.Text(p))
+		evs, err := transcript.ParseLine(line)
+		if err != nil {
+			if len(bytes.TrimSpace(line)) > 0 {
+				sum.Skipped++
+			}
 			return nil
 		}
-		if evs, err := transcript.ParseLine(line); err == nil {
-			for _, ev := range evs {
-				rend.Render(ev)
+		for _, ev := range evs {
+			sum.Add(ev)
+		}
+		// A prompt typed in an interactive session is a line of no known
+		// kind to the parser: only such lines need the second look.
+		if len(evs) == 1 && evs[0].Kind == transcript.KindUnknown {
+			if p, ok := typedPrompt(line); ok {
+				fmt.Fprintf(out, "\n❯ %s\n", untrusted.Text(p))
+				return nil
 			}
+		}
+		for _, ev := range evs {
+			rend.Render(ev)
 		}
 		return nil
 	}
 	if opts.Follow && !r.Status.Finished() {
 		done := f.finished(ctx, m, r.ID)
 		open := func() (*os.File, error) { return m.OpenTranscript(r) }
-		if err := transcript.FollowFile(ctx, open, done, handle); err != nil {
+		if err := transcript.FollowFileIdle(ctx, open, done, handle, out.Flush); err != nil {
 			return err
 		}
 		if cur, err := f.storeGet(r.ID); err == nil {
@@ -115,34 +136,38 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 		case err != nil:
 			return fmt.Errorf("read log of run %s: %w", r.ID, err)
 		default:
-			err := eachLine(file, handle)
+			long, err := eachLine(file, handle)
 			file.Close()
 			if err != nil {
 				return err
 			}
+			sum.Skipped += long
+			haveSum = r.Kind != run.KindShell // a shell run's summary is not its session log's
 		}
 	}
 	if opts.Raw {
-		return nil
+		return out.Flush()
 	}
-	sum := m.Summary(r)
+	if !haveSum {
+		sum = m.Summary(r)
+	}
 	if opts.Verbosity >= 1 {
 		switch {
 		case r.Kind == run.KindShell: // interactive Claude Code writes no result line
 		case r.Status.Finished() && sum.Outcome != transcript.OutcomeSucceeded && sum.Outcome != transcript.OutcomeFailed:
 			// The agent wrote no result because it was ended: say by
 			// whom and when, not that there is no result "yet".
-			fmt.Fprintln(f.IO.Out, "\n"+endedWithoutResult(r))
+			fmt.Fprintln(out, "\n"+endedWithoutResult(r))
 		default:
 			rend.Finish(sum)
 		}
 		if r.Status.Finished() {
-			closing(f.IO.Out, r, f.Now())
+			closing(out, r, f.Now())
 		}
 	} else if r.Error != "" {
-		fmt.Fprintf(f.IO.Out, "\n%s: %s\n", r.Status, untrusted.Text(r.Error))
+		fmt.Fprintf(out, "\n%s: %s\n", r.Status, untrusted.Text(r.Error))
 	}
-	return nil
+	return out.Flush()
 }
 
 // closing is the run's own line under the agent's summary: what airlock
@@ -201,26 +226,30 @@ func endedWithoutResult(r *store.Run) string {
 }
 
 // eachLine calls fn for each non-empty line of r, without its newline. A
-// line over transcript.MaxLine is skipped: the file is the agent's.
-func eachLine(r io.Reader, fn func([]byte) error) error {
+// line over transcript.MaxLine is skipped, and counted in long: the file
+// is the agent's.
+func eachLine(r io.Reader, fn func([]byte) error) (long int, err error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	for {
-		line, _, err := untrusted.ReadLine(br, transcript.MaxLine)
+		line, isLong, err := untrusted.ReadLine(br, transcript.MaxLine)
+		if isLong {
+			long++
+		}
 		if len(line) > 0 {
 			if line[len(line)-1] == '\n' {
 				line = line[:len(line)-1]
 			}
 			if len(line) > 0 {
 				if ferr := fn(line); ferr != nil {
-					return ferr
+					return long, ferr
 				}
 			}
 		}
 		if err == io.EOF {
-			return nil
+			return long, nil
 		}
 		if err != nil {
-			return err
+			return long, err
 		}
 	}
 }

@@ -61,75 +61,122 @@ var ErrNotJSON = errors.New("not a JSON object")
 // ParseLine parses one transcript line into one or more events (never zero).
 // It fails only when the line is not a JSON object; unknown types and fields
 // of unexpected shape are tolerated.
+//
+// The line is decoded once, into the fields that are shown: a transcript
+// can be hundreds of megabytes, most of it tool output. A field of the
+// wrong type reads as missing, as it did when every field was looked up on
+// its own.
 func ParseLine(line []byte) ([]Event, error) {
 	line = bytes.TrimSpace(line)
-	var obj map[string]json.RawMessage
-	if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &obj) != nil || obj == nil {
+	if len(line) == 0 || line[0] != '{' {
 		return nil, ErrNotJSON
 	}
-	raw := json.RawMessage(bytes.Clone(line))
+	var l wireLine
+	if err := json.Unmarshal(line, &l); err != nil && !isTypeError(err) {
+		return nil, ErrNotJSON
+	}
 	base := Event{
 		Kind:            KindUnknown,
-		Subtype:         str(obj["subtype"]),
-		SessionID:       str(obj["session_id"]),
-		ParentToolUseID: str(obj["parent_tool_use_id"]),
-		Raw:             raw,
+		Subtype:         l.Subtype,
+		SessionID:       l.SessionID,
+		ParentToolUseID: l.ParentToolUseID,
+		Raw:             json.RawMessage(bytes.Clone(line)),
 	}
-	switch str(obj["type"]) {
+	switch l.Type {
 	case "system":
 		base.Kind = KindSystem
 		if base.Subtype == "init" {
 			base.Kind = KindInit
-			base.Model = str(obj["model"])
-			base.Cwd = str(obj["cwd"])
+			base.Model = l.Model
+			base.Cwd = l.Cwd
 		}
 	case "result":
 		base.Kind = KindResult
-		base.Text = str(obj["result"])
-		base.IsError = boolean(obj["is_error"])
+		base.Text = l.Result
+		base.IsError = l.IsError
 	case "assistant", "user":
-		if evs := messageEvents(base, obj); len(evs) > 0 {
+		if evs := messageEvents(base, &l); len(evs) > 0 {
 			return evs, nil
 		}
 	}
 	return []Event{base}, nil
 }
 
+// wireLine is the part of a transcript line that is shown, decoded in one
+// pass. A field of another type than expected reads as missing (a type
+// error leaves it unset and decoding goes on).
+type wireLine struct {
+	Type              string       `json:"type"`
+	Subtype           string       `json:"subtype"`
+	SessionID         string       `json:"session_id"`
+	ParentToolUseID   string       `json:"parent_tool_use_id"`
+	Model             string       `json:"model"`
+	Cwd               string       `json:"cwd"`
+	Result            string       `json:"result"`
+	IsError           bool         `json:"is_error"`
+	IsAPIErrorMessage bool         `json:"is_api_error_message"`
+	Error             string       `json:"error"`
+	Message           *wireMessage `json:"message"`
+}
+
+type wireMessage struct {
+	Model   string      `json:"model"`
+	Content []wireBlock `json:"content"`
+}
+
+type wireBlock struct {
+	Type      string          `json:"type"`
+	Text      string          `json:"text"`
+	Thinking  string          `json:"thinking"`
+	Name      string          `json:"name"`
+	ID        string          `json:"id"`
+	Input     json.RawMessage `json:"input"`
+	ToolUseID string          `json:"tool_use_id"`
+	// Content is a tool result's: a string, or a list of blocks. Decoded
+	// as any, a string (most of a transcript's bytes) is read once.
+	Content any  `json:"content"`
+	IsError bool `json:"is_error"`
+}
+
+func isTypeError(err error) bool {
+	var te *json.UnmarshalTypeError
+	return errors.As(err, &te)
+}
+
 // messageEvents splits a message's content blocks into events.
-func messageEvents(base Event, line map[string]json.RawMessage) []Event {
-	var msg map[string]json.RawMessage
-	if json.Unmarshal(line["message"], &msg) != nil {
+func messageEvents(base Event, line *wireLine) []Event {
+	msg := line.Message
+	if msg == nil {
 		return nil
 	}
-	base.Model = str(msg["model"])
-	var blocks []map[string]json.RawMessage
-	if json.Unmarshal(msg["content"], &blocks) != nil {
+	base.Model = msg.Model
+	if msg.Content == nil {
 		return nil
 	}
 	// Claude Code reports a failed model API call as an assistant message
 	// of its own making; those must read as errors, not as the agent's words.
-	apiError := boolean(line["is_api_error_message"]) || base.Model == "<synthetic>" && str(line["error"]) != ""
+	apiError := line.IsAPIErrorMessage || base.Model == "<synthetic>" && line.Error != ""
 	var evs []Event
-	for _, b := range blocks {
+	for _, b := range msg.Content {
 		ev := base
-		switch str(b["type"]) {
+		switch b.Type {
 		case "text":
 			ev.Kind = KindText
-			ev.Text = str(b["text"])
+			ev.Text = b.Text
 			ev.IsError = apiError
 		case "thinking":
 			ev.Kind = KindThinking
-			ev.Text = str(b["thinking"])
+			ev.Text = b.Thinking
 		case "tool_use":
 			ev.Kind = KindToolUse
-			ev.Tool = str(b["name"])
-			ev.ToolUseID = str(b["id"])
-			ev.ToolInput = b["input"]
+			ev.Tool = b.Name
+			ev.ToolUseID = b.ID
+			ev.ToolInput = b.Input
 		case "tool_result":
 			ev.Kind = KindToolResult
-			ev.ToolUseID = str(b["tool_use_id"])
-			ev.ToolResult = resultText(b["content"])
-			ev.IsError = boolean(b["is_error"])
+			ev.ToolUseID = b.ToolUseID
+			ev.ToolResult = contentText(b.Content)
+			ev.IsError = b.IsError
 		default:
 			continue
 		}
@@ -138,26 +185,30 @@ func messageEvents(base Event, line map[string]json.RawMessage) []Event {
 	return evs
 }
 
-// resultText flattens a tool result's content: a string, or a list of
+// contentText flattens a tool result's content: a string, or a list of
 // blocks of which the text ones are kept.
-func resultText(content json.RawMessage) string {
-	if s, ok := strOK(content); ok {
-		return s
-	}
-	var blocks []map[string]json.RawMessage
-	if json.Unmarshal(content, &blocks) != nil {
-		return ""
-	}
-	var parts []string
-	for _, b := range blocks {
-		switch str(b["type"]) {
-		case "text":
-			parts = append(parts, str(b["text"]))
-		case "image":
-			parts = append(parts, "[image]")
+func contentText(content any) string {
+	switch c := content.(type) {
+	case string:
+		return c
+	case []any:
+		var parts []string
+		for _, b := range c {
+			blk, ok := b.(map[string]any)
+			if !ok && b != nil {
+				return "" // not a list of blocks
+			}
+			switch blk["type"] {
+			case "text":
+				t, _ := blk["text"].(string)
+				parts = append(parts, t)
+			case "image":
+				parts = append(parts, "[image]")
+			}
 		}
+		return strings.Join(parts, "\n")
 	}
-	return strings.Join(parts, "\n")
+	return ""
 }
 
 func strOK(raw json.RawMessage) (string, bool) {

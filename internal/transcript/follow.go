@@ -38,6 +38,13 @@ func Follow(ctx context.Context, path string, done func() bool, fn func(line []b
 // untrusted.Open refuses and may start at a later line (untrusted.OpenIn,
 // then untrusted.SeekLines).
 func FollowFile(ctx context.Context, open func() (*os.File, error), done func() bool, fn func(line []byte) error) error {
+	return FollowFileIdle(ctx, open, done, fn, nil)
+}
+
+// FollowFileIdle is FollowFile that calls idle, if not nil, each time it
+// has read all there is so far and is about to wait for more: the moment
+// to flush buffered output, so a reader sees each line once it is read.
+func FollowFileIdle(ctx context.Context, open func() (*os.File, error), done func() bool, fn func(line []byte) error, idle func() error) error {
 	f, err := waitOpen(ctx, open, done)
 	if err != nil {
 		return err
@@ -90,6 +97,11 @@ func FollowFile(ctx context.Context, open func() (*os.File, error), done func() 
 		if done() {
 			finishing = true
 			continue
+		}
+		if idle != nil {
+			if err := idle(); err != nil {
+				return err
+			}
 		}
 		if err := sleep(ctx, PollInterval); err != nil {
 			return err

@@ -113,6 +113,11 @@ func (r *Renderer) Render(ev Event) {
 }
 
 func (r *Renderer) renderResult(indent string, ev Event) {
+	if r.Verbosity < 2 && !ev.IsError {
+		// Not shown: skip cleaning what is most of a transcript's bytes.
+		r.lastCall = ""
+		return
+	}
 	text := strings.TrimRight(clean(ev.ToolResult), "\n")
 	// Results of parallel calls come after all the calls: name the tool
 	// when the result does not follow its own call.
