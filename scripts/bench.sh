@@ -158,3 +158,23 @@ readme=README.md
 [ "${BENCH_README:-1}" = 0 ] && readme=
 go run ./scripts/benchreport -json bench.json ${readme:+-readme "$readme"} -commit "$(git rev-parse --short HEAD 2>/dev/null || true)" "$raw"
 
+# Logs (issue 9, target 2): `airlock logs RUN` against `jq -c .` on the same
+# generated stream-json transcript, both to /dev/null, at 25 and 100 MiB
+# (target: ratio <= 1.0, peak RSS the same at both sizes); and `logs -f`
+# following a transcript that grows at 10 MiB/s (target: lag about one poll).
+out=$(go test -run '^$' -bench '^BenchmarkLogs$' -benchtime 1x -count 1 ./internal/e2e/ | tee /dev/stderr)
+awk '
+	/^BenchmarkLogs\// {
+		split($1, n, "/"); size = n[2]; sub(/-[0-9]+$/, "", size)
+		for (i = 3; i < NF; i += 2) v[$(i+1)] = $i
+		printf "logs %s: jq -c . %.2f s, airlock logs %.2f s, ratio %.2fx (target <= 1.0x); peak RSS jq %.0f MiB, airlock %.0f MiB\n", size, v["jq-s"], v["airlock-s"], v["ratio"], v["jq-rss-MiB"], v["airlock-rss-MiB"]
+		found = 1
+	}
+	END { if (!found) { print "bench: no logs figures"; exit 1 } }' <<<"$out"
+out=$(go test -run '^$' -bench '^BenchmarkFollow$' -benchtime 1x -count 1 ./internal/transcript/ | tee /dev/stderr)
+awk '
+	/^BenchmarkFollow/ { for (i = 3; i < NF; i += 2) v[$(i+1)] = $i; found = 1 }
+	END {
+		if (!found) { print "bench: no follow figures"; exit 1 }
+		printf "logs -f at %.1f MiB/s: %.2f MiB behind when the writer stops, caught up %.0f ms later (target: about one 100 ms poll)\n", v["write-MiB/s"], v["lag-MiB"], v["catchup-ms"]
+	}' <<<"$out"

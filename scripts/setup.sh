@@ -62,6 +62,8 @@ installed incus || incus_missing+=(incus)
 for pkg in dnsmasq-base btrfs-progs iproute2; do
 	installed "$pkg" || missing+=("$pkg")
 done
+# jq: the baseline `airlock logs` is measured against (make bench).
+installed jq || missing+=(jq)
 incus_release=
 if [ "${VERSION_CODENAME:-}" = bookworm ]; then
 	incus_release=bookworm-backports
