@@ -72,7 +72,12 @@ func ParseLine(line []byte) ([]Event, error) {
 		return nil, ErrNotJSON
 	}
 	var l wireLine
-	if err := json.Unmarshal(line, &l); err != nil && !isTypeError(err) {
+	if err := json.Unmarshal(line, &l); err != nil {
+		if isTypeError(err) {
+			// A field of unexpected type (rare: a hostile or a future
+			// line): read the line field by field, as loosely as ever.
+			return parseLoose(line)
+		}
 		return nil, ErrNotJSON
 	}
 	base := Event{
@@ -103,8 +108,8 @@ func ParseLine(line []byte) ([]Event, error) {
 }
 
 // wireLine is the part of a transcript line that is shown, decoded in one
-// pass. A field of another type than expected reads as missing (a type
-// error leaves it unset and decoding goes on).
+// pass. Keys match as encoding/json matches them, ignoring case: a line
+// with "Type" for "type" means nothing the agent could not write plainly.
 type wireLine struct {
 	Type              string       `json:"type"`
 	Subtype           string       `json:"subtype"`
@@ -209,6 +214,105 @@ func contentText(content any) string {
 		return strings.Join(parts, "\n")
 	}
 	return ""
+}
+
+// parseLoose is ParseLine for a line with a field of unexpected type: each
+// field looked up on its own, so that one of the wrong type reads as
+// missing and no other is lost.
+func parseLoose(line []byte) ([]Event, error) {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(line, &obj) != nil || obj == nil {
+		return nil, ErrNotJSON
+	}
+	base := Event{
+		Kind:            KindUnknown,
+		Subtype:         str(obj["subtype"]),
+		SessionID:       str(obj["session_id"]),
+		ParentToolUseID: str(obj["parent_tool_use_id"]),
+		Raw:             json.RawMessage(bytes.Clone(line)),
+	}
+	switch str(obj["type"]) {
+	case "system":
+		base.Kind = KindSystem
+		if base.Subtype == "init" {
+			base.Kind = KindInit
+			base.Model = str(obj["model"])
+			base.Cwd = str(obj["cwd"])
+		}
+	case "result":
+		base.Kind = KindResult
+		base.Text = str(obj["result"])
+		base.IsError = boolean(obj["is_error"])
+	case "assistant", "user":
+		if evs := looseMessageEvents(base, obj); len(evs) > 0 {
+			return evs, nil
+		}
+	}
+	return []Event{base}, nil
+}
+
+func looseMessageEvents(base Event, line map[string]json.RawMessage) []Event {
+	var msg map[string]json.RawMessage
+	if json.Unmarshal(line["message"], &msg) != nil {
+		return nil
+	}
+	base.Model = str(msg["model"])
+	var blocks []map[string]json.RawMessage
+	if json.Unmarshal(msg["content"], &blocks) != nil {
+		return nil
+	}
+	// Claude Code reports a failed model API call as an assistant message
+	// of its own making; those must read as errors, not as the agent's words.
+	apiError := boolean(line["is_api_error_message"]) || base.Model == "<synthetic>" && str(line["error"]) != ""
+	var evs []Event
+	for _, b := range blocks {
+		ev := base
+		switch str(b["type"]) {
+		case "text":
+			ev.Kind = KindText
+			ev.Text = str(b["text"])
+			ev.IsError = apiError
+		case "thinking":
+			ev.Kind = KindThinking
+			ev.Text = str(b["thinking"])
+		case "tool_use":
+			ev.Kind = KindToolUse
+			ev.Tool = str(b["name"])
+			ev.ToolUseID = str(b["id"])
+			ev.ToolInput = b["input"]
+		case "tool_result":
+			ev.Kind = KindToolResult
+			ev.ToolUseID = str(b["tool_use_id"])
+			ev.ToolResult = looseResultText(b["content"])
+			ev.IsError = boolean(b["is_error"])
+		default:
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+// looseResultText flattens a tool result's content: a string, or a list of
+// blocks of which the text ones are kept.
+func looseResultText(content json.RawMessage) string {
+	if s, ok := strOK(content); ok {
+		return s
+	}
+	var blocks []map[string]json.RawMessage
+	if json.Unmarshal(content, &blocks) != nil {
+		return ""
+	}
+	var parts []string
+	for _, b := range blocks {
+		switch str(b["type"]) {
+		case "text":
+			parts = append(parts, str(b["text"]))
+		case "image":
+			parts = append(parts, "[image]")
+		}
+	}
+	return strings.Join(parts, "\n")
 }
 
 func strOK(raw json.RawMessage) (string, bool) {
