@@ -110,9 +110,3 @@ func timeChild(b *testing.B, cmd *exec.Cmd) (time.Duration, int64) {
 	}
 	return time.Since(start), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
 }
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
