@@ -23,21 +23,23 @@ import (
 func newRelayCmd(f *Factory) *cobra.Command {
 	var listens []string
 	var bud relayBudget
+	var bundle relayBundle
 	cmd := &cobra.Command{
 		Use:    "relay --listen ADDR=SOCKET... -- COMMAND...",
 		Short:  "Relay loopback ports to the egress proxy, then run a command (inside the sandbox)",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return relayRun(cmd.Context(), f, listens, &bud, args)
+			return relayRun(cmd.Context(), f, listens, &bud, &bundle, args)
 		},
 	}
 	cmd.Flags().StringArrayVar(&listens, "listen", nil, "ADDR=SOCKET to relay (repeatable)")
 	bud.addFlags(cmd.Flags())
+	bundle.addFlags(cmd.Flags())
 	return cmd
 }
 
-func relayRun(ctx context.Context, f *Factory, listens []string, bud *relayBudget, command []string) error {
+func relayRun(ctx context.Context, f *Factory, listens []string, bud *relayBudget, bundle *relayBundle, command []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for _, l := range listens {
@@ -69,6 +71,7 @@ func relayRun(ctx context.Context, f *Factory, listens []string, bud *relayBudge
 	err := child.Wait()
 	childDone()
 	signal.Stop(sigs)
+	bundle.run(ctx)
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
 		code := exitErr.ExitCode()

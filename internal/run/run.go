@@ -369,7 +369,14 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 		return nil, err
 	}
 	spec.Mounts = append(spec.Mounts, mounts...)
-	sb, err := m.sandboxSpec(r, req.Egress, spec, budgetFlags(req.Budget), uid, gid)
+	flags := budgetFlags(req.Budget)
+	if r.Kind != KindShell && !req.Here {
+		// The agent's container bundles the work itself once the agent has
+		// exited, which spares the harvest its own container (harvest).
+		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: filepath.Join(dir, "out"), Target: containerOut})
+		flags = append(flags, bundleFlags(r)...)
+	}
+	sb, err := m.sandboxSpec(r, req.Egress, spec, flags, uid, gid)
 	if err != nil {
 		return nil, err
 	}
@@ -713,9 +720,11 @@ func (m *Manager) Stop(ctx context.Context, r *store.Run, timeout time.Duration)
 
 // harvest fetches a finished run's work into the user's repository. Git
 // never runs on the host inside the copy, whose config and hooks the agent
-// controls: a short-lived sandbox container (same image, no network) bundles
-// the branch and any uncommitted changes, and the host fetches from that
-// bundle with hardened options.
+// controls: the work is bundled in the sandbox, and the host fetches from
+// that bundle with hardened options. The agent's own container bundles it
+// as the agent exits; when that bundle is missing or unusable (the run was
+// killed, or the agent tampered with it), a short-lived sandbox container
+// (same image, no network) bundles the copy instead.
 func (m *Manager) harvest(ctx context.Context, r *store.Run) (*store.Run, error) {
 	var out *store.Run
 	err := m.Store.Lock(r.ID, func() error {
@@ -727,7 +736,11 @@ func (m *Manager) harvest(ctx context.Context, r *store.Run) (*store.Run, error)
 			out = cur
 			return nil
 		}
-		res, warning, herr := m.harvestInSandbox(ctx, cur)
+		res, warning, herr := m.importBundle(ctx, cur)
+		if herr != nil {
+			res, warning, herr = m.harvestInSandbox(ctx, cur)
+		}
+		m.clearOut(cur)
 		out, err = m.Store.Update(r.ID, func(r *store.Run) error {
 			r.Harvested = true
 			r.HarvestWarning = warning
@@ -747,13 +760,50 @@ func (m *Manager) harvest(ctx context.Context, r *store.Run) (*store.Run, error)
 	return out, nil
 }
 
+// bundleFlags tell the relay in the agent's container to bundle the run's
+// branch, leaving out the history the user's repository already has.
+func bundleFlags(r *store.Run) []string {
+	flags := []string{"--bundle-branch", r.Branch}
+	if r.BaseCommit != "" {
+		flags = append(flags, "--bundle-exclude", r.BaseCommit)
+	}
+	return flags
+}
+
+// importBundle imports the bundle the agent's container made as the agent
+// exited. It is checked exactly as the harvest container's: the report read
+// as untrusted, the bundle never through a link, only the run's refs taken.
+func (m *Manager) importBundle(ctx context.Context, r *store.Run) (workspace.Imported, string, error) {
+	outDir := filepath.Join(m.Store.RunDir(r.ID), "out")
+	h, err := workspace.ReadHarvest(outDir)
+	if err != nil {
+		return workspace.Imported{}, "", err
+	}
+	if h.Lost() {
+		return workspace.Imported{}, "", errors.New(h.Error)
+	}
+	imp, err := workspace.Import(ctx, r.Project, filepath.Join(outDir, workspace.BundleFile), r.ID)
+	return imp, h.Error, err
+}
+
+// clearOut empties the run's out directory, which the agent's container
+// mounts: a later leg of the run must never find this leg's bundle there.
+func (m *Manager) clearOut(r *store.Run) {
+	outDir := filepath.Join(m.Store.RunDir(r.ID), "out")
+	entries, _ := os.ReadDir(outDir)
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(outDir, e.Name()))
+	}
+}
+
 // harvestInSandbox returns what was imported, and a warning when the branch
 // came back but the snapshot of uncommitted changes did not.
 func (m *Manager) harvestInSandbox(ctx context.Context, r *store.Run) (workspace.Imported, string, error) {
 	dir := m.Store.RunDir(r.ID)
 	uid, gid := User(m.UID, m.GID)
 	outDir := filepath.Join(dir, "out")
-	os.RemoveAll(outDir)
+	// Emptied, not replaced: the agent's container mounts this directory.
+	m.clearOut(r)
 	if err := os.MkdirAll(outDir, 0o700); err != nil {
 		return workspace.Imported{}, "", fmt.Errorf("harvest run %s: %w", r.ID, err)
 	}
