@@ -722,9 +722,9 @@ func (m *Manager) Stop(ctx context.Context, r *store.Run, timeout time.Duration)
 // never runs on the host inside the copy, whose config and hooks the agent
 // controls: the work is bundled in the sandbox, and the host fetches from
 // that bundle with hardened options. The agent's own container bundles it
-// as the agent exits; when that bundle is missing or unusable (the run was
-// killed, or the agent tampered with it), a short-lived sandbox container
-// (same image, no network) bundles the copy instead.
+// as the agent exits; when the host stopped the run, or that bundle is
+// missing or unusable (the agent tampered with it), a short-lived sandbox
+// container (same image, no network) bundles the copy instead.
 func (m *Manager) harvest(ctx context.Context, r *store.Run) (*store.Run, error) {
 	var out *store.Run
 	err := m.Store.Lock(r.ID, func() error {
@@ -736,7 +736,13 @@ func (m *Manager) harvest(ctx context.Context, r *store.Run) (*store.Run, error)
 			out = cur
 			return nil
 		}
-		res, warning, herr := m.importBundle(ctx, cur)
+		res, warning, herr := workspace.Imported{}, "", errNoBundle
+		if cur.Status != store.StatusStopped {
+			// Stopped by the host (the user, a budget): the copy is
+			// harvested as the stop left it, whatever the agent put in
+			// the bundle's place.
+			res, warning, herr = m.importBundle(ctx, cur)
+		}
 		if herr != nil {
 			res, warning, herr = m.harvestInSandbox(ctx, cur)
 		}
@@ -769,6 +775,8 @@ func bundleFlags(r *store.Run) []string {
 	}
 	return flags
 }
+
+var errNoBundle = errors.New("no bundle from the agent's container")
 
 // importBundle imports the bundle the agent's container made as the agent
 // exited. It is checked exactly as the harvest container's: the report read
