@@ -402,6 +402,8 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec sandbox.SandboxSpec) (s
 	agent := spec.Agent
 	agent.Mounts = append(append([]sandbox.Mount(nil), agent.Mounts...),
 		sandbox.Mount{Source: spec.Binary, Target: sandbox.BinaryPath, ReadOnly: true})
+	// As on the real engines, the relay runs the agent's command.
+	agent.Cmd = sandbox.RelayCommand(agent.Cmd, spec.RelayFlags)
 	id, err := e.Create(ctx, agent)
 	if err == nil {
 		err = e.Start(ctx, id)
