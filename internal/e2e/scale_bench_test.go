@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,22 +17,26 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
 // scaleRuns is how many runs BenchmarkScale starts at once.
 const scaleRuns = 20
 
-// BenchmarkScale starts 20 one-turn runs at once, as a script would: 20
-// `airlock run -d` started together, then one `airlock wait` on all of them
-// (which harvests each run's work); every run must succeed. It times that
-// against 20 bare `docker run --rm` of the same agent (same image, Claude
-// Code, prompt and model server) started together. While the runs are in
-// flight it samples the resident memory (VmRSS; the host's PID namespace
-// sees the containers' processes) of airlock's own processes: each run's
-// proxy (`airlock proxy`), in-sandbox relay (`airlock relay`) and detached
-// watcher (`airlock watch`), and reports their sum per run, its peak and
-// its mean over the samples (target: at most 30 MiB per run). VmRSS
+// BenchmarkScale starts 20 one-turn runs at once, two ways a user would:
+// "airlock", as a script would, 20 `airlock run -d` started together, then
+// one `airlock wait` on all of them (which harvests each run's work); and
+// "batch", one attached `airlock run T1 ... T20`. Every run must succeed.
+// Each is timed against 20 bare `docker run --rm` of the same agent (same
+// image, Claude Code, prompt and model server) started together. While the
+// runs are in flight it samples the resident memory (VmRSS; the host's PID
+// namespace sees the containers' processes) of airlock's own processes:
+// each run's proxy (`airlock proxy`) and in-sandbox relay (`airlock
+// relay`), and what supervises it (a detached run's `airlock watch`, the
+// batch's one `airlock run`); it reports their sum divided by 20, its peak
+// and its mean over the samples (target: at most 30 MiB per run), and the
+// most one run's own processes took. VmRSS
 // counts the pages of airlock's binary, mapped read-only by all 60
 // processes from the one host file, once in each; the proportional set
 // size (PSS, which splits shared pages among their users) is reported
@@ -59,8 +64,7 @@ func BenchmarkScale(b *testing.B) {
 	}
 	image := strings.TrimSpace(string(imageOut))
 
-	var bare, whole time.Duration
-	var mem scaleMemory
+	var bare time.Duration
 	b.Run("bare", func(b *testing.B) {
 		args := []string{"run", "--rm", "--user", "1000:1000", "-e", "ANTHROPIC_API_KEY=sk-ant-bench", "-e", "ANTHROPIC_BASE_URL=" + url}
 		for _, kv := range (agent.Claude{}).Env(agent.Options{}) {
@@ -86,41 +90,97 @@ func BenchmarkScale(b *testing.B) {
 		}
 		b.ReportMetric(float64(bare.Milliseconds())/float64(b.N), "wall-ms")
 	})
-	b.Run("airlock", func(b *testing.B) {
+	b.Run("airlock", scaleWay(e, &bare, scaleDetached))
+	b.Run("batch", scaleWay(e, &bare, scaleBatch))
+}
+
+// scaleWay times one way of starting scaleRuns runs at once and waiting
+// for them all (start), and reports its figures: sub-benchmarks print
+// their own only, so the ratio to bare (run first) and the memory go here.
+func scaleWay(e *env, bare *time.Duration, start func(b *testing.B, e *env) (scaleMemory, error)) func(b *testing.B) {
+	return func(b *testing.B) {
+		var whole time.Duration
+		var mem scaleMemory
 		for b.Loop() {
-			start := time.Now()
-			m, err := scaleAirlock(b, e)
-			whole += time.Since(start)
+			t := time.Now()
+			m, err := start(b, e)
+			whole += time.Since(t)
 			if err != nil {
 				b.Fatal(err)
 			}
 			mem.add(m)
 		}
 		b.ReportMetric(float64(whole.Milliseconds())/float64(b.N), "wall-ms")
-		// Sub-benchmarks report their own figures only: the ratio and the
-		// memory go here, bare having run first.
-		if bare > 0 {
-			b.ReportMetric(float64(whole)/float64(bare), "airlock/bare")
+		if *bare > 0 {
+			b.ReportMetric(float64(whole)/float64(*bare), "airlock/bare")
 		}
 		b.ReportMetric(mem.peak/(1<<20), "peak-MiB/run")
 		b.ReportMetric(mem.mean()/(1<<20), "mean-MiB/run")
 		b.ReportMetric(mem.pssPeak/(1<<20), "pss-peak-MiB/run")
+		b.ReportMetric(mem.onePeak/(1<<20), "one-run-peak-MiB")
 		b.ReportMetric(mem.waitPeak/(1<<20), "wait-MiB")
-		for _, k := range []string{"proxy", "relay", "watch"} {
+		for _, k := range []string{"proxy", "relay", "supervisor"} {
 			b.Logf("per run at the peak, %s: VmRSS %.1f MiB (anonymous %.1f, file %.1f), PSS %.1f MiB",
 				k, mem.peakBy[k]/(1<<20), mem.peakBy[k+"-anon"]/(1<<20), mem.peakBy[k+"-file"]/(1<<20), mem.peakBy[k+"-pss"]/(1<<20))
 		}
 		b.Logf("%d samples", mem.samples)
-	})
+	}
 }
 
-// scaleAirlock starts scaleRuns detached runs at once, waits for them all
+// scaleBatch runs scaleRuns tasks as one attached batch, `airlock run -y
+// T1 ... T20` (all at once: -j defaults to all), which follows every run,
+// brings its work back and exits 0 only if each succeeded; that one
+// process supervises them all.
+func scaleBatch(b *testing.B, e *env) (scaleMemory, error) {
+	dir := b.TempDir()
+	args := []string{"run", "-y"}
+	for i := range scaleRuns {
+		p := filepath.Join(dir, fmt.Sprintf("scale-batch-%02d.md", i))
+		if err := os.WriteFile(p, []byte("hi\n"), 0o644); err != nil {
+			return scaleMemory{}, err
+		}
+		args = append(args, p)
+	}
+	stop := make(chan struct{})
+	memc := make(chan scaleMemory, 1)
+	go func() { memc <- sampleMemory(stop, scaleRuns, e, "run") }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, shared.bin, args...)
+	cmd.Dir, cmd.Env = e.repo, e.environ()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	close(stop)
+	mem := <-memc
+	defer removeRuns(e)
+	if err != nil {
+		return mem, fmt.Errorf("airlock run (batch of %d): %v\n%s", scaleRuns, err, tail(stderr.String(), 40))
+	}
+	return mem, nil
+}
+
+// removeRuns removes every run of the env's project.
+func removeRuns(e *env) {
+	ls := exec.Command(shared.bin, "ls", "-a", "--json")
+	ls.Dir, ls.Env = e.repo, e.environ()
+	out, _ := ls.Output()
+	var runs []store.Run
+	json.Unmarshal(out, &runs)
+	for _, r := range runs {
+		rm := exec.Command(shared.bin, "rm", "-y", "--force", r.ID)
+		rm.Dir, rm.Env = e.repo, e.environ()
+		rm.Run()
+	}
+}
+
+// scaleDetached starts scaleRuns detached runs at once, waits for them all
 // and fails unless each succeeded; meanwhile it samples airlock's memory.
-func scaleAirlock(b *testing.B, e *env) (scaleMemory, error) {
+func scaleDetached(b *testing.B, e *env) (scaleMemory, error) {
 	ids := make([]string, scaleRuns)
 	stop := make(chan struct{})
 	memc := make(chan scaleMemory, 1)
-	go func() { memc <- sampleMemory(stop, scaleRuns, e) }()
+	go func() { memc <- sampleMemory(stop, scaleRuns, e, "watch") }()
 	defer func() {
 		for _, id := range ids {
 			if id == "" {
@@ -201,6 +261,7 @@ func failures(errs []error) string {
 type scaleMemory struct {
 	peak     float64            // the most, summed over every run's processes, per run
 	sum      float64            // of the per-run figures, over samples
+	onePeak  float64            // the most of one run's own processes, summed
 	samples  int                // taken while at least one run's processes were up
 	peakBy   map[string]float64 // per run, by kind, at the peak
 	waitPeak float64            // the user's `airlock wait`
@@ -223,52 +284,63 @@ func (m *scaleMemory) add(o scaleMemory) {
 	m.samples += o.samples
 	m.waitPeak = max(m.waitPeak, o.waitPeak)
 	m.pssPeak = max(m.pssPeak, o.pssPeak)
+	m.onePeak = max(m.onePeak, o.onePeak)
 }
 
 // sampleMemory reads, every 200 ms until stop, the resident memory of
-// the env's airlock processes by kind (proxy, relay, watch, wait), and
-// divides the per-run kinds by runs.
-func sampleMemory(stop <-chan struct{}, runs int, e *env) scaleMemory {
+// the env's airlock processes by kind (proxy, relay, supervisor: the
+// subcommand supervisor names, wait) and by run. The per-run figures are
+// what all of them take for runs runs at once, divided by runs; one
+// run's own processes (not a batch's one supervisor) are kept apart.
+func sampleMemory(stop <-chan struct{}, runs int, e *env, supervisor string) scaleMemory {
 	m := scaleMemory{peakBy: map[string]float64{}}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	n := float64(runs)
 	for {
 		select {
 		case <-stop:
 			return m
 		case <-tick.C:
 		}
-		by := airlockRSS(e)
-		perRun := (by["proxy"] + by["relay"] + by["watch"]) / float64(runs)
+		by, perRun, _ := airlockRSS(e, supervisor)
 		m.waitPeak = max(m.waitPeak, by["wait"])
-		if by["proxy"]+by["relay"]+by["watch"] == 0 {
+		total := by["proxy"] + by["relay"] + by["supervisor"]
+		if total == 0 {
 			continue
 		}
 		m.samples++
-		m.sum += perRun
-		m.pssPeak = max(m.pssPeak, (by["proxy-pss"]+by["relay-pss"]+by["watch-pss"])/float64(runs))
-		if perRun > m.peak {
-			m.peak = perRun
+		m.sum += total / n
+		m.pssPeak = max(m.pssPeak, (by["proxy-pss"]+by["relay-pss"]+by["supervisor-pss"])/n)
+		for _, rss := range perRun {
+			m.onePeak = max(m.onePeak, rss)
+		}
+		if total/n > m.peak {
+			m.peak = total / n
 			for k, v := range by {
-				m.peakBy[k] = v / float64(runs)
+				m.peakBy[k] = v / n
 			}
 		}
 	}
 }
 
 // airlockRSS sums VmRSS of the env's processes whose command is airlock's
-// binary by their subcommand: on the host those working in the env's
-// repository (watchers and wait), in containers (/airlock/bin/airlock)
-// those with a mount from the env's state directory. Other work on the
-// machine, other runs included, is left out.
-func airlockRSS(e *env) map[string]float64 {
-	by := map[string]float64{}
+// binary by their subcommand, and by run: on the host those working in
+// the env's repository (watchers and wait; a watcher's run is its
+// argument), in containers (/airlock/bin/airlock) those with a mount from
+// a run's directory in the env's state directory. Other work on the
+// machine, other runs included, is left out. shared is what serves every
+// run: a batch's one process.
+func airlockRSS(e *env, supervisor string) (by, perRun map[string]float64, shared float64) {
+	by, perRun = map[string]float64{}, map[string]float64{}
+	runsDir := []byte(" " + filepath.Join(e.state, "airlock", "runs") + "/")
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
 		if _, err := strconv.Atoi(p.Name()); err != nil {
 			continue
 		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		dir := filepath.Join("/proc", p.Name())
+		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
 		if err != nil {
 			continue
 		}
@@ -278,26 +350,38 @@ func airlockRSS(e *env) map[string]float64 {
 		}
 		kind := argv[1]
 		switch kind {
-		case "proxy", "relay", "watch", "wait":
+		case supervisor:
+			kind = "supervisor"
+		case "proxy", "relay", "wait":
 		default:
 			continue
 		}
-		dir := filepath.Join("/proc", p.Name())
+		id := ""
 		if argv[0] == sandbox.BinaryPath {
 			mounts, _ := os.ReadFile(filepath.Join(dir, "mountinfo"))
-			if !bytes.Contains(mounts, []byte(" "+e.state+"/")) {
+			i := bytes.Index(mounts, runsDir)
+			if i < 0 {
 				continue
 			}
+			id, _, _ = strings.Cut(string(mounts[i+len(runsDir):]), "/")
 		} else if cwd, _ := os.Readlink(filepath.Join(dir, "cwd")); cwd != e.repo {
 			continue
+		} else if kind == "supervisor" && argv[1] == "watch" && len(argv) > 2 {
+			id = argv[2]
 		}
-		st := procFields(filepath.Join("/proc", p.Name(), "status"), "VmRSS:", "RssAnon:", "RssFile:")
+		st := procFields(filepath.Join(dir, "status"), "VmRSS:", "RssAnon:", "RssFile:")
 		by[kind] += st[0]
 		by[kind+"-anon"] += st[1]
 		by[kind+"-file"] += st[2]
-		by[kind+"-pss"] += procFields(filepath.Join("/proc", p.Name(), "smaps_rollup"), "Pss:")[0]
+		by[kind+"-pss"] += procFields(filepath.Join(dir, "smaps_rollup"), "Pss:")[0]
+		switch {
+		case id != "":
+			perRun[id] += st[0]
+		case kind == "supervisor":
+			shared += st[0]
+		}
 	}
-	return by
+	return by, perRun, shared
 }
 
 // procFields reads the given kB fields of a /proc file (status,
