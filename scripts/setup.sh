@@ -62,8 +62,10 @@ installed incus || incus_missing+=(incus)
 for pkg in dnsmasq-base btrfs-progs iproute2; do
 	installed "$pkg" || missing+=("$pkg")
 done
-# jq: the baseline `airlock logs` is measured against (make bench).
+# jq: the baseline `airlock logs` is measured against (make bench); time:
+# the peak memory of each.
 installed jq || missing+=(jq)
+installed time || missing+=(time)
 incus_release=
 if [ "${VERSION_CODENAME:-}" = bookworm ]; then
 	incus_release=bookworm-backports
