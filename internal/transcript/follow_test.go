@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -205,4 +206,59 @@ func TestFollowCancelAndLongLine(t *testing.T) {
 	if want := []string{`{"type":"assistant"}`, `{"type":"user"}`}; !slices.Equal(lines, want) {
 		t.Errorf("lines = %.80q, want %q", lines, want)
 	}
+}
+
+// Buffered output is flushed whenever following has read all there is:
+// a line appended later shows before the run ends, not only at the end.
+func TestFollowIdleFlushesBeforeTheEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.jsonl")
+	if err := os.WriteFile(path, []byte(`{"type":"assistant","message":{"content":[{"type":"text","text":"first"}]}}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var shown atomic.Value // what a reader of the flushed output sees
+	shown.Store("")
+	var buf []byte
+	var sawFirstEarly atomic.Bool
+	followed := make(chan error, 1)
+	go func() {
+		open := func() (*os.File, error) { return os.Open(path) }
+		followed <- FollowFileIdle(context.Background(), open, func() bool { return false }, func(line []byte) error {
+			buf = append(append(buf, line...), '\n')
+			return nil
+		}, func() error {
+			shown.Store(string(buf))
+			return nil
+		})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for shown.Load().(string) == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	sawFirstEarly.Store(strings.Contains(shown.Load().(string), "first"))
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"type":"assistant","message":{"content":[{"type":"text","text":"second"}]}}` + "\n" + `{"type":"result","subtype":"success"}` + "\n")
+	f.Close()
+	if err := <-followed; err != nil {
+		t.Fatal(err)
+	}
+	if !sawFirstEarly.Load() {
+		t.Error("the first line was not flushed before more was written")
+	}
+	if got := string(buf); !(len(got) > 0 && slices.Equal(splitLines(got)[:2], []string{
+		`{"type":"assistant","message":{"content":[{"type":"text","text":"first"}]}}`,
+		`{"type":"assistant","message":{"content":[{"type":"text","text":"second"}]}}`,
+	})) {
+		t.Errorf("followed %q, want both lines, the second appended later", got)
+	}
+}
+
+func splitLines(s string) []string {
+	var out []string
+	for l := range strings.SplitSeq(strings.TrimSuffix(s, "\n"), "\n") {
+		out = append(out, l)
+	}
+	return append(out, "", "")
 }
