@@ -156,12 +156,6 @@ awk '
 		printf "scale memory per run, batch (proxy + relay + the batch / 20): VmRSS peak %.1f MiB (target <= 30 MiB: %s), mean %.1f MiB; PSS peak %.1f MiB\n", bat["peak-MiB/run"], verdict(bat["peak-MiB/run"] <= 30), bat["mean-MiB/run"], bat["pss-peak-MiB/run"]
 	}' <<<"$out"
 
-# The table of everything above, bench.json, and README's table from it.
-sleep 0.2 # the stderr copy catches up
-readme=README.md
-[ "${BENCH_README:-1}" = 0 ] && readme=
-go run ./scripts/benchreport -json bench.json ${readme:+-readme "$readme"} -commit "$(git rev-parse --short HEAD 2>/dev/null || true)" "$raw"
-
 # Logs (issue 9, target 2): `airlock logs RUN` against `jq -c .` on the same
 # generated stream-json transcript, both to /dev/null, at 25 and 100 MiB
 # (target: ratio <= 1.0, peak RSS the same at both sizes); and `logs -f`
@@ -182,3 +176,9 @@ awk '
 		if (!found) { print "bench: no follow figures"; exit 1 }
 		printf "logs -f at %.1f MiB/s: %.2f MiB behind when the writer stops, caught up %.0f ms later (target: about one 100 ms poll)\n", v["write-MiB/s"], v["lag-MiB"], v["catchup-ms"]
 	}' <<<"$out"
+
+# The table of everything above, bench.json, and README's table from it.
+sleep 0.2 # the stderr copy catches up
+readme=README.md
+[ "${BENCH_README:-1}" = 0 ] && readme=
+go run ./scripts/benchreport -json bench.json ${readme:+-readme "$readme"} -commit "$(git rev-parse --short HEAD 2>/dev/null || true)" "$raw"

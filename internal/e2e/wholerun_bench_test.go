@@ -42,7 +42,19 @@ func BenchmarkWholeRun(b *testing.B) {
 	}
 	image := strings.TrimSpace(string(imageOut))
 
-	bareArgs := []string{"run", "--rm", "--user", "1000:1000",
+	// The bare agent works in the same repository, as a user would mount
+	// it: Claude Code reads the repository's git state as it starts, which
+	// an empty working directory would spare it. A clone owned by the
+	// agent's user, made once, outside the timing (airlock's own copy is
+	// timed, as a bare run needs none).
+	bareRepo := b.TempDir() + "/repo"
+	if out, err := exec.Command("git", "clone", "-q", e.repo, bareRepo).CombinedOutput(); err != nil {
+		b.Fatalf("git clone: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("chown", "-R", "1000:1000", bareRepo).CombinedOutput(); err != nil {
+		b.Fatalf("chown: %v\n%s", err, out)
+	}
+	bareArgs := []string{"run", "--rm", "--user", "1000:1000", "-v", bareRepo + ":/workspace", "-w", "/workspace",
 		"-e", "ANTHROPIC_API_KEY=sk-ant-bench", "-e", "ANTHROPIC_BASE_URL=" + url}
 	for _, kv := range (agent.Claude{}).Env(agent.Options{}) {
 		if strings.HasPrefix(kv, "HOME=") {
