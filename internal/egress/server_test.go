@@ -13,6 +13,8 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -678,5 +680,67 @@ func TestNewServerRejectsBadConfig(t *testing.T) {
 		if _, err := NewServer(cfg); err == nil {
 			t.Errorf("config %d accepted", i)
 		}
+	}
+}
+
+// The agent's container starts while its proxy comes up: a connection made
+// before the proxy's socket exists waits for it and then goes through the
+// proxy; one to a socket nobody listens on any more (a dead proxy) is closed
+// at once, not held.
+func TestRelayWaitsForTheProxy(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "proxy.sock")
+	rl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Relay(ctx, rl, sock)
+
+	c, err := net.Dial("tcp", rl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(300 * time.Millisecond) // the relay is now waiting for the socket
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := PassListener(ln.(*net.UnixListener))
+	go func() {
+		pc, err := pl.Accept()
+		if err != nil {
+			return
+		}
+		defer pc.Close()
+		pc.Write([]byte("through the proxy"))
+	}()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(io.LimitReader(c, 17))
+	if string(got) != "through the proxy" {
+		t.Fatalf("read %q; want the proxy's answer once it came up", got)
+	}
+
+	// The proxy dies; its socket stays behind.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	pl.Close()
+	c2, err := net.Dial("tcp", rl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	n, err := c2.Read(make([]byte, 1))
+	if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read through a dead proxy = %d, %v; want the connection closed", n, err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Errorf("a dead proxy's connection was held %s", waited)
 	}
 }

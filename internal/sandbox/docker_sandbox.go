@@ -40,9 +40,13 @@ const (
 )
 
 // CreateSandbox creates the agent's container while the proxy starts, and
-// starts the agent once the proxy answers. Creating costs the engine as much
-// as starting, so doing the two side by side takes one of them off every
-// run's start-up; the agent itself still never runs without its proxy.
+// starts the agent as soon as both are there, without waiting for the proxy
+// to answer: the relay in the agent's container waits for the proxy's
+// socket (egress.Relay), so until the proxy answers the agent's traffic
+// waits, and it fails closed if the proxy never does. Creating and starting
+// cost the engine about as much as the proxy takes to come up, so side by
+// side they take both off every run's start-up. A proxy that does not come
+// up takes the agent down with it.
 func (d *Docker) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, error) {
 	agent := spec.Agent
 	agent.Mounts = append(append([]Mount(nil), agent.Mounts...),
@@ -51,7 +55,7 @@ func (d *Docker) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, 
 	)
 	agent.Cmd = RelayCommand(agent.Cmd, spec.RelayFlags)
 	// The agent's container mounts the socket directory, which must exist
-	// when it is created; startProxy gives it its owner.
+	// when it is created; prepareProxy gives it its owner.
 	if err := os.MkdirAll(filepath.Join(spec.Dir, "sock"), 0o700); err != nil {
 		return Sandbox{}, fmt.Errorf("create the proxy's socket directory: %w", err)
 	}
@@ -59,12 +63,22 @@ func (d *Docker) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, 
 		id  string
 		err error
 	}
+	// Once an earlier leg's sockets are gone, the agent's container is
+	// created and started while the proxy is: the relay never reaches a
+	// stale socket, and waits for the new one.
+	network, err := d.prepareProxy(ctx, spec)
+	if err != nil {
+		return Sandbox{}, err
+	}
 	agentc := make(chan created, 1)
 	go func() {
 		id, err := d.Create(ctx, agent)
+		if err == nil {
+			err = d.Start(ctx, id)
+		}
 		agentc <- created{id, err}
 	}()
-	proxy, perr := d.startProxy(ctx, spec)
+	proxy, perr := d.runProxy(ctx, spec, network)
 	a := <-agentc
 	undo := func() {
 		ctx := context.WithoutCancel(ctx)
@@ -75,7 +89,7 @@ func (d *Docker) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, 
 		undo()
 		return Sandbox{}, cmp.Or(perr, a.err)
 	}
-	if err := d.Start(ctx, a.id); err != nil {
+	if err := d.awaitProxy(ctx, spec, proxy); err != nil {
 		undo()
 		return Sandbox{}, err
 	}
@@ -107,6 +121,30 @@ func (d *Docker) RemoveProxy(ctx context.Context, name string) error {
 // startProxy starts a sandbox's proxy and waits until it answers. A proxy
 // left by an earlier leg of the sandbox is replaced.
 func (d *Docker) startProxy(ctx context.Context, spec SandboxSpec) (string, error) {
+	id, err := d.launchProxy(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	if err := d.awaitProxy(ctx, spec, id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// launchProxy starts a sandbox's proxy, replacing one left by an earlier
+// leg and that leg's sockets, without waiting for it to answer.
+func (d *Docker) launchProxy(ctx context.Context, spec SandboxSpec) (string, error) {
+	network, err := d.prepareProxy(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	return d.runProxy(ctx, spec, network)
+}
+
+// prepareProxy readies what a sandbox's proxy needs, its network, image and
+// socket directory, and clears what an earlier leg left: its proxy and its
+// sockets. It returns the proxy's network.
+func (d *Docker) prepareProxy(ctx context.Context, spec SandboxSpec) (string, error) {
 	p := spec.Proxy
 	network := p.Network
 	if network == "" {
@@ -137,6 +175,13 @@ func (d *Docker) startProxy(ctx context.Context, spec SandboxSpec) (string, erro
 	if err := d.removeNetworked(ctx, p.Name); err != nil {
 		return "", err
 	}
+	return network, nil
+}
+
+// runProxy creates and starts a prepared proxy.
+func (d *Docker) runProxy(ctx context.Context, spec SandboxSpec, network string) (string, error) {
+	p := spec.Proxy
+	sockDir := filepath.Join(spec.Dir, "sock")
 	var id string
 	err := withNetLock(ctx, func() error {
 		opts, err := d.createOptionsOn(Spec{
@@ -172,11 +217,18 @@ func (d *Docker) startProxy(ctx context.Context, spec SandboxSpec) (string, erro
 		d.RemoveProxy(context.WithoutCancel(ctx), p.Name)
 		return "", err
 	}
-	if err := waitProxy(ctx, d, id, filepath.Join(sockDir, filepath.Base(APISocket))); err != nil {
-		d.RemoveProxy(context.WithoutCancel(ctx), p.Name)
-		return "", fmt.Errorf("egress proxy %s: %w", p.Name, err)
-	}
 	return id, nil
+}
+
+// awaitProxy waits until a launched proxy answers; one that does not is
+// removed.
+func (d *Docker) awaitProxy(ctx context.Context, spec SandboxSpec, id string) error {
+	sock := filepath.Join(spec.Dir, "sock", filepath.Base(APISocket))
+	if err := waitProxy(ctx, d, id, sock); err != nil {
+		d.RemoveProxy(context.WithoutCancel(ctx), spec.Proxy.Name)
+		return fmt.Errorf("egress proxy %s: %w", spec.Proxy.Name, err)
+	}
+	return nil
 }
 
 // waitProxy polls the proxy's health endpoint until it answers, or the
