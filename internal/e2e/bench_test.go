@@ -16,23 +16,7 @@ func BenchmarkStartup(b *testing.B) {
 	if shared.skip != "" {
 		b.Skip(shared.skip)
 	}
-	e := &env{state: b.TempDir(), repo: b.TempDir() + "/repo"}
-	initRepoB(b, e)
-	srv := testkit.NewServer(testkit.Script{Name: "quick", FinalText: "ok"})
-	url, err := srv.Start(shared.gateway + ":0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	e.extra = []string{"ANTHROPIC_API_KEY=sk-ant-bench", "ANTHROPIC_BASE_URL=" + url}
-
-	build := exec.Command(shared.bin, "image", "build")
-	build.Env = e.environ()
-	imageOut, err := build.Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	image := strings.TrimSpace(string(imageOut))
+	e, _, image := quickBench(b)
 
 	b.Run("bare", func(b *testing.B) {
 		for b.Loop() {
@@ -61,6 +45,30 @@ func BenchmarkStartup(b *testing.B) {
 		rm.Env = e.environ()
 		rm.Run()
 	}
+}
+
+// quickBench is the set-up the run benchmarks share: a project repository,
+// the scripted model server answering one turn ("ok") on the gateway with
+// airlock pointed at it, and the default image, built or found. It returns
+// the environment, the server's URL and the image.
+func quickBench(b *testing.B) (*env, string, string) {
+	b.Helper()
+	e := &env{state: b.TempDir(), repo: b.TempDir() + "/repo"}
+	initRepoB(b, e)
+	srv := testkit.NewServer(testkit.Script{Name: "quick", FinalText: "ok"})
+	url, err := srv.Start(shared.gateway + ":0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	e.extra = []string{"ANTHROPIC_API_KEY=sk-ant-bench", "ANTHROPIC_BASE_URL=" + url}
+	build := exec.Command(shared.bin, "image", "build")
+	build.Env = e.environ()
+	out, err := build.Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e, url, strings.TrimSpace(string(out))
 }
 
 func initRepoB(b *testing.B, e *env) {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/store"
-	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
 // BenchmarkGVisorRun times a whole minimal run, one model turn, under
@@ -30,23 +29,7 @@ func BenchmarkGVisorRun(b *testing.B) {
 		b.Skip(shared.skip)
 	}
 	needRunsc(b)
-	e := &env{state: b.TempDir(), repo: b.TempDir() + "/repo"}
-	initRepoB(b, e)
-	srv := testkit.NewServer(testkit.Script{Name: "quick", FinalText: "ok"})
-	url, err := srv.Start(shared.gateway + ":0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	e.extra = []string{"ANTHROPIC_API_KEY=sk-ant-bench", "ANTHROPIC_BASE_URL=" + url}
-
-	build := exec.Command(shared.bin, "image", "build")
-	build.Env = e.environ()
-	imageOut, err := build.Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	image := strings.TrimSpace(string(imageOut))
+	e, url, image := quickBench(b)
 	sockDir := unixForward(b, strings.TrimPrefix(url, "http://"))
 
 	bare := func(runtime string) func(b *testing.B) {

@@ -34,15 +34,7 @@ func BenchmarkLogs(b *testing.B) {
 	if _, err := os.Stat("/usr/bin/time"); err != nil {
 		b.Fatal("GNU time is missing (scripts/setup.sh installs it)")
 	}
-	e := &env{state: b.TempDir(), repo: b.TempDir() + "/repo"}
-	initRepoB(b, e)
-	srv := testkit.NewServer(testkit.Script{Name: "quick", FinalText: "ok"})
-	url, err := srv.Start(shared.gateway + ":0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	e.extra = []string{"ANTHROPIC_API_KEY=sk-ant-bench", "ANTHROPIC_BASE_URL=" + url}
+	e, _, _ := quickBench(b)
 	cmd := exec.Command(shared.bin, "run", "-d", "-m", "hi", "--name", "logs-bench")
 	cmd.Dir, cmd.Env = e.repo, e.environ()
 	out, err := cmd.Output()

@@ -18,7 +18,6 @@ import (
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
-	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
 // scaleRuns is how many runs BenchmarkScale starts at once.
@@ -46,23 +45,7 @@ func BenchmarkScale(b *testing.B) {
 	if shared.skip != "" {
 		b.Skip(shared.skip)
 	}
-	e := &env{state: b.TempDir(), repo: b.TempDir() + "/repo"}
-	initRepoB(b, e)
-	srv := testkit.NewServer(testkit.Script{Name: "quick", FinalText: "ok"})
-	url, err := srv.Start(shared.gateway + ":0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	e.extra = []string{"ANTHROPIC_API_KEY=sk-ant-bench", "ANTHROPIC_BASE_URL=" + url}
-
-	build := exec.Command(shared.bin, "image", "build")
-	build.Env = e.environ()
-	imageOut, err := build.Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	image := strings.TrimSpace(string(imageOut))
+	e, url, image := quickBench(b)
 
 	var bare time.Duration
 	b.Run("bare", func(b *testing.B) {
