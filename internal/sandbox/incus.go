@@ -440,6 +440,7 @@ func (i *Incus) Inspect(ctx context.Context, id string) (State, error) {
 // valid record (it was killed from outside, or the record is not the
 // init's).
 func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) {
+	inst = i.pastError(ctx, inst)
 	inst, rec, ended := i.ended(ctx, inst)
 	st := State{ID: inst.Name, Name: inst.Name, Image: inst.Config[incusImageKey], Labels: map[string]string{}}
 	for k, v := range inst.Config {
@@ -461,7 +462,8 @@ func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) 
 	case "Frozen":
 		st.Status = StatusPaused
 	case "Error":
-		st.Status, st.ExitCode, st.Why = StatusDead, -1, "Incus reports the instance in error"
+		st.Status, st.ExitCode = StatusDead, -1
+		st.Why = fmt.Sprintf("Incus has reported the instance in error for %s", incusErrorGrace)
 	case "Stopped":
 		if !started {
 			st.Status = StatusCreated
@@ -492,6 +494,33 @@ func (i *Incus) stateOf(ctx context.Context, inst incusInstance) (State, error) 
 }
 
 var errBadRecord = errors.New("not a valid exit record")
+
+// incusErrorGrace is how long an instance Incus reports in error is looked
+// at again before the error counts.
+const incusErrorGrace = 30 * time.Second
+
+// pastError returns the instance as Incus reports it once it is no longer
+// in error, or after incusErrorGrace. Incus reports "Error" when LXC's
+// monitor does not answer within 5 s, which a busy host makes happen to a
+// healthy instance (seen with ten runs started at once on two cores);
+// taken at its word, that would record a run as failed whose agent was
+// fine.
+func (i *Incus) pastError(ctx context.Context, inst incusInstance) incusInstance {
+	deadline := time.Now().Add(incusErrorGrace)
+	for inst.Status == "Error" && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return inst
+		case <-time.After(500 * time.Millisecond):
+		}
+		var now incusInstance
+		if err := i.c.get(ctx, instancePath(inst.Name), &now); err != nil {
+			return inst
+		}
+		inst = now
+	}
+	return inst
+}
 
 // incusRecordGrace is how long a stopped instance's exit record is looked
 // for before its absence counts.
