@@ -173,7 +173,10 @@ done
 # own index and refs stay as they were.
 snap= snaperr=
 idx="$out/index.tmp"
-cp "$GIT_DIR/index" "$idx" 2>/dev/null || rm -f "$idx"
+# -p: the copy keeps the index's mtime, which git compares with each entry's
+# to tell a file changed in the same second as the index was written (and
+# of the same size) from an unchanged one; a fresh mtime would hide it.
+cp -p "$GIT_DIR/index" "$idx" 2>/dev/null || rm -f "$idx"
 if ! err=$(
 	{ GIT_INDEX_FILE=$idx git read-tree -m "$head" 2>/dev/null || { rm -f "$idx" && GIT_INDEX_FILE=$idx git read-tree "$head"; }; } &&
 		GIT_INDEX_FILE=$idx git add -A -- . 2>&1 >/dev/null &&
