@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"io"
 	"net"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/airlock-dev/airlock/internal/agent"
-	"github.com/airlock-dev/airlock/internal/store"
 )
 
 // BenchmarkGVisorRun times a whole minimal run, one model turn, under
@@ -69,16 +67,7 @@ func BenchmarkGVisorRun(b *testing.B) {
 	b.Run("airlock-runc", whole("runc"))
 	b.Run("airlock-runsc", whole("runsc"))
 	b.StopTimer()
-	ls := exec.Command(shared.bin, "ls", "-a", "--json")
-	ls.Dir, ls.Env = e.repo, e.environ()
-	out, _ := ls.Output()
-	var runs []store.Run
-	json.Unmarshal(out, &runs)
-	for _, r := range runs {
-		rm := exec.Command(shared.bin, "rm", "-y", "--force", r.ID)
-		rm.Dir, rm.Env = e.repo, e.environ()
-		rm.Run()
-	}
+	removeRuns(e)
 }
 
 // bareForwarder is the bare agent's way to the model server: a listener on

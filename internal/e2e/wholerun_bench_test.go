@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"os/exec"
 	"slices"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/agent"
-	"github.com/airlock-dev/airlock/internal/store"
 )
 
 // BenchmarkWholeRun times a whole minimal run on Docker, one model turn,
@@ -72,16 +70,7 @@ func BenchmarkWholeRun(b *testing.B) {
 	b.ReportMetric(float64(mw)/float64(mb), "ratio")
 	b.ReportMetric(0, "ns/op")
 	b.Logf("bare %v\nairlock %v", bare, whole)
-	ls := exec.Command(shared.bin, "ls", "-a", "--json")
-	ls.Dir, ls.Env = e.repo, e.environ()
-	out, _ := ls.Output()
-	var runs []store.Run
-	json.Unmarshal(out, &runs)
-	for _, r := range runs {
-		rm := exec.Command(shared.bin, "rm", "-y", "--force", r.ID)
-		rm.Dir, rm.Env = e.repo, e.environ()
-		rm.Run()
-	}
+	removeRuns(e)
 }
 
 func median(ds []time.Duration) time.Duration {
