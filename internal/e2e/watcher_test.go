@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/testkit"
+)
+
+// detachedAtOnce is how many `run -d` TestDetachedRunsShareOneWatcher
+// starts together.
+const detachedAtOnce = 4
+
+// Several `run -d` started at once are supervised by one `airlock watch`
+// process, not one each: while they all run, exactly one watcher of them
+// is left. Each still ends recorded, its work brought back and its own
+// notification sent, with no other airlock command run; then the watcher
+// is gone.
+func TestDetachedRunsShareOneWatcher(t *testing.T) {
+	onEngines(t, []engineKind{onDocker}, func(t *testing.T, e *env) {
+		e.server(testkit.BashScript("share", "sleep 20; echo done > shared.txt; git add shared.txt; git commit -qm shared"))
+		hook := startWebhook(t)
+		e.write(".airlock/config.toml", fmt.Sprintf("[notify]\nwebhook = %q\n", hook.url))
+		e.git("add", ".")
+		e.git("commit", "-qm", "config")
+
+		ids := make([]string, detachedAtOnce)
+		errs := atOnce(detachedAtOnce, func(i int) error {
+			res := e.airlock("run", "-d", "-y", "-m", "Share.", "--name", fmt.Sprintf("share-%d", i))
+			if res.code != 0 {
+				return fmt.Errorf("run -d: exit %d\n%s", res.code, res.stderr)
+			}
+			ids[i] = strings.TrimSpace(res.stdout)
+			return nil
+		})
+		if failed := failures(errs); failed != "" {
+			t.Fatalf("runs not started:\n%s", failed)
+		}
+
+		// Watchers that lost a race to listen hand their run over and end
+		// within moments; the one left supervises all.
+		var pids []int
+		for end := time.Now().Add(15 * time.Second); ; {
+			pids = watchersOf(ids)
+			if len(pids) == 1 || time.Now().After(end) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(pids) != 1 {
+			t.Fatalf("%d watchers of %d detached runs (processes %v), want 1", len(pids), len(ids), pids)
+		}
+		for _, id := range ids {
+			r := readRun(t, e, id)
+			if r.Status.Finished() {
+				t.Fatalf("run %s ended (%s) before the check: the runs did not overlap", id, r.Status)
+			}
+		}
+		shared := " process " + strconv.Itoa(pids[0])
+		joined := 0
+		for _, id := range ids {
+			log, _ := os.ReadFile(filepath.Join(e.state, "airlock", "runs", id, "watch.log"))
+			if strings.Contains(string(log), "Supervised by the shared watcher,"+shared) {
+				joined++
+			}
+		}
+		if joined == 0 {
+			t.Errorf("no run's watch.log says it was taken on by watcher%s", shared)
+		}
+
+		// Nobody runs another command: the one watcher records each end,
+		// brings each run's work back and notifies for each.
+		deadline := time.Now().Add(4 * time.Minute)
+		for time.Now().Before(deadline) && strings.Count(hook.all(), `"event":"finished"`) < len(ids) {
+			time.Sleep(250 * time.Millisecond)
+		}
+		for _, id := range ids {
+			if n := strings.Count(hook.all(), `"run":"`+id+`"`); n != 1 {
+				t.Errorf("%d notifications of run %s, want 1", n, id)
+			}
+			var r store.Run
+			for time.Now().Before(deadline) {
+				if r = readRun(t, e, id); r.Harvested {
+					break
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+			if r.Status != store.StatusSucceeded || !r.Harvested || r.Head == "" {
+				t.Errorf("run %s: %s, harvested %v, head %q; want succeeded, its commit brought back", id, r.Status, r.Harvested, r.Head)
+				continue
+			}
+			if got := e.git("show", r.Head+":shared.txt"); got != "done" {
+				t.Errorf("run %s's branch: shared.txt = %q", id, got)
+			}
+		}
+		for end := time.Now().Add(time.Minute); len(watchersOf(ids)) > 0 && time.Now().Before(end); {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if left := watchersOf(ids); len(left) > 0 {
+			t.Errorf("watchers %v outlived their runs", left)
+		}
+		if _, err := os.Stat(filepath.Join(e.state, "airlock", "watch")); err != nil {
+			t.Errorf("no watcher directory in the store: %v", err)
+		}
+		if socks, _ := filepath.Glob(filepath.Join(e.state, "airlock", "watch", "*.sock")); len(socks) > 0 {
+			t.Errorf("sockets left: %v", socks)
+		}
+	})
+}
+
+// watchersOf lists the `airlock watch` processes of any of ids.
+func watchersOf(ids []string) []int {
+	var pids []int
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(string(cmdline), "\x00")
+		if len(argv) > 2 && argv[0] == shared.bin && argv[1] == "watch" && slices.Contains(ids, argv[2]) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// readRun reads a run's record from the store itself: unlike `ls`, it
+// records nothing, so what it shows is the watcher's doing.
+func readRun(t *testing.T, e *env, id string) store.Run {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(e.state, "airlock", "runs", id, "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r store.Run
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
