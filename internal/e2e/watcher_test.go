@@ -151,3 +151,25 @@ func readRun(t *testing.T, e *env, id string) store.Run {
 	}
 	return r
 }
+
+// A detached run's watcher uses the engine the run was started on, even
+// when that was chosen by --engine against the environment's
+// AIRLOCK_ENGINE: a watcher asking another engine finds no container and
+// records the run as failed.
+func TestDetachedRunWatcherKeepsEngineFlag(t *testing.T) {
+	needPodman(t)
+	e := newEnv(t)
+	e.server(testkit.BashScript("flag", "sleep 3; echo ok"))
+	e.extra = append(e.extra, "AIRLOCK_ENGINE=podman")
+	id := strings.TrimSpace(e.ok("--engine", "docker", "run", "-d", "-y", "-m", "Hi.", "--name", "flag").stdout)
+	var r store.Run
+	for end := time.Now().Add(3 * time.Minute); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if r = readRun(t, e, id); r.Harvested {
+			break
+		}
+	}
+	if r.Status != store.StatusSucceeded || !r.Harvested {
+		log, _ := os.ReadFile(filepath.Join(e.state, "airlock", "runs", id, "watch.log"))
+		t.Fatalf("run %s: %s (%s), harvested %v; want succeeded\nwatch.log:\n%s", id, r.Status, r.Error, r.Harvested, log)
+	}
+}
