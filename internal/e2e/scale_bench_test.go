@@ -32,12 +32,12 @@ const scaleRuns = 20
 // runs are in flight it samples the resident memory (VmRSS; the host's PID
 // namespace sees the containers' processes) of airlock's own processes:
 // each run's proxy (`airlock proxy`) and in-sandbox relay (`airlock
-// relay`), and what supervises it (a detached run's `airlock watch`, the
-// batch's one `airlock run`); it reports their sum divided by 20, its peak
-// and its mean over the samples (target: at most 30 MiB per run), and the
-// most one run's own processes took. VmRSS
-// counts the pages of airlock's binary, mapped read-only by all 60
-// processes from the one host file, once in each; the proportional set
+// relay`), and what supervises it (the detached runs' `airlock watch`,
+// one for all of them, or the batch's one `airlock run`); it reports their
+// sum divided by 20, its peak and its mean over the samples (target: at
+// most 30 MiB per run), and the most one run's own processes (proxy and
+// relay) took. VmRSS counts the pages of airlock's binary, mapped read-only
+// by every process from the one host file, once in each; the proportional set
 // size (PSS, which splits shared pages among their users) is reported
 // beside it as what a run really adds. The one `airlock wait` the user
 // runs is reported on its own.
@@ -309,11 +309,11 @@ func sampleMemory(stop <-chan struct{}, runs int, e *env, supervisor string) sca
 
 // airlockRSS sums VmRSS of the env's processes whose command is airlock's
 // binary by their subcommand, and by run: on the host those working in
-// the env's repository (watchers and wait; a watcher's run is its
-// argument), in containers (/airlock/bin/airlock) those with a mount from
-// a run's directory in the env's state directory. Other work on the
-// machine, other runs included, is left out. shared is what serves every
-// run: a batch's one process.
+// the env's repository (watchers and wait), in containers
+// (/airlock/bin/airlock) those with a mount from a run's directory in the
+// env's state directory. Other work on the machine, other runs included,
+// is left out. shared is what serves many runs: a batch's one process,
+// the detached runs' shared watcher.
 func airlockRSS(e *env, supervisor string) (by, perRun map[string]float64, shared float64) {
 	by, perRun = map[string]float64{}, map[string]float64{}
 	runsDir := []byte(" " + filepath.Join(e.state, "airlock", "runs") + "/")
@@ -349,8 +349,6 @@ func airlockRSS(e *env, supervisor string) (by, perRun map[string]float64, share
 			id, _, _ = strings.Cut(string(mounts[i+len(runsDir):]), "/")
 		} else if cwd, _ := os.Readlink(filepath.Join(dir, "cwd")); cwd != e.repo {
 			continue
-		} else if kind == "supervisor" && argv[1] == "watch" && len(argv) > 2 {
-			id = argv[2]
 		}
 		st := procFields(filepath.Join(dir, "status"), "VmRSS:", "RssAnon:", "RssFile:")
 		by[kind] += st[0]
