@@ -46,6 +46,9 @@ func TestHostileWatcherSocketOutOfReach(t *testing.T) {
 		if err != nil {
 			t.Fatalf("run %s did not look: %v", id, err)
 		}
+		if !strings.Contains(string(seen), "/airlock/sock/") {
+			t.Errorf("run %s's search missed even its own proxy socket:\n%s", id, seen)
+		}
 		if strings.Contains(string(seen), key) || strings.Contains(string(mounts), key) {
 			t.Errorf("run %s sees the watcher's socket:\n%s", id, seen)
 		}
