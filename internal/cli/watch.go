@@ -17,7 +17,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/airlock-dev/airlock/internal/prompt"
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/untrusted"
@@ -72,7 +71,12 @@ func watchRuns(ctx context.Context, f *Factory, id string) error {
 	for {
 		srv, err := watchd.Claim(place)
 		if err == nil {
-			return srv.Serve(f.watchHandler(ctx, st, m, id), id)
+			if err := srv.Serve(f.watchHandler(ctx, st, m, id), id); err != nil {
+				// Its own run failed the check the offered ones pass:
+				// supervised alone, its error is watchRun's to say.
+				return watchRun(ctx, m, id, f.IO.ErrOut)
+			}
+			return nil
 		}
 		if !errors.Is(err, watchd.ErrBusy) {
 			fmt.Fprintf(f.IO.ErrOut, "airlock watch: supervising %s alone: %v\n", id, err)
@@ -147,14 +151,11 @@ func watchable(st *store.Store, id string) error {
 	return nil
 }
 
-// validRunID checks id has the form run.NewID makes: a valid run name, a
-// hyphen and 8 hex digits.
+// validRunID checks id could be a run ID: one plain file name of
+// printable characters, of reasonable length. (Whether a run has it is
+// the store's to say.)
 func validRunID(id string) error {
-	i := strings.LastIndexByte(id, '-')
-	if i < 0 || len(id)-i-1 != 8 || prompt.ValidateName(id[:i]) != nil {
-		return fmt.Errorf("%q is not a run ID", untrusted.Line(id))
-	}
-	if _, err := hex.DecodeString(id[i+1:]); err != nil || strings.ToLower(id[i+1:]) != id[i+1:] {
+	if id == "" || len(id) > 128 || id[0] == '.' || strings.ContainsRune(id, '/') || untrusted.Line(id) != id {
 		return fmt.Errorf("%q is not a run ID", untrusted.Line(id))
 	}
 	return nil
