@@ -173,3 +173,59 @@ func TestDetachedRunWatcherKeepsEngineFlag(t *testing.T) {
 		t.Fatalf("run %s: %s (%s), harvested %v; want succeeded\nwatch.log:\n%s", id, r.Status, r.Error, r.Harvested, log)
 	}
 }
+
+// A shared watcher that dies loses none of its runs: the next command
+// that looks (`airlock wait`) records each end, brings each run's work
+// back and notifies for each, once.
+func TestSharedWatcherKilled(t *testing.T) {
+	onEngines(t, []engineKind{onDocker}, func(t *testing.T, e *env) {
+		e.server(testkit.BashScript("orphan", "sleep 20; echo done > orphan.txt; git add orphan.txt; git commit -qm orphan"))
+		hook := startWebhook(t)
+		e.write(".airlock/config.toml", fmt.Sprintf("[notify]\nwebhook = %q\n", hook.url))
+		e.git("add", ".")
+		e.git("commit", "-qm", "config")
+		var ids []string
+		for i := range 3 {
+			ids = append(ids, strings.TrimSpace(e.ok("run", "-d", "-y", "-m", "Orphan.", "--name", fmt.Sprintf("orphan-%d", i)).stdout))
+		}
+		pids := watchersOf(ids)
+		if len(pids) != 1 {
+			t.Fatalf("watchers %v of 3 runs started one after another, want 1", pids)
+		}
+		p, err := os.FindProcess(pids[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Kill()
+		for end := time.Now().Add(10 * time.Second); len(watchersOf(ids)) > 0 && time.Now().Before(end); {
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, id := range ids {
+			if r := readRun(t, e, id); r.Status.Finished() {
+				t.Fatalf("run %s ended (%s) before its watcher was killed", id, r.Status)
+			}
+		}
+		e.ok(append([]string{"wait"}, ids...)...)
+		for _, id := range ids {
+			r := readRun(t, e, id)
+			if r.Status != store.StatusSucceeded || !r.Harvested || r.Head == "" {
+				t.Errorf("run %s: %s (%s), harvested %v; want succeeded and brought back", id, r.Status, r.Error, r.Harvested)
+			}
+			if n := strings.Count(hook.all(), `"run":"`+id+`"`); n != 1 {
+				t.Errorf("%d notifications of run %s, want 1", n, id)
+			}
+		}
+		// The next detached run finds the dead watcher's socket, starts a
+		// watcher of its own, and is supervised to its end.
+		id := strings.TrimSpace(e.ok("run", "-d", "-y", "-m", "Orphan.", "--name", "after").stdout)
+		var r store.Run
+		for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+			if r = readRun(t, e, id); r.Harvested {
+				break
+			}
+		}
+		if r.Status != store.StatusSucceeded || !r.Harvested {
+			t.Errorf("the run after the killed watcher: %s, harvested %v", r.Status, r.Harvested)
+		}
+	})
+}
