@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -53,6 +54,18 @@ func relayRun(ctx context.Context, f *Factory, listens []string, bud *relayBudge
 		}
 		go egress.Relay(ctx, ln, sock)
 	}
+	// The lifeline tells the proxy when the agent has exited, so that it
+	// winds down while this container does. Without one the host stops
+	// the proxy afterwards, as it always may.
+	lifeline := make(chan io.Closer, 1)
+	if len(listens) > 0 {
+		_, sock, _ := strings.Cut(listens[0], "=")
+		go func() {
+			if c, err := egress.Lifeline(sock); err == nil {
+				lifeline <- c
+			}
+		}()
+	}
 	child := exec.Command(command[0], command[1:]...)
 	child.Stdin, child.Stdout, child.Stderr = f.IO.In, f.IO.Out, f.IO.ErrOut
 	if err := child.Start(); err != nil {
@@ -69,6 +82,11 @@ func relayRun(ctx context.Context, f *Factory, listens []string, bud *relayBudge
 	exited, childDone := context.WithCancel(ctx)
 	go bud.enforce(exited, child, relayErrorf(f))
 	err := child.Wait()
+	select {
+	case c := <-lifeline:
+		c.Close()
+	default:
+	}
 	childDone()
 	signal.Stop(sigs)
 	bundle.run(ctx)

@@ -3,9 +3,11 @@ package egress
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -36,7 +38,9 @@ import (
 // connection whose first byte is not passMarker is an ordinary stream (an
 // HTTP request never starts with NUL), served as it is.
 const (
-	passMarker  = 0x00
+	passMarker = 0x00
+	// lifeMarker opens the relay's lifeline (see Lifeline).
+	lifeMarker  = 0x01
 	passTaken   = 'y'
 	passRefused = 'n'
 	// passTimeout bounds the exchange on both sides: a peer that says
@@ -47,9 +51,10 @@ const (
 // PassListener accepts on ln (the proxy's Unix socket) and returns, for
 // each connection, the agent's own TCP connection when the relay handed it
 // over, or else the Unix connection itself. The exchange runs off the
-// accept loop, so a peer that stalls delays only itself.
-func PassListener(ln *net.UnixListener) net.Listener {
-	pl := &passListener{ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+// accept loop, so a peer that stalls delays only itself. A lifeline (see
+// Lifeline) is not returned: when one ends, ended is called.
+func PassListener(ln *net.UnixListener, ended func()) net.Listener {
+	pl := &passListener{ln: ln, conns: make(chan net.Conn), done: make(chan struct{}), ended: ended}
 	go pl.loop()
 	return pl
 }
@@ -60,6 +65,7 @@ type passListener struct {
 	done  chan struct{}
 	once  sync.Once
 	err   error // set before done is closed
+	ended func()
 }
 
 func (l *passListener) loop() {
@@ -76,6 +82,13 @@ func (l *passListener) loop() {
 		}
 		go func() {
 			conn := receiveConn(c)
+			if lc, ok := conn.(lifeline); ok {
+				lc.wait()
+				if l.ended != nil {
+					l.ended()
+				}
+				return
+			}
 			if conn == nil {
 				return
 			}
@@ -128,6 +141,9 @@ func receiveConn(c *net.UnixConn) net.Conn {
 	case !ok, b[0] != passMarker && len(fds) > 0, len(fds) > 1:
 		c.Close()
 		return nil
+	case b[0] == lifeMarker:
+		_ = c.SetDeadline(time.Time{})
+		return lifeline{c}
 	case b[0] != passMarker:
 		_ = c.SetDeadline(time.Time{})
 		return &prefixConn{UnixConn: c, first: b[0]}
@@ -253,3 +269,49 @@ type handOverError struct{ err error }
 
 func (e *handOverError) Error() string { return "relay: hand over: " + e.err.Error() }
 func (e *handOverError) Unwrap() error { return e.err }
+
+// The relay's lifeline.
+//
+// The relay opens one connection to the proxy's socket that carries
+// nothing: its first byte is lifeMarker, and it stays open until the
+// agent's processes are all gone. Its end tells the proxy that no more
+// traffic can come, so the proxy shuts down (flushing its meter and audit
+// log) while the agent's container is still exiting, instead of waiting
+// for the host to stop it afterwards; the host's stop then finds it done.
+// Anyone on the socket can open a lifeline and end it, the agent too; all
+// it can do with one is end its own run's traffic early, which it could do
+// by exiting.
+type lifeline struct{ c *net.UnixConn }
+
+func (l lifeline) Read([]byte) (int, error)         { return 0, io.EOF }
+func (l lifeline) Write([]byte) (int, error)        { return 0, io.ErrClosedPipe }
+func (l lifeline) Close() error                     { return l.c.Close() }
+func (l lifeline) LocalAddr() net.Addr              { return l.c.LocalAddr() }
+func (l lifeline) RemoteAddr() net.Addr             { return l.c.RemoteAddr() }
+func (l lifeline) SetDeadline(time.Time) error      { return nil }
+func (l lifeline) SetReadDeadline(time.Time) error  { return nil }
+func (l lifeline) SetWriteDeadline(time.Time) error { return nil }
+
+// wait returns when the other end closes the lifeline (or sends anything:
+// a lifeline carries nothing), and closes it.
+func (l lifeline) wait() {
+	defer l.c.Close()
+	var b [1]byte
+	l.c.Read(b[:])
+}
+
+// Lifeline opens the relay's lifeline on the proxy's socket at path,
+// waiting for the socket as the relay's connections do (ProxyStartWait at
+// most). Closing it tells the proxy the agent is gone.
+func Lifeline(path string) (io.Closer, error) {
+	var answered atomic.Bool
+	c, err := dialUnixWaiting(&net.UnixAddr{Name: path, Net: "unix"}, &answered)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Write([]byte{lifeMarker}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("relay: lifeline: %w", err)
+	}
+	return c, nil
+}

@@ -29,7 +29,7 @@ func passServer(t *testing.T) string {
 			fmt.Fprintf(w, "%s %s", c.Network(), r.URL.Path)
 		}),
 	}
-	go srv.Serve(PassListener(ul))
+	go srv.Serve(PassListener(ul, nil))
 	t.Cleanup(func() { srv.Close() })
 	return sock
 }
@@ -171,4 +171,47 @@ func openFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// The proxy serves while the relay's lifeline is open, and ends (Serve
+// returns) once the relay closes it: the agent has exited.
+func TestLifelineEndsTheProxy(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	srv, err := NewServer(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), nil, ul) }()
+
+	life, err := Lifeline(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := get(t, c, "/healthz"); got == "" {
+		t.Error("no answer while the lifeline is open")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the proxy ended while the lifeline was open: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	life.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proxy still serves after the lifeline ended")
+	}
 }

@@ -530,14 +530,18 @@ func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter 
 // Serve runs the proxy on proxyLn and the model-API endpoint (with
 // GET /healthz) on apiLn until ctx ends; either listener may be nil. Open
 // tunnels are closed on the way out. On a Unix listener it also takes the
-// connections a Relay hands over (PassListener).
+// connections a Relay hands over, and ends when the relay's lifeline does
+// (PassListener).
 func (s *Server) Serve(ctx context.Context, proxyLn, apiLn net.Listener) error {
+	// The end of the relay's lifeline ends the proxy as ctx's does.
+	ctx, lifelineEnded := context.WithCancel(ctx)
+	defer lifelineEnded()
 	var servers []*http.Server
 	errc := make(chan error, 2)
 	start := func(ln net.Listener, h http.Handler) {
 		if ul, ok := ln.(*net.UnixListener); ok {
 			// The relay hands the agent's connections over on it.
-			ln = PassListener(ul)
+			ln = PassListener(ul, lifelineEnded)
 		}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 		servers = append(servers, srv)

@@ -708,7 +708,7 @@ func TestRelayWaitsForTheProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl := PassListener(ln.(*net.UnixListener))
+	pl := PassListener(ln.(*net.UnixListener), nil)
 	go func() {
 		pc, err := pl.Accept()
 		if err != nil {
