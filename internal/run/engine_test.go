@@ -396,6 +396,16 @@ func TestStartRollback(t *testing.T) {
 		{"agent create fails", failOn("Create", "airlock-task-"), "injected"},
 		{"agent start fails", failOn("Start", "airlock-task-"), "injected"},
 		{"agent mount refused", func(w *world, req *Request) { req.Caches = []string{"nope"} }, "nope"},
+		// The copy is made while the sandbox is created: it fails there,
+		// after every check passed (the base commit resolves, its tree is
+		// gone), and the agent never starts.
+		{"copy fails", func(w *world, req *Request) {
+			tree := strings.TrimSpace(w.git("rev-parse", "HEAD^{tree}"))
+			if err := os.Remove(filepath.Join(w.repo, ".git", "objects", tree[:2], tree[2:])); err != nil {
+				w.t.Fatal(err)
+			}
+			w.setAgent(func(p *memengine.Proc) int { w.t.Error("the agent started without its copy"); return 0 })
+		}, "create workspace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

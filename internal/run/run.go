@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/agent"
@@ -280,30 +281,49 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	dir := m.Store.RunDir(r.ID)
 	uid, gid := User(m.UID, m.GID)
 
-	if !req.Here { // --here: the agent works in the project itself, no copy
+	// The run's copy of the repository is made while the sandbox is
+	// created, and the agent starts once it is there (AgentReady). --here:
+	// the agent works in the project itself, no copy.
+	copied := func(context.Context) error { return nil }
+	if !req.Here {
 		base, snapshot, err := m.base(ctx, req)
 		if err != nil {
 			return nil, err
 		}
+		dest := filepath.Join(dir, "workspace")
+		// The agent's container mounts it from its creation on.
+		if err := os.MkdirAll(dest, 0o755); err != nil {
+			return nil, fmt.Errorf("create workspace %s: %w", dest, err)
+		}
 		m.progress("Copying %s (%s) to the run's own repository…", req.Project, r.BaseBranch)
-		created, err := workspace.Create(ctx, workspace.CreateOptions{
-			Repo:        req.Project,
-			Base:        base,
-			Uncommitted: snapshot,
-			ID:          r.ID,
-			Dest:        filepath.Join(dir, "workspace"),
-			UID:         uid,
-			GID:         gid,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if _, err := m.Store.Update(r.ID, func(r *store.Run) error {
-			r.BaseCommit = created.BaseCommit
-			return nil
-		}); err != nil {
-			return nil, err
-		}
+		copyCtx, cancelCopy := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			created, err := workspace.Create(copyCtx, workspace.CreateOptions{
+				Repo:        req.Project,
+				Base:        base,
+				Uncommitted: snapshot,
+				ID:          r.ID,
+				Dest:        dest,
+				UID:         uid,
+				GID:         gid,
+			})
+			if err == nil {
+				_, err = m.Store.Update(r.ID, func(r *store.Run) error {
+					r.BaseCommit = created.BaseCommit
+					return nil
+				})
+			}
+			done <- err
+		}()
+		wait := sync.OnceValue(func() error { return <-done })
+		// Whatever ends create, the copy is over when it returns: a
+		// failed run is removed, copy and all.
+		defer func() {
+			cancelCopy()
+			wait()
+		}()
+		copied = func(context.Context) error { return wait() }
 	}
 
 	if err := prepareRunDir(dir, req.Prompt, uid, gid); err != nil {
@@ -386,8 +406,12 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 		runtime = " (runtime " + r.Runtime + ")"
 	}
 	m.progress("Starting the egress proxy (%s) and the agent in container %s%s…", egressSummary(req.Egress), r.Container, runtime)
+	sb.AgentReady = copied
 	_, err = m.Engine.CreateSandbox(ctx, sb)
 	m.removeSecrets(r)
+	if cerr := copied(ctx); err != nil && cerr != nil {
+		return nil, cerr // the copy's own error says more
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create the sandbox of run %s: %w", r.ID, err)
 	}

@@ -74,6 +74,9 @@ func (d *Docker) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, 
 	go func() {
 		id, err := d.Create(ctx, agent)
 		if err == nil {
+			err = spec.agentReady(ctx)
+		}
+		if err == nil {
 			err = d.Start(ctx, id)
 		}
 		agentc <- created{id, err}

@@ -45,6 +45,9 @@ func (i *Incus) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, e
 		i.RemoveProxy(ctx, spec.Proxy.Name)
 	}
 	id, err := i.create(ctx, agent, incusExtra{binary: spec.Binary})
+	if err == nil {
+		err = spec.agentReady(ctx)
+	}
 	if err != nil {
 		undo()
 		return Sandbox{}, err

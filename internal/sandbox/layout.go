@@ -44,6 +44,19 @@ type SandboxSpec struct {
 	// RelayFlags are extra flags for the relay in front of the agent's
 	// command, when the backend uses one.
 	RelayFlags []string
+	// AgentReady, when set, is called after the agent's container is
+	// created and before it starts, while the proxy comes up: the caller
+	// finishes what the agent needs (its copy of the repository) meanwhile.
+	// Its error undoes the sandbox and is returned.
+	AgentReady func(context.Context) error
+}
+
+// agentReady calls spec.AgentReady, if any.
+func (spec SandboxSpec) agentReady(ctx context.Context) error {
+	if spec.AgentReady == nil {
+		return nil
+	}
+	return spec.AgentReady(ctx)
 }
 
 // ProxySpec is a sandbox's egress proxy.

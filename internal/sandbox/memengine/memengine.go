@@ -405,6 +405,9 @@ func (e *Engine) CreateSandbox(ctx context.Context, spec sandbox.SandboxSpec) (s
 	// As on the real engines, the relay runs the agent's command.
 	agent.Cmd = sandbox.RelayCommand(agent.Cmd, spec.RelayFlags)
 	id, err := e.Create(ctx, agent)
+	if err == nil && spec.AgentReady != nil {
+		err = spec.AgentReady(ctx)
+	}
 	if err == nil {
 		err = e.Start(ctx, id)
 	}
