@@ -85,7 +85,8 @@ func (s *Server) tunnel(w http.ResponseWriter, host string, dial func() (net.Con
 
 	var hello []byte
 	sni := ""
-	if s.needsSNI(host) {
+	inj := s.injectionsFor(host, rec.Port)
+	if s.needsSNI(host) || len(inj) > 0 {
 		_ = client.SetReadDeadline(time.Now().Add(helloTimeout))
 		var isTLS bool
 		var err error
@@ -99,6 +100,10 @@ func (s *Server) tunnel(w http.ResponseWriter, host string, dial func() (net.Con
 			finish(false, reason)
 			return
 		}
+	}
+	if len(inj) > 0 {
+		s.finishIntercept(client, brw.Reader, hello, host, sni, inj, &rec, finish)
+		return
 	}
 	up, err := dial()
 	if err != nil {

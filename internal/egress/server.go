@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,12 @@ type Config struct {
 	// MeterFile is where the meter is written after every model response;
 	// "" keeps it in memory only.
 	MeterFile string
+	// Injected credentials (intercept.go): CONNECT tunnels to their hosts
+	// are intercepted with a certificate from CA, and requests forwarded
+	// over TLS verified against UpstreamRoots (nil: the system's).
+	Inject        []Injection
+	CA            *CA
+	UpstreamRoots *x509.CertPool
 }
 
 // APIConfig is the credential-injecting model-API endpoint.
@@ -76,6 +83,11 @@ type Server struct {
 	routes   []APIRoute
 	meter    *meter
 	idle     idlePool // kept upstream connections of forwardDirect
+
+	// Injection (intercept.go).
+	inject         []injection
+	leaves         *leafIssuer
+	interceptProxy *httputil.ReverseProxy
 
 	// expired ends at the deadline: every request in flight is cut.
 	expired    context.Context
@@ -120,6 +132,9 @@ func NewServer(cfg Config) (*Server, error) {
 		Rewrite:      rewriteForward,
 		Transport:    s.forwardTransport(),
 		ErrorHandler: s.forwardError,
+	}
+	if err := s.setupInjection(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.API != nil {
 		if err := checkAPIConfig(cfg.API); err != nil {
@@ -218,6 +233,9 @@ func (s *Server) precheck(r *http.Request, rawHost string, port int, rec *Record
 					hint: "The request looks like it carries a credential; it was not sent."}
 			}
 		}
+	}
+	if d := s.foreignPlaceholder(canon, port, r); d != nil {
+		return "", d
 	}
 	return canon, nil
 }
