@@ -94,6 +94,8 @@ func proxyServe(ctx context.Context, path string) error {
 			MaxCostUSD: cfg.MaxCostUSD, MaxTurns: cfg.MaxTurns, Deadline: cfg.Deadline, Timeout: cfg.Timeout,
 		},
 		MeterFile: cfg.MeterPath(),
+		Inject:    secrets.Inject,
+		CA:        secrets.CA,
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)

@@ -190,6 +190,13 @@ type Egress struct {
 	// Confirm shows the resolved policy and asks y/N before a run when
 	// standard input is a terminal (egress.confirm). Default true.
 	Confirm bool
+	// Inject are credentials the proxy adds to requests for a host
+	// ([[egress.inject]]); entries add up across layers.
+	Inject []Inject
+	// CACertificates are PEM files the proxy trusts, on top of
+	// image.ca_certificates, when it connects to a host over TLS itself
+	// (intercepted hosts, the model API) (egress.ca_certificates).
+	CACertificates []string
 }
 
 // Run controls how `airlock run` behaves ([run]).
@@ -242,7 +249,7 @@ func Defaults() Config {
 	return Config{
 		Agent:   Agent{Name: DefaultAgent, Claude: Claude{Version: DefaultClaudeVersion}},
 		Image:   Image{Base: DefaultBase, CACertificates: []string{HostCABundle}},
-		Egress:  Egress{Mode: "allowlist", Confirm: true, Allow: []string{}, Deny: []string{}, AllowCIDRs: []string{}, ExtraHosts: []string{}},
+		Egress:  Egress{Mode: "allowlist", Confirm: true, Allow: []string{}, Deny: []string{}, AllowCIDRs: []string{}, ExtraHosts: []string{}, CACertificates: []string{}},
 		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, DiskBytes: DefaultDiskBytes, Env: []string{}, Caches: []string{}},
 	}
 }

@@ -49,6 +49,7 @@ func DefaultPaths(repoRoot string, getenv func(string) string) Loader {
 // Load reads the files in order over the defaults.
 func (l Loader) Load() (*Resolved, error) {
 	r := newResolved()
+	r.projectPath = l.ProjectPath
 	for _, path := range []string{l.SystemPath, l.UserPath, l.ProjectPath} {
 		if path == "" {
 			continue
@@ -114,7 +115,8 @@ func (r *Resolved) applyFile(path string, data []byte) error {
 	}
 	lines := keyLines(data)
 	var assigns []assignment
-	var problems []problem
+	injects, problems := takeInjects(doc, data, path, filepath.Dir(path), path == r.projectPath, lines[injectKey])
+	r.Config.Egress.Inject = append(r.Config.Egress.Inject, injects...)
 	walk(doc, "", lines, &assigns, &problems)
 	sort.Slice(assigns, func(i, j int) bool { return assigns[i].line < assigns[j].line })
 

@@ -21,6 +21,9 @@ type Resolved struct {
 	// entryFrom: key + "\x00" + entry -> provenance, for the other
 	// accumulating lists.
 	entryFrom map[string]string
+	// projectPath is the repository's own config file, which may not name
+	// file: or cmd: sources for injected credentials.
+	projectPath string
 }
 
 // Source is one resolved setting, for `airlock config show`.
@@ -177,6 +180,8 @@ func (r *Resolved) entries(key string) []string {
 		return r.Config.Egress.AllowCIDRs
 	case "egress.extra_hosts":
 		return r.Config.Egress.ExtraHosts
+	case "egress.ca_certificates":
+		return r.Config.Egress.CACertificates
 	}
 	return nil
 }

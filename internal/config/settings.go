@@ -116,6 +116,15 @@ var settings = []setting{
 		return nil
 	}, func(c *Config) string { return strconv.FormatBool(c.Egress.AllowWideCIDRs) }},
 
+	{"egress.ca_certificates", kindList, func(c *Config, v any, dir string) error {
+		out, err := caPaths(v.([]string), dir)
+		if err != nil {
+			return err
+		}
+		c.Egress.CACertificates = appendNew(c.Egress.CACertificates, out)
+		return nil
+	}, nil},
+
 	{"egress.confirm", kindBool, func(c *Config, v any, _ string) error {
 		c.Egress.Confirm = v.(bool)
 		return nil
@@ -207,23 +216,9 @@ var settings = []setting{
 	}, func(c *Config) string { return quote(c.Image.Base) }},
 
 	{"image.ca_certificates", kindList, func(c *Config, v any, dir string) error {
-		in := v.([]string)
-		out := make([]string, 0, len(in))
-		for _, p := range in {
-			switch {
-			case p == "host":
-				p = HostCABundle
-			case p == "":
-				return fmt.Errorf("contains an empty path")
-			case strings.HasPrefix(p, "~"):
-				return fmt.Errorf("%q: ~ is not expanded; use an absolute path or one relative to this file", p)
-			default:
-				var err error
-				if p, err = resolvePath(dir, p); err != nil {
-					return err
-				}
-			}
-			out = append(out, p)
+		out, err := caPaths(v.([]string), dir)
+		if err != nil {
+			return err
 		}
 		c.Image.CACertificates = out
 		return nil
@@ -365,13 +360,36 @@ var settings = []setting{
 	}, func(c *Config) string { return quote(c.Sandbox.Runtime) }},
 }
 
+// caPaths resolves a list of CA certificate files: "host" is the host's
+// bundle, relative paths are against dir.
+func caPaths(in []string, dir string) ([]string, error) {
+	out := make([]string, 0, len(in))
+	for _, p := range in {
+		switch {
+		case p == "host":
+			p = HostCABundle
+		case p == "":
+			return nil, fmt.Errorf("contains an empty path")
+		case strings.HasPrefix(p, "~"):
+			return nil, fmt.Errorf("%q: ~ is not expanded; use an absolute path or one relative to this file", p)
+		default:
+			var err error
+			if p, err = resolvePath(dir, p); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 // runtimeRE is what an OCI runtime's name may look like (Docker's runtime
 // names; the engine decides which exist).
 var runtimeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // tables are the TOML tables the schema has, for telling a misplaced table
 // from an unknown key.
-var tables = []string{"agent", "agent.claude", "egress", "engine", "engine.incus", "image", "notify", "run", "sandbox"}
+var tables = []string{"agent", "agent.claude", "egress", "egress.inject", "engine", "engine.incus", "image", "notify", "run", "sandbox"}
 
 // incusNameRE is what a network or storage pool name may be.
 var incusNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,62}$`)
@@ -380,7 +398,7 @@ var incusNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,62}$`)
 // list; Sources shows them one row per entry.
 var accumulating = map[string]bool{
 	"sandbox.env": true, "egress.allow": true, "egress.deny": true,
-	"egress.allow_cidrs": true, "egress.extra_hosts": true,
+	"egress.allow_cidrs": true, "egress.extra_hosts": true, "egress.ca_certificates": true,
 }
 
 // appendNew appends the entries not already in list.

@@ -46,6 +46,16 @@ const ProjectTemplate = `# airlock project configuration.
 # extra_hosts = []
 # Show the resolved policy and ask y/N before each run on a terminal.
 # confirm = true
+# PEM files the proxy also trusts when it speaks TLS itself (hosts with an
+# injected credential, the model API), on top of [image] ca_certificates.
+# ca_certificates = []
+# Credentials the proxy adds to requests for a host, so the sandbox never
+# holds them (docs/egress.md). One table per credential, for example:
+#   [[egress.inject]]
+#   host = "npm.example.com"
+#   header = "Authorization: Bearer {}"   # or basic = "user:{}", query = "token"
+#   from = "env:NPM_TOKEN"                # or file:PATH, cmd:COMMAND (user config only)
+#   placeholder_env = "NPM_TOKEN"         # the sandbox gets a placeholder in it
 
 [engine]
 # The container engine: "docker", "podman" or "incus"; empty detects one

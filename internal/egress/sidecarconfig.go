@@ -55,6 +55,10 @@ const MeterFileName = "meter.json"
 type SidecarSecrets struct {
 	APIHeaders map[string]string `json:"api_headers"`
 	Held       []string          `json:"held"`
+	// Inject are the credentials added to intercepted hosts' requests,
+	// and CA the run's interception CA (its key with it).
+	Inject []Injection `json:"inject,omitempty"`
+	CA     *CA         `json:"ca,omitempty"`
 }
 
 // ReadJSON decodes a JSON file into v, naming the file in errors.
