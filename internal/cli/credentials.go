@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -17,12 +18,16 @@ import (
 func newCredentialsCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "credentials",
-		Short: "Store the agent's model-API credentials",
+		Short: "Store the agent's model-API credentials; list injected ones",
 		Long: `Store the agent's credentials in $XDG_CONFIG_HOME/airlock/credentials (mode 0600).
 
 The environment wins over the file. Supported names: ` + strings.Join(agent.Claude{}.CredentialNames(), ", ") + `.
 Values are read from standard input (without echo on a terminal), never from
-the command line, where other users could see them.`,
+the command line, where other users could see them.
+
+` + "`ls`" + ` also lists the credentials the egress proxy injects for hosts
+([[egress.inject]] in the config), resolving each source on this machine and
+showing its value masked.`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "set [NAME]",
@@ -42,7 +47,7 @@ the command line, where other users could see them.`,
 		Short:   "Show which credentials are set and where from (masked)",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return credentialsList(f)
+			return credentialsList(cmd.Context(), f)
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
@@ -93,7 +98,7 @@ func credentialsSet(f *Factory, name string) error {
 	return nil
 }
 
-func credentialsList(f *Factory) error {
+func credentialsList(ctx context.Context, f *Factory) error {
 	path, err := credentials.DefaultPath(f.Getenv)
 	if err != nil {
 		return err
@@ -105,10 +110,9 @@ func credentialsList(f *Factory) error {
 	found := credentials.Resolve(agent.Claude{}.CredentialNames(), f.LookupEnv, file, path)
 	if len(found) == 0 {
 		fmt.Fprintln(f.IO.ErrOut, "No credentials set. Set one with `airlock credentials set` or export ANTHROPIC_API_KEY.")
-		return nil
 	}
 	for _, s := range found {
 		fmt.Fprintf(f.IO.Out, "%s\t%s\t%s\n", s.Name, credentials.Mask(s.Value), s.From)
 	}
-	return nil
+	return listInjections(ctx, f)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-dev/airlock/internal/egress"
+	"github.com/airlock-dev/airlock/internal/sandbox"
 )
 
 // newRelayCmd is the sandbox side of the egress topology: it runs inside the
@@ -25,15 +26,22 @@ func newRelayCmd(f *Factory) *cobra.Command {
 	var listens []string
 	var bud relayBudget
 	var bundle relayBundle
+	var caBundle bool
 	cmd := &cobra.Command{
 		Use:    "relay --listen ADDR=SOCKET... -- COMMAND...",
 		Short:  "Relay loopback ports to the egress proxy, then run a command (inside the sandbox)",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if caBundle {
+				if err := writeCABundle(); err != nil {
+					return err
+				}
+			}
 			return relayRun(cmd.Context(), f, listens, &bud, &bundle, args)
 		},
 	}
+	cmd.Flags().BoolVar(&caBundle, "ca-bundle", false, "first write the image's CAs plus the run's interception CA to "+sandbox.CABundlePath)
 	cmd.Flags().StringArrayVar(&listens, "listen", nil, "ADDR=SOCKET to relay (repeatable)")
 	bud.addFlags(cmd.Flags())
 	bundle.addFlags(cmd.Flags())

@@ -164,6 +164,8 @@ func (f *Factory) manager() (*run.Manager, error) {
 		GID:      f.GID,
 		Now:      f.Now,
 		Progress: f.IO.ErrOut,
+
+		ResolveSecret: f.resolveSecret,
 	}, nil
 }
 

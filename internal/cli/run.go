@@ -301,7 +301,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	if err != nil {
 		return run.Request{}, nil, "", err
 	}
-	eg, policyText, err := f.runEgress(res)
+	eg, policyText, err := f.runEgress(ctx, res, env)
 	if err != nil {
 		return run.Request{}, nil, "", err
 	}
@@ -495,13 +495,17 @@ func isCredentialName(name string) bool {
 // injects (environment first, then the credentials file), the model API
 // upstream (a gateway, if configured) and the CAs the proxy trusts. It
 // returns the policy as shown to people too.
-func (f *Factory) runEgress(res *config.Resolved) (run.Egress, string, error) {
+func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []string) (run.Egress, string, error) {
 	cfg := res.Config
 	policy, sources, err := resolvePolicy(res)
 	if err != nil {
 		return run.Egress{}, "", err
 	}
 	auth, err := f.agentAuth()
+	if err != nil {
+		return run.Egress{}, "", err
+	}
+	inject, err := f.runInjections(ctx, cfg.Egress.Inject, env)
 	if err != nil {
 		return run.Egress{}, "", err
 	}
@@ -517,6 +521,13 @@ func (f *Factory) runEgress(res *config.Resolved) (run.Egress, string, error) {
 		}
 		if err != nil {
 			return run.Egress{}, "", fmt.Errorf("image.ca_certificates (%s): %w", res.From("image.ca_certificates"), err)
+		}
+		ca = append(append(ca, pem...), '\n')
+	}
+	for _, path := range cfg.Egress.CACertificates {
+		pem, err := os.ReadFile(path)
+		if err != nil {
+			return run.Egress{}, "", fmt.Errorf("egress.ca_certificates (%s): %w", res.EntryFrom("egress.ca_certificates", path), err)
 		}
 		ca = append(append(ca, pem...), '\n')
 	}
@@ -537,6 +548,7 @@ func (f *Factory) runEgress(res *config.Resolved) (run.Egress, string, error) {
 		APIUpstream: upstream,
 		Auth:        auth,
 		CACerts:     ca,
+		Inject:      inject,
 	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs), nil
 }
 

@@ -41,6 +41,9 @@ type Egress struct {
 	Auth        agent.APIAuth
 	// CACerts are PEM certificates the proxy trusts for upstream TLS.
 	CACerts []byte
+	// Inject are the credentials the proxy adds for hosts it intercepts
+	// (inject.go); their secrets are never recorded.
+	Inject []Injection
 }
 
 // ProxyContainerName is a run's sidecar proxy.
@@ -116,6 +119,12 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 	if eg.Auth.Secret != "" {
 		secrets.Held = []string{eg.Auth.Secret}
 	}
+	inj, err := m.planInjection(r, eg.Inject, uid, gid)
+	if err != nil {
+		return sandbox.SandboxSpec{}, err
+	}
+	secrets.Held = append(secrets.Held, inj.held...)
+	secrets.Inject, secrets.CA = inj.proxy, inj.ca
 	files := []struct {
 		name string
 		v    any
@@ -140,7 +149,9 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 			return sandbox.SandboxSpec{}, fmt.Errorf("prepare egress for run %s: %w", r.ID, err)
 		}
 	}
-	agentSpec.Env = append(agentSpec.Env, agentEnv(eg)...)
+	agentSpec.Env = append(append(agentSpec.Env, agentEnv(eg)...), inj.env...)
+	agentSpec.Mounts = append(agentSpec.Mounts, inj.mounts...)
+	relayFlags = append(relayFlags, inj.relayFlags...)
 	return sandbox.SandboxSpec{
 		Agent: agentSpec,
 		Proxy: sandbox.ProxySpec{

@@ -106,6 +106,9 @@ func (m *Manager) Restart(ctx context.Context, r *store.Run, auth agent.APIAuth,
 		return nil, fmt.Errorf("cannot start run %s: its egress policy was not recorded: %w", r.ID, err)
 	}
 	eg.Auth = auth
+	if err := resolveInjections(ctx, m.ResolveSecret, eg.Inject); err != nil {
+		return nil, fmt.Errorf("cannot start run %s: %w", r.ID, err)
+	}
 	if prompt != "" {
 		// In place: the container bind-mounts this very file.
 		if err := os.WriteFile(filepath.Join(dir, "prompt.md"), []byte(prompt), 0o644); err != nil {

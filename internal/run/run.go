@@ -117,6 +117,9 @@ type Manager struct {
 	// Self finds the static airlock binary the sandbox runs (the proxy, the
 	// relay, the hooks); nil means this very executable.
 	Self func() (string, error)
+	// ResolveSecret resolves an injected credential's source again when a
+	// persistent run restarts (the values are never stored).
+	ResolveSecret ResolveFunc
 }
 
 func (m *Manager) self() (string, error) {

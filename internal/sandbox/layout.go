@@ -28,6 +28,12 @@ const (
 	APISocket      = "/airlock/sock/api.sock"
 	AgentProxyAddr = "127.0.0.1:3128"
 	AgentAPIAddr   = "127.0.0.1:3129"
+	// RunCAPath is where a run with injected credentials mounts its
+	// interception CA's certificate (read-only), and CABundlePath where the
+	// relay writes the image's trusted CAs plus that one, for the tools
+	// whose CA setting replaces the system's rather than adding to it.
+	RunCAPath    = "/airlock/run-ca.pem"
+	CABundlePath = "/tmp/airlock-ca-bundle.pem"
 )
 
 // SandboxSpec is a run's sandbox.
