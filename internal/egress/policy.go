@@ -3,8 +3,9 @@
 // the audit log of every decision, the proxy server itself and the relay that
 // carries the sandbox's loopback ports to the proxy's Unix socket.
 //
-// The proxy does not intercept TLS. Inside an allowed CONNECT tunnel it sees
-// nothing, so uploads to an allowed host (a gist, an issue, a package publish)
+// The proxy intercepts TLS only to hosts with an injected credential
+// (intercept.go). Inside any other allowed CONNECT tunnel it sees nothing,
+// so uploads to an allowed host (a gist, an issue, a package publish)
 // and domain fronting behind an allowed name remain possible; narrow
 // allowlists and credential injection limit the damage.
 package egress
