@@ -40,7 +40,10 @@ cat /proc/self/mountinfo > mounts.txt
 // interception CA's key is nowhere in the sandbox (issue 13, part 2).
 func TestHostileInject(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	onEngines(t, allEngines, hostileInject)
+}
+
+func hostileInject(t *testing.T, e *env) {
 	gw := e.gateway()
 	token := "npm_" + randHex(36)
 	reg := startNPMRegistry(t, gw, token, "registry.test", "other.test")
