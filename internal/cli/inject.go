@@ -48,6 +48,9 @@ func (f *Factory) runInjections(ctx context.Context, entries []config.Inject, en
 			owner[pe] = in.Source
 		}
 		v, err := f.resolveSecret(ctx, in.From)
+		if err != nil && strings.HasPrefix(in.From, "cmd:gh auth token") {
+			err = fmt.Errorf("%w\n(git_auth takes your token from GH_TOKEN, GITHUB_TOKEN or `gh auth token`)", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: egress.inject for %s: %w", in.Source, in.Host, err)
 		}
@@ -63,6 +66,9 @@ func listInjections(ctx context.Context, f *Factory) error {
 	project, _ := f.project(ctx)
 	res, err := f.loadConfig(project)
 	if err != nil {
+		return err
+	}
+	if err := f.applyGitAuth(res); err != nil {
 		return err
 	}
 	for _, in := range res.Config.Egress.Inject {

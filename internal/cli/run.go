@@ -39,6 +39,8 @@ type runOptions struct {
 	Allow     []string
 	Network   string
 	Yes       bool
+	// GitAuth is the git host whose token the proxy injects (--git-auth).
+	GitAuth string
 	// Runtime is the OCI runtime for the agent's container (--runtime).
 	Runtime string
 
@@ -149,6 +151,7 @@ y/N unless -y is given or [egress] confirm is false.`,
 	fl.StringVar(&opts.Network, "network", "", "egress mode: allowlist (default), restricted, or open (anything, still logged)")
 	fl.StringVar(&opts.Runtime, "runtime", "", "OCI runtime for the agent's container, such as runsc (gVisor)")
 	fl.BoolVarP(&opts.Yes, "yes", "y", false, "do not ask to confirm the egress policy")
+	addGitAuthFlag(fl, &opts.GitAuth)
 	fl.IntVarP(&opts.Jobs, "jobs", "j", 0, "with several tasks: run at most this many agents at once (default: all)")
 	fl.Float64Var(&opts.MaxCost, "max-cost", 0, "stop the agent once the run's estimated cost reaches this many USD")
 	fl.StringVar(&opts.Timeout, "timeout", "", "stop the agent after this long, such as 45m")
@@ -255,6 +258,14 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		if err := res.Set("egress.allow", a, "flag --allow"); err != nil {
 			return run.Request{}, nil, "", flagErrorf("%v", err)
 		}
+	}
+	if opts.set["git-auth"] {
+		if err := res.Set("egress.git_auth", opts.GitAuth, "flag --git-auth"); err != nil {
+			return run.Request{}, nil, "", flagErrorf("%v", err)
+		}
+	}
+	if err := f.applyGitAuth(res); err != nil {
+		return run.Request{}, nil, "", err
 	}
 	if err := applyBudgetFlags(res, opts); err != nil {
 		return run.Request{}, nil, "", err

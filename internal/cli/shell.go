@@ -25,6 +25,7 @@ type shellOptions struct {
 	Runtime    string
 	Env        []string
 	Allow      []string
+	GitAuth    string
 
 	set map[string]bool
 }
@@ -91,6 +92,7 @@ limits (max cost, timeout) do not apply to interactive sessions.`,
 	fl.StringVar(&opts.Runtime, "runtime", "", "OCI runtime for the agent's container, such as runsc (gVisor)")
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "pass NAME from your environment, or set NAME=value (repeatable)")
 	fl.StringArrayVar(&opts.Allow, "allow", nil, "also let the agent reach this host pattern (repeatable)")
+	addGitAuthFlag(fl, &opts.GitAuth)
 	return cmd
 }
 
@@ -115,6 +117,7 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 		Runtime: opts.Runtime,
 		Env:     opts.Env,
 		Allow:   opts.Allow,
+		GitAuth: opts.GitAuth,
 		set:     opts.set,
 		here:    opts.Here,
 	}

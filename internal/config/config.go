@@ -190,6 +190,11 @@ type Egress struct {
 	// Confirm shows the resolved policy and asks y/N before a run when
 	// standard input is a terminal (egress.confirm). Default true.
 	Confirm bool
+	// GitAuth is a git host (such as "github.com") the agent may fetch
+	// from and push to over HTTPS, with your token (GH_TOKEN, GITHUB_TOKEN
+	// or `gh auth token`) injected by the proxy (egress.git_auth). Default
+	// "": none.
+	GitAuth string
 	// Inject are credentials the proxy adds to requests for a host
 	// ([[egress.inject]]); entries add up across layers.
 	Inject []Inject

@@ -151,6 +151,21 @@ var settings = []setting{
 		return nil
 	}, nil},
 
+	{"egress.git_auth", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != "" {
+			r, err := egress.ParseRule(s, "")
+			if err != nil {
+				return err
+			}
+			if _, isIP := ipLiteral(r.Pattern); isIP || strings.HasPrefix(r.Pattern, "*.") {
+				return fmt.Errorf("%q: give the git host's name, such as \"github.com\" (no wildcard, no IP address)", s)
+			}
+		}
+		c.Egress.GitAuth = s
+		return nil
+	}, func(c *Config) string { return quote(c.Egress.GitAuth) }},
+
 	{"egress.mode", kindString, func(c *Config, v any, _ string) error {
 		m, err := egress.ParseMode(v.(string))
 		if err != nil {

@@ -46,6 +46,9 @@ const ProjectTemplate = `# airlock project configuration.
 # extra_hosts = []
 # Show the resolved policy and ask y/N before each run on a terminal.
 # confirm = true
+# A git host the agent may fetch from and push to over HTTPS with your token
+# (GH_TOKEN, GITHUB_TOKEN or ` + "`gh auth token`" + `), injected by the proxy.
+# git_auth = ""
 # PEM files the proxy also trusts when it speaks TLS itself (hosts with an
 # injected credential, the model API), on top of [image] ca_certificates.
 # ca_certificates = []
