@@ -120,10 +120,13 @@ func (s *Server) foreignPlaceholder(host string, port int, r *http.Request) *den
 	return nil
 }
 
-// apply puts the credential on r, replacing what the agent sent there.
-func (in injection) apply(r *http.Request) {
+// strip removes what the agent sent where the credential goes (the
+// placeholder, usually): it is replaced anyway, so it is neither scanned
+// (a placeholder in basic authentication looks like a random token) nor
+// sent.
+func (in injection) strip(r *http.Request) {
 	if in.Header != "" {
-		r.Header.Set(in.Header, in.Value)
+		r.Header.Del(in.Header)
 		return
 	}
 	var keep []string
@@ -134,9 +137,22 @@ func (in injection) apply(r *http.Request) {
 		}
 		keep = append(keep, kv)
 	}
-	keep = append(keep, url.QueryEscape(in.Query)+"="+url.QueryEscape(in.Value))
 	r.URL.RawQuery = strings.Join(keep, "&")
-	r.RequestURI = ""
+	r.RequestURI = r.URL.RequestURI()
+}
+
+// apply puts the credential on r, once strip has taken the agent's out.
+func (in injection) apply(r *http.Request) {
+	if in.Header != "" {
+		r.Header.Set(in.Header, in.Value)
+		return
+	}
+	q := url.QueryEscape(in.Query) + "=" + url.QueryEscape(in.Value)
+	if r.URL.RawQuery != "" {
+		q = r.URL.RawQuery + "&" + q
+	}
+	r.URL.RawQuery = q
+	r.RequestURI = r.URL.RequestURI()
 }
 
 // intercept terminates the sandbox's TLS inside a CONNECT tunnel to host
@@ -205,6 +221,9 @@ func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request, host s
 		s.deny(w, rec, &denial{reason: "Host header " + headerSafe(r.Host) + " does not match the tunnel's host " + host,
 			hint: "Requests inside a tunnel must be for the host it was opened to."}, start)
 		return
+	}
+	for _, in := range inj {
+		in.strip(r)
 	}
 	if _, d := s.precheck(r, host, port, &rec); d != nil {
 		s.deny(w, rec, d, start)
