@@ -26,8 +26,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
 // seenRequest is what a test server received.
@@ -60,6 +63,7 @@ type npmRegistry struct {
 	port  int
 	caPEM []byte
 	log   requestLog
+	token atomic.Pointer[string] // the one it accepts
 }
 
 const fixturePackage = "airlock-fixture"
@@ -72,12 +76,13 @@ func startNPMRegistry(t *testing.T, addr, token string, names ...string) *npmReg
 		t.Fatal(err)
 	}
 	reg := &npmRegistry{port: ln.Addr().(*net.TCPAddr).Port, caPEM: caPEM}
+	reg.token.Store(&token)
 	tgz := fixtureTarball(t)
 	sum := sha512.Sum512(tgz)
 	sha := sha1.Sum(tgz)
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reg.log.add(r)
-		if r.Header.Get("Authorization") != "Bearer "+token {
+		if r.Header.Get("Authorization") != "Bearer "+*reg.token.Load() {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			fmt.Fprintln(w, `{"error":"the registry wants its token"}`)
@@ -308,4 +313,67 @@ func TestInjectNPMRegistry(t *testing.T) {
 			t.Errorf("credentials ls:\n%s\nwant a line with %q", out, want)
 		}
 	})
+}
+
+// A persistent run started again resolves its injected credential again
+// (it is never stored): a token rotated on the host meanwhile is the one
+// the registry gets, through a new CA the restarted sandbox trusts.
+func TestInjectPersistentRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	gw := e.gateway()
+	first, second := "tok1-"+randHex(32), "tok2-"+randHex(32)
+	reg := startNPMRegistry(t, gw, first, "registry.test")
+	plainPort, _ := startPlainServer(t, gw)
+	e.write(".airlock/config.toml", injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN"))
+	e.write("registry-ca.pem", string(reg.caPEM))
+	e.write(".npmrc", fmt.Sprintf("registry=https://registry.test:%[1]d/\n//registry.test:%[1]d/:_authToken=${NPM_TOKEN}\n", reg.port))
+	e.git("add", ".")
+	e.git("commit", "-qm", "npm from a private registry")
+	view := "NPM_CONFIG_UPDATE_NOTIFIER=false npm view airlock-fixture version > %s 2>&1; cp /airlock/run-ca.pem %s"
+
+	srv, url := e.server(runScript("leg1", fmt.Sprintf(view, "view1.txt", "ca1.pem")))
+	e.extra = append(e.extra, "AIRLOCK_E2E_REGISTRY_TOKEN="+first)
+	e.ok("run", "-y", "--persistent", "-m", "View it.", "--name", "leg")
+	r := e.runs()[0]
+	srv.Close()
+	next := testkit.NewServer(testkit.Resumed(1, runScript("leg2", fmt.Sprintf(view, "view2.txt", "ca2.pem"))))
+	if _, err := next.Start(strings.TrimPrefix(url, "http://")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { next.Close() })
+
+	reg.token.Store(&second)
+	for i, kv := range e.extra {
+		if strings.HasPrefix(kv, "AIRLOCK_E2E_REGISTRY_TOKEN=") {
+			e.extra[i] = "AIRLOCK_E2E_REGISTRY_TOKEN=" + second
+		}
+	}
+	e.ok("start", "leg", "-m", "View it again.")
+	e.ok("wait", "leg")
+	ws := filepath.Join(e.state, "airlock", "runs", r.ID, "workspace")
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(ws, name))
+		return strings.TrimSpace(string(b))
+	}
+	if read("view1.txt") != "1.0.0" || read("view2.txt") != "1.0.0" {
+		t.Errorf("npm view, first leg: %q; second leg: %q", read("view1.txt"), read("view2.txt"))
+	}
+	if read("ca1.pem") == "" || read("ca1.pem") == read("ca2.pem") {
+		t.Error("the restarted run did not get a new CA")
+	}
+	var firstSeen, secondSeen int
+	for _, q := range reg.log.all() {
+		switch q.Auth {
+		case "Bearer " + first:
+			firstSeen++
+		case "Bearer " + second:
+			secondSeen++
+		default:
+			t.Errorf("the registry got Authorization %q", q.Auth)
+		}
+	}
+	if firstSeen == 0 || secondSeen == 0 {
+		t.Errorf("requests with the first token: %d, with the rotated one: %d", firstSeen, secondSeen)
+	}
 }
