@@ -83,3 +83,13 @@ func listInjections(ctx context.Context, f *Factory) error {
 	}
 	return nil
 }
+
+// describeInjections adds the injected credentials to the policy shown
+// before a run: which host gets what, from where (never the value).
+func describeInjections(list []run.Injection) string {
+	var b strings.Builder
+	for _, in := range list {
+		fmt.Fprintf(&b, "  inject %-32s %s from %s (%s)\n", in.Host, in.Where(), in.From, in.Source)
+	}
+	return b.String()
+}

@@ -560,7 +560,7 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 		Auth:        auth,
 		CACerts:     ca,
 		Inject:      inject,
-	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs), nil
+	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs) + describeInjections(inject), nil
 }
 
 // agentAuth finds the model credentials: the environment first, then the

@@ -294,6 +294,12 @@ func TestInjectNPMRegistry(t *testing.T) {
 			t.Errorf("run-ca.pem:\n%s", ca)
 		}
 	})
+	t.Run("the policy shown before the run names the injection", func(t *testing.T) {
+		if !strings.Contains(res.stderr, fmt.Sprintf("inject registry.test:%d", reg.port)) ||
+			!strings.Contains(res.stderr, "header Authorization: Bearer {} from env:AIRLOCK_E2E_REGISTRY_TOKEN") {
+			t.Errorf("run's output:\n%s", res.stderr)
+		}
+	})
 	t.Run("the audit log shows the injection, not the token", func(t *testing.T) {
 		recs := auditRecords(t, e.state, r.ID)
 		n := 0
