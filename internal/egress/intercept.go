@@ -184,8 +184,13 @@ func (s *Server) intercept(client net.Conn, br *bufio.Reader, hello []byte, host
 	var requests atomic.Int64
 	closed := make(chan struct{})
 	var once sync.Once
+	// A handler may outlive the connection's state: one that hijacked it
+	// (a protocol upgrade) copies until its end.
+	var handlers sync.WaitGroup
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			handlers.Add(1)
+			defer handlers.Done()
 			requests.Add(1)
 			s.serveIntercepted(w, r, host, port, inj)
 		}),
@@ -201,6 +206,7 @@ func (s *Server) intercept(client net.Conn, br *bufio.Reader, hello []byte, host
 	}
 	_ = srv.Serve(&oneConnListener{conn: tc})
 	<-closed
+	handlers.Wait()
 	return conn.up.Load(), conn.down.Load(), int(requests.Load()), nil
 }
 

@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -304,4 +305,58 @@ func TestNewServerInjectionNeedsCA(t *testing.T) {
 		}
 	}
 	_ = url.Parse
+}
+
+// A protocol upgrade (a WebSocket, say) inside an intercepted tunnel keeps
+// working after the handshake: the proxy relays it until it ends.
+func TestInterceptUpgrade(t *testing.T) {
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" || r.Header.Get("Authorization") != "Bearer "+testSecret {
+			http.Error(w, "no", http.StatusBadRequest)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString("echo " + line)
+		brw.Flush()
+	}))
+	defer up.Close()
+	upPort := port(t, up.Listener.Addr().String())
+	ca, _ := NewCA("t", []string{"reg.example.com"}, time.Now().Add(time.Hour))
+	roots := x509.NewCertPool()
+	roots.AddCert(up.Certificate())
+	p := startProxy(t, Config{
+		Policy:        loopbackPolicy(t, fmt.Sprintf("reg.example.com:%d", upPort)),
+		Resolver:      fakeResolver{"reg.example.com": lo},
+		Inject:        []Injection{{Host: fmt.Sprintf("reg.example.com:%d", upPort), Header: "Authorization", Value: "Bearer " + testSecret}},
+		CA:            &ca,
+		UpstreamRoots: roots,
+	})
+	target := fmt.Sprintf("reg.example.com:%d", upPort)
+	resp, conn, _ := rawConnect(t, p.proxyAddr, target, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %d", resp.StatusCode)
+	}
+	defer conn.Close()
+	sandboxRoots := x509.NewCertPool()
+	sandboxRoots.AppendCertsFromPEM([]byte(ca.Cert))
+	tc := tls.Client(conn, &tls.Config{ServerName: "reg.example.com", RootCAs: sandboxRoots})
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(tc, "GET /ws HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", target)
+	br := bufio.NewReader(tc)
+	r, err := http.ReadResponse(br, nil)
+	if err != nil || r.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", r, err)
+	}
+	fmt.Fprint(tc, "ping\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "echo ping\n" {
+		t.Errorf("after the upgrade: %q, %v", line, err)
+	}
 }
