@@ -8,6 +8,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/credentials"
+	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/run"
 )
 
@@ -92,4 +93,26 @@ func describeInjections(list []run.Injection) string {
 		fmt.Fprintf(&b, "  inject %-32s %s from %s (%s)\n", in.Host, in.Where(), in.From, in.Source)
 	}
 	return b.String()
+}
+
+// injectionsAllowed refuses an injection for a host the policy does not
+// let the agent reach: it would never be used, which is surely not what
+// was meant.
+func injectionsAllowed(p egress.Policy, list []config.Inject) error {
+	for _, in := range list {
+		r, err := egress.ParseRule(in.Host, in.Source)
+		if err != nil {
+			return err
+		}
+		host := strings.TrimPrefix(r.Pattern, "*.")
+		port := 443
+		if len(r.Ports) > 0 {
+			port = r.Ports[0]
+		}
+		if d := p.Decide(host, port); !d.Allowed {
+			return fmt.Errorf("%s: egress.inject: %s has a credential, but the egress policy does not let the agent reach it (%s): add it to [egress] allow or pass --allow %s",
+				in.Source, in.Host, d.Reason, in.Host)
+		}
+	}
+	return nil
 }

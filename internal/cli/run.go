@@ -516,6 +516,9 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 	if err != nil {
 		return run.Egress{}, "", err
 	}
+	if err := injectionsAllowed(policy, cfg.Egress.Inject); err != nil {
+		return run.Egress{}, "", err
+	}
 	inject, err := f.runInjections(ctx, cfg.Egress.Inject, env)
 	if err != nil {
 		return run.Egress{}, "", err

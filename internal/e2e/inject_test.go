@@ -234,6 +234,22 @@ func TestInjectNPMRegistry(t *testing.T) {
 		}
 	})
 
+	t.Run("an injection for a host the policy refuses is an error", func(t *testing.T) {
+		cfg := injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN")
+		e.write(".airlock/config.toml", strings.Replace(cfg, fmt.Sprintf(`"registry.test:%d", `, reg.port), "", 1))
+		defer e.write(".airlock/config.toml", cfg)
+		e.server(runScript("never", "echo never"))
+		e.extra = append(e.extra, "AIRLOCK_E2E_REGISTRY_TOKEN=x")
+		res := e.airlock("run", "-y", "-m", "x", "--name", "notallowed")
+		if res.code == 0 || !strings.Contains(res.stderr, ".airlock/config.toml:7: egress.inject: registry.test:") ||
+			!strings.Contains(res.stderr, "does not let the agent reach it") {
+			t.Errorf("exit %d, want one error naming the entry:\n%s", res.code, res.stderr)
+		}
+		if runs := e.runs(); len(runs) != 0 {
+			t.Errorf("%d runs made", len(runs))
+		}
+	})
+
 	e.server(runScript("npm", "sh npm.sh"))
 	e.extra = append(e.extra, "AIRLOCK_E2E_REGISTRY_TOKEN="+token)
 	res := e.ok("run", "-y", "-m", "Install the fixture.", "--name", "npm")
