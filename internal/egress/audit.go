@@ -18,19 +18,22 @@ const (
 
 // Record is one line of a run's egress log.
 type Record struct {
-	Time       time.Time `json:"time"`
-	Kind       string    `json:"kind"`
-	Method     string    `json:"method,omitempty"`
-	Host       string    `json:"host"`
-	Port       int       `json:"port,omitempty"`
-	Path       string    `json:"path,omitempty"` // without the query, which may carry data
-	Addr       string    `json:"addr,omitempty"` // the address actually dialled
-	Allowed    bool      `json:"allowed"`
-	Rule       string    `json:"rule,omitempty"`
-	Reason     string    `json:"reason,omitempty"`
-	BytesUp    int64     `json:"bytes_up"`
-	BytesDown  int64     `json:"bytes_down"`
-	DurationMS int64     `json:"duration_ms"`
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Method  string    `json:"method,omitempty"`
+	Host    string    `json:"host"`
+	Port    int       `json:"port,omitempty"`
+	Path    string    `json:"path,omitempty"` // without the query, which may carry data
+	Addr    string    `json:"addr,omitempty"` // the address actually dialled
+	Allowed bool      `json:"allowed"`
+	Rule    string    `json:"rule,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	// Scan is a secret-scan hit let through because the host's scan mode
+	// is "log": the rule and where, never the text.
+	Scan       string `json:"scan,omitempty"`
+	BytesUp    int64  `json:"bytes_up"`
+	BytesDown  int64  `json:"bytes_down"`
+	DurationMS int64  `json:"duration_ms"`
 }
 
 // AuditLog writes Records as JSON lines. It is safe for concurrent use; a

@@ -4,47 +4,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/url"
-	"regexp"
 	"strings"
 )
 
 // minHeld is the shortest held secret the scanner looks for: shorter
 // strings would match ordinary traffic.
 const minHeld = 8
-
-// secretRule is one pattern of a well-known credential format.
-type secretRule struct {
-	name string
-	re   *regexp.Regexp
-}
-
-// curatedRules covers the credential formats an agent is most likely to
-// find in a repository or environment. gitleaks' 200-odd rules were
-// considered; its Go package pulls ~200 modules and a global viper into the
-// proxy for little gain over these.
-func curatedRules() []secretRule {
-	list := []struct{ name, re string }{
-		{"anthropic-api-key", `sk-ant-[A-Za-z0-9_-]{20,}`},
-		{"openai-api-key", `\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]*T3BlbkFJ[A-Za-z0-9_-]+|\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}|\bsk-[A-Za-z0-9]{40,}`},
-		{"github-token", `\bgh[pousr]_[A-Za-z0-9]{36,}`},
-		{"github-fine-grained-pat", `\bgithub_pat_[A-Za-z0-9_]{22,}`},
-		{"aws-access-key-id", `\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}`},
-		{"aws-secret-access-key", `(?i)aws.{0,20}(?:secret|key).{0,20}?['"=:\s]{1,4}[A-Za-z0-9/+]{40}(?:[^A-Za-z0-9/+]|$)`},
-		{"gcp-api-key", `\bAIza[0-9A-Za-z_-]{35}`},
-		{"gcp-service-account", `"type"\s*:\s*"service_account"`},
-		{"slack-token", `\bxox[abposr]-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}`},
-		{"slack-webhook", `hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}`},
-		{"npm-token", `\bnpm_[A-Za-z0-9]{36}`},
-		{"pypi-token", `pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{40,}`},
-		{"private-key", `-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----`},
-		{"jwt", `\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}`},
-	}
-	out := make([]secretRule, len(list))
-	for i, r := range list {
-		out[i] = secretRule{r.name, regexp.MustCompile(r.re)}
-	}
-	return out
-}
 
 // Scanner looks for credentials in outbound request metadata.
 type Scanner struct {
@@ -114,8 +79,13 @@ func base64Cores(enc *base64.Encoding, secret string) []string {
 // held secret found in it, never the secret itself. URL-encoded text is
 // decoded (up to three times) and scanned as well.
 func (s *Scanner) Scan(text string) (rule string, found bool) {
+	return s.scan(text, false)
+}
+
+// scan is Scan; with heldOnly it looks for the held secrets alone.
+func (s *Scanner) scan(text string, heldOnly bool) (rule string, found bool) {
 	for range 4 {
-		if rule, ok := s.scanOnce(text); ok {
+		if rule, ok := s.scanOnce(text, heldOnly); ok {
 			return rule, true
 		}
 		dec, err := url.QueryUnescape(text)
@@ -130,18 +100,16 @@ func (s *Scanner) Scan(text string) (rule string, found bool) {
 	return "", false
 }
 
-func (s *Scanner) scanOnce(text string) (string, bool) {
+func (s *Scanner) scanOnce(text string, heldOnly bool) (string, bool) {
 	for _, h := range s.held {
 		if strings.Contains(text, h.text) {
 			return h.name, true
 		}
 	}
-	for _, r := range s.rules {
-		if r.re.MatchString(text) {
-			return r.name, true
-		}
+	if heldOnly {
+		return "", false
 	}
-	return "", false
+	return matchRules(s.rules, text, strings.ToLower(text))
 }
 
 // ScanHost scans a host name for secrets, also with its dots removed from
@@ -149,14 +117,18 @@ func (s *Scanner) scanOnce(text string) (string, bool) {
 // secrets and upper-case-only formats, ignoring case, since DNS names are
 // case-insensitive and an agent can lower-case what it smuggles.
 func (s *Scanner) ScanHost(host string) (rule string, found bool) {
-	if rule, ok := s.Scan(host); ok {
+	return s.scanHost(host, false)
+}
+
+func (s *Scanner) scanHost(host string, heldOnly bool) (rule string, found bool) {
+	if rule, ok := s.scan(host, heldOnly); ok {
 		return rule, true
 	}
 	labels := strings.Split(host, ".")
 	for i := range labels {
 		joined := strings.Join(labels[i:], "")
 		for _, t := range []string{joined, strings.ToUpper(joined)} {
-			if rule, ok := s.scanOnce(t); ok {
+			if rule, ok := s.scanOnce(t, heldOnly); ok {
 				return rule, true
 			}
 		}

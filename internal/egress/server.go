@@ -31,6 +31,9 @@ type Config struct {
 	// Held are the secrets airlock holds (API keys, tokens); requests that
 	// carry one, in any common encoding, are refused.
 	Held []string
+	// Scan is how requests are scanned for credentials (modes per host,
+	// how much of a body); held secrets are refused in every mode.
+	Scan ScanConfig
 	// API enables the model-API endpoint; nil disables it (healthz still
 	// answers).
 	API *APIConfig
@@ -75,6 +78,7 @@ type APIConfig struct {
 type Server struct {
 	policy   Policy
 	scanner  *Scanner
+	scan     ScanConfig
 	api      *APIConfig
 	audit    *AuditLog
 	resolver Resolver
@@ -110,6 +114,17 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.Policy.Mode = mode
+	if cfg.Scan.Mode, err = ParseScanMode(string(cfg.Scan.Mode)); err != nil {
+		return nil, err
+	}
+	for _, h := range cfg.Scan.Hosts {
+		if _, err := ParseScanHost(h.Pattern); err != nil {
+			return nil, fmt.Errorf("scan host: %w", err)
+		}
+		if _, err := ParseScanMode(string(h.Mode)); err != nil || h.Mode == "" {
+			return nil, fmt.Errorf("scan host %s: unknown scan mode %q: use block, log or off", h.Pattern, h.Mode)
+		}
+	}
 	for _, r := range append(append([]Rule(nil), cfg.Policy.Allow...), cfg.Policy.Deny...) {
 		if r.Pattern == "" {
 			return nil, fmt.Errorf("egress rule from %s has an empty pattern", r.Source)
@@ -118,6 +133,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s := &Server{
 		policy:   cfg.Policy,
 		scanner:  NewScanner(cfg.Held),
+		scan:     cfg.Scan,
 		api:      cfg.API,
 		audit:    cfg.Audit,
 		resolver: cfg.Resolver,
@@ -201,8 +217,10 @@ func headerSafe(s string) string {
 	}, s)
 }
 
-// precheck runs the DNS-free stages in order: canonicalise, policy, secret
-// scan of host, URL and headers. rec is filled with what may be logged.
+// precheck runs the DNS-free stages in order: canonicalise, secret scan of
+// the host, policy, secret scan of the rest of the request (target,
+// headers and, for plain HTTP, the body's first bytes) under the host's
+// scan mode. rec is filled with what may be logged.
 func (s *Server) precheck(r *http.Request, rawHost string, port int, rec *Record) (string, *denial) {
 	canon, err := Canonical(rawHost)
 	if err != nil {
@@ -210,34 +228,60 @@ func (s *Server) precheck(r *http.Request, rawHost string, port int, rec *Record
 		return "", &denial{reason: "invalid host: " + err.Error(), hint: "Use a plain host name."}
 	}
 	rec.Host = canon
-	if rule, hit := s.scanner.ScanHost(rawHost); hit {
+	mode := s.scan.ModeFor(canon)
+	refuse, logged, _ := applyMode(mode, func(heldOnly bool) (*Hit, error) {
+		if rule, hit := s.scanner.scanHost(rawHost, heldOnly); hit {
+			return newHit(rule, "host name"), nil
+		}
+		return nil, nil
+	})
+	if refuse != nil || logged != nil {
 		rec.Host = s.redactHost(canon)
 		rec.Path = ""
-		return "", &denial{reason: "secret in host name (rule " + rule + ")", rule: rule,
-			hint: "The request looks like it carries a credential; it was not sent."}
+	}
+	if refuse != nil {
+		return "", scanDenial(refuse)
 	}
 	dec := s.policy.Decide(canon, port)
 	rec.Rule = dec.Rule
 	if !dec.Allowed {
 		return "", s.policyDenial(canon, port, dec)
 	}
-	if rule, hit := s.scanner.Scan(r.RequestURI); hit {
-		rec.Path = "[redacted]"
-		return "", &denial{reason: "secret in URL (rule " + rule + ")", rule: rule,
-			hint: "The request looks like it carries a credential; it was not sent."}
+	var bodyLimit int64
+	if r.Method != http.MethodConnect {
+		bodyLimit = s.scan.BodyLimit
 	}
-	for k, vs := range r.Header {
-		for _, v := range vs {
-			if rule, hit := s.scanner.Scan(k + ": " + v); hit {
-				return "", &denial{reason: "secret in header " + k + " (rule " + rule + ")", rule: rule,
-					hint: "The request looks like it carries a credential; it was not sent."}
-			}
+	refuse, logged2, err := applyMode(mode, func(heldOnly bool) (*Hit, error) {
+		return s.scanner.scanRequest(r, bodyLimit, heldOnly)
+	})
+	if err != nil {
+		return "", &denial{reason: err.Error()}
+	}
+	if logged == nil {
+		logged = logged2
+	}
+	for _, h := range []*Hit{refuse, logged} {
+		if h != nil && strings.HasPrefix(h.Where, "URL") {
+			rec.Path = "[redacted]"
 		}
+	}
+	if logged != nil && refuse == nil {
+		rec.Scan = "logged, not blocked (scan = \"log\"): " + logged.String()
+	}
+	if refuse != nil {
+		return "", scanDenial(refuse)
 	}
 	if d := s.foreignPlaceholder(canon, port, r); d != nil {
 		return "", d
 	}
 	return canon, nil
+}
+
+// scanDenial is the refusal for a secret-scan hit: it names the rule and
+// where it matched, never the text.
+func scanDenial(h *Hit) *denial {
+	return &denial{reason: "secret scan: " + h.String(), rule: h.Rule,
+		hint: "The request looks like it carries a credential; it was not sent."}
 }
 
 func (s *Server) policyDenial(host string, port int, dec Decision) *denial {

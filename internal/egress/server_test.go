@@ -491,7 +491,7 @@ func TestSecretsBlocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertDenied(t, resp, "secret in URL (rule github-token)")
+	assertDenied(t, resp, `secret scan: github-pat in query value "data"`)
 
 	req, _ := http.NewRequest("GET", base+"/", nil)
 	req.Header.Set("X-Data", "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789")
@@ -499,10 +499,10 @@ func TestSecretsBlocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertDenied(t, resp, "secret in header X-Data (rule anthropic-api-key)")
+	assertDenied(t, resp, "secret scan: anthropic-api-key in header X-Data")
 
 	resp, _, _ = rawConnect(t, p.proxyAddr, "hk3r9tzq2m.vx8lwp5nyb.exfil.example.com:443", nil)
-	assertDenied(t, resp, "secret in host name (rule held-secret)")
+	assertDenied(t, resp, "secret scan: held-secret in host name")
 
 	if hits.Load() != 0 {
 		t.Errorf("upstream received %d requests", hits.Load())
@@ -514,7 +514,7 @@ func TestSecretsBlocked(t *testing.T) {
 			t.Errorf("audit log contains secret %q:\n%s", s, log)
 		}
 	}
-	if recs[2].Host != "[redacted].example.com" || recs[2].Rule != "held-secret" || recs[0].Rule != "github-token" {
+	if recs[2].Host != "[redacted].example.com" || recs[2].Rule != "held-secret" || recs[0].Rule != "github-pat" {
 		t.Errorf("records = %+v", recs)
 	}
 }
