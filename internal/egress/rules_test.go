@@ -88,7 +88,7 @@ func ruleCases() []ruleCase {
 		{"mailgun-api-key", "key-" + hex32, "key-" + r("xyzw", 32)},
 		{"mailchimp-api-key", hex32 + "-us12", hex32 + "-eu12"},
 		{"telegram-bot-token", "123456789:" + "AA" + r("Ab1_", 33), "123456789:" + "BB" + r("Ab1_", 33)},
-		{"discord-bot-token", "M" + r("Tk1_", 23) + "." + r("Gh1_", 6) + "." + r("Ab1_", 38), "M" + r("Tk1_", 10) + "." + r("Gh1_", 6) + "." + r("Ab1_", 38)},
+		{"discord-bot-token", "Authorization: Bot " + "M" + r("Tk1_", 23) + "." + r("Gh1_", 6) + "." + r("Ab1_", 38), "Authorization: Bot " + "M" + r("Tk1_", 10) + "." + r("Gh1_", 6) + "." + r("Ab1_", 38)},
 		{"discord-webhook", "https://discord.com/api/webhooks/123456789012345678/" + r("Ab1_", 68), "https://discord.com/api/webhooks/123456789012345678/short"},
 		{"teams-webhook", "https://acme.webhook.office.com/webhookb2/" + r("a1b2-", 36) + "@" + r("a1b2-", 36), "https://acme.webhook.office.com/webhookb2/short"},
 

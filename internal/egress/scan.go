@@ -13,10 +13,11 @@ const minHeld = 8
 
 // Scanner looks for credentials in outbound request metadata.
 type Scanner struct {
-	rules []secretRule
+	rules *ruleSet
 	// held are the encodings of secrets airlock itself holds, each mapped
-	// to the rule name reported for it.
-	held []heldForm
+	// to the rule name reported for it; heldIndex finds them in one pass.
+	held      []heldForm
+	heldIndex kwIndex
 }
 
 type heldForm struct {
@@ -36,6 +37,7 @@ func NewScanner(held []string) *Scanner {
 			return
 		}
 		seen[text] = true
+		s.heldIndex.add(text, len(s.held))
 		s.held = append(s.held, heldForm{text, name})
 	}
 	for _, h := range held {
@@ -88,6 +90,10 @@ func (s *Scanner) scan(text string, heldOnly bool) (rule string, found bool) {
 		if rule, ok := s.scanOnce(text, heldOnly); ok {
 			return rule, true
 		}
+		// Only percent-escapes can hide a token; '+' for a space cannot.
+		if !strings.Contains(text, "%") {
+			break
+		}
 		dec, err := url.QueryUnescape(text)
 		if err != nil {
 			dec, err = url.PathUnescape(text)
@@ -101,15 +107,19 @@ func (s *Scanner) scan(text string, heldOnly bool) (rule string, found bool) {
 }
 
 func (s *Scanner) scanOnce(text string, heldOnly bool) (string, bool) {
-	for _, h := range s.held {
-		if strings.Contains(text, h.text) {
-			return h.name, true
+	if len(s.held) > 0 {
+		present := make([]bool, len(s.held))
+		markAll(text, &s.heldIndex, nil, present)
+		for i, p := range present {
+			if p {
+				return s.held[i].name, true
+			}
 		}
 	}
 	if heldOnly {
 		return "", false
 	}
-	return matchRules(s.rules, text, strings.ToLower(text))
+	return s.rules.match(text)
 }
 
 // ScanHost scans a host name for secrets, also with its dots removed from

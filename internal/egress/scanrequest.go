@@ -171,15 +171,27 @@ func (s *Scanner) headerWhere(name string) string {
 
 func (s *Scanner) scanHeaders(h http.Header, heldOnly bool) *Hit {
 	names := make([]string, 0, len(h))
-	for k := range h {
+	var block strings.Builder
+	for k, vs := range h {
 		names = append(names, k)
+		for _, v := range vs {
+			block.WriteString(k + ": " + v + "\n")
+		}
 	}
 	sort.Strings(names)
+	// One pass over the whole block; only a hit is located line by line.
+	if rule, hit := s.scan(block.String(), heldOnly); hit {
+		for _, k := range names {
+			for _, v := range h[k] {
+				if _, inLine := s.scan(k+": "+v, heldOnly); inLine {
+					return newHit(rule, s.headerWhere(k))
+				}
+			}
+		}
+		return newHit(rule, "headers")
+	}
 	for _, k := range names {
 		for _, v := range h[k] {
-			if rule, hit := s.scan(k+": "+v, heldOnly); hit {
-				return newHit(rule, s.headerWhere(k))
-			}
 			if dec, ok := basicCredentials(k, v); ok {
 				if rule, hit := s.scan(dec, heldOnly); hit {
 					return newHit(rule, s.headerWhere(k))
