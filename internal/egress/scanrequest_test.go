@@ -3,8 +3,8 @@ package egress
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"compress/gzip"
+	"encoding/base64"
 	"io"
 	"math/rand"
 	"net/http"
