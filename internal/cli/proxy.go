@@ -88,6 +88,7 @@ func proxyServe(ctx context.Context, path string) error {
 	srv, err := egress.NewServer(egress.Config{
 		Policy: policy,
 		Held:   secrets.Held,
+		Scan:   cfg.ScanConfig(),
 		API:    &egress.APIConfig{Upstream: upstream, Headers: secrets.APIHeaders, Routes: cfg.APIRoutes},
 		Audit:  egress.NewAuditLog(logFile),
 		Budget: egress.Budget{

@@ -563,6 +563,7 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 		Auth:        auth,
 		CACerts:     ca,
 		Inject:      inject,
+		Scan:        cfg.Egress.ScanConfig(),
 	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs) + describeInjections(inject), nil
 }
 

@@ -202,6 +202,16 @@ type Egress struct {
 	// image.ca_certificates, when it connects to a host over TLS itself
 	// (intercepted hosts, the model API) (egress.ca_certificates).
 	CACertificates []string
+	// Scan is what the proxy does with a secret-scan hit: "block", "log"
+	// or "off" (egress.scan). Default "block".
+	Scan string
+	// ScanBlock, ScanLog and ScanOff override Scan for the hosts matching
+	// their patterns (egress.scan_block, scan_log, scan_off); the most
+	// specific pattern wins.
+	ScanBlock, ScanLog, ScanOff []string
+	// ScanBodyKiB is how many KiB of a plain-HTTP request body are scanned;
+	// 0 scans none (egress.scan_body_kib). Default 256.
+	ScanBodyKiB int
 }
 
 // Run controls how `airlock run` behaves ([run]).
@@ -252,9 +262,10 @@ func Defaults() Config {
 		panic(err) // a constant; covered by tests
 	}
 	return Config{
-		Agent:   Agent{Name: DefaultAgent, Claude: Claude{Version: DefaultClaudeVersion}},
-		Image:   Image{Base: DefaultBase, CACertificates: []string{HostCABundle}},
-		Egress:  Egress{Mode: "allowlist", Confirm: true, Allow: []string{}, Deny: []string{}, AllowCIDRs: []string{}, ExtraHosts: []string{}, CACertificates: []string{}},
+		Agent: Agent{Name: DefaultAgent, Claude: Claude{Version: DefaultClaudeVersion}},
+		Image: Image{Base: DefaultBase, CACertificates: []string{HostCABundle}},
+		Egress: Egress{Mode: "allowlist", Confirm: true, Allow: []string{}, Deny: []string{}, AllowCIDRs: []string{}, ExtraHosts: []string{}, CACertificates: []string{},
+			Scan: "block", ScanBlock: []string{}, ScanLog: []string{}, ScanOff: []string{}, ScanBodyKiB: 256},
 		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, DiskBytes: DefaultDiskBytes, Env: []string{}, Caches: []string{}},
 	}
 }

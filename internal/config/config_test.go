@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/prompt"
 )
 
@@ -185,6 +186,11 @@ func TestFileErrors(t *testing.T) {
 		{"base empty", "[image]\nbase = \"\"\n", `:2: image.base: is empty`},
 		{"inline table line", "agent = { model = \"x\", bad = 1 }\n", `:1: unknown key "agent.bad"`},
 		{"date", "[agent]\nmodel = 2024-01-01\n", ":2: agent.model: must be text, got a date or time"},
+		{"scan mode", "[egress]\n\nscan = \"warn\"\n", `:3: egress.scan: unknown scan mode "warn": use block, log or off`},
+		{"scan host port", "[egress]\nscan_log = [\"ok.test\", \"internal.test:8080\"]\n", `:2: egress.scan_log: "internal.test:8080": a scan host pattern takes no port`},
+		{"scan host pattern", "[egress]\nscan_off = [\"a b\"]\n", `:2: egress.scan_off: `},
+		{"scan body size", "[egress]\nscan_body_kib = -1\n", `:2: egress.scan_body_kib: must be a number of KiB from 0 (no body scanning) to 65536, got -1`},
+		{"scan body type", "[egress]\nscan_body_kib = \"256k\"\n", `:2: egress.scan_body_kib: must be a whole number, got the string "256k"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,6 +203,27 @@ func TestFileErrors(t *testing.T) {
 				t.Errorf("error = %q\nwant prefix %q", err, path+tt.want)
 			}
 		})
+	}
+}
+
+func TestScanSettings(t *testing.T) {
+	dir := t.TempDir()
+	user := write(t, dir, "user.toml", "[egress]\nscan = \"log\"\nscan_off = [\"*.corp.test\"]\n")
+	proj := write(t, dir, "proj.toml", "[egress]\nscan_block = [\"secure.corp.test\"]\nscan_off = [\"dev.test\"]\nscan_body_kib = 0\n")
+	r, err := Loader{UserPath: user, ProjectPath: proj}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := r.Config.Egress
+	if e.Scan != "log" || e.ScanBodyKiB != 0 || !reflect.DeepEqual(e.ScanOff, []string{"*.corp.test", "dev.test"}) ||
+		!reflect.DeepEqual(e.ScanBlock, []string{"secure.corp.test"}) || len(e.ScanLog) != 0 {
+		t.Errorf("egress = %+v", e)
+	}
+	if d := Defaults().Egress; d.Scan != "block" || d.ScanBodyKiB != egress.DefaultScanBodyKiB {
+		t.Errorf("defaults: scan %q, scan_body_kib %d", d.Scan, d.ScanBodyKiB)
+	}
+	if from := r.EntryFrom("egress.scan_off", "dev.test"); from != proj+":3" {
+		t.Errorf("scan_off entry from %q", from)
 	}
 }
 

@@ -182,6 +182,12 @@ func (r *Resolved) entries(key string) []string {
 		return r.Config.Egress.ExtraHosts
 	case "egress.ca_certificates":
 		return r.Config.Egress.CACertificates
+	case "egress.scan_block":
+		return r.Config.Egress.ScanBlock
+	case "egress.scan_log":
+		return r.Config.Egress.ScanLog
+	case "egress.scan_off":
+		return r.Config.Egress.ScanOff
 	}
 	return nil
 }

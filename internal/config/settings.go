@@ -175,6 +175,30 @@ var settings = []setting{
 		return nil
 	}, func(c *Config) string { return quote(c.Egress.Mode) }},
 
+	{"egress.scan", kindString, func(c *Config, v any, _ string) error {
+		m, err := egress.ParseScanMode(v.(string))
+		if err != nil {
+			return err
+		}
+		c.Egress.Scan = string(m)
+		return nil
+	}, func(c *Config) string { return quote(c.Egress.Scan) }},
+
+	{"egress.scan_block", kindList, scanHosts(func(c *Config) *[]string { return &c.Egress.ScanBlock }), nil},
+
+	{"egress.scan_body_kib", kindInt, func(c *Config, v any, _ string) error {
+		n := v.(int64)
+		if n < 0 || n > 64<<10 {
+			return fmt.Errorf("must be a number of KiB from 0 (no body scanning) to 65536, got %d", n)
+		}
+		c.Egress.ScanBodyKiB = int(n)
+		return nil
+	}, func(c *Config) string { return strconv.Itoa(c.Egress.ScanBodyKiB) }},
+
+	{"egress.scan_log", kindList, scanHosts(func(c *Config) *[]string { return &c.Egress.ScanLog }), nil},
+
+	{"egress.scan_off", kindList, scanHosts(func(c *Config) *[]string { return &c.Egress.ScanOff }), nil},
+
 	{"egress.network", kindString, func(c *Config, v any, _ string) error {
 		s := v.(string)
 		if err := noSpaces(s); err != nil {
@@ -414,6 +438,22 @@ var incusNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,62}$`)
 var accumulating = map[string]bool{
 	"sandbox.env": true, "egress.allow": true, "egress.deny": true,
 	"egress.allow_cidrs": true, "egress.extra_hosts": true, "egress.ca_certificates": true,
+	"egress.scan_block": true, "egress.scan_log": true, "egress.scan_off": true,
+}
+
+// scanHosts is the apply function of a per-host scan mode list: host
+// patterns as in egress.allow, without a port.
+func scanHosts(list func(c *Config) *[]string) func(c *Config, v any, _ string) error {
+	return func(c *Config, v any, _ string) error {
+		for _, e := range v.([]string) {
+			if _, err := egress.ParseScanHost(e); err != nil {
+				return err
+			}
+		}
+		l := list(c)
+		*l = appendNew(*l, v.([]string))
+		return nil
+	}
 }
 
 // appendNew appends the entries not already in list.

@@ -59,6 +59,18 @@ const ProjectTemplate = `# airlock project configuration.
 #   header = "Authorization: Bearer {}"   # or basic = "user:{}", query = "token"
 #   from = "env:NPM_TOKEN"                # or file:PATH, cmd:COMMAND (user config only)
 #   placeholder_env = "NPM_TOKEN"         # the sandbox gets a placeholder in it
+# Secret scanning of what the agent sends (plain HTTP and host names):
+# "block" refuses a request carrying a credential, "log" lets it through
+# and notes the rule in the audit log, "off" skips it. The secrets airlock
+# holds are refused in every mode.
+# scan = "block"
+# Host patterns (as in allow, no port) whose mode differs; the most
+# specific pattern wins.
+# scan_block = []
+# scan_log = []
+# scan_off = []
+# KiB of each plain-HTTP request body scanned; 0 scans no body.
+# scan_body_kib = 256
 
 [engine]
 # The container engine: "docker", "podman" or "incus"; empty detects one

@@ -36,8 +36,8 @@ func ParseScanMode(s string) (ScanMode, error) {
 
 // ScanHostRule sets the scan mode for the hosts matching a pattern.
 type ScanHostRule struct {
-	Pattern string // as an allow rule's host: "internal.example.com", "*.example.com"
-	Mode    ScanMode
+	Pattern string   `json:"pattern"` // as an allow rule's host: "internal.example.com", "*.example.com"
+	Mode    ScanMode `json:"mode"`
 }
 
 // ParseScanHost checks a host pattern for a per-host scan mode: an allow
@@ -56,14 +56,29 @@ func ParseScanHost(pattern string) (string, error) {
 // ScanConfig is how the proxy scans requests.
 type ScanConfig struct {
 	// Mode is the default for every host; "" is ScanBlock.
-	Mode ScanMode
+	Mode ScanMode `json:"mode,omitempty"`
 	// Hosts override Mode for matching hosts. The most specific pattern
 	// wins (an exact name over a wildcard, a longer wildcard over a
 	// shorter one); between equal patterns, the stricter mode.
-	Hosts []ScanHostRule
+	Hosts []ScanHostRule `json:"hosts,omitempty"`
 	// BodyLimit is how many bytes of a plain-HTTP request body are
 	// scanned; 0 scans none.
-	BodyLimit int64
+	BodyLimit int64 `json:"body_limit"`
+}
+
+// DefaultScanConfig blocks every hit and scans the first
+// DefaultScanBodyKiB of bodies.
+func DefaultScanConfig() ScanConfig {
+	return ScanConfig{Mode: ScanBlock, BodyLimit: DefaultScanBodyKiB << 10}
+}
+
+// ScanConfig is the sidecar's scan configuration; without one, the
+// default.
+func (c SidecarConfig) ScanConfig() ScanConfig {
+	if c.Scan == nil {
+		return DefaultScanConfig()
+	}
+	return *c.Scan
 }
 
 // ModeFor returns the scan mode for a canonical host name.

@@ -36,6 +36,10 @@ type SidecarConfig struct {
 	Deadline   time.Time `json:"deadline,omitzero"`
 	// Timeout is the run's --timeout as given, for messages.
 	Timeout string `json:"timeout,omitempty"`
+
+	// Scan is how requests are scanned for credentials; nil is
+	// DefaultScanConfig.
+	Scan *ScanConfig `json:"scan,omitempty"`
 }
 
 // MeterPath is where the proxy writes its meter.

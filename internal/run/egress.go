@@ -44,6 +44,9 @@ type Egress struct {
 	// Inject are the credentials the proxy adds for hosts it intercepts
 	// (inject.go); their secrets are never recorded.
 	Inject []Injection
+	// Scan is how the proxy scans requests for credentials; nil is the
+	// default (block, 256 KiB of bodies).
+	Scan *egress.ScanConfig
 }
 
 // ProxyContainerName is a run's sidecar proxy.
@@ -114,6 +117,7 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 		MaxTurns:    maxTurns,
 		Deadline:    r.Deadline,
 		Timeout:     r.Timeout,
+		Scan:        eg.Scan,
 	}
 	secrets := egress.SidecarSecrets{APIHeaders: eg.Auth.Headers}
 	if eg.Auth.Secret != "" {
