@@ -104,7 +104,7 @@ func (s *Server) foreignPlaceholder(host string, port int, r *http.Request) *den
 		if in.placeholder == nil || in.rule.matchHost(host) && in.rule.matchPort(port, false) {
 			continue
 		}
-		hit := func(text string) bool { _, ok := in.placeholder.Scan(text); return ok }
+		hit := func(text string) bool { _, ok := in.placeholder.scan(text, true); return ok }
 		found := hit(r.RequestURI) || hit(r.Host)
 		for k, vs := range r.Header {
 			for _, v := range vs {

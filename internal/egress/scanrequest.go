@@ -196,6 +196,9 @@ func (s *Scanner) scanHeaders(h http.Header, heldOnly bool) *Hit {
 				if rule, hit := s.scan(dec, heldOnly); hit {
 					return newHit(rule, s.headerWhere(k))
 				}
+				// The base64 of any user:password looks random; what
+				// it encodes is judged instead.
+				v = dec
 			}
 			if !heldOnly && !entropyExemptHeaders[k] && (highEntropyToken(v) || highEntropyToken(k)) {
 				return newHit(EntropyRule, s.headerWhere(k))

@@ -170,6 +170,7 @@ func TestScanRequest(t *testing.T) {
 		{"random path segment", newReq(t, "GET", "http://h.test/a/"+random+"/b", nil, ""), EntropyRule, "URL path", nil},
 		{"random header", newReq(t, "GET", "http://h.test/", map[string]string{"X-Trace": random}, ""), EntropyRule, "header X-Trace", nil},
 		{"random bearer token", newReq(t, "GET", "http://h.test/", map[string]string{"Authorization": "Bearer " + random}, ""), EntropyRule, "header Authorization", nil},
+		{"random basic password", newReq(t, "GET", "http://h.test/", map[string]string{"Authorization": "Basic " + b64std("user:"+random)}, ""), EntropyRule, "header Authorization", nil},
 		{"random query name", newReq(t, "GET", "http://h.test/?"+random+"=1", nil, ""), EntropyRule, "a query parameter name", nil},
 	}
 	for _, tc := range cases {
@@ -208,6 +209,13 @@ func TestScanRequest(t *testing.T) {
 		}
 		if b, _ := io.ReadAll(req.Body); len(b) != 5000+len(stripe) {
 			t.Errorf("forwarded body is %d bytes", len(b))
+		}
+	})
+	t.Run("basic auth with a placeholder", func(t *testing.T) {
+		req := newReq(t, "GET", "http://h.test/info/refs?service=git-upload-pack",
+			map[string]string{"Authorization": "Basic " + b64std("x-access-token:airlock-placeholder-"+r("0a1b2c3d4e5f", 32))}, "")
+		if hit, _ := s.ScanRequest(req, 4<<10); hit != nil {
+			t.Errorf("hit %s", hit)
 		}
 	})
 	t.Run("held only", func(t *testing.T) {
