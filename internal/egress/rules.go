@@ -272,10 +272,9 @@ func RuleNames() []string {
 	return out
 }
 
-// match reports the first rule matching text.
-func (rs *ruleSet) match(text string) (string, bool) {
-	present := make([]bool, len(rs.rules))
-	markAll(text, &rs.exact, &rs.fold, present)
+// match reports the first rule matching text, given which rules' keywords
+// markAll found in it.
+func (rs *ruleSet) match(text string, present []bool) (string, bool) {
 	for i, r := range rs.rules {
 		if len(r.keywords) > 0 && !present[i] {
 			continue

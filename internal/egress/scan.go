@@ -15,9 +15,10 @@ const minHeld = 8
 type Scanner struct {
 	rules *ruleSet
 	// held are the encodings of secrets airlock itself holds, each mapped
-	// to the rule name reported for it; heldIndex finds them in one pass.
-	held      []heldForm
-	heldIndex kwIndex
+	// to the rule name reported for it. The rules' case-sensitive keyword
+	// index also holds them, numbered after the rules, so that one pass
+	// over a text finds both.
+	held []heldForm
 }
 
 type heldForm struct {
@@ -37,7 +38,7 @@ func NewScanner(held []string) *Scanner {
 			return
 		}
 		seen[text] = true
-		s.heldIndex.add(text, len(s.held))
+		s.rules.exact.add(text, len(s.rules.rules)+len(s.held))
 		s.held = append(s.held, heldForm{text, name})
 	}
 	for _, h := range held {
@@ -107,19 +108,22 @@ func (s *Scanner) scan(text string, heldOnly bool) (rule string, found bool) {
 }
 
 func (s *Scanner) scanOnce(text string, heldOnly bool) (string, bool) {
-	if len(s.held) > 0 {
-		present := make([]bool, len(s.held))
-		markAll(text, &s.heldIndex, nil, present)
-		for i, p := range present {
-			if p {
-				return s.held[i].name, true
-			}
+	rules := s.rules
+	present := make([]bool, len(rules.rules)+len(s.held))
+	fold := &rules.fold
+	if heldOnly {
+		fold = nil
+	}
+	markAll(text, &rules.exact, fold, present)
+	for i, p := range present[len(rules.rules):] {
+		if p {
+			return s.held[i].name, true
 		}
 	}
 	if heldOnly {
 		return "", false
 	}
-	return s.rules.match(text)
+	return rules.match(text, present)
 }
 
 // ScanHost scans a host name for secrets, also with its dots removed from
