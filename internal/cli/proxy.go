@@ -85,12 +85,13 @@ func proxyServe(ctx context.Context, path string) error {
 		return fmt.Errorf("proxy: %w", err)
 	}
 	defer logFile.Close()
+	audit := egress.NewAuditLog(logFile)
 	srv, err := egress.NewServer(egress.Config{
 		Policy: policy,
 		Held:   secrets.Held,
 		Scan:   cfg.ScanConfig(),
 		API:    &egress.APIConfig{Upstream: upstream, Headers: secrets.APIHeaders, Routes: cfg.APIRoutes},
-		Audit:  egress.NewAuditLog(logFile),
+		Audit:  audit,
 		Budget: egress.Budget{
 			MaxCostUSD: cfg.MaxCostUSD, MaxTurns: cfg.MaxTurns, Deadline: cfg.Deadline, Timeout: cfg.Timeout,
 		},
@@ -118,6 +119,13 @@ func proxyServe(ctx context.Context, path string) error {
 	apiLn, err := listen(cfg.APISocket)
 	if err != nil {
 		return err
+	}
+	if cfg.SSHAgent != nil {
+		stop, err := serveSSHAgent(ctx, *cfg.SSHAgent, secrets.SSHKeys, audit, listen)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	return srv.Serve(ctx, proxyLn, apiLn)
 }
@@ -249,4 +257,24 @@ func describePolicy(p egress.Policy, sources map[string]string, allowCIDRs []str
 	}
 	b.WriteString("  (the model API is reached through the proxy, which holds the credentials)\n")
 	return b.String()
+}
+
+// serveSSHAgent offers the sandbox its filtered ssh-agent until ctx ends or
+// stop is called.
+func serveSSHAgent(ctx context.Context, cfg egress.SSHAgentConfig, keys []string, audit *egress.AuditLog, listen func(string) (net.Listener, error)) (stop func(), err error) {
+	a, err := egress.NewSSHAgent(cfg, keys, audit)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	ln, err := listen(cfg.Socket)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Serve(ctx, ln)
+	}()
+	return func() { cancel(); <-done }, nil
 }

@@ -126,6 +126,7 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newEgressCmd(f),
 		newProxyCmd(f),
 		newRelayCmd(f),
+		newConnectCmd(f),
 		newWatchCmd(f),
 		newVersionCmd(f),
 	)

@@ -545,6 +545,10 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 		}
 		ca = append(append(ca, pem...), '\n')
 	}
+	sshEg, err := f.sshEgress(res, policy)
+	if err != nil {
+		return run.Egress{}, "", err
+	}
 	var allow, deny []string
 	for _, r := range policy.Allow {
 		allow = append(allow, r.String()) // with its port, if any
@@ -564,6 +568,7 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 		CACerts:     ca,
 		Inject:      inject,
 		Scan:        cfg.Egress.ScanConfig(),
+		SSH:         sshEg,
 	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs) + describeInjections(inject), nil
 }
 

@@ -212,6 +212,25 @@ type Egress struct {
 	// ScanBodyKiB is how many KiB of a plain-HTTP request body are scanned;
 	// 0 scans none (egress.scan_body_kib). Default 256.
 	ScanBodyKiB int
+	// SSH is SSH through the proxy ([egress.ssh]).
+	SSH SSH
+}
+
+// SSH configures SSH to the hosts allowed on port 22 ([egress.ssh]): the
+// sandbox's ssh-agent, filtered in the proxy, and the host keys it trusts.
+type SSH struct {
+	// Keys are the only keys the sandbox's ssh-agent lists and signs
+	// with: public key files or SHA256 fingerprints (egress.ssh.keys).
+	// Default none: no agent.
+	Keys []string
+	// KeyFile is an unencrypted private key loaded into a per-run agent
+	// in the proxy instead of using the user's ssh-agent
+	// (egress.ssh.key_file).
+	KeyFile string
+	// KnownHosts are the known_hosts files whose entries for the allowed
+	// SSH hosts the sandbox trusts (egress.ssh.known_hosts). Default
+	// ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts.
+	KnownHosts []string
 }
 
 // Run controls how `airlock run` behaves ([run]).

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -207,6 +208,53 @@ var settings = []setting{
 		c.Egress.Network = s
 		return nil
 	}, func(c *Config) string { return quote(c.Egress.Network) }},
+
+	{"egress.ssh.key_file", kindString, func(c *Config, v any, dir string) error {
+		s, err := sshPath(dir, v.(string))
+		if err != nil || s == "" {
+			c.Egress.SSH.KeyFile = s
+			return err
+		}
+		if _, _, err := egress.LoadSSHKeyFile(s); err != nil {
+			return err
+		}
+		c.Egress.SSH.KeyFile = s
+		return nil
+	}, func(c *Config) string { return quote(c.Egress.SSH.KeyFile) }},
+
+	{"egress.ssh.keys", kindList, func(c *Config, v any, dir string) error {
+		var out []string
+		for _, e := range v.([]string) {
+			if !strings.HasPrefix(e, "SHA256:") {
+				var err error
+				if e, err = sshPath(dir, e); err != nil {
+					return err
+				}
+			}
+			if _, err := egress.SSHKeyFingerprint(e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		c.Egress.SSH.Keys = out
+		return nil
+	}, func(c *Config) string { return quoteList(c.Egress.SSH.Keys) }},
+
+	{"egress.ssh.known_hosts", kindList, func(c *Config, v any, dir string) error {
+		var out []string
+		for _, e := range v.([]string) {
+			p, err := sshPath(dir, e)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(p); err != nil {
+				return fmt.Errorf("known_hosts file: %w", err)
+			}
+			out = append(out, p)
+		}
+		c.Egress.SSH.KnownHosts = out
+		return nil
+	}, func(c *Config) string { return quoteList(c.Egress.SSH.KnownHosts) }},
 
 	{"engine.kind", kindString, func(c *Config, v any, _ string) error {
 		s := v.(string)
@@ -428,7 +476,7 @@ var runtimeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // tables are the TOML tables the schema has, for telling a misplaced table
 // from an unknown key.
-var tables = []string{"agent", "agent.claude", "egress", "egress.inject", "engine", "engine.incus", "image", "notify", "run", "sandbox"}
+var tables = []string{"agent", "agent.claude", "egress", "egress.inject", "egress.ssh", "engine", "engine.incus", "image", "notify", "run", "sandbox"}
 
 // incusNameRE is what a network or storage pool name may be.
 var incusNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,62}$`)
@@ -529,6 +577,25 @@ func noSpaces(s string) error {
 		return fmt.Errorf("%q must not contain spaces or control characters", s)
 	}
 	return nil
+}
+
+// sshPath resolves a path in [egress.ssh]: ~/ is the user's home, where
+// SSH keeps its files; relative paths are relative to the file.
+func sshPath(dir, p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("%q: %w", p, err)
+		}
+		return filepath.Join(home, rest), nil
+	}
+	if strings.HasPrefix(p, "~") {
+		return "", fmt.Errorf("%q: only ~/ is expanded; use an absolute path or one relative to this file", p)
+	}
+	return resolvePath(dir, p)
 }
 
 func resolvePath(dir, p string) (string, error) {

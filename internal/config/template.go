@@ -72,6 +72,18 @@ const ProjectTemplate = `# airlock project configuration.
 # KiB of each plain-HTTP request body scanned; 0 scans no body.
 # scan_body_kib = 256
 
+[egress.ssh]
+# SSH to the hosts allowed on port 22 ("github.com:22"): the sandbox's
+# ssh-agent lists and signs with only these keys (public key files or
+# SHA256 fingerprints), from your ssh-agent; the private keys stay out.
+# keys = []
+# An unencrypted private key loaded into the run's own agent in the
+# proxy, instead of your ssh-agent.
+# key_file = ""
+# Where the allowed hosts' keys come from; empty: ~/.ssh/known_hosts and
+# /etc/ssh/ssh_known_hosts.
+# known_hosts = []
+
 [engine]
 # The container engine: "docker", "podman" or "incus"; empty detects one
 # (DOCKER_HOST, the Docker socket, Podman's sockets, then Incus').

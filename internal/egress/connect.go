@@ -33,7 +33,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 	// not even open a connection to the host.
 	addrs, err := s.resolve(r.Context(), canon)
 	if err == nil {
-		s.tunnel(w, canon, func() (net.Conn, error) { return s.dial(r.Context(), addrs, port) }, rec, start)
+		s.tunnel(w, canon, port, func() (net.Conn, error) { return s.dial(r.Context(), addrs, port) }, rec, start)
 		return
 	}
 	if errors.As(err, &d) {
@@ -50,7 +50,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 // host, dials, then relays bytes both ways without looking at them again.
 // A host that cannot be reached shows as a tunnel closed right away: the
 // 200 has gone out by then.
-func (s *Server) tunnel(w http.ResponseWriter, host string, dial func() (net.Conn, error), rec Record, start time.Time) {
+func (s *Server) tunnel(w http.ResponseWriter, host string, port int, dial func() (net.Conn, error), rec Record, start time.Time) {
 	finish := func(allowed bool, reason string) {
 		rec.Allowed, rec.Reason = allowed, reason
 		rec.DurationMS = time.Since(start).Milliseconds()
@@ -84,9 +84,23 @@ func (s *Server) tunnel(w http.ResponseWriter, host string, dial func() (net.Con
 	}
 
 	var hello []byte
-	sni := ""
+	sni, ident := "", ""
 	inj := s.injectionsFor(host, rec.Port)
-	if s.needsSNI(host) || len(inj) > 0 {
+	proto := s.tunnelProto(host, port)
+	if len(inj) > 0 {
+		proto = "tls" // intercepted: TLS whatever the port
+	}
+	switch proto {
+	case "ssh":
+		_ = client.SetReadDeadline(time.Now().Add(helloTimeout))
+		var err error
+		ident, err = peekSSHIdent(brw.Reader)
+		_ = client.SetReadDeadline(time.Time{})
+		if err != nil {
+			finish(false, err.Error())
+			return
+		}
+	case "tls":
 		_ = client.SetReadDeadline(time.Now().Add(helloTimeout))
 		var isTLS bool
 		var err error
@@ -129,8 +143,11 @@ func (s *Server) tunnel(w http.ResponseWriter, host string, dial func() (net.Con
 	bytesUp, bytesDown := pipe(client, up)
 	rec.BytesUp, rec.BytesDown = bytesUp+int64(len(hello)), bytesDown
 	reason := "tunnel"
-	if sni != "" {
+	switch {
+	case sni != "":
 		reason = "tunnel, sni " + sni
+	case ident != "":
+		reason = "tunnel, ssh " + ident
 	}
 	if s.expired.Err() != nil {
 		reason += "; cut at the deadline: " + s.meter.deadlineReason()

@@ -86,6 +86,7 @@ type Server struct {
 	apiProxy *httputil.ReverseProxy
 	routes   []APIRoute
 	meter    *meter
+	sshPort  int      // tunnels to it carry SSH (SSHPort; a test's own port)
 	idle     idlePool // kept upstream connections of forwardDirect
 
 	// Injection (intercept.go).
@@ -139,6 +140,7 @@ func NewServer(cfg Config) (*Server, error) {
 		resolver: cfg.Resolver,
 		tunnels:  map[net.Conn]struct{}{},
 		meter:    newMeter(cfg.MeterFile, cfg.Budget, time.Now),
+		sshPort:  SSHPort,
 	}
 	s.expired, s.expireNow = context.WithCancel(context.Background())
 	if s.resolver == nil {

@@ -40,6 +40,10 @@ type SidecarConfig struct {
 	// Scan is how requests are scanned for credentials; nil is
 	// DefaultScanConfig.
 	Scan *ScanConfig `json:"scan,omitempty"`
+
+	// SSHAgent is the filtered ssh-agent the proxy offers the sandbox;
+	// nil for none (sshagent.go).
+	SSHAgent *SSHAgentConfig `json:"ssh_agent,omitempty"`
 }
 
 // MeterPath is where the proxy writes its meter.
@@ -63,6 +67,10 @@ type SidecarSecrets struct {
 	// and CA the run's interception CA (its key with it).
 	Inject []Injection `json:"inject,omitempty"`
 	CA     *CA         `json:"ca,omitempty"`
+
+	// SSHKeys are the private keys (PEM) of the run's own ssh-agent, when
+	// it has one instead of the user's (SSHAgentConfig).
+	SSHKeys []string `json:"ssh_keys,omitempty"`
 }
 
 // ReadJSON decodes a JSON file into v, naming the file in errors.

@@ -47,6 +47,8 @@ type Egress struct {
 	// Scan is how the proxy scans requests for credentials; nil is the
 	// default (block, 256 KiB of bodies).
 	Scan *egress.ScanConfig
+	// SSH is SSH through the proxy (ssh.go).
+	SSH SSHEgress
 }
 
 // ProxyContainerName is a run's sidecar proxy.
@@ -129,6 +131,12 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 	}
 	secrets.Held = append(secrets.Held, inj.held...)
 	secrets.Inject, secrets.CA = inj.proxy, inj.ca
+	sshMounts, sshEnv, proxyMounts, err := sshSandbox(dir, eg.SSH, &cfg, &secrets)
+	if err != nil {
+		return sandbox.SandboxSpec{}, err
+	}
+	agentSpec.Mounts = append(agentSpec.Mounts, sshMounts...)
+	agentSpec.Env = append(agentSpec.Env, sshEnv...)
 	files := []struct {
 		name string
 		v    any
@@ -167,6 +175,7 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 			ExtraHosts: hosts,
 			Labels:     m.labels(r, "proxy"),
 			Limits:     sandbox.Limits{MemoryBytes: 512 << 20, Pids: 512, CPUs: 1},
+			Mounts:     proxyMounts,
 		},
 		Binary:     bin,
 		Dir:        dir,

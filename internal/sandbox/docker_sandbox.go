@@ -172,7 +172,7 @@ func (d *Docker) prepareProxy(ctx context.Context, spec SandboxSpec) (string, er
 		}
 	}
 	// Stale sockets of an earlier leg would answer nothing.
-	for _, s := range []string{ProxySocket, APISocket} {
+	for _, s := range []string{ProxySocket, APISocket, SSHAgentSocket} {
 		os.Remove(filepath.Join(sockDir, filepath.Base(s)))
 	}
 	if err := d.removeNetworked(ctx, p.Name); err != nil {
@@ -193,11 +193,11 @@ func (d *Docker) runProxy(ctx context.Context, spec SandboxSpec, network string)
 			Cmd:   ProxyCommand(),
 			Env:   p.Env,
 			User:  p.User,
-			Mounts: []Mount{
+			Mounts: append([]Mount{
 				{Source: spec.Binary, Target: BinaryPath, ReadOnly: true},
 				{Source: sockDir, Target: socketDir},
 				{Source: p.ConfigDir, Target: ProxyConfigDir},
-			},
+			}, p.Mounts...),
 			Tmpfs:      []Tmpfs{{Target: "/tmp", SizeBytes: 64 << 20}},
 			Labels:     p.Labels,
 			ExtraHosts: p.ExtraHosts,

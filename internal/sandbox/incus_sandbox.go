@@ -115,6 +115,11 @@ func (i *Incus) waitEnded(ctx context.Context, id string, d time.Duration) {
 // left by an earlier leg of the sandbox is replaced.
 func (i *Incus) startProxy(ctx context.Context, spec SandboxSpec) (string, error) {
 	p := spec.Proxy
+	if len(p.Mounts) > 0 {
+		// The proxy's uid is shifted into the instance's range, and
+		// ssh-agent refuses a peer of another uid.
+		return "", errors.New("forwarding your ssh-agent is not supported on Incus; load the key with [egress.ssh] key_file instead")
+	}
 	network := p.Network
 	if network == "" {
 		network = i.opts.Network
@@ -131,7 +136,7 @@ func (i *Incus) startProxy(ctx context.Context, spec SandboxSpec) (string, error
 			return "", fmt.Errorf("create the proxy's socket directory: %w", err)
 		}
 	}
-	for _, s := range []string{ProxySocket, APISocket} {
+	for _, s := range []string{ProxySocket, APISocket, SSHAgentSocket} {
 		os.Remove(filepath.Join(sockDir, filepath.Base(s)))
 	}
 	if err := i.Remove(ctx, p.Name); err != nil {

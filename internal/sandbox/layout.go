@@ -34,6 +34,13 @@ const (
 	// whose CA setting replaces the system's rather than adding to it.
 	RunCAPath    = "/airlock/run-ca.pem"
 	CABundlePath = "/tmp/airlock-ca-bundle.pem"
+	// SSHAgentSocket is the proxy's filtered ssh-agent, when the run has
+	// one; the agent's container reaches it as it is, in the socket
+	// directory both mount (no relay: it is a Unix socket already).
+	SSHAgentSocket = "/airlock/sock/ssh-agent.sock"
+	// ProxySSHAgentUpstream is where the proxy sees the user's own
+	// ssh-agent (ProxySpec.Mounts), behind the filter.
+	ProxySSHAgentUpstream = "/airlock/ssh-agent-upstream.sock"
 )
 
 // SandboxSpec is a run's sandbox.
@@ -81,6 +88,10 @@ type ProxySpec struct {
 	ExtraHosts []HostAddr
 	Labels     map[string]string
 	Limits     Limits
+	// Mounts are more host paths for the proxy alone (the user's
+	// ssh-agent socket at ProxySSHAgentUpstream). A backend that cannot
+	// give the proxy such a path working says so.
+	Mounts []Mount
 }
 
 // Sandbox identifies a created sandbox's parts.
