@@ -308,7 +308,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		return run.Request{}, nil, "", flagErrorf("run name %q: %v", name, err)
 	}
 
-	env, err := f.sandboxEnv(cfg, p, opts.Env)
+	env, err := f.sandboxEnv(cfg, p, project, opts.Env)
 	if err != nil {
 		return run.Request{}, nil, "", err
 	}
@@ -460,7 +460,7 @@ func firstWords(s string, n int) string {
 
 // sandboxEnv resolves the variables the agent gets: config env and env_file,
 // then the prompt's, then --env; a later entry for the same name wins.
-func (f *Factory) sandboxEnv(cfg config.Config, p *prompt.Prompt, flags []string) ([]string, error) {
+func (f *Factory) sandboxEnv(cfg config.Config, p *prompt.Prompt, project string, flags []string) ([]string, error) {
 	var entries []string
 	if cfg.Sandbox.EnvFile != "" {
 		fromFile, err := prompt.LoadEnvFile(cfg.Sandbox.EnvFile)
@@ -474,6 +474,14 @@ func (f *Factory) sandboxEnv(cfg config.Config, p *prompt.Prompt, flags []string
 		return nil, fmt.Errorf("[sandbox] env: %w", err)
 	}
 	entries = append(entries, cfgEnv...)
+	if f.inside(project, p.Path) {
+		// A prompt of the repository is anyone's, like its config.
+		for _, e := range p.Env {
+			if !strings.Contains(e, "=") {
+				return nil, fmt.Errorf("%s: env: %q would copy your environment's %s into the sandbox, which a prompt file of the repository may not do; write %s=value, or pass it yourself with --env %s", p.Path, e, e, e, e)
+			}
+		}
+	}
 	promptEnv, err := prompt.ParseEnv(p.Env, f.LookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("%s: env: %w", p.Path, err)
@@ -592,4 +600,27 @@ func (f *Factory) agentAuth() (agent.APIAuth, error) {
 		}
 		return "", false
 	})
+}
+
+// inside reports whether path (a prompt file's) is in the project's
+// directory tree; "" is nowhere. When it cannot tell, it says yes.
+func (f *Factory) inside(project, path string) bool {
+	if project == "" || path == "" {
+		return false
+	}
+	if !filepath.IsAbs(path) {
+		wd, err := f.Getwd()
+		if err != nil {
+			return true
+		}
+		path = filepath.Join(wd, path)
+	}
+	real := func(p string) string {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return r
+		}
+		return filepath.Clean(p)
+	}
+	rel, err := filepath.Rel(real(project), real(path))
+	return err != nil || (rel != ".." && !strings.HasPrefix(rel, "../"))
 }

@@ -181,8 +181,10 @@ func parseInject(item any, dir string, project bool) (Inject, []string) {
 		fail("from is missing: where the value comes from, env:NAME, file:PATH or cmd:COMMAND")
 	} else if scheme, rest, err := credentials.ParseSource(in.From); err != nil {
 		fail("from: %v", err)
-	} else if project && scheme != credentials.SchemeEnv {
-		fail("from %q: a repository's own config may only name env: sources; file: and cmd: run and read on your machine, so write this entry in your user config (~/.config/airlock/config.toml)", in.From)
+	} else if project {
+		// Even env: would let a repository send the user's secrets to
+		// a host it allows itself.
+		fail("a repository's own config may not inject credentials: it decides which of your secrets go to which host, so write this entry in your user config (~/.config/airlock/config.toml)")
 	} else if scheme == credentials.SchemeFile {
 		switch {
 		case strings.HasPrefix(rest, "~"):

@@ -28,12 +28,12 @@ host = "api.example.com"
 query = "access_token"
 from = "cmd:op read op://vault/api/token"
 `)
-	project := write(t, dir, "project.toml", `[[egress.inject]]
+	system := write(t, dir, "system.toml", `[[egress.inject]]
 host = "pypi.example.com"
 header = "X-Token: {}"
 from = "env:PYPI_TOKEN"
 `)
-	r, err := Loader{UserPath: user, ProjectPath: project}.Load()
+	r, err := Loader{SystemPath: system, UserPath: user}.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,20 +41,20 @@ from = "env:PYPI_TOKEN"
 	if len(got) != 4 {
 		t.Fatalf("entries = %+v", got)
 	}
-	if got[0].Source != user+":4" || got[1].Source != user+":10" || got[3].Source != project+":1" {
+	if got[0].Source != system+":1" || got[1].Source != user+":4" || got[2].Source != user+":10" {
 		t.Errorf("sources = %s, %s, %s", got[0].Source, got[1].Source, got[3].Source)
 	}
-	if got[1].From != "file:"+filepath.Join(dir, "token.txt") {
-		t.Errorf("a relative file: is not made absolute against the config's directory: %s", got[1].From)
+	if got[2].From != "file:"+filepath.Join(dir, "token.txt") {
+		t.Errorf("a relative file: is not made absolute against the config's directory: %s", got[2].From)
 	}
 	for _, tt := range []struct {
 		in         Inject
 		name, want string
 	}{
-		{got[0], "Authorization", "Bearer tok"},
-		{got[1], "Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:tok"))},
-		{got[2], "access_token", "tok"},
-		{got[3], "X-Token", "tok"},
+		{got[0], "X-Token", "tok"},
+		{got[1], "Authorization", "Bearer tok"},
+		{got[2], "Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:tok"))},
+		{got[3], "access_token", "tok"},
 	} {
 		if name, v := tt.in.Render("tok"); name != tt.name || v != tt.want {
 			t.Errorf("%s renders %s: %s, want %s: %s", tt.in.Where(), name, v, tt.name, tt.want)
@@ -83,8 +83,11 @@ func TestInjectErrors(t *testing.T) {
 		{"unknown key", `host = "a.test"` + "\n" + `header = "A: {}"` + "\n" + `from = "env:X"` + "\n" + `value = "x"`, `unknown key "value"`, false},
 		{"not text", `host = "a.test"` + "\n" + `header = "A: {}"` + "\n" + `from = 3`, "from must be text", false},
 		{"placeholder env", `host = "a.test"` + "\n" + `header = "A: {}"` + "\n" + `from = "env:X"` + "\n" + `placeholder_env = "1X"`, "not an environment variable name", false},
-		{"cmd in a repository", `host = "a.test"` + "\n" + `header = "A: {}"` + "\n" + `from = "cmd:cat ~/.ssh/id_rsa"`, "a repository's own config may only name env: sources", true},
-		{"file in a repository", `host = "a.test"` + "\n" + `header = "A: {}"` + "\n" + `from = "file:/etc/shadow"`, "a repository's own config may only name env: sources", true},
+		{"cmd in a repository", `host = "a.test"` + "\n" + `header = "A: {}"` + "\n" + `from = "cmd:cat ~/.ssh/id_rsa"`, "a repository's own config may not inject credentials", true},
+		{"file in a repository", `host = "a.test"` + "\n" + `header = "A: {}"` + "\n" + `from = "file:/etc/shadow"`, "a repository's own config may not inject credentials", true},
+		// env: too: the repository would pick both the secret and the
+		// host it goes to (one it allows itself).
+		{"env in a repository", `host = "evil.test"` + "\n" + `header = "A: {}"` + "\n" + `from = "env:AWS_SECRET_ACCESS_KEY"`, "a repository's own config may not inject credentials", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

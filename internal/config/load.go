@@ -121,11 +121,15 @@ func (r *Resolved) applyFile(path string, data []byte) error {
 	sort.Slice(assigns, func(i, j int) bool { return assigns[i].line < assigns[j].line })
 
 	dir := filepath.Dir(path)
+	project := path == r.projectPath
 	for _, a := range assigns {
 		s, _ := lookupSetting(a.key)
 		v, err := convert(s, a.value)
 		if err == nil {
 			err = r.apply(s, v, dir, fmt.Sprintf("%s:%d", path, a.line))
+		}
+		if err == nil && project {
+			err = projectMay(a.key, v)
 		}
 		if err != nil {
 			problems = append(problems, problem{a.line, fmt.Sprintf("%s: %v", a.key, err)})
@@ -292,4 +296,44 @@ func record(lines map[string]int, key []string, line int) {
 			lines[k] = line
 		}
 	}
+}
+
+// userOnly are the settings a repository's own config may not set: each
+// decides where the user's credentials go or what of the user's machine
+// reaches the sandbox, and the repository may be anyone's. The user sets
+// them in their own config or with a flag.
+var userOnly = map[string]string{
+	"agent.claude.base_url":  "the model API key would go to the URL it names",
+	"egress.git_auth":        "your git host token would go to the host it names",
+	"egress.ca_certificates": "the proxy would trust its certificates when it sends your credentials",
+	"sandbox.env_file":       "it copies a file of your machine into the sandbox's environment",
+}
+
+// projectMay refuses, for the repository's own config, a setting only the
+// user may make, and environment entries that take their value from the
+// user's environment (NAME without =): a repository could otherwise copy
+// the user's secrets into the sandbox.
+func projectMay(key string, v any) error {
+	if why, ok := userOnly[key]; ok && !empty(v) {
+		return fmt.Errorf("a repository's own config may not set this (%s); set it in your user config (~/.config/airlock/config.toml) or with a flag", why)
+	}
+	if key == "sandbox.env" {
+		for _, e := range v.([]string) {
+			if !strings.Contains(e, "=") {
+				return fmt.Errorf("%q would copy your environment's %s into the sandbox, which a repository's own config may not do; write %s=value, or pass it yourself with --env %s or in your user config", e, e, e, e)
+			}
+		}
+	}
+	return nil
+}
+
+// empty is a setting's empty value, which sets nothing.
+func empty(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return v == ""
+	case []string:
+		return len(v) == 0
+	}
+	return false
 }

@@ -21,6 +21,7 @@ const ProjectTemplate = `# airlock project configuration.
 # Claude Code npm version baked into the default image, or "latest".
 # version = "2.1.330"
 # Model gateway URL; empty uses ANTHROPIC_BASE_URL from your environment.
+# Your user config only: a repository's config may not set it.
 # base_url = ""
 
 [egress]
@@ -47,10 +48,11 @@ const ProjectTemplate = `# airlock project configuration.
 # Show the resolved policy and ask y/N before each run on a terminal.
 # confirm = true
 # A git host the agent may fetch from and push to over HTTPS with your token
-# (GH_TOKEN, GITHUB_TOKEN or ` + "`gh auth token`" + `), injected by the proxy.
+# (GH_TOKEN, GITHUB_TOKEN or ` + "`gh auth token`" + `), injected by the proxy. Your user config only.
 # git_auth = ""
 # PEM files the proxy also trusts when it speaks TLS itself (hosts with an
 # injected credential, the model API), on top of [image] ca_certificates.
+# Your user config only.
 # ca_certificates = []
 # Credentials the proxy adds to requests for a host, so the sandbox never
 # holds them (docs/egress.md). One table per credential, for example:
@@ -119,10 +121,11 @@ const ProjectTemplate = `# airlock project configuration.
 # Disk quota for the run's workspace, home and log directories together;
 # the host stops a run that grows past it.
 # disk = "10g"
-# Environment for the agent: NAME copies it from your environment,
-# NAME=value sets it. Entries add to those from other layers.
+# Environment for the agent: NAME copies it from your environment (not in a
+# repository's config), NAME=value sets it. Entries add to those from other layers.
 # env = []
-# dotenv file (KEY=VALUE lines) with more variables for the agent.
+# dotenv file (KEY=VALUE lines) with more variables for the agent. Your user
+# config only.
 # env_file = ""
 # Shared dependency caches kept across this project's runs: "npm", "go",
 # "pip".

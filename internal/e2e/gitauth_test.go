@@ -87,11 +87,11 @@ func TestGitAuthPush(t *testing.T) {
 	gw := e.gateway()
 	token := "ghs_" + randHex(36)
 	gs := startGitServer(t, e, gw, token)
-	e.write(".airlock/config.toml", fmt.Sprintf(`[egress]
+	e.userConfig(fmt.Sprintf(`[egress]
 extra_hosts = ["git.test:%[1]s"]
 allow_cidrs = ["%[1]s/32"]
-ca_certificates = ["../git-ca.pem"]
-`, gw))
+ca_certificates = ["%[2]s"]
+`, gw, filepath.Join(e.repo, "git-ca.pem")))
 	e.write("git-ca.pem", string(gs.caPEM))
 	e.write("push.sh", strings.ReplaceAll(gitPushScript, "{PORT}", fmt.Sprint(gs.port)))
 	e.git("add", ".")

@@ -138,7 +138,43 @@ type env struct {
 	extra  []string
 	engine engineKind
 	user   *user.User // rootless Podman: the unprivileged user airlock runs as
+	// configDir is the test's own XDG_CONFIG_HOME (userConfig), else "".
+	configDir string
 }
+
+// config is XDG_CONFIG_HOME for the test's airlock.
+func (e *env) config() string {
+	if e.configDir != "" {
+		return e.configDir
+	}
+	return shared.configDir
+}
+
+// userConfig gives this test a user config of its own: the shared test
+// configuration with text after it, which starts at line
+// userConfigOffset+1. What only the user may set (injected credentials,
+// the proxy's trust) goes there, not in the repository's config.
+func (e *env) userConfig(text string) string {
+	e.t.Helper()
+	if e.configDir == "" {
+		e.configDir = filepath.Join(filepath.Dir(shared.configDir), "config-"+randHex(8))
+		e.t.Cleanup(func() { os.RemoveAll(e.configDir) })
+	}
+	dir := filepath.Join(e.configDir, "airlock")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	os.Chmod(e.configDir, 0o755)
+	path := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(path, []byte(testConfig+text), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return path
+}
+
+// userConfigOffset is how many lines of the shared configuration come
+// before a test's own in userConfig.
+var userConfigOffset = strings.Count(testConfig, "\n")
 
 // engineKind is the engine a test's airlock runs on, and as whom.
 type engineKind int
@@ -338,7 +374,7 @@ func (e *env) environ() []string {
 		}
 		out = append(out, kv)
 	}
-	out = append(out, "XDG_STATE_HOME="+e.state, "XDG_CONFIG_HOME="+shared.configDir)
+	out = append(out, "XDG_STATE_HOME="+e.state, "XDG_CONFIG_HOME="+e.config())
 	switch e.engine {
 	case onPodman:
 		out = append(out, "AIRLOCK_ENGINE=podman")
@@ -352,7 +388,7 @@ func (e *env) environ() []string {
 // a login's: no engine named (a user outside the docker group who runs a
 // rootless Podman gets it by autodetection).
 func (e *env) userEnviron() []string {
-	return append([]string{"XDG_STATE_HOME=" + e.state, "XDG_CONFIG_HOME=" + shared.configDir}, e.extra...)
+	return append([]string{"XDG_STATE_HOME=" + e.state, "XDG_CONFIG_HOME=" + e.config()}, e.extra...)
 }
 
 type result struct {

@@ -174,22 +174,23 @@ func testTLS(t *testing.T, names ...string) ([]byte, tls.Certificate) {
 		tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key}
 }
 
-// injectConfig is the project config of the injection tests: the registry
-// (HTTPS, with the token injected), another name on the same server, and a
+// injectConfig is the user config of the injection tests (a repository's
+// own may not inject credentials): the registry (HTTPS, with the token
+// injected, its CA at caPath), another name on the same server, and a
 // plain-HTTP host, all pinned to the host's bridge address.
-func injectConfig(gw string, regPort, plainPort int, tokenEnv string) string {
+func injectConfig(gw string, regPort, plainPort int, tokenEnv, caPath string) string {
 	return fmt.Sprintf(`[egress]
 allow = ["registry.test:%[2]d", "other.test:%[2]d", "plain.test:%[3]d"]
 extra_hosts = ["registry.test:%[1]s", "other.test:%[1]s", "plain.test:%[1]s"]
 allow_cidrs = ["%[1]s/32"]
-ca_certificates = ["../registry-ca.pem"]
+ca_certificates = ["%[5]s"]
 
 [[egress.inject]]
 host = "registry.test:%[2]d"
 header = "Authorization: Bearer {}"
 from = "env:%[4]s"
 placeholder_env = "NPM_TOKEN"
-`, gw, regPort, plainPort, tokenEnv)
+`, gw, regPort, plainPort, tokenEnv, caPath)
 }
 
 // npmScript installs from the registry with the placeholder in .npmrc,
@@ -215,7 +216,7 @@ func TestInjectNPMRegistry(t *testing.T) {
 	reg := startNPMRegistry(t, gw, token, "registry.test", "other.test")
 	plainPort, _ := startPlainServer(t, gw)
 
-	e.write(".airlock/config.toml", injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN"))
+	cfgPath := e.userConfig(injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN", filepath.Join(e.repo, "registry-ca.pem")))
 	e.write("registry-ca.pem", string(reg.caPEM))
 	e.write(".npmrc", fmt.Sprintf("registry=https://registry.test:%[1]d/\n//registry.test:%[1]d/:_authToken=${NPM_TOKEN}\n", reg.port))
 	e.write("npm.sh", npmScript)
@@ -225,7 +226,7 @@ func TestInjectNPMRegistry(t *testing.T) {
 	t.Run("a source that fails is one error and creates nothing", func(t *testing.T) {
 		e.server(runScript("never", "echo never"))
 		res := e.airlock("run", "-y", "-m", "x", "--name", "nosecret")
-		if res.code == 0 || !strings.Contains(res.stderr, ".airlock/config.toml:7: egress.inject for registry.test:") ||
+		if res.code == 0 || !strings.Contains(res.stderr, fmt.Sprintf("%s:%d: egress.inject for registry.test:", cfgPath, userConfigOffset+7)) ||
 			!strings.Contains(res.stderr, "env:AIRLOCK_E2E_REGISTRY_TOKEN: the environment variable AIRLOCK_E2E_REGISTRY_TOKEN is not set") {
 			t.Errorf("exit %d, want one error naming the entry and the variable:\n%s", res.code, res.stderr)
 		}
@@ -235,13 +236,13 @@ func TestInjectNPMRegistry(t *testing.T) {
 	})
 
 	t.Run("an injection for a host the policy refuses is an error", func(t *testing.T) {
-		cfg := injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN")
-		e.write(".airlock/config.toml", strings.Replace(cfg, fmt.Sprintf(`"registry.test:%d", `, reg.port), "", 1))
-		defer e.write(".airlock/config.toml", cfg)
+		cfg := injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN", filepath.Join(e.repo, "registry-ca.pem"))
+		e.userConfig(strings.Replace(cfg, fmt.Sprintf(`"registry.test:%d", `, reg.port), "", 1))
+		defer e.userConfig(cfg)
 		e.server(runScript("never", "echo never"))
 		e.extra = append(e.extra, "AIRLOCK_E2E_REGISTRY_TOKEN=x")
 		res := e.airlock("run", "-y", "-m", "x", "--name", "notallowed")
-		if res.code == 0 || !strings.Contains(res.stderr, ".airlock/config.toml:7: egress.inject: registry.test:") ||
+		if res.code == 0 || !strings.Contains(res.stderr, fmt.Sprintf("%s:%d: egress.inject: registry.test:", cfgPath, userConfigOffset+7)) ||
 			!strings.Contains(res.stderr, "does not let the agent reach it") {
 			t.Errorf("exit %d, want one error naming the entry:\n%s", res.code, res.stderr)
 		}
@@ -331,7 +332,7 @@ func TestInjectNPMRegistry(t *testing.T) {
 	t.Run("credentials ls lists the injection, masked", func(t *testing.T) {
 		out := e.ok("credentials", "ls").stdout
 		want := fmt.Sprintf("inject registry.test:%d (header Authorization: Bearer {})\t%s\tenv:AIRLOCK_E2E_REGISTRY_TOKEN (", reg.port, token[:7]+"…"+token[len(token)-4:])
-		if !strings.Contains(out, want) || !strings.Contains(out, ".airlock/config.toml:7)") {
+		if !strings.Contains(out, want) || !strings.Contains(out, fmt.Sprintf("%s:%d)", cfgPath, userConfigOffset+7)) {
 			t.Errorf("credentials ls:\n%s\nwant a line with %q", out, want)
 		}
 	})
@@ -347,7 +348,7 @@ func TestInjectPersistentRestart(t *testing.T) {
 	first, second := "tok1-"+randHex(32), "tok2-"+randHex(32)
 	reg := startNPMRegistry(t, gw, first, "registry.test")
 	plainPort, _ := startPlainServer(t, gw)
-	e.write(".airlock/config.toml", injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN"))
+	e.userConfig(injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN", filepath.Join(e.repo, "registry-ca.pem")))
 	e.write("registry-ca.pem", string(reg.caPEM))
 	e.write(".npmrc", fmt.Sprintf("registry=https://registry.test:%[1]d/\n//registry.test:%[1]d/:_authToken=${NPM_TOKEN}\n", reg.port))
 	e.git("add", ".")
