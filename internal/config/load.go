@@ -125,6 +125,11 @@ func (r *Resolved) applyFile(path string, data []byte) error {
 	for _, a := range assigns {
 		s, _ := lookupSetting(a.key)
 		v, err := convert(s, a.value)
+		if why, ok := userOnly[a.key]; ok && err == nil && project && !empty(v) {
+			// Refused before it is applied: a file it names is not
+			// even opened.
+			err = fmt.Errorf("a repository's own config may not set this (%s); set it in your user config (~/.config/airlock/config.toml) or with a flag", why)
+		}
 		if err == nil {
 			err = r.apply(s, v, dir, fmt.Sprintf("%s:%d", path, a.line))
 		}
@@ -307,16 +312,15 @@ var userOnly = map[string]string{
 	"egress.git_auth":        "your git host token would go to the host it names",
 	"egress.ca_certificates": "the proxy would trust its certificates when it sends your credentials",
 	"sandbox.env_file":       "it copies a file of your machine into the sandbox's environment",
+	"egress.ssh.keys":        "the sandbox could sign with your SSH keys",
+	"egress.ssh.key_file":    "it loads a key of yours for the sandbox to sign with",
 }
 
-// projectMay refuses, for the repository's own config, a setting only the
-// user may make, and environment entries that take their value from the
-// user's environment (NAME without =): a repository could otherwise copy
-// the user's secrets into the sandbox.
+// projectMay refuses, for the repository's own config, environment
+// entries that take their value from the user's environment (NAME without
+// =): a repository could otherwise copy the user's secrets into the
+// sandbox.
 func projectMay(key string, v any) error {
-	if why, ok := userOnly[key]; ok && !empty(v) {
-		return fmt.Errorf("a repository's own config may not set this (%s); set it in your user config (~/.config/airlock/config.toml) or with a flag", why)
-	}
 	if key == "sandbox.env" {
 		for _, e := range v.([]string) {
 			if !strings.Contains(e, "=") {
