@@ -114,5 +114,8 @@ func writeRecord(w io.Writer, rec egress.Record) {
 	if rec.Allowed {
 		fmt.Fprintf(w, "  ↑%d ↓%d %dms", rec.BytesUp, rec.BytesDown, rec.DurationMS)
 	}
+	if rec.Scan != "" {
+		fmt.Fprintf(w, "  [secret scan: %s]", untrusted.Line(rec.Scan))
+	}
 	fmt.Fprintln(w)
 }

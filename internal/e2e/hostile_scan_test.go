@@ -248,6 +248,16 @@ scan_off = ["trusted.test"]
 	if strings.Contains(string(log), random[10:30]) {
 		t.Error("the audit log holds part of the random token")
 	}
+	shown := e.ok("egress", r.ID).stdout
+	if !strings.Contains(shown, "secret scan: sendgrid-api-key in body") ||
+		!strings.Contains(shown, `[secret scan: logged, not blocked (scan = "log"): stripe-secret-key in query value "k"]`) {
+		t.Errorf("airlock egress does not show the scan's refusals and logged hits:\n%s", tail(shown, 20))
+	}
+	for _, c := range cases {
+		if c.secret != "" && strings.Contains(shown, c.secret) {
+			t.Errorf("airlock egress shows the token of %s%s", c.host, c.path)
+		}
+	}
 	if !strings.Contains(seen, scanFormats()[0].nearMiss) || !strings.Contains(seen, "/off") {
 		t.Errorf("the upstream did not get the requests that pass; the test proves nothing:\n%.2000s", seen)
 	}
