@@ -195,7 +195,7 @@ func TestFileErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := write(t, t.TempDir(), "config.toml", tt.in)
-			_, err := Loader{ProjectPath: path}.Load()
+			_, err := Loader{UserPath: path}.Load()
 			if err == nil {
 				t.Fatal("Load succeeded, want an error")
 			}
