@@ -203,6 +203,7 @@ ssh-keygen -q -t ed25519 -N '' -f /tmp/newkey; ssh-add /tmp/newkey > add.log 2>&
 ssh-add -d allowed.pub > remove.log 2>&1; say remove $?
 ssh-add -D > remove-all.log 2>&1; say remove-all $?
 say list-after "$(ssh-add -l 2>&1 | tr '\n' ' ')"
+say known "$(grep -c git.test /etc/ssh/ssh_known_hosts) $(grep -c unrelated /etc/ssh/ssh_known_hosts)"
 ssh -o BatchMode=yes git@other.test true > other.log 2>&1; say other $?
 printf 'GET / HTTP/1.0\r\n\r\n' | /airlock/bin/airlock connect git.test 22 > notssh.log 2>&1; say notssh "$(wc -c < notssh.log)"
 { env; for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do tr '\0' '\n' < "$f"; done
@@ -219,7 +220,7 @@ say done 0
 // agent's tries at the forwarded agent (other keys, adding, removing) and
 // at SSH elsewhere fail.
 func TestHostileSSH(t *testing.T) {
-	onEngines(t, []engineKind{onDocker}, func(t *testing.T, e *env) {
+	onEngines(t, []engineKind{onDocker, onPodman}, func(t *testing.T, e *env) {
 		w := newWorldOn(t, e.engine, e.user)
 		keyDir := e.tempDir()
 		allowed := newSSHKey(t, keyDir, "allowed")
@@ -315,6 +316,11 @@ func TestHostileSSH(t *testing.T) {
 						}
 					}
 				})
+				t.Run("known_hosts has the allowed host's key only", func(t *testing.T) {
+					if res["known"] != "1 0" {
+						t.Errorf("the sandbox's ssh_known_hosts has %q lines naming git.test and an unrelated host, want \"1 0\"", res["known"])
+					}
+				})
 				t.Run("ssh elsewhere fails at the proxy", func(t *testing.T) {
 					if res["other"] == "0" {
 						t.Errorf("ssh to other.test succeeded")
@@ -399,4 +405,70 @@ func sshResults(t *testing.T, ws string) map[string]string {
 		out[k] = strings.TrimSpace(v)
 	}
 	return out
+}
+
+// Every mistake in [egress.ssh] is one error saying what and where, before
+// anything is created.
+func TestSSHConfigErrors(t *testing.T) {
+	e := newEnv(t)
+	dir := e.tempDir()
+	key := newSSHKey(t, dir, "id")
+	stray := newSSHKey(t, dir, "stray")
+	_, encPriv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(encPriv, "enc", []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	encPath := filepath.Join(dir, "enc")
+	if err := os.WriteFile(encPath, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	known := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(known, []byte("git.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agentSock := startSSHAgent(t, e, key)
+	allow := "[egress]\nallow = [\"git.test:22\"]\n[egress.ssh]\nknown_hosts = [" + fmt.Sprintf("%q", known) + "]\n"
+	cases := []struct {
+		name, config, sock string
+		want               []string
+	}{
+		{"a missing public key file", allow + fmt.Sprintf("keys = [%q]\n", filepath.Join(dir, "nope.pub")), agentSock,
+			[]string{".airlock/config.toml:5: egress.ssh.keys", "nope.pub: no such file"}},
+		{"a bad fingerprint", allow + "keys = [\"SHA256:nope\"]\n", agentSock,
+			[]string{".airlock/config.toml:5: egress.ssh.keys", "is not a SHA256 key fingerprint"}},
+		{"a private key listed as a public one", allow + fmt.Sprintf("keys = [%q]\n", key.privPath), agentSock,
+			[]string{".airlock/config.toml:5: egress.ssh.keys", "is a private key"}},
+		{"an encrypted key file", allow + fmt.Sprintf("key_file = %q\n", encPath), "",
+			[]string{".airlock/config.toml:5: egress.ssh.key_file", "encrypted with a passphrase"}},
+		{"keys with no host allowed on port 22", fmt.Sprintf("[egress.ssh]\nkeys = [%q]\n", key.pubPath), agentSock,
+			[]string{"egress.ssh.keys (", ".airlock/config.toml:2", "no host is allowed for SSH"}},
+		{"a host without a known_hosts entry", "[egress]\nallow = [\"other.test:22\"]\n[egress.ssh]\n" + fmt.Sprintf("known_hosts = [%q]\nkeys = [%q]\n", known, key.pubPath), agentSock,
+			[]string{"other.test is allowed for SSH (port 22), but no known_hosts entry names it"}},
+		{"no agent", allow + fmt.Sprintf("keys = [%q]\n", key.pubPath), "",
+			[]string{"egress.ssh.keys (", "SSH_AUTH_SOCK is not set"}},
+		{"a key not in the agent", allow + fmt.Sprintf("keys = [%q]\n", stray.pubPath), agentSock,
+			[]string{"stray.pub (" + stray.fingerprint + ") is not in your ssh-agent"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e.write(".airlock/config.toml", c.config)
+			e.extra = []string{"SSH_AUTH_SOCK=" + c.sock, "ANTHROPIC_API_KEY=sk-ant-e2e-unused"}
+			res := e.airlock("run", "-y", "-m", "Use ssh.")
+			if res.code == 0 {
+				t.Fatal("the run started")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(res.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, res.stderr)
+				}
+			}
+			if n := strings.Count(strings.TrimSpace(res.stderr), "\n"); n > 1 {
+				t.Errorf("more than one error:\n%s", res.stderr)
+			}
+			if runs := e.runs(); len(runs) != 0 {
+				t.Errorf("%d runs were created", len(runs))
+			}
+		})
+	}
 }
