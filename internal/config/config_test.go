@@ -210,7 +210,7 @@ func TestScanSettings(t *testing.T) {
 	dir := t.TempDir()
 	user := write(t, dir, "user.toml", "[egress]\nscan = \"log\"\nscan_off = [\"*.corp.test\"]\n")
 	proj := write(t, dir, "proj.toml", "[egress]\nscan_block = [\"secure.corp.test\"]\nscan_off = [\"dev.test\"]\nscan_body_kib = 0\n")
-	r, err := Loader{UserPath: user, ProjectPath: proj}.Load()
+	r, err := Loader{SystemPath: user, UserPath: proj}.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -321,6 +321,9 @@ var userOnly = map[string]string{
 // =): a repository could otherwise copy the user's secrets into the
 // sandbox.
 func projectMay(key string, v any) error {
+	if err := projectMayScan(key, v); err != nil {
+		return err
+	}
 	if key == "sandbox.env" {
 		for _, e := range v.([]string) {
 			if !strings.Contains(e, "=") {

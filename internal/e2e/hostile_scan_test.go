@@ -178,11 +178,27 @@ func hostileScan(t *testing.T, e *env) {
 allow = ["plain.test:%[2]d", "logged.test:%[2]d", "trusted.test:%[2]d"]
 extra_hosts = ["plain.test:%[1]s", "logged.test:%[1]s", "trusted.test:%[1]s"]
 allow_cidrs = ["%[1]s/32"]
+`, gw, up.port))
+	// Relaxing the scan is the user's to do, not the repository's.
+	e.userConfig(`
+[egress]
 scan_log = ["logged.test"]
 scan_off = ["trusted.test"]
-`, gw, up.port))
+`)
 	e.git("add", ".")
 	e.git("commit", "-qm", "scan attempts")
+
+	// A repository cannot turn the scan off for its own exfiltration.
+	e.write(".airlock/config.toml", fmt.Sprintf("[egress]\nallow = [\"plain.test:%d\"]\nscan = \"off\"\n", up.port))
+	e.server(runScript("never", "echo never"))
+	if res := e.airlock("run", "-y", "-m", "x", "--name", "noscan"); res.code == 0 ||
+		!strings.Contains(res.stderr, ".airlock/config.toml:3: egress.scan: a repository's own config may make secret scanning stricter, not looser") {
+		t.Errorf("a repository's scan = \"off\": exit %d\n%s", res.code, res.stderr)
+	}
+	if runs := e.runs(); len(runs) != 0 {
+		t.Fatalf("the refused config made %d runs", len(runs))
+	}
+	e.git("checkout", "--", ".airlock/config.toml")
 
 	e.server(runScript("scan", "sh scan.sh > results.txt 2>&1; echo finished"))
 	setAPIKey(e, held)
