@@ -611,3 +611,42 @@ func TestSessionNeedsExec(t *testing.T) {
 		t.Fatalf("Session on an engine without exec: %v", err)
 	}
 }
+
+// A busy engine that fails a few requests does not end supervision: the
+// budget still stops the run on time, not when the agent gives up.
+func TestSuperviseOutlastsEngineErrors(t *testing.T) {
+	w := newWorld(t)
+	w.setAgent(untilKilled)
+	req := w.request("task")
+	req.Budget.Timeout = time.Second
+	r := w.start(req)
+	var mu sync.Mutex
+	failed := 0
+	w.eng.Fail = func(op, name string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if op == "Inspect" && name == r.Container && failed < 2 {
+			failed++
+			return errors.New("injected: the engine is busy")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan *store.Run, 1)
+	go func() {
+		r, err := w.m.Wait(ctx, r)
+		if err != nil {
+			t.Errorf("Wait: %v", err)
+		}
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		if r == nil || r.Status != store.StatusStopped || r.StopReason != StopReasonBudget {
+			t.Fatalf("run = %+v; want stopped for its budget", r)
+		}
+	case <-ctx.Done():
+		t.Fatal("the budget never stopped the run: supervision ended at the engine's first error")
+	}
+}

@@ -49,8 +49,13 @@ func (m *Manager) Supervise(ctx context.Context, r *store.Run) {
 			return
 		}
 		st, err := m.Engine.Inspect(ctx, cur.Container)
-		if err != nil {
+		switch {
+		case errors.Is(err, sandbox.ErrNotFound):
 			return
+		case err != nil:
+			// A busy engine fails a request now and then; supervision
+			// goes on, or the budget would wait for the agent to give up.
+			st.Status = sandbox.StatusRunning
 		}
 		switch st.Status {
 		case sandbox.StatusRunning, sandbox.StatusPaused:
