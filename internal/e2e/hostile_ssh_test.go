@@ -65,6 +65,25 @@ func (k sshKey) needle() string {
 	return lines[len(lines)/2]
 }
 
+// userConfig gives the test's airlock a user config of its own: the
+// shared test configuration plus extra (what a repository's config may
+// not set, such as [egress.ssh] keys). Call it after e.server, which
+// resets e.extra.
+func userConfig(t *testing.T, e *env, extra string) string {
+	t.Helper()
+	dir := e.tempDir()
+	path := filepath.Join(dir, "airlock", "config.toml")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(testConfig+"\n"+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.chown(dir)
+	e.extra = append(e.extra, "XDG_CONFIG_HOME="+dir)
+	return path
+}
+
 // sshdImage is the agent image with Debian's openssh-server added, built
 // once per agent image.
 func sshdImage(t *testing.T, w *world) string {
@@ -231,11 +250,21 @@ func TestHostileSSH(t *testing.T) {
 			t.Fatal(err)
 		}
 		egressCfg := fmt.Sprintf("[egress]\nnetwork = %q\nallow = [\"git.test:22\"]\nallow_cidrs = [\"%s/32\"]\n[egress.ssh]\nknown_hosts = [%q]\n", w.network, ip, knownPath)
+		// Keys are the user's to give: a repository's config may not.
+		sshSection := func(rest string) string {
+			if strings.Contains(testConfig, "[egress.ssh]") {
+				t.Fatal("the test configuration has an [egress.ssh] already")
+			}
+			return "[egress.ssh]\n" + rest
+		}
 		e.write("sshtry.sh", sshAttempts)
 		e.write(".gitignore", "clone/\nhunt.txt\n*.log\n")
 		e.write("allowed.pub", allowed.public+"\n")
 		e.write("other.pub", other.public+"\n")
 
+		e.write(".airlock/config.toml", egressCfg)
+		e.git("add", ".")
+		e.git("commit", "-qm", "ssh attempts")
 		cases := []struct {
 			name   string
 			config string
@@ -246,15 +275,13 @@ func TestHostileSSH(t *testing.T) {
 		}
 		for i, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				e.write(".airlock/config.toml", egressCfg+c.config)
-				e.git("add", ".")
-				e.git("commit", "-qm", "ssh attempts "+fmt.Sprint(i))
 				e.server(runScript("ssh", "sh sshtry.sh; echo finished"))
 				userAgent := ""
 				if c.agent {
 					userAgent = startSSHAgent(t, e, allowed, other)
 				}
 				e.extra = append(e.extra, "SSH_AUTH_SOCK="+userAgent)
+				userConfig(t, e, sshSection(c.config))
 				branch := fmt.Sprintf("from-sandbox-%d", i)
 				e.write("sshtry.sh", strings.ReplaceAll(sshAttempts, "from-sandbox", branch))
 				e.git("commit", "-qam", "branch "+branch)
@@ -429,31 +456,38 @@ func TestSSHConfigErrors(t *testing.T) {
 	}
 	agentSock := startSSHAgent(t, e, key)
 	allow := "[egress]\nallow = [\"git.test:22\"]\n[egress.ssh]\nknown_hosts = [" + fmt.Sprintf("%q", known) + "]\n"
+	// The lines of the user config below the shared test configuration.
+	line := func(n int) string { return fmt.Sprintf("airlock/config.toml:%d: ", strings.Count(testConfig+"\n", "\n")+n) }
 	cases := []struct {
 		name, config, sock string
 		want               []string
 	}{
 		{"a missing public key file", allow + fmt.Sprintf("keys = [%q]\n", filepath.Join(dir, "nope.pub")), agentSock,
-			[]string{".airlock/config.toml:5: egress.ssh.keys", "nope.pub: no such file"}},
+			[]string{line(5) + "egress.ssh.keys", "nope.pub: no such file"}},
 		{"a bad fingerprint", allow + "keys = [\"SHA256:nope\"]\n", agentSock,
-			[]string{".airlock/config.toml:5: egress.ssh.keys", "is not a SHA256 key fingerprint"}},
+			[]string{line(5) + "egress.ssh.keys", "is not a SHA256 key fingerprint"}},
 		{"a private key listed as a public one", allow + fmt.Sprintf("keys = [%q]\n", key.privPath), agentSock,
-			[]string{".airlock/config.toml:5: egress.ssh.keys", "is a private key"}},
+			[]string{line(5) + "egress.ssh.keys", "is a private key"}},
 		{"an encrypted key file", allow + fmt.Sprintf("key_file = %q\n", encPath), "",
-			[]string{".airlock/config.toml:5: egress.ssh.key_file", "encrypted with a passphrase"}},
+			[]string{line(5) + "egress.ssh.key_file", "encrypted with a passphrase"}},
 		{"keys with no host allowed on port 22", fmt.Sprintf("[egress.ssh]\nkeys = [%q]\n", key.pubPath), agentSock,
-			[]string{"egress.ssh.keys (", ".airlock/config.toml:2", "no host is allowed for SSH"}},
+			[]string{"egress.ssh.keys (", "airlock/config.toml:", "no host is allowed for SSH"}},
 		{"a host without a known_hosts entry", "[egress]\nallow = [\"other.test:22\"]\n[egress.ssh]\n" + fmt.Sprintf("known_hosts = [%q]\nkeys = [%q]\n", known, key.pubPath), agentSock,
 			[]string{"other.test is allowed for SSH (port 22), but no known_hosts entry names it"}},
 		{"no agent", allow + fmt.Sprintf("keys = [%q]\n", key.pubPath), "",
 			[]string{"egress.ssh.keys (", "SSH_AUTH_SOCK is not set"}},
+		{"keys in the repository's own config", "", agentSock, []string{".airlock/config.toml:", "egress.ssh.keys: a repository's own config may not set this"}},
 		{"a key not in the agent", allow + fmt.Sprintf("keys = [%q]\n", stray.pubPath), agentSock,
 			[]string{"stray.pub (" + stray.fingerprint + ") is not in your ssh-agent"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e.write(".airlock/config.toml", c.config)
 			e.extra = []string{"SSH_AUTH_SOCK=" + c.sock, "ANTHROPIC_API_KEY=sk-ant-e2e-unused"}
+			userConfig(t, e, c.config)
+			if c.config == "" {
+				e.write(".airlock/config.toml", allow+fmt.Sprintf("keys = [%q]\n", key.pubPath))
+				defer os.Remove(filepath.Join(e.repo, ".airlock", "config.toml"))
+			}
 			res := e.airlock("run", "-y", "-m", "Use ssh.")
 			if res.code == 0 {
 				t.Fatal("the run started")
