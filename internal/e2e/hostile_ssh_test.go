@@ -352,6 +352,9 @@ func TestHostileSSH(t *testing.T) {
 					if res["other"] == "0" {
 						t.Errorf("ssh to other.test succeeded")
 					}
+					if out := logs("other.log"); !strings.Contains(out, "connect other.test:22: airlock egress proxy: denied: other.test:22 is not in the allowlist") {
+						t.Errorf("ssh to other.test does not say the proxy refused it:\n%s", out)
+					}
 					if res["notssh"] != "0" {
 						t.Errorf("a tunnel to git.test:22 carried %s bytes of non-SSH back", res["notssh"])
 					}
@@ -367,6 +370,13 @@ func TestHostileSSH(t *testing.T) {
 					for _, k := range []sshKey{allowed, other} {
 						if strings.Contains(string(hunt), k.needle()) {
 							t.Errorf("the private key %s is visible in the sandbox", k.privPath)
+						}
+					}
+					runDir := filepath.Join(e.state, "airlock", "runs", r.ID)
+					for _, f := range []string{"log/agent.jsonl", "log/agent.stderr", "egress/egress.jsonl"} {
+						data, _ := os.ReadFile(filepath.Join(runDir, f))
+						if strings.Contains(string(data), allowed.needle()) {
+							t.Errorf("the private key is in the run's %s", f)
 						}
 					}
 					inspect := w.docker("inspect", r.Container)
