@@ -17,6 +17,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/run"
+	"github.com/airlock-dev/airlock/internal/sandbox"
 )
 
 // sshEgress resolves SSH for a run: the hosts allowed on port 22 and their
@@ -65,6 +66,11 @@ func (f *Factory) sshEgress(res *config.Resolved, policy egress.Policy) (run.SSH
 		}
 		out.Keys, out.KeyFile = []string{fp}, cfg.KeyFile
 		return out, nil
+	}
+	// On Incus the proxy's uid is shifted into its instance's range, and
+	// ssh-agent refuses a peer of another uid (the backend refuses too).
+	if ep, err := f.chooseEngine(); err == nil && ep.Kind == sandbox.KindIncus {
+		return run.SSHEgress{}, fmt.Errorf("egress.ssh.keys (%s): forwarding your ssh-agent is not supported on Incus (%s); load the key with [egress.ssh] key_file instead", res.From("egress.ssh.keys"), ep.Why)
 	}
 	sock, _ := f.LookupEnv("SSH_AUTH_SOCK")
 	if sock == "" {
