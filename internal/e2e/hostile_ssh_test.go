@@ -162,6 +162,9 @@ func startSSHAgent(t *testing.T, e *env, keys ...sshKey) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	uid, gid := run.User(os.Getuid(), os.Getgid())
+	if e.user != nil {
+		uid, gid = e.uid(), e.gid()
+	}
 	if err := os.Chown(dir, uid, gid); err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +242,7 @@ say done 0
 // agent's tries at the forwarded agent (other keys, adding, removing) and
 // at SSH elsewhere fail.
 func TestHostileSSH(t *testing.T) {
-	onEngines(t, []engineKind{onDocker, onPodman}, func(t *testing.T, e *env) {
+	onEngines(t, worldEngines, func(t *testing.T, e *env) {
 		w := newWorldOn(t, e.engine, e.user)
 		keyDir := e.tempDir()
 		allowed := newSSHKey(t, keyDir, "allowed")
@@ -249,6 +252,7 @@ func TestHostileSSH(t *testing.T) {
 		if err := os.WriteFile(knownPath, []byte("# the test's\nunrelated.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"+known), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		e.chown(keyDir) // the keys are the user's
 		egressCfg := fmt.Sprintf("[egress]\nnetwork = %q\nallow = [\"git.test:22\"]\nallow_cidrs = [\"%s/32\"]\n[egress.ssh]\nknown_hosts = [%q]\n", w.network, ip, knownPath)
 		// Keys are the user's to give: a repository's config may not.
 		sshSection := func(rest string) string {
