@@ -520,3 +520,35 @@ func TestSSHConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// On Incus (no test world there: the proxy's address space is the
+// bridge's) the key_file agent and the ssh configuration reach the
+// sandbox: it lists the key, signs with it, and ssh goes to the proxy.
+func TestSSHKeyFileIncus(t *testing.T) {
+	onEngines(t, []engineKind{onIncus}, func(t *testing.T, e *env) {
+		dir := e.tempDir()
+		key := newSSHKey(t, dir, "id")
+		known := filepath.Join(dir, "known_hosts")
+		if err := os.WriteFile(known, []byte("git.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.write(".airlock/config.toml", fmt.Sprintf("[egress]\nallow = [\"git.test:22\"]\n[egress.ssh]\nknown_hosts = [%q]\n", known))
+		e.write("id.pub", key.public+"\n")
+		e.git("add", ".")
+		e.git("commit", "-qm", "ssh")
+		e.server(runScript("ssh", `{ ssh-add -l; echo data > d; ssh-keygen -Y sign -f id.pub -n test d && echo signed; grep -c git.test /etc/ssh/ssh_known_hosts; ssh -o BatchMode=yes git@other.test true; echo "other $?"; } > out.txt 2>&1; echo finished`))
+		e.extra = append(e.extra, "SSH_AUTH_SOCK=")
+		userConfig(t, e, fmt.Sprintf("[egress.ssh]\nkey_file = %q\n", key.privPath))
+		e.ok("run", "-y", "-m", "Use ssh.")
+		r := e.runs()[0]
+		out, err := os.ReadFile(filepath.Join(e.state, "airlock", "runs", r.ID, "workspace", "out.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{key.fingerprint, "signed", "\n1\n", "denied: other.test:22 is not in the allowlist", "other 255"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("the sandbox's output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+}
