@@ -155,8 +155,11 @@ func proxyCheck(ctx context.Context, f *Factory, raw string, allow []string, mod
 		return err
 	}
 	port := 443
-	if u.Scheme == "http" {
+	switch u.Scheme {
+	case "http":
 		port = 80
+	case "ssh":
+		port = egress.SSHPort
 	}
 	if p := u.Port(); p != "" {
 		if port, err = strconv.Atoi(p); err != nil {

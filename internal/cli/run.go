@@ -577,7 +577,7 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 		Inject:      inject,
 		Scan:        cfg.Egress.ScanConfig(),
 		SSH:         sshEg,
-	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs) + describeInjections(inject), nil
+	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs) + describeInjections(inject) + describeSSH(sshEg), nil
 }
 
 // agentAuth finds the model credentials: the environment first, then the

@@ -157,3 +157,20 @@ func (f *Factory) knownHosts(res *config.Resolved, rules []egress.Rule) (string,
 	}
 	return kept.String(), nil
 }
+
+// describeSSH says, before a run, which keys the sandbox may sign with and
+// whose agent holds them.
+func describeSSH(s run.SSHEgress) string {
+	if len(s.Keys) == 0 {
+		return ""
+	}
+	from := "your ssh-agent"
+	if s.KeyFile != "" {
+		from = s.KeyFile + " (held by the proxy)"
+	}
+	var b strings.Builder
+	for _, k := range s.Keys {
+		fmt.Fprintf(&b, "  ssh    %-32s may sign, from %s\n", k, from)
+	}
+	return b.String()
+}

@@ -289,7 +289,10 @@ func TestHostileSSH(t *testing.T) {
 				branch := fmt.Sprintf("from-sandbox-%d", i)
 				e.write("sshtry.sh", strings.ReplaceAll(sshAttempts, "from-sandbox", branch))
 				e.git("commit", "-qam", "branch "+branch)
-				e.ok("run", "-y", "-m", "Use git over ssh.", "--name", fmt.Sprintf("ssh%d", i))
+				started := e.ok("run", "-y", "-m", "Use git over ssh.", "--name", fmt.Sprintf("ssh%d", i))
+				if shown := started.stdout + started.stderr; !strings.Contains(shown, allowed.fingerprint+" ") || !strings.Contains(shown, "may sign, from") {
+					t.Errorf("the policy shown before the run does not name the key the sandbox may sign with:\n%s", shown)
+				}
 				runs := e.runs()
 				r := runs[0]
 				for _, rr := range runs {
