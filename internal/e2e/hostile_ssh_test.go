@@ -474,7 +474,9 @@ func TestSSHConfigErrors(t *testing.T) {
 	agentSock := startSSHAgent(t, e, key)
 	allow := "[egress]\nallow = [\"git.test:22\"]\n[egress.ssh]\nknown_hosts = [" + fmt.Sprintf("%q", known) + "]\n"
 	// The lines of the user config below the shared test configuration.
-	line := func(n int) string { return fmt.Sprintf("airlock/config.toml:%d: ", strings.Count(testConfig+"\n", "\n")+n) }
+	line := func(n int) string {
+		return fmt.Sprintf("airlock/config.toml:%d: ", strings.Count(testConfig+"\n", "\n")+n)
+	}
 	cases := []struct {
 		name, config, sock string
 		want               []string
