@@ -25,6 +25,48 @@ import (
 // ssh-agent may use, from the user's agent or a key file. Every problem is
 // found here, before anything is created.
 func (f *Factory) sshEgress(res *config.Resolved, policy egress.Policy) (run.SSHEgress, error) {
+	out, err := f.sshEgressKeys(res, policy)
+	if err != nil || len(out.Keys) == 0 {
+		return out, err
+	}
+	return out, sshHostsCover(res, policy)
+}
+
+// sshHostsCover checks that the sandbox can sign in with the user's keys
+// only where the user said: every host the policy allows on port 22 must
+// be one of [egress.ssh] hosts, which only the user's config may set (the
+// allowlist may come from the repository), and the policy must be an
+// allowlist.
+func sshHostsCover(res *config.Resolved, policy egress.Policy) error {
+	hosts := res.Config.Egress.SSH.Hosts
+	if policy.Mode != egress.ModeAllowlist {
+		return fmt.Errorf("egress.ssh: the sandbox may sign in with your SSH keys, but egress.mode is %q (%s), which lets it reach any host on port 22: use the allowlist mode", policy.Mode, res.From("egress.mode"))
+	}
+	for _, r := range egress.SSHRules(policy) {
+		if !sshHostCovered(r.Pattern, hosts) {
+			return fmt.Errorf("%s is allowed on port 22 (egress.allow, %s), but not in [egress.ssh] hosts (%s): the sandbox signs in with your SSH keys wherever it reaches over SSH, so name each such host in hosts in your user config, or remove it from the allowlist",
+				r.Pattern, res.From("egress.allow"), strings.Join(append([]string{}, hosts...), ", "))
+		}
+	}
+	return nil
+}
+
+// sshHostCovered reports whether an allowlist pattern is within one of the
+// user's host patterns: the same pattern, or under a *.domain one.
+func sshHostCovered(pattern string, hosts []string) bool {
+	for _, h := range hosts {
+		if pattern == h {
+			return true
+		}
+		if dom, ok := strings.CutPrefix(h, "*"); ok && strings.HasSuffix(strings.TrimPrefix(pattern, "*"), dom) {
+			return true
+		}
+	}
+	return false
+}
+
+// sshEgressKeys is the SSH set-up without the hosts check.
+func (f *Factory) sshEgressKeys(res *config.Resolved, policy egress.Policy) (run.SSHEgress, error) {
 	cfg := res.Config.Egress.SSH
 	rules := egress.SSHRules(policy)
 	agentWanted := len(cfg.Keys) > 0 || cfg.KeyFile != ""

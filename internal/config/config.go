@@ -231,6 +231,11 @@ type SSH struct {
 	// SSH hosts the sandbox trusts (egress.ssh.known_hosts). Default
 	// ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts.
 	KnownHosts []string
+	// Hosts are the host patterns the sandbox may sign in to with Keys
+	// or KeyFile (egress.ssh.hosts): every host allowed on port 22 must
+	// be one of them. The user's to set, since the allowlist may come
+	// from the repository.
+	Hosts []string
 }
 
 // Run controls how `airlock run` behaves ([run]).

@@ -432,6 +432,7 @@ func TestProjectMayNotReachYourSecrets(t *testing.T) {
 		{"env file", "[sandbox]\nenv_file = \"/home/u/.aws/credentials\"\n", "sandbox.env_file: a repository's own config may not set this"},
 		{"ssh keys", "[egress.ssh]\nkeys = [\"evil.pem\"]\n", "egress.ssh.keys: a repository's own config may not set this"},
 		{"ssh key file", "[egress.ssh]\nkey_file = \"evil.pem\"\n", "egress.ssh.key_file: a repository's own config may not set this"},
+		{"ssh hosts", "[egress.ssh]\nhosts = [\"evil.example\"]\n", "egress.ssh.hosts: a repository's own config may not set this"},
 		{"environment copied", "[sandbox]\nenv = [\"A=1\", \"AWS_SECRET_ACCESS_KEY\"]\n", `sandbox.env: "AWS_SECRET_ACCESS_KEY" would copy your environment's AWS_SECRET_ACCESS_KEY into the sandbox`},
 	}
 	for _, tt := range tests {

@@ -314,6 +314,7 @@ var userOnly = map[string]string{
 	"sandbox.env_file":       "it copies a file of your machine into the sandbox's environment",
 	"egress.ssh.keys":        "the sandbox could sign with your SSH keys",
 	"egress.ssh.key_file":    "it loads a key of yours for the sandbox to sign with",
+	"egress.ssh.hosts":       "the sandbox signs in with your SSH keys on each host it names",
 }
 
 // projectMay refuses, for the repository's own config, environment

@@ -209,6 +209,16 @@ var settings = []setting{
 		return nil
 	}, func(c *Config) string { return quote(c.Egress.Network) }},
 
+	{"egress.ssh.hosts", kindList, func(c *Config, v any, _ string) error {
+		for _, h := range v.([]string) {
+			if h == "" || strings.ContainsAny(h, " :/@") || strings.ToLower(h) != h {
+				return fmt.Errorf("%q: give a lower-case host name or *.domain pattern, without a port, such as \"github.com\"", h)
+			}
+		}
+		c.Egress.SSH.Hosts = append([]string(nil), v.([]string)...)
+		return nil
+	}, func(c *Config) string { return quoteList(c.Egress.SSH.Hosts) }},
+
 	{"egress.ssh.key_file", kindString, func(c *Config, v any, dir string) error {
 		s, err := sshPath(dir, v.(string))
 		if err != nil || s == "" {

@@ -85,6 +85,9 @@ const ProjectTemplate = `# airlock project configuration.
 # Where the allowed hosts' keys come from; empty: ~/.ssh/known_hosts and
 # /etc/ssh/ssh_known_hosts.
 # known_hosts = []
+# With keys or key_file: the hosts the sandbox may sign in to (every host
+# allowed on port 22 must be one of them). Your user config only.
+# hosts = []
 
 [engine]
 # The container engine: "docker", "podman" or "incus"; empty detects one

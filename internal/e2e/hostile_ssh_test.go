@@ -274,8 +274,8 @@ func TestHostileSSH(t *testing.T) {
 			config string
 			agent  bool
 		}{
-			{"the user's agent, filtered", fmt.Sprintf("keys = [%q]\n", allowed.pubPath), true},
-			{"a key file, no agent", fmt.Sprintf("key_file = %q\n", allowed.privPath), false},
+			{"the user's agent, filtered", fmt.Sprintf("keys = [%q]\nhosts = [\"git.test\"]\n", allowed.pubPath), true},
+			{"a key file, no agent", fmt.Sprintf("key_file = %q\nhosts = [\"git.test\"]\n", allowed.privPath), false},
 		}
 		for i, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
@@ -498,14 +498,26 @@ func TestSSHConfigErrors(t *testing.T) {
 		{"keys in the repository's own config", "", agentSock, []string{".airlock/config.toml:", "egress.ssh.keys: a repository's own config may not set this"}},
 		{"a key not in the agent", allow + fmt.Sprintf("keys = [%q]\n", stray.pubPath), agentSock,
 			[]string{"stray.pub (" + stray.fingerprint + ") is not in your ssh-agent"}},
+		// The allowlist may be the repository's: the sandbox signs in
+		// with the user's keys only on hosts the user named.
+		{"a host allowed on port 22 the user did not name", allow + fmt.Sprintf("keys = [%q]\n", key.pubPath), agentSock,
+			[]string{"git.test is allowed on port 22 (egress.allow, ", "but not in [egress.ssh] hosts"}},
+		{"ssh hosts in the repository's own config", "repo-hosts", agentSock, []string{".airlock/config.toml:", "egress.ssh.hosts: a repository's own config may not set this"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e.extra = []string{"SSH_AUTH_SOCK=" + c.sock, "ANTHROPIC_API_KEY=sk-ant-e2e-unused"}
-			userConfig(t, e, c.config)
-			if c.config == "" {
+			switch c.config {
+			case "":
+				userConfig(t, e, "")
 				e.write(".airlock/config.toml", allow+fmt.Sprintf("keys = [%q]\n", key.pubPath))
 				defer os.Remove(filepath.Join(e.repo, ".airlock", "config.toml"))
+			case "repo-hosts":
+				userConfig(t, e, fmt.Sprintf("[egress.ssh]\nkeys = [%q]\n", key.pubPath))
+				e.write(".airlock/config.toml", allow+"hosts = [\"git.test\"]\n")
+				defer os.Remove(filepath.Join(e.repo, ".airlock", "config.toml"))
+			default:
+				userConfig(t, e, c.config)
 			}
 			res := e.airlock("run", "-y", "-m", "Use ssh.")
 			if res.code == 0 {
@@ -543,7 +555,7 @@ func TestSSHKeyFileIncus(t *testing.T) {
 		e.git("commit", "-qm", "ssh")
 		e.server(runScript("ssh", `{ ssh-add -l; echo data > d; ssh-keygen -Y sign -f id.pub -n test d && echo signed; grep -c git.test /etc/ssh/ssh_known_hosts; ssh -o BatchMode=yes git@other.test true; echo "other $?"; } > out.txt 2>&1; echo finished`))
 		e.extra = append(e.extra, "SSH_AUTH_SOCK=")
-		userConfig(t, e, fmt.Sprintf("[egress.ssh]\nkey_file = %q\n", key.privPath))
+		userConfig(t, e, fmt.Sprintf("[egress.ssh]\nkey_file = %q\nhosts = [\"git.test\"]\n", key.privPath))
 		e.ok("run", "-y", "-m", "Use ssh.")
 		r := e.runs()[0]
 		out, err := os.ReadFile(filepath.Join(e.state, "airlock", "runs", r.ID, "workspace", "out.txt"))
