@@ -84,9 +84,9 @@ func NewCA(name string, patterns []string, notAfter time.Time) (CA, error) {
 	}, nil
 }
 
-// leafIssuer signs a certificate per intercepted host with the run's CA,
+// LeafIssuer signs a certificate per intercepted host with the run's CA,
 // once per host; every leaf shares one key.
-type leafIssuer struct {
+type LeafIssuer struct {
 	ca      *x509.Certificate
 	caKey   *ecdsa.PrivateKey
 	leafKey *ecdsa.PrivateKey
@@ -95,7 +95,7 @@ type leafIssuer struct {
 	cache map[string]*tls.Certificate
 }
 
-func newLeafIssuer(ca CA) (*leafIssuer, error) {
+func NewLeafIssuer(ca CA) (*LeafIssuer, error) {
 	cb, _ := pem.Decode([]byte(ca.Cert))
 	kb, _ := pem.Decode([]byte(ca.Key))
 	if cb == nil || kb == nil {
@@ -113,11 +113,11 @@ func newLeafIssuer(ca CA) (*leafIssuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("interception CA: %w", err)
 	}
-	return &leafIssuer{ca: cert, caKey: key, leafKey: leafKey, cache: map[string]*tls.Certificate{}}, nil
+	return &LeafIssuer{ca: cert, caKey: key, leafKey: leafKey, cache: map[string]*tls.Certificate{}}, nil
 }
 
-// leaf returns the certificate the proxy shows the sandbox for host.
-func (li *leafIssuer) leaf(host string) (*tls.Certificate, error) {
+// Leaf returns the certificate shown for host, made once.
+func (li *LeafIssuer) Leaf(host string) (*tls.Certificate, error) {
 	li.mu.Lock()
 	defer li.mu.Unlock()
 	if c, ok := li.cache[host]; ok {

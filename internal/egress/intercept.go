@@ -165,7 +165,7 @@ func (s *Server) intercept(client net.Conn, br *bufio.Reader, hello []byte, host
 		more, _ := br.Peek(n)
 		hello = append(hello, more...)
 	}
-	cert, err := s.leaves.leaf(host)
+	cert, err := s.leaves.Leaf(host)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -370,7 +370,7 @@ func (s *Server) setupInjection(cfg Config) error {
 	if s.inject, err = newInjections(cfg.Inject); err != nil {
 		return err
 	}
-	if s.leaves, err = newLeafIssuer(*cfg.CA); err != nil {
+	if s.leaves, err = NewLeafIssuer(*cfg.CA); err != nil {
 		return err
 	}
 	s.interceptProxy = s.newInterceptProxy(cfg.UpstreamRoots)

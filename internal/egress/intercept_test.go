@@ -20,7 +20,7 @@ func TestNewCAIsNameConstrained(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	li, err := newLeafIssuer(ca)
+	li, err := NewLeafIssuer(ca)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestNewCAIsNameConstrained(t *testing.T) {
 		{"example.com.evil.test", false},
 		{"notexample.com", false},
 	} {
-		c, err := li.leaf(tt.host)
+		c, err := li.Leaf(tt.host)
 		if err != nil {
 			t.Fatal(err)
 		}

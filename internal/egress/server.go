@@ -91,7 +91,7 @@ type Server struct {
 
 	// Injection (intercept.go).
 	inject         []injection
-	leaves         *leafIssuer
+	leaves         *LeafIssuer
 	interceptProxy *httputil.ReverseProxy
 
 	// expired ends at the deadline: every request in flight is cut.

@@ -18,19 +18,12 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -84,7 +77,7 @@ func main() {
 
 type recorder struct {
 	o       options
-	issuer  *issuer
+	issuer  *egress.LeafIssuer
 	tr      *http.Transport
 	mu      sync.Mutex
 	entries []string
@@ -101,7 +94,7 @@ func run(o options) error {
 	if err := os.WriteFile(o.caPath, []byte(ca.Cert), 0o644); err != nil {
 		return fmt.Errorf("recordcorpus: %w", err)
 	}
-	is, err := newIssuer(ca)
+	is, err := egress.NewLeafIssuer(ca)
 	if err != nil {
 		return err
 	}
@@ -180,7 +173,7 @@ func (rec *recorder) tunnel(c net.Conn, br *bufio.Reader, req *http.Request) {
 	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection Established\r\n\r\n"); err != nil {
 		return
 	}
-	leaf, err := rec.issuer.leaf(host)
+	leaf, err := rec.issuer.Leaf(host)
 	if err != nil {
 		log.Print(err)
 		return
@@ -389,61 +382,3 @@ type bufConn struct {
 }
 
 func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// issuer signs one leaf certificate per intercepted host with the CA.
-type issuer struct {
-	ca    *x509.Certificate
-	caKey *ecdsa.PrivateKey
-	key   *ecdsa.PrivateKey
-	mu    sync.Mutex
-	cache map[string]*tls.Certificate
-}
-
-func newIssuer(ca egress.CA) (*issuer, error) {
-	cb, _ := pem.Decode([]byte(ca.Cert))
-	kb, _ := pem.Decode([]byte(ca.Key))
-	if cb == nil || kb == nil {
-		return nil, errors.New("recordcorpus: CA is not PEM")
-	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("recordcorpus: %w", err)
-	}
-	caKey, err := x509.ParseECPrivateKey(kb.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("recordcorpus: %w", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("recordcorpus: %w", err)
-	}
-	return &issuer{ca: cert, caKey: caKey, key: key, cache: map[string]*tls.Certificate{}}, nil
-}
-
-func (is *issuer) leaf(host string) (*tls.Certificate, error) {
-	is.mu.Lock()
-	defer is.mu.Unlock()
-	if c, ok := is.cache[host]; ok {
-		return c, nil
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: host},
-		DNSNames:     []string{host},
-		NotBefore:    is.ca.NotBefore,
-		NotAfter:     is.ca.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, is.ca, &is.key.PublicKey, is.caKey)
-	if err != nil {
-		return nil, fmt.Errorf("recordcorpus: leaf for %s: %w", host, err)
-	}
-	c := &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: is.key}
-	is.cache[host] = c
-	return c, nil
-}
