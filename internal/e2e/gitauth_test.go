@@ -87,7 +87,7 @@ func TestGitAuthPush(t *testing.T) {
 	gw := e.gateway()
 	token := "ghs_" + randHex(36)
 	gs := startGitServer(t, e, gw, token)
-	e.userConfig(fmt.Sprintf(`[egress]
+	userConfig(t, e, fmt.Sprintf(`[egress]
 extra_hosts = ["git.test:%[1]s"]
 allow_cidrs = ["%[1]s/32"]
 ca_certificates = ["%[2]s"]

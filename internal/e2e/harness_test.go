@@ -150,31 +150,29 @@ func (e *env) config() string {
 	return shared.configDir
 }
 
-// userConfig gives this test a user config of its own: the shared test
-// configuration with text after it, which starts at line
-// userConfigOffset+1. What only the user may set (injected credentials,
-// the proxy's trust) goes there, not in the repository's config.
-func (e *env) userConfig(text string) string {
-	e.t.Helper()
+// userConfig gives the test's airlock a user config of its own: the
+// shared test configuration, a blank line, then extra, whose first line is
+// line userConfigOffset+1. What only the user may set (injected
+// credentials, SSH keys, the proxy's trust) goes there, not in the
+// repository's config. It returns the file's path.
+func userConfig(t *testing.T, e *env, extra string) string {
+	t.Helper()
 	if e.configDir == "" {
-		e.configDir = filepath.Join(filepath.Dir(shared.configDir), "config-"+randHex(8))
-		e.t.Cleanup(func() { os.RemoveAll(e.configDir) })
+		e.configDir = e.tempDir()
 	}
-	dir := filepath.Join(e.configDir, "airlock")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		e.t.Fatal(err)
+	path := filepath.Join(e.configDir, "airlock", "config.toml")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	os.Chmod(e.configDir, 0o755)
-	path := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(path, []byte(testConfig+text), 0o644); err != nil {
-		e.t.Fatal(err)
+	if err := os.WriteFile(path, []byte(testConfig+"\n"+extra), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	e.chown(e.configDir)
 	return path
 }
 
-// userConfigOffset is how many lines of the shared configuration come
-// before a test's own in userConfig.
-var userConfigOffset = strings.Count(testConfig, "\n")
+// userConfigOffset is how many lines come before extra in userConfig.
+var userConfigOffset = strings.Count(testConfig+"\n", "\n")
 
 // engineKind is the engine a test's airlock runs on, and as whom.
 type engineKind int

@@ -49,7 +49,7 @@ func hostileInject(t *testing.T, e *env) {
 	token := "regtok-" + randHex(40)
 	reg := startNPMRegistry(t, gw, token, "registry.test", "other.test")
 	plainPort, plain := startPlainServer(t, gw)
-	e.userConfig(injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN", filepath.Join(e.repo, "registry-ca.pem")))
+	userConfig(t, e, injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN", filepath.Join(e.repo, "registry-ca.pem")))
 	e.write("registry-ca.pem", string(reg.caPEM))
 	e.write("leaked.txt", token+"\n")
 	// A key the hunt must find, to show it would find the CA's.

@@ -180,7 +180,7 @@ extra_hosts = ["plain.test:%[1]s", "logged.test:%[1]s", "trusted.test:%[1]s"]
 allow_cidrs = ["%[1]s/32"]
 `, gw, up.port))
 	// Relaxing the scan is the user's to do, not the repository's.
-	e.userConfig(`
+	userConfig(t, e, `
 [egress]
 scan_log = ["logged.test"]
 scan_off = ["trusted.test"]

@@ -65,25 +65,6 @@ func (k sshKey) needle() string {
 	return lines[len(lines)/2]
 }
 
-// userConfig gives the test's airlock a user config of its own: the
-// shared test configuration plus extra (what a repository's config may
-// not set, such as [egress.ssh] keys). Call it after e.server, which
-// resets e.extra.
-func userConfig(t *testing.T, e *env, extra string) string {
-	t.Helper()
-	dir := e.tempDir()
-	path := filepath.Join(dir, "airlock", "config.toml")
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(testConfig+"\n"+extra), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e.chown(dir)
-	e.extra = append(e.extra, "XDG_CONFIG_HOME="+dir)
-	return path
-}
-
 // sshdImage is the agent image with Debian's openssh-server added, built
 // once per agent image.
 func sshdImage(t *testing.T, w *world) string {
@@ -475,7 +456,7 @@ func TestSSHConfigErrors(t *testing.T) {
 	allow := "[egress]\nallow = [\"git.test:22\"]\n[egress.ssh]\nknown_hosts = [" + fmt.Sprintf("%q", known) + "]\n"
 	// The lines of the user config below the shared test configuration.
 	line := func(n int) string {
-		return fmt.Sprintf("airlock/config.toml:%d: ", strings.Count(testConfig+"\n", "\n")+n)
+		return fmt.Sprintf("airlock/config.toml:%d: ", userConfigOffset+n)
 	}
 	cases := []struct {
 		name, config, sock string

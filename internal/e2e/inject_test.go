@@ -216,7 +216,7 @@ func TestInjectNPMRegistry(t *testing.T) {
 	reg := startNPMRegistry(t, gw, token, "registry.test", "other.test")
 	plainPort, _ := startPlainServer(t, gw)
 
-	cfgPath := e.userConfig(injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN", filepath.Join(e.repo, "registry-ca.pem")))
+	cfgPath := userConfig(t, e, injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN", filepath.Join(e.repo, "registry-ca.pem")))
 	e.write("registry-ca.pem", string(reg.caPEM))
 	e.write(".npmrc", fmt.Sprintf("registry=https://registry.test:%[1]d/\n//registry.test:%[1]d/:_authToken=${NPM_TOKEN}\n", reg.port))
 	e.write("npm.sh", npmScript)
@@ -237,8 +237,8 @@ func TestInjectNPMRegistry(t *testing.T) {
 
 	t.Run("an injection for a host the policy refuses is an error", func(t *testing.T) {
 		cfg := injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN", filepath.Join(e.repo, "registry-ca.pem"))
-		e.userConfig(strings.Replace(cfg, fmt.Sprintf(`"registry.test:%d", `, reg.port), "", 1))
-		defer e.userConfig(cfg)
+		userConfig(t, e, strings.Replace(cfg, fmt.Sprintf(`"registry.test:%d", `, reg.port), "", 1))
+		defer userConfig(t, e, cfg)
 		e.server(runScript("never", "echo never"))
 		e.extra = append(e.extra, "AIRLOCK_E2E_REGISTRY_TOKEN=x")
 		res := e.airlock("run", "-y", "-m", "x", "--name", "notallowed")
@@ -348,7 +348,7 @@ func TestInjectPersistentRestart(t *testing.T) {
 	first, second := "tok1-"+randHex(32), "tok2-"+randHex(32)
 	reg := startNPMRegistry(t, gw, first, "registry.test")
 	plainPort, _ := startPlainServer(t, gw)
-	e.userConfig(injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN", filepath.Join(e.repo, "registry-ca.pem")))
+	userConfig(t, e, injectConfig(gw, reg.port, plainPort, "AIRLOCK_E2E_REGISTRY_TOKEN", filepath.Join(e.repo, "registry-ca.pem")))
 	e.write("registry-ca.pem", string(reg.caPEM))
 	e.write(".npmrc", fmt.Sprintf("registry=https://registry.test:%[1]d/\n//registry.test:%[1]d/:_authToken=${NPM_TOKEN}\n", reg.port))
 	e.git("add", ".")
