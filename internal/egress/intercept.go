@@ -242,16 +242,7 @@ func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request, host s
 	}
 	st := &forwardState{target: net.JoinHostPort(host, strconv.Itoa(port))}
 	status, aborted := s.serveCounted(w, r, st, s.interceptProxy, &rec, start)
-	switch {
-	case st.denied != nil:
-		rec.Reason = st.denied.reason
-	case s.cut(aborted, st.err):
-		rec.Allowed, rec.Reason = true, "cut at the deadline: "+s.meter.deadlineReason()
-	case st.err != nil:
-		rec.Allowed, rec.Reason = true, "upstream error: "+st.err.Error()
-	default:
-		rec.Allowed, rec.Reason = true, fmt.Sprintf("status %d", status)
-	}
+	s.outcome(&rec, st, status, aborted)
 	rec.Reason += "; injected " + strings.Join(where, ", ")
 	s.log(rec)
 	if aborted {

@@ -445,16 +445,7 @@ func (s *Server) handleForward(w http.ResponseWriter, r *http.Request) {
 	} else {
 		status, aborted = s.serveCounted(w, r, st, s.forward, &rec, start)
 	}
-	switch {
-	case st.denied != nil:
-		rec.Reason = st.denied.reason
-	case s.cut(aborted, st.err):
-		rec.Allowed, rec.Reason = true, "cut at the deadline: "+s.meter.deadlineReason()
-	case st.err != nil:
-		rec.Allowed, rec.Reason = true, "upstream error: "+st.err.Error()
-	default:
-		rec.Allowed, rec.Reason = true, fmt.Sprintf("status %d", status)
-	}
+	s.outcome(&rec, st, status, aborted)
 	s.log(rec)
 	if aborted {
 		panic(http.ErrAbortHandler)
@@ -713,4 +704,19 @@ func (s *Server) serveCounted(w http.ResponseWriter, r *http.Request, st *forwar
 	rec.BytesUp, rec.BytesDown = body.n, cw.n
 	rec.DurationMS = time.Since(start).Milliseconds()
 	return cw.status, aborted
+}
+
+// outcome records how a forwarded request ended: refused on the way, cut
+// at the deadline, failed upstream, or answered with status.
+func (s *Server) outcome(rec *Record, st *forwardState, status int, aborted bool) {
+	switch {
+	case st.denied != nil:
+		rec.Reason = st.denied.reason
+	case s.cut(aborted, st.err):
+		rec.Allowed, rec.Reason = true, "cut at the deadline: "+s.meter.deadlineReason()
+	case st.err != nil:
+		rec.Allowed, rec.Reason = true, "upstream error: "+st.err.Error()
+	default:
+		rec.Allowed, rec.Reason = true, fmt.Sprintf("status %d", status)
+	}
 }
