@@ -129,7 +129,7 @@ awk '
 # to its printed summary, against the same agent in a bare `docker run --rm`
 # of the same image; pairs interleaved, medians (target <= 1.2x). The
 # start-up figure above (`run -d` to the agent's process) is not this one.
-out=$(go test -run '^$' -bench '^BenchmarkWholeRun$' -benchtime "${WHOLERUN_BENCHTIME:-5x}" -count 1 ./internal/e2e/ | tee /dev/stderr)
+out=$(go test -run '^$' -bench '^BenchmarkWholeRun$' -benchtime "${WHOLERUN_BENCHTIME:-7x}" -count 1 ./internal/e2e/ | tee /dev/stderr)
 awk '
 	/^BenchmarkWholeRun/ { for (i = 3; i < NF; i += 2) v[$(i+1)] = $i; found = 1 }
 	END {
