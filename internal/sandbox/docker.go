@@ -200,6 +200,16 @@ func (d *Docker) Remove(ctx context.Context, id string) error {
 
 func (d *Docker) remove(ctx context.Context, id string) error {
 	_, err := d.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	for try := 0; err != nil && strings.Contains(err.Error(), "container state improper") && try < 20; try++ {
+		// Podman: the container stopped between its check and its kill
+		// (it was exiting as we removed it); once stopped it goes.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		_, err = d.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	}
 	if cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress") {
 		// Another airlock process is removing it (a watcher recording the
 		// run's end, say): wait for that to finish.
