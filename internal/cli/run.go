@@ -192,9 +192,12 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 		return err
 	}
 	fmt.Fprint(f.IO.ErrOut, policyText)
-	if err := f.confirmStart("run", cfg.Egress.Confirm, opts.Yes); err != nil {
+	asked, err := f.confirmStart("run", cfg.Egress.Confirm, opts.Yes)
+	if err != nil {
 		return err
 	}
+	// Checked a moment ago, unless a person took their time to answer.
+	req.Checked = !asked
 	r, err := m.Start(ctx, req)
 	if err != nil {
 		return err

@@ -155,14 +155,14 @@ func nextSteps(r *store.Run) string {
 
 // confirmStart asks y/N before a run or session starts, when a person is
 // at the terminal and neither -y nor [egress] confirm = false says not to.
-func (f *Factory) confirmStart(what string, enabled, yes bool) error {
+func (f *Factory) confirmStart(what string, enabled, yes bool) (asked bool, err error) {
 	if !f.IO.StdinTTY || !enabled || yes {
-		return nil
+		return false, nil
 	}
 	fmt.Fprintf(f.IO.ErrOut, "Start the %s? [y/N] ", what)
 	answer, _ := bufio.NewReader(f.IO.In).ReadString('\n')
 	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-		return &ExitError{Code: ExitFailure, Message: "not started"}
+		return true, &ExitError{Code: ExitFailure, Message: "not started"}
 	}
-	return nil
+	return true, nil
 }

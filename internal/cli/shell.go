@@ -145,7 +145,7 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 		fmt.Fprintf(f.IO.ErrOut, "Warning: --here mounts %s itself at /workspace. The agent changes your files directly:\n"+
 			"there is no copy to review, diff or merge, and airlock cannot undo anything. Commit first if you want a way back.\n", project)
 	}
-	if err := f.confirmStart("session", cfg.Egress.Confirm, opts.Yes); err != nil {
+	if _, err := f.confirmStart("session", cfg.Egress.Confirm, opts.Yes); err != nil {
 		return err
 	}
 	r, err := m.Start(ctx, req)

@@ -385,6 +385,9 @@ func TestStartRollback(t *testing.T) {
 	}{
 		{"engine down", func(w *world, _ *Request) { w.eng.SetDown(true) }, "unreachable"},
 		{"image missing", func(w *world, req *Request) { req.Image = "absent:1" }, "not found"},
+		// Checked by the caller, then gone before Start (not checked again):
+		// the engine refuses it, and still nothing is left.
+		{"image gone after the check", func(w *world, req *Request) { req.Image, req.Checked = "absent:1", true }, "absent:1"},
 		{"base missing", func(w *world, req *Request) { req.BaseBranch = "nope" }, "nope"},
 		{"no static binary", func(w *world, _ *Request) {
 			w.m.Self = func() (string, error) { return "", errors.New("dynamically linked") }

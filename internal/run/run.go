@@ -50,6 +50,10 @@ const (
 // Request is everything a run needs, already validated and resolved from
 // config, prompt and flags.
 type Request struct {
+	// Checked says the caller ran Check on this very request just before,
+	// with nothing (a person's confirmation) in between: Start does not
+	// repeat it.
+	Checked      bool
 	Project      string // absolute root of the user's repository
 	Name         string // validated run name
 	PromptSource string // the prompt file's path, or "inline"
@@ -163,8 +167,10 @@ func NewID(name string) string {
 // that `ls` shows and `rm` can finish. If a step fails, everything made so far
 // is removed again and the record is dropped: a failed start changes nothing.
 func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
-	if err := m.Check(ctx, req); err != nil {
-		return nil, err
+	if !req.Checked {
+		if err := m.Check(ctx, req); err != nil {
+			return nil, err
+		}
 	}
 
 	id := NewID(req.Name)

@@ -72,6 +72,13 @@ func repoRoot(ctx context.Context, g gitRunner, dir string) (string, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return "", fmt.Errorf("repository %s: %w", dir, err)
 	}
+	// One git for the usual case, a work tree; the two steps below tell
+	// a bare repository from no repository when it is not.
+	if out, err := g.run(ctx, dir, "rev-parse", "--is-bare-repository", "--show-toplevel"); err == nil {
+		if l := lines(out); len(l) == 2 && l[0] == "false" && l[1] != "" {
+			return l[1], nil
+		}
+	}
 	bare, err := g.line(ctx, dir, "rev-parse", "--is-bare-repository")
 	if err != nil {
 		return "", fmt.Errorf("%s: %w (run airlock inside a git work tree)", dir, ErrNotRepo)
