@@ -25,9 +25,14 @@ func netLockPath() string { return filepath.Join(os.TempDir(), "airlock-network.
 
 // withNetLock runs fn holding the machine-wide network lock.
 func withNetLock(ctx context.Context, fn func() error) error {
-	f, err := os.OpenFile(netLockPath(), os.O_RDONLY|os.O_CREATE, 0o644)
+	return withMachineLock(ctx, netLockPath(), fn)
+}
+
+// withMachineLock runs fn holding an exclusive lock on the file at path.
+func withMachineLock(ctx context.Context, path string, fn func() error) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
-		return fmt.Errorf("network lock: %w", err)
+		return fmt.Errorf("lock %s: %w", path, err)
 	}
 	defer f.Close()
 	for {
@@ -36,11 +41,11 @@ func withNetLock(ctx context.Context, fn func() error) error {
 			break
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			return fmt.Errorf("network lock %s: %w", netLockPath(), err)
+			return fmt.Errorf("lock %s: %w", path, err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("network lock: %w", ctx.Err())
+			return fmt.Errorf("lock %s: %w", path, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

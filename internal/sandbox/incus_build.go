@@ -181,24 +181,30 @@ func (b *incusBuild) path() string { return "/1.0/instances/" + url.PathEscape(b
 // privileges, as a Dockerfile's RUN has in Docker's builder.
 func (b *incusBuild) create(ctx context.Context, base string) error {
 	pool, network := b.i.opts.Pool, b.i.opts.Network
-	// Another build or sandbox may take the address picked between the
-	// look and the create; Incus then refuses it, and another is picked.
+	// Picked and created under the lock the proxies take (startProxy).
 	var err error
 	for attempt := 0; ; attempt++ {
-		if b.nic, err = b.i.proxyNIC(ctx, network, b.name); err != nil {
+		b.nic = nil
+		err = withMachineLock(ctx, incusAddressLock(), func() (err error) {
+			if b.nic, err = b.i.proxyNIC(ctx, network, b.name); err != nil {
+				return err
+			}
+			return b.createWith(ctx, base, pool)
+		})
+		if err != nil {
+			if b.nic != nil && attempt < 4 && addressTaken(err, b.nic) {
+				continue
+			}
 			return err
 		}
-		err = b.createWith(ctx, base, pool)
-		ip, _, _ := strings.Cut(b.nic.addr, "/")
-		if err == nil || attempt == 3 || !strings.Contains(err.Error(), ip) {
-			break
+		if _, err = b.i.c.run(ctx, http.MethodPut, b.path()+"/state", map[string]any{"action": "start"}); err != nil {
+			if attempt < 4 && addressTaken(err, b.nic) {
+				b.remove(ctx)
+				continue
+			}
+			return fmt.Errorf("start build instance %s: %w", b.name, err)
 		}
-	}
-	if err != nil {
-		return err
-	}
-	if _, err := b.i.c.run(ctx, http.MethodPut, b.path()+"/state", map[string]any{"action": "start"}); err != nil {
-		return fmt.Errorf("start build instance %s: %w", b.name, err)
+		break
 	}
 	b.restore, err = b.configureResolver(ctx)
 	return err

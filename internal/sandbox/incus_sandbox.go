@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -142,31 +143,50 @@ func (i *Incus) startProxy(ctx context.Context, spec SandboxSpec) (string, error
 	if err := i.Remove(ctx, p.Name); err != nil {
 		return "", err
 	}
-	nic, err := i.proxyNIC(ctx, network, p.Name)
-	if err != nil {
-		return "", fmt.Errorf("create the egress proxy %s: %w", p.Name, err)
-	}
-	id, err := i.create(ctx, Spec{
-		Name:  p.Name,
-		Image: IncusProxyImage,
-		Cmd:   ProxyCommand(),
-		Env:   p.Env,
-		User:  p.User,
-		Mounts: []Mount{
-			{Source: sockDir, Target: socketDir},
-			{Source: p.ConfigDir, Target: ProxyConfigDir},
-		},
-		Tmpfs:      []Tmpfs{{Target: "/tmp", SizeBytes: 64 << 20}},
-		Labels:     p.Labels,
-		ExtraHosts: p.ExtraHosts,
-		Limits:     p.Limits,
-	}, incusExtra{binary: spec.Binary, nic: nic})
-	if err != nil {
-		return "", fmt.Errorf("create the egress proxy %s: %w", p.Name, err)
-	}
-	if err := i.Start(ctx, id); err != nil {
-		i.RemoveProxy(context.WithoutCancel(ctx), p.Name)
-		return "", fmt.Errorf("start the egress proxy: %w", err)
+	// The address is picked and the instance created under a machine-wide
+	// lock, so that airlock's own proxies and builds never pick one address
+	// twice: Incus refuses every instance of a duplicate at start, not just
+	// the second. Another client of Incus can still take the address in
+	// between; then another is picked.
+	var id string
+	for attempt := 0; ; attempt++ {
+		var nic *incusNIC
+		err := withMachineLock(ctx, incusAddressLock(), func() (err error) {
+			if nic, err = i.proxyNIC(ctx, network, p.Name); err != nil {
+				return err
+			}
+			id, err = i.create(ctx, Spec{
+				Name:  p.Name,
+				Image: IncusProxyImage,
+				Cmd:   ProxyCommand(),
+				Env:   p.Env,
+				User:  p.User,
+				Mounts: []Mount{
+					{Source: sockDir, Target: socketDir},
+					{Source: p.ConfigDir, Target: ProxyConfigDir},
+				},
+				Tmpfs:      []Tmpfs{{Target: "/tmp", SizeBytes: 64 << 20}},
+				Labels:     p.Labels,
+				ExtraHosts: p.ExtraHosts,
+				Limits:     p.Limits,
+			}, incusExtra{binary: spec.Binary, nic: nic})
+			return err
+		})
+		if err != nil {
+			if nic != nil && attempt < 4 && addressTaken(err, nic) {
+				i.RemoveProxy(context.WithoutCancel(ctx), p.Name)
+				continue
+			}
+			return "", fmt.Errorf("create the egress proxy %s: %w", p.Name, err)
+		}
+		if err = i.Start(ctx, id); err != nil {
+			i.RemoveProxy(context.WithoutCancel(ctx), p.Name)
+			if attempt < 4 && addressTaken(err, nic) {
+				continue
+			}
+			return "", fmt.Errorf("start the egress proxy: %w", err)
+		}
+		break
 	}
 	if err := waitProxy(ctx, i, id, filepath.Join(sockDir, filepath.Base(APISocket))); err != nil {
 		i.RemoveProxy(context.WithoutCancel(ctx), p.Name)
@@ -252,6 +272,16 @@ func (i *Incus) proxyNIC(ctx context.Context, network, name string) (*incusNIC, 
 		}
 	}
 	return nil, fmt.Errorf("network %s: no free address left in %s for the proxy", network, pfx)
+}
+
+// incusAddressLock is machine-wide, as the Incus daemon is.
+func incusAddressLock() string { return filepath.Join(os.TempDir(), "airlock-incus-address.lock") }
+
+// addressTaken reports whether Incus refused an instance because another
+// holds the address picked for its NIC.
+func addressTaken(err error, nic *incusNIC) bool {
+	ip, _, _ := strings.Cut(nic.addr, "/")
+	return strings.Contains(err.Error(), `"`+ip+`"`) && strings.Contains(err.Error(), "already defined")
 }
 
 // HostAddress is the host's address on the proxies' bridge.

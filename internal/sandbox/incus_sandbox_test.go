@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,44 +43,9 @@ func TestIncusSandbox(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 
-	const uid, gid = 4242, 4343
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	egDir := filepath.Join(dir, "egress")
-	os.Mkdir(egDir, 0o700)
-	cfg := egress.SidecarConfig{
-		Mode: "open", AllowCIDRs: []string{host + "/32"},
-		ProxySocket: sandbox.ProxySocket, APISocket: sandbox.APISocket,
-		AuditLog: sandbox.ProxyConfigDir + "/audit.jsonl", APIUpstream: "http://" + ln.Addr().String(),
-		SecretsFile: sandbox.ProxyConfigDir + "/secrets.json",
-	}
-	// The proxy deletes its secrets once read; each start needs them.
-	writeConfig := func() {
-		for name, v := range map[string]any{"config.json": cfg, "secrets.json": egress.SidecarSecrets{}} {
-			data, _ := json.Marshal(v)
-			p := filepath.Join(egDir, name)
-			if err := os.WriteFile(p, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			os.Chown(p, uid, gid)
-		}
-	}
-	writeConfig()
-	os.Chown(egDir, uid, gid)
-
 	id := "airlock-incus-sb-" + fmt.Sprint(time.Now().UnixNano()%1e8)
-	spec := sandbox.SandboxSpec{
-		Agent: sandbox.Spec{
-			Name: id, Image: sandboxtest.Image, User: fmt.Sprintf("%d:%d", uid, gid),
-			Cmd: []string{"sh", "-c", `cat /proc/net/dev | grep -c : ; http_proxy=http://` + sandbox.AgentProxyAddr + ` busybox wget -q -O- http://` + ln.Addr().String() + `/x; busybox wget -q -O- http://` + sandbox.AgentAPIAddr + `/healthz && echo healthy`},
-		},
-		Proxy: sandbox.ProxySpec{
-			Name: id + "-proxy", User: fmt.Sprintf("%d:%d", uid, gid), ConfigDir: egDir,
-			Env: []string{"HOME=/tmp"}, Labels: map[string]string{"airlock.role": "proxy"},
-		},
-		Binary: staticAirlock(t),
-		Dir:    dir,
-	}
+	spec, writeConfig := incusSandboxSpec(t, id, id+"-proxy", host, "http://"+ln.Addr().String(),
+		`cat /proc/net/dev | grep -c : ; http_proxy=http://`+sandbox.AgentProxyAddr+` busybox wget -q -O- http://`+ln.Addr().String()+`/x; busybox wget -q -O- http://`+sandbox.AgentAPIAddr+`/healthz && echo healthy`)
 	t.Cleanup(func() {
 		inc.Remove(context.Background(), spec.Agent.Name)
 		inc.RemoveProxy(context.Background(), spec.Proxy.Name)
@@ -131,6 +99,105 @@ func TestIncusSandbox(t *testing.T) {
 	for _, name := range []string{bad.Agent.Name, bad.Proxy.Name} {
 		if _, err := inc.Inspect(ctx, name); !errors.Is(err, sandbox.ErrNotFound) {
 			t.Errorf("a failed CreateSandbox left %s: %v", name, err)
+		}
+	}
+}
+
+// incusSandboxSpec is a sandbox whose agent runs script, and a function
+// that writes its proxy's configuration again (the proxy deletes its
+// secrets once read, so each start needs them).
+func incusSandboxSpec(t *testing.T, agent, proxy, host, api, script string) (sandbox.SandboxSpec, func()) {
+	t.Helper()
+	const uid, gid = 4242, 4343
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	egDir := filepath.Join(dir, "egress")
+	os.Mkdir(egDir, 0o700)
+	cfg := egress.SidecarConfig{
+		Mode: "open", AllowCIDRs: []string{host + "/32"},
+		ProxySocket: sandbox.ProxySocket, APISocket: sandbox.APISocket,
+		AuditLog: sandbox.ProxyConfigDir + "/audit.jsonl", APIUpstream: api,
+		SecretsFile: sandbox.ProxyConfigDir + "/secrets.json",
+	}
+	writeConfig := func() {
+		for name, v := range map[string]any{"config.json": cfg, "secrets.json": egress.SidecarSecrets{}} {
+			data, _ := json.Marshal(v)
+			p := filepath.Join(egDir, name)
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			os.Chown(p, uid, gid)
+		}
+	}
+	writeConfig()
+	os.Chown(egDir, uid, gid)
+	return sandbox.SandboxSpec{
+		Agent: sandbox.Spec{
+			Name: agent, Image: sandboxtest.Image, User: fmt.Sprintf("%d:%d", uid, gid),
+			Cmd: []string{"sh", "-c", script},
+		},
+		Proxy: sandbox.ProxySpec{
+			Name: proxy, User: fmt.Sprintf("%d:%d", uid, gid), ConfigDir: egDir,
+			Env: []string{"HOME=/tmp"}, Labels: map[string]string{"airlock.role": "proxy"},
+		},
+		Binary: staticAirlock(t),
+		Dir:    dir,
+	}, writeConfig
+}
+
+// TestIncusProxyAddressRace makes sandboxes at once whose proxies all start
+// looking for a free address at the same place, so that they pick the same
+// one before any is created. Incus refuses all but one at start; each of the
+// others picks another address, and every sandbox comes up.
+func TestIncusProxyAddressRace(t *testing.T) {
+	inc := incusEngine(t)
+	ctx := context.Background()
+	host, err := inc.HostAddress(ctx)
+	if err != nil {
+		t.Fatalf("HostAddress: %v", err)
+	}
+	out, err := exec.Command("incus", "network", "get", sandbox.IncusDefaultNetwork, "ipv4.address").Output()
+	if err != nil {
+		t.Fatalf("incus network get: %v", err)
+	}
+	pfx, err := netip.ParsePrefix(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Proxy names whose hash gives the same starting place (as proxyNIC
+	// computes it).
+	size := uint32(1)<<min(32-pfx.Bits(), 16) - 2
+	startOf := func(name string) uint32 {
+		h := fnv.New32a()
+		h.Write([]byte(name))
+		return h.Sum32() % size
+	}
+	base := fmt.Sprint(time.Now().UnixNano() % 1e8)
+	var names []string
+	want := startOf("airlock-race-" + base + "-0-proxy")
+	for k := 0; len(names) < 4; k++ {
+		if n := fmt.Sprintf("airlock-race-%s-%d", base, k); startOf(n+"-proxy") == want {
+			names = append(names, n)
+		}
+	}
+	errs := make(chan error, len(names))
+	for _, n := range names {
+		spec, _ := incusSandboxSpec(t, n, n+"-proxy", host, "http://"+host+":9", "true")
+		t.Cleanup(func() {
+			inc.Remove(context.Background(), spec.Agent.Name)
+			inc.RemoveProxy(context.Background(), spec.Proxy.Name)
+		})
+		go func() {
+			sb, err := inc.CreateSandbox(ctx, spec)
+			if err == nil {
+				_, err = inc.Wait(ctx, sb.Agent)
+			}
+			errs <- err
+		}()
+	}
+	for range names {
+		if err := <-errs; err != nil {
+			t.Errorf("CreateSandbox: %v", err)
 		}
 	}
 }
