@@ -35,6 +35,9 @@ var unknownPrice = Price{15, 75, 18.75, 1.50}
 // PriceOf is the price of a model by name.
 func PriceOf(model string) Price {
 	model = strings.ToLower(model)
+	if strings.Contains(model, "gemini") {
+		return geminiPriceOf(model)
+	}
 	for _, p := range prices {
 		if strings.Contains(model, p.match) {
 			return p.price

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -16,6 +17,7 @@ func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
+			dropQueryCredentials(pr.Out.URL)
 			// Whatever the agent holds (the placeholder) is dropped; only
 			// the real credential, which the sandbox never sees, goes out.
 			pr.Out.Header.Del("X-Api-Key")
@@ -112,6 +114,9 @@ func (s *Server) APIHandler() http.Handler {
 		if s.api.Placeholder != "" && foreignCredential(r.Header, s.api.Placeholder) {
 			note = "; agent sent a credential other than the placeholder (dropped)"
 		}
+		if queryCredential(r.RequestURI) {
+			note += "; agent sent a credential in the query (dropped)"
+		}
 		st := &forwardState{metered: route.Metered}
 		status, aborted := s.serveCounted(w, r, st, s.apiProxy, &rec, start)
 		switch {
@@ -157,5 +162,19 @@ func foreignCredential(h http.Header, placeholder string) bool {
 	if a := h.Get("Authorization"); a != "" && a != "Bearer "+placeholder && a != placeholder {
 		return true
 	}
+	if k := h.Get("X-Goog-Api-Key"); k != "" && k != placeholder {
+		return true
+	}
 	return false
+}
+
+// queryCredential reports whether a request target carries a credential
+// in its query (see dropQueryCredentials).
+func queryCredential(requestURI string) bool {
+	_, raw, ok := strings.Cut(requestURI, "?")
+	if !ok {
+		return false
+	}
+	u := url.URL{RawQuery: raw}
+	return dropQueryCredentials(&u)
 }

@@ -8,6 +8,12 @@ import (
 // APIRoute is one request the model-API endpoint forwards: exactly this
 // method on exactly this path (any query string). Nothing else reaches the
 // model API host with the real credential.
+//
+// The path may hold one "*", for APIs that name the model in the path (the
+// Gemini API: /v1beta/models/*:streamGenerateContent). It stands for one
+// model name and nothing more: letters, digits, '.', '-' and '_', starting
+// with a letter or digit, never a '/', ':' or '%'. So a pattern reaches only
+// the method it names, on any model, and no other resource of the API.
 type APIRoute struct {
 	Method string `json:"method"`
 	Path   string `json:"path"`
@@ -37,7 +43,10 @@ func checkRoutes(routes []APIRoute) error {
 		if r.Method == "" || strings.ToUpper(r.Method) != r.Method || strings.ContainsFunc(r.Method, func(c rune) bool { return c < 'A' || c > 'Z' }) {
 			return fmt.Errorf("model API route %q: the method must be upper-case letters, like POST", r)
 		}
-		if reason := pathProblem(r.Path); reason != "" || r.Path == "/" {
+		if n := strings.Count(r.Path, "*"); n > 1 {
+			return fmt.Errorf("model API route %q: the path may hold at most one * (a model name)", r)
+		}
+		if reason := pathProblem(strings.Replace(r.Path, "*", "m", 1)); reason != "" || r.Path == "/" {
 			return fmt.Errorf("model API route %q: the path must be a plain absolute path like /v1/messages (%s)", r, reason)
 		}
 	}
@@ -84,7 +93,7 @@ func matchRoute(method, requestURI string, routes []APIRoute) (route APIRoute, r
 	}
 	pathKnown := false
 	for _, r := range routes {
-		if r.Path != rawPath {
+		if !pathMatches(r.Path, rawPath) {
 			continue
 		}
 		pathKnown = true
@@ -104,4 +113,33 @@ func routeList(routes []APIRoute) string {
 		s[i] = r.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// pathMatches reports whether a raw request path is the route's path, its
+// "*" (if any) standing for one model name.
+func pathMatches(pattern, raw string) bool {
+	prefix, suffix, wild := strings.Cut(pattern, "*")
+	if !wild {
+		return pattern == raw
+	}
+	if len(raw) < len(prefix)+len(suffix) || !strings.HasPrefix(raw, prefix) || !strings.HasSuffix(raw, suffix) {
+		return false
+	}
+	return isModelName(raw[len(prefix) : len(raw)-len(suffix)])
+}
+
+// isModelName reports whether s can be a model's name in a path, like
+// gemini-2.5-flash or gemini-3.1-pro-preview.
+func isModelName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '-' && c != '_') {
+			return false
+		}
+	}
+	return true
 }

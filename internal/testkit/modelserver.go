@@ -71,9 +71,12 @@ type Request struct {
 	At             time.Time // when it arrived
 }
 
-// APIKey returns the credential the client sent, from x-api-key or a
-// bearer Authorization header.
+// APIKey returns the credential the client sent, from x-api-key,
+// x-goog-api-key (the Gemini API) or a bearer Authorization header.
 func (r Request) APIKey() string {
+	if k := r.Headers.Get("X-Goog-Api-Key"); k != "" {
+		return k
+	}
 	if k := r.Headers.Get("X-Api-Key"); k != "" {
 		return k
 	}
