@@ -35,8 +35,24 @@ type GeminiServer struct {
 
 	mu       sync.Mutex
 	requests []Request
+	sent     []GeminiUsage
 	seq      int
 	srv      *http.Server
+}
+
+// GeminiUsage is the usage a response reported (its last chunk's
+// usageMetadata), for tests of metering.
+type GeminiUsage struct {
+	Model                           string
+	Prompt, Cached, Candidates, All int
+}
+
+// Sent returns the usage of every generateContent and
+// streamGenerateContent response sent so far, oldest first.
+func (s *GeminiServer) Sent() []GeminiUsage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]GeminiUsage(nil), s.sent...)
 }
 
 // NewGeminiServer returns a server following s. Steps name the Gemini CLI's
@@ -152,6 +168,16 @@ func (s *GeminiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		chunks := s.reply(req, &parsed, seq)
+		last := chunks[len(chunks)-1]
+		u := last["usageMetadata"].(map[string]any)
+		cached, _ := u["cachedContentTokenCount"].(int)
+		s.mu.Lock()
+		s.sent = append(s.sent, GeminiUsage{
+			Model:  last["modelVersion"].(string),
+			Prompt: u["promptTokenCount"].(int), Cached: cached,
+			Candidates: u["candidatesTokenCount"].(int), All: u["totalTokenCount"].(int),
+		})
+		s.mu.Unlock()
 		if req.Stream {
 			w.Header().Set("Content-Type", "text/event-stream")
 			w.Header().Set("Cache-Control", "no-cache")

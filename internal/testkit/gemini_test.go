@@ -148,6 +148,10 @@ func TestGeminiServerStreamsScript(t *testing.T) {
 			t.Errorf("final text %q", text)
 		}
 	}
+	sent := s.Sent()
+	if len(sent) != 4 || sent[0].Cached != 0 || sent[1].Cached == 0 || sent[3].All != sent[3].Prompt+sent[3].Candidates || sent[3].Model != "gemini-2.5-flash" {
+		t.Errorf("sent usage %+v", sent)
+	}
 	reqs := s.Requests()
 	if len(reqs) != 4 || reqs[3].NumToolResults != 3 || reqs[0].Model != "gemini-2.5-flash" || !reqs[0].Stream || reqs[0].APIKey() != "AIza-test" || reqs[0].Query != "alt=sse" {
 		t.Errorf("requests recorded wrong: %+v", reqs[0])
