@@ -328,6 +328,10 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	if err != nil {
 		return run.Request{}, nil, "", err
 	}
+	mounts, err := f.runMounts(ctx, res, project)
+	if err != nil {
+		return run.Request{}, nil, "", err
+	}
 	source := "inline"
 	if p.Path != "" {
 		source = p.Path
@@ -351,6 +355,8 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		Notify:       notify.Config{Desktop: cfg.Notify.Desktop, Webhook: cfg.Notify.Webhook},
 		Resume:       opts.resumeFrom,
 		Here:         opts.here,
+		Mounts:       mounts,
+		Setup:        cfg.Sandbox.Setup,
 	}, &cfg, policyText, nil
 }
 

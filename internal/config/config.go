@@ -131,6 +131,22 @@ type Sandbox struct {
 	// (sandbox.runtime), such as "runsc" for gVisor; it must be one the
 	// engine has registered. Default "": the engine's default (runc).
 	Runtime string
+	// Mounts are host directories or files the agent gets
+	// (sandbox.mounts), each "SOURCE:TARGET", read-only, or
+	// "SOURCE:TARGET:rw" to let the agent write there. SOURCE is absolute
+	// or starts with ~/ (your home); TARGET is absolute. Stored as written
+	// (ParseMount reads them). A repository's own config may
+	// not set it; the run refuses, before anything is made, a SOURCE that
+	// is or holds the repository, its .git, the container engine, /, your
+	// home, airlock's credentials or state (ParseMount and run.CheckMounts).
+	// Entries add up across layers. Default [].
+	Mounts []string
+	// Setup lists shell commands run in the sandbox before the agent, as
+	// the agent's user in /workspace and behind the same egress proxy
+	// (sandbox.setup); the prompt's setup: entries run after them. A
+	// failing command fails the run, and the agent does not start.
+	// Default [].
+	Setup []string
 }
 
 // CacheNames are the caches sandbox.caches may list.
@@ -290,6 +306,6 @@ func Defaults() Config {
 		Image: Image{Base: DefaultBase, CACertificates: []string{HostCABundle}},
 		Egress: Egress{Mode: "allowlist", Confirm: true, Allow: []string{}, Deny: []string{}, AllowCIDRs: []string{}, ExtraHosts: []string{}, CACertificates: []string{},
 			Scan: "block", ScanBlock: []string{}, ScanLog: []string{}, ScanOff: []string{}, ScanBodyKiB: 256},
-		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, DiskBytes: DefaultDiskBytes, Env: []string{}, Caches: []string{}},
+		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, DiskBytes: DefaultDiskBytes, Env: []string{}, Caches: []string{}, Mounts: []string{}, Setup: []string{}},
 	}
 }

@@ -433,6 +433,7 @@ func TestProjectMayNotReachYourSecrets(t *testing.T) {
 		{"ssh keys", "[egress.ssh]\nkeys = [\"evil.pem\"]\n", "egress.ssh.keys: a repository's own config may not set this"},
 		{"ssh key file", "[egress.ssh]\nkey_file = \"evil.pem\"\n", "egress.ssh.key_file: a repository's own config may not set this"},
 		{"ssh hosts", "[egress.ssh]\nhosts = [\"evil.example\"]\n", "egress.ssh.hosts: a repository's own config may not set this"},
+		{"host mounts", "[sandbox]\nmounts = [\"/etc:/x\"]\n", "sandbox.mounts: a repository's own config may not set this (it gives the sandbox directories of your machine)"},
 		{"environment copied", "[sandbox]\nenv = [\"A=1\", \"AWS_SECRET_ACCESS_KEY\"]\n", `sandbox.env: "AWS_SECRET_ACCESS_KEY" would copy your environment's AWS_SECRET_ACCESS_KEY into the sandbox`},
 	}
 	for _, tt := range tests {

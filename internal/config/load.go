@@ -315,6 +315,7 @@ var userOnly = map[string]string{
 	"egress.ssh.keys":        "the sandbox could sign with your SSH keys",
 	"egress.ssh.key_file":    "it loads a key of yours for the sandbox to sign with",
 	"egress.ssh.hosts":       "the sandbox signs in with your SSH keys on each host it names",
+	"sandbox.mounts":         "it gives the sandbox directories of your machine",
 }
 
 // projectMay refuses, for the repository's own config, environment

@@ -106,6 +106,7 @@ func (r *Resolved) ApplyPrompt(p *prompt.Prompt) error {
 		{"image", "image.name", p.Image},
 		{"env", "sandbox.env", p.Env},
 		{"allow", "egress.allow", p.Allow},
+		{"setup", "sandbox.setup", p.Setup},
 	} {
 		if _, ok := p.Lines[a.promptKey]; !ok {
 			continue

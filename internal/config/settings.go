@@ -438,6 +438,16 @@ var settings = []setting{
 		return nil
 	}, func(c *Config) string { return quote(FormatSize(c.Sandbox.DiskBytes)) }},
 
+	{"sandbox.mounts", kindList, func(c *Config, v any, _ string) error {
+		for _, e := range v.([]string) {
+			if _, err := ParseMount(e, os.UserHomeDir); err != nil {
+				return err
+			}
+		}
+		c.Sandbox.Mounts = appendNew(c.Sandbox.Mounts, v.([]string))
+		return nil
+	}, nil},
+
 	{"sandbox.pids", kindInt, func(c *Config, v any, _ string) error {
 		n := v.(int64)
 		if n <= 0 {
@@ -455,6 +465,16 @@ var settings = []setting{
 		c.Sandbox.Runtime = s
 		return nil
 	}, func(c *Config) string { return quote(c.Sandbox.Runtime) }},
+
+	{"sandbox.setup", kindList, func(c *Config, v any, _ string) error {
+		for _, e := range v.([]string) {
+			if err := checkSetupCommand(e); err != nil {
+				return err
+			}
+		}
+		c.Sandbox.Setup = append(append([]string{}, c.Sandbox.Setup...), v.([]string)...)
+		return nil
+	}, nil},
 }
 
 // caPaths resolves a list of CA certificate files: "host" is the host's
@@ -497,6 +517,7 @@ var accumulating = map[string]bool{
 	"sandbox.env": true, "egress.allow": true, "egress.deny": true,
 	"egress.allow_cidrs": true, "egress.extra_hosts": true, "egress.ca_certificates": true,
 	"egress.scan_block": true, "egress.scan_log": true, "egress.scan_off": true,
+	"sandbox.mounts": true, "sandbox.setup": true,
 }
 
 // scanHosts is the apply function of a per-host scan mode list: host

@@ -136,6 +136,13 @@ const ProjectTemplate = `# airlock project configuration.
 # OCI runtime for the agent's container, such as "runsc" (gVisor); "" is the
 # engine's default. The egress proxy always runs under the default.
 # runtime = ""
+# Shell commands run in the sandbox before the agent, as its user in
+# /workspace, behind the egress proxy; the prompt's setup: ones run after
+# them. One that fails fails the run (airlock logs --setup RUN).
+# setup = []
+# Host paths for the agent, "SOURCE:TARGET" read-only or "SOURCE:TARGET:rw",
+# such as "~/datasets:/data". Your user config only.
+# mounts = []
 
 [run]
 # Start runs in the background.

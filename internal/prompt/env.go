@@ -146,3 +146,20 @@ func envFileValue(raw string) (string, error) {
 	}
 	return "", fmt.Errorf("value has no closing %c (values cannot span lines)", quote)
 }
+
+// MaxSetupCommand caps one setup command (sandbox.setup, setup:).
+const MaxSetupCommand = 4 << 10
+
+// ValidateSetupCommand checks one setup command: a shell command line for
+// /bin/sh -c, not blank, without NUL, at most MaxSetupCommand bytes.
+func ValidateSetupCommand(cmd string) error {
+	switch {
+	case strings.TrimSpace(cmd) == "":
+		return fmt.Errorf("setup command %q is blank", cmd)
+	case strings.ContainsRune(cmd, 0):
+		return fmt.Errorf("setup command %q contains a NUL byte", cmd)
+	case len(cmd) > MaxSetupCommand:
+		return fmt.Errorf("setup command %.40q… is longer than %d bytes; put it in a script in the repository and run that", cmd, MaxSetupCommand)
+	}
+	return nil
+}

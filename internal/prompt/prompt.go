@@ -39,6 +39,7 @@ type Prompt struct {
 	Env      []string // "env": NAME or NAME=value, validated but not resolved
 	Allow    []string // "allow": egress host patterns added for this run
 	Image    string   // "image": image to run instead of the configured one
+	Setup    []string // "setup": shell commands run in the sandbox before the agent
 
 	Body string // the Markdown after the frontmatter, trimmed
 
@@ -51,7 +52,7 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
 // frontmatterKeys lists the keys accepted in frontmatter, in the order the
 // error message names them.
-var frontmatterKeys = []string{"name", "branch", "model", "max_turns", "env", "image", "allow"}
+var frontmatterKeys = []string{"name", "branch", "model", "max_turns", "env", "image", "allow", "setup"}
 
 // Keys returns the keys accepted in frontmatter, for help and docs.
 func Keys() []string { return slices.Clone(frontmatterKeys) }
@@ -315,6 +316,22 @@ func (p *Prompt) setKey(key string, v *yaml.Node) error {
 			allow = append(allow, s)
 		}
 		p.Allow = allow
+	case "setup":
+		if v.Kind != yaml.SequenceNode {
+			return fmt.Errorf("setup must be a list of shell commands such as [\"npm ci\"], got %s", describe(v))
+		}
+		setup := make([]string, 0, len(v.Content))
+		for _, item := range v.Content {
+			s, err := stringValue("setup entry", item)
+			if err == nil {
+				err = ValidateSetupCommand(s)
+			}
+			if err != nil {
+				return &nodeError{item, err}
+			}
+			setup = append(setup, s)
+		}
+		p.Setup = setup
 	default:
 		return fmt.Errorf("unknown key %q; %s", key, keyList())
 	}

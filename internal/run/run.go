@@ -91,6 +91,12 @@ type Request struct {
 	// harvest, such as "runsc" (gVisor); empty means the engine's default.
 	// The egress proxy always runs under the default: it needs a network.
 	Runtime string
+	// Mounts are the user's own mounts (sandbox.mounts), already checked
+	// and resolved (CheckMount).
+	Mounts []sandbox.Mount
+	// Setup are shell commands run in the sandbox before the agent
+	// (setup.go).
+	Setup []string
 }
 
 // Kinds of run.
@@ -197,6 +203,8 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 		Here:       req.Here,
 		DiskBytes:  req.DiskBytes,
 		Runtime:    req.Runtime,
+		Mounts:     mountStrings(req.Mounts),
+		Setup:      req.Setup,
 	}
 	if r.Kind == "" {
 		r.Kind = KindHeadless
@@ -397,7 +405,7 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	if err != nil {
 		return nil, err
 	}
-	spec.Mounts = append(spec.Mounts, mounts...)
+	spec.Mounts = append(append(spec.Mounts, mounts...), req.Mounts...)
 	flags := budgetFlags(req.Budget)
 	if r.Kind != KindShell && !req.Here {
 		// The agent's container bundles the work itself once the agent has

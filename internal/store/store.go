@@ -90,6 +90,17 @@ type Run struct {
 	// Runtime is the OCI runtime the agent and its harvest ran under, such
 	// as "runsc" (gVisor); empty means the engine's default.
 	Runtime string `json:"runtime,omitempty"`
+	// Mounts are the host paths the user gave the agent (sandbox.mounts),
+	// "SOURCE:TARGET:ro|rw" with SOURCE as mounted (links followed).
+	Mounts []string `json:"mounts,omitempty"`
+	// Setup are the commands run in the sandbox before the agent
+	// (sandbox.setup, the prompt's setup:); SetupDone says the host saw
+	// them complete, so a persistent run's `start` does not repeat them.
+	Setup     []string `json:"setup,omitempty"`
+	SetupDone bool     `json:"setup_done,omitempty"`
+	// Ports are the sandbox's TCP ports forwarded to the host's loopback
+	// (-p), "127.0.0.1:HOSTPORT->PORT"; only while the run is running.
+	Ports []string `json:"ports,omitempty"`
 
 	// EgressAllowed and EgressDenied count the egress proxy's decisions.
 	EgressAllowed int `json:"egress_allowed"`

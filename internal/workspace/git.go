@@ -157,3 +157,13 @@ func nulFields(s string) []string {
 	}
 	return out
 }
+
+// GitDirs are repo's git directory and its common directory (they differ
+// in a linked worktree), absolute: what no mount may give a sandbox.
+func GitDirs(ctx context.Context, repo string) ([]string, error) {
+	out, err := defaultGit().run(ctx, repo, "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir")
+	if err != nil {
+		return nil, fmt.Errorf("find the git directory of %s: %w", repo, err)
+	}
+	return lines(out), nil
+}

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/airlock-dev/airlock/internal/config"
+	"github.com/airlock-dev/airlock/internal/credentials"
+	"github.com/airlock-dev/airlock/internal/run"
+	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/workspace"
+)
+
+// runMounts checks the user's sandbox.mounts against what a sandbox must
+// never get (run.CheckMount), before anything is asked or made; an entry
+// refused is named with the file and line that set it.
+func (f *Factory) runMounts(ctx context.Context, res *config.Resolved, project string) ([]sandbox.Mount, error) {
+	entries := res.Config.Sandbox.Mounts
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	rules := run.MountRules{Project: project, Home: f.Getenv("HOME")}
+	if rules.Home == "" {
+		rules.Home, _ = os.UserHomeDir()
+	}
+	var err error
+	if rules.GitDirs, err = workspace.GitDirs(ctx, project); err != nil {
+		return nil, err
+	}
+	if rules.Credentials, err = credentials.DefaultPath(f.Getenv); err != nil {
+		return nil, err
+	}
+	st, err := f.Store()
+	if err != nil {
+		return nil, err
+	}
+	rules.State = st.Dir()
+	rules.EngineSockets = append(sandbox.EngineSockets(f.Getenv("DOCKER_HOST")),
+		"/var/lib/incus", "/run/incus", "/var/lib/incus/unix.socket")
+	if dir := f.Getenv("INCUS_DIR"); filepath.IsAbs(dir) {
+		rules.EngineSockets = append(rules.EngineSockets, dir)
+	}
+	var out []sandbox.Mount
+	for _, e := range entries {
+		m, err := run.CheckMount(e, rules)
+		if err != nil {
+			return nil, fmt.Errorf("%s: sandbox.mounts: %w", res.EntryFrom("sandbox.mounts", e), err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
