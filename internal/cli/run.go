@@ -332,6 +332,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	if err != nil {
 		return run.Request{}, nil, "", err
 	}
+	policyText += describeMounts(mounts)
 	source := "inline"
 	if p.Path != "" {
 		source = p.Path

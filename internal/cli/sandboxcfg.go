@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/credentials"
@@ -51,4 +52,17 @@ func (f *Factory) runMounts(ctx context.Context, res *config.Resolved, project s
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// describeMounts shows a run's mounts with the policy, before y/N.
+func describeMounts(mounts []sandbox.Mount) string {
+	var b strings.Builder
+	for _, m := range mounts {
+		mode := "read-only"
+		if !m.ReadOnly {
+			mode = "read-write"
+		}
+		fmt.Fprintf(&b, "  mount  %-32s %s (%s)\n", m.Target, m.Source, mode)
+	}
+	return b.String()
 }
