@@ -253,6 +253,9 @@ var toolFields = map[string][]string{
 	"Agent":        {"description"},
 	"Skill":        {"skill"},
 	"TodoWrite":    {},
+	// Codex CLI (internal/agent's codex parser names the fields).
+	"exec_command": {"cmd"},
+	"apply_patch":  {"changes"},
 }
 
 // pathFields are shortened to be relative to the session's directory.
