@@ -38,6 +38,9 @@ func PriceOf(model string) Price {
 	if strings.Contains(model, "gemini") {
 		return geminiPriceOf(model)
 	}
+	if isOpenAIModel(model) {
+		return openAIPriceOf(model)
+	}
 	for _, p := range prices {
 		if strings.Contains(model, p.match) {
 			return p.price
