@@ -16,7 +16,7 @@ import (
 // These tests drive the real Codex CLI against the Responses server, on
 // the host, in a temporary git repository.
 
-const testOpenAIKey = "sk-proj-test-codex-xyz"
+const testCodexKey = "sk-proj-test-codex-xyz"
 
 // requireCodex skips without the CLI, unless CI or the developer demands
 // that these tests run.
@@ -69,7 +69,7 @@ func runCodex(t *testing.T, bin, dir, baseURL, prompt string) ([]map[string]any,
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "exec", "--json", "--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check", "-")
 	cmd.Dir = dir
-	cmd.Env = append(gitEnv(t), "CODEX_HOME="+codexHome(t, baseURL), "OPENAI_API_KEY="+testOpenAIKey)
+	cmd.Env = append(gitEnv(t), "CODEX_HOME="+codexHome(t, baseURL), "OPENAI_API_KEY="+testCodexKey)
 	cmd.Stdin = strings.NewReader(prompt)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -145,7 +145,7 @@ func TestResponsesServerDrivesCodex(t *testing.T) {
 		if r.Path != "/v1/responses" || r.Method != "POST" || !r.Stream {
 			t.Errorf("request %d: %s %s stream=%v, want a streamed POST /v1/responses", i, r.Method, r.Path, r.Stream)
 		}
-		if r.APIKey() != testOpenAIKey {
+		if r.APIKey() != testCodexKey {
 			t.Errorf("request %d carried key %q, want the test's", i, r.APIKey())
 		}
 		if r.NumToolResults != i {
