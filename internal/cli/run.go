@@ -77,7 +77,7 @@ airlock/<run>, in a hardened container.
 
 TASK is .airlock/prompts/TASK.md (TASK may end in .md), or a path to a prompt
 file; -m gives the prompt inline instead. Prompt files are Markdown with
-optional YAML frontmatter (name, branch, model, max_turns, env, image, allow);
+optional YAML frontmatter (name, branch, model, max_turns, env, image, allow, setup);
 a prompt is UTF-8 text of at most 1 MiB.
 
 Everything is checked before anything is asked or created: the prompt, the
