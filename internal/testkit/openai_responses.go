@@ -188,7 +188,7 @@ func (s *ResponsesServer) reply(req Request, seq int) response {
 	if step.Text != "" {
 		resp.Output = append(resp.Output, outputItem{
 			Type: "message", ID: "msg_" + id, Status: "completed", Role: "assistant",
-			Content: []outputContent{{Type: "output_text", Text: step.Text, Annotations: []any{}, Logprobs: []any{}}},
+			Content: &[]outputContent{{Type: "output_text", Text: step.Text, Annotations: []any{}, Logprobs: []any{}}},
 		})
 	}
 	if step.Tool != "" {
@@ -216,7 +216,7 @@ func (s *ResponsesServer) reply(req Request, seq int) response {
 	if len(resp.Output) == 0 {
 		resp.Output = []outputItem{{
 			Type: "message", ID: "msg_" + id, Status: "completed", Role: "assistant",
-			Content: []outputContent{{Type: "output_text", Text: "Done.", Annotations: []any{}, Logprobs: []any{}}},
+			Content: &[]outputContent{{Type: "output_text", Text: "Done.", Annotations: []any{}, Logprobs: []any{}}},
 		}}
 	}
 	out := 0
@@ -309,8 +309,11 @@ type outputItem struct {
 	ID     string `json:"id"`
 	Status string `json:"status"`
 	// message
-	Role    string          `json:"role,omitempty"`
-	Content []outputContent `json:"content,omitempty"`
+	// Content is a pointer so that a message's is always present, empty
+	// while the message streams: Codex drops the text deltas of a message
+	// item it cannot decode.
+	Role    string           `json:"role,omitempty"`
+	Content *[]outputContent `json:"content,omitempty"`
 	// function_call and custom_tool_call
 	CallID    string  `json:"call_id,omitempty"`
 	Name      string  `json:"name,omitempty"`
@@ -387,9 +390,9 @@ func writeItemSSE(emit func(string, map[string]any) error, index int, it outputI
 	}
 	switch it.Type {
 	case "message":
-		added.Content = []outputContent{}
+		added.Content = &[]outputContent{}
 		add("response.output_item.added", map[string]any{"item": added})
-		for ci, c := range it.Content {
+		for ci, c := range *it.Content {
 			empty := c
 			empty.Text = ""
 			add("response.content_part.added", map[string]any{"item_id": it.ID, "content_index": ci, "part": empty})

@@ -122,6 +122,24 @@ func TestResponsesStream(t *testing.T) {
 					t.Errorf("final text %v", text)
 				}
 			}
+			// A message is added with empty content (Codex decodes the item
+			// before it accepts its text deltas); a call with empty arguments.
+			for _, ev := range evs {
+				item, _ := ev["item"].(map[string]any)
+				if ev["type"] != "response.output_item.added" {
+					continue
+				}
+				switch item["type"] {
+				case "message":
+					if c, ok := item["content"].([]any); !ok || len(c) != 0 || item["role"] != "assistant" {
+						t.Errorf("message added as %v, want empty content and role", item)
+					}
+				case "function_call":
+					if item["arguments"] != "" || item["call_id"] == "" {
+						t.Errorf("call added as %v", item)
+					}
+				}
+			}
 			// Every item added is done, with the same id, and the completed
 			// response lists the done items in order.
 			var doneItems []any
