@@ -177,12 +177,15 @@ func TestGeminiAPIForwarding(t *testing.T) {
 		{"/v1beta/models/gemini-2.5-flash:generateContent?key=AIza-smuggled&access_token=ya29-smuggled", "X-Goog-Api-Key: AIza-other\r\nAuthorization: Bearer ya29-other\r\n", ""},
 		{"/v1beta/models/gemini-2.5-flash:countTokens?%6bey=AIza-smuggled", "", ""},
 	}
-	for _, tt := range ok {
+	for i, tt := range ok {
 		resp := send(tt.target, tt.hdr)
 		body, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != 200 || string(body) != geminiStream {
 			t.Fatalf("%s: status %d, body changed: %v", tt.target, resp.StatusCode, string(body) != geminiStream)
 		}
+		// The record is written once the response is done: wait for it,
+		// so that records come in the order of the requests.
+		p.records(t, i+1)
 	}
 	recs := p.records(t, len(ok))
 	mu.Lock()
