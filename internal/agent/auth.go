@@ -5,16 +5,40 @@ import (
 	"strings"
 )
 
-// APIAuth is how the egress proxy authenticates the agent's model traffic:
-// the real credential becomes request headers the proxy adds, and the agent
+// APIAuth is how the egress proxy forwards the agent's model traffic: the
+// real credential becomes request headers the proxy adds, and the agent
 // gets placeholders that are worthless outside the sandbox.
 type APIAuth struct {
 	// Headers are set on every request to the model API (the real secret).
 	Headers map[string]string
+	// Strip are request headers the proxy drops, whatever the agent put
+	// in them, before it sets Headers.
+	Strip []string
 	// Env is what the agent sees instead of the credential.
 	Env []string
 	// Secret is the credential itself, for secret scanning.
 	Secret string
+
+	// Upstream is the provider's API, where the proxy forwards to unless a
+	// gateway is configured.
+	Upstream string
+	// GatewayEnv names the host's environment variable that, when set,
+	// names a gateway to use instead of Upstream.
+	GatewayEnv string
+	// Routes are the only requests forwarded.
+	Routes []Route
+	// Usage names the wire format the proxy meters responses in:
+	// "anthropic", "openai-responses", "openai-chat" or "gemini".
+	Usage string
+}
+
+// Route is one request the model API endpoint forwards: exactly this method
+// on exactly this path (any query string). Metered routes are model calls:
+// each counts towards the run's turns and its usage is metered.
+type Route struct {
+	Method  string
+	Path    string
+	Metered bool
 }
 
 // Placeholder values: shaped like the real thing so the CLI accepts them,
@@ -28,9 +52,25 @@ const (
 // sign each request with the secret and so cannot be injected by a proxy.
 var ErrCloudCredentials = errors.New("Bedrock and Vertex credentials sign every request inside the agent, so the egress proxy cannot keep them out of the sandbox; use ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN or a gateway (agent.claude.base_url) that holds the cloud credentials")
 
-// APIAuth picks the credential to inject, in Claude Code's own order of
-// preference.
-func (Claude) APIAuth(lookup func(string) (string, bool)) (APIAuth, error) {
+// API implements Agent: the credential to inject, in Claude Code's own
+// order of preference.
+func (c Claude) API(lookup func(string) (string, bool)) (APIAuth, error) {
+	a, err := c.auth(lookup)
+	if err != nil {
+		return APIAuth{}, err
+	}
+	a.Strip = []string{"X-Api-Key", "Authorization"}
+	a.Upstream = "https://api.anthropic.com"
+	a.GatewayEnv = "ANTHROPIC_BASE_URL"
+	a.Routes = []Route{
+		{Method: "POST", Path: "/v1/messages", Metered: true},
+		{Method: "POST", Path: "/v1/messages/count_tokens"},
+	}
+	a.Usage = "anthropic"
+	return a, nil
+}
+
+func (Claude) auth(lookup func(string) (string, bool)) (APIAuth, error) {
 	get := func(name string) string {
 		v, _ := lookup(name)
 		return strings.TrimSpace(v)

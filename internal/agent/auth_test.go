@@ -24,7 +24,7 @@ func TestAPIAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			lookup := func(n string) (string, bool) { v, ok := tt.env[n]; return v, ok }
-			got, err := Claude{}.APIAuth(lookup)
+			got, err := Claude{}.API(lookup)
 			if tt.wantHeader == "" {
 				if err == nil || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)

@@ -1,8 +1,12 @@
 package agent
 
 import (
+	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/airlock-dev/airlock/internal/transcript"
 )
 
 // Claude is Anthropic's Claude Code, run as `claude -p` with stream-json
@@ -13,6 +17,42 @@ var _ Agent = Claude{}
 
 // Name implements Agent.
 func (Claude) Name() string { return "claude" }
+
+// Title implements Agent.
+func (Claude) Title() string { return "Claude Code" }
+
+// ClaudeVersion is the Claude Code release airlock pins.
+const ClaudeVersion = "2.1.330"
+
+// DefaultVersion implements Agent.
+func (Claude) DefaultVersion() string { return ClaudeVersion }
+
+// Install implements Agent.
+func (Claude) Install(version string) string {
+	return fmt.Sprintf("RUN npm install -g --no-fund --no-audit @anthropic-ai/claude-code@%s && \\\n"+
+		"    npm cache clean --force && \\\n"+
+		"    claude --version\n", version)
+}
+
+// DefaultAllow implements Agent. Claude Code run headless with
+// CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 sends its model traffic to
+// ANTHROPIC_BASE_URL (airlock's API endpoint, which is not subject to the
+// allowlist); telemetry (statsig) and error reporting (sentry.io) are
+// switched off by that variable. What remains is api.anthropic.com, which
+// WebFetch asks whether a domain is safe to fetch.
+func (Claude) DefaultAllow() []string { return []string{"api.anthropic.com"} }
+
+// ParseLine implements Agent: Claude Code's stream-json is the transcript
+// package's own format.
+func (Claude) ParseLine(line []byte) ([]transcript.Event, error) { return transcript.ParseLine(line) }
+
+// SessionDir implements Agent.
+func (Claude) SessionDir() string { return ".claude" }
+
+// SessionLog implements Agent: ~/.claude/projects/<cwd with / as ->/<session>.jsonl.
+func (Claude) SessionLog(workdir, sessionID string) string {
+	return filepath.Join(".claude", "projects", strings.ReplaceAll(workdir, "/", "-"), sessionID+".jsonl")
+}
 
 // claudeScript is the container's entry command. The paths and claude's
 // arguments arrive as positional parameters, so nothing here is ever quoted
@@ -71,6 +111,7 @@ func (Claude) Env(Options) []string {
 		"IS_SANDBOX=1",
 		// Keep the Bash tool in /workspace between calls.
 		"CLAUDE_BASH_MAINTAIN_PROJECT_WORKING_DIR=1",
+		"ANTHROPIC_BASE_URL=" + APIBaseURL,
 	}
 }
 

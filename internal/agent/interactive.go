@@ -11,26 +11,24 @@ import (
 	"time"
 )
 
-// InteractiveArgs is the argv of Claude Code's own terminal UI for a person
-// to attach to: no -p, no stream-json, and the same session, model and
-// permission flags as a headless run.
-func (Claude) InteractiveArgs(o Options) []string {
+// Interactive implements Agent: Claude Code's own terminal UI, with no -p,
+// no stream-json, and the same session, model and permission flags as a
+// headless run.
+func (Claude) Interactive(o Options) []string {
 	return append([]string{"claude", "--dangerously-skip-permissions"}, sessionArgs(o)...)
-}
-
-// SessionLog is where Claude Code keeps a session's conversation, relative
-// to its home: ~/.claude/projects/<cwd with / as ->/<session>.jsonl.
-func SessionLog(workdir, sessionID string) string {
-	return filepath.Join(".claude", "projects", strings.ReplaceAll(workdir, "/", "-"), sessionID+".jsonl")
 }
 
 // SeedOptions are what the pre-seeded configuration depends on.
 type SeedOptions struct {
+	// Interactive says a person will use the agent's terminal UI.
+	Interactive bool
 	// Workdir is the folder the agent works in (trusted without asking).
 	Workdir string
-	// APIKey is the key the agent sees (a placeholder), approved without
-	// asking.
-	APIKey string
+	// Env is the placeholder credentials the agent sees, as NAME=value
+	// (APIAuth.Env): some agents must be told to accept them.
+	Env []string
+	// Model is the model asked for; "" is the agent's default.
+	Model string
 	// EventsPath is the file the agent's hooks append events to (inside the
 	// container).
 	EventsPath string
@@ -47,6 +45,15 @@ type SeedOptions struct {
 // ~/.claude/settings.json. Existing files (a resumed session's) are merged
 // into, not replaced.
 func (Claude) Seed(home string, o SeedOptions, uid, gid int) error {
+	if !o.Interactive {
+		return nil // headless Claude Code asks nothing
+	}
+	apiKey := ""
+	for _, kv := range o.Env {
+		if v, ok := strings.CutPrefix(kv, "ANTHROPIC_API_KEY="); ok {
+			apiKey = v
+		}
+	}
 	global := map[string]any{
 		"hasCompletedOnboarding": true,
 		"theme":                  "dark",
@@ -57,10 +64,10 @@ func (Claude) Seed(home string, o SeedOptions, uid, gid int) error {
 			},
 		},
 	}
-	if o.APIKey != "" {
+	if apiKey != "" {
 		// Claude Code remembers an approved key by its last 20 characters.
 		global["customApiKeyResponses"] = map[string]any{
-			"approved": []string{keySuffix(o.APIKey)},
+			"approved": []string{keySuffix(apiKey)},
 			"rejected": []string{},
 		}
 	}

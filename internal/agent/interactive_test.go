@@ -21,7 +21,7 @@ func TestInteractiveArgs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := (Claude{}).InteractiveArgs(tt.o); !reflect.DeepEqual(got, tt.want) {
+			if got := (Claude{}).Interactive(tt.o); !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %q, want %q", got, tt.want)
 			}
 		})
@@ -46,7 +46,7 @@ func readJSON(t *testing.T, path string) map[string]any {
 func TestSeedMergesIntoExistingConfig(t *testing.T) {
 	home := t.TempDir()
 	os.WriteFile(filepath.Join(home, ".claude.json"), []byte(`{"numStartups":4,"projects":{"/other":{"hasTrustDialogAccepted":false}}}`), 0o600)
-	err := (Claude{}).Seed(home, SeedOptions{Workdir: "/workspace", APIKey: PlaceholderAPIKey, HookCommand: "hook"}, os.Getuid(), os.Getgid())
+	err := (Claude{}).Seed(home, SeedOptions{Interactive: true, Workdir: "/workspace", Env: []string{"ANTHROPIC_API_KEY=" + PlaceholderAPIKey}, HookCommand: "hook"}, os.Getuid(), os.Getgid())
 	if err != nil {
 		t.Fatal(err)
 	}

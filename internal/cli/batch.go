@@ -222,6 +222,7 @@ func batchFollow(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, 
 	var err error
 	if !detach {
 		rend := &transcript.Renderer{W: out, Verbosity: verbosity, Width: f.IO.TermWidth}
+		parse := run.ParserOf(r)
 		done := func() bool {
 			cur, err := m.Store.Get(r.ID)
 			if err != nil {
@@ -231,7 +232,7 @@ func batchFollow(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, 
 			return err != nil || cur.Status.Finished()
 		}
 		err = transcript.Follow(ctx, m.LogPath(r), done, func(line []byte) error {
-			if evs, err := transcript.ParseLine(line); err == nil {
+			if evs, err := parse(line); err == nil {
 				for _, ev := range evs {
 					rend.Render(ev)
 				}

@@ -21,7 +21,7 @@ func newCredentialsCmd(f *Factory) *cobra.Command {
 		Short: "Store the agent's model-API credentials; list injected ones",
 		Long: `Store the agent's credentials in $XDG_CONFIG_HOME/airlock/credentials (mode 0600).
 
-The environment wins over the file. Supported names: ` + strings.Join(agent.Claude{}.CredentialNames(), ", ") + `.
+The environment wins over the file. Supported names (of every agent): ` + strings.Join(agent.AllCredentialNames(), ", ") + `.
 Values are read from standard input (without echo on a terminal), never from
 the command line, where other users could see them.
 
@@ -66,7 +66,7 @@ showing its value masked.`,
 }
 
 func credentialsSet(f *Factory, name string) error {
-	names := agent.Claude{}.CredentialNames()
+	names := agent.AllCredentialNames()
 	if !slices.Contains(names, name) {
 		return flagErrorf("unknown credential %q: use one of %s", name, strings.Join(names, ", "))
 	}
@@ -107,9 +107,9 @@ func credentialsList(ctx context.Context, f *Factory) error {
 	if err != nil {
 		return err
 	}
-	found := credentials.Resolve(agent.Claude{}.CredentialNames(), f.LookupEnv, file, path)
+	found := credentials.Resolve(agent.AllCredentialNames(), f.LookupEnv, file, path)
 	if len(found) == 0 {
-		fmt.Fprintln(f.IO.ErrOut, "No credentials set. Set one with `airlock credentials set` or export ANTHROPIC_API_KEY.")
+		fmt.Fprintln(f.IO.ErrOut, "No credentials set. Set one with `airlock credentials set NAME` or export it (ANTHROPIC_API_KEY for Claude Code).")
 	}
 	for _, s := range found {
 		fmt.Fprintf(f.IO.Out, "%s\t%s\t%s\n", s.Name, credentials.Mask(s.Value), s.From)

@@ -116,15 +116,18 @@ func doctorRun(ctx context.Context, f *Factory) error {
 		case lerr != nil:
 			add(check{name: "credentials", info: lerr.Error()})
 		default:
-			found := credentials.Resolve(agent.Claude{}.CredentialNames(), f.LookupEnv, file, path)
+			ag := agent.MustLookup(cfg.Agent.Name)
+			found := credentials.Resolve(ag.CredentialNames(), f.LookupEnv, file, path)
 			var names []string
 			for _, s := range found {
 				names = append(names, s.Name+" ("+s.From+")")
 			}
+			name := "credentials (" + ag.Title() + ")"
 			if len(found) == 0 {
-				add(check{name: "credentials", info: "none found", fix: "export ANTHROPIC_API_KEY, or `airlock credentials set` (`airlock demo` needs none)"})
+				first := ag.CredentialNames()[0]
+				add(check{name: name, info: "none found", fix: "export " + first + ", or `airlock credentials set " + first + "` (`airlock demo` needs none)"})
 			} else {
-				add(check{name: "credentials", ok: true, info: strings.Join(names, ", ")})
+				add(check{name: name, ok: true, info: strings.Join(names, ", ")})
 			}
 		}
 	}

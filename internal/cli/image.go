@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/image"
 	"github.com/airlock-dev/airlock/internal/sandbox"
@@ -16,6 +18,7 @@ import (
 
 type imageBuildOptions struct {
 	Base          string
+	Agent         string
 	ClaudeVersion string
 }
 
@@ -27,9 +30,12 @@ func newImageCmd(f *Factory) *cobra.Command {
 	var opts imageBuildOptions
 	build := &cobra.Command{
 		Use:   "build",
-		Short: "Build the default agent image (and the project's, if it has .airlock/Dockerfile)",
-		Long: `Build the default agent image: a Debian base, git, Node.js, Claude Code at the
-pinned version, the tools agents reach for, a non-root user and an init.
+		Short: "Build the agent's default image (and the project's, if it has .airlock/Dockerfile)",
+		Long: `Build the default image of the configured agent ([agent] name, or --agent;
+--agent all builds every agent's): a Debian base, git, Node.js, the agent's CLI
+at its pinned version ([agent.NAME] version), the tools agents reach for, a
+non-root user and an init. Each agent has its own image, airlock-NAME; they
+share every layer below the agent's own.
 
 The base is [image] base (default debian:bookworm-slim), or "bootstrap": made
 from Debian packages with debootstrap, for machines that reach no image
@@ -42,10 +48,11 @@ A project's .airlock/Dockerfile is built on top (ARG AIRLOCK_BASE, then
 FROM ${AIRLOCK_BASE}); its build context is .airlock/.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return imageBuildRun(cmd.Context(), f, opts, cmd.Flags().Changed("base"), cmd.Flags().Changed("claude-version"))
+			return imageBuildRun(cmd.Context(), f, opts, cmd.Flags().Changed("base"), cmd.Flags().Changed("claude-version"), cmd.Flags().Changed("agent"))
 		},
 	}
 	build.Flags().StringVar(&opts.Base, "base", "", `base image, or "bootstrap" (default from config)`)
+	build.Flags().StringVar(&opts.Agent, "agent", "", "the agent whose image to build: "+strings.Join(agent.Names(), ", ")+", or all (default from config)")
 	build.Flags().StringVar(&opts.ClaudeVersion, "claude-version", "", "Claude Code version (default from config)")
 	cmd.AddCommand(build, newImageLsCmd(f), newImagePruneCmd(f))
 	return cmd
@@ -57,7 +64,7 @@ func newImageLsCmd(f *Factory) *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "List airlock's images on the engine",
 		Long: `List the images airlock made on the engine: default agent images
-(airlock-claude), their bootstrapped bases (airlock-base) and project images
+(airlock-claude, airlock-codex, ...), their bootstrapped bases (airlock-base) and project images
 (airlock-project-*), newest first, one line per reference. USE says which
 this project's runs use now ("current"), which is the latest default image,
 and which base the current default image is built on.`,
@@ -72,8 +79,8 @@ func newImagePruneCmd(f *Factory) *cobra.Command {
 		Short: "Remove superseded airlock images",
 		Long: `Remove the default agent images and bootstrapped bases that the current
 configuration no longer uses, and this project's superseded project images.
-Kept: the current default image, airlock-claude:latest, the base it is built
-on, and this project's current image. Other projects' images are left alone.
+Kept: every agent's current default image and its :latest, the base they are
+built on, and this project's current images. Other projects' images are left alone.
 On Docker and Podman an image a container still uses is kept (said so); on
 Incus every instance has its own copy, so nothing is in use.`,
 		Args: cobra.NoArgs,
@@ -109,13 +116,21 @@ func (f *Factory) imageKeep(ctx context.Context) (keep map[string]string, projec
 		return nil, "", err
 	}
 	projectDir = projectDockerfileDir(project)
-	projectRef := ""
-	if projectDir != "" {
-		projectRef = ref
-	}
 	keep = map[string]string{}
-	for i, r := range image.Keep(spec, projectRef) {
-		keep[r] = [...]string{"default", "latest", "base", "project"}[i]
+	for _, a := range agent.All() {
+		spec := spec
+		spec.Agent, spec.Version = a, res.Config.Agent.CLI[a.Name()].Version
+		projectRef := ""
+		if projectDir != "" {
+			if projectRef, err = image.ProjectRef(image.DefaultRef(spec), projectDir); err != nil {
+				return nil, "", err
+			}
+		}
+		for i, r := range image.Keep(spec, projectRef) {
+			if keep[r] == "" {
+				keep[r] = [...]string{"default", "latest", "base", "project"}[i]
+			}
+		}
 	}
 	keep[ref] = "current"
 	return keep, projectDir, nil
@@ -192,7 +207,7 @@ func byteSize(n int64) string {
 	return fmt.Sprintf("%dB", n)
 }
 
-func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, baseSet, versionSet bool) error {
+func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, baseSet, versionSet, agentSet bool) error {
 	project, _ := f.project(ctx) // outside a repository only the default image is built
 	res, err := f.loadConfig(project)
 	if err != nil {
@@ -208,28 +223,43 @@ func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, base
 			return err
 		}
 	}
-	spec, err := imageSpec(res)
-	if err != nil {
-		return err
+	agents := []string{res.Config.Agent.Name}
+	switch {
+	case agentSet && opts.Agent == "all":
+		agents = agent.Names()
+	case agentSet:
+		if err := res.Set("agent.name", opts.Agent, "flag --agent"); err != nil {
+			return flagErrorf("%v", err)
+		}
+		agents = []string{opts.Agent}
 	}
 	eng, err := f.imageEngine(ctx)
 	if err != nil {
 		return err
 	}
-	ref, err := image.Build(ctx, eng, spec, f.IO.ErrOut)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(f.IO.ErrOut, "Default image: %s\n", ref)
-	if dir := projectDockerfileDir(project); dir != "" {
-		pref, err := image.BuildProject(ctx, eng, ref, dir, f.IO.ErrOut)
+	for _, name := range agents {
+		if err := res.Set("agent.name", name, "flag --agent"); err != nil {
+			return err
+		}
+		spec, err := imageSpec(res)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(f.IO.ErrOut, "Project image: %s\n", pref)
-		ref = pref
+		ref, err := image.Build(ctx, eng, spec, f.IO.ErrOut)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(f.IO.ErrOut, "Default image: %s\n", ref)
+		if dir := projectDockerfileDir(project); dir != "" {
+			pref, err := image.BuildProject(ctx, eng, ref, dir, f.IO.ErrOut)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(f.IO.ErrOut, "Project image: %s\n", pref)
+			ref = pref
+		}
+		fmt.Fprintln(f.IO.Out, ref)
 	}
-	fmt.Fprintln(f.IO.Out, ref)
 	return nil
 }
 
@@ -261,7 +291,11 @@ type imageEngine struct {
 // a file the user listed must exist.
 func imageSpec(res *config.Resolved) (image.Spec, error) {
 	cfg := res.Config
-	spec := image.Spec{Base: cfg.Image.Base, ClaudeVersion: cfg.Agent.Claude.Version}
+	a, err := agent.Lookup(cfg.Agent.Name)
+	if err != nil {
+		return image.Spec{}, err
+	}
+	spec := image.Spec{Base: cfg.Image.Base, Agent: a, Version: cfg.Agent.Selected().Version}
 	from := res.From("image.ca_certificates")
 	for _, path := range cfg.Image.CACertificates {
 		pem, err := os.ReadFile(path)

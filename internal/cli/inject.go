@@ -35,7 +35,13 @@ func (f *Factory) runInjections(ctx context.Context, entries []config.Inject, en
 		owner[name] = "the sandbox's env"
 	}
 	reserved := append(append([]string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy",
-		"ANTHROPIC_BASE_URL", "HOME", "PATH"}, run.CAEnv()...), agent.Claude{}.CredentialNames()...)
+		"HOME", "PATH"}, run.CAEnv()...), agent.AllCredentialNames()...)
+	for _, a := range agent.All() {
+		for _, kv := range a.Env(agent.Options{}) {
+			name, _, _ := strings.Cut(kv, "=")
+			reserved = append(reserved, name)
+		}
+	}
 	for _, in := range entries {
 		if pe := in.PlaceholderEnv; pe != "" {
 			for _, r := range reserved {

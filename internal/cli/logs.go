@@ -78,6 +78,7 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 	// from the file afterwards (unless following, see below).
 	sum := transcript.Summary{Outcome: transcript.OutcomeUnknown}
 	haveSum := false
+	parse := run.ParserOf(r)
 	handle := func(line []byte) error {
 		if opts.Raw {
 			// The bytes as written go to a pipe; a terminal gets them
@@ -88,7 +89,7 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 			out.Write(line)
 			return out.WriteByte('\n')
 		}
-		evs, err := transcript.ParseLine(line)
+		evs, err := parse(line)
 		if err != nil {
 			if len(bytes.TrimSpace(line)) > 0 {
 				sum.Skipped++

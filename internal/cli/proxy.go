@@ -90,8 +90,9 @@ func proxyServe(ctx context.Context, path string) error {
 		Policy: policy,
 		Held:   secrets.Held,
 		Scan:   cfg.ScanConfig(),
-		API:    &egress.APIConfig{Upstream: upstream, Headers: secrets.APIHeaders, Routes: cfg.APIRoutes},
-		Audit:  audit,
+		API: &egress.APIConfig{Upstream: upstream, Headers: secrets.APIHeaders, Routes: cfg.APIRoutes,
+			Strip: cfg.APIStrip, Usage: cfg.APIUsage},
+		Audit: audit,
 		Budget: egress.Budget{
 			MaxCostUSD: cfg.MaxCostUSD, MaxTurns: cfg.MaxTurns, Deadline: cfg.Deadline, Timeout: cfg.Timeout,
 		},
@@ -220,9 +221,13 @@ func cidrSource(res *config.Resolved, cidr netip.Prefix) string {
 func resolvePolicy(res *config.Resolved) (egress.Policy, map[string]string, error) {
 	eg := res.Config.Egress
 	sources := map[string]string{}
-	allow := egress.DefaultAllow(agent.Claude{}.Name())
+	ag, err := agent.Lookup(res.Config.Agent.Name)
+	if err != nil {
+		return egress.Policy{}, nil, err
+	}
+	allow := ag.DefaultAllow()
 	for _, a := range allow {
-		sources[a] = "built in for " + agent.Claude{}.Name()
+		sources[a] = "built in for " + ag.Name()
 	}
 	for _, a := range eg.Allow {
 		if _, ok := sources[a]; !ok {

@@ -31,6 +31,7 @@ type runOptions struct {
 	Detach    bool
 	Name      string
 	Branch    string
+	Agent     string
 	Model     string
 	MaxTurns  int
 	Env       []string
@@ -76,8 +77,8 @@ func newRunCmd(f *Factory) *cobra.Command {
 airlock/<run>, in a hardened container.
 
 TASK is .airlock/prompts/TASK.md (TASK may end in .md), or a path to a prompt
-file; -m gives the prompt inline instead. Prompt files are Markdown with
-optional YAML frontmatter (name, branch, model, max_turns, env, image, allow, setup);
+file; -m gives the prompt inline instead. Prompt files are Markdown with optional
+YAML frontmatter (name, branch, agent, model, max_turns, env, image, allow, setup);
 a prompt is UTF-8 text of at most 1 MiB.
 
 Everything is checked before anything is asked or created: the prompt, the
@@ -142,6 +143,7 @@ y/N unless -y is given or [egress] confirm is false.`,
 	fl.BoolVarP(&opts.Detach, "detach", "d", false, "print the run ID and return at once")
 	fl.StringVar(&opts.Name, "name", "", "run name (default: from the prompt)")
 	fl.StringVar(&opts.Branch, "branch", "", "base branch (default: the current branch)")
+	fl.StringVar(&opts.Agent, "agent", "", "the agent to run: "+strings.Join(agent.Names(), ", ")+" (default from config)")
 	fl.StringVar(&opts.Model, "model", "", "model for the agent")
 	fl.IntVar(&opts.MaxTurns, "max-turns", 0, "stop the agent after this many turns")
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "pass NAME from your environment, or set NAME=value (repeatable)")
@@ -273,12 +275,14 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	if err := applyBudgetFlags(res, opts); err != nil {
 		return run.Request{}, nil, "", err
 	}
-	for flag, key := range map[string]string{"model": "agent.model", "max-turns": "agent.max_turns", "image": "image.name", "network": "egress.mode", "runtime": "sandbox.runtime"} {
+	for flag, key := range map[string]string{"agent": "agent.name", "model": "agent.model", "max-turns": "agent.max_turns", "image": "image.name", "network": "egress.mode", "runtime": "sandbox.runtime"} {
 		if !opts.set[flag] {
 			continue
 		}
 		var value string
 		switch flag {
+		case "agent":
+			value = opts.Agent
 		case "model":
 			value = opts.Model
 		case "max-turns":
@@ -344,6 +348,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		Prompt:       p.Body,
 		BaseBranch:   base,
 		Image:        ref,
+		Agent:        agent.MustLookup(cfg.Agent.Name),
 		Model:        cfg.Agent.Model,
 		MaxTurns:     cfg.Agent.MaxTurns,
 		Env:          env,
@@ -512,7 +517,7 @@ func (f *Factory) sandboxEnv(cfg config.Config, p *prompt.Prompt, project string
 }
 
 func isCredentialName(name string) bool {
-	for _, n := range (agent.Claude{}).CredentialNames() {
+	for _, n := range agent.AllCredentialNames() {
 		if n == name {
 			return true
 		}
@@ -530,7 +535,11 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 	if err != nil {
 		return run.Egress{}, "", err
 	}
-	auth, err := f.agentAuth()
+	ag, err := agent.Lookup(cfg.Agent.Name)
+	if err != nil {
+		return run.Egress{}, "", err
+	}
+	auth, err := f.agentAuth(ag)
 	if err != nil {
 		return run.Egress{}, "", err
 	}
@@ -541,9 +550,9 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 	if err != nil {
 		return run.Egress{}, "", err
 	}
-	upstream := cfg.Agent.Claude.BaseURL
-	if upstream == "" {
-		upstream, _ = f.LookupEnv("ANTHROPIC_BASE_URL")
+	upstream := cfg.Agent.Selected().BaseURL
+	if upstream == "" && auth.GatewayEnv != "" {
+		upstream, _ = f.LookupEnv(auth.GatewayEnv)
 	}
 	var ca []byte
 	for _, path := range cfg.Image.CACertificates {
@@ -590,9 +599,9 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs) + describeInjections(inject) + describeSSH(sshEg), nil
 }
 
-// agentAuth finds the model credentials: the environment first, then the
-// credentials file.
-func (f *Factory) agentAuth() (agent.APIAuth, error) {
+// agentAuth finds the agent's model credentials: the environment first,
+// then the credentials file.
+func (f *Factory) agentAuth(ag agent.Agent) (agent.APIAuth, error) {
 	path, err := credentials.DefaultPath(f.Getenv)
 	if err != nil {
 		return agent.APIAuth{}, err
@@ -601,8 +610,8 @@ func (f *Factory) agentAuth() (agent.APIAuth, error) {
 	if err != nil {
 		return agent.APIAuth{}, err
 	}
-	found := credentials.Resolve(agent.Claude{}.CredentialNames(), f.LookupEnv, file, path)
-	return agent.Claude{}.APIAuth(func(name string) (string, bool) {
+	found := credentials.Resolve(ag.CredentialNames(), f.LookupEnv, file, path)
+	return ag.API(func(name string) (string, bool) {
 		for _, s := range found {
 			if s.Name == name {
 				return s.Value, true

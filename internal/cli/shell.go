@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/run"
 )
 
@@ -19,6 +21,7 @@ type shellOptions struct {
 	Yes        bool
 	Name       string
 	Branch     string
+	Agent      string
 	Model      string
 	Image      string
 	Network    string
@@ -86,6 +89,7 @@ limits (max cost, timeout) do not apply to interactive sessions.`,
 	fl.BoolVarP(&opts.Yes, "yes", "y", false, "do not ask to confirm the egress policy")
 	fl.StringVar(&opts.Name, "name", "shell", "run name (with --resume: the earlier run's)")
 	fl.StringVar(&opts.Branch, "branch", "", "base branch (default: the current branch)")
+	fl.StringVar(&opts.Agent, "agent", "", "the agent to run: "+strings.Join(agent.Names(), ", ")+" (default from config)")
 	fl.StringVar(&opts.Model, "model", "", "model for the agent")
 	fl.StringVar(&opts.Image, "image", "", "image to run the agent in")
 	fl.StringVar(&opts.Network, "network", "", "egress mode: allowlist (default), restricted, or open")
@@ -111,6 +115,7 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 		Message: "interactive session",
 		Name:    opts.Name,
 		Branch:  opts.Branch,
+		Agent:   opts.Agent,
 		Model:   opts.Model,
 		Image:   opts.Image,
 		Network: opts.Network,

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/prompt"
 	"github.com/airlock-dev/airlock/internal/run"
 )
@@ -55,7 +56,11 @@ func startRun(ctx context.Context, f *Factory, ref string, opts startOptions) er
 	if opts.Message != "" && r.Kind == run.KindShell {
 		return flagErrorf("-m is for headless runs; %s is a shell: attach to it and type", r.ID)
 	}
-	auth, err := f.agentAuth()
+	ag, err := agent.Lookup(r.Agent)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", r.ID, err)
+	}
+	auth, err := f.agentAuth(ag)
 	if err != nil {
 		return err
 	}

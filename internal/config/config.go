@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/airlock-dev/airlock/internal/agent"
 )
 
 // Config is the resolved configuration. The TOML key of each field is given
@@ -54,8 +56,8 @@ type EngineIncus struct {
 
 // Agent selects and tunes the coding agent ([agent]).
 type Agent struct {
-	// Name is the agent to run (agent.name). Only "claude" (Claude Code) is
-	// supported for now. Default "claude".
+	// Name is the agent to run (agent.name): claude, codex, gemini or
+	// opencode (agent.Names). Default "claude".
 	Name string
 	// Model is passed to the agent as --model when set (agent.model).
 	// Default "": the agent's own default model.
@@ -63,22 +65,26 @@ type Agent struct {
 	// MaxTurns ends the agent's session after this many turns
 	// (agent.max_turns). Default 0: no limit.
 	MaxTurns int
-	// Claude holds settings specific to Claude Code ([agent.claude]).
-	Claude Claude
+	// CLI holds each agent's own settings ([agent.claude], [agent.codex],
+	// ...), by agent name; every agent has an entry.
+	CLI map[string]CLI
 }
 
-// Claude holds Claude Code settings ([agent.claude]).
-type Claude struct {
-	// Version is the @anthropic-ai/claude-code npm version baked into the
-	// default image (agent.claude.version): a version such as "2.1.330", or
-	// "latest". Default "2.1.330".
+// CLI holds one agent's settings ([agent.NAME]).
+type CLI struct {
+	// Version is the agent's release baked into its default image
+	// (agent.NAME.version): a version such as "2.1.330", or "latest".
+	// Default: the release airlock pins (agent.Agent.DefaultVersion).
 	Version string
-	// BaseURL is the model gateway Claude Code talks to
-	// (agent.claude.base_url), an http or https URL. Default "": use
-	// ANTHROPIC_BASE_URL from the host environment if set, else Anthropic's
-	// API.
+	// BaseURL is the model API or gateway the agent's traffic goes to
+	// (agent.NAME.base_url), an http or https URL. Default "": the host
+	// environment's variable for it (ANTHROPIC_BASE_URL for Claude Code)
+	// if set, else the provider's API.
 	BaseURL string
 }
+
+// Selected is the settings of the agent that runs.
+func (a Agent) Selected() CLI { return a.CLI[a.Name] }
 
 // Image chooses the container image ([image]).
 type Image struct {
@@ -281,8 +287,8 @@ type Notify struct {
 
 // Default values, named because the template and docs repeat them.
 const (
-	DefaultAgent         = "claude"
-	DefaultClaudeVersion = "2.1.330"
+	DefaultAgent         = agent.Default
+	DefaultClaudeVersion = agent.ClaudeVersion
 	DefaultBase          = "debian:bookworm-slim"
 	DefaultMemory        = "4g"
 	DefaultCPUs          = 2.0
@@ -302,10 +308,18 @@ func Defaults() Config {
 		panic(err) // a constant; covered by tests
 	}
 	return Config{
-		Agent: Agent{Name: DefaultAgent, Claude: Claude{Version: DefaultClaudeVersion}},
+		Agent: Agent{Name: DefaultAgent, CLI: defaultCLIs()},
 		Image: Image{Base: DefaultBase, CACertificates: []string{HostCABundle}},
 		Egress: Egress{Mode: "allowlist", Confirm: true, Allow: []string{}, Deny: []string{}, AllowCIDRs: []string{}, ExtraHosts: []string{}, CACertificates: []string{},
 			Scan: "block", ScanBlock: []string{}, ScanLog: []string{}, ScanOff: []string{}, ScanBodyKiB: 256},
 		Sandbox: Sandbox{MemoryBytes: mem, CPUs: DefaultCPUs, Pids: DefaultPids, DiskBytes: DefaultDiskBytes, Env: []string{}, Caches: []string{}, Mounts: []string{}, Setup: []string{}},
 	}
+}
+
+func defaultCLIs() map[string]CLI {
+	m := map[string]CLI{}
+	for _, a := range agent.All() {
+		m[a.Name()] = CLI{Version: a.DefaultVersion()}
+	}
+	return m
 }

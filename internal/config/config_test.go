@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/prompt"
 )
@@ -77,7 +78,7 @@ ca_certificates = ["host", "certs/corp.pem"]
 	}
 
 	c := r.Config
-	if c.Agent.Model != "user-model" || c.Agent.MaxTurns != 9 || c.Agent.Claude.Version != "2.0.1" {
+	if c.Agent.Model != "user-model" || c.Agent.MaxTurns != 9 || c.Agent.CLI["claude"].Version != "2.0.1" {
 		t.Errorf("agent = %+v", c.Agent)
 	}
 	if c.Sandbox.MemoryBytes != 2<<30 || c.Sandbox.CPUs != 1 || c.Sandbox.Pids != DefaultPids {
@@ -146,7 +147,7 @@ func TestLoadMissingAndEmpty(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	d := Defaults()
-	if d.Agent.Name != "claude" || d.Agent.Claude.Version != "2.1.330" || d.Image.Base != "debian:bookworm-slim" ||
+	if d.Agent.Name != "claude" || d.Agent.CLI["claude"].Version != "2.1.330" || d.Image.Base != "debian:bookworm-slim" ||
 		d.Sandbox.MemoryBytes != 4<<30 || d.Sandbox.CPUs != 2 || d.Sandbox.Pids != 4096 || d.Run.Detach {
 		t.Errorf("Defaults = %+v", d)
 	}
@@ -163,7 +164,7 @@ func TestFileErrors(t *testing.T) {
 		{"table as value", "image = \"x\"\n", ":1: image must be a table ([image]), got the string \"x\""},
 		{"syntax", "[agent]\nmodel = \n", ":2: invalid TOML: "},
 		{"duplicate", "[agent]\nmodel = \"a\"\nmodel = \"b\"\n", ":3: invalid TOML: "},
-		{"bad agent", "[agent]\nname = \"codex\"\n", `:2: agent.name: unsupported agent "codex"; supported agents: claude`},
+		{"bad agent", "[agent]\nname = \"cursor\"\n", `:2: agent.name: unknown agent "cursor"; the agents are ` + strings.Join(agent.Names(), ", ")},
 		{"max_turns type", "[agent]\nmax_turns = \"ten\"\n", `:2: agent.max_turns: must be a whole number, got the string "ten"`},
 		{"max_turns negative", "[agent]\nmax_turns = -1\n", ":2: agent.max_turns: must be 0 (no limit) or a positive number of turns, got -1"},
 		{"version injection", "[agent.claude]\nversion = \"1.0.0 && curl x\"\n", `:2: agent.claude.version: "1.0.0 && curl x" is not a Claude Code version`},

@@ -101,6 +101,7 @@ func (r *Resolved) ApplyPrompt(p *prompt.Prompt) error {
 		value          any
 	}
 	for _, a := range []kv{
+		{"agent", "agent.name", p.Agent},
 		{"model", "agent.model", p.Model},
 		{"max_turns", "agent.max_turns", int64(p.MaxTurns)},
 		{"image", "image.name", p.Image},

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/prompt"
 )
@@ -43,28 +45,7 @@ type setting struct {
 }
 
 // settings is the schema, sorted by key.
-var settings = []setting{
-	{"agent.claude.base_url", kindString, func(c *Config, v any, _ string) error {
-		s := v.(string)
-		if s != "" {
-			u, err := url.Parse(s)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return fmt.Errorf("%q is not an http(s) URL; write it like https://gateway.example.com", s)
-			}
-		}
-		c.Agent.Claude.BaseURL = s
-		return nil
-	}, func(c *Config) string { return quote(c.Agent.Claude.BaseURL) }},
-
-	{"agent.claude.version", kindString, func(c *Config, v any, _ string) error {
-		s := v.(string)
-		if s != "latest" && !versionRE.MatchString(s) {
-			return fmt.Errorf("%q is not a Claude Code version; use one such as %q, or \"latest\"", s, DefaultClaudeVersion)
-		}
-		c.Agent.Claude.Version = s
-		return nil
-	}, func(c *Config) string { return quote(c.Agent.Claude.Version) }},
-
+var settings = withAgentSettings([]setting{
 	{"agent.max_turns", kindInt, func(c *Config, v any, _ string) error {
 		n := v.(int64)
 		if n < 0 || n > math.MaxInt32 {
@@ -85,8 +66,8 @@ var settings = []setting{
 
 	{"agent.name", kindString, func(c *Config, v any, _ string) error {
 		s := v.(string)
-		if s != DefaultAgent {
-			return fmt.Errorf("unsupported agent %q; supported agents: %s", s, DefaultAgent)
+		if _, err := agent.Lookup(s); err != nil {
+			return err
 		}
 		c.Agent.Name = s
 		return nil
@@ -475,7 +456,7 @@ var settings = []setting{
 		c.Sandbox.Setup = append(append([]string{}, c.Sandbox.Setup...), v.([]string)...)
 		return nil
 	}, nil},
-}
+})
 
 // caPaths resolves a list of CA certificate files: "host" is the host's
 // bundle, relative paths are against dir.
@@ -678,4 +659,40 @@ func quoteList(l []string) string {
 		q[i] = quote(s)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// withAgentSettings adds each agent's own keys (agent.NAME.version and
+// agent.NAME.base_url) to base and sorts the schema by key.
+func withAgentSettings(base []setting) []setting {
+	out := append([]setting(nil), base...)
+	for _, a := range agent.All() {
+		name, title, def := a.Name(), a.Title(), a.DefaultVersion()
+		out = append(out,
+			setting{"agent." + name + ".base_url", kindString, func(c *Config, v any, _ string) error {
+				s := v.(string)
+				if s != "" {
+					u, err := url.Parse(s)
+					if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+						return fmt.Errorf("%q is not an http(s) URL; write it like https://gateway.example.com", s)
+					}
+				}
+				cli := c.Agent.CLI[name]
+				cli.BaseURL = s
+				c.Agent.CLI[name] = cli
+				return nil
+			}, func(c *Config) string { return quote(c.Agent.CLI[name].BaseURL) }},
+			setting{"agent." + name + ".version", kindString, func(c *Config, v any, _ string) error {
+				s := v.(string)
+				if s != "latest" && !versionRE.MatchString(s) {
+					return fmt.Errorf("%q is not a %s version; use one such as %q, or \"latest\"", s, title, def)
+				}
+				cli := c.Agent.CLI[name]
+				cli.Version = s
+				c.Agent.CLI[name] = cli
+				return nil
+			}, func(c *Config) string { return quote(c.Agent.CLI[name].Version) }},
+		)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].key < out[j].key })
+	return out
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/airlock-dev/airlock/internal/image"
+	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
@@ -61,7 +61,7 @@ func TestIncusImageBuild(t *testing.T) {
 
 	// The image as a sandbox would run it: Create applies its properties.
 	got := incusOutput(t, inc, ref, `claude --version; id -un; echo "HOME=$HOME"; ps -o args= -p $PPID`)
-	for _, want := range []string{image.DefaultClaudeVersion + " (Claude Code)", "\nagent\n", "HOME=/home/agent", "tini"} {
+	for _, want := range []string{agent.ClaudeVersion + " (Claude Code)", "\nagent\n", "HOME=/home/agent", "tini"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
@@ -94,7 +94,7 @@ func TestIncusImageBuild(t *testing.T) {
 			t.Fatalf("project image build printed %q", pref)
 		}
 		got := incusOutput(t, inc, pref, `cat /etc/project-marker; ls -A /opt/project; id -un; pwd; claude --version; ps -o args= -p $PPID`)
-		for _, want := range []string{"apt ", "\nDockerfile\nnotes.txt\nagent\n/workspace\n", image.DefaultClaudeVersion, "tini"} {
+		for _, want := range []string{"apt ", "\nDockerfile\nnotes.txt\nagent\n/workspace\n", agent.ClaudeVersion, "tini"} {
 			if !strings.Contains(got, want) {
 				t.Errorf("project image: output lacks %q:\n%s", want, got)
 			}

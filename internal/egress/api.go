@@ -14,14 +14,19 @@ import (
 func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 	up := s.api.Upstream
 	headers := s.api.Headers
+	strip := s.api.Strip
+	if strip == nil {
+		strip = []string{"X-Api-Key", "Authorization"}
+	}
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
 			dropQueryCredentials(pr.Out.URL)
 			// Whatever the agent holds (the placeholder) is dropped; only
 			// the real credential, which the sandbox never sees, goes out.
-			pr.Out.Header.Del("X-Api-Key")
-			pr.Out.Header.Del("Authorization")
+			for _, h := range strip {
+				pr.Out.Header.Del(h)
+			}
 			for k := range pr.Out.Header {
 				if strings.HasPrefix(k, "Proxy-") {
 					pr.Out.Header.Del(k)
@@ -37,7 +42,7 @@ func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 		ModifyResponse: func(resp *http.Response) error {
 			st, ok := resp.Request.Context().Value(stateKey{}).(*forwardState)
 			if ok && st.metered && resp.StatusCode >= 200 && resp.StatusCode < 300 && resp.Body != nil {
-				resp.Body = s.meter.meterBody(resp.Body, resp.Header.Get("Content-Type"))
+				resp.Body = s.meter.meterBody(resp.Body, resp.Header.Get("Content-Type"), s.usage)
 			}
 			return nil
 		},

@@ -275,9 +275,61 @@ func (rm *responseMeter) observe(model string, u budget.Usage) {
 	rm.mt.add(rm.model, d)
 }
 
-// usageEvent is the part of an SSE event's data, or of a whole JSON
+// A usageFormat reads usage out of one wire format's model responses, so
+// that the meter can follow each provider's API.
+type usageFormat struct {
+	// event reports whether an SSE event of this name can carry usage; its
+	// data is not even kept otherwise. Unnamed events are always read.
+	event func(name []byte) bool
+	// data reads one SSE event's data, or a whole JSON response, and tells
+	// rm what it found.
+	data func(rm *responseMeter, data []byte)
+}
+
+// usageFormats are the wire formats the proxy meters, by the name an agent
+// gives (agent.APIAuth.Usage).
+func usageFormats(name string) (usageFormat, error) {
+	switch name {
+	case "anthropic", "":
+		return anthropicUsage, nil
+	}
+	return usageFormat{}, fmt.Errorf("unknown model API usage format %q", name)
+}
+
+// anthropicUsage is the Messages API's: message_start carries the input
+// counts, message_delta the output so far; a JSON response carries both.
+var anthropicUsage = usageFormat{
+	event: func(name []byte) bool {
+		return bytes.Equal(name, []byte("message_start")) || bytes.Equal(name, []byte("message_delta"))
+	},
+	data: func(rm *responseMeter, data []byte) {
+		var ev anthropicEvent
+		if json.Unmarshal(data, &ev) != nil {
+			return
+		}
+		switch ev.Type {
+		case "message_start":
+			if ev.Message.Usage != nil {
+				rm.observe(ev.Message.Model, *ev.Message.Usage)
+			} else if ev.Message.Model != "" {
+				rm.model = ev.Message.Model
+			}
+		case "message_delta":
+			if ev.Usage != nil {
+				rm.observe("", *ev.Usage)
+			}
+		case "message", "":
+			// A whole (non-streaming) response.
+			if ev.Usage != nil {
+				rm.observe(ev.Model, *ev.Usage)
+			}
+		}
+	},
+}
+
+// anthropicEvent is the part of an SSE event's data, or of a whole JSON
 // response, that carries usage.
-type usageEvent struct {
+type anthropicEvent struct {
 	Type    string `json:"type"`
 	Model   string `json:"model"` // a JSON (non-streaming) response
 	Message struct {
@@ -295,9 +347,10 @@ const (
 	maxJSONBody = 16 << 20
 )
 
-// sseScanner finds message_start and message_delta events in a stream fed
-// to it in arbitrary pieces, without holding on to anything else.
+// sseScanner finds the events that carry usage in a stream fed to it in
+// arbitrary pieces, without holding on to anything else.
 type sseScanner struct {
+	format  usageFormat
 	rm      *responseMeter
 	line    []byte
 	skip    bool // the current line is not kept
@@ -346,25 +399,9 @@ func (s *sseScanner) handleLine(line []byte) {
 	case len(line) == 0:
 		s.other = false
 	case bytes.HasPrefix(line, []byte("event:")):
-		name := bytes.TrimSpace(line[len("event:"):])
-		s.other = !bytes.Equal(name, []byte("message_start")) && !bytes.Equal(name, []byte("message_delta"))
+		s.other = !s.format.event(bytes.TrimSpace(line[len("event:"):]))
 	case bytes.HasPrefix(line, []byte("data:")):
-		var ev usageEvent
-		if json.Unmarshal(bytes.TrimSpace(line[len("data:"):]), &ev) != nil {
-			return
-		}
-		switch ev.Type {
-		case "message_start":
-			if ev.Message.Usage != nil {
-				s.rm.observe(ev.Message.Model, *ev.Message.Usage)
-			} else if ev.Message.Model != "" {
-				s.rm.model = ev.Message.Model
-			}
-		case "message_delta":
-			if ev.Usage != nil {
-				s.rm.observe("", *ev.Usage)
-			}
-		}
+		s.format.data(s.rm, bytes.TrimSpace(line[len("data:"):]))
 	}
 }
 
@@ -396,10 +433,10 @@ func (b *meteredBody) Close() error {
 
 // meterBody wraps a model response's body: an event stream is scanned as
 // it passes; a JSON body is kept (up to a bound) and read at its end.
-func (mt *meter) meterBody(body io.ReadCloser, contentType string) io.ReadCloser {
+func (mt *meter) meterBody(body io.ReadCloser, contentType string, format usageFormat) io.ReadCloser {
 	rm := &responseMeter{mt: mt}
 	if bytes.HasPrefix([]byte(contentType), []byte("text/event-stream")) {
-		sc := &sseScanner{rm: rm}
+		sc := &sseScanner{rm: rm, format: format}
 		return &meteredBody{ReadCloser: body, feed: sc.feed, finish: mt.flush}
 	}
 	var buf bytes.Buffer
@@ -414,9 +451,8 @@ func (mt *meter) meterBody(body io.ReadCloser, contentType string) io.ReadCloser
 			buf.Write(p)
 		},
 		finish: func() {
-			var ev usageEvent
-			if !over && json.Unmarshal(buf.Bytes(), &ev) == nil && ev.Usage != nil {
-				rm.observe(ev.Model, *ev.Usage)
+			if !over {
+				format.data(rm, buf.Bytes())
 			}
 			mt.flush()
 		},

@@ -469,17 +469,3 @@ func (p Policy) CheckAddr(addr netip.Addr) error {
 	}
 	return nil
 }
-
-// DefaultAllow is the built-in allowlist for an agent. Claude Code run
-// headless with CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 sends its model
-// traffic to ANTHROPIC_BASE_URL (airlock's API endpoint, which is not
-// subject to this list); telemetry (statsig) and error reporting (sentry.io)
-// are switched off by that variable. What remains is api.anthropic.com, which
-// WebFetch asks whether a domain is safe to fetch.
-func DefaultAllow(agent string) []string {
-	switch agent {
-	case "claude":
-		return []string{"api.anthropic.com"}
-	}
-	return nil
-}

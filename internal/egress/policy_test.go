@@ -236,20 +236,6 @@ func TestCanonical(t *testing.T) {
 	}
 }
 
-func TestDefaultAllow(t *testing.T) {
-	if got := DefaultAllow("claude"); !slices.Equal(got, []string{"api.anthropic.com"}) {
-		t.Errorf("DefaultAllow(claude) = %v", got)
-	}
-	for _, p := range DefaultAllow("claude") {
-		if _, err := ParseRule(p, "default"); err != nil {
-			t.Error(err)
-		}
-	}
-	if got := DefaultAllow("unknown"); got != nil {
-		t.Errorf("DefaultAllow(unknown) = %v", got)
-	}
-}
-
 // allow_cidrs only exempts addresses from the special-address filter: the
 // proxy's two stages together need an allow rule AND, for a special
 // address, an exempting range.

@@ -71,6 +71,13 @@ type APIConfig struct {
 	// Routes are the only requests forwarded; nil means Claude Code's
 	// (DefaultAPIRoutes("claude")).
 	Routes []APIRoute
+	// Strip are the request headers dropped before Headers are set,
+	// whatever the agent put in them; nil means x-api-key and
+	// Authorization.
+	Strip []string
+	// Usage names the wire format whose usage is metered: "anthropic"
+	// (also when empty), "openai-responses", "openai-chat" or "gemini".
+	Usage string
 }
 
 // Server is the egress proxy: an HTTP proxy (CONNECT and absolute-form
@@ -85,6 +92,7 @@ type Server struct {
 	forward  *httputil.ReverseProxy
 	apiProxy *httputil.ReverseProxy
 	routes   []APIRoute
+	usage    usageFormat
 	meter    *meter
 	sshPort  int      // tunnels to it carry SSH (SSHPort; a test's own port)
 	idle     idlePool // kept upstream connections of forwardDirect
@@ -163,6 +171,9 @@ func NewServer(cfg Config) (*Server, error) {
 			s.routes = DefaultAPIRoutes("claude")
 		}
 		if err := checkRoutes(s.routes); err != nil {
+			return nil, err
+		}
+		if s.usage, err = usageFormats(cfg.API.Usage); err != nil {
 			return nil, err
 		}
 		s.apiProxy = s.newAPIProxy()

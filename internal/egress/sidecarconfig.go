@@ -24,8 +24,14 @@ type SidecarConfig struct {
 	APIUpstream string `json:"api_upstream"`
 	// APIRoutes are the only requests the API socket forwards; empty means
 	// Claude Code's (DefaultAPIRoutes("claude")).
-	APIRoutes   []APIRoute `json:"api_routes,omitempty"`
-	SecretsFile string     `json:"secrets_file"`
+	APIRoutes []APIRoute `json:"api_routes,omitempty"`
+	// APIStrip are the request headers the API socket drops before it sets
+	// the real credential's; empty means x-api-key and Authorization.
+	APIStrip []string `json:"api_strip,omitempty"`
+	// APIUsage names the wire format of the model API's responses, for
+	// metering; empty means Anthropic's.
+	APIUsage    string `json:"api_usage,omitempty"`
+	SecretsFile string `json:"secrets_file"`
 
 	// MeterFile is where the proxy keeps its Meter; empty means
 	// meter.json next to the audit log.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/image"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
@@ -53,14 +54,14 @@ func TestBuildDefaultImage(t *testing.T) {
 	if predicted := image.DefaultRef(hostSpec(t)); predicted != ref {
 		t.Errorf("DefaultRef = %s, Build made %s; the CLI uses DefaultRef to find the image", predicted, ref)
 	}
-	if id, latest := imageID(t, ref), imageID(t, image.LatestRef); id != latest {
-		t.Errorf("%s is %s, %s is %s; want the same image", image.LatestRef, latest, ref, id)
+	if id, latest := imageID(t, ref), imageID(t, image.LatestRef(agent.Claude{})); id != latest {
+		t.Errorf("%s is %s, %s is %s; want the same image", image.LatestRef(agent.Claude{}), latest, ref, id)
 	}
 
 	t.Run("claude is the pinned version", func(t *testing.T) {
 		out := dockerRun(t, ref, "claude", "--version")
-		if !strings.HasPrefix(out, image.DefaultClaudeVersion+" ") {
-			t.Errorf("claude --version = %q, want %s", out, image.DefaultClaudeVersion)
+		if !strings.HasPrefix(out, agent.ClaudeVersion+" ") {
+			t.Errorf("claude --version = %q, want %s", out, agent.ClaudeVersion)
 		}
 	})
 	t.Run("runs as agent 1000 in /workspace", func(t *testing.T) {
@@ -171,7 +172,7 @@ func TestBuildProject(t *testing.T) {
 	if out := dockerRun(t, ref, "cat", "/etc/project-motd"); out != "hello from the project" {
 		t.Errorf("project file = %q", out)
 	}
-	if out := dockerRun(t, ref, "claude", "--version"); !strings.HasPrefix(out, image.DefaultClaudeVersion) {
+	if out := dockerRun(t, ref, "claude", "--version"); !strings.HasPrefix(out, agent.ClaudeVersion) {
 		t.Errorf("project image lost the agent: claude --version = %q", out)
 	}
 

@@ -32,6 +32,7 @@ const (
 // dockerfile renders the default image's Dockerfile. Its text is part of
 // the tag hash, so any change here makes a new image.
 func dockerfile(spec Spec) string {
+	spec = spec.withDefaults()
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 
@@ -80,9 +81,7 @@ func dockerfile(spec Spec) string {
 	w(`    echo globalconfig=/etc/npmrc >/usr/lib/node_modules/npm/npmrc`)
 	w(`RUN npm config set --global cafile %s && \`, caBundle)
 	w(`    git config --system http.sslCAInfo %s`, caBundle)
-	w(`RUN npm install -g --no-fund --no-audit @anthropic-ai/claude-code@%s && \`, spec.ClaudeVersion)
-	w(`    npm cache clean --force && \`)
-	w(`    claude --version`)
+	b.WriteString(spec.Agent.Install(spec.Version))
 	w(`RUN groupadd --gid 1000 agent && \`)
 	w(`    useradd --uid 1000 --gid 1000 --create-home --home-dir /home/agent --shell /bin/bash agent && \`)
 	w(`    mkdir -p /workspace /opt/agent/bin /opt/agent/lib && chown agent:agent /workspace && \`)

@@ -15,17 +15,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 )
 
+// Repo is the repository of an agent's default image: "airlock-claude".
+func Repo(a agent.Agent) string { return "airlock-" + a.Name() }
+
+// LatestRef always names the most recently built default image of an agent.
+func LatestRef(a agent.Agent) string { return Repo(a) + ":latest" }
+
 const (
-	// Repo is the repository of the default agent image.
-	Repo = "airlock-claude"
-	// LatestRef always names the most recently built default image.
-	LatestRef = Repo + ":latest"
-	// DefaultClaudeVersion is the Claude Code release installed unless the
-	// Spec says otherwise. Pinned so every run of a project sees the same agent.
-	DefaultClaudeVersion = "2.1.330"
 	// DefaultBase is the FROM image when the Spec names none. It needs a
 	// registry; machines without one use BootstrapBase.
 	DefaultBase = "debian:bookworm-slim"
@@ -43,12 +43,18 @@ const (
 // aptDir holds the host's apt sources, where the bootstrap mirror comes from.
 const aptDir = "/etc/apt"
 
-// Spec holds the inputs of the default agent image.
+// Spec holds the inputs of an agent's default image. There is one image
+// per agent rather than one with every agent: each is smaller, an agent's
+// release is upgraded without rebuilding the others, and one agent's
+// failing install does not stop the rest; the engine shares their common
+// layers (everything before the agent's install step), so the disk cost
+// of several is little more than of one.
 type Spec struct {
-	Base          string   // FROM image, or BootstrapBase; DefaultBase when empty
-	ClaudeVersion string   // npm version of @anthropic-ai/claude-code; DefaultClaudeVersion when empty
-	CACerts       [][]byte // extra PEM CA certificates, trusted during the build and at run time
-	Mirror        string   // Debian mirror for BootstrapBase; Build detects it from the host's apt when empty
+	Base    string      // FROM image, or BootstrapBase; DefaultBase when empty
+	Agent   agent.Agent // the agent installed; Claude Code when nil
+	Version string      // the agent's release; its DefaultVersion when empty
+	CACerts [][]byte    // extra PEM CA certificates, trusted during the build and at run time
+	Mirror  string      // Debian mirror for BootstrapBase; Build detects it from the host's apt when empty
 }
 
 // Engine is what building needs from a container engine.
@@ -62,8 +68,11 @@ func (s Spec) withDefaults() Spec {
 	if s.Base == "" {
 		s.Base = DefaultBase
 	}
-	if s.ClaudeVersion == "" {
-		s.ClaudeVersion = DefaultClaudeVersion
+	if s.Agent == nil {
+		s.Agent = agent.Claude{}
+	}
+	if s.Version == "" {
+		s.Version = s.Agent.DefaultVersion()
 	}
 	return s
 }
@@ -77,7 +86,7 @@ func (s Spec) baseRef() string {
 }
 
 // DefaultRef returns the content-addressed tag Build gives the default
-// image for spec, "airlock-claude:<12 hex>", without building it. For a
+// image for spec, "airlock-<agent>:<12 hex>", without building it. For a
 // BootstrapBase spec with no Mirror it reads the host's apt sources, as
 // Build does.
 func DefaultRef(spec Spec) string {
@@ -92,11 +101,11 @@ func DefaultRef(spec Spec) string {
 	if spec.Base == BootstrapBase {
 		h.field("bootstrap", []byte(bootstrapArgs(spec.Mirror)))
 	}
-	h.field("claude", []byte(spec.ClaudeVersion))
+	h.field(spec.Agent.Name(), []byte(spec.Version))
 	for _, ca := range spec.CACerts {
 		h.field("ca", ca)
 	}
-	return Repo + ":" + h.sum()
+	return Repo(spec.Agent) + ":" + h.sum()
 }
 
 // Build makes sure the default image for spec exists and returns its tag.
@@ -126,11 +135,11 @@ func Build(ctx context.Context, eng Engine, spec Spec, progress io.Writer) (stri
 		}
 	}
 	if progress != nil {
-		fmt.Fprintf(progress, "Building %s (Claude Code %s on %s)\n", ref, spec.ClaudeVersion, spec.baseRef())
+		fmt.Fprintf(progress, "Building %s (%s %s on %s)\n", ref, spec.Agent.Title(), spec.Version, spec.baseRef())
 	}
 	req := sandbox.BuildRequest{
 		Files:    contextFiles(spec),
-		Tags:     []string{ref, LatestRef},
+		Tags:     []string{ref, LatestRef(spec.Agent)},
 		Progress: progress,
 	}
 	start := time.Now()

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/airlock-dev/airlock/internal/agent"
 )
 
 func TestDefaultRef(t *testing.T) {
@@ -18,13 +20,13 @@ func TestDefaultRef(t *testing.T) {
 		t.Errorf("same spec gave %s then %s", ref, again)
 	}
 	explicit := base
-	explicit.ClaudeVersion = DefaultClaudeVersion
+	explicit.Agent, explicit.Version = agent.Claude{}, agent.ClaudeVersion
 	if got := DefaultRef(explicit); got != ref {
 		t.Errorf("spelling out the default Claude version changed the tag: %s vs %s", got, ref)
 	}
 
 	changes := map[string]func(s *Spec){
-		"claude version": func(s *Spec) { s.ClaudeVersion = "2.1.331" },
+		"claude version": func(s *Spec) { s.Version = "2.1.331" },
 		"mirror":         func(s *Spec) { s.Mirror = "http://mirror.example/debian" },
 		"base":           func(s *Spec) { s.Base = "debian:bookworm" },
 		"CA content":     func(s *Spec) { s.CACerts = [][]byte{[]byte("CA two")} },
@@ -65,7 +67,7 @@ func TestBaseRef(t *testing.T) {
 }
 
 func TestDockerfile(t *testing.T) {
-	df := dockerfile(Spec{Base: "debian:bookworm-slim", ClaudeVersion: "9.9.9", CACerts: [][]byte{[]byte("x")}})
+	df := dockerfile(Spec{Base: "debian:bookworm-slim", Version: "9.9.9", CACerts: [][]byte{[]byte("x")}})
 	for _, want := range []string{
 		"FROM debian:bookworm-slim\n",
 		"@anthropic-ai/claude-code@9.9.9",
@@ -78,7 +80,7 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile lacks %q:\n%s", want, df)
 		}
 	}
-	if df := dockerfile(Spec{Base: "debian:bookworm-slim", ClaudeVersion: "9.9.9"}); strings.Contains(df, "COPY ca/") {
+	if df := dockerfile(Spec{Base: "debian:bookworm-slim", Version: "9.9.9"}); strings.Contains(df, "COPY ca/") {
 		t.Errorf("Dockerfile copies a CA directory that the context will not have:\n%s", df)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 )
 
@@ -18,7 +19,16 @@ type Store interface {
 
 // Prefixes are the starts of the references of airlock's images: the
 // default images, their bootstrapped bases and every project's images.
-func Prefixes() []string { return []string{Repo + ":", BaseRepo + ":", ProjectRepoPrefix} }
+func Prefixes() []string { return append(defaultPrefixes(), BaseRepo+":", ProjectRepoPrefix) }
+
+// defaultPrefixes start the references of every agent's default images.
+func defaultPrefixes() []string {
+	var p []string
+	for _, a := range agent.All() {
+		p = append(p, Repo(a)+":")
+	}
+	return p
+}
 
 // ProjectPrefix starts the references of the images built from the project
 // whose .airlock directory is dockerfileDir.
@@ -51,7 +61,7 @@ type Pruned struct {
 // projectDir ("" for none). Other projects' images are left alone: which
 // of theirs is current is theirs to know.
 func PruneScope(projectDir string) ([]string, error) {
-	prefixes := []string{Repo + ":", BaseRepo + ":"}
+	prefixes := append(defaultPrefixes(), BaseRepo+":")
 	if projectDir != "" {
 		p, err := ProjectPrefix(projectDir)
 		if err != nil {
@@ -104,7 +114,7 @@ func Keep(spec Spec, projectRef string) []string {
 	if spec.Base == BootstrapBase && spec.Mirror == "" {
 		spec.Mirror, _ = DetectMirror(aptDir)
 	}
-	keep := []string{DefaultRef(spec), LatestRef, spec.baseRef()}
+	keep := []string{DefaultRef(spec), LatestRef(spec.Agent), spec.baseRef()}
 	if projectRef != "" {
 		keep = append(keep, projectRef)
 	}

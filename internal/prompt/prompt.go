@@ -34,6 +34,7 @@ type Prompt struct {
 
 	Name     string   // run name: frontmatter "name", else derived from Path
 	Branch   string   // "branch": base branch to start from; empty = current HEAD
+	Agent    string   // "agent": the agent to run (checked against the agents by the caller)
 	Model    string   // "model": passed to the agent as --model
 	MaxTurns int      // "max_turns": > 0 when set, 0 when absent
 	Env      []string // "env": NAME or NAME=value, validated but not resolved
@@ -52,7 +53,7 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
 // frontmatterKeys lists the keys accepted in frontmatter, in the order the
 // error message names them.
-var frontmatterKeys = []string{"name", "branch", "model", "max_turns", "env", "image", "allow", "setup"}
+var frontmatterKeys = []string{"name", "branch", "agent", "model", "max_turns", "env", "image", "allow", "setup"}
 
 // Keys returns the keys accepted in frontmatter, for help and docs.
 func Keys() []string { return slices.Clone(frontmatterKeys) }
@@ -257,6 +258,15 @@ func (p *Prompt) setKey(key string, v *yaml.Node) error {
 			return err
 		}
 		p.Branch = s
+	case "agent":
+		s, err := stringValue(key, v)
+		if err != nil {
+			return err
+		}
+		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' }) {
+			return fmt.Errorf("agent %q must be an agent's name, such as claude or codex", s)
+		}
+		p.Agent = s
 	case "model":
 		s, err := stringValue(key, v)
 		if err != nil {

@@ -94,7 +94,14 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 	}
 	upstream := eg.APIUpstream
 	if upstream == "" {
+		upstream = eg.Auth.Upstream
+	}
+	if upstream == "" {
 		upstream = DefaultAPIUpstream
+	}
+	var routes []egress.APIRoute
+	for _, rt := range eg.Auth.Routes {
+		routes = append(routes, egress.APIRoute{Method: rt.Method, Path: rt.Path, Metered: rt.Metered})
 	}
 	// The proxy counts every model request, side requests included, which
 	// an interactive Claude Code makes (titles, summaries) and a headless
@@ -112,7 +119,9 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 		APISocket:   sandbox.APISocket,
 		AuditLog:    sandbox.ProxyConfigDir + "/" + auditLogName,
 		APIUpstream: upstream,
-		APIRoutes:   egress.DefaultAPIRoutes(r.Agent),
+		APIRoutes:   routes,
+		APIStrip:    eg.Auth.Strip,
+		APIUsage:    eg.Auth.Usage,
 		SecretsFile: sandbox.ProxyConfigDir + "/secrets.json",
 		MeterFile:   sandbox.ProxyConfigDir + "/" + egress.MeterFileName,
 		MaxCostUSD:  r.MaxCostUSD,
@@ -196,7 +205,6 @@ func agentEnv(eg Egress) []string {
 	env := []string{
 		"HTTP_PROXY=" + proxyURL, "HTTPS_PROXY=" + proxyURL, "http_proxy=" + proxyURL, "https_proxy=" + proxyURL,
 		"NO_PROXY=localhost,127.0.0.1,::1", "no_proxy=localhost,127.0.0.1,::1",
-		"ANTHROPIC_BASE_URL=http://" + sandbox.AgentAPIAddr,
 	}
 	return append(env, eg.Auth.Env...)
 }

@@ -540,7 +540,7 @@ func TestRestartRollsBackItsProxy(t *testing.T) {
 func TestResumeContinuesWork(t *testing.T) {
 	w := newWorld(t)
 	sessionLog := func(r *store.Run) string {
-		return containerHome + "/" + agent.SessionLog(containerWorkspace, r.SessionID)
+		return containerHome + "/" + agent.Claude{}.SessionLog(containerWorkspace, r.SessionID)
 	}
 	first := w.start(w.request("first"))
 	first = w.wait(first)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,8 +53,8 @@ code=$(cat ` + containerLogDir + "/" + shellExitFile + ` 2>/dev/null)
 exit "${code:-1}"`
 
 // shellCommand is the container command of an interactive run.
-func shellCommand(a agent.Claude, o agent.Options) []string {
-	return append([]string{"/bin/sh", "-c", shellScript, "airlock-shell"}, a.InteractiveArgs(o)...)
+func shellCommand(a agent.Agent, o agent.Options) []string {
+	return append([]string{"/bin/sh", "-c", shellScript, "airlock-shell"}, a.Interactive(o)...)
 }
 
 func shellQuoteAll(ss []string) string {
@@ -68,18 +69,15 @@ func shellQuoteAll(ss []string) string {
 // agent waits for input), using the airlock binary mounted in every sandbox.
 var hookCommand = sandbox.BinaryPath + " agent-hook --append " + containerLogDir + "/" + eventsFile
 
-// seedAgent pre-answers Claude Code's first-run dialogs in the run's home so
-// the user lands in a working session.
+// seedAgent writes the agent's first-run configuration into the run's home,
+// so that it starts without asking anything and talks only to its proxy;
+// an interactive run's user lands in a working session.
 func (m *Manager) seedAgent(r *store.Run, req Request, uid, gid int) error {
-	key := ""
-	for _, kv := range req.Egress.Auth.Env {
-		if v, ok := strings.CutPrefix(kv, "ANTHROPIC_API_KEY="); ok {
-			key = v
-		}
-	}
-	return m.Agent.Seed(filepath.Join(m.Store.RunDir(r.ID), "home"), agent.SeedOptions{
+	return req.agent().Seed(filepath.Join(m.Store.RunDir(r.ID), "home"), agent.SeedOptions{
+		Interactive: r.Kind == KindShell,
 		Workdir:     containerWorkspace,
-		APIKey:      key,
+		Env:         req.Egress.Auth.Env,
+		Model:       req.Model,
 		EventsPath:  containerLogDir + "/" + eventsFile,
 		HookCommand: hookCommand,
 	}, uid, gid)
@@ -93,7 +91,11 @@ func (m *Manager) OpenTranscript(r *store.Run) (*os.File, error) {
 	var f *os.File
 	var err error
 	if r.Kind == KindShell {
-		f, err = untrusted.OpenIn(filepath.Join(m.Store.RunDir(r.ID), "home"), agent.SessionLog(containerWorkspace, r.SessionID))
+		rel := agentOf(r).SessionLog(containerWorkspace, r.SessionID)
+		if rel == "" {
+			return nil, fmt.Errorf("%s writes no transcript in an interactive session: %w", agentOf(r).Title(), fs.ErrNotExist)
+		}
+		f, err = untrusted.OpenIn(filepath.Join(m.Store.RunDir(r.ID), "home"), rel)
 	} else {
 		f, err = untrusted.Open(m.LogPath(r))
 	}

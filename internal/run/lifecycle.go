@@ -49,28 +49,38 @@ func loadEgress(dir string) (Egress, error) {
 }
 
 // restartScript makes a persistent container's command safe to run again:
-// Claude Code refuses --session-id=<id> for a session that already exists
-// ("Session ID … is already in use"), so once the session's transcript is in
-// the home, every --session-id=<id> argument becomes --resume=<id> and the
-// agent continues its conversation. The arguments arrive as positional
-// parameters and are never parsed as shell syntax.
-const restartScript = `log=$1
-shift
-if [ -f "$log" ]; then
-  for a do
-    shift
-    case $a in
-      --session-id=*) set -- "$@" "--resume=${a#--session-id=}" ;;
-      *) set -- "$@" "$a" ;;
-    esac
-  done
-fi
+// an agent refuses to start a session that already exists (Claude Code:
+// "Session ID … is already in use"), so once the session's log is in the
+// home the container runs the agent's command for resuming the session
+// instead. Its arguments are the log, the length n of the first command,
+// the first command and the resuming one: positional parameters, never
+// parsed as shell syntax.
+const restartScript = `log=$1 n=$2
+shift 2
+i=0
+resume=
+[ -f "$log" ] && resume=1
+for a do
+  shift
+  if [ "$i" -lt "$n" ]; then
+    [ -z "$resume" ] && set -- "$@" "$a"
+  else
+    [ -n "$resume" ] && set -- "$@" "$a"
+  fi
+  i=$((i+1))
+done
 exec "$@"`
 
-// restartable wraps a persistent run's agent command in restartScript.
-func restartable(cmd []string, sessionID string) []string {
-	log := containerHome + "/" + agent.SessionLog(containerWorkspace, sessionID)
-	return append([]string{"/bin/sh", "-c", restartScript, "airlock-restart", log}, cmd...)
+// restartable wraps a persistent run's agent command in restartScript:
+// cmd while its session has no log yet, resumed after.
+func restartable(ag agent.Agent, cmd, resumed []string, sessionID string) []string {
+	rel := ag.SessionLog(containerWorkspace, sessionID)
+	if rel == "" {
+		// The agent keeps no session to continue: it starts afresh.
+		return cmd
+	}
+	argv := []string{"/bin/sh", "-c", restartScript, "airlock-restart", containerHome + "/" + rel, strconv.Itoa(len(cmd))}
+	return append(append(argv, cmd...), resumed...)
 }
 
 // Restart brings a finished persistent run back: the same container, so

@@ -5,30 +5,34 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
-// The restart wrapper turns --session-id into --resume only once the
-// session exists, and passes every other argument through untouched.
+// The restart wrapper runs the first command until the session's log
+// exists, then the resuming one, and passes every argument through
+// untouched.
 func TestRestartScript(t *testing.T) {
 	dir := t.TempDir()
 	existing := filepath.Join(dir, "s.jsonl")
 	if err := os.WriteFile(existing, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--session-id=abc", "b c", "$(touch pwned)", "--session-id-x", "-p"}
+	first := []string{"printf", "[%s]", "--session-id=abc", "b c", "$(touch pwned)", "-p"}
+	resumed := []string{"printf", "<%s>", "--resume=abc", "b c", "$(touch pwned)", "-p"}
 	tests := []struct {
 		name, log, want string
 	}{
-		{"first start", filepath.Join(dir, "missing.jsonl"), "[--session-id=abc][b c][$(touch pwned)][--session-id-x][-p]"},
-		{"restart", existing, "[--resume=abc][b c][$(touch pwned)][--session-id-x][-p]"},
+		{"first start", filepath.Join(dir, "missing.jsonl"), "[--session-id=abc][b c][$(touch pwned)][-p]"},
+		{"restart", existing, "<--resume=abc><b c><$(touch pwned)><-p>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			argv := append([]string{"/bin/sh", "-c", restartScript, "airlock-restart", tt.log, "printf", "[%s]"}, args...)
+			argv := append([]string{"/bin/sh", "-c", restartScript, "airlock-restart", tt.log, strconv.Itoa(len(first))}, first...)
+			argv = append(argv, resumed...)
 			cmd := exec.Command(argv[0], argv[1:]...)
 			cmd.Dir = dir
 			out, err := cmd.CombinedOutput()
@@ -80,7 +84,7 @@ func TestSessionSaveAndRestore(t *testing.T) {
 	from := mkRun(t, m, "from-00000001")
 	secret := filepath.Join(t.TempDir(), "host-secret")
 	write(t, secret, "host secret")
-	proj := filepath.Join(m.Store.RunDir(from.ID), "home", sessionRel(from.SessionID))
+	proj := filepath.Join(m.Store.RunDir(from.ID), "home", sessionRel(from))
 	write(t, filepath.Join(proj, from.SessionID+".jsonl"), "conversation\n")
 	write(t, filepath.Join(proj, "memory", "notes.md"), "memory\n")
 	if err := os.Symlink(secret, filepath.Join(proj, "link.jsonl")); err != nil {
@@ -96,7 +100,7 @@ func TestSessionSaveAndRestore(t *testing.T) {
 		if err := m.restoreSession(from, r, os.Getuid(), os.Getgid()); err != nil {
 			t.Fatal(err)
 		}
-		return filepath.Join(m.Store.RunDir(to), "home", sessionRel(from.SessionID))
+		return filepath.Join(m.Store.RunDir(to), "home", sessionRel(from))
 	}
 	got := restore("to-00000001")
 	if data, err := os.ReadFile(filepath.Join(got, from.SessionID+".jsonl")); err != nil || string(data) != "conversation\n" {
@@ -171,7 +175,7 @@ func TestResumableNeedsTheWork(t *testing.T) {
 	for _, tt := range tests {
 		r := mkRun(t, m, tt.id)
 		r.Head, r.HarvestError, r.Here = tt.head, tt.harvestErr, tt.here
-		write(t, filepath.Join(m.Store.RunDir(r.ID), "home", sessionRel(r.SessionID), r.SessionID+".jsonl"), "conversation\n")
+		write(t, filepath.Join(m.Store.RunDir(r.ID), "home", sessionRel(r), r.SessionID+".jsonl"), "conversation\n")
 		err := m.Resumable(r)
 		switch {
 		case tt.want == "" && err != nil:

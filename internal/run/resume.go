@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/untrusted"
 )
@@ -27,9 +26,14 @@ const sessionDir = "session"
 // resumed because its saved state is gone.
 var ErrSessionLost = errors.New("its conversation was not kept")
 
-// sessionRel is the agent's project state directory, relative to its home.
-func sessionRel(sessionID string) string {
-	return filepath.Dir(agent.SessionLog(containerWorkspace, sessionID))
+// sessionRel is the directory of the run's session log, relative to its
+// home; "" when the agent keeps no session airlock can resume.
+func sessionRel(r *store.Run) string {
+	rel := agentOf(r).SessionLog(containerWorkspace, r.SessionID)
+	if rel == "" {
+		return ""
+	}
+	return filepath.Dir(rel)
 }
 
 // savedSession is where a run's conversation is now: its home while it has
@@ -37,13 +41,17 @@ func sessionRel(sessionID string) string {
 // the agent controls its home, and the host copies from it.
 func (m *Manager) savedSession(r *store.Run) (string, error) {
 	dir := m.Store.RunDir(r.ID)
-	candidates := []string{filepath.Join("home", sessionRel(r.SessionID)), sessionDir}
+	if sessionRel(r) == "" {
+		return "", fmt.Errorf("cannot resume run %s: %s keeps no session airlock can resume", r.ID, agentOf(r).Title())
+	}
+	candidates := []string{filepath.Join("home", sessionRel(r)), sessionDir}
 	for _, rel := range candidates {
 		if err := realDirs(dir, rel); err != nil {
 			continue
 		}
 		src := filepath.Join(dir, rel)
-		if fi, err := os.Lstat(filepath.Join(src, r.SessionID+".jsonl")); err == nil && fi.Mode().IsRegular() {
+		log := filepath.Base(agentOf(r).SessionLog(containerWorkspace, r.SessionID))
+		if fi, err := os.Lstat(filepath.Join(src, log)); err == nil && fi.Mode().IsRegular() {
 			return src, nil
 		}
 	}
@@ -132,7 +140,7 @@ func (m *Manager) restoreSession(from, to *store.Run, uid, gid int) error {
 		return err
 	}
 	home := filepath.Join(m.Store.RunDir(to.ID), "home")
-	rel := sessionRel(from.SessionID)
+	rel := sessionRel(from)
 	// Make the parents owned by the agent, as Claude Code would.
 	p := home
 	for _, part := range splitPath(filepath.Dir(rel)) {
@@ -155,7 +163,10 @@ func (m *Manager) keepSession(r *store.Run) error {
 		return nil
 	}
 	dir := m.Store.RunDir(r.ID)
-	rel := filepath.Join("home", sessionRel(r.SessionID))
+	if sessionRel(r) == "" {
+		return nil
+	}
+	rel := filepath.Join("home", sessionRel(r))
 	if err := realDirs(dir, rel); err != nil {
 		return nil
 	}

@@ -60,14 +60,17 @@ type Request struct {
 	Prompt       string // the prompt text given to the agent
 	BaseBranch   string
 	Image        string
-	Model        string
-	MaxTurns     int
-	Env          []string // NAME=value; never credentials: those are in Egress.Auth
-	Limits       sandbox.Limits
-	Egress       Egress
+	// Agent is the coding agent to run; nil is the default (Claude Code).
+	Agent    agent.Agent
+	Model    string
+	MaxTurns int
+	Env      []string // NAME=value; never credentials: those are in Egress.Auth
+	Limits   sandbox.Limits
+	Egress   Egress
 
-	// Kind is KindHeadless (claude -p, the default) or KindShell (Claude
-	// Code's own terminal UI, in tmux, for people to attach to).
+	// Kind is KindHeadless (the agent without a terminal, the default) or
+	// KindShell (the agent's own terminal UI, in tmux, for people to attach
+	// to).
 	Kind string
 	// Resume continues an earlier run's conversation: its agent state is
 	// restored into this run's home and the agent resumes its session.
@@ -99,6 +102,22 @@ type Request struct {
 	Setup []string
 }
 
+// agent is the request's agent: the default when none is named.
+func (req Request) agent() agent.Agent {
+	if req.Agent == nil {
+		return agent.MustLookup("")
+	}
+	return req.Agent
+}
+
+// agentOf is the agent a run was started with.
+func agentOf(r *store.Run) agent.Agent { return agent.MustLookup(r.Agent) }
+
+// ParserOf reads the transcript of a run's agent into events.
+func ParserOf(r *store.Run) func([]byte) ([]transcript.Event, error) {
+	return agentOf(r).ParseLine
+}
+
 // Kinds of run.
 const (
 	KindHeadless = "headless"
@@ -116,8 +135,7 @@ type Manager struct {
 	Store  *store.Store
 	Engine sandbox.Engine
 	// Caps are the engine's optional capabilities (sandbox.CapsOf).
-	Caps  sandbox.Caps
-	Agent agent.Claude
+	Caps sandbox.Caps
 	// UID and GID the agent runs as: the invoking user's, or the image's
 	// unprivileged user when airlock itself runs as root.
 	UID, GID int
@@ -188,7 +206,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 		Branch:     workspace.Branch(id),
 		BaseBranch: req.BaseBranch,
 		Prompt:     req.PromptSource,
-		Agent:      "claude",
+		Agent:      req.agent().Name(),
 		Model:      req.Model,
 		MaxTurns:   req.MaxTurns,
 		Image:      req.Image,
@@ -247,7 +265,7 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 		return err
 	} else if !ok {
 		hint := "build it with `airlock image build`"
-		if !strings.HasPrefix(req.Image, image.Repo+":") && !strings.HasPrefix(req.Image, image.ProjectRepoPrefix) {
+		if !strings.HasPrefix(req.Image, image.Repo(req.agent())+":") && !strings.HasPrefix(req.Image, image.ProjectRepoPrefix) {
 			hint = "pull or build it (`airlock image build` builds airlock's own image), or name another in [image] name, --image or the prompt's image:"
 		}
 		return fmt.Errorf("image %s not found in the container engine: %s", req.Image, hint)
@@ -354,10 +372,8 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 			return nil, err
 		}
 	}
-	if r.Kind == KindShell {
-		if err := m.seedAgent(r, req, uid, gid); err != nil {
-			return nil, err
-		}
+	if err := m.seedAgent(r, req, uid, gid); err != nil {
+		return nil, err
 	}
 	if err := saveEgress(dir, req.Egress); err != nil {
 		return nil, err
@@ -371,18 +387,22 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 		LogPath:    containerLogDir + "/" + agentLog,
 		StderrPath: containerLogDir + "/" + agentStderr,
 	}
-	cmd := m.Agent.Command(opts)
+	ag := req.agent()
+	command := ag.Command
 	if r.Kind == KindShell {
-		cmd = shellCommand(m.Agent, opts)
+		command = func(o agent.Options) []string { return shellCommand(ag, o) }
 	}
+	cmd := command(opts)
 	if req.Persistent {
-		cmd = restartable(cmd, r.SessionID)
+		resumed := opts
+		resumed.Resume = true
+		cmd = restartable(ag, cmd, command(resumed), r.SessionID)
 	}
 	spec := sandbox.Spec{
 		Name:    r.Container,
 		Image:   req.Image,
 		Cmd:     cmd,
-		Env:     append(m.Agent.Env(opts), req.Env...),
+		Env:     append(ag.Env(opts), req.Env...),
 		User:    fmt.Sprintf("%d:%d", uid, gid),
 		WorkDir: containerWorkspace,
 		Mounts: []sandbox.Mount{
@@ -674,7 +694,7 @@ func (m *Manager) Summary(r *store.Run) transcript.Summary {
 		return transcript.Summary{}
 	}
 	defer f.Close()
-	sum, _ := transcript.Summarize(f)
+	sum, _ := transcript.SummarizeWith(f, agentOf(r).ParseLine)
 	return sum
 }
 

@@ -1,8 +1,10 @@
-// Package transcript reads the stream-json transcript Claude Code prints in
-// headless mode (`claude -p --output-format stream-json --verbose`): one JSON
-// object per line. It turns lines into events, events into a run summary,
-// and both into text for people. Claude Code adds new line types and fields
-// often; anything unknown is carried along, never an error.
+// Package transcript reads agents' transcripts: it holds the normalized
+// events every agent's transcript is turned into (Event), the parser of
+// Claude Code's own stream-json (`claude -p --output-format stream-json
+// --verbose`: one JSON object per line; the other agents' parsers live with
+// the agents), and turns events into a run summary and text for people.
+// Agents add new line types and fields often; anything unknown is carried
+// along, never an error.
 package transcript
 
 import (
@@ -10,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"time"
 )
 
 // Kind says what an Event is.
@@ -51,6 +54,16 @@ type Event struct {
 	// (usually Task) that started it.
 	ParentToolUseID string
 
+	// Usage is the token usage the event reports: on a result event the
+	// run's totals, on any other event one model call's (summed up).
+	Usage *Usage
+	// The rest are a result event's: the cost the agent itself reports,
+	// its count of turns, how long it says the run took, and its errors.
+	CostUSD  float64
+	Turns    int
+	Duration time.Duration
+	Errors   []string
+
 	Raw json.RawMessage // the whole line
 }
 
@@ -67,6 +80,57 @@ var ErrNotJSON = errors.New("not a JSON object")
 // wrong type reads as missing, as it did when every field was looked up on
 // its own.
 func ParseLine(line []byte) ([]Event, error) {
+	evs, err := parseLine(line)
+	for i := range evs {
+		if evs[i].Kind == KindResult {
+			resultFields(&evs[i])
+		}
+	}
+	return evs, err
+}
+
+// Usage is a count of tokens.
+type Usage struct {
+	Input      int // not read from the cache
+	Output     int
+	CacheRead  int
+	CacheWrite int
+}
+
+// Add adds u to the count.
+func (t *Usage) Add(u Usage) {
+	t.Input += u.Input
+	t.Output += u.Output
+	t.CacheRead += u.CacheRead
+	t.CacheWrite += u.CacheWrite
+}
+
+// resultFields reads the figures of a result line, which are only shown: a
+// field of unexpected type only loses that field.
+func resultFields(ev *Event) {
+	var line struct {
+		NumTurns   int      `json:"num_turns"`
+		DurationMS int64    `json:"duration_ms"`
+		CostUSD    float64  `json:"total_cost_usd"`
+		Errors     []string `json:"errors"`
+		Usage      *struct {
+			Input         int `json:"input_tokens"`
+			Output        int `json:"output_tokens"`
+			CacheRead     int `json:"cache_read_input_tokens"`
+			CacheCreation int `json:"cache_creation_input_tokens"`
+		} `json:"usage"`
+	}
+	json.Unmarshal(ev.Raw, &line)
+	ev.Turns = line.NumTurns
+	ev.Duration = time.Duration(line.DurationMS) * time.Millisecond
+	ev.CostUSD = line.CostUSD
+	ev.Errors = line.Errors
+	if u := line.Usage; u != nil {
+		ev.Usage = &Usage{Input: u.Input, Output: u.Output, CacheRead: u.CacheRead, CacheWrite: u.CacheCreation}
+	}
+}
+
+func parseLine(line []byte) ([]Event, error) {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 || line[0] != '{' {
 		return nil, ErrNotJSON

@@ -22,6 +22,10 @@ const (
 // Scanner reads events from a transcript, one at a time. Lines that are not
 // JSON are skipped and counted; blank lines are ignored.
 type Scanner struct {
+	// Parse turns a line into events: an agent's ParseLine. Nil is
+	// Claude Code's (ParseLine).
+	Parse func([]byte) ([]Event, error)
+
 	r       *bufio.Reader
 	pending []Event
 	ev      Event
@@ -62,8 +66,12 @@ func (s *Scanner) Scan() bool {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		evs, perr := ParseLine(line)
-		if perr != nil {
+		parse := s.Parse
+		if parse == nil {
+			parse = ParseLine
+		}
+		evs, perr := parse(line)
+		if perr != nil || len(evs) == 0 {
 			s.skipped++
 			continue
 		}

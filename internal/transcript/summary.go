@@ -37,9 +37,14 @@ type Summary struct {
 
 // Summarize reads a whole transcript. It fails only on a read error, and
 // even then returns what it had read.
-func Summarize(r io.Reader) (Summary, error) {
+func Summarize(r io.Reader) (Summary, error) { return SummarizeWith(r, nil) }
+
+// SummarizeWith is Summarize for a transcript parse reads (an agent's
+// ParseLine); nil is Claude Code's.
+func SummarizeWith(r io.Reader, parse func([]byte) ([]Event, error)) (Summary, error) {
 	s := Summary{Outcome: OutcomeUnknown}
 	sc := NewScanner(r)
+	sc.Parse = parse
 	for sc.Scan() {
 		s.Add(sc.Event())
 	}
@@ -75,27 +80,18 @@ func (s *Summary) Add(ev Event) {
 	case KindResult:
 		s.addResult(ev)
 	}
+	if u := ev.Usage; u != nil && ev.Kind != KindResult {
+		s.InputTokens += u.Input
+		s.OutputTokens += u.Output
+		s.CacheRead += u.CacheRead
+		s.CacheCreation += u.CacheWrite
+	}
 	if s.Model == "" && ev.Model != "" && ev.Model != "<synthetic>" {
 		s.Model = ev.Model
 	}
 }
 
 func (s *Summary) addResult(ev Event) {
-	var line struct {
-		Subtype    string   `json:"subtype"`
-		NumTurns   int      `json:"num_turns"`
-		DurationMS int64    `json:"duration_ms"`
-		CostUSD    float64  `json:"total_cost_usd"`
-		Errors     []string `json:"errors"`
-		Usage      struct {
-			Input         int `json:"input_tokens"`
-			Output        int `json:"output_tokens"`
-			CacheRead     int `json:"cache_read_input_tokens"`
-			CacheCreation int `json:"cache_creation_input_tokens"`
-		} `json:"usage"`
-	}
-	// A field of unexpected type only loses that field.
-	json.Unmarshal(ev.Raw, &line)
 	var apiError string
 	if !s.Final {
 		apiError = s.ErrorText
@@ -103,13 +99,18 @@ func (s *Summary) addResult(ev Event) {
 	s.Final = true
 	s.Subtype = ev.Subtype
 	s.IsError = ev.IsError || ev.Subtype != "" && ev.Subtype != "success"
-	s.Turns = line.NumTurns
-	s.Duration = time.Duration(line.DurationMS) * time.Millisecond
-	s.CostUSD = line.CostUSD
-	s.InputTokens = line.Usage.Input
-	s.OutputTokens = line.Usage.Output
-	s.CacheRead = line.Usage.CacheRead
-	s.CacheCreation = line.Usage.CacheCreation
+	if ev.Turns > 0 {
+		s.Turns = ev.Turns
+	}
+	if ev.Duration > 0 {
+		s.Duration = ev.Duration
+	}
+	if ev.CostUSD > 0 {
+		s.CostUSD = ev.CostUSD
+	}
+	if u := ev.Usage; u != nil {
+		s.InputTokens, s.OutputTokens, s.CacheRead, s.CacheCreation = u.Input, u.Output, u.CacheRead, u.CacheWrite
+	}
 	s.Result = ev.Text
 	if !s.IsError {
 		s.Outcome = OutcomeSucceeded
@@ -118,8 +119,8 @@ func (s *Summary) addResult(ev Event) {
 	}
 	s.Outcome = OutcomeFailed
 	switch {
-	case len(line.Errors) > 0:
-		s.ErrorText = strings.Join(line.Errors, "; ")
+	case len(ev.Errors) > 0:
+		s.ErrorText = strings.Join(ev.Errors, "; ")
 	case ev.Text != "":
 		s.ErrorText = ev.Text
 	case apiError != "":
