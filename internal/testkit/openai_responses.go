@@ -31,8 +31,23 @@ type ResponsesServer struct {
 
 	mu       sync.Mutex
 	requests []Request
+	sent     []ResponsesSent
 	seq      int
 	srv      *http.Server
+}
+
+// ResponsesSent is the usage one response reported, for tests of
+// metering. Input includes Cached, as the API counts them.
+type ResponsesSent struct {
+	Model                 string
+	Input, Cached, Output int
+}
+
+// Sent returns the usage of every response sent so far, oldest first.
+func (s *ResponsesServer) Sent() []ResponsesSent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]ResponsesSent(nil), s.sent...)
 }
 
 // NewResponsesServer returns a server following s.
@@ -139,6 +154,12 @@ func (s *ResponsesServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := s.reply(req, seq)
+	s.mu.Lock()
+	s.sent = append(s.sent, ResponsesSent{
+		Model: resp.Model, Input: resp.Usage.InputTokens,
+		Cached: resp.Usage.InputTokensDetails.CachedTokens, Output: resp.Usage.OutputTokens,
+	})
+	s.mu.Unlock()
 	w.Header().Set("X-Request-Id", "req_"+resp.ID)
 	if !req.Stream {
 		w.Header().Set("Content-Type", "application/json")

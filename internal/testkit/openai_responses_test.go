@@ -162,6 +162,9 @@ func TestResponsesStream(t *testing.T) {
 			if in <= 0 || out <= 0 || usage["total_tokens"].(float64) != in+out || cached > in || (tt.results > 0) != (cached > 0) {
 				t.Errorf("usage %v: want tokens both ways, a total, and cached tokens (part of input) after the first turn", usage)
 			}
+			if sent := srv.Sent(); len(sent) != 1 || sent[0] != (ResponsesSent{"gpt-5.5", int(in), int(cached), int(out)}) {
+				t.Errorf("Sent() = %+v, want the usage streamed", sent)
+			}
 			if got := srv.Requests(); len(got) != 1 || got[0].APIKey() != "sk-test" || got[0].NumToolResults != tt.results || got[0].NumTools != 1 {
 				t.Errorf("recorded %+v", got)
 			}
