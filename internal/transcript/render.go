@@ -39,7 +39,17 @@ type Renderer struct {
 	lastWas  string            // "text" or "tool": a blank line goes between the two
 	tools    map[string]string // tool call ID -> tool name
 	lastCall string            // ID of the latest tool call shown
+
+	// pieces holds text that arrived in pieces (Subtype "delta", as the
+	// Gemini CLI streams it), shown as one text once it is whole: at the
+	// next event of another kind, or at Flush or Finish.
+	pieces       strings.Builder
+	piecesIndent string
 }
+
+// maxPieces bounds the text held back from pieces; beyond it, what is held
+// is shown and holding starts again.
+const maxPieces = 1 << 20
 
 const (
 	ansiReset  = "\x1b[0m"
@@ -57,6 +67,31 @@ func (r *Renderer) Render(ev Event) {
 	if ev.ParentToolUseID != "" {
 		indent = "  " // a sub-agent's work, nested under its Task call
 	}
+	if ev.Kind == KindText && ev.Subtype == "delta" && !ev.IsError {
+		if r.piecesIndent != indent || r.pieces.Len()+len(ev.Text) > maxPieces {
+			r.Flush()
+		}
+		r.pieces.WriteString(ev.Text)
+		r.piecesIndent = indent
+		return
+	}
+	r.Flush()
+	r.render(indent, ev)
+}
+
+// Flush shows the text held back from pieces, if any. Finish flushes too;
+// a caller that stops without Finish calls Flush.
+func (r *Renderer) Flush() {
+	if r.pieces.Len() == 0 {
+		return
+	}
+	text, indent := r.pieces.String(), r.piecesIndent
+	r.pieces.Reset()
+	r.piecesIndent = ""
+	r.render(indent, Event{Kind: KindText, Text: text})
+}
+
+func (r *Renderer) render(indent string, ev Event) {
 	switch ev.Kind {
 	case KindInit:
 		r.cwd = ev.Cwd
@@ -141,6 +176,7 @@ func (r *Renderer) renderResult(indent string, ev Event) {
 // The summary is the agent's own claim, from its transcript: the run's
 // status, cost and turns are the host's, and are shown apart from it.
 func (r *Renderer) Finish(s Summary) {
+	r.Flush()
 	if r.Verbosity < 1 {
 		return
 	}
@@ -256,10 +292,20 @@ var toolFields = map[string][]string{
 	// Codex CLI (internal/agent's codex parser names the fields).
 	"exec_command": {"cmd"},
 	"apply_patch":  {"changes"},
+	// Gemini CLI.
+	"run_shell_command": {"command"},
+	"write_file":        {"file_path"},
+	"read_file":         {"file_path"},
+	"replace":           {"file_path"},
+	"glob":              {"pattern", "dir_path"},
+	"grep_search":       {"pattern", "dir_path"},
+	"list_directory":    {"dir_path"},
+	"web_fetch":         {"prompt"},
+	"google_web_search": {"query"},
 }
 
 // pathFields are shortened to be relative to the session's directory.
-var pathFields = map[string]bool{"file_path": true, "notebook_path": true, "path": true}
+var pathFields = map[string]bool{"file_path": true, "notebook_path": true, "path": true, "dir_path": true}
 
 func (r *Renderer) toolDetail(tool string, input json.RawMessage) string {
 	var in map[string]json.RawMessage

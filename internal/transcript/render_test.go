@@ -1,6 +1,7 @@
 package transcript
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -176,5 +177,56 @@ func TestRender(t *testing.T) {
 				t.Errorf("got:\n%q\nwant:\n%q", got, tt.want)
 			}
 		})
+	}
+}
+
+// Text that arrives in pieces (the Gemini CLI's deltas) is shown whole,
+// once: at the next event of another kind, at Flush, or at Finish.
+func TestRenderJoinsTextPieces(t *testing.T) {
+	piece := func(s string) Event { return Event{Kind: KindText, Subtype: "delta", Text: s} }
+	shell := Event{Kind: KindToolUse, Tool: "run_shell_command", ToolUseID: "t1", ToolInput: json.RawMessage(`{"command":"python3 hello.py"}`)}
+	list := Event{Kind: KindToolUse, Tool: "list_directory", ToolUseID: "t2", ToolInput: json.RawMessage(`{"dir_path":"/workspace/src"}`)}
+	tests := []struct {
+		name      string
+		verbosity int
+		events    []Event
+		finish    bool
+		want      string
+	}{
+		{"pieces make one line", 0, []Event{piece("I'll create a sma"), piece("ll Python script.")}, false, "I'll create a small Python script.\n"},
+		{"a tool call ends the text", 1, []Event{piece("Let me "), piece("run it."), shell, list, piece("It "), piece("works.")}, false,
+			"Let me run it.\n\n▸ run_shell_command  python3 hello.py\n▸ list_directory  src\n\nIt works.\n"},
+		{"lines inside pieces", 0, []Event{piece("one\ntw"), piece("o\n")}, false, "one\ntwo\n"},
+		{"a whole text after pieces stays apart", 0, []Event{piece("a"), {Kind: KindText, Text: "b"}}, false, "a\nb\n"},
+		{"Finish shows what is held", 0, []Event{piece("last "), piece("words")}, true, "last words\n"},
+		{"nothing held, nothing shown", 0, []Event{piece("")}, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			r := &Renderer{W: &buf, Verbosity: tt.verbosity, cwd: "/workspace"}
+			for _, ev := range tt.events {
+				r.Render(ev)
+			}
+			if tt.finish {
+				r.Finish(Summary{})
+			} else {
+				r.Flush()
+			}
+			r.Flush() // twice is harmless
+			if got := buf.String(); got != tt.want {
+				t.Errorf("got:\n%q\nwant:\n%q", got, tt.want)
+			}
+		})
+	}
+	// A flood of pieces is not held without bound.
+	var buf bytes.Buffer
+	r := &Renderer{W: &buf}
+	chunk := strings.Repeat("x", 64<<10)
+	for range 20 {
+		r.Render(piece(chunk))
+	}
+	if buf.Len() == 0 {
+		t.Error("20 x 64 KiB of pieces all held back")
 	}
 }
