@@ -453,3 +453,15 @@ func TestProjectMayNotReachYourSecrets(t *testing.T) {
 		})
 	}
 }
+
+// Every agent's gateway is the user's to choose, whatever agents there are.
+func TestEveryAgentsBaseURLIsUserOnly(t *testing.T) {
+	for _, name := range append(agent.Names(), "some-future-agent") {
+		if _, ok := userOnlyWhy("agent." + name + ".base_url"); !ok {
+			t.Errorf("agent.%s.base_url may be set by a repository's own config", name)
+		}
+	}
+	if _, ok := userOnlyWhy("agent.model"); ok {
+		t.Error("agent.model is user-only")
+	}
+}

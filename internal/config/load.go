@@ -125,7 +125,7 @@ func (r *Resolved) applyFile(path string, data []byte) error {
 	for _, a := range assigns {
 		s, _ := lookupSetting(a.key)
 		v, err := convert(s, a.value)
-		if why, ok := userOnly[a.key]; ok && err == nil && project && !empty(v) {
+		if why, ok := userOnlyWhy(a.key); ok && err == nil && project && !empty(v) {
 			// Refused before it is applied: a file it names is not
 			// even opened.
 			err = fmt.Errorf("a repository's own config may not set this (%s); set it in your user config (~/.config/airlock/config.toml) or with a flag", why)
@@ -308,7 +308,6 @@ func record(lines map[string]int, key []string, line int) {
 // reaches the sandbox, and the repository may be anyone's. The user sets
 // them in their own config or with a flag.
 var userOnly = map[string]string{
-	"agent.claude.base_url":  "the model API key would go to the URL it names",
 	"egress.git_auth":        "your git host token would go to the host it names",
 	"egress.ca_certificates": "the proxy would trust its certificates when it sends your credentials",
 	"sandbox.env_file":       "it copies a file of your machine into the sandbox's environment",
@@ -316,6 +315,16 @@ var userOnly = map[string]string{
 	"egress.ssh.key_file":    "it loads a key of yours for the sandbox to sign with",
 	"egress.ssh.hosts":       "the sandbox signs in with your SSH keys on each host it names",
 	"sandbox.mounts":         "it gives the sandbox directories of your machine",
+}
+
+// userOnlyWhy says why a repository's own config may not set key, if it
+// may not: the userOnly keys, and every agent's base_url.
+func userOnlyWhy(key string) (string, bool) {
+	if strings.HasPrefix(key, "agent.") && strings.HasSuffix(key, ".base_url") {
+		return "the model API key would go to the URL it names", true
+	}
+	why, ok := userOnly[key]
+	return why, ok
 }
 
 // projectMay refuses, for the repository's own config, environment
