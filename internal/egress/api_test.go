@@ -508,7 +508,7 @@ data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text
 	b.SetBytes(int64(len(stream)))
 	b.ReportAllocs()
 	for b.Loop() {
-		sc := &sseScanner{rm: &responseMeter{mt: mt}}
+		sc := &sseScanner{rm: &responseMeter{mt: mt}, format: anthropicUsage}
 		for p := stream; len(p) > 0; {
 			n := min(4096, len(p))
 			sc.feed(p[:n])

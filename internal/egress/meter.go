@@ -292,6 +292,8 @@ func usageFormats(name string) (usageFormat, error) {
 	switch name {
 	case "anthropic", "":
 		return anthropicUsage, nil
+	case "openai-responses":
+		return responsesUsageFormat, nil
 	}
 	return usageFormat{}, fmt.Errorf("unknown model API usage format %q", name)
 }
@@ -343,6 +345,11 @@ const (
 	// maxSSELine bounds the event data kept for parsing; message_start and
 	// message_delta are small, and long lines (text deltas) are never kept.
 	maxSSELine = 256 << 10
+	// longHead and longTail are what is kept of a longer data line: its
+	// start (the event's type, the model) and its end (the usage of a
+	// response that repeats its output before it).
+	longHead = 4 << 10
+	longTail = 64 << 10
 	// maxJSONBody bounds a non-streaming response kept for its usage.
 	maxJSONBody = 16 << 20
 )
@@ -350,10 +357,14 @@ const (
 // sseScanner finds the events that carry usage in a stream fed to it in
 // arbitrary pieces, without holding on to anything else.
 type sseScanner struct {
-	format  usageFormat
-	rm      *responseMeter
-	line    []byte
-	skip    bool // the current line is not kept
+	format usageFormat
+	rm     *responseMeter
+	line   []byte
+	skip   bool // the current line is not kept
+	// long: the current line outgrew maxSSELine; line holds its first
+	// longHead bytes and tail (up to) its last longTail.
+	long    bool
+	tail    []byte
 	decided bool // skip has been decided for the current line
 	// other: the current event is named and cannot carry usage, so its
 	// data is not kept. Unnamed events are parsed (their data says its
@@ -371,9 +382,24 @@ func (s *sseScanner) feed(b []byte) {
 			chunk = b[:i]
 		}
 		if !s.skip {
-			if len(s.line)+len(chunk) > maxSSELine {
-				s.skip, s.line = true, s.line[:0]
-			} else {
+			switch {
+			case s.long:
+				s.keepTail(chunk)
+			case len(s.line)+len(chunk) > maxSSELine:
+				s.line = append(s.line, chunk...)
+				if !bytes.HasPrefix(s.line, []byte("data:")) || !s.interesting() {
+					s.skip, s.line = true, s.line[:0]
+					break
+				}
+				// Too long to keep whole: keep its head and its end. A
+				// response that repeats its whole output (the Responses
+				// API's response.completed) writes its usage at the end,
+				// and an output the agent can make as long as it likes
+				// must not go unmetered.
+				s.long = true
+				s.keepTail(s.line[longHead:])
+				s.line = s.line[:longHead]
+			default:
 				s.line = append(s.line, chunk...)
 				if !s.decided && len(s.line) >= 5 {
 					s.decided = true
@@ -387,10 +413,27 @@ func (s *sseScanner) feed(b []byte) {
 			return
 		}
 		b = b[i+1:]
-		if !s.skip {
+		switch {
+		case s.long:
+			if len(s.tail) > longTail {
+				s.tail = s.tail[len(s.tail)-longTail:]
+			}
+			s.handleLine(bytes.TrimSuffix(append(s.line, s.tail...), []byte("\r")))
+		case !s.skip:
 			s.handleLine(bytes.TrimSuffix(s.line, []byte("\r")))
 		}
 		s.line, s.skip, s.decided = s.line[:0], false, false
+		s.long, s.tail = false, s.tail[:0]
+	}
+}
+
+// keepTail appends p to the kept end of a long line, dropping what is
+// more than longTail bytes from its end (in batches, to copy little).
+func (s *sseScanner) keepTail(p []byte) {
+	s.tail = append(s.tail, p...)
+	if len(s.tail) > 2*longTail {
+		n := copy(s.tail, s.tail[len(s.tail)-longTail:])
+		s.tail = s.tail[:n]
 	}
 }
 

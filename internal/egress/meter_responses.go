@@ -128,3 +128,9 @@ func modelInHead(data []byte) string {
 	}
 	return m
 }
+
+// responsesUsageFormat meters the Responses API ("openai-responses").
+var responsesUsageFormat = usageFormat{
+	event: responsesUsageEvent,
+	data:  func(rm *responseMeter, data []byte) { responsesUsage(data, rm.observe) },
+}

@@ -3,7 +3,10 @@ package egress
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
+	"net/url"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -103,5 +106,96 @@ func TestResponsesUsageOfScriptedStream(t *testing.T) {
 	in := len(body)/4 + 1 // the server's estimate, half of it cached after a tool round
 	if want := (budget.Usage{Input: in - in/2, CacheRead: in / 2}); model != "gpt-5.5" || total.Input != want.Input || total.CacheRead != want.CacheRead || total.Output <= 0 {
 		t.Errorf("metered %s %+v, want gpt-5.5 with input %d, cache read %d and some output", model, total, want.Input, want.CacheRead)
+	}
+}
+
+// codexRoutes are Codex CLI's, as agent.Codex lists them.
+var codexRoutes = []APIRoute{
+	{Method: "POST", Path: "/responses", Metered: true},
+	{Method: "POST", Path: "/responses/compact", Metered: true},
+}
+
+// TestResponsesThroughProxy: Codex's requests reach the Responses API
+// with the real key only, and the meter charges exactly the usage the API
+// reported, also for a response far longer than a kept SSE line (whose
+// usage comes after the whole output, repeated).
+func TestResponsesThroughProxy(t *testing.T) {
+	srv := testkit.NewResponsesServer(testkit.Script{Steps: []testkit.Step{
+		testkit.ExecStep("", "ls"),
+		{Text: strings.Repeat("All of it. ", 60_000)}, // 660 kB of text, twice
+	}})
+	base, err := srv.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	u, _ := url.Parse(base)
+	const real, placeholder = "sk-proj-real-key-for-test", "sk-proj-airlock-placeholder"
+	meterFile := filepath.Join(t.TempDir(), "meter.json")
+	p := startProxy(t, Config{MeterFile: meterFile, API: &APIConfig{
+		Upstream:    u,
+		Headers:     map[string]string{"Authorization": "Bearer " + real},
+		Strip:       []string{"Authorization", "X-Api-Key", "OpenAI-Organization", "OpenAI-Project"},
+		Placeholder: placeholder,
+		Routes:      codexRoutes,
+		Usage:       "openai-responses",
+	}})
+	post := func(path string, results int) *http.Response {
+		input := `[{"type":"message","role":"user","content":[{"type":"input_text","text":"go"}]}` +
+			strings.Repeat(`,{"type":"function_call_output","call_id":"c","output":"ok"}`, results) + `]`
+		body := `{"model":"gpt-5.5","stream":true,"tools":[{"type":"function","name":"exec_command"}],"input":` + input + `}`
+		req, _ := http.NewRequest("POST", p.apiURL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+placeholder)
+		req.Header.Set("OpenAI-Project", "proj_smuggled")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	for i := range 2 {
+		resp := post("/responses", i)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !bytes.Contains(body, []byte("response.completed")) {
+			t.Fatalf("request %d: status %d, %d bytes", i, resp.StatusCode, len(body))
+		}
+	}
+	for _, path := range []string{"/chat/completions", "/v1/responses", "/responses/resp_1", "/files"} {
+		if resp := post(path, 0); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: status %d, want 403", path, resp.StatusCode)
+		}
+	}
+	p.records(t, 6)
+	for i, r := range srv.Requests() {
+		if r.Headers.Get("Authorization") != "Bearer "+real || r.Headers.Get("OpenAI-Project") != "" || r.Path != "/v1/responses" {
+			t.Errorf("request %d reached the API as %s with Authorization %q, OpenAI-Project %q", i, r.Path, r.Headers.Get("Authorization"), r.Headers.Get("OpenAI-Project"))
+		}
+	}
+	sent := srv.Sent()
+	if len(sent) != 2 {
+		t.Fatalf("the API answered %d requests, want 2", len(sent))
+	}
+	var want budget.Usage
+	var cost float64
+	for _, s := range sent {
+		u := budget.Usage{Input: s.Input - s.Cached, CacheRead: s.Cached, Output: s.Output}
+		want.Input += u.Input
+		want.CacheRead += u.CacheRead
+		want.Output += u.Output
+		cost += budget.PriceOf("gpt-5.5").Cost(u)
+	}
+	if sent[1].Output < 100_000 {
+		t.Fatalf("the long answer reported %d output tokens; the test needs a long one", sent[1].Output)
+	}
+	m, err := ReadMeter(meterFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ModelRequests != 2 || m.InputTokens != want.Input || m.CacheReadInputTokens != want.CacheRead || m.OutputTokens != want.Output {
+		t.Errorf("meter %+v, want 2 requests and %+v", m, want)
+	}
+	if d := m.CostUSD - cost; d > 1e-9 || d < -1e-9 || cost <= 0 {
+		t.Errorf("cost %v, want %v", m.CostUSD, cost)
 	}
 }
