@@ -97,6 +97,14 @@ if [ -n "$claude_version" ] && ! claude --version 2>/dev/null | grep -q "^$claud
 	"${SUDO[@]}" env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
 		npm install -g --no-fund --no-audit --loglevel=error "@anthropic-ai/claude-code@$claude_version" >/dev/null
 fi
+# The Codex CLI release agent.Codex pins, on the host too: testkit drives it
+# against the scripted Responses API server.
+codex_version=$(sed -n 's/.*CodexVersion *= *"\([^"]*\)".*/\1/p' "$here/internal/agent/codex.go" 2>/dev/null | head -n 1)
+if [ -n "$codex_version" ] && ! codex --version 2>/dev/null | grep -q " $codex_version\$"; then
+	log "installing Codex CLI $codex_version on the host (npm)"
+	"${SUDO[@]}" env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+		npm install -g --no-fund --no-audit --loglevel=error "@openai/codex@$codex_version" >/dev/null
+fi
 
 # gVisor as dockerd's runtime "runsc" (docs/gvisor.md). --network=none: the
 # agent's container has no network anyway, and gVisor then gives it a

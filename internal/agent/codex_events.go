@@ -47,6 +47,7 @@ func ParseCodexLine(line []byte) ([]transcript.Event, error) {
 	case "turn.completed":
 		base.Kind = transcript.KindResult
 		base.Subtype = "success"
+		base.Usage = l.Usage.usage()
 	case "turn.failed":
 		base.Kind = transcript.KindResult
 		base.Subtype = "error"
@@ -153,6 +154,37 @@ type codexLine struct {
 	Message  lenientString `json:"message"`
 	Error    codexError    `json:"error"`
 	Item     codexItem     `json:"item"`
+	Usage    *codexUsage   `json:"usage"`
+}
+
+// codexUsage is turn.completed's: the thread's token counts so far (a
+// resumed thread's include the earlier turns), cached input counted in
+// input_tokens too.
+type codexUsage struct {
+	Input      lenientInt `json:"input_tokens"`
+	Cached     lenientInt `json:"cached_input_tokens"`
+	CacheWrite lenientInt `json:"cache_write_input_tokens"`
+	Output     lenientInt `json:"output_tokens"`
+}
+
+func (u *codexUsage) usage() *transcript.Usage {
+	if u == nil {
+		return nil
+	}
+	in := max(int(u.Input), 0)
+	cached := min(max(int(u.Cached), 0), in)
+	return &transcript.Usage{Input: in - cached, CacheRead: cached, CacheWrite: max(int(u.CacheWrite), 0), Output: max(int(u.Output), 0)}
+}
+
+// lenientInt is a JSON number; any other JSON value reads as 0.
+type lenientInt int
+
+func (n *lenientInt) UnmarshalJSON(b []byte) error {
+	var v int
+	if json.Unmarshal(b, &v) == nil {
+		*n = lenientInt(v)
+	}
+	return nil
 }
 
 type codexError struct {

@@ -76,6 +76,26 @@ func TestParseCodexDemoTranscript(t *testing.T) {
 	if last.Kind != transcript.KindResult || last.IsError || last.Subtype != "success" {
 		t.Errorf("last event %+v, want a successful result", last)
 	}
+	// turn.completed: input_tokens 39263 of which cached 14845.
+	if want := (transcript.Usage{Input: 39263 - 14845, CacheRead: 14845, Output: 356}); last.Usage == nil || *last.Usage != want {
+		t.Errorf("usage %+v, want %+v", last.Usage, want)
+	}
+	s, err := transcript.SummarizeWith(bytes.NewReader(mustRead(t, "codex-demo.jsonl")), Codex{}.ParseLine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Outcome != transcript.OutcomeSucceeded || s.SessionID != "01a21acb-27e7-73f3-b2f8-d227006a3a81" || s.InputTokens != 39263-14845 || s.CacheRead != 14845 || s.OutputTokens != 356 {
+		t.Errorf("summary %+v", s)
+	}
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 func TestParseCodexFailedRun(t *testing.T) {
@@ -118,6 +138,7 @@ func TestParseCodexLine(t *testing.T) {
 		{"item not an object", `{"type":"item.completed","item":"x"}`, "unknown"},
 		{"thread id of wrong type", `{"type":"thread.started","thread_id":{"a":1}}`, "init"},
 		{"turn.failed without error", `{"type":"turn.failed"}`, "result | ERROR"},
+		{"usage of wrong types", `{"type":"turn.completed","usage":{"input_tokens":"9","output_tokens":-4,"cached_input_tokens":{}}}`, "result"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
