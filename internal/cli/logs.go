@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -22,6 +23,8 @@ type logsOptions struct {
 	Follow    bool
 	Raw       bool
 	Verbosity int
+	// Setup shows the output of the run's setup commands instead.
+	Setup bool
 
 	AllProjects bool
 }
@@ -39,7 +42,9 @@ func newLogsCmd(f *Factory) *cobra.Command {
   -v 2   also the tools' results
   --raw  the agent's stream-json transcript exactly as written (on a
          terminal, without escape sequences)
-  -f     follow until the run ends`,
+  -f     follow until the run ends
+  --setup  the output of the run's setup commands ([sandbox] setup, the
+         prompt's setup:), which run before the agent`,
 		Args: exactlyOneOrNone,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Verbosity < 0 || opts.Verbosity > 2 {
@@ -51,6 +56,7 @@ func newLogsCmd(f *Factory) *cobra.Command {
 	cmd.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "follow the log until the run ends")
 	cmd.Flags().BoolVar(&opts.Raw, "raw", false, "print the stream-json transcript as written")
 	cmd.Flags().IntVarP(&opts.Verbosity, "verbosity", "v", 1, "detail: 0, 1 or 2")
+	cmd.Flags().BoolVar(&opts.Setup, "setup", false, "show the output of the run's setup commands")
 	addAllProjectsFlag(cmd, &opts.AllProjects)
 	return cmd
 }
@@ -62,6 +68,9 @@ func logsRun(ctx context.Context, f *Factory, ref string, opts logsOptions) erro
 	}
 	if cur, err := m.Reconcile(ctx, r); err == nil {
 		r = cur
+	}
+	if opts.Setup {
+		return showSetupLog(f, m, r)
 	}
 	return showLog(ctx, f, m, r, opts)
 }
@@ -115,7 +124,9 @@ func showLog(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, opts
 	if opts.Follow && !r.Status.Finished() {
 		done := f.finished(ctx, m, r.ID)
 		open := func() (*os.File, error) { return m.OpenTranscript(r) }
-		if err := transcript.FollowFileIdle(ctx, open, done, handle, out.Flush); err != nil {
+		// A run can end before its agent writes anything (its setup
+		// failed): then the outcome below says why.
+		if err := transcript.FollowFileIdle(ctx, open, done, handle, out.Flush); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		if cur, err := f.storeGet(r.ID); err == nil {

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +14,8 @@ import (
 	"github.com/airlock-dev/airlock/internal/credentials"
 	"github.com/airlock-dev/airlock/internal/run"
 	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
@@ -65,4 +70,31 @@ func describeMounts(mounts []sandbox.Mount) string {
 		fmt.Fprintf(&b, "  mount  %-32s %s (%s)\n", m.Target, m.Source, mode)
 	}
 	return b.String()
+}
+
+// maxSetupLog is how much of the end of a setup log `logs --setup` shows.
+const maxSetupLog = 4 << 20
+
+// showSetupLog prints the output of a run's setup commands. The container
+// wrote it: no links, its last maxSetupLog bytes, made safe to print.
+func showSetupLog(f *Factory, m *run.Manager, r *store.Run) error {
+	if len(r.Setup) == 0 {
+		fmt.Fprintf(f.IO.ErrOut, "Run %s has no setup commands.\n", r.ID)
+		return nil
+	}
+	file, _, err := untrusted.OpenTail(m.SetupLogPath(r), maxSetupLog)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		fmt.Fprintf(f.IO.ErrOut, "The setup of run %s has not written anything yet.\n", r.ID)
+		return nil
+	case err != nil:
+		return fmt.Errorf("read the setup log of run %s: %w", r.ID, err)
+	}
+	defer file.Close()
+	data, err := io.ReadAll(io.LimitReader(file, maxSetupLog))
+	if err != nil {
+		return fmt.Errorf("read the setup log of run %s: %w", r.ID, err)
+	}
+	_, err = io.WriteString(f.IO.Out, untrusted.Text(string(data)))
+	return err
 }

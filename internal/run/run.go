@@ -398,6 +398,10 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 		resumed.Resume = true
 		cmd = restartable(ag, cmd, command(resumed), r.SessionID)
 	}
+	cmd, setupMounts, err := m.withSetup(r, cmd)
+	if err != nil {
+		return nil, err
+	}
 	spec := sandbox.Spec{
 		Name:    r.Container,
 		Image:   req.Image,
@@ -425,7 +429,7 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	if err != nil {
 		return nil, err
 	}
-	spec.Mounts = append(append(spec.Mounts, mounts...), req.Mounts...)
+	spec.Mounts = append(append(append(spec.Mounts, mounts...), req.Mounts...), setupMounts...)
 	flags := budgetFlags(req.Budget)
 	if r.Kind != KindShell && !req.Here {
 		// The agent's container bundles the work itself once the agent has
@@ -629,6 +633,10 @@ func (m *Manager) finish(r *store.Run, exitCode int, exitedAt time.Time, reason 
 	allowed, denied := m.egressCounts(r)
 	budget := budgetReason(r, mt, exitedAt)
 	stderr := m.stderrTail(r)
+	setupDone, setupFailure := m.setupOutcome(r, exitCode, mt)
+	if reason == "" {
+		reason = setupFailure
+	}
 	recorded := false // by this process: it notifies, once
 	out, err := m.Store.Update(r.ID, func(r *store.Run) error {
 		r.EgressAllowed, r.EgressDenied = allowed, denied
@@ -636,6 +644,7 @@ func (m *Manager) finish(r *store.Run, exitCode int, exitedAt time.Time, reason 
 			return nil // another process got here first
 		}
 		recorded = true
+		r.SetupDone = r.SetupDone || setupDone
 		r.FinishedAt = m.now()
 		if exitCode >= 0 {
 			r.ExitCode = &exitCode
@@ -667,6 +676,9 @@ func (m *Manager) finish(r *store.Run, exitCode int, exitedAt time.Time, reason 
 		}
 		return nil
 	})
+	if err == nil && recorded && setupDone {
+		m.markSetupDone(out)
+	}
 	if err == nil && recorded {
 		m.notifyFinished(out)
 	}
