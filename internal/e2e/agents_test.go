@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/budget"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/testkit"
+)
+
+// TestAgentCodex runs the real Codex CLI (the image's, at its pinned
+// version) through `airlock run --agent codex` against the scripted
+// Responses API server, through the run's egress proxy: it writes, runs
+// and commits hello.py, and looks at what its sandbox holds.
+func TestAgentCodex(t *testing.T) {
+	e := newEnv(t)
+	// The codex image, made once per machine (content-addressed).
+	if res := e.airlock("image", "build", "--agent", "codex"); res.code != 0 {
+		t.Fatalf("image build --agent codex: exit %d\n%s", res.code, tail(res.stderr, 30))
+	}
+	script := testkit.CodexDemoScript()
+	// Before the answer: the agent looks for the key where it could be.
+	script.Steps = append(script.Steps, testkit.ExecStep("Checking my environment.",
+		`env | grep -i openai; cat ~/.codex/config.toml; grep -rl "sk-proj-e2e" ~ /workspace /tmp 2>/dev/null; true`))
+	srv := testkit.NewResponsesServer(script)
+	url, err := srv.Start(e.gateway() + ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	const key = "sk-proj-e2e-codex-0123456789abcdefABCDEF"
+	e.extra = []string{"OPENAI_API_KEY=" + key, "OPENAI_BASE_URL=" + url}
+
+	res := e.ok("run", "--agent", "codex", "-m", "Write hello.py, run it, commit it.", "--name", "codex-hello")
+	if out := res.stdout + res.stderr; strings.Contains(out, key) {
+		t.Errorf("the key was printed:\n%s", out)
+	}
+
+	runs := e.runs()
+	if len(runs) != 1 || runs[0].Status != store.StatusSucceeded || runs[0].Agent != "codex" {
+		t.Fatalf("runs = %+v\n%s", runs, res.stderr)
+	}
+	r := runs[0]
+	if got := e.git("log", "-1", "--format=%s", r.Branch); got != "Add hello.py" {
+		t.Errorf("run branch head = %q, want the agent's commit", got)
+	}
+	if got := e.git("show", r.Branch+":hello.py"); got != `print("Hello from airlock")` {
+		t.Errorf("hello.py on the branch = %q", got)
+	}
+
+	// The server saw the real key on every request, as Codex sends it (a
+	// bearer token) on the path it uses; and the model saw what the
+	// sandbox holds: the placeholder, never the key.
+	reqs := srv.Requests()
+	if len(reqs) != len(script.Steps)+1 {
+		t.Errorf("%d model requests, want %d", len(reqs), len(script.Steps)+1)
+	}
+	sawPlaceholder := false
+	for i, q := range reqs {
+		if q.Path != "/v1/responses" || q.Headers.Get("Authorization") != "Bearer "+key {
+			t.Errorf("request %d: %s with Authorization %q, want the real key as a bearer", i, q.Path, q.Headers.Get("Authorization"))
+		}
+		if bytes.Contains(q.Body, []byte(key)) {
+			t.Errorf("request %d: the sandbox's output carries the real key", i)
+		}
+		sawPlaceholder = sawPlaceholder || bytes.Contains(q.Body, []byte(agent.PlaceholderOpenAIKey))
+	}
+	if !sawPlaceholder {
+		t.Errorf("the agent's env dump never reached the model: the test did not look")
+	}
+	inspect, err := exec.Command("docker", "inspect", "--format", "{{json .Args}} {{json .Config.Env}}", r.Container).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker inspect: %v\n%s", err, inspect)
+	}
+	if strings.Contains(string(inspect), key) || strings.Contains(string(inspect), "Write hello.py") {
+		t.Errorf("the key or the prompt is in the agent container's command line or environment: %s", inspect)
+	}
+	filepath.Walk(filepath.Join(e.state, "airlock", "runs", r.ID), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			if data, _ := os.ReadFile(p); bytes.Contains(data, []byte(key)) {
+				t.Errorf("the key is in %s", p)
+			}
+		}
+		return nil
+	})
+
+	// logs renders Codex's transcript as it does Claude's.
+	logs := e.ok("logs", r.ID).stdout
+	for _, want := range []string{"▸ apply_patch", "▸ exec_command  python3 hello.py", `git commit -m "Add hello.py"`, script.FinalText, "the agent reports success"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+
+	// The proxy metered what the server reported, at GPT-5.5's price.
+	var in, cached, out int
+	var cost float64
+	for _, s := range srv.Sent() {
+		in, cached, out = in+s.Input-s.Cached, cached+s.Cached, out+s.Output
+		cost += budget.PriceOf(s.Model).Cost(budget.Usage{Input: s.Input - s.Cached, CacheRead: s.Cached, Output: s.Output})
+	}
+	// A run's input tokens count the cached ones too.
+	if r.Turns != len(reqs) || r.InputTokens != in+cached || r.OutputTokens != out || cached == 0 {
+		t.Errorf("metered %d turns, %d in, %d out; the server answered %d, %d in (+%d cached), %d out", r.Turns, r.InputTokens, r.OutputTokens, len(reqs), in, cached, out)
+	}
+	if d := r.CostUSD - cost; cost <= 0 || d > 1e-6 || d < -1e-6 {
+		t.Errorf("metered cost $%v, want $%v", r.CostUSD, cost)
+	}
+}
