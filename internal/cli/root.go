@@ -120,6 +120,7 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newRmCmd(f),
 		newCleanCmd(f),
 		newConfigCmd(f),
+		newProfileCmd(f),
 		newDoctorCmd(f),
 		newDemoCmd(f),
 		newCredentialsCmd(f),

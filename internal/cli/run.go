@@ -32,6 +32,7 @@ type runOptions struct {
 	Name      string
 	Branch    string
 	Agent     string
+	Profile   string
 	Model     string
 	MaxTurns  int
 	Env       []string
@@ -144,6 +145,7 @@ y/N unless -y is given or [egress] confirm is false.`,
 	fl.StringVar(&opts.Name, "name", "", "run name (default: from the prompt)")
 	fl.StringVar(&opts.Branch, "branch", "", "base branch (default: the current branch)")
 	fl.StringVar(&opts.Agent, "agent", "", "the agent to run: "+strings.Join(agent.Names(), ", ")+" (default from config)")
+	fl.StringVar(&opts.Profile, "profile", "", "apply the named profile (airlock profile ls)")
 	fl.StringVar(&opts.Model, "model", "", "model for the agent")
 	fl.IntVar(&opts.MaxTurns, "max-turns", 0, "stop the agent after this many turns")
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "pass NAME from your environment, or set NAME=value (repeatable)")
@@ -256,6 +258,12 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	if err != nil {
 		return run.Request{}, nil, "", err
 	}
+	var profile *config.Profile
+	if opts.Profile != "" {
+		if profile, err = res.ApplyProfile(opts.Profile, "--profile"); err != nil {
+			return run.Request{}, nil, "", err
+		}
+	}
 	if err := res.ApplyPrompt(p); err != nil {
 		return run.Request{}, nil, "", err
 	}
@@ -341,11 +349,21 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	if p.Path != "" {
 		source = p.Path
 	}
+	body := p.Body
+	var bring []string
+	if profile != nil {
+		if profile.Preamble != "" {
+			body = profile.Preamble + "\n\n" + body
+		}
+		bring = profile.Bring
+	}
 	return run.Request{
 		Project:      project,
 		Name:         name,
 		PromptSource: source,
-		Prompt:       p.Body,
+		Prompt:       body,
+		Bring:        bring,
+		BringFrom:    f.Getenv("HOME"),
 		BaseBranch:   base,
 		Image:        ref,
 		Agent:        agent.MustLookup(cfg.Agent.Name),

@@ -22,6 +22,7 @@ type shellOptions struct {
 	Name       string
 	Branch     string
 	Agent      string
+	Profile    string
 	Model      string
 	Image      string
 	Network    string
@@ -90,6 +91,7 @@ limits (max cost, timeout) do not apply to interactive sessions.`,
 	fl.StringVar(&opts.Name, "name", "shell", "run name (with --resume: the earlier run's)")
 	fl.StringVar(&opts.Branch, "branch", "", "base branch (default: the current branch)")
 	fl.StringVar(&opts.Agent, "agent", "", "the agent to run: "+strings.Join(agent.Names(), ", ")+" (default from config)")
+	fl.StringVar(&opts.Profile, "profile", "", "apply the named profile (airlock profile ls)")
 	fl.StringVar(&opts.Model, "model", "", "model for the agent")
 	fl.StringVar(&opts.Image, "image", "", "image to run the agent in")
 	fl.StringVar(&opts.Network, "network", "", "egress mode: allowlist (default), restricted, or open")
@@ -116,6 +118,7 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 		Name:    opts.Name,
 		Branch:  opts.Branch,
 		Agent:   opts.Agent,
+		Profile: opts.Profile,
 		Model:   opts.Model,
 		Image:   opts.Image,
 		Network: opts.Network,

@@ -65,6 +65,11 @@ func (l Loader) Load() (*Resolved, error) {
 			return nil, err
 		}
 	}
+	if l.ProjectPath != "" {
+		if err := r.loadProfileFiles(filepath.Dir(filepath.Dir(l.ProjectPath))); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.checkWideCIDRs(); err != nil {
 		return nil, err
 	}
@@ -117,6 +122,11 @@ func (r *Resolved) applyFile(path string, data []byte) error {
 	var assigns []assignment
 	injects, problems := takeInjects(doc, data, path, filepath.Dir(path), path == r.projectPath, lines[injectKey])
 	r.Config.Egress.Inject = append(r.Config.Egress.Inject, injects...)
+	profiles, pproblems := takeProfiles(doc, path, path == r.projectPath, lines)
+	problems = append(problems, pproblems...)
+	for _, p := range profiles {
+		r.addProfile(p)
+	}
 	walk(doc, "", lines, &assigns, &problems)
 	sort.Slice(assigns, func(i, j int) bool { return assigns[i].line < assigns[j].line })
 

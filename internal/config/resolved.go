@@ -24,6 +24,8 @@ type Resolved struct {
 	// projectPath is the repository's own config file, which may not name
 	// file: or cmd: sources for injected credentials.
 	projectPath string
+	// profiles are the defined profiles by name (Profile).
+	profiles map[string]*Profile
 }
 
 // Source is one resolved setting, for `airlock config show`.

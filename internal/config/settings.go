@@ -487,7 +487,14 @@ var runtimeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // tables are the TOML tables the schema has, for telling a misplaced table
 // from an unknown key.
-var tables = []string{"agent", "agent.claude", "egress", "egress.inject", "egress.ssh", "engine", "engine.incus", "image", "notify", "run", "sandbox"}
+var tables = func() []string {
+	t := []string{"agent", "egress", "egress.inject", "egress.ssh", "engine", "engine.incus", "image", "notify", "profiles", "run", "sandbox"}
+	for _, a := range agent.All() {
+		t = append(t, "agent."+a.Name())
+	}
+	sort.Strings(t)
+	return t
+}()
 
 // incusNameRE is what a network or storage pool name may be.
 var incusNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,62}$`)

@@ -61,12 +61,16 @@ type Request struct {
 	BaseBranch   string
 	Image        string
 	// Agent is the coding agent to run; nil is the default (Claude Code).
-	Agent    agent.Agent
-	Model    string
-	MaxTurns int
-	Env      []string // NAME=value; never credentials: those are in Egress.Auth
-	Limits   sandbox.Limits
-	Egress   Egress
+	Agent agent.Agent
+	// Bring names the agent's own configuration to copy into the run's
+	// home from BringFrom, the user's home (a profile's bring).
+	Bring     []string
+	BringFrom string
+	Model     string
+	MaxTurns  int
+	Env       []string // NAME=value; never credentials: those are in Egress.Auth
+	Limits    sandbox.Limits
+	Egress    Egress
 
 	// Kind is KindHeadless (the agent without a terminal, the default) or
 	// KindShell (the agent's own terminal UI, in tmux, for people to attach
@@ -261,6 +265,14 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 	if err := sandbox.CheckRuntime(ctx, m.Engine, req.Runtime); err != nil {
 		return err
 	}
+	if len(req.Bring) > 0 {
+		if _, ok := req.agent().(agent.Bringer); !ok {
+			return fmt.Errorf("the profile brings %s, but %s has no configuration airlock can bring in", strings.Join(req.Bring, ", "), req.agent().Title())
+		}
+		if !filepath.IsAbs(req.BringFrom) {
+			return fmt.Errorf("the profile brings %s from your home, but HOME is not set", strings.Join(req.Bring, ", "))
+		}
+	}
 	if ok, err := m.Engine.ImageExists(ctx, req.Image); err != nil {
 		return err
 	} else if !ok {
@@ -374,6 +386,12 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	}
 	if err := m.seedAgent(r, req, uid, gid); err != nil {
 		return nil, err
+	}
+	for _, item := range req.Bring {
+		// Check made sure the agent can.
+		if err := req.agent().(agent.Bringer).Bring(item, req.BringFrom, filepath.Join(dir, "home"), uid, gid); err != nil {
+			return nil, err
+		}
 	}
 	if err := saveEgress(dir, req.Egress); err != nil {
 		return nil, err
