@@ -50,7 +50,7 @@ func initRun(ctx context.Context, f *Factory) error {
 	}
 	dir := filepath.Join(project, ".airlock")
 	files := []struct{ path, content string }{
-		{filepath.Join(dir, "config.toml"), config.ProjectTemplate},
+		{filepath.Join(dir, "config.toml"), config.ProjectTemplate()},
 		{filepath.Join(dir, "prompts", "example.md"), examplePrompt},
 		{filepath.Join(dir, ".gitignore"), airlockGitignore},
 	}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -157,7 +158,7 @@ func TestFileErrors(t *testing.T) {
 	tests := []struct {
 		name, in, want string
 	}{
-		{"unknown key", "[agent]\nmodel = \"x\"\nnmae = \"y\"\n", `:3: unknown key "agent.nmae"; [agent] has: claude, max_turns, model, name`},
+		{"unknown key", "[agent]\nmodel = \"x\"\nnmae = \"y\"\n", `:3: unknown key "agent.nmae"; [agent] has: ` + strings.Join(slices.Sorted(slices.Values(append(agent.Names(), "max_turns", "model", "name"))), ", ")},
 		{"unknown table", "\n[agnet]\nname = \"claude\"\n", `:2: unknown table or key "agnet"; the tables are [agent], [egress], [engine], [image], [notify], [profiles], [run], [sandbox]`},
 		{"unknown top key", "model = \"x\"\n", `:1: unknown table or key "model"`},
 		{"setting as table", "[sandbox.env]\nA = 1\n", ":1: sandbox.env: must be a list of strings, got a table"},
@@ -336,7 +337,7 @@ func TestDefaultPaths(t *testing.T) {
 
 func TestProjectTemplate(t *testing.T) {
 	dir := t.TempDir()
-	r, err := Loader{ProjectPath: write(t, dir, "commented.toml", ProjectTemplate)}.Load()
+	r, err := Loader{ProjectPath: write(t, dir, "commented.toml", ProjectTemplate())}.Load()
 	if err != nil {
 		t.Fatalf("template as written: %v", err)
 	}
@@ -347,7 +348,7 @@ func TestProjectTemplate(t *testing.T) {
 	// Uncommenting every setting must parse and give the defaults: the
 	// template documents the real defaults and every key.
 	setting := regexp.MustCompile(`(?m)^# ([a-z_]+ = .*)$`)
-	uncommented := setting.ReplaceAllString(ProjectTemplate, "$1")
+	uncommented := setting.ReplaceAllString(ProjectTemplate(), "$1")
 	r, err = Loader{ProjectPath: write(t, dir, "uncommented.toml", uncommented)}.Load()
 	if err != nil {
 		t.Fatalf("template uncommented: %v", err)
@@ -389,7 +390,7 @@ func TestParseSize(t *testing.T) {
 }
 
 func FuzzApplyFile(f *testing.F) {
-	f.Add([]byte(ProjectTemplate))
+	f.Add([]byte(ProjectTemplate()))
 	f.Add([]byte("[agent]\nmax_turns = 3\n[sandbox]\nmemory = \"1g\"\ncpus = 0.5\nenv = [\"A\", \"B=1\"]\n"))
 	f.Add([]byte("agent = { claude = { version = \"1.2.3\" } }\n"))
 	f.Add([]byte("[[agent]]\nname = 1\n"))

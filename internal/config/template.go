@@ -1,30 +1,47 @@
 package config
 
+import (
+	"fmt"
+	"strings"
+
+	"github.com/airlock-dev/airlock/internal/agent"
+)
+
 // ProjectTemplate is the .airlock/config.toml that `airlock init` writes:
 // every setting, commented out, at its default. Settings here override the
 // system and user files; prompt frontmatter and flags override them.
-const ProjectTemplate = `# airlock project configuration.
+func ProjectTemplate() string {
+	var agents strings.Builder
+	for _, a := range agent.All() {
+		fmt.Fprintf(&agents, `[agent.%s]
+# %s release baked into its image, or "latest".
+# version = %q
+# Model gateway URL; empty uses the agent's own variable from your
+# environment, else the provider's API.
+# Your user config only: a repository's config may not set it.
+# base_url = ""
+
+`, a.Name(), a.Title(), a.DefaultVersion())
+	}
+	return strings.Replace(projectTemplate, "{{agents}}", agents.String(), 1)
+}
+
+const projectTemplate = `# airlock project configuration.
 # Layers, lowest first: built-in defaults, /etc/airlock/config.toml,
 # ~/.config/airlock/config.toml, this file, the prompt's frontmatter, flags.
 # See every value and where it came from with: airlock config show
 # Uncomment a line to change it. Relative paths are relative to this file.
 
 [agent]
-# The coding agent. Only "claude" (Claude Code) is supported for now.
+# The coding agent: claude (Claude Code), codex (Codex CLI), gemini (Gemini
+# CLI) or opencode.
 # name = "claude"
 # Model passed to the agent as --model; empty uses the agent's default.
 # model = ""
 # Stop the agent after this many turns; 0 means no limit.
 # max_turns = 0
 
-[agent.claude]
-# Claude Code npm version baked into the default image, or "latest".
-# version = "2.1.330"
-# Model gateway URL; empty uses ANTHROPIC_BASE_URL from your environment.
-# Your user config only: a repository's config may not set it.
-# base_url = ""
-
-[egress]
+{{agents}}[egress]
 # What the agent may reach, enforced by the run's own egress proxy.
 # "allowlist": only the hosts below (plus what the agent itself needs);
 # "restricted": any public address, nothing private; "open": anything
