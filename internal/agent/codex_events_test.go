@@ -184,7 +184,7 @@ func TestCodexTranscriptRendersSafely(t *testing.T) {
 	if strings.ContainsAny(got, "\x1b\x07") {
 		t.Errorf("rendered transcript carries terminal control bytes:\n%q", got)
 	}
-	for _, want := range []string{"▸ exec_command  ls no-such-file", "✗ ls: cannot access 'no-such-file'", "red", "cleared", "Done bold"} {
+	for _, want := range []string{"▸ exec_command  ls no-such-file", "✗ ls: cannot access 'no-such-file'", "red", "cleared", "Done bold", "✓ the agent reports success · tokens 19k in, 189 out, 9.7k cache read"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("rendered transcript lacks %q:\n%s", want, got)
 		}

@@ -197,7 +197,11 @@ func (r *Renderer) Finish(s Summary) {
 	}
 	parts := []string{head}
 	if s.Final {
-		parts = append(parts, plural(s.Turns, "turn"), formatDuration(s.Duration), formatCost(s.CostUSD))
+		// An agent that reports none of these (Codex CLI: only tokens)
+		// is not shown as having taken no turns, no time and no money.
+		if s.Turns > 0 || s.Duration > 0 || s.CostUSD > 0 {
+			parts = append(parts, plural(s.Turns, "turn"), formatDuration(s.Duration), formatCost(s.CostUSD))
+		}
 		if tokens := formatTokens(s); tokens != "" {
 			parts = append(parts, tokens)
 		}
