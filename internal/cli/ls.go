@@ -100,11 +100,18 @@ func lsRun(ctx context.Context, f *Factory, opts lsOptions) error {
 	if opts.AllProjects {
 		header += "\tPROJECT"
 	}
+	ports := anyPorts(shown)
+	if ports {
+		header += "\tPORTS"
+	}
 	fmt.Fprintln(tw, header)
 	for _, r := range shown {
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", r.ID, r.Name, statusText(r), r.Branch, age(now.Sub(r.CreatedAt)), cost(r.CostUSD))
 		if opts.AllProjects {
 			line += "\t" + r.Project
+		}
+		if ports {
+			line += "\t" + openPorts(r)
 		}
 		fmt.Fprintln(tw, line)
 	}

@@ -27,6 +27,7 @@ func newRelayCmd(f *Factory) *cobra.Command {
 	var bud relayBudget
 	var bundle relayBundle
 	var caBundle bool
+	var forwards []string
 	cmd := &cobra.Command{
 		Use:    "relay --listen ADDR=SOCKET... -- COMMAND...",
 		Short:  "Relay loopback ports to the egress proxy, then run a command (inside the sandbox)",
@@ -38,11 +39,17 @@ func newRelayCmd(f *Factory) *cobra.Command {
 					return err
 				}
 			}
+			stopPorts, err := relayPorts(cmd.Context(), forwards)
+			if err != nil {
+				return err
+			}
+			defer stopPorts()
 			return relayRun(cmd.Context(), f, listens, &bud, &bundle, args)
 		},
 	}
 	cmd.Flags().BoolVar(&caBundle, "ca-bundle", false, "first write the image's CAs plus the run's interception CA to "+sandbox.CABundlePath)
 	cmd.Flags().StringArrayVar(&listens, "listen", nil, "ADDR=SOCKET to relay (repeatable)")
+	cmd.Flags().StringArrayVar(&forwards, "forward", nil, "PORT=SOCKET: serve loopback TCP port PORT to the host on SOCKET (repeatable)")
 	bud.addFlags(cmd.Flags())
 	bundle.addFlags(cmd.Flags())
 	return cmd

@@ -52,6 +52,8 @@ type runOptions struct {
 	MaxCost float64
 	Timeout string
 	Caches  []string
+	// Ports are -p's: sandbox ports forwarded to the host's loopback.
+	Ports []string
 
 	// Resume continues this run's conversation; Persistent keeps the
 	// container for `start`.
@@ -160,6 +162,7 @@ y/N unless -y is given or [egress] confirm is false.`,
 	fl.Float64Var(&opts.MaxCost, "max-cost", 0, "stop the agent once the run's estimated cost reaches this many USD")
 	fl.StringVar(&opts.Timeout, "timeout", "", "stop the agent after this long, such as 45m")
 	fl.StringArrayVar(&opts.Caches, "cache", nil, "mount this project's shared dependency cache: npm, go or pip (repeatable)")
+	fl.StringArrayVarP(&opts.Ports, "publish", "p", nil, "forward the sandbox's TCP port to the host's loopback: PORT or HOSTPORT:PORT (repeatable)")
 	addLifecycleFlags(fl, &opts)
 	return cmd
 }
@@ -176,6 +179,9 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 		return err
 	}
 	if len(opts.Tasks) > 1 {
+		if len(opts.Ports) > 0 {
+			return flagErrorf("-p forwards a port of one run; give one task")
+		}
 		return batchRun(ctx, f, project, opts)
 	}
 	m, err := f.manager()
@@ -213,9 +219,13 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 		return nil
 	}
 	fmt.Fprintf(f.IO.ErrOut, "Run %s on branch %s (Ctrl-C stops it; use -d to run detached)\n\n", r.ID, r.Branch)
-	// This process is the run's supervisor while it follows the log.
+	// This process is the run's supervisor while it follows the log, and
+	// forwards its ports until it has ended.
 	sctx, stopSupervising := context.WithCancel(ctx)
 	go m.Supervise(sctx, r)
+	pctx, stopPorts := context.WithCancel(ctx)
+	defer stopPorts()
+	m.ServePorts(pctx, r, f.IO.ErrOut)
 	err = showLog(ctx, f, m, r, logsOptions{Follow: true, Verbosity: opts.Verbosity})
 	stopSupervising()
 	if errors.Is(err, untrusted.ErrNotRegular) && ctx.Err() == nil {
@@ -345,6 +355,10 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		return run.Request{}, nil, "", err
 	}
 	policyText += describeMounts(mounts)
+	ports, err := parsePorts(opts.Ports)
+	if err != nil {
+		return run.Request{}, nil, "", err
+	}
 	source := "inline"
 	if p.Path != "" {
 		source = p.Path
@@ -381,6 +395,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		Here:         opts.here,
 		Mounts:       mounts,
 		Setup:        cfg.Sandbox.Setup,
+		Ports:        ports,
 	}, &cfg, policyText, nil
 }
 

@@ -98,3 +98,35 @@ func showSetupLog(f *Factory, m *run.Manager, r *store.Run) error {
 	_, err = io.WriteString(f.IO.Out, untrusted.Text(string(data)))
 	return err
 }
+
+// parsePorts reads -p's values.
+func parsePorts(specs []string) ([]run.Port, error) {
+	var out []run.Port
+	for _, s := range specs {
+		p, err := run.ParsePort(s)
+		if err != nil {
+			return nil, flagErrorf("%v", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// openPorts are a run's forwarded ports while it runs (they close with
+// it), for ls.
+func openPorts(r *store.Run) string {
+	if r.Status != store.StatusRunning {
+		return ""
+	}
+	return strings.Join(r.Ports, ", ")
+}
+
+// anyPorts reports whether ls shows a PORTS column.
+func anyPorts(runs []*store.Run) bool {
+	for _, r := range runs {
+		if openPorts(r) != "" {
+			return true
+		}
+	}
+	return false
+}

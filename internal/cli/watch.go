@@ -172,6 +172,7 @@ func watchRun(ctx context.Context, m *run.Manager, id string, out io.Writer) err
 	events, stop := context.WithCancel(ctx)
 	defer stop()
 	go m.NotifyEvents(events, r)
+	m.ServePorts(events, r, out) // until the run has ended
 	r, err = m.Wait(ctx, r)
 	if err != nil {
 		return err

@@ -2,11 +2,15 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/testkit"
@@ -156,4 +160,103 @@ func setupCommands(t *testing.T, e *env) {
 	if logs := e.ok("logs", "--setup", f.ID).stdout; !strings.Contains(logs, "about to fail") || !strings.Contains(logs, "exited with status 7") {
 		t.Errorf("logs --setup of the failed run:\n%s", logs)
 	}
+}
+
+// -p: a server the agent starts on its loopback is reachable on the
+// host's loopback while the run is alive, detached (the watcher forwards)
+// or attached, and the port is closed once the run has ended.
+func TestPorts(t *testing.T) { onEngines(t, allEngines, ports) }
+
+func ports(t *testing.T, e *env) {
+	serve := testkit.Script{
+		Name: "serve",
+		Steps: []testkit.Step{
+			bashStep(`mkdir -p /tmp/www && echo "served from the sandbox" > /tmp/www/index.html && (nohup python3 -m http.server 8000 --bind 127.0.0.1 --directory /tmp/www >/tmp/http.log 2>&1 &) && sleep 1 && echo started`),
+			bashStep(`for i in $(seq 500); do [ -e /workspace/.stop ] && break; sleep 0.2; done; echo stopped`),
+		},
+		FinalText: "Served.",
+	}
+	e.server(serve)
+	check := func(name string, port int) {
+		t.Helper()
+		url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
+		var body string
+		for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			if resp, err := http.Get(url); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if body = string(b); strings.Contains(body, "served from the sandbox") {
+					break
+				}
+			}
+		}
+		if !strings.Contains(body, "served from the sandbox") {
+			t.Fatalf("%s: %s never served the agent's page (last: %q)", name, url, body)
+		}
+		r := e.run(name)
+		if want := "127.0.0.1:" + strconv.Itoa(port) + "->8000"; len(r.Ports) != 1 || r.Ports[0] != want {
+			t.Errorf("%s: ls --json ports = %q, want %q", name, r.Ports, want)
+		}
+		if err := os.WriteFile(filepath.Join(e.runDir(r.ID), "workspace", ".stop"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closed := func(name string, port int) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+			if err != nil {
+				return
+			}
+			c.Close()
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: port %d still open after the run ended", name, port)
+			}
+		}
+	}
+
+	port := freePort(t)
+	e.ok("run", "-y", "-d", "-p", strconv.Itoa(port)+":8000", "-m", "Serve a page.", "--name", "detached")
+	check("detached", port)
+	e.ok("wait", "detached")
+	closed("detached", port)
+
+	port = freePort(t)
+	done := make(chan result, 1)
+	go func() { done <- e.airlock("run", "-y", "-p", strconv.Itoa(port)+":8000", "-m", "Serve a page.", "--name", "attached") }()
+	check("attached", port)
+	if res := <-done; res.code != 0 {
+		t.Fatalf("attached run: exit %d\n%s", res.code, res.stderr)
+	}
+	closed("attached", port)
+
+	// Refused before anything is made: another address than loopback, a
+	// port airlock's relay uses, a host port in use.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for spec, want := range map[string]string{
+		"0.0.0.0:8080:8000": "listens on the host's loopback (127.0.0.1) only",
+		"3128":              "airlock's own relay to the egress proxy",
+		strconv.Itoa(busy.Addr().(*net.TCPAddr).Port) + ":8000": "in use",
+	} {
+		if res := e.airlock("run", "-y", "-p", spec, "-m", "Never runs.", "--name", "refused"); res.code == 0 || !strings.Contains(res.stderr, want) {
+			t.Errorf("-p %s: exit %d\n%s", spec, res.code, res.stderr)
+		}
+	}
+	if n := len(e.runs()); n != 2 {
+		t.Errorf("%d runs after refused -p, want 2", n)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

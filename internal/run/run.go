@@ -104,6 +104,9 @@ type Request struct {
 	// Setup are shell commands run in the sandbox before the agent
 	// (setup.go).
 	Setup []string
+	// Ports are the sandbox's TCP ports forwarded to the host's loopback
+	// (ports.go).
+	Ports []Port
 }
 
 // agent is the request's agent: the default when none is named.
@@ -227,6 +230,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 		Runtime:    req.Runtime,
 		Mounts:     mountStrings(req.Mounts),
 		Setup:      req.Setup,
+		Ports:      portStrings(req.Ports),
 	}
 	if r.Kind == "" {
 		r.Kind = KindHeadless
@@ -286,6 +290,9 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 		if _, _, err := m.base(ctx, req); err != nil {
 			return err
 		}
+	}
+	if err := checkPorts(req.Ports); err != nil {
+		return err
 	}
 	_, err := m.self()
 	return err
@@ -448,7 +455,7 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 		return nil, err
 	}
 	spec.Mounts = append(append(append(spec.Mounts, mounts...), req.Mounts...), setupMounts...)
-	flags := budgetFlags(req.Budget)
+	flags := append(budgetFlags(req.Budget), portFlags(req.Ports)...)
 	if r.Kind != KindShell && !req.Here {
 		// The agent's container bundles the work itself once the agent has
 		// exited, which spares the harvest its own container (harvest).

@@ -3,6 +3,8 @@ package sandbox
 import (
 	"context"
 	"io"
+	"path/filepath"
+	"strconv"
 )
 
 // A run's sandbox is two parts: the agent's container, which has no network
@@ -42,6 +44,20 @@ const (
 	// ssh-agent (ProxySpec.Mounts), behind the filter.
 	ProxySSHAgentUpstream = "/airlock/ssh-agent-upstream.sock"
 )
+
+// SocketDir is the directory of sockets both parts of a sandbox mount;
+// HostSocketDir is where it is on the host, in a sandbox's SandboxSpec.Dir.
+// Its entries are the sandbox's: the host opens none of them through a
+// link.
+const SocketDir = "/airlock/sock"
+
+// HostSocketDir is the host side of SocketDir for a sandbox whose
+// SandboxSpec.Dir is dir.
+func HostSocketDir(dir string) string { return filepath.Join(dir, "sock") }
+
+// PortSocketName is the socket, in SocketDir, on which the relay in the
+// agent's container serves its loopback TCP port port to the host (run -p).
+func PortSocketName(port int) string { return "port-" + strconv.Itoa(port) + ".sock" }
 
 // SandboxSpec is a run's sandbox.
 type SandboxSpec struct {
