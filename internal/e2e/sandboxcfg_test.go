@@ -223,7 +223,9 @@ func ports(t *testing.T, e *env) {
 
 	port = freePort(t)
 	done := make(chan result, 1)
-	go func() { done <- e.airlock("run", "-y", "-p", strconv.Itoa(port)+":8000", "-m", "Serve a page.", "--name", "attached") }()
+	go func() {
+		done <- e.airlock("run", "-y", "-p", strconv.Itoa(port)+":8000", "-m", "Serve a page.", "--name", "attached")
+	}()
 	check("attached", port)
 	if res := <-done; res.code != 0 {
 		t.Fatalf("attached run: exit %d\n%s", res.code, res.stderr)
