@@ -117,7 +117,9 @@ func (Codex) Env(Options) []string {
 // codexConfig is ~/.codex/config.toml: a model provider that is airlock's
 // endpoint, and nothing that would reach past it. plugins fetches a
 // marketplace from github.com; the update check and analytics call home.
-// The workdir is trusted so the terminal UI does not ask.
+// The workdir is trusted and the notices are marked seen so that the
+// terminal UI (airlock shell) opens at its prompt; the keys are those
+// Codex 0.171.0's UI wrote once its dialogs were answered.
 const codexConfig = `# Written by airlock for every run: Codex reaches the model API only
 # through airlock's egress proxy, which holds the real key.
 model = %s
@@ -139,6 +141,15 @@ enabled = false
 
 [projects.%s]
 trust_level = "trusted"
+
+# The terminal UI's first-run notices, as it records them once seen: the
+# screen reader probe, and the offer to move from gpt-5.5 to a newer model
+# (which would leave the priced one).
+[tui]
+screen_reader_detection_done = true
+
+[notice.model_migrations]
+"gpt-5.5" = "gpt-6-sol"
 `
 
 // Seed implements Agent: it writes ~/.codex/config.toml, replacing what is

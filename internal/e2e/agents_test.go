@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/budget"
@@ -20,10 +21,7 @@ import (
 // and commits hello.py, and looks at what its sandbox holds.
 func TestAgentCodex(t *testing.T) {
 	e := newEnv(t)
-	// The codex image, made once per machine (content-addressed).
-	if res := e.airlock("image", "build", "--agent", "codex"); res.code != 0 {
-		t.Fatalf("image build --agent codex: exit %d\n%s", res.code, tail(res.stderr, 30))
-	}
+	codexImage(e)
 	script := testkit.CodexDemoScript()
 	// Before the answer: the agent looks for the key where it could be.
 	script.Steps = append(script.Steps, testkit.ExecStep("Checking my environment.",
@@ -111,5 +109,59 @@ func TestAgentCodex(t *testing.T) {
 	}
 	if d := r.CostUSD - cost; cost <= 0 || d > 1e-6 || d < -1e-6 {
 		t.Errorf("metered cost $%v, want $%v", r.CostUSD, cost)
+	}
+}
+
+// codexImage builds the codex agent image, once per machine (it is
+// content-addressed).
+func codexImage(e *env) {
+	e.t.Helper()
+	if res := e.airlock("image", "build", "--agent", "codex"); res.code != 0 {
+		e.t.Fatalf("image build --agent codex: exit %d\n%s", res.code, tail(res.stderr, 30))
+	}
+}
+
+// TestAgentCodexShell: `airlock shell --agent codex` opens Codex's terminal
+// UI at its prompt (the seeded config answers its first-run dialogs), and a
+// task typed there goes through the proxy and ends in a commit.
+func TestAgentCodexShell(t *testing.T) {
+	e := newEnv(t)
+	codexImage(e)
+	srv := testkit.NewResponsesServer(testkit.CodexDemoScript())
+	url, err := srv.Start(e.gateway() + ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	const key = "sk-proj-e2e-codex-shell-0123456789"
+	e.extra = []string{"OPENAI_API_KEY=" + key, "OPENAI_BASE_URL=" + url}
+
+	id := strings.TrimSpace(e.ok("shell", "-d", "-y", "--agent", "codex").stdout)
+	e.waitScreen(id, "Ask Codex to do anything", 2*time.Minute)
+	// Codex's UI takes an Enter that comes in the same burst as typed text
+	// for part of a paste: the text first, then Enter on its own.
+	e.ok("tmux", "send", id, "Write hello.py, run it and commit it.")
+	e.waitScreen(id, "› Write hello.py, run it and commit it.", time.Minute)
+	time.Sleep(time.Second)
+	e.ok("tmux", "send", id, "", "--enter")
+	e.waitScreen(id, testkit.CodexDemoScript().FinalText, 2*time.Minute)
+	e.ok("tmux", "send", id, "/quit")
+	time.Sleep(time.Second)
+	e.ok("tmux", "send", id, "", "--enter")
+	e.ok("wait", id)
+	r := e.onlyRun()
+	if r.Status != store.StatusSucceeded || r.Agent != "codex" {
+		t.Fatalf("after /quit: %+v", r)
+	}
+	if got := e.git("log", "-1", "--format=%s", r.Branch); got != "Add hello.py" {
+		t.Errorf("run branch head = %q, want the agent's commit", got)
+	}
+	for i, q := range srv.Requests() {
+		if q.APIKey() != key {
+			t.Errorf("request %d carried %q, want the real key", i, q.APIKey())
+		}
+	}
+	if r.CostUSD <= 0 {
+		t.Errorf("the session was not metered: %+v", r)
 	}
 }
