@@ -23,9 +23,11 @@ func TestAgentCodex(t *testing.T) {
 	e := newEnv(t)
 	codexImage(e)
 	script := testkit.CodexDemoScript()
-	// Before the answer: the agent looks for the key where it could be.
-	script.Steps = append(script.Steps, testkit.ExecStep("Checking my environment.",
-		`env | grep -i openai; cat ~/.codex/config.toml; grep -rl "sk-proj-e2e" ~ /workspace /tmp 2>/dev/null; true`))
+	// Before the answer: the agent looks for the key where it could be,
+	// and writes terminal escapes (a window title, a clipboard write, a
+	// screen clear) in its text and in a command's output.
+	script.Steps = append(script.Steps, testkit.ExecStep("Checking my environment.\x1b]0;pwned\x07\x1b[2J",
+		`env | grep -i openai; cat ~/.codex/config.toml; grep -rl "sk-proj-e2e" ~ /workspace /tmp 2>/dev/null; printf '\033]52;c;ZXZpbA==\007\033[31mred\n'; true`))
 	srv := testkit.NewResponsesServer(script)
 	url, err := srv.Start(e.gateway() + ":0")
 	if err != nil {
@@ -93,6 +95,18 @@ func TestAgentCodex(t *testing.T) {
 	for _, want := range []string{"▸ apply_patch", "▸ exec_command  python3 hello.py", `git commit -m "Add hello.py"`, script.FinalText, "the agent reports success"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+
+	// What the agent and its commands printed reaches the terminal
+	// without its escapes, at every verbosity.
+	for _, v := range []string{"0", "1", "2"} {
+		out := e.ok("logs", "-v", v, r.ID).stdout
+		if strings.ContainsAny(out, "\x1b\x07") || strings.Contains(out, "pwned") || strings.Contains(out, "ZXZpbA") {
+			t.Errorf("logs -v %s passes terminal escapes through:\n%q", v, out)
+		}
+		if v == "2" && !strings.Contains(out, "red") {
+			t.Errorf("logs -v 2 lacks the command's output:\n%s", out)
 		}
 	}
 
