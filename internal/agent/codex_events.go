@@ -52,19 +52,39 @@ func ParseCodexLine(line []byte) ([]transcript.Event, error) {
 		base.Kind = transcript.KindResult
 		base.Subtype = "error"
 		base.IsError = true
-		base.Text = string(l.Error.Message)
+		base.Text = apiErrorText(string(l.Error.Message))
 	case "error":
 		// A stream error or a retry notice: shown, and remembered as what
 		// last went wrong until the model answers again.
 		base.Kind = transcript.KindText
 		base.IsError = true
-		base.Text = string(l.Message)
+		base.Text = apiErrorText(string(l.Message))
 	case "item.started", "item.updated", "item.completed":
 		if ev, ok := codexItemEvent(base, string(l.Type), l.Item); ok {
 			return []transcript.Event{ev}, nil
 		}
 	}
 	return []transcript.Event{base}, nil
+}
+
+// apiErrorText reads the model API's error body, which Codex passes on as
+// its message ({"error":{"message":…,"type":…}}), as "message (type)";
+// any other message is kept as it is.
+func apiErrorText(msg string) string {
+	var body struct {
+		Error *struct {
+			Message lenientString `json:"message"`
+			Type    lenientString `json:"type"`
+		} `json:"error"`
+	}
+	trimmed := strings.TrimSpace(msg)
+	if !strings.HasPrefix(trimmed, "{") || json.Unmarshal([]byte(trimmed), &body) != nil || body.Error == nil || body.Error.Message == "" {
+		return msg
+	}
+	if body.Error.Type == "" {
+		return string(body.Error.Message)
+	}
+	return string(body.Error.Message) + " (" + string(body.Error.Type) + ")"
 }
 
 // codexItemEvent maps a thread item: a message or reasoning when it

@@ -105,7 +105,7 @@ func TestParseCodexFailedRun(t *testing.T) {
 		s.Add(ev)
 	}
 	last := evs[len(evs)-1]
-	if last.Kind != transcript.KindResult || !last.IsError || !strings.Contains(last.Text, "scripted failure") {
+	if last.Kind != transcript.KindResult || !last.IsError || last.Text != "scripted failure (invalid_request_error)" {
 		t.Errorf("last event %+v, want a failed result naming the error", last)
 	}
 	if s.Outcome != transcript.OutcomeFailed || !strings.Contains(s.ErrorText, "scripted failure") {
@@ -128,6 +128,8 @@ func TestParseCodexLine(t *testing.T) {
 		{"reasoning is thinking", `{"type":"item.completed","item":{"id":"r","type":"reasoning","text":"**Plan**"}}`, "thinking | **Plan**"},
 		{"warning item", `{"type":"item.completed","item":{"id":"w","type":"error","message":"Model metadata for x not found"}}`, "text | Model metadata for x not found | ERROR"},
 		{"stream error", `{"type":"error","message":"Reconnecting... 1/5"}`, "text | Reconnecting... 1/5 | ERROR"},
+		{"API error body", `{"type":"error","message":"{\"error\":{\"message\":\"quota\",\"type\":\"insufficient_quota\"}}"}`, "text | quota (insufficient_quota) | ERROR"},
+		{"JSON that is not an API error", `{"type":"error","message":"{\"x\":1}"}`, `text | {"x":1} | ERROR`},
 		{"mcp call", `{"type":"item.started","item":{"id":"m","type":"mcp_tool_call","server":"docs","tool":"search","arguments":{"q":"x"},"status":"in_progress"}}`, `tool_use | docs.search | {"q":"x"} | m`},
 		{"mcp failure", `{"type":"item.completed","item":{"id":"m","type":"mcp_tool_call","server":"docs","tool":"search","error":{"message":"boom"},"status":"failed"}}`, "tool_result | m | boom | ERROR"},
 		{"web search", `{"type":"item.started","item":{"id":"s","type":"web_search","query":"go 1.26"}}`, `tool_use | web_search | {"query":"go 1.26"} | s`},

@@ -179,3 +179,29 @@ func TestAgentCodexShell(t *testing.T) {
 		t.Errorf("the session was not metered: %+v", r)
 	}
 }
+
+// TestAgentCodexModelError: a model API that refuses the request fails the
+// run, and says why.
+func TestAgentCodexModelError(t *testing.T) {
+	e := newEnv(t)
+	codexImage(e)
+	srv := testkit.NewResponsesServer(testkit.Script{Fail: &testkit.Failure{Status: 400, Type: "invalid_request_error", Message: "airlock test model: scripted failure"}})
+	url, err := srv.Start(e.gateway() + ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	e.extra = []string{"OPENAI_API_KEY=sk-proj-e2e-codex-fail", "OPENAI_BASE_URL=" + url}
+
+	res := e.airlock("run", "--agent", "codex", "-m", "Do something.", "--name", "codex-fail")
+	r := e.onlyRun()
+	if res.code == 0 || r.Status != store.StatusFailed {
+		t.Fatalf("run %s, exit %d; want a failed run", r.Status, res.code)
+	}
+	if out := res.stdout + res.stderr; !strings.Contains(out, "scripted failure") {
+		t.Errorf("the run's output does not say why:\n%s", out)
+	}
+	if logs := e.ok("logs", r.ID).stdout; !strings.Contains(logs, "✗ the agent reports failure") || !strings.Contains(logs, "airlock test model: scripted failure (invalid_request_error)") {
+		t.Errorf("logs:\n%s", logs)
+	}
+}
