@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 type lsOptions struct {
@@ -90,13 +91,15 @@ func lsRun(ctx context.Context, f *Factory, opts lsOptions) error {
 	now := f.Now()
 	if !f.IO.StdoutTTY {
 		for _, r := range shown {
-			fmt.Fprintf(f.IO.Out, "%s\t%s\t%s\t%s\t%s\t%.4f\n", r.ID, r.Name, statusText(r), r.Branch,
-				r.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"), r.CostUSD)
+			// The agent is last: scripts that read the first six
+			// fields keep working.
+			fmt.Fprintf(f.IO.Out, "%s\t%s\t%s\t%s\t%s\t%.4f\t%s\n", r.ID, r.Name, statusText(r), r.Branch,
+				r.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"), r.CostUSD, agentName(r))
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
-	header := "ID\tNAME\tSTATUS\tBRANCH\tAGE\tCOST"
+	header := "ID\tNAME\tSTATUS\tAGENT\tBRANCH\tAGE\tCOST"
 	if opts.AllProjects {
 		header += "\tPROJECT"
 	}
@@ -106,7 +109,7 @@ func lsRun(ctx context.Context, f *Factory, opts lsOptions) error {
 	}
 	fmt.Fprintln(tw, header)
 	for _, r := range shown {
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", r.ID, r.Name, statusText(r), r.Branch, age(now.Sub(r.CreatedAt)), cost(r.CostUSD))
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", r.ID, r.Name, statusText(r), agentName(r), r.Branch, age(now.Sub(r.CreatedAt)), cost(r.CostUSD))
 		if opts.AllProjects {
 			line += "\t" + r.Project
 		}
@@ -142,4 +145,13 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// agentName is the run's agent; records from before there was a choice
+// name none and ran Claude Code.
+func agentName(r *store.Run) string {
+	if r.Agent == "" {
+		return "claude"
+	}
+	return untrusted.Text(r.Agent)
 }

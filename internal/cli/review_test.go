@@ -256,7 +256,7 @@ func TestLsCosts(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("ls: exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"$0.00014", "$0.001234", "$0.50", "Total cost of 3 run(s): $0.50"} {
+	for _, want := range []string{"$0.00014", "$0.001234", "$0.50", "Total cost of 3 run(s): $0.50", "AGENT", "claude"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("ls does not show %q:\n%s", want, stdout)
 		}
