@@ -284,11 +284,13 @@ func (Codex) API(lookup func(string) (string, bool)) (APIAuth, error) {
 	}, nil
 }
 
-// DefaultAllow implements Agent: with plugins, analytics and update checks
-// off, Codex's only traffic is the model API, which goes to airlock's
-// endpoint; api.openai.com stays listed for the same reason Claude's host
-// does, so a user's allowlist names the provider.
-func (Codex) DefaultAllow() []string { return []string{"api.openai.com"} }
+// DefaultAllow implements Agent: none. With plugins, analytics and update
+// checks off, Codex's only traffic is the model API, which goes to
+// airlock's endpoint, not through the allowlist. Allowing api.openai.com
+// directly would serve nothing but a way out: an agent holding someone
+// else's key (from a prompt injection) could upload the repository to
+// that account's files.
+func (Codex) DefaultAllow() []string { return nil }
 
 // ParseLine implements Agent.
 func (Codex) ParseLine(line []byte) ([]transcript.Event, error) { return ParseCodexLine(line) }

@@ -20,6 +20,9 @@ func TestCodexRegistered(t *testing.T) {
 	if !strings.Contains(a.Install("1.2.3"), "npm install -g --no-fund --no-audit @openai/codex@1.2.3 ") || !strings.Contains(a.Install("1.2.3"), "codex --version") {
 		t.Errorf("Install = %q", a.Install("1.2.3"))
 	}
+	if allow := a.DefaultAllow(); len(allow) != 0 {
+		t.Errorf("DefaultAllow = %q, want nothing: Codex needs no host but the proxy's endpoint", allow)
+	}
 	if !IsSecretName("OPENAI_API_KEY") {
 		t.Errorf("OPENAI_API_KEY is not secret")
 	}
