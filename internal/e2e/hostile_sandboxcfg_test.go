@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
@@ -102,4 +103,36 @@ func hostilePortSocketLink(t *testing.T, e *env) {
 	}
 	os.WriteFile(filepath.Join(ws, ".stop"), nil, 0o644)
 	e.ok("wait", "relink")
+}
+
+// What the setup leaves is the sandbox's: it cannot write the host's
+// "setup done" marker (a read-only mount), a forged setup.status does not
+// turn a run that succeeded into a setup failure, and a setup.log replaced
+// with a link to a host file is not followed by `logs --setup`.
+func TestHostileSetupRecord(t *testing.T) { onEngines(t, rootfulEngines, hostileSetupRecord) }
+
+func hostileSetupRecord(t *testing.T, e *env) {
+	secret := filepath.Join(t.TempDir(), "secret.txt")
+	os.WriteFile(secret, []byte("HOST SECRET\n"), 0o644)
+	e.write(".airlock/config.toml", "[sandbox]\nsetup = [\"echo set up\"]\n")
+	e.git("add", ".")
+	e.git("commit", "-qm", "setup")
+	e.server(testkit.Script{
+		Name: "forge",
+		Steps: []testkit.Step{bashStep(`(touch /airlock/setup/done && echo writable || echo read-only) > marker.txt 2>/dev/null; ` +
+			`echo "1 0" > /airlock/log/setup.status; ln -sf ` + secret + ` /airlock/log/setup.log; git add marker.txt && git commit -qm marker`)},
+		FinalText: "Done.",
+	})
+	e.ok("run", "-y", "-m", "Forge the setup's record.", "--name", "forge")
+	r := e.run("forge")
+	if r.Status != store.StatusSucceeded || r.Error != "" || !r.SetupDone {
+		t.Errorf("status %s, error %q, setup done %v; want succeeded, no error, done", r.Status, r.Error, r.SetupDone)
+	}
+	if got := e.git("show", r.Branch+":marker.txt"); got != "read-only" {
+		t.Errorf("the host's setup marker directory was %s to the agent", got)
+	}
+	res := e.airlock("logs", "--setup", r.ID)
+	if strings.Contains(res.stdout, "HOST SECRET") || res.code == 0 {
+		t.Errorf("logs --setup followed the sandbox's link: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
 }
