@@ -354,7 +354,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	if err != nil {
 		return run.Request{}, nil, "", err
 	}
-	policyText += describeMounts(mounts)
+	policyText += describeMounts(mounts) + describeSetup(res)
 	ports, err := parsePorts(opts.Ports)
 	if err != nil {
 		return run.Request{}, nil, "", err

@@ -130,3 +130,13 @@ func anyPorts(runs []*store.Run) bool {
 	}
 	return false
 }
+
+// describeSetup shows a run's setup commands with the policy, before y/N:
+// they run behind it.
+func describeSetup(res *config.Resolved) string {
+	var b strings.Builder
+	for _, c := range res.Config.Sandbox.Setup {
+		fmt.Fprintf(&b, "  setup  %-32s %s\n", untrusted.Line(c), res.EntryFrom("sandbox.setup", c))
+	}
+	return b.String()
+}

@@ -93,7 +93,7 @@ func mounts(t *testing.T, e *env) {
 // and logged), their output in `logs --setup`; a failing one fails the
 // run, named with its exit status, and the agent never starts; a
 // persistent run's setup is not repeated when it is started again.
-func TestSetup(t *testing.T) { onEngines(t, rootfulEngines, setupCommands) }
+func TestSetup(t *testing.T) { onEngines(t, allEngines, setupCommands) }
 
 func setupCommands(t *testing.T, e *env) {
 	e.write(".airlock/config.toml", "[sandbox]\nsetup = [\"echo prepared > .setup-made; id -u >> .setup-made; pwd >> .setup-made\", \"curl -sS --max-time 20 https://denied.example/ || echo curl refused\"]\n")
