@@ -30,6 +30,7 @@ type shellOptions struct {
 	Env        []string
 	Allow      []string
 	GitAuth    string
+	Ports      []string
 
 	set map[string]bool
 }
@@ -98,6 +99,7 @@ limits (max cost, timeout) do not apply to interactive sessions.`,
 	fl.StringVar(&opts.Runtime, "runtime", "", "OCI runtime for the agent's container, such as runsc (gVisor)")
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "pass NAME from your environment, or set NAME=value (repeatable)")
 	fl.StringArrayVar(&opts.Allow, "allow", nil, "also let the agent reach this host pattern (repeatable)")
+	fl.StringArrayVarP(&opts.Ports, "publish", "p", nil, "forward the sandbox's TCP port to the host's loopback: PORT or HOSTPORT:PORT (repeatable)")
 	addGitAuthFlag(fl, &opts.GitAuth)
 	return cmd
 }
@@ -126,6 +128,7 @@ func shellRun(ctx context.Context, f *Factory, opts shellOptions) error {
 		Env:     opts.Env,
 		Allow:   opts.Allow,
 		GitAuth: opts.GitAuth,
+		Ports:   opts.Ports,
 		set:     opts.set,
 		here:    opts.Here,
 	}
