@@ -232,14 +232,18 @@ func writeHomeFile(home, rel string, data []byte, uid, gid int) error {
 	return nil
 }
 
-// SessionDir implements Agent: Codex keeps its sessions (rollout files) and
-// its state databases in ~/.codex.
-func (Codex) SessionDir() string { return ".codex" }
+// SessionDir implements Agent: Codex keeps each session as a rollout file
+// under ~/.codex/sessions/YYYY/MM/DD/. That directory alone is enough to
+// continue: in a fresh ~/.codex holding only it (and the config Seed
+// writes), `codex exec resume --last` picks the session up (checked with
+// 0.171.0).
+func (Codex) SessionDir() string { return ".codex/sessions" }
 
-// SessionLog implements Agent. Codex's session (rollout) files are its own
-// format, not the `exec --json` events ParseLine reads, and are named by
-// date and by a thread id Codex picks, which airlock's session id is not:
-// there is no one file to name, so a Codex run cannot be resumed (yet).
+// SessionLog implements Agent. Codex's rollout files are its own format,
+// not the `exec --json` events ParseLine reads, and are named by date and
+// by a thread id Codex picks, not airlock's session id: there is no one
+// file to name, so resuming a Codex run needs airlock to keep SessionDir
+// whole (and Command's Resume, which continues the latest session).
 func (Codex) SessionLog(workdir, sessionID string) string { return "" }
 
 // CredentialNames implements Agent: the API key only. A ChatGPT login

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/airlock-dev/airlock/internal/testkit"
+	"github.com/airlock-dev/airlock/internal/transcript"
 )
 
 func TestCodexRegistered(t *testing.T) {
@@ -205,51 +206,64 @@ func TestCodexCommandDrivesRealCLI(t *testing.T) {
 			t.Fatalf("git %v: %v\n%s", args, err, out)
 		}
 	}
-	if err := (Codex{}).Seed(home, SeedOptions{Workdir: work}, os.Getuid(), os.Getgid()); err != nil {
-		t.Fatal(err)
+	seed := func(home string) {
+		t.Helper()
+		if err := (Codex{}).Seed(home, SeedOptions{Workdir: work}, os.Getuid(), os.Getgid()); err != nil {
+			t.Fatal(err)
+		}
+		// The sandbox's endpoint is the proxy's; here it is the server itself.
+		cfgPath := filepath.Join(home, ".codex", "config.toml")
+		cfg, _ := os.ReadFile(cfgPath)
+		cfg = bytes.Replace(cfg, []byte(`"`+APIBaseURL+`"`), []byte(`"`+base+`"`), 1)
+		os.WriteFile(cfgPath, cfg, 0o600)
 	}
-	// The sandbox's endpoint is the proxy's; here it is the server itself.
-	cfgPath := filepath.Join(home, ".codex", "config.toml")
-	cfg, _ := os.ReadFile(cfgPath)
-	cfg = bytes.Replace(cfg, []byte(`"`+APIBaseURL+`"`), []byte(`"`+base+`"`), 1)
-	os.WriteFile(cfgPath, cfg, 0o600)
+	// run runs Command's argv as the container would, with home as
+	// /home/agent, and returns the transcript's events.
+	run := func(home string, o Options) []transcript.Event {
+		t.Helper()
+		argv := Codex{}.Command(o)
+		argv = append(argv[:len(argv)-1], "--strict-config", "-")
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Dir = work
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "OPENAI_API_KEY=sk-proj-host-test",
+			"GIT_AUTHOR_NAME=a", "GIT_AUTHOR_EMAIL=a@example.invalid", "GIT_COMMITTER_NAME=a", "GIT_COMMITTER_EMAIL=a@example.invalid"}
+		for _, e := range (Codex{}).Env(o) {
+			name, value, _ := strings.Cut(e, "=")
+			value = strings.ReplaceAll(value, "/home/agent", home)
+			cmd.Env = append(cmd.Env, name+"="+value)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			stderr, _ := os.ReadFile(o.StderrPath)
+			t.Fatalf("codex: %v\n%s\nstderr:\n%s", err, out, stderr)
+		}
+		data, err := os.ReadFile(o.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs []transcript.Event
+		for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+			got, err := Codex{}.ParseLine(line)
+			if err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			evs = append(evs, got...)
+		}
+		return evs
+	}
 
+	seed(home)
 	prompt := filepath.Join(logs, "prompt.md")
 	os.WriteFile(prompt, []byte("Write hello.py, run it and commit it.\n"), 0o600)
 	o := Options{PromptPath: prompt, LogPath: filepath.Join(logs, "agent.jsonl"), StderrPath: filepath.Join(logs, "stderr")}
-	argv := Codex{}.Command(o)
-	argv = append(argv[:len(argv)-1], "--strict-config", "-")
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = work
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "OPENAI_API_KEY=sk-proj-host-test",
-		"GIT_AUTHOR_NAME=a", "GIT_AUTHOR_EMAIL=a@example.invalid", "GIT_COMMITTER_NAME=a", "GIT_COMMITTER_EMAIL=a@example.invalid"}
-	for _, e := range (Codex{}).Env(o) {
-		name, value, _ := strings.Cut(e, "=")
-		value = strings.ReplaceAll(value, "/home/agent", home)
-		cmd.Env = append(cmd.Env, name+"="+value)
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		stderr, _ := os.ReadFile(o.StderrPath)
-		t.Fatalf("codex: %v\n%s\nstderr:\n%s", err, out, stderr)
-	}
-	data, err := os.ReadFile(o.LogPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs := run(home, o)
 	var tools []string
 	var final string
-	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-		evs, err := Codex{}.ParseLine(line)
-		if err != nil {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		for _, ev := range evs {
-			switch ev.Kind {
-			case "tool_use":
-				tools = append(tools, ev.Tool+" "+string(ev.ToolInput))
-			case "text":
-				final = ev.Text
-			}
+	for _, ev := range evs {
+		switch ev.Kind {
+		case transcript.KindToolUse:
+			tools = append(tools, ev.Tool+" "+string(ev.ToolInput))
+		case transcript.KindText:
+			final = ev.Text
 		}
 	}
 	if len(tools) != 3 || !strings.HasPrefix(tools[0], "apply_patch") || !strings.Contains(tools[1], "python3 hello.py") || !strings.Contains(tools[2], "git commit") {
@@ -262,5 +276,23 @@ func TestCodexCommandDrivesRealCLI(t *testing.T) {
 		if r.Path != "/v1/responses" || r.APIKey() != "sk-proj-host-test" {
 			t.Errorf("request %s with key %q", r.Path, r.APIKey())
 		}
+	}
+
+	// Resume: a fresh home holding only SessionDir (and the seeded
+	// config) continues the same thread, whole.
+	home2 := t.TempDir()
+	seed(home2)
+	if out, err := exec.Command("cp", "-a", filepath.Join(home, Codex{}.SessionDir()), filepath.Join(home2, Codex{}.SessionDir())).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	os.WriteFile(prompt, []byte("Now say what you did.\n"), 0o600)
+	o.Resume, o.LogPath = true, filepath.Join(logs, "resumed.jsonl")
+	resumed := run(home2, o)
+	if resumed[0].Kind != transcript.KindInit || resumed[0].SessionID != evs[0].SessionID {
+		t.Errorf("resumed session %+v, want thread %s", resumed[0], evs[0].SessionID)
+	}
+	reqs := srv.Requests()
+	if last := reqs[len(reqs)-1]; len(reqs) != 5 || last.NumToolResults != 3 || !bytes.Contains(last.Body, []byte("Now say what you did.")) || !bytes.Contains(last.Body, []byte("python3 hello.py")) {
+		t.Errorf("the resumed request (%d of %d) does not carry the conversation and the new prompt", len(reqs), 5)
 	}
 }
