@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/budget"
 )
@@ -227,4 +229,63 @@ func TestGeminiAPIForwarding(t *testing.T) {
 		t.Errorf("upstream saw %d requests, want %d: %+v", len(got), len(ok), got)
 	}
 	mu.Unlock()
+}
+
+// The proxy meters a Gemini response from its usageMetadata, streamed in
+// small pieces (lines split) or whole, at Gemini's prices.
+func TestGeminiMeter(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, ":streamGenerateContent") {
+			w.Header().Set("Content-Type", "text/event-stream")
+			for s := geminiStream; len(s) > 0; {
+				n := min(5, len(s))
+				io.WriteString(w, s[:n])
+				w.(http.Flusher).Flush()
+				s = s[n:]
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+		io.WriteString(w, `{"candidates":[{"content":{"parts":[{"text":"{}"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1000,"candidatesTokenCount":10,"totalTokenCount":1010},"modelVersion":"gemini-2.5-pro"}`)
+	}))
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	meterFile := filepath.Join(t.TempDir(), "meter.json")
+	p := startProxy(t, Config{MeterFile: meterFile, API: &APIConfig{
+		Upstream: u, Headers: map[string]string{"x-goog-api-key": "k"}, Routes: geminiRoutes, Usage: "gemini",
+	}})
+	for _, target := range []string{
+		"/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+		"/v1beta/models/gemini-2.5-pro:generateContent",
+		"/v1beta/models/gemini-2.5-pro:countTokens",
+	} {
+		resp := rawRequest(t, apiAddr(p), "POST "+target, `{}`)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", target, resp.StatusCode, body)
+		}
+		if strings.Contains(target, "stream") && string(body) != geminiStream {
+			t.Fatalf("the stream was changed on its way")
+		}
+	}
+	p.records(t, 3)
+	m, err := ReadMeter(meterFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stream: 12000 prompt of which 8000 cached, 40 candidates and
+	// 200 thoughts at the end (the text's fake usage is ignored). The
+	// router-like JSON answer: 1000 in, 10 out. countTokens is not metered.
+	flash := budget.Usage{Input: 4000, CacheRead: 8000, Output: 240}
+	pro := budget.Usage{Input: 1000, Output: 10}
+	want := Meter{ModelRequests: 2, InputTokens: 5000, OutputTokens: 250, CacheReadInputTokens: 8000}
+	got := m
+	got.CostUSD, got.UpdatedAt = 0, time.Time{}
+	if got != want {
+		t.Errorf("meter = %+v\nwant    %+v", got, want)
+	}
+	cost := budget.PriceOf("gemini-2.5-flash").Cost(flash) + budget.PriceOf("gemini-2.5-pro").Cost(pro)
+	if d := m.CostUSD - cost; d > 1e-12 || d < -1e-12 {
+		t.Errorf("cost = %v, want %v", m.CostUSD, cost)
+	}
 }

@@ -294,6 +294,8 @@ func usageFormats(name string) (usageFormat, error) {
 		return anthropicUsage, nil
 	case "openai-responses":
 		return responsesUsageFormat, nil
+	case "gemini":
+		return geminiFormat, nil
 	}
 	return usageFormat{}, fmt.Errorf("unknown model API usage format %q", name)
 }

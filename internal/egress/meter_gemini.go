@@ -72,3 +72,10 @@ func geminiUsage(data []byte, observe func(model string, u budget.Usage)) {
 		}
 	}
 }
+
+// geminiFormat meters the Gemini API ("gemini"): its events are unnamed,
+// each one chunk with the response's usage so far.
+var geminiFormat = usageFormat{
+	event: func([]byte) bool { return true },
+	data:  func(rm *responseMeter, data []byte) { geminiUsage(data, rm.observe) },
+}

@@ -33,7 +33,16 @@ type Summary struct {
 	// result line, what last went wrong (an API error or retry).
 	ErrorText string
 	Skipped   int // lines that were not JSON
+
+	// lastText is the agent's text since its last tool call, for an agent
+	// whose result line does not repeat its final answer (the Gemini CLI);
+	// lastDelta says it ended with a piece of streamed text.
+	lastText  string
+	lastDelta bool
 }
+
+// maxLastText bounds the final text a Summary keeps from text events.
+const maxLastText = 1 << 20
 
 // Summarize reads a whole transcript. It fails only on a read error, and
 // even then returns what it had read.
@@ -65,6 +74,7 @@ func (s *Summary) Add(ev Event) {
 	case KindInit:
 		s.Model = ev.Model
 	case KindText, KindThinking, KindToolUse:
+		s.trackText(ev)
 		// Before the result line, ErrorText tracks the model API: an error
 		// report sets it and any real answer from the model clears it.
 		if !s.Final {
@@ -77,6 +87,8 @@ func (s *Summary) Add(ev Event) {
 		if ev.Subtype == "api_retry" && !s.Final {
 			s.ErrorText = retryText(ev.Raw)
 		}
+	case KindToolResult:
+		s.lastText, s.lastDelta = "", false
 	case KindResult:
 		s.addResult(ev)
 	}
@@ -112,7 +124,12 @@ func (s *Summary) addResult(ev Event) {
 		s.InputTokens, s.OutputTokens, s.CacheRead, s.CacheCreation = u.Input, u.Output, u.CacheRead, u.CacheWrite
 	}
 	s.Result = ev.Text
+	lastText := s.lastText
+	s.lastText, s.lastDelta = "", false
 	if !s.IsError {
+		if s.Result == "" {
+			s.Result = lastText
+		}
 		s.Outcome = OutcomeSucceeded
 		s.ErrorText = ""
 		return
@@ -152,4 +169,24 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// trackText keeps the text since the last tool call: pieces of streamed
+// text (Subtype "delta") join as they came, whole texts as paragraphs.
+func (s *Summary) trackText(ev Event) {
+	if ev.Kind != KindText || ev.IsError {
+		if ev.Kind == KindToolUse {
+			s.lastText, s.lastDelta = "", false
+		}
+		return
+	}
+	delta := ev.Subtype == "delta"
+	text := ev.Text
+	if s.lastText != "" && !(delta && s.lastDelta) {
+		text = "\n\n" + text
+	}
+	if len(s.lastText)+len(text) <= maxLastText {
+		s.lastText += text
+	}
+	s.lastDelta = delta
 }

@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/airlock-dev/airlock/internal/budget"
+	"github.com/airlock-dev/airlock/internal/egress"
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/testkit"
+)
+
+// geminiModel is the model the Gemini tests ask for: a concrete one, so
+// that the CLI does not first ask its `auto` router.
+const geminiModel = "gemini-2.5-flash"
+
+// geminiServer starts a scripted Gemini API reachable from containers and
+// gives the test's airlock a Gemini API key and the server as its gateway.
+// It returns the server and the key.
+func geminiServer(e *env, s testkit.Script) (*testkit.GeminiServer, string) {
+	e.t.Helper()
+	srv := testkit.NewGeminiServer(s)
+	url, err := srv.Start(e.gateway() + ":0")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { srv.Close() })
+	key := "AIza-e2e-gemini-" + strings.NewReplacer("/", "-", " ", "-").Replace(e.t.Name())
+	e.extra = []string{"GEMINI_API_KEY=" + key, "GOOGLE_GEMINI_BASE_URL=" + url}
+	return srv, key
+}
+
+// geminiImage builds (or finds) the Gemini CLI's image.
+func geminiImage(e *env) {
+	e.t.Helper()
+	e.ok("image", "build", "--agent", "gemini")
+}
+
+// assertKeyNotInSandbox checks that the key is nowhere the sandbox could
+// read or write: the container's command line and environment, the run's
+// directory on the host (the agent's home, its transcript, the bundle),
+// and the repository.
+func assertKeyNotInSandbox(t *testing.T, e *env, r store.Run, key string) {
+	t.Helper()
+	inspect, err := exec.Command("docker", "inspect", "--format", "{{json .Path}} {{json .Args}} {{json .Config.Cmd}} {{json .Config.Entrypoint}} {{json .Config.Env}}", r.Container).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker inspect: %v\n%s", err, inspect)
+	}
+	if strings.Contains(string(inspect), key) {
+		t.Errorf("the key is in the agent container's command line or environment: %s", inspect)
+	}
+	if !strings.Contains(string(inspect), "GEMINI_API_KEY=") || !strings.Contains(string(inspect), "GOOGLE_GEMINI_BASE_URL=") {
+		t.Errorf("the agent's environment lacks the placeholder key or the base URL: %s", inspect)
+	}
+	runDir := filepath.Join(e.state, "airlock", "runs", r.ID)
+	filepath.Walk(runDir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			if data, _ := os.ReadFile(p); bytes.Contains(data, []byte(key)) {
+				t.Errorf("the key is in %s", p)
+			}
+		}
+		return nil
+	})
+	if out, _ := exec.Command("git", "-C", e.repo, "log", "--all", "-p").CombinedOutput(); bytes.Contains(out, []byte(key)) {
+		t.Error("the key is in the repository")
+	}
+}
+
+// The real Gemini CLI runs the 4-step task in its sandbox against the
+// scripted Gemini API, through the egress proxy: the commit comes back on
+// the run's branch, the key is injected by the proxy and never seen inside,
+// `airlock logs` shows the tool calls and the final answer, and the proxy
+// meters the usage the API reported at Gemini's prices.
+func TestAgentGemini(t *testing.T) {
+	e := newEnv(t)
+	geminiImage(e)
+	srv, key := geminiServer(e, testkit.GeminiDemoScript("/workspace"))
+
+	res := e.ok("run", "--agent", "gemini", "--model", geminiModel, "-m", "Write hello.py, run it, commit it.", "--name", "gemini-hello")
+	out := res.stdout + res.stderr
+	for _, want := range []string{"write_file", "run_shell_command", "python3 hello.py", "succeeded"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run output lacks %q:\n%s", want, out)
+		}
+	}
+
+	runs := e.runs()
+	if len(runs) != 1 || runs[0].Status != store.StatusSucceeded {
+		t.Fatalf("runs = %+v", runs)
+	}
+	r := runs[0]
+	if r.Agent != "gemini" {
+		t.Errorf("run agent = %q, want gemini", r.Agent)
+	}
+	if got := e.git("log", "-1", "--format=%s", r.Branch); got != "Add hello.py" {
+		t.Fatalf("run branch head = %q", got)
+	}
+	if got := e.git("show", r.Branch+":hello.py"); got != `print("Hello from airlock")` {
+		t.Errorf("hello.py on the branch = %q", got)
+	}
+
+	// The server saw the real key on every request, in x-goog-api-key, and
+	// the CLI's requests were the streamed ones for the model asked for.
+	reqs := srv.Requests()
+	main := 0
+	for i, q := range reqs {
+		if got := q.Headers.Get("X-Goog-Api-Key"); got != key {
+			t.Errorf("request %d (%s) carried x-goog-api-key %q, want the test's key", i, q.Path, got)
+		}
+		if q.Headers.Get("Authorization") != "" || strings.Contains(q.Query, "key=") {
+			t.Errorf("request %d carried another credential: auth %q query %q", i, q.Headers.Get("Authorization"), q.Query)
+		}
+		if q.NumTools > 0 {
+			main++
+			if q.Model != geminiModel || !q.Stream {
+				t.Errorf("request %d: model %q stream %v", i, q.Model, q.Stream)
+			}
+		}
+	}
+	if main < 4 {
+		t.Errorf("the server saw %d model requests with tools, want at least 4", main)
+	}
+	assertKeyNotInSandbox(t, e, r, key)
+
+	logs := e.ok("logs", r.ID).stdout
+	for _, want := range []string{"write_file", "run_shell_command", "python3 hello.py", `Created hello.py, which prints "Hello from airlock", and committed it.`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+
+	// The meter holds exactly what the API reported, priced as Gemini 2.5
+	// Flash (not as an unknown model).
+	var want budget.Usage
+	for _, s := range srv.Sent() {
+		want.Input += s.Prompt - s.Cached
+		want.CacheRead += s.Cached
+		want.Output += s.All - s.Prompt
+	}
+	m, err := egress.ReadMeter(filepath.Join(e.state, "airlock", "runs", r.ID, "egress", egress.MeterFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.InputTokens != want.Input || m.OutputTokens != want.Output || m.CacheReadInputTokens != want.CacheRead || m.ModelRequests != len(srv.Sent()) {
+		t.Errorf("meter = %+v, want %+v over %d requests", m, want, len(srv.Sent()))
+	}
+	cost := budget.PriceOf(geminiModel).Cost(want)
+	if cost <= 0 || math.Abs(m.CostUSD-cost) > 1e-9 || math.Abs(r.CostUSD-cost) > 1e-9 {
+		t.Errorf("cost: meter %v, run %v, want %v", m.CostUSD, r.CostUSD, cost)
+	}
+}
+
+// The agent sends a key of its choosing in the query string (where the
+// Gemini API also reads one) and in the header: neither reaches the API,
+// which sees only the real key.
+func TestHostileGeminiKeyInQuery(t *testing.T) {
+	e := newEnv(t)
+	geminiImage(e)
+	const body = `{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}`
+	var cmds []string
+	for _, q := range []string{"key=AIza-smuggled-1", "alt=sse&KEY=AIza-smuggled-2", "%6Bey=AIza-smuggled-3&access_token=smuggled-4"} {
+		cmds = append(cmds, "curl -s -o /dev/null -w '%{http_code} ' -X POST "+
+			"'http://127.0.0.1:3129/v1beta/models/gemini-2.5-flash:generateContent?"+q+"' "+
+			"-H 'x-goog-api-key: AIza-smuggled-header' -H 'content-type: application/json' -d '"+body+"'")
+	}
+	script := testkit.Script{
+		Name: "smuggle",
+		Steps: []testkit.Step{{
+			Text:  "Using my own key.",
+			Tool:  "run_shell_command",
+			Input: map[string]any{"command": strings.Join(cmds, "; ")},
+		}},
+		FinalText: "Sent.",
+	}
+	srv, key := geminiServer(e, script)
+	e.ok("run", "--agent", "gemini", "--model", geminiModel, "-m", "Use your own key.", "--name", "smuggle")
+
+	reqs := srv.Requests()
+	side := 0
+	for i, q := range reqs {
+		all := q.Query + " " + q.Headers.Get("X-Goog-Api-Key") + " " + q.Headers.Get("Authorization")
+		if strings.Contains(all, "smuggled") {
+			t.Errorf("request %d reached the API with the agent's key: query %q headers %v", i, q.Query, q.Headers)
+		}
+		if q.Headers.Get("X-Goog-Api-Key") != key {
+			t.Errorf("request %d without the real key", i)
+		}
+		if q.NumTools == 0 && strings.HasSuffix(q.Path, ":generateContent") {
+			side++
+		}
+	}
+	if side < 3 {
+		t.Errorf("the agent's own requests did not get through (%d of 3): the test proves nothing", side)
+	}
+	r := e.runs()[0]
+	logs := e.ok("logs", "-v", "2", r.ID).stdout
+	if !strings.Contains(logs, "200 200 200") {
+		t.Errorf("the agent's requests were not answered:\n%s", logs)
+	}
+	assertKeyNotInSandbox(t, e, r, key)
+}
