@@ -205,3 +205,48 @@ func TestAgentCodexModelError(t *testing.T) {
 		t.Errorf("logs:\n%s", logs)
 	}
 }
+
+// TestAgentCodexBudget: the proxy's budgets stop a Codex run that would
+// never end, as they stop Claude Code's (a refused request is a 429, which
+// Codex gives up on after its retries).
+func TestAgentCodexBudget(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		reason string
+	}{
+		{"max turns", []string{"--max-turns", "3"}, "budget: reached max turns (3)"},
+		{"max cost", []string{"--max-cost", "0.25"}, "budget: reached the cost limit of $0.25"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			codexImage(e)
+			srv := testkit.NewResponsesServer(testkit.EndlessScript())
+			url, err := srv.Start(e.gateway() + ":0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { srv.Close() })
+			e.extra = []string{"OPENAI_API_KEY=sk-proj-e2e-codex-budget", "OPENAI_BASE_URL=" + url}
+			start := time.Now()
+			res := e.airlock(append([]string{"run", "--agent", "codex", "-m", "Never stop.", "--name", "endless"}, tt.args...)...)
+			if res.code != 3 {
+				t.Fatalf("run exit = %d, want 3\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+			}
+			if d := time.Since(start); d > 2*time.Minute {
+				t.Errorf("the budget took %s to stop the run", d)
+			}
+			r := e.onlyRun()
+			if r.Status != store.StatusStopped || r.StopReason != "budget" || !strings.HasPrefix(r.Error, tt.reason) {
+				t.Fatalf("run = status %s, stop reason %q, error %q; want stopped, budget, %q", r.Status, r.StopReason, r.Error, tt.reason)
+			}
+			if tt.name == "max turns" && (r.Turns != 3 || len(srv.Requests()) != 3) {
+				t.Errorf("%d turns metered, %d requests reached the model; want 3", r.Turns, len(srv.Requests()))
+			}
+			if tt.name == "max cost" && r.CostUSD < 0.25 {
+				t.Errorf("stopped at $%v, under the limit", r.CostUSD)
+			}
+		})
+	}
+}
