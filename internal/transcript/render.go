@@ -198,9 +198,16 @@ func (r *Renderer) Finish(s Summary) {
 	parts := []string{head}
 	if s.Final {
 		// An agent that reports none of these (Codex CLI: only tokens)
-		// is not shown as having taken no turns, no time and no money.
+		// is not shown as having taken no turns, no time and no money;
+		// one that reports some (Gemini CLI: time) shows those.
 		if s.Turns > 0 || s.Duration > 0 || s.CostUSD > 0 {
-			parts = append(parts, plural(s.Turns, "turn"), formatDuration(s.Duration), formatCost(s.CostUSD))
+			if s.Turns > 0 || s.CostUSD > 0 {
+				parts = append(parts, plural(s.Turns, "turn"))
+			}
+			parts = append(parts, formatDuration(s.Duration))
+			if s.Turns > 0 || s.CostUSD > 0 {
+				parts = append(parts, formatCost(s.CostUSD))
+			}
 		}
 		if tokens := formatTokens(s); tokens != "" {
 			parts = append(parts, tokens)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/render/*.golden")
@@ -228,5 +229,17 @@ func TestRenderJoinsTextPieces(t *testing.T) {
 	}
 	if buf.Len() == 0 {
 		t.Error("20 x 64 KiB of pieces all held back")
+	}
+}
+
+// An agent that reports its time but no turns or cost (the Gemini CLI) is
+// shown with its time only.
+func TestFinishShowsOnlyWhatTheAgentReports(t *testing.T) {
+	var buf bytes.Buffer
+	r := &Renderer{W: &buf, Verbosity: 1}
+	r.Finish(Summary{Outcome: OutcomeSucceeded, Final: true, Duration: 2300 * time.Millisecond, InputTokens: 31000, OutputTokens: 209})
+	got := buf.String()
+	if !strings.Contains(got, "success · 2.3s · tokens") || strings.Contains(got, "turns") || strings.Contains(got, "$") {
+		t.Errorf("summary line %q", got)
 	}
 }
