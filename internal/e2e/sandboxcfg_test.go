@@ -262,3 +262,57 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// A persistent run brought back with start has its ports forwarded again.
+func TestPortsAfterStart(t *testing.T) {
+	e := newEnv(t)
+	serve := testkit.Script{
+		Name: "serve",
+		Steps: []testkit.Step{
+			bashStep(`rm -f /workspace/.stop; mkdir -p /tmp/www && echo "served from the sandbox" > /tmp/www/index.html && (nohup python3 -m http.server 8000 --bind 127.0.0.1 --directory /tmp/www >/tmp/http.log 2>&1 &) && sleep 1 && echo started`),
+			bashStep(`for i in $(seq 500); do [ -e /workspace/.stop ] && break; sleep 0.2; done; echo stopped`),
+		},
+		FinalText: "Served.",
+	}
+	srv, url := e.server(serve)
+	port := freePort(t)
+	get := func() string {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	waitServed := func(leg string) {
+		t.Helper()
+		for deadline := time.Now().Add(90 * time.Second); !strings.Contains(get(), "served from the sandbox"); time.Sleep(250 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the forwarded port never served the agent's page", leg)
+			}
+		}
+	}
+	e.ok("run", "-y", "-d", "--persistent", "-p", strconv.Itoa(port)+":8000", "-m", "Serve a page.", "--name", "again")
+	r := e.run("again")
+	waitServed("first leg")
+	stop := filepath.Join(e.runDir(r.ID), "workspace", ".stop")
+	os.WriteFile(stop, nil, 0o644)
+	e.ok("wait", r.ID)
+
+	srv.Close()
+	next := testkit.NewServer(testkit.Resumed(2, serve))
+	if _, err := next.Start(strings.TrimPrefix(url, "http://")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { next.Close() })
+	e.ok("start", r.ID, "-m", "Serve it again.")
+	waitServed("after start")
+	os.WriteFile(stop, nil, 0o644)
+	e.ok("wait", r.ID)
+	for deadline := time.Now().Add(30 * time.Second); get() != ""; time.Sleep(250 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the port stayed open after the second leg")
+		}
+	}
+}
