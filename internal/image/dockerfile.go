@@ -36,11 +36,23 @@ func dockerfile(spec Spec) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 
-	w("# airlock default agent image; generated, its inputs are hashed into the tag.")
+	dev := spec.dev != nil
+	if dev {
+		w("# airlock agent image on the project's dev container; generated, its inputs are hashed into the tag.")
+	} else {
+		w("# airlock default agent image; generated, its inputs are hashed into the tag.")
+	}
 	w("FROM %s", spec.baseRef())
 	// /opt/agent is where the agent (never root) installs global tools; in a
-	// persistent container they survive stop and start.
-	w("ENV PATH=/opt/agent/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\")
+	// persistent container they survive stop and start. A dev container
+	// keeps its own PATH (its toolchains) after it; its USER may be anyone,
+	// and airlock's layers install as root.
+	if dev {
+		w("USER root")
+		w("ENV PATH=/opt/agent/bin:${PATH} \\")
+	} else {
+		w("ENV PATH=/opt/agent/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\")
+	}
 	w("    LANG=C.UTF-8 \\")
 	w("    NODE_EXTRA_CA_CERTS=%s \\", caBundle)
 	w("    SSL_CERT_FILE=%s \\", caBundle)
@@ -54,6 +66,11 @@ func dockerfile(spec Spec) string {
 	// dpkg syncs every file it unpacks; in a throw-away build layer that is
 	// most of the step's time (force-unsafe-io, dropped again after).
 	w(`RUN set -eu; \`)
+	if dev {
+		w(`    if ! command -v apt-get >/dev/null 2>&1; then \`)
+		w(`        echo "airlock: the dev container image has no apt-get: airlock adds the tools the agent needs (git, Node.js, tini, tmux) with apt, so the image must be Debian or Ubuntu based" >&2; exit 1; \`)
+		w(`    fi; \`)
+	}
 	w(`    export DEBIAN_FRONTEND=noninteractive; \`)
 	w(`    echo force-unsafe-io >/etc/dpkg/dpkg.cfg.d/airlock-build; \`)
 	w(`    aptca=""; \`)
@@ -74,18 +91,28 @@ func dockerfile(spec Spec) string {
 	w(`    mkdir -p /usr/lib/node_modules/npm; \`)
 	w(`    tar -xzf /tmp/npm.tgz -C /usr/lib/node_modules/npm --strip-components=1 --no-same-owner; \`)
 	w(`    rm /tmp/npm.tgz; \`)
-	w(`    ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/bin/npm; \`)
-	w(`    ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/bin/npx; \`)
+	ln := "ln -s"
+	if dev {
+		ln = "ln -sf" // the image may have its own
+	}
+	w(`    %s ../lib/node_modules/npm/bin/npm-cli.js /usr/bin/npm; \`, ln)
+	w(`    %s ../lib/node_modules/npm/bin/npx-cli.js /usr/bin/npx; \`, ln)
 	// npm's built-in config: the global one at /etc/npmrc, where Debian's
 	// npm keeps it, whatever prefix the agent sets for its own installs.
 	w(`    echo globalconfig=/etc/npmrc >/usr/lib/node_modules/npm/npmrc`)
 	w(`RUN npm config set --global cafile %s && \`, caBundle)
 	w(`    git config --system http.sslCAInfo %s`, caBundle)
+	if dev {
+		// The user first: features may install for it (_REMOTE_USER).
+		devLayers(w, spec.dev)
+	}
 	b.WriteString(spec.Agent.Install(spec.Version))
-	w(`RUN groupadd --gid 1000 agent && \`)
-	w(`    useradd --uid 1000 --gid 1000 --create-home --home-dir /home/agent --shell /bin/bash agent && \`)
-	w(`    mkdir -p /workspace /opt/agent/bin /opt/agent/lib && chown agent:agent /workspace && \`)
-	w(`    chmod 1777 /opt/agent /opt/agent/bin /opt/agent/lib`)
+	if !dev {
+		w(`RUN groupadd --gid 1000 agent && \`)
+		w(`    useradd --uid 1000 --gid 1000 --create-home --home-dir /home/agent --shell /bin/bash agent && \`)
+		w(`    mkdir -p /workspace /opt/agent/bin /opt/agent/lib && chown agent:agent /workspace && \`)
+		w(`    chmod 1777 /opt/agent /opt/agent/bin /opt/agent/lib`)
+	}
 	// HOME is explicit because the container often runs as the invoking
 	// user's uid, which has no passwd entry in the image.
 	w("ENV HOME=/home/agent \\")

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/devcontainer"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 )
 
@@ -55,6 +56,10 @@ type Spec struct {
 	Version string      // the agent's release; its DefaultVersion when empty
 	CACerts [][]byte    // extra PEM CA certificates, trusted during the build and at run time
 	Mirror  string      // Debian mirror for BootstrapBase; Build detects it from the host's apt when empty
+
+	// dev is the project's dev container whose image is Base
+	// (devcontainer.go); nil for the default image.
+	dev *devcontainer.Config
 }
 
 // Engine is what building needs from a container engine.

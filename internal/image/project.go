@@ -34,7 +34,7 @@ func ProjectRef(baseRef, dockerfileDir string) (string, error) {
 	}
 	h := newHasher()
 	h.field("base", []byte(baseRef))
-	if err := hashDir(h, dir); err != nil {
+	if err := hashDir(h, dir, notContext); err != nil {
 		return "", fmt.Errorf("project image from %s: %w", dir, err)
 	}
 	return ProjectRepoPrefix + sanitizeName(filepath.Base(filepath.Dir(dir))) + ":" + h.sum(), nil
@@ -95,9 +95,10 @@ func notContext(rel string) bool {
 	return false
 }
 
-// hashDir adds every entry under dir (in WalkDir's lexical order) to h:
-// its path, type and permission bits, and content or link target.
-func hashDir(h *hasher, dir string) error {
+// hashDir adds every entry under dir that skip does not leave out (in
+// WalkDir's lexical order) to h: its path, type and permission bits, and
+// content or link target.
+func hashDir(h *hasher, dir string, skip func(rel string) bool) error {
 	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -106,7 +107,7 @@ func hashDir(h *hasher, dir string) error {
 		if err != nil {
 			return err
 		}
-		if notContext(filepath.ToSlash(rel)) {
+		if rel != "." && skip(filepath.ToSlash(rel)) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}

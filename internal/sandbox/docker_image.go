@@ -33,6 +33,7 @@ type BuildRequest struct {
 	Dockerfile string            // path of the Dockerfile within the context; "Dockerfile" when empty
 	Tags       []string
 	BuildArgs  map[string]string
+	Target     string    // the stage of a multi-stage Dockerfile to build; "" the last
 	Progress   io.Writer // receives the build output as plain lines; may be nil
 }
 
@@ -88,6 +89,7 @@ func (d *Docker) BuildImage(ctx context.Context, req BuildRequest) error {
 		Tags:        req.Tags,
 		Dockerfile:  req.Dockerfile,
 		BuildArgs:   args,
+		Target:      req.Target,
 		Remove:      true,
 		ForceRemove: true, // a failed step must not leave containers behind either
 	})

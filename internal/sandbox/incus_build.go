@@ -38,6 +38,9 @@ func (i *Incus) BuildImage(ctx context.Context, req BuildRequest) error {
 		return errors.New("build image: no tag given")
 	}
 	fail := func(err error) error { return fmt.Errorf("build %s: %w", tags, err) }
+	if req.Target != "" {
+		return fail(fmt.Errorf("build target %q: Incus builds the last stage only", req.Target))
+	}
 	bc, err := openBuildContext(req)
 	if err != nil {
 		return fail(err)
