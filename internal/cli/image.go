@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/config"
+	"github.com/airlock-dev/airlock/internal/devcontainer"
 	"github.com/airlock-dev/airlock/internal/image"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 )
@@ -30,7 +32,7 @@ func newImageCmd(f *Factory) *cobra.Command {
 	var opts imageBuildOptions
 	build := &cobra.Command{
 		Use:   "build",
-		Short: "Build the agent's default image (and the project's, if it has .airlock/Dockerfile)",
+		Short: "Build the agent's image (on the project's .airlock/Dockerfile or dev container, if it has one)",
 		Long: `Build the default image of the configured agent ([agent] name, or --agent;
 --agent all builds every agent's): a Debian base, git, Node.js, the agent's CLI
 at its pinned version ([agent.NAME] version), the tools agents reach for, a
@@ -45,7 +47,17 @@ and inside the sandbox. The tag is a hash of the inputs: an unchanged image is
 not rebuilt.
 
 A project's .airlock/Dockerfile is built on top (ARG AIRLOCK_BASE, then
-FROM ${AIRLOCK_BASE}); its build context is .airlock/.`,
+FROM ${AIRLOCK_BASE}); its build context is .airlock/.
+
+Without one, a project's dev container (.devcontainer/devcontainer.json) is
+the base instead: its "image", or the image built from its build.dockerfile,
+context and args (.dockerignore honoured; the repository's .git and
+.airlock/env are never sent); then airlock's layers (the tools above, the
+agent user), its local features ("./path", run as root), its containerEnv and
+remoteEnv, and the agent's CLI. Its onCreateCommand, updateContentCommand and
+postCreateCommand run in each sandbox before the agent, as setup commands.
+Keys that would reach the host (mounts, runArgs, privileged, capAdd,
+initializeCommand ...) are never applied; the build lists what it ignores.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return imageBuildRun(cmd.Context(), f, opts, cmd.Flags().Changed("base"), cmd.Flags().Changed("claude-version"), cmd.Flags().Changed("agent"))
@@ -115,20 +127,33 @@ func (f *Factory) imageKeep(ctx context.Context) (keep map[string]string, projec
 	if err != nil {
 		return nil, "", err
 	}
-	projectDir = projectDockerfileDir(project)
+	src, err := loadProjectImage(project)
+	if err != nil {
+		return nil, "", err
+	}
+	projectDir = src.pruneDir()
 	keep = map[string]string{}
 	for _, a := range agent.All() {
 		spec := spec
 		spec.Agent, spec.Version = a, res.Config.Agent.CLI[a.Name()].Version
 		projectRef := ""
-		if projectDir != "" {
-			if projectRef, err = image.ProjectRef(image.DefaultRef(spec), projectDir); err != nil {
+		if src.dir != "" || src.dev != nil {
+			if projectRef, err = src.ref(spec); err != nil {
 				return nil, "", err
 			}
 		}
 		for i, r := range image.Keep(spec, projectRef) {
 			if keep[r] == "" {
 				keep[r] = [...]string{"default", "latest", "base", "project"}[i]
+			}
+		}
+		if src.dev != nil {
+			base, err := image.DevBaseRef(project, src.dev)
+			if err != nil {
+				return nil, "", err
+			}
+			if keep[base] == "" {
+				keep[base] = "devcontainer"
 			}
 		}
 	}
@@ -233,6 +258,21 @@ func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, base
 		}
 		agents = []string{opts.Agent}
 	}
+	src, err := loadProjectImage(project)
+	if err != nil {
+		return err
+	}
+	if src.dev != nil {
+		fmt.Fprintf(f.IO.ErrOut, "Building on the dev container %s\n", src.dev.File)
+		for _, ig := range src.dev.Ignored {
+			if !ig.Quiet() {
+				fmt.Fprintf(f.IO.ErrOut, "  not applied: %s\n", ig)
+			}
+		}
+		if len(src.dev.Setup) > 0 {
+			fmt.Fprintf(f.IO.ErrOut, "  run in each sandbox before the agent: %s\n", strings.Join(src.dev.Setup, "; "))
+		}
+	}
 	eng, err := f.imageEngine(ctx)
 	if err != nil {
 		return err
@@ -245,18 +285,9 @@ func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, base
 		if err != nil {
 			return err
 		}
-		ref, err := image.Build(ctx, eng, spec, f.IO.ErrOut)
+		ref, err := src.build(ctx, eng, spec, f.IO.ErrOut)
 		if err != nil {
 			return err
-		}
-		fmt.Fprintf(f.IO.ErrOut, "Default image: %s\n", ref)
-		if dir := projectDockerfileDir(project); dir != "" {
-			pref, err := image.BuildProject(ctx, eng, ref, dir, f.IO.ErrOut)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(f.IO.ErrOut, "Project image: %s\n", pref)
-			ref = pref
 		}
 		fmt.Fprintln(f.IO.Out, ref)
 	}
@@ -326,18 +357,99 @@ func projectDockerfileDir(project string) string {
 // imageRef is the image a run uses: [image] name if set, else the default
 // image (or the project's) built from the configured inputs.
 func (f *Factory) imageRef(project string, res *config.Resolved) (string, error) {
+	ref, _, err := f.runImage(project, res)
+	return ref, err
+}
+
+// runImage is imageRef, with the project's dev container when the image
+// is built on it (its setup commands are the run's too).
+func (f *Factory) runImage(project string, res *config.Resolved) (string, *devcontainer.Config, error) {
 	if res.Config.Image.Name != "" {
-		return res.Config.Image.Name, nil
+		return res.Config.Image.Name, nil, nil
 	}
 	spec, err := imageSpec(res)
 	if err != nil {
+		return "", nil, err
+	}
+	src, err := loadProjectImage(project)
+	if err != nil {
+		return "", nil, err
+	}
+	ref, err := src.ref(spec)
+	return ref, src.dev, err
+}
+
+// projectImage is where a project's own images come from: its
+// .airlock/Dockerfile, built on the default image; else its dev container
+// (.devcontainer/devcontainer.json), with airlock's layers on top; else
+// nowhere, and runs use the default image.
+type projectImage struct {
+	project string
+	dir     string               // the .airlock directory, when it holds a Dockerfile
+	dev     *devcontainer.Config // the dev container, when there is no .airlock/Dockerfile
+}
+
+func loadProjectImage(project string) (projectImage, error) {
+	if project == "" {
+		return projectImage{}, nil
+	}
+	if dir := projectDockerfileDir(project); dir != "" {
+		return projectImage{project: project, dir: dir}, nil
+	}
+	dc, err := devcontainer.Load(project)
+	if err != nil {
+		return projectImage{}, err
+	}
+	return projectImage{project: project, dev: dc}, nil
+}
+
+// ref is the image runs of spec's agent use.
+func (p projectImage) ref(spec image.Spec) (string, error) {
+	switch {
+	case p.dir != "":
+		return image.ProjectRef(image.DefaultRef(spec), p.dir)
+	case p.dev != nil:
+		return image.DevRef(spec, p.project, p.dev)
+	}
+	return image.DefaultRef(spec), nil
+}
+
+// pruneDir is the directory whose project images prune looks at: the
+// project's .airlock (its images are named after the project), "" none.
+func (p projectImage) pruneDir() string {
+	switch {
+	case p.dir != "":
+		return p.dir
+	case p.dev != nil:
+		return filepath.Join(p.project, ".airlock")
+	}
+	return ""
+}
+
+// build makes sure the image runs of spec's agent use exists.
+func (p projectImage) build(ctx context.Context, eng image.Engine, spec image.Spec, progress io.Writer) (string, error) {
+	if p.dev != nil {
+		ref, err := image.BuildDevcontainer(ctx, eng, spec, p.project, p.dev, progress)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(progress, "Agent image on the dev container: %s\n", ref)
+		return ref, nil
+	}
+	ref, err := image.Build(ctx, eng, spec, progress)
+	if err != nil {
 		return "", err
 	}
-	ref := image.DefaultRef(spec)
-	if dir := projectDockerfileDir(project); dir != "" {
-		return image.ProjectRef(ref, dir)
+	fmt.Fprintf(progress, "Default image: %s\n", ref)
+	if p.dir == "" {
+		return ref, nil
 	}
-	return ref, nil
+	pref, err := image.BuildProject(ctx, eng, ref, p.dir, progress)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(progress, "Project image: %s\n", pref)
+	return pref, nil
 }
 
 // loadConfig resolves the configuration layers for a project ("" outside one).

@@ -346,9 +346,15 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	if err != nil {
 		return run.Request{}, nil, "", err
 	}
-	ref, err := f.imageRef(project, res)
+	ref, dev, err := f.runImage(project, res)
 	if err != nil {
 		return run.Request{}, nil, "", err
+	}
+	// The dev container's lifecycle commands (postCreateCommand ...) run
+	// first, as in a dev container: the configured ones may rely on them.
+	setup := cfg.Sandbox.Setup
+	if dev != nil && len(dev.Setup) > 0 {
+		setup = append(append([]string{}, dev.Setup...), setup...)
 	}
 	mounts, err := f.runMounts(ctx, res, project)
 	if err != nil {
@@ -394,7 +400,7 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		Resume:       opts.resumeFrom,
 		Here:         opts.here,
 		Mounts:       mounts,
-		Setup:        cfg.Sandbox.Setup,
+		Setup:        setup,
 		Ports:        ports,
 	}, &cfg, policyText, nil
 }
