@@ -263,7 +263,7 @@ func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, base
 		return err
 	}
 	if src.dev != nil {
-		fmt.Fprintf(f.IO.ErrOut, "Building on the dev container %s\n", src.dev.File)
+		fmt.Fprintf(f.IO.ErrOut, "Dev container: %s\n", src.dev.File)
 		for _, ig := range src.dev.Ignored {
 			if !ig.Quiet() {
 				fmt.Fprintf(f.IO.ErrOut, "  not applied: %s\n", ig)
