@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -137,15 +136,9 @@ func (Gemini) Env(Options) []string {
 // telemetry, update checks and folder trust (the container is the
 // boundary; the interactive UI would otherwise ask). The keys are those of
 // Gemini CLI 0.61.0's settings schema; deprecated ones would make the CLI
-// rewrite the file.
+// rewrite the file. A resumed run's home is the agent's: the file is
+// replaced whole, never merged into or written through a link it left.
 func (Gemini) Seed(home string, o SeedOptions, uid, gid int) error {
-	dir := filepath.Join(home, ".gemini")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("pre-seed the Gemini CLI's configuration: %w", err)
-	}
-	if err := os.Lchown(dir, uid, gid); err != nil && !errors.Is(err, os.ErrPermission) {
-		return fmt.Errorf("pre-seed the Gemini CLI's configuration: %w", err)
-	}
 	settings := map[string]any{
 		"security": map[string]any{
 			"auth":        map[string]any{"selectedType": "gemini-api-key"},
@@ -159,7 +152,11 @@ func (Gemini) Seed(home string, o SeedOptions, uid, gid int) error {
 		},
 		"ui": map[string]any{"hideBanner": true, "hideTips": true},
 	}
-	if err := mergeJSONFile(filepath.Join(dir, "settings.json"), settings, uid, gid); err != nil {
+	data, err := json.MarshalIndent(settings, "", "  ")
+	if err != nil {
+		return fmt.Errorf("pre-seed the Gemini CLI's configuration: %w", err)
+	}
+	if err := writeHomeFile(home, filepath.Join(".gemini", "settings.json"), append(data, '\n'), uid, gid); err != nil {
 		return fmt.Errorf("pre-seed the Gemini CLI's configuration: %w", err)
 	}
 	return nil

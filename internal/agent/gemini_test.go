@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/testkit"
 	"github.com/airlock-dev/airlock/internal/transcript"
 )
 
@@ -192,23 +194,14 @@ func TestGeminiAPI(t *testing.T) {
 
 func TestGeminiSeed(t *testing.T) {
 	home := t.TempDir()
-	dir := filepath.Join(home, ".gemini")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// A resumed session's settings are merged into.
-	if err := os.WriteFile(filepath.Join(dir, "settings.json"), []byte(`{"model":{"name":"x"},"security":{"auth":{"selectedType":"oauth-personal"}}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	if err := (Gemini{}).Seed(home, SeedOptions{Workdir: "/workspace"}, os.Getuid(), os.Getgid()); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "settings.json"))
+	data, err := os.ReadFile(filepath.Join(home, ".gemini", "settings.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var s struct {
-		Model    map[string]any
 		Security struct {
 			Auth        struct{ SelectedType string }
 			FolderTrust struct{ Enabled *bool }
@@ -222,8 +215,64 @@ func TestGeminiSeed(t *testing.T) {
 	}
 	off := func(b *bool) bool { return b != nil && !*b }
 	if s.Security.Auth.SelectedType != "gemini-api-key" || !off(s.Security.FolderTrust.Enabled) || !off(s.Privacy.UsageStatisticsEnabled) ||
-		!off(s.Telemetry.Enabled) || !off(s.General.EnableAutoUpdate) || !off(s.General.EnableAutoUpdateNotification) || s.Model["name"] != "x" {
+		!off(s.Telemetry.Enabled) || !off(s.General.EnableAutoUpdate) || !off(s.General.EnableAutoUpdateNotification) {
 		t.Errorf("settings.json = %s", data)
+	}
+	if fi, _ := os.Stat(filepath.Join(home, ".gemini", "settings.json")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("settings.json mode %v", fi.Mode())
+	}
+}
+
+// A resumed run's home is the agent's: what it left at the settings' path
+// (its own settings, a link out of the home) is replaced, and nothing
+// outside the home is read into it or written.
+func TestGeminiSeedOverHostileHome(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "victim.json")
+	const victim = `{"secret":"host file"}` + "\n"
+	os.WriteFile(outside, []byte(victim), 0o600)
+	tests := []struct {
+		name  string
+		plant func(home string)
+		ok    bool
+	}{
+		{"own settings", func(home string) {
+			os.MkdirAll(filepath.Join(home, ".gemini"), 0o700)
+			os.WriteFile(filepath.Join(home, ".gemini", "settings.json"), []byte(`{"security":{"auth":{"selectedType":"oauth-personal"}},"tools":{"discoveryCommand":"evil"}}`), 0o600)
+		}, true},
+		{"settings is a link out", func(home string) {
+			os.MkdirAll(filepath.Join(home, ".gemini"), 0o700)
+			os.Symlink(outside, filepath.Join(home, ".gemini", "settings.json"))
+		}, true},
+		{"directory is a link out", func(home string) {
+			os.Symlink(filepath.Dir(outside), filepath.Join(home, ".gemini"))
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			home := t.TempDir()
+			tt.plant(home)
+			err := (Gemini{}).Seed(home, SeedOptions{Workdir: "/workspace"}, os.Getuid(), os.Getgid())
+			if got, _ := os.ReadFile(outside); string(got) != victim {
+				t.Fatalf("the file outside the home was changed: %q", got)
+			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(outside), "settings.json")); err == nil {
+				t.Fatalf("settings were written outside the home")
+			}
+			if (err == nil) != tt.ok {
+				t.Fatalf("Seed: %v, want ok=%v", err, tt.ok)
+			}
+			if !tt.ok {
+				return
+			}
+			fi, err := os.Lstat(filepath.Join(home, ".gemini", "settings.json"))
+			if err != nil || !fi.Mode().IsRegular() {
+				t.Fatalf("settings.json is %v, %v; want a regular file", fi, err)
+			}
+			data, _ := os.ReadFile(filepath.Join(home, ".gemini", "settings.json"))
+			if !bytes.Contains(data, []byte(`"gemini-api-key"`)) || bytes.Contains(data, []byte("evil")) || bytes.Contains(data, []byte("host file")) {
+				t.Errorf("settings.json:\n%s", data)
+			}
+		})
 	}
 }
 
@@ -253,5 +302,119 @@ func TestGeminiSummary(t *testing.T) {
 		if tt.outcome == transcript.OutcomeSucceeded && (s.InputTokens == 0 || s.OutputTokens == 0 || s.CacheRead == 0 || s.Duration == 0) {
 			t.Errorf("%s: usage not summed: %+v", tt.file, s)
 		}
+	}
+}
+
+// TestGeminiCommandDrivesRealCLI runs the exact argv Command builds (the
+// /bin/sh script, the prompt file on standard input) with the settings
+// Seed writes and Env's variables, against the scripted Gemini API, with
+// the real Gemini CLI on the host (PATH, or $AIRLOCK_GEMINI_CLI): the
+// settings are ones the CLI accepts, the transcript is what ParseLine
+// reads, and a fresh home holding only SessionDir continues the session.
+func TestGeminiCommandDrivesRealCLI(t *testing.T) {
+	path := os.Getenv("PATH")
+	if cli := os.Getenv("AIRLOCK_GEMINI_CLI"); cli != "" {
+		path = filepath.Dir(cli) + ":" + path
+	} else if _, err := exec.LookPath("gemini"); err != nil {
+		if os.Getenv("CI") == "true" || os.Getenv("AIRLOCK_REQUIRE_GEMINI") == "1" {
+			t.Fatalf("gemini not on PATH (needed with CI=true or AIRLOCK_REQUIRE_GEMINI=1): npm install -g @google/gemini-cli@%s (Node >= 20)", GeminiVersion)
+		}
+		t.Skip("gemini not on PATH (or $AIRLOCK_GEMINI_CLI); set AIRLOCK_REQUIRE_GEMINI=1 to make this a failure")
+	}
+	work, logs := t.TempDir(), t.TempDir()
+	srv := testkit.NewGeminiServer(testkit.GeminiDemoScript(work))
+	base, err := srv.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	gitEnv := []string{"GIT_AUTHOR_NAME=a", "GIT_AUTHOR_EMAIL=a@example.invalid", "GIT_COMMITTER_NAME=a", "GIT_COMMITTER_EMAIL=a@example.invalid", "GIT_CONFIG_NOSYSTEM=1"}
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"commit", "-q", "--allow-empty", "-m", "initial"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = work
+		cmd.Env = append([]string{"PATH=" + path, "HOME=" + logs}, gitEnv...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	run := func(home string, o Options) []transcript.Event {
+		t.Helper()
+		if err := (Gemini{}).Seed(home, SeedOptions{Workdir: work}, os.Getuid(), os.Getgid()); err != nil {
+			t.Fatal(err)
+		}
+		argv := Gemini{}.Command(o)
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Dir = work
+		cmd.Env = append([]string{"PATH=" + path, "GEMINI_API_KEY=" + GeminiPlaceholder}, gitEnv...)
+		for _, e := range (Gemini{}).Env(o) {
+			name, value, _ := strings.Cut(e, "=")
+			value = strings.ReplaceAll(value, "/home/agent", home)
+			value = strings.ReplaceAll(value, APIBaseURL, base) // the proxy, here the server itself
+			cmd.Env = append(cmd.Env, name+"="+value)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			stderr, _ := os.ReadFile(o.StderrPath)
+			t.Fatalf("gemini: %v\n%s\nstderr:\n%s", err, out, stderr)
+		}
+		stderr, _ := os.ReadFile(o.StderrPath)
+		if bytes.Contains(stderr, []byte("Invalid configuration")) || bytes.Contains(stderr, []byte("deprecated")) {
+			t.Errorf("the CLI complains about the seeded settings:\n%s", stderr)
+		}
+		data, err := os.ReadFile(o.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs []transcript.Event
+		for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+			got, err := Gemini{}.ParseLine(line)
+			if err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			evs = append(evs, got...)
+		}
+		return evs
+	}
+
+	home := t.TempDir()
+	prompt := filepath.Join(logs, "prompt.md")
+	os.WriteFile(prompt, []byte("Write hello.py, run it and commit it.\n"), 0o600)
+	o := Options{Model: "gemini-2.5-flash", SessionID: NewSessionID(), PromptPath: prompt, LogPath: filepath.Join(logs, "agent.jsonl"), StderrPath: filepath.Join(logs, "stderr")}
+	evs := run(home, o)
+	var tools []string
+	for _, ev := range evs {
+		if ev.Kind == transcript.KindToolUse {
+			tools = append(tools, ev.Tool+" "+string(ev.ToolInput))
+		}
+	}
+	if len(tools) != 3 || !strings.HasPrefix(tools[0], "write_file") || !strings.Contains(tools[1], "python3 hello.py") || !strings.Contains(tools[2], "git commit") {
+		t.Errorf("tool calls %q", tools)
+	}
+	if evs[0].Kind != transcript.KindInit || evs[0].SessionID != o.SessionID || evs[len(evs)-1].Kind != transcript.KindResult || evs[len(evs)-1].IsError {
+		t.Errorf("session %+v, result %+v", evs[0], evs[len(evs)-1])
+	}
+	for _, r := range srv.Requests() {
+		if r.APIKey() != GeminiPlaceholder || r.Model != "gemini-2.5-flash" {
+			t.Errorf("request %s with key %q", r.Path, r.APIKey())
+		}
+	}
+
+	// Resume: a fresh home holding only SessionDir continues the session.
+	home2 := t.TempDir()
+	if out, err := exec.Command("cp", "-a", filepath.Join(home, Gemini{}.SessionDir()), filepath.Join(home2, Gemini{}.SessionDir())).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	os.WriteFile(prompt, []byte("Now say what you did.\n"), 0o600)
+	before := len(srv.Requests())
+	o.Resume, o.LogPath = true, filepath.Join(logs, "resumed.jsonl")
+	resumed := run(home2, o)
+	if resumed[0].Kind != transcript.KindInit || resumed[0].SessionID != o.SessionID {
+		t.Errorf("resumed session %+v, want %s", resumed[0], o.SessionID)
+	}
+	reqs := srv.Requests()
+	if len(reqs) != before+1 {
+		t.Fatalf("the resumed run made %d requests, want 1", len(reqs)-before)
+	}
+	if last := reqs[len(reqs)-1]; last.NumToolResults != 3 || !bytes.Contains(last.Body, []byte("Now say what you did.")) || !bytes.Contains(last.Body, []byte("python3 hello.py")) {
+		t.Errorf("the resumed request does not carry the conversation and the new prompt: %d results, prompt %v, history %v", last.NumToolResults, bytes.Contains(last.Body, []byte("Now say what you did.")), bytes.Contains(last.Body, []byte("python3 hello.py")))
 	}
 }

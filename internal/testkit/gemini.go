@@ -240,16 +240,18 @@ func (r *geminiRequest) countTools() int {
 	return n
 }
 
+// countFunctionResponses counts the distinct function responses: the
+// Gemini CLI 0.61.0 sends each one twice in a resumed session's history.
 func (r *geminiRequest) countFunctionResponses() int {
-	n := 0
+	seen := map[string]bool{}
 	for _, c := range r.Contents {
 		for _, p := range c.Parts {
 			if len(p.FunctionResponse) > 0 && string(p.FunctionResponse) != "null" {
-				n++
+				seen[string(p.FunctionResponse)] = true
 			}
 		}
 	}
-	return n
+	return len(seen)
 }
 
 // reply builds the scripted answer as the chunks the API streams: text in

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,10 +16,13 @@ import (
 func geminiConversation(t *testing.T, tools bool, n int) []byte {
 	t.Helper()
 	contents := []any{map[string]any{"role": "user", "parts": []any{map[string]any{"text": "do the task"}}}}
-	for range n {
+	for i := range n {
+		id := fmt.Sprintf("run_shell_command_%d", i)
+		resp := map[string]any{"functionResponse": map[string]any{"id": id, "name": "run_shell_command", "response": map[string]any{"output": "ok"}}}
 		contents = append(contents,
-			map[string]any{"role": "model", "parts": []any{map[string]any{"functionCall": map[string]any{"name": "run_shell_command", "args": map[string]any{}}}}},
-			map[string]any{"role": "user", "parts": []any{map[string]any{"functionResponse": map[string]any{"name": "run_shell_command", "response": map[string]any{"output": "ok"}}}}},
+			map[string]any{"role": "model", "parts": []any{map[string]any{"functionCall": map[string]any{"id": id, "name": "run_shell_command", "args": map[string]any{}}}}},
+			// As the CLI resumes a session: each response twice.
+			map[string]any{"role": "user", "parts": []any{resp, resp}},
 		)
 	}
 	req := map[string]any{"contents": contents}
