@@ -162,12 +162,17 @@ func (Gemini) Seed(home string, o SeedOptions, uid, gid int) error {
 	return nil
 }
 
-// SessionDir implements Agent: sessions are under
-// ~/.gemini/tmp/<project>/chats, found again by --resume=<session id>.
-func (Gemini) SessionDir() string { return ".gemini" }
+// SessionDir implements Agent: the Gemini CLI keeps each session under
+// ~/.gemini/tmp/<project>/chats/ (the project named after the workdir's
+// base name), in a file named by date and the session id's first part,
+// and its own format: no one file to name (SessionLog), so resuming needs
+// airlock to keep this directory whole. With only it in a fresh home (and
+// the settings Seed writes), --resume=<session id> continues the
+// conversation (checked with 0.61.0: TestGeminiCommandDrivesRealCLI).
+func (Gemini) SessionDir() string { return ".gemini/tmp" }
 
-// SessionLog implements Agent: the Gemini CLI's session files are not
-// stream-json.
+// SessionLog implements Agent: the Gemini CLI's session files are not the
+// stream-json ParseLine reads, and their names hold the time they were made.
 func (Gemini) SessionLog(workdir, sessionID string) string { return "" }
 
 // CredentialNames implements Agent.

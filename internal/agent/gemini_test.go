@@ -400,6 +400,7 @@ func TestGeminiCommandDrivesRealCLI(t *testing.T) {
 
 	// Resume: a fresh home holding only SessionDir continues the session.
 	home2 := t.TempDir()
+	os.MkdirAll(filepath.Join(home2, filepath.Dir(Gemini{}.SessionDir())), 0o700)
 	if out, err := exec.Command("cp", "-a", filepath.Join(home, Gemini{}.SessionDir()), filepath.Join(home2, Gemini{}.SessionDir())).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v\n%s", err, out)
 	}
