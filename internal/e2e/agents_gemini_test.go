@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/budget"
 	"github.com/airlock-dev/airlock/internal/egress"
@@ -203,4 +205,48 @@ func TestHostileGeminiKeyInQuery(t *testing.T) {
 		t.Errorf("the agent's requests were not answered:\n%s", logs)
 	}
 	assertKeyNotInSandbox(t, e, r, key)
+}
+
+// Max turns and max cost stop an endless Gemini run: the proxy refuses the
+// next model request and the run stops on its budget, in good time (the
+// CLI does not retry the refusal for minutes).
+func TestAgentGeminiBudget(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		reason string
+	}{
+		{"max turns", []string{"--max-turns", "3"}, "budget: reached max turns (3)"},
+		{"max cost", []string{"--max-cost", "0.05", "--model", "gemini-2.5-pro"}, "budget: reached the cost limit of $0.05"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			geminiImage(e)
+			srv, _ := geminiServer(e, testkit.EndlessScript())
+			args := append([]string{"run", "--agent", "gemini", "-m", "Never stop.", "--name", "endless"}, tt.args...)
+			if !slices.Contains(tt.args, "--model") {
+				args = append(args, "--model", geminiModel)
+			}
+			start := time.Now()
+			res := e.airlock(args...)
+			if res.code != 3 {
+				t.Fatalf("run exit = %d, want 3\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+			}
+			if d := time.Since(start); d > 2*time.Minute {
+				t.Errorf("the budget took %s to stop the run", d)
+			}
+			r := e.onlyRun()
+			if r.Status != store.StatusStopped || r.StopReason != "budget" || !strings.HasPrefix(r.Error, tt.reason) {
+				t.Fatalf("run = status %s, stop reason %q, error %q; want stopped, budget, %q", r.Status, r.StopReason, r.Error, tt.reason)
+			}
+			if tt.name == "max turns" && (r.Turns != 3 || len(srv.Requests()) != 3) {
+				t.Errorf("%d turns metered, %d requests reached the model; want 3", r.Turns, len(srv.Requests()))
+			}
+			if tt.name == "max cost" && r.CostUSD < 0.05 {
+				t.Errorf("stopped at $%v, under the limit", r.CostUSD)
+			}
+			t.Logf("stopped after %s, %d requests, $%.4f", time.Since(start).Round(time.Second), len(srv.Requests()), r.CostUSD)
+		})
+	}
 }
