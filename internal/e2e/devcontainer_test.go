@@ -3,11 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/image"
+	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
@@ -120,5 +123,33 @@ func TestDevcontainer(t *testing.T) {
 	}
 	if logs := e.ok("logs", "--setup", r.ID).stdout; !strings.Contains(logs, "$ echo created in") {
 		t.Errorf("logs --setup:\n%s", logs)
+	}
+
+	// A base without apt (here a bare busybox root filesystem, as Alpine's
+	// would be) is refused by the build, saying why.
+	busybox(t)
+	e.write(".devcontainer/devcontainer.json", `{"image": "`+sandboxtest.Image+`"}`)
+	res = e.imageBuild()
+	if res.code == 0 || !strings.Contains(res.stderr, "the dev container image has no apt-get") || !strings.Contains(res.stderr, "must be Debian or Ubuntu based") {
+		t.Errorf("a base without apt: exit %d\n%s", res.code, tail(res.stderr, 20))
+	}
+}
+
+// busybox makes sure the engine has the bare busybox image.
+func busybox(t *testing.T) {
+	t.Helper()
+	eng, err := sandbox.NewDocker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	ctx := context.Background()
+	if ok, err := eng.ImageExists(ctx, sandboxtest.Image); err != nil || ok {
+		return
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(sandboxtest.BusyboxRootfs(pw, sandboxtest.BusyboxPath)) }()
+	if err := eng.ImportImage(ctx, pr, sandboxtest.Image); err != nil {
+		t.Fatalf("import %s: %v", sandboxtest.Image, err)
 	}
 }

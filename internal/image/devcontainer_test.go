@@ -80,6 +80,12 @@ func TestDevDockerfile(t *testing.T) {
 			}
 		}
 	}
+	// An image without a PATH (an imported root filesystem) gets the usual one.
+	delete(env, "PATH")
+	path := res.AST.Children[2] // FROM, USER root, ENV PATH=...
+	if v, _, err := lex.ProcessWord(path.Next.Next.Value, mapEnv{}); err != nil || v != "/opt/agent/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" {
+		t.Errorf("ENV %s on a base without PATH: %q (%v)", path.Next.Value, v, err)
+	}
 	if from != "debian:bookworm" {
 		t.Errorf("FROM %s", from)
 	}

@@ -49,7 +49,7 @@ func dockerfile(spec Spec) string {
 	// and airlock's layers install as root.
 	if dev {
 		w("USER root")
-		w("ENV PATH=/opt/agent/bin:${PATH} \\")
+		w("ENV PATH=/opt/agent/bin:${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin} \\")
 	} else {
 		w("ENV PATH=/opt/agent/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\")
 	}
