@@ -81,7 +81,7 @@ func doctorRun(ctx context.Context, f *Factory) error {
 			ref, err := f.imageRef(project, res)
 			switch ok, ierr := eng.ImageExists(ctx, ref); {
 			case err != nil:
-				add(check{name: "image", info: err.Error(), fix: "fix [image] in the configuration"})
+				add(check{name: "image", info: err.Error(), fix: "fix what the message names: [image] in the configuration, or the project's .devcontainer/devcontainer.json"})
 			case ierr != nil:
 				add(check{name: "image", info: ierr.Error()})
 			case !ok:
