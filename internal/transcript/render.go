@@ -140,9 +140,19 @@ func (r *Renderer) render(indent string, ev Event) {
 	case KindToolResult:
 		r.renderResult(indent, ev)
 	case KindSystem:
-		if ev.Subtype == "api_retry" && r.Verbosity >= 1 {
+		switch {
+		case ev.Subtype == "api_retry" && r.Verbosity >= 1:
 			r.group("tool")
 			r.line(indent, ansiYellow, "⟳ "+retryText(ev.Raw))
+		case ev.Subtype == "error" && ev.Text != "" && (ev.IsError || r.Verbosity >= 1):
+			// An agent's own error or warning outside a tool (the Gemini
+			// CLI's error events: a blocked response, a loop detected).
+			r.group("tool")
+			if ev.IsError {
+				r.line(indent, ansiRed, "✗ "+ev.Text)
+			} else {
+				r.line(indent, ansiYellow, "! "+ev.Text)
+			}
 		}
 	}
 }

@@ -243,3 +243,32 @@ func TestFinishShowsOnlyWhatTheAgentReports(t *testing.T) {
 		t.Errorf("summary line %q", got)
 	}
 }
+
+// An agent's own error events (Subtype "error", the Gemini CLI's) are
+// shown: errors always, warnings from verbosity 1; an error before the
+// result says why the run failed.
+func TestRenderAgentErrors(t *testing.T) {
+	errEv := Event{Kind: KindSystem, Subtype: "error", IsError: true, Text: "Model stream ended with empty response"}
+	warn := Event{Kind: KindSystem, Subtype: "error", Text: "Agent execution blocked: x"}
+	for _, tt := range []struct {
+		verbosity int
+		want      string
+	}{
+		{0, "✗ Model stream ended with empty response\n"},
+		{1, "✗ Model stream ended with empty response\n! Agent execution blocked: x\n"},
+	} {
+		var buf bytes.Buffer
+		r := &Renderer{W: &buf, Verbosity: tt.verbosity}
+		r.Render(errEv)
+		r.Render(warn)
+		if buf.String() != tt.want {
+			t.Errorf("verbosity %d: got %q, want %q", tt.verbosity, buf.String(), tt.want)
+		}
+	}
+	var s Summary
+	s.Add(errEv)
+	s.Add(Event{Kind: KindResult, Subtype: "error", IsError: true})
+	if s.Outcome != OutcomeFailed || s.ErrorText != errEv.Text {
+		t.Errorf("summary %+v", s)
+	}
+}

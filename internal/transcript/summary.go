@@ -84,8 +84,11 @@ func (s *Summary) Add(ev Event) {
 			}
 		}
 	case KindSystem:
-		if ev.Subtype == "api_retry" && !s.Final {
+		switch {
+		case ev.Subtype == "api_retry" && !s.Final:
 			s.ErrorText = retryText(ev.Raw)
+		case ev.Subtype == "error" && ev.IsError && !s.Final:
+			s.ErrorText = ev.Text
 		}
 	case KindToolResult:
 		s.lastText, s.lastDelta = "", false
