@@ -125,6 +125,15 @@ if [ -n "$gemini_version" ] && [ -n "$gemini_node" ] && ! gemini --version 2>/de
 	"${SUDO[@]}" chmod 755 /usr/local/bin/gemini
 fi
 
+# The opencode release airlock pins (internal/agent/opencode.go), on the host
+# for the tests that drive it against the scripted Chat Completions server.
+opencode_version=$(sed -n 's/^const OpencodeVersion *= *"\([^"]*\)".*/\1/p' "$here/internal/agent/opencode.go" | head -n 1)
+if [ -n "$opencode_version" ] && [ "$(opencode --version 2>/dev/null)" != "$opencode_version" ]; then
+	log "installing opencode $opencode_version on the host (npm)"
+	"${SUDO[@]}" env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+		npm install -g --no-fund --no-audit --loglevel=error "opencode-ai@$opencode_version" >/dev/null
+fi
+
 # gVisor as dockerd's runtime "runsc" (docs/gvisor.md). --network=none: the
 # agent's container has no network anyway, and gVisor then gives it a
 # loopback of its own (Debian's runsc cannot copy a namespace's interfaces on

@@ -7,6 +7,11 @@ import (
 	"github.com/airlock-dev/airlock/internal/transcript"
 )
 
+// OpencodeVersion is the opencode release (npm opencode-ai) airlock pins;
+// scripts/setup.sh installs the same on the host for the tests that drive
+// the CLI there.
+const OpencodeVersion = "1.18.33"
+
 // opencode's `run --format json` prints one JSON object per line:
 //
 //	{"type":"step_start","sessionID":…,"part":{…}}     a model call begins
