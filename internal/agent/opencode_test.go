@@ -13,7 +13,7 @@ import (
 )
 
 // brief is an event in a line a test can compare.
-func brief(ev transcript.Event) string {
+func ocBrief(ev transcript.Event) string {
 	s := string(ev.Kind)
 	if ev.Subtype != "" {
 		s += "/" + ev.Subtype
@@ -34,7 +34,7 @@ func brief(ev transcript.Event) string {
 	return s
 }
 
-func parseFile(t *testing.T, name string, parse func([]byte) ([]transcript.Event, error)) []transcript.Event {
+func ocParseFile(t *testing.T, name string, parse func([]byte) ([]transcript.Event, error)) []transcript.Event {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", name))
 	if err != nil {
@@ -105,15 +105,15 @@ func TestParseOpencodeTranscripts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			evs := parseFile(t, tt.file, parseOpencodeLine)
+			evs := ocParseFile(t, tt.file, parseOpencodeLine)
 			var got []string
 			for _, ev := range evs {
-				got = append(got, brief(ev))
+				got = append(got, ocBrief(ev))
 				if !strings.HasPrefix(ev.SessionID, "ses_") {
-					t.Errorf("event %s has session id %q", brief(ev), ev.SessionID)
+					t.Errorf("event %s has session id %q", ocBrief(ev), ev.SessionID)
 				}
 				if len(ev.Raw) == 0 {
-					t.Errorf("event %s lost its line", brief(ev))
+					t.Errorf("event %s lost its line", ocBrief(ev))
 				}
 			}
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
@@ -155,7 +155,7 @@ func TestParseOpencodeOddLines(t *testing.T) {
 			}
 			var got []string
 			for _, ev := range evs {
-				got = append(got, brief(ev))
+				got = append(got, ocBrief(ev))
 			}
 			if strings.Join(got, " | ") != tt.want {
 				t.Errorf("got %q, want %q", strings.Join(got, " | "), tt.want)
