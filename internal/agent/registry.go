@@ -7,7 +7,7 @@ import (
 
 // All are the agents airlock can run, the default first.
 func All() []Agent {
-	return []Agent{Claude{}, Codex{}, Gemini{}}
+	return []Agent{Claude{}, Codex{}, Gemini{}, Opencode{}}
 }
 
 // Default is the agent run when none is named.

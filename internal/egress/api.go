@@ -101,6 +101,13 @@ func (s *Server) APIHandler() http.Handler {
 				"this endpoint forwards only "+routeList(s.routes)+" to the model API")
 			return
 		}
+		if route.Metered && s.usage.request != nil {
+			if err := rewriteRequestBody(r, s.usage.request); err != nil {
+				s.refuseAPI(w, rec, start, http.StatusBadRequest, "invalid_request_error", err.Error(),
+					"the egress proxy forwards only model requests whose usage it can meter")
+				return
+			}
+		}
 		if s.meter.deadlinePassed() {
 			s.expire()
 		}

@@ -284,6 +284,9 @@ type usageFormat struct {
 	// data reads one SSE event's data, or a whole JSON response, and tells
 	// rm what it found.
 	data func(rm *responseMeter, data []byte)
+	// request, if set, rewrites a metered request's body so that its
+	// response reports its usage; an error refuses the request.
+	request func(body []byte) ([]byte, error)
 }
 
 // usageFormats are the wire formats the proxy meters, by the name an agent
@@ -296,6 +299,8 @@ func usageFormats(name string) (usageFormat, error) {
 		return responsesUsageFormat, nil
 	case "gemini":
 		return geminiFormat, nil
+	case "openai-chat":
+		return chatCompletionsUsage, nil
 	}
 	return usageFormat{}, fmt.Errorf("unknown model API usage format %q", name)
 }

@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/airlock-dev/airlock/internal/budget"
 )
@@ -15,6 +19,18 @@ import (
 // with `data: [DONE]`; the usage comes in one chunk near the end (with empty
 // choices), and only when the request set stream_options.include_usage. A
 // non-streaming response is one chat.completion object with its usage.
+
+// chatCompletionsUsage meters Chat Completions responses. Its events are
+// unnamed; chatUsage skips the content chunks without decoding them.
+var chatCompletionsUsage = usageFormat{
+	event:   func([]byte) bool { return false },
+	request: chatRequestWithUsage,
+	data: func(rm *responseMeter, data []byte) {
+		if model, u, ok := chatUsage(data); ok {
+			rm.observe(model, u)
+		}
+	},
+}
 
 // chatUsageReport is the part of a chunk or a whole response that says what
 // it cost.
@@ -112,4 +128,40 @@ func encodeJSON(v map[string]json.RawMessage) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// maxModelRequest bounds a model request the proxy reads whole to rewrite:
+// a conversation with its tool schemas is typically well under 1 MiB.
+const maxModelRequest = 32 << 20
+
+// rewriteRequestBody replaces r's body with rewrite's version of it. A body
+// the proxy cannot read plainly (compressed, or over maxModelRequest) is an
+// error, as is one rewrite refuses.
+func rewriteRequestBody(r *http.Request, rewrite func([]byte) ([]byte, error)) error {
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return fmt.Errorf("model request body has Content-Encoding %q", ce)
+	}
+	var body []byte
+	if r.Body != nil {
+		var err error
+		body, err = io.ReadAll(io.LimitReader(r.Body, maxModelRequest+1))
+		r.Body.Close()
+		if err != nil {
+			return fmt.Errorf("read model request body: %w", err)
+		}
+		if len(body) > maxModelRequest {
+			return fmt.Errorf("model request body is larger than %d MiB", maxModelRequest>>20)
+		}
+	}
+	out, err := rewrite(body)
+	if err != nil {
+		return err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(out))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(out)), nil }
+	r.ContentLength = int64(len(out))
+	r.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	r.Header.Del("Content-Encoding")
+	r.TransferEncoding = nil
+	return nil
 }

@@ -3,8 +3,15 @@ package egress
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/airlock-dev/airlock/internal/budget"
 )
@@ -123,5 +130,119 @@ func TestChatRequestWithUsage(t *testing.T) {
 				t.Errorf("got %s\nwant %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// A streamed response as the API sends it, cut into pieces at awkward
+// places, is metered once: the usage chunk's counts at the model's price.
+func TestChatCompletionsMeteredStream(t *testing.T) {
+	stream := "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4.1-2025-04-14\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n" +
+		"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4.1-2025-04-14\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}],\"usage\":null}\n\n" +
+		"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4.1-2025-04-14\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n" +
+		"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4.1-2025-04-14\",\"choices\":[],\"usage\":{\"prompt_tokens\":3000,\"completion_tokens\":500,\"total_tokens\":3500,\"prompt_tokens_details\":{\"cached_tokens\":2048}}}\n\n" +
+		"data: [DONE]\n\n"
+	for _, size := range []int{1, 7, 64, len(stream)} {
+		mt := newMeter("", Budget{}, time.Now)
+		body := mt.meterBody(io.NopCloser(&chunkReader{data: []byte(stream), size: size}), "text/event-stream", chatCompletionsUsage)
+		if got, err := io.ReadAll(body); err != nil || string(got) != stream {
+			t.Fatalf("the stream was changed: %v", err)
+		}
+		body.Close()
+		m := mt.snapshot()
+		if m.InputTokens != 952 || m.CacheReadInputTokens != 2048 || m.OutputTokens != 500 {
+			t.Errorf("pieces of %d: meter = %+v", size, m)
+		}
+		want := budget.PriceOf("gpt-4.1").Cost(budget.Usage{Input: 952, Output: 500, CacheRead: 2048})
+		if m.CostUSD != want || want <= 0 {
+			t.Errorf("pieces of %d: cost = %v, want %v", size, m.CostUSD, want)
+		}
+	}
+
+	mt := newMeter("", Budget{}, time.Now)
+	body := mt.meterBody(io.NopCloser(strings.NewReader(`{"object":"chat.completion","model":"gpt-4.1-mini","usage":{"prompt_tokens":10,"completion_tokens":2}}`)), "application/json", chatCompletionsUsage)
+	io.ReadAll(body)
+	body.Close()
+	if m := mt.snapshot(); m.InputTokens != 10 || m.OutputTokens != 2 || m.CostUSD <= 0 {
+		t.Errorf("JSON response: meter = %+v", m)
+	}
+}
+
+// chunkReader hands out data size bytes at a time.
+type chunkReader struct {
+	data []byte
+	size int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(c.size, len(p), len(c.data))
+	copy(p, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+// Through the proxy: whatever the agent asks, a streamed chat completion
+// reaches the API asking for its usage, and the meter counts it; a body
+// the proxy cannot meter is refused before it reaches the API.
+func TestChatCompletionsThroughProxy(t *testing.T) {
+	var mu sync.Mutex
+	var seen []map[string]any
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req map[string]any
+		body, _ := io.ReadAll(r.Body)
+		json.Unmarshal(body, &req)
+		mu.Lock()
+		seen = append(seen, req)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4.1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\n")
+		if opts, _ := req["stream_options"].(map[string]any); opts["include_usage"] == true {
+			io.WriteString(w, "data: {\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4.1\",\"choices\":[],\"usage\":{\"prompt_tokens\":1000,\"completion_tokens\":100}}\n\n")
+		}
+		io.WriteString(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL + "/v1")
+	meterFile := filepath.Join(t.TempDir(), "meter.json")
+	p := startProxy(t, Config{MeterFile: meterFile, API: &APIConfig{
+		Upstream: u,
+		Headers:  map[string]string{"Authorization": "Bearer sk-real"},
+		Routes:   []APIRoute{{Method: "POST", Path: "/chat/completions", Metered: true}},
+		Usage:    "openai-chat",
+	}})
+	post := func(body string) (int, string) {
+		resp, err := http.Post(p.apiURL+"/chat/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	for i, body := range []string{
+		`{"model":"gpt-4.1","stream":true,"messages":[]}`,
+		`{"model":"gpt-4.1","stream":true,"stream_options":{"include_usage":false},"messages":[]}`,
+	} {
+		if code, out := post(body); code != 200 || !strings.Contains(out, "[DONE]") {
+			t.Fatalf("request %d: status %d: %s", i, code, out)
+		}
+		p.records(t, i+1)
+	}
+	if code, out := post(`{"model":"gpt-4.1","stream":true,`); code != 400 || !strings.Contains(out, "not a JSON object") {
+		t.Errorf("a body that is not JSON: status %d: %s", code, out)
+	}
+	mu.Lock()
+	if len(seen) != 2 {
+		t.Errorf("the API saw %d requests, want 2 (the unmeterable one refused)", len(seen))
+	}
+	mu.Unlock()
+	m, err := ReadMeter(meterFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ModelRequests != 2 || m.InputTokens != 2000 || m.OutputTokens != 200 || m.CostUSD <= 0 {
+		t.Errorf("meter = %+v, want both responses' usage", m)
 	}
 }
