@@ -2,10 +2,13 @@ package agent
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -161,5 +164,175 @@ func TestParseOpencodeOddLines(t *testing.T) {
 				t.Errorf("got %q, want %q", strings.Join(got, " | "), tt.want)
 			}
 		})
+	}
+}
+
+// runOpencodeScript runs opencode's command on this host's /bin/sh with a
+// stub opencode (stubClaude's script) alone on PATH.
+func runOpencodeScript(t *testing.T, o Options, exitCode string) scriptRun {
+	t.Helper()
+	bin := t.TempDir()
+	cat, err := exec.LookPath("cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(cat, filepath.Join(bin, "cat")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "opencode"), []byte(stubClaude), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	argsFile := filepath.Join(t.TempDir(), "args")
+	argv := Opencode{}.Command(o)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = []string{"PATH=" + bin, "STUB_ARGS=" + argsFile, "STUB_EXIT=" + exitCode}
+	out, err := cmd.CombinedOutput()
+	var run scriptRun
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		run.exitCode = exitErr.ExitCode()
+	case err != nil:
+		t.Fatalf("run %q: %v", argv, err)
+	}
+	if len(out) != 0 {
+		t.Errorf("script wrote to its own output instead of the files: %q", out)
+	}
+	data, _ := os.ReadFile(argsFile)
+	run.args = strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	data, _ = os.ReadFile(o.LogPath)
+	run.stdout = string(data)
+	data, _ = os.ReadFile(o.StderrPath)
+	run.stderr = string(data)
+	return run
+}
+
+func TestOpencodeCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), `run's "dir" $HOME`)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prompt := "Fix it; don't `rm -rf /` or $(touch pwned)\n"
+	base := Options{
+		SessionID:  "0f8fad5b-d9cb-469f-a165-70867728950e",
+		PromptPath: filepath.Join(dir, "prompt.md"),
+		LogPath:    filepath.Join(dir, "agent.jsonl"),
+		StderrPath: filepath.Join(dir, "agent stderr"),
+	}
+	if err := os.WriteFile(base.PromptPath, []byte(prompt), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		model  string
+		resume bool
+		exit   string
+		want   []string
+	}{
+		{name: "defaults", exit: "0", want: []string{"run", "--format=json", "--auto", "--model=airlock/" + OpencodeModel}},
+		{name: "a model", model: "gpt-4.1-mini", exit: "0", want: []string{"run", "--format=json", "--auto", "--model=airlock/gpt-4.1-mini"}},
+		{name: "hostile model stays one argument", model: "x --dir=/ $(touch pwned)", exit: "0", want: []string{"run", "--format=json", "--auto", "--model=airlock/x --dir=/ $(touch pwned)"}},
+		{name: "resume continues the home's session", resume: true, exit: "0", want: []string{"run", "--format=json", "--auto", "--model=airlock/" + OpencodeModel, "--continue"}},
+		{name: "exit status is opencode's", exit: "1", want: []string{"run", "--format=json", "--auto", "--model=airlock/" + OpencodeModel}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := base
+			o.Model, o.Resume = tt.model, tt.resume
+			run := runOpencodeScript(t, o, tt.exit)
+			if want := map[string]int{"0": 0, "1": 1}[tt.exit]; run.exitCode != want {
+				t.Errorf("exit code = %d, want %d", run.exitCode, want)
+			}
+			if !slices.Equal(run.args, tt.want) {
+				t.Errorf("opencode got args\n%q\nwant\n%q", run.args, tt.want)
+			}
+			if run.stdout != prompt {
+				t.Errorf("opencode's stdin (echoed to the log) = %q, want the prompt", run.stdout)
+			}
+			if run.stderr != "stub stderr\n" {
+				t.Errorf("stderr file = %q", run.stderr)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+				t.Fatal("a value was executed by the shell")
+			}
+		})
+	}
+	argv := Opencode{}.Command(base)
+	for _, a := range argv {
+		if strings.Contains(a, "Fix it") {
+			t.Errorf("argv carries the prompt: %q", argv)
+		}
+	}
+}
+
+func TestOpencodeEnvConfig(t *testing.T) {
+	env := Opencode{}.Env(Options{Model: "gpt-4.1"})
+	var content string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "OPENCODE_CONFIG_CONTENT="); ok {
+			content = v
+		}
+		if strings.Contains(strings.ToLower(kv), "sk-") {
+			t.Errorf("env carries something like a key: %s", kv)
+		}
+	}
+	for _, want := range []string{"HOME=/home/agent", "OPENCODE_DISABLE_MODELS_FETCH=1", "OPENCODE_DISABLE_AUTOUPDATE=1"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("env lacks %s", want)
+		}
+	}
+	var cfg struct {
+		Model    string `json:"model"`
+		Provider map[string]struct {
+			NPM     string `json:"npm"`
+			Options struct {
+				BaseURL string `json:"baseURL"`
+				APIKey  string `json:"apiKey"`
+			} `json:"options"`
+			Models map[string]any `json:"models"`
+		} `json:"provider"`
+	}
+	if err := json.Unmarshal([]byte(content), &cfg); err != nil {
+		t.Fatalf("OPENCODE_CONFIG_CONTENT %q: %v", content, err)
+	}
+	p := cfg.Provider["airlock"]
+	if cfg.Model != "airlock/gpt-4.1" || p.NPM != "@ai-sdk/openai-compatible" || p.Options.BaseURL != APIBaseURL ||
+		p.Options.APIKey != "{env:OPENAI_API_KEY}" || p.Models["gpt-4.1"] == nil {
+		t.Errorf("config = %s", content)
+	}
+}
+
+func TestOpencodeAPI(t *testing.T) {
+	lookup := func(env map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	}
+	a := Opencode{}
+	if a.HasCredentials(lookup(map[string]string{"OPENAI_API_KEY": " "})) {
+		t.Error("a blank key counts as credentials")
+	}
+	if _, err := a.API(lookup(nil)); err == nil {
+		t.Error("API without a key did not fail")
+	}
+	auth, err := a.API(lookup(map[string]string{"OPENAI_API_KEY": "sk-real"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth.Headers["Authorization"] != "Bearer sk-real" || auth.Secret != "sk-real" || !slices.Contains(auth.Strip, "Authorization") {
+		t.Errorf("auth = %+v", auth)
+	}
+	for _, kv := range auth.Env {
+		if strings.Contains(kv, "sk-real") {
+			t.Errorf("the sandbox gets the key: %s", kv)
+		}
+	}
+	if len(auth.Routes) != 1 || auth.Routes[0] != (Route{Method: "POST", Path: "/chat/completions", Metered: true}) ||
+		auth.Upstream != "https://api.openai.com/v1" || auth.Usage != "openai-chat" {
+		t.Errorf("routes %+v upstream %q usage %q", auth.Routes, auth.Upstream, auth.Usage)
+	}
+	if !a.IsSecret("OPENAI_API_KEY") || a.IsSecret("HOME") {
+		t.Error("IsSecret")
+	}
+	if got, err := Lookup("opencode"); err != nil || got.Name() != "opencode" {
+		t.Errorf("Lookup(opencode) = %v, %v", got, err)
 	}
 }
