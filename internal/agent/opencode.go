@@ -58,7 +58,6 @@ type opencodePart struct {
 			Write int `json:"write"`
 		} `json:"cache"`
 	} `json:"tokens"`
-	Cost float64 `json:"cost"`
 }
 
 type opencodeError struct {
@@ -112,11 +111,19 @@ func parseOpencodeLine(line []byte) ([]transcript.Event, error) {
 		return []transcript.Event{use}, nil
 	case "step_finish":
 		base.Kind, base.Subtype = transcript.KindSystem, "step_finish"
+		if t := p.Tokens; t != nil {
+			// The model call's usage. Reasoning tokens are reported
+			// apart and left out; opencode's own cost is not used (it
+			// prices only models it knows from models.dev, which airlock
+			// keeps it from fetching): the proxy meters the cost.
+			base.Usage = &transcript.Usage{Input: t.Input, Output: t.Output, CacheRead: t.Cache.Read, CacheWrite: t.Cache.Write}
+		}
 		if p.Reason == "tool-calls" || p.Reason == "" {
 			return []transcript.Event{base}, nil
 		}
 		// The model stopped: opencode's loop ends here.
 		end := base
+		end.Usage = nil // a result's usage would be the run's total
 		end.Kind, end.Subtype = transcript.KindResult, "success"
 		if p.Reason != "stop" {
 			end.Subtype, end.IsError = p.Reason, true

@@ -61,11 +61,15 @@ func ocParseFile(t *testing.T, name string, parse func([]byte) ([]transcript.Eve
 // testkit.ChatServer (internal/testkit/openai_chat_opencode_test.go).
 func TestParseOpencodeTranscripts(t *testing.T) {
 	tests := []struct {
-		file string
-		want []string
+		file    string
+		want    []string
+		outcome string
+		tokens  [3]int // input, output, cache read, summed over the model calls
 	}{
 		{
-			file: "opencode_demo.jsonl",
+			file:    "opencode_demo.jsonl",
+			outcome: transcript.OutcomeSucceeded,
+			tokens:  [3]int{8755, 110, 25216},
 			want: []string{
 				"system/step_start",
 				"text I'll create a small Python script.",
@@ -89,7 +93,9 @@ func TestParseOpencodeTranscripts(t *testing.T) {
 			},
 		},
 		{
-			file: "opencode_tool_error.jsonl",
+			file:    "opencode_tool_error.jsonl",
+			outcome: transcript.OutcomeSucceeded,
+			tokens:  [3]int{8472, 28, 8320},
 			want: []string{
 				"system/step_start",
 				`tool_use read true {"filePath":"/tmp/TestChatServerOpencodeToolError2834509215/001/missing.txt"}`,
@@ -102,8 +108,9 @@ func TestParseOpencodeTranscripts(t *testing.T) {
 			},
 		},
 		{
-			file: "opencode_api_error.jsonl",
-			want: []string{"result/error airlock test model: scripted failure (error)"},
+			file:    "opencode_api_error.jsonl",
+			want:    []string{"result/error airlock test model: scripted failure (error)"},
+			outcome: transcript.OutcomeFailed,
 		},
 	}
 	for _, tt := range tests {
@@ -122,8 +129,39 @@ func TestParseOpencodeTranscripts(t *testing.T) {
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
+
+			// The summary every agent gets: outcome and summed usage.
+			f, err := os.Open(filepath.Join("testdata", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			sum, err := transcript.SummarizeWith(f, Opencode{}.ParseLine)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := [3]int{sum.InputTokens, sum.OutputTokens, sum.CacheRead}; sum.Outcome != tt.outcome || got != tt.tokens {
+				t.Errorf("summary: outcome %s tokens %v, want %s %v", sum.Outcome, got, tt.outcome, tt.tokens)
+			}
+			if tt.outcome == transcript.OutcomeSucceeded && (sum.Result != lastText(tt.want) || sum.Turns != strings.Count(strings.Join(tt.want, "\n"), "step_finish")) {
+				t.Errorf("summary: result %q after %d turns", sum.Result, sum.Turns)
+			}
+			if !strings.HasPrefix(sum.SessionID, "ses_") || sum.Skipped != 0 {
+				t.Errorf("summary: session %q, %d lines skipped", sum.SessionID, sum.Skipped)
+			}
 		})
 	}
+}
+
+// lastText is the text of the last text event among want.
+func lastText(want []string) string {
+	text := ""
+	for _, w := range want {
+		if t, ok := strings.CutPrefix(w, "text "); ok {
+			text = t
+		}
+	}
+	return text
 }
 
 func TestParseOpencodeOddLines(t *testing.T) {

@@ -39,6 +39,9 @@ type Summary struct {
 	// lastDelta says it ended with a piece of streamed text.
 	lastText  string
 	lastDelta bool
+	// calls counts the model calls that reported usage, the turns of an
+	// agent whose end does not count them (opencode).
+	calls int
 }
 
 // maxLastText bounds the final text a Summary keeps from text events.
@@ -96,6 +99,7 @@ func (s *Summary) Add(ev Event) {
 		s.addResult(ev)
 	}
 	if u := ev.Usage; u != nil && ev.Kind != KindResult {
+		s.calls++
 		s.InputTokens += u.Input
 		s.OutputTokens += u.Output
 		s.CacheRead += u.CacheRead
@@ -116,6 +120,8 @@ func (s *Summary) addResult(ev Event) {
 	s.IsError = ev.IsError || ev.Subtype != "" && ev.Subtype != "success"
 	if ev.Turns > 0 {
 		s.Turns = ev.Turns
+	} else if s.Turns == 0 {
+		s.Turns = s.calls
 	}
 	if ev.Duration > 0 {
 		s.Duration = ev.Duration

@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/testkit"
+)
+
+// TestAgentOpencode runs the real opencode CLI (its pinned npm release, in
+// its own image) through airlock's sandbox and egress proxy against the
+// scripted Chat Completions server: it writes hello.py, runs it, commits it
+// and answers. The key reaches the server on every request and never the
+// sandbox; logs shows the run like any other agent's; the proxy metered
+// the usage the server reported.
+func TestAgentOpencode(t *testing.T) {
+	e := newEnv(t)
+	// The agent's own image (content-addressed: built once, then found).
+	e.ok("image", "build", "--agent", "opencode")
+
+	srv := testkit.NewChatServer(testkit.Script{
+		Name: "opencode-demo",
+		Steps: []testkit.Step{
+			{Text: "I'll create a small Python script.", Tool: "write", Input: map[string]any{
+				"filePath": "/workspace/hello.py", "content": "print(\"Hello from airlock\")\n",
+			}},
+			// env: what the agent holds is in the transcript, for the
+			// check below that the key never was.
+			{Text: "Let me run it.", Tool: "bash", Input: map[string]any{"command": "python3 hello.py && env", "description": "Run hello.py"}},
+			{Text: "It works. Committing.", Tool: "bash", Input: map[string]any{"command": `git add hello.py && git commit -m "Add hello.py"`, "description": "Commit hello.py"}},
+		},
+		FinalText: "Created hello.py, which prints \"Hello from airlock\", and committed it.",
+	})
+	url, err := srv.Start(e.gateway() + ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	key := "sk-proj-e2e-opencode-" + strings.ReplaceAll(t.Name(), "/", "-")
+	e.extra = []string{"OPENAI_API_KEY=" + key, "OPENAI_BASE_URL=" + url + "/v1"}
+
+	res := e.ok("run", "--agent", "opencode", "-m", "Write hello.py, run it, commit it.", "--name", "hello")
+	out := res.stdout + res.stderr
+
+	runs := e.runs()
+	if len(runs) != 1 || runs[0].Status != store.StatusSucceeded {
+		t.Fatalf("runs = %+v\n%s", runs, out)
+	}
+	r := runs[0]
+	if got := e.git("log", "-1", "--format=%s", r.Branch); got != "Add hello.py" {
+		t.Fatalf("run branch head = %q\n%s", got, out)
+	}
+	if got := e.git("show", r.Branch+":hello.py"); got != `print("Hello from airlock")` {
+		t.Errorf("hello.py on the branch = %q", got)
+	}
+
+	// The real key reached the model server on every request, in the
+	// header OpenAI reads; the main conversation advanced step by step.
+	reqs := srv.Requests()
+	var steps []int
+	for _, q := range reqs {
+		if got := q.Headers.Get("Authorization"); got != "Bearer "+key {
+			t.Errorf("request %s %s carried Authorization %q, want the real key", q.Method, q.Path, got)
+		}
+		if q.Path != "/v1/chat/completions" || !q.Stream {
+			t.Errorf("request %s %s stream=%v", q.Method, q.Path, q.Stream)
+		}
+		if q.NumTools > 0 {
+			steps = append(steps, q.NumToolResults)
+		}
+	}
+	if len(steps) != 4 || steps[0] != 0 || steps[3] != 3 {
+		t.Errorf("tool results per main request = %v, want 0 1 2 3", steps)
+	}
+
+	// The sandbox never held the key: not in the agent's environment (the
+	// env the script printed is in the transcript, with the placeholder),
+	// not in any file the run left (transcript, home, workspace, bundle).
+	raw := e.ok("logs", "--raw", r.ID).stdout
+	if !strings.Contains(raw, "OPENAI_API_KEY=sk-proj-airlock-placeholder") {
+		t.Errorf("the agent's environment (in the transcript) lacks the placeholder:\n%s", tail(raw, 20))
+	}
+	filepath.WalkDir(e.runDir(r.ID), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		if data, err := os.ReadFile(path); err == nil && bytes.Contains(data, []byte(key)) {
+			t.Errorf("the real key is in %s", path)
+		}
+		return nil
+	})
+
+	// logs renders opencode's run like any other: the tool calls, the
+	// final text, the outcome.
+	logs := e.ok("logs", r.ID).stdout
+	for _, want := range []string{"write", "hello.py", "bash", "python3 hello.py", "git commit", "committed it", "succeeded"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+
+	// The proxy metered what the server reported.
+	if r.CostUSD <= 0 {
+		t.Errorf("recorded cost = %v, want > 0 (metered by the proxy)", r.CostUSD)
+	}
+}
