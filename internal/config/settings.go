@@ -580,6 +580,7 @@ func childKeys(table string) []string {
 			out = append(out, rest)
 		}
 	}
+	sort.Strings(out) // tables (an agent's) and keys alike, in one order
 	return out
 }
 
