@@ -26,8 +26,9 @@ func TestAgentOpencode(t *testing.T) {
 	srv := testkit.NewChatServer(testkit.Script{
 		Name: "opencode-demo",
 		Steps: []testkit.Step{
-			{Text: "I'll create a small Python script.", Tool: "write", Input: map[string]any{
-				"filePath": "/workspace/hello.py", "content": "print(\"Hello from airlock\")\n",
+			// opencode offers GPT-5 models apply_patch instead of write.
+			{Text: "I'll create a small Python script.", Tool: "apply_patch", Input: map[string]any{
+				"patchText": "*** Begin Patch\n*** Add File: hello.py\n+print(\"Hello from airlock\")\n*** End Patch",
 			}},
 			// env: what the agent holds is in the transcript, for the
 			// check below that the key never was.
@@ -46,6 +47,12 @@ func TestAgentOpencode(t *testing.T) {
 
 	res := e.ok("run", "--agent", "opencode", "-m", "Write hello.py, run it, commit it.", "--name", "hello")
 	out := res.stdout + res.stderr
+	t.Logf("airlock run:\n%s", out)
+	// Nothing but the model API: opencode fetches no catalogue, update,
+	// plugin or language server at start.
+	if !strings.Contains(out, "Egress: ") || !strings.Contains(out, " 0 denied") {
+		t.Errorf("the run tried to reach something:\n%s\n%s", out, e.airlock("egress", "hello").stdout)
+	}
 
 	runs := e.runs()
 	if len(runs) != 1 || runs[0].Status != store.StatusSucceeded {
@@ -98,7 +105,7 @@ func TestAgentOpencode(t *testing.T) {
 	// logs renders opencode's run like any other: the tool calls, the
 	// final text, the outcome.
 	logs := e.ok("logs", r.ID).stdout
-	for _, want := range []string{"write", "hello.py", "bash", "python3 hello.py", "git commit", "committed it", "succeeded"} {
+	for _, want := range []string{"apply_patch", "hello.py", "bash", "python3 hello.py", "git commit", "committed it", "succeeded"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}
