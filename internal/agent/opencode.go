@@ -168,13 +168,21 @@ func (Opencode) DefaultVersion() string { return OpencodeVersion }
 // Install implements Agent. opencode-ai's postinstall copies the binary of
 // the platform package that fits the CPU (AVX2 or baseline) into its own
 // bin; the platform packages it leaves behind (two of them, ~170 MB each)
-// are then removed.
+// are then removed. opencodeConfigHome is made read-only: opencode installs
+// @opencode-ai/plugin from npm into every config directory it may write
+// to, at every start (registry.npmjs.org, which the proxy denies, ~20 s).
 func (Opencode) Install(version string) string {
 	return fmt.Sprintf("RUN npm install -g --no-fund --no-audit opencode-ai@%s && \\\n"+
 		"    rm -rf \"$(npm root -g)/opencode-ai/node_modules\" && \\\n"+
 		"    npm cache clean --force && \\\n"+
-		"    opencode --version\n", version)
+		"    mkdir -p %s/opencode && chmod -R 0555 %s && \\\n"+
+		"    opencode --version\n", version, opencodeConfigHome, opencodeConfigHome)
 }
+
+// opencodeConfigHome is opencode's XDG_CONFIG_HOME: a directory of the
+// image the agent cannot write (its configuration comes in
+// OPENCODE_CONFIG_CONTENT).
+const opencodeConfigHome = "/opt/opencode/config"
 
 // opencodeScript is the container's entry command: the prompt is opencode's
 // standard input (it reads it when no message is given), so it is never an
@@ -229,6 +237,7 @@ func (Opencode) Env(o Options) []string {
 		"HOME=/home/agent",
 		"SHELL=/bin/bash",
 		"OPENCODE_CONFIG_CONTENT=" + opencodeConfig(opencodeModel(o.Model)),
+		"XDG_CONFIG_HOME=" + opencodeConfigHome,
 		// The sandbox reaches nothing but the proxy: no model catalogue
 		// from models.dev, no update check, no sharing, no language
 		// servers or plugins fetched at start.

@@ -314,7 +314,7 @@ func TestOpencodeEnvConfig(t *testing.T) {
 			t.Errorf("env carries something like a key: %s", kv)
 		}
 	}
-	for _, want := range []string{"HOME=/home/agent", "OPENCODE_DISABLE_MODELS_FETCH=1", "OPENCODE_DISABLE_AUTOUPDATE=1"} {
+	for _, want := range []string{"HOME=/home/agent", "OPENCODE_DISABLE_MODELS_FETCH=1", "OPENCODE_DISABLE_AUTOUPDATE=1", "XDG_CONFIG_HOME=" + opencodeConfigHome} {
 		if !slices.Contains(env, want) {
 			t.Errorf("env lacks %s", want)
 		}
