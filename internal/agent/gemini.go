@@ -219,8 +219,15 @@ func (Gemini) API(lookup func(string) (string, bool)) (APIAuth, error) {
 	}, nil
 }
 
-// DefaultAllow implements Agent.
-func (Gemini) DefaultAllow() []string { return []string{"generativelanguage.googleapis.com"} }
+// DefaultAllow implements Agent: none. With usage statistics, telemetry
+// and update checks off, the Gemini CLI's only traffic is the model API
+// (its web search too is a model request), which goes to airlock's
+// endpoint, not through the allowlist: a run makes no other request
+// (TestAgentGemini: every request the proxy saw was the model API's).
+// Allowing generativelanguage.googleapis.com directly would serve nothing
+// but a way out: an agent holding someone else's key (from a prompt
+// injection) could upload the repository to that project's files.
+func (Gemini) DefaultAllow() []string { return nil }
 
 // geminiLine is the part of a Gemini CLI stream-json line that is shown.
 // The lines: init, message (user or assistant; the assistant's text comes

@@ -175,7 +175,7 @@ func TestGeminiAPI(t *testing.T) {
 			t.Errorf("sandbox env carries the key: %s", kv)
 		}
 	}
-	if a.Upstream != "https://generativelanguage.googleapis.com" || !slices.Equal(g.DefaultAllow(), []string{"generativelanguage.googleapis.com"}) {
+	if a.Upstream != "https://generativelanguage.googleapis.com" || len(g.DefaultAllow()) != 0 {
 		t.Errorf("upstream %q allow %q", a.Upstream, g.DefaultAllow())
 	}
 	metered := 0

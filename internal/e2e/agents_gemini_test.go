@@ -128,6 +128,11 @@ func TestAgentGemini(t *testing.T) {
 		t.Errorf("the server saw %d model requests with tools, want at least 4", main)
 	}
 	assertKeyNotInSandbox(t, e, r, key)
+	// The CLI reaches nothing but the model API: no telemetry, no update
+	// check (the allowlist has no host for it).
+	if r.EgressDenied != 0 || r.EgressAllowed != len(reqs) {
+		t.Errorf("egress: %d allowed, %d denied; want only the %d model API requests", r.EgressAllowed, r.EgressDenied, len(reqs))
+	}
 
 	logs := e.ok("logs", r.ID).stdout
 	for _, want := range []string{"write_file", "run_shell_command", "python3 hello.py", `Created hello.py, which prints "Hello from airlock", and committed it.`} {
