@@ -293,6 +293,12 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 	if err := applyBudgetFlags(res, opts); err != nil {
 		return run.Request{}, nil, "", err
 	}
+	if r := opts.resumeFrom; r != nil && !opts.set["agent"] && r.Agent != "" {
+		// A conversation continues with the agent that had it.
+		if err := res.Set("agent.name", r.Agent, "the resumed run "+r.ID); err != nil {
+			return run.Request{}, nil, "", err
+		}
+	}
 	for flag, key := range map[string]string{"agent": "agent.name", "model": "agent.model", "max-turns": "agent.max_turns", "image": "image.name", "network": "egress.mode", "runtime": "sandbox.runtime"} {
 		if !opts.set[flag] {
 			continue
@@ -317,6 +323,12 @@ func (f *Factory) buildRequest(ctx context.Context, project string, opts runOpti
 		}
 	}
 	cfg := res.Config
+	if r := opts.resumeFrom; r != nil {
+		from, to := agent.MustLookup(r.Agent), agent.MustLookup(cfg.Agent.Name)
+		if from.Name() != to.Name() {
+			return run.Request{}, nil, "", flagErrorf("run %s was %s's conversation; %s cannot continue it (leave out --agent, or start a new run)", r.ID, from.Title(), to.Title())
+		}
+	}
 
 	// The name: --name, else the prompt's name: key, else a resumed run's,
 	// else one made from the prompt's file name or words.

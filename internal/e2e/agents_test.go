@@ -250,3 +250,56 @@ func TestAgentCodexBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentCodexResume: a Codex run's session (~/.codex/sessions, kept when
+// the run ends) goes into the resumed run's home, and Codex continues the
+// thread: the model sees the first run's conversation, and the resumed run
+// works on the first one's branch.
+func TestAgentCodexResume(t *testing.T) {
+	e := newEnv(t)
+	codexImage(e)
+	const key = "sk-proj-e2e-codex-resume-0123456789abcdef"
+	first := testkit.NewResponsesServer(testkit.CodexDemoScript())
+	url, err := first.Start(e.gateway() + ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { first.Close() })
+	e.extra = []string{"OPENAI_API_KEY=" + key, "OPENAI_BASE_URL=" + url}
+	e.ok("run", "--agent", "codex", "-m", "FIRST-TASK: write hello.py, run it, commit it.", "--name", "codex-resume")
+	r := e.onlyRun()
+
+	// Everything the first run did is history now: its server answers the
+	// continuation with its final text.
+	second := testkit.NewResponsesServer(testkit.Script{Name: "resumed", FinalText: "RESUMED-ANSWER"})
+	url2, err := second.Start(e.gateway() + ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Close() })
+	e.extra = []string{"OPENAI_API_KEY=" + key, "OPENAI_BASE_URL=" + url2}
+	res := e.ok("run", "--resume", r.ID, "-m", "SECOND-TASK: go on.", "--name", "codex-resume-2")
+	reqs := second.Requests()
+	if len(reqs) == 0 {
+		t.Fatalf("the resumed run made no model request:\n%s", res.stderr)
+	}
+	body := reqs[0].Body
+	if !bytes.Contains(body, []byte("FIRST-TASK")) || !bytes.Contains(body, []byte("SECOND-TASK")) {
+		t.Errorf("the resumed request lacks the first run's conversation or the new prompt:\n%.2000s", body)
+	}
+	var resumed store.Run
+	for _, x := range e.runs() {
+		if x.ID != r.ID {
+			resumed = x
+		}
+	}
+	if resumed.Agent != "codex" || resumed.Status != store.StatusSucceeded {
+		t.Fatalf("resumed run: %+v", resumed)
+	}
+	if logs := e.ok("logs", resumed.ID).stdout; !strings.Contains(logs, "RESUMED-ANSWER") {
+		t.Errorf("logs of the resumed run:\n%s", logs)
+	}
+	if res := e.airlock("run", "--resume", r.ID, "--agent", "claude", "-m", "go on"); res.code == 0 || !strings.Contains(res.stderr, "was Codex CLI's conversation; Claude Code cannot continue it") {
+		t.Errorf("resuming a Codex run with Claude Code: exit %d\n%s", res.code, res.stderr)
+	}
+}

@@ -59,7 +59,7 @@ const restartScript = `log=$1 n=$2
 shift 2
 i=0
 resume=
-[ -f "$log" ] && resume=1
+[ -e "$log" ] && resume=1
 for a do
   shift
   if [ "$i" -lt "$n" ]; then
@@ -72,9 +72,13 @@ done
 exec "$@"`
 
 // restartable wraps a persistent run's agent command in restartScript:
-// cmd while its session has no log yet, resumed after.
+// cmd while its session has no log yet (or, for an agent whose sessions
+// airlock cannot name, no session directory), resumed after.
 func restartable(ag agent.Agent, cmd, resumed []string, sessionID string) []string {
 	rel := ag.SessionLog(containerWorkspace, sessionID)
+	if rel == "" {
+		rel = ag.SessionDir()
+	}
 	if rel == "" {
 		// The agent keeps no session to continue: it starts afresh.
 		return cmd

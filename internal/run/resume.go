@@ -26,14 +26,34 @@ const sessionDir = "session"
 // resumed because its saved state is gone.
 var ErrSessionLost = errors.New("its conversation was not kept")
 
-// sessionRel is the directory of the run's session log, relative to its
-// home; "" when the agent keeps no session airlock can resume.
+// sessionRel is the directory of the run's session state, relative to its
+// home: the directory of its session log, or, for an agent whose sessions
+// airlock cannot name (Codex CLI, Gemini CLI), its whole SessionDir. ""
+// when the agent keeps no session airlock can resume.
 func sessionRel(r *store.Run) string {
-	rel := agentOf(r).SessionLog(containerWorkspace, r.SessionID)
-	if rel == "" {
-		return ""
+	ag := agentOf(r)
+	if rel := ag.SessionLog(containerWorkspace, r.SessionID); rel != "" {
+		return filepath.Dir(rel)
 	}
-	return filepath.Dir(rel)
+	return ag.SessionDir()
+}
+
+// sessionKept reports whether src holds the run's session: its log, or,
+// without one, any regular file.
+func sessionKept(r *store.Run, src string) bool {
+	if rel := agentOf(r).SessionLog(containerWorkspace, r.SessionID); rel != "" {
+		fi, err := os.Lstat(filepath.Join(src, filepath.Base(rel)))
+		return err == nil && fi.Mode().IsRegular()
+	}
+	found := false
+	filepath.WalkDir(src, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			found = true
+			return fs.SkipAll
+		}
+		return nil
+	})
+	return found
 }
 
 // savedSession is where a run's conversation is now: its home while it has
@@ -50,8 +70,7 @@ func (m *Manager) savedSession(r *store.Run) (string, error) {
 			continue
 		}
 		src := filepath.Join(dir, rel)
-		log := filepath.Base(agentOf(r).SessionLog(containerWorkspace, r.SessionID))
-		if fi, err := os.Lstat(filepath.Join(src, log)); err == nil && fi.Mode().IsRegular() {
+		if sessionKept(r, src) {
 			return src, nil
 		}
 	}

@@ -269,6 +269,9 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 	if err := sandbox.CheckRuntime(ctx, m.Engine, req.Runtime); err != nil {
 		return err
 	}
+	if from := req.Resume; from != nil && agentOf(from).Name() != req.agent().Name() {
+		return fmt.Errorf("run %s was %s's conversation; %s cannot continue it (leave out --agent, or start a new run)", from.ID, agentOf(from).Title(), req.agent().Title())
+	}
 	if len(req.Bring) > 0 {
 		if _, ok := req.agent().(agent.Bringer); !ok {
 			return fmt.Errorf("the profile brings %s, but %s has no configuration airlock can bring in", strings.Join(req.Bring, ", "), req.agent().Title())
