@@ -70,7 +70,10 @@ func (e *env) imageBuild() result {
 // containerEnv and its postCreateCommand are there for the agent, and an
 // unchanged project is not rebuilt.
 func TestDevcontainer(t *testing.T) {
-	e := newEnv(t)
+	onEngines(t, []engineKind{onDocker, onPodman}, devcontainerImage)
+}
+
+func devcontainerImage(t *testing.T, e *env) {
 	e.write(".devcontainer/devcontainer.json", `// the team's dev container
 {
 	"name": "devtool",
@@ -127,7 +130,7 @@ func TestDevcontainer(t *testing.T) {
 
 	// A base without apt (here a bare busybox root filesystem, as Alpine's
 	// would be) is refused by the build, saying why.
-	busybox(t)
+	busybox(t, e)
 	e.write(".devcontainer/devcontainer.json", `{"image": "`+sandboxtest.Image+`"}`)
 	res = e.imageBuild()
 	if res.code == 0 || !strings.Contains(res.stderr, "the dev container image has no apt-get") || !strings.Contains(res.stderr, "must be Debian or Ubuntu based") {
@@ -135,10 +138,10 @@ func TestDevcontainer(t *testing.T) {
 	}
 }
 
-// busybox makes sure the engine has the bare busybox image.
-func busybox(t *testing.T) {
+// busybox makes sure the test's engine has the bare busybox image.
+func busybox(t *testing.T, e *env) {
 	t.Helper()
-	eng, err := sandbox.NewDocker()
+	eng, err := e.sandboxEngine()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,9 +150,13 @@ func busybox(t *testing.T) {
 	if ok, err := eng.ImageExists(ctx, sandboxtest.Image); err != nil || ok {
 		return
 	}
+	imp, ok := eng.(sandbox.ImageImporter)
+	if !ok {
+		t.Fatalf("%s imports no images", e.engine)
+	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(sandboxtest.BusyboxRootfs(pw, sandboxtest.BusyboxPath)) }()
-	if err := eng.ImportImage(ctx, pr, sandboxtest.Image); err != nil {
+	if err := imp.ImportImage(ctx, pr, sandboxtest.Image); err != nil {
 		t.Fatalf("import %s: %v", sandboxtest.Image, err)
 	}
 }
