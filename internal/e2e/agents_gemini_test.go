@@ -255,3 +255,29 @@ func TestAgentGeminiBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentGeminiResume: a Gemini CLI run's sessions (~/.gemini/tmp, kept
+// when the run ends) go into the resumed run's home, and the CLI continues
+// the session (--resume=<id>): the model sees the first run's conversation.
+func TestAgentGeminiResume(t *testing.T) {
+	e := newEnv(t)
+	geminiImage(e)
+	geminiServer(e, testkit.GeminiDemoScript("/workspace"))
+	e.ok("run", "--agent", "gemini", "--model", geminiModel, "-m", "FIRST-TASK: write hello.py, run it, commit it.", "--name", "gemini-resume")
+	r := e.onlyRun()
+
+	second, _ := geminiServer(e, testkit.Script{Name: "resumed", FinalText: "RESUMED-ANSWER"})
+	res := e.ok("run", "--resume", r.ID, "-m", "SECOND-TASK: go on.", "--name", "gemini-resume-2")
+	var sawBoth bool
+	for _, q := range second.Requests() {
+		sawBoth = sawBoth || bytes.Contains(q.Body, []byte("FIRST-TASK")) && bytes.Contains(q.Body, []byte("SECOND-TASK"))
+	}
+	if !sawBoth {
+		t.Errorf("no resumed request carried the first run's conversation and the new prompt (%d requests):\n%s", len(second.Requests()), res.stderr)
+	}
+	for _, x := range e.runs() {
+		if x.ID != r.ID && (x.Agent != "gemini" || x.Status != store.StatusSucceeded) {
+			t.Fatalf("resumed run: %+v", x)
+		}
+	}
+}
