@@ -280,8 +280,11 @@ func opencodeConfig(model string) string {
 // configuration) and asks nothing at first start.
 func (Opencode) Seed(string, SeedOptions, int, int) error { return nil }
 
-// SessionDir implements Agent: its sessions are in a SQLite database here.
-func (Opencode) SessionDir() string { return ".local/share/opencode" }
+// SessionDir implements Agent. opencode keeps its sessions in a SQLite
+// database under ~/.local/share/opencode, but its Command does not continue
+// one yet: "" makes --resume refuse an opencode run instead of starting a
+// new conversation that looks resumed.
+func (Opencode) SessionDir() string { return "" }
 
 // SessionLog implements Agent: the terminal UI writes no transcript.
 func (Opencode) SessionLog(string, string) string { return "" }
