@@ -280,11 +280,10 @@ func opencodeConfig(model string) string {
 // configuration) and asks nothing at first start.
 func (Opencode) Seed(string, SeedOptions, int, int) error { return nil }
 
-// SessionDir implements Agent. opencode keeps its sessions in a SQLite
-// database under ~/.local/share/opencode, but its Command does not continue
-// one yet: "" makes --resume refuse an opencode run instead of starting a
-// new conversation that looks resumed.
-func (Opencode) SessionDir() string { return "" }
+// SessionDir implements Agent: opencode keeps its sessions in a SQLite
+// database here; a resumed run continues the last one (--continue), the
+// run's home holding no other.
+func (Opencode) SessionDir() string { return ".local/share/opencode" }
 
 // SessionLog implements Agent: the terminal UI writes no transcript.
 func (Opencode) SessionLog(string, string) string { return "" }
@@ -327,8 +326,11 @@ func (Opencode) API(lookup func(string) (string, bool)) (APIAuth, error) {
 // like an OpenAI project key, worthless outside the sandbox.
 const opencodePlaceholderKey = "sk-proj-airlock-placeholder-injected-by-the-egress-proxy"
 
-// DefaultAllow implements Agent.
-func (Opencode) DefaultAllow() []string { return []string{"api.openai.com"} }
+// DefaultAllow implements Agent: nothing. opencode's model traffic goes to
+// the API endpoint, and with models.dev, updates, sharing and plugin
+// installs off it reaches for no other host; api.openai.com reached
+// directly would only take whatever key the agent was handed.
+func (Opencode) DefaultAllow() []string { return nil }
 
 // ParseLine implements Agent.
 func (Opencode) ParseLine(line []byte) ([]transcript.Event, error) { return parseOpencodeLine(line) }

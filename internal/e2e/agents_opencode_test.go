@@ -38,13 +38,7 @@ func TestAgentOpencode(t *testing.T) {
 		},
 		FinalText: "Created hello.py, which prints \"Hello from airlock\", and committed it.",
 	})
-	url, err := srv.Start(e.gateway() + ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	key := "sk-proj-e2e-opencode-" + strings.ReplaceAll(t.Name(), "/", "-")
-	e.extra = []string{"OPENAI_API_KEY=" + key, "OPENAI_BASE_URL=" + url + "/v1"}
+	key := opencodeServe(e, srv)
 
 	res := e.ok("run", "--agent", "opencode", "-m", "Write hello.py, run it, commit it.", "--name", "hello")
 	out := res.stdout + res.stderr
@@ -116,5 +110,48 @@ func TestAgentOpencode(t *testing.T) {
 	// The proxy metered what the server reported.
 	if r.CostUSD <= 0 {
 		t.Errorf("recorded cost = %v, want > 0 (metered by the proxy)", r.CostUSD)
+	}
+}
+
+// opencodeServe starts srv where containers reach it and points the test's
+// airlock at it with a key of the test's; it returns the key.
+func opencodeServe(e *env, srv *testkit.ChatServer) string {
+	e.t.Helper()
+	url, err := srv.Start(e.gateway() + ":0")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { srv.Close() })
+	key := "sk-proj-e2e-opencode-" + strings.ReplaceAll(e.t.Name(), "/", "-")
+	e.extra = []string{"OPENAI_API_KEY=" + key, "OPENAI_BASE_URL=" + url + "/v1"}
+	return key
+}
+
+// A resumed opencode run continues the first run's conversation: the
+// model sees both prompts.
+func TestAgentOpencodeResume(t *testing.T) {
+	e := newEnv(t)
+	e.ok("image", "build", "--agent", "opencode")
+	opencodeServe(e, testkit.NewChatServer(testkit.Script{Name: "first", FinalText: "FIRST-ANSWER"}))
+	e.ok("run", "--agent", "opencode", "-m", "FIRST-TASK: say something.", "--name", "oc-resume")
+	r := e.onlyRun()
+
+	second := testkit.NewChatServer(testkit.Script{Name: "resumed", FinalText: "RESUMED-ANSWER"})
+	opencodeServe(e, second)
+	res := e.ok("run", "--resume", r.ID, "-m", "SECOND-TASK: go on.", "--name", "oc-resume-2")
+	var sawBoth bool
+	for _, q := range second.Requests() {
+		sawBoth = sawBoth || q.NumTools > 0 && bytes.Contains(q.Body, []byte("FIRST-TASK")) && bytes.Contains(q.Body, []byte("FIRST-ANSWER")) && bytes.Contains(q.Body, []byte("SECOND-TASK"))
+	}
+	if !sawBoth {
+		t.Errorf("no resumed request carried the first run's conversation and the new prompt (%d requests):\n%s", len(second.Requests()), res.stderr)
+	}
+	for _, x := range e.runs() {
+		if x.Agent != "opencode" || x.Status != store.StatusSucceeded {
+			t.Fatalf("run: %+v", x)
+		}
+	}
+	if logs := e.ok("logs", "--raw", r.ID).stdout + e.ok("logs").stdout; !strings.Contains(logs, "RESUMED-ANSWER") {
+		t.Errorf("logs lack the resumed answer:\n%s", logs)
 	}
 }
