@@ -70,7 +70,7 @@ func (e *env) imageBuild() result {
 // containerEnv and its postCreateCommand are there for the agent, and an
 // unchanged project is not rebuilt.
 func TestDevcontainer(t *testing.T) {
-	onEngines(t, []engineKind{onDocker, onPodman}, devcontainerImage)
+	onEngines(t, rootfulEngines, devcontainerImage)
 }
 
 func devcontainerImage(t *testing.T, e *env) {
