@@ -1,14 +1,11 @@
 package testkit
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path"
 	"strings"
@@ -30,6 +27,8 @@ const GeminiModel = "gemini-2.5-flash"
 // when they ask for JSON. It is an http.Handler, so it can also be mounted
 // in an httptest.Server.
 type GeminiServer struct {
+	serving // Start and Close
+
 	script Script
 	prefix string
 
@@ -37,7 +36,6 @@ type GeminiServer struct {
 	requests []Request
 	sent     []GeminiUsage
 	seq      int
-	srv      *http.Server
 }
 
 // GeminiUsage is the usage a response reported (its last chunk's
@@ -66,42 +64,7 @@ func NewGeminiServer(s Script) *GeminiServer {
 // Start listens on addr and serves in the background until Close. It
 // returns the base URL to put in GOOGLE_GEMINI_BASE_URL (no /v1beta).
 func (s *GeminiServer) Start(addr string) (string, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("gemini model server listen on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	s.mu.Lock()
-	if s.srv != nil {
-		s.mu.Unlock()
-		ln.Close()
-		return "", errors.New("gemini model server already started")
-	}
-	s.srv = srv
-	s.mu.Unlock()
-	go func() { _ = srv.Serve(ln) }()
-	tcp := ln.Addr().(*net.TCPAddr)
-	host := tcp.IP.String()
-	if tcp.IP.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, fmt.Sprint(tcp.Port)), nil
-}
-
-// Close stops a started server.
-func (s *GeminiServer) Close() error {
-	s.mu.Lock()
-	srv := s.srv
-	s.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		return srv.Close()
-	}
-	return nil
+	return s.start(addr, "gemini model server", s)
 }
 
 // Requests returns a copy of every request seen so far, oldest first.

@@ -6,14 +6,11 @@ package testkit
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -86,13 +83,14 @@ func (r Request) APIKey() string {
 // Server is a scripted Anthropic Messages API endpoint. It is an
 // http.Handler, so it can also be mounted in an httptest.Server.
 type Server struct {
+	serving // Start and Close
+
 	script Script
 	prefix string // makes ids unique across servers
 
 	mu       sync.Mutex
 	requests []Request
 	seq      int
-	srv      *http.Server
 }
 
 // NewServer returns a server following s.
@@ -107,43 +105,7 @@ func NewServer(s Script) *Server {
 // in ANTHROPIC_BASE_URL; for an unspecified address the URL names loopback
 // and the caller substitutes the address its client can reach.
 func (s *Server) Start(addr string) (string, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("model server listen on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	s.mu.Lock()
-	if s.srv != nil {
-		s.mu.Unlock()
-		ln.Close()
-		return "", errors.New("model server already started")
-	}
-	s.srv = srv
-	s.mu.Unlock()
-	go func() { _ = srv.Serve(ln) }() // returns ErrServerClosed on Close
-
-	tcp := ln.Addr().(*net.TCPAddr)
-	host := tcp.IP.String()
-	if tcp.IP.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, fmt.Sprint(tcp.Port)), nil
-}
-
-// Close stops a started server, cutting open connections.
-func (s *Server) Close() error {
-	s.mu.Lock()
-	srv := s.srv
-	s.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		return srv.Close()
-	}
-	return nil
+	return s.start(addr, "model server", s)
 }
 
 // Requests returns a copy of every request seen so far, oldest first.

@@ -2,14 +2,11 @@ package testkit
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -32,13 +29,14 @@ const ChatModel = "gpt-4.1"
 // and do not advance the plan. It is an http.Handler, so it can also be
 // mounted in an httptest.Server.
 type ChatServer struct {
+	serving // Start and Close
+
 	script Script
 	prefix string
 
 	mu       sync.Mutex
 	requests []Request
 	seq      int
-	srv      *http.Server
 	// lastPrompt is the previous main request's prompt tokens: the
 	// conversation only grows, so that much of the next prompt is a prefix
 	// the API would have cached.
@@ -58,43 +56,7 @@ func NewChatServer(s Script) *ChatServer {
 // returns the server's root URL; clients use it with "/v1" appended as
 // their base URL.
 func (s *ChatServer) Start(addr string) (string, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("chat model server listen on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	s.mu.Lock()
-	if s.srv != nil {
-		s.mu.Unlock()
-		ln.Close()
-		return "", errors.New("chat model server already started")
-	}
-	s.srv = srv
-	s.mu.Unlock()
-	go func() { _ = srv.Serve(ln) }() // returns ErrServerClosed on Close
-
-	tcp := ln.Addr().(*net.TCPAddr)
-	host := tcp.IP.String()
-	if tcp.IP.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, fmt.Sprint(tcp.Port)), nil
-}
-
-// Close stops a started server, cutting open connections.
-func (s *ChatServer) Close() error {
-	s.mu.Lock()
-	srv := s.srv
-	s.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		return srv.Close()
-	}
-	return nil
+	return s.start(addr, "chat model server", s)
 }
 
 // Requests returns a copy of every request seen so far, oldest first.

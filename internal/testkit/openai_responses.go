@@ -1,14 +1,11 @@
 package testkit
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -26,6 +23,8 @@ const ResponsesModel = "gpt-5.5"
 // string is a custom (freeform) tool call, as Codex's apply_patch is; any
 // other Input is a function call with Input as its JSON arguments.
 type ResponsesServer struct {
+	serving // Start and Close
+
 	script Script
 	prefix string // makes ids unique across servers
 
@@ -33,7 +32,6 @@ type ResponsesServer struct {
 	requests []Request
 	sent     []ResponsesSent
 	seq      int
-	srv      *http.Server
 }
 
 // ResponsesSent is the usage one response reported, for tests of
@@ -62,43 +60,11 @@ func NewResponsesServer(s Script) *ResponsesServer {
 // /v1 (Codex's base_url); for an unspecified address the URL names
 // loopback and the caller substitutes the address its client can reach.
 func (s *ResponsesServer) Start(addr string) (string, error) {
-	ln, err := net.Listen("tcp", addr)
+	url, err := s.start(addr, "responses server", s)
 	if err != nil {
-		return "", fmt.Errorf("responses server listen on %s: %w", addr, err)
+		return "", err
 	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	s.mu.Lock()
-	if s.srv != nil {
-		s.mu.Unlock()
-		ln.Close()
-		return "", errors.New("responses server already started")
-	}
-	s.srv = srv
-	s.mu.Unlock()
-	go func() { _ = srv.Serve(ln) }() // returns ErrServerClosed on Close
-
-	tcp := ln.Addr().(*net.TCPAddr)
-	host := tcp.IP.String()
-	if tcp.IP.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, fmt.Sprint(tcp.Port)) + "/v1", nil
-}
-
-// Close stops a started server, cutting open connections.
-func (s *ResponsesServer) Close() error {
-	s.mu.Lock()
-	srv := s.srv
-	s.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		return srv.Close()
-	}
-	return nil
+	return url + "/v1", nil
 }
 
 // Requests returns a copy of every request seen so far, oldest first.

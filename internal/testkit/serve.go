@@ -1,0 +1,63 @@
+package testkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// serving is what every scripted server shares: serving its handler on an
+// address in the background until Close.
+type serving struct {
+	mu  sync.Mutex
+	srv *http.Server
+}
+
+// start listens on addr (e.g. "127.0.0.1:0", "0.0.0.0:0", "172.17.0.1:0")
+// and serves h in the background until Close. It returns the server's
+// base URL; for an unspecified address the URL names loopback and the
+// caller substitutes the address its client can reach. what names the
+// server in errors.
+func (s *serving) start(addr, what string, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%s listen on %s: %w", what, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s.mu.Lock()
+	if s.srv != nil {
+		s.mu.Unlock()
+		ln.Close()
+		return "", errors.New(what + " already started")
+	}
+	s.srv = srv
+	s.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }() // returns ErrServerClosed on Close
+
+	tcp := ln.Addr().(*net.TCPAddr)
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, fmt.Sprint(tcp.Port)), nil
+}
+
+// Close stops a started server, cutting open connections.
+func (s *serving) Close() error {
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		return srv.Close()
+	}
+	return nil
+}
