@@ -4,7 +4,7 @@
 GO        ?= go
 BIN       := bin/airlock
 PREFIX    ?= /usr/local
-GOTEST_TIMEOUT ?= 45m
+GOTEST_TIMEOUT ?= 75m
 FUZZTIME  ?= 20s
 
 .PHONY: all build install setup image demo test bench fuzz clean
