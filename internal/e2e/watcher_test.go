@@ -86,12 +86,11 @@ func TestDetachedRunsShareOneWatcher(t *testing.T) {
 			if n := strings.Count(hook.all(), `"run":"`+id+`"`); n != 1 {
 				t.Errorf("%d notifications of run %s, want 1", n, id)
 			}
-			var r store.Run
-			for time.Now().Before(deadline) {
-				if r = readRun(t, e, id); r.Harvested {
-					break
-				}
+			// Read at least once, so that a failure shows the run as it is.
+			r := readRun(t, e, id)
+			for !r.Harvested && time.Now().Before(deadline) {
 				time.Sleep(250 * time.Millisecond)
+				r = readRun(t, e, id)
 			}
 			if r.Status != store.StatusSucceeded || !r.Harvested || r.Head == "" {
 				t.Errorf("run %s: %s, harvested %v, head %q; want succeeded, its commit brought back", id, r.Status, r.Harvested, r.Head)
