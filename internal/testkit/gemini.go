@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -56,9 +55,7 @@ func (s *GeminiServer) Sent() []GeminiUsage {
 // NewGeminiServer returns a server following s. Steps name the Gemini CLI's
 // tools (run_shell_command, write_file, ...) with their arguments as Input.
 func NewGeminiServer(s Script) *GeminiServer {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return &GeminiServer{script: s, prefix: hex.EncodeToString(b)}
+	return &GeminiServer{script: s, prefix: newPrefix()}
 }
 
 // Start listens on addr and serves in the background until Close. It

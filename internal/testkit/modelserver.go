@@ -6,8 +6,6 @@ package testkit
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -95,9 +93,7 @@ type Server struct {
 
 // NewServer returns a server following s.
 func NewServer(s Script) *Server {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return &Server{script: s, prefix: hex.EncodeToString(b)}
+	return &Server{script: s, prefix: newPrefix()}
 }
 
 // Start listens on addr (e.g. "127.0.0.1:0", "0.0.0.0:0", "172.17.0.1:0")
@@ -117,19 +113,12 @@ func (s *Server) Requests() []Request {
 
 // ServeHTTP answers /v1/messages and /v1/messages/count_tokens.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	req, err := readRequest(w, r)
 	if err != nil {
 		writeError(w, Failure{Status: http.StatusRequestEntityTooLarge, Type: "request_too_large", Message: err.Error()})
 		return
 	}
-	req := Request{
-		Method:  r.Method,
-		Path:    r.URL.Path,
-		Query:   r.URL.RawQuery,
-		Headers: r.Header.Clone(),
-		Body:    body,
-		At:      time.Now(),
-	}
+	body := req.Body
 	var parsed messagesRequest
 	parseErr := json.Unmarshal(body, &parsed)
 	if parseErr == nil {

@@ -2,8 +2,6 @@ package testkit
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -47,9 +45,7 @@ type ChatServer struct {
 // tools (opencode: bash with {"command"}, write with {"filePath",
 // "content"}), with their arguments as Input.
 func NewChatServer(s Script) *ChatServer {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return &ChatServer{script: s, prefix: hex.EncodeToString(b)}
+	return &ChatServer{script: s, prefix: newPrefix()}
 }
 
 // Start listens on addr and serves in the background until Close. It
@@ -69,19 +65,12 @@ func (s *ChatServer) Requests() []Request {
 // ServeHTTP answers POST /v1/chat/completions (or /chat/completions, for a
 // base URL without /v1).
 func (s *ChatServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	req, err := readRequest(w, r)
 	if err != nil {
 		writeChatError(w, Failure{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Message: err.Error()})
 		return
 	}
-	req := Request{
-		Method:  r.Method,
-		Path:    r.URL.Path,
-		Query:   r.URL.RawQuery,
-		Headers: r.Header.Clone(),
-		Body:    body,
-		At:      time.Now(),
-	}
+	body := req.Body
 	var parsed chatRequest
 	parseErr := json.Unmarshal(body, &parsed)
 	if parseErr == nil {

@@ -1,8 +1,6 @@
 package testkit
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,9 +48,7 @@ func (s *ResponsesServer) Sent() []ResponsesSent {
 
 // NewResponsesServer returns a server following s.
 func NewResponsesServer(s Script) *ResponsesServer {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return &ResponsesServer{script: s, prefix: hex.EncodeToString(b)}
+	return &ResponsesServer{script: s, prefix: newPrefix()}
 }
 
 // Start listens on addr and serves in the background until Close. It
@@ -76,19 +72,12 @@ func (s *ResponsesServer) Requests() []Request {
 
 // ServeHTTP answers POST /v1/responses.
 func (s *ResponsesServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	req, err := readRequest(w, r)
 	if err != nil {
 		writeResponsesError(w, Failure{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Message: err.Error()})
 		return
 	}
-	req := Request{
-		Method:  r.Method,
-		Path:    r.URL.Path,
-		Query:   r.URL.RawQuery,
-		Headers: r.Header.Clone(),
-		Body:    body,
-		At:      time.Now(),
-	}
+	body := req.Body
 	var parsed responsesRequest
 	parseErr := json.Unmarshal(body, &parsed)
 	if parseErr == nil {

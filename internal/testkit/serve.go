@@ -2,8 +2,11 @@ package testkit
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -60,4 +63,28 @@ func (s *serving) Close() error {
 		return srv.Close()
 	}
 	return nil
+}
+
+// newPrefix makes ids unique across servers.
+func newPrefix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// readRequest reads a request whole (at most maxRequestBody) into what a
+// server records of it.
+func readRequest(w http.ResponseWriter, r *http.Request) (Request, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	if err != nil {
+		return Request{}, err
+	}
+	return Request{
+		Method:  r.Method,
+		Path:    r.URL.Path,
+		Query:   r.URL.RawQuery,
+		Headers: r.Header.Clone(),
+		Body:    body,
+		At:      time.Now(),
+	}, nil
 }
