@@ -278,8 +278,20 @@ start_podman_service() {
 	else
 		"${SUDO[@]}" install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
 		"${SUDO[@]}" install -m 0644 -o "$user" -g "$user" /dev/null "$logfile"
-		"${SUDO[@]}" runuser -u "$user" -- sh -c "cd / && export XDG_RUNTIME_DIR=/run/user/$uid HOME=$(getent passwd "$user" | cut -d: -f6) &&
-			nohup $cmd >>$logfile 2>&1 </dev/null &"
+		local env="cd / && export XDG_RUNTIME_DIR=/run/user/$uid HOME=$(getent passwd "$user" | cut -d: -f6)"
+		# A rootless Podman keeps its user namespace alive in a pause process
+		# (or a container's conmon). When all of the user's processes were
+		# killed while containers ran, Podman finds none to join and refuses
+		# every command until `podman system migrate` resets that state (it
+		# marks those containers stopped; their data stays).
+		local info
+		info=$("${SUDO[@]}" runuser -u "$user" -- sh -c "$env && podman info 2>&1 >/dev/null" || true)
+		if [[ $info == *"podman system migrate"* ]]; then
+			log "resetting $user's rootless Podman state (its pause process is gone): podman system migrate"
+			"${SUDO[@]}" runuser -u "$user" -- sh -c "$env && podman system migrate" >>"$logfile" 2>&1 ||
+				die "podman system migrate failed for $user (see $logfile)"
+		fi
+		"${SUDO[@]}" runuser -u "$user" -- sh -c "$env && nohup $cmd >>$logfile 2>&1 </dev/null &"
 	fi
 	wait_podman "$sock" "$logfile"
 }
