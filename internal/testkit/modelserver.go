@@ -173,11 +173,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // reply builds the scripted answer to a request.
 func (s *Server) reply(req Request, seq int) message {
+	return scriptedReply(s.script, s.prefix, req, seq)
+}
+
+// scriptedReply is the Anthropic message answering req, the seq-th request
+// of a server whose ids start with prefix.
+func scriptedReply(script Script, prefix string, req Request, seq int) message {
 	model := req.Model
 	if model == "" {
 		model = DefaultModel
 	}
-	id := fmt.Sprintf("%s%04d", s.prefix, seq)
+	id := fmt.Sprintf("%s%04d", prefix, seq)
 	m := message{
 		ID:    "msg_" + id,
 		Type:  "message",
@@ -185,7 +191,7 @@ func (s *Server) reply(req Request, seq int) message {
 		Model: model,
 		Usage: usage{InputTokens: estimateTokens(len(req.Body))},
 	}
-	step := s.script.next(req)
+	step := script.next(req)
 	if step.Text != "" {
 		m.Content = append(m.Content, block{Type: "text", Text: step.Text})
 	}
@@ -309,6 +315,21 @@ type usage struct {
 // writeSSE writes m as the Messages API streams it: the message shell, each
 // block as start/delta/stop, then the stop reason and final usage.
 func (m message) writeSSE(w io.Writer) error {
+	events, err := m.events()
+	if err != nil {
+		return err
+	}
+	for _, e := range events {
+		if err := e.write(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// events is m as the Messages API's stream of events, which Bedrock and
+// Vertex carry too, each in its own framing.
+func (m message) events() ([]sseEvent, error) {
 	shell := m
 	shell.Content = []block{}
 	shell.StopReason = ""
@@ -320,7 +341,7 @@ func (m message) writeSSE(w io.Writer) error {
 		case "tool_use":
 			args, err := json.Marshal(b.Input)
 			if err != nil {
-				return fmt.Errorf("encode input of tool %s: %w", b.Name, err)
+				return nil, fmt.Errorf("encode input of tool %s: %w", b.Name, err)
 			}
 			start = map[string]any{"type": "tool_use", "id": b.ID, "name": b.Name, "input": map[string]any{}}
 			delta = map[string]any{"type": "input_json_delta", "partial_json": string(args)}
@@ -342,12 +363,7 @@ func (m message) writeSSE(w io.Writer) error {
 		}},
 		sseEvent{"message_stop", map[string]any{"type": "message_stop"}},
 	)
-	for _, e := range events {
-		if err := e.write(w); err != nil {
-			return err
-		}
-	}
-	return nil
+	return events, nil
 }
 
 // shellJSON renders the message_start payload, whose stop_reason is null.
