@@ -1,0 +1,527 @@
+package provider
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func lookupIn(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+}
+
+// isolateAWS keeps the SDK, which also reads this process's environment,
+// away from the machine's own AWS settings and from instance metadata.
+func isolateAWS(t *testing.T) {
+	t.Helper()
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	for _, k := range []string{"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+		"AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_ENDPOINT_URL",
+		"AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_BEARER_TOKEN_BEDROCK"} {
+		t.Setenv(k, "")
+	}
+}
+
+// notCloud is firmware that is neither EC2 nor GCE.
+func notCloud(t *testing.T) hostFirmware { return hostFirmware{dir: t.TempDir()} }
+
+func write(t *testing.T, path, text string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(text), mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestResolve(t *testing.T) {
+	for _, tc := range []struct {
+		name, provider string
+		env            map[string]string
+		want           Settings
+		wantErr        string
+	}{
+		{"bedrock static keys", Bedrock,
+			map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "HOME": "/h"},
+			Settings{Provider: Bedrock, Region: "us-east-1", Static: true}, ""},
+		{"bedrock api key", Bedrock,
+			map[string]string{"AWS_DEFAULT_REGION": "eu-west-1", "AWS_BEARER_TOKEN_BEDROCK": "k"},
+			Settings{Provider: Bedrock, Region: "eu-west-1", Static: true}, ""},
+		{"bedrock default files", Bedrock,
+			map[string]string{"AWS_REGION": "us-west-2", "AWS_PROFILE": "dev", "HOME": "/h"},
+			Settings{Provider: Bedrock, Region: "us-west-2", Profile: "dev", ConfigFile: "/h/.aws/config", CredentialsFile: "/h/.aws/credentials"}, ""},
+		{"bedrock files from variables", Bedrock,
+			map[string]string{"AWS_REGION": "us-west-2", "AWS_CONFIG_FILE": "/c", "AWS_SHARED_CREDENTIALS_FILE": "/k"},
+			Settings{Provider: Bedrock, Region: "us-west-2", ConfigFile: "/c", CredentialsFile: "/k"}, ""},
+		{"bedrock AWS_REGION wins", Bedrock,
+			map[string]string{"AWS_REGION": "a", "AWS_DEFAULT_REGION": "b", "HOME": "/h"},
+			Settings{Provider: Bedrock, Region: "a", ConfigFile: "/h/.aws/config", CredentialsFile: "/h/.aws/credentials"}, ""},
+		{"bedrock no region", Bedrock, map[string]string{"HOME": "/h"}, Settings{}, "AWS_REGION is not set"},
+		{"bedrock half a key", Bedrock, map[string]string{"AWS_REGION": "a", "AWS_ACCESS_KEY_ID": "AKID"}, Settings{}, "AWS_SECRET_ACCESS_KEY is not"},
+		{"bedrock no home", Bedrock, map[string]string{"AWS_REGION": "a"}, Settings{}, "HOME is not set"},
+		{"vertex explicit file", Vertex,
+			map[string]string{"CLOUD_ML_REGION": "us-east5", "ANTHROPIC_VERTEX_PROJECT_ID": "p", "GOOGLE_APPLICATION_CREDENTIALS": "/sa.json", "CLOUDSDK_CONFIG": "/g", "HOME": "/h"},
+			Settings{Provider: Vertex, Region: "us-east5", Project: "p", CredentialsFile: "/sa.json"}, ""},
+		{"vertex CLOUDSDK_CONFIG", Vertex,
+			map[string]string{"CLOUD_ML_REGION": "global", "ANTHROPIC_VERTEX_PROJECT_ID": "p", "CLOUDSDK_CONFIG": "/g", "HOME": "/h"},
+			Settings{Provider: Vertex, Region: "global", Project: "p", CredentialsFile: "/g/application_default_credentials.json"}, ""},
+		{"vertex gcloud default", Vertex,
+			map[string]string{"CLOUD_ML_REGION": "global", "ANTHROPIC_VERTEX_PROJECT_ID": "p", "HOME": "/h"},
+			Settings{Provider: Vertex, Region: "global", Project: "p", CredentialsFile: "/h/.config/gcloud/application_default_credentials.json"}, ""},
+		{"vertex no region", Vertex, map[string]string{"ANTHROPIC_VERTEX_PROJECT_ID": "p"}, Settings{}, "CLOUD_ML_REGION is not set"},
+		{"vertex no project", Vertex, map[string]string{"CLOUD_ML_REGION": "global"}, Settings{}, "ANTHROPIC_VERTEX_PROJECT_ID is not set"},
+		{"unknown", "azure", nil, Settings{}, `unknown model provider "azure"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Resolve(tc.provider, lookupIn(tc.env))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Resolve = %+v, %v; want an error saying %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Resolve = %+v, %v; want %+v", got, err, tc.want)
+			}
+			// A run records the settings; another process reads them back.
+			b, _ := json.Marshal(got)
+			var back Settings
+			if err := json.Unmarshal(b, &back); err != nil || back != got {
+				t.Fatalf("settings do not survive JSON: %s", b)
+			}
+		})
+	}
+}
+
+func TestSelected(t *testing.T) {
+	for env, want := range map[string]string{"CLAUDE_CODE_USE_BEDROCK=1": Bedrock, "CLAUDE_CODE_USE_VERTEX=true": Vertex,
+		"CLAUDE_CODE_USE_BEDROCK=0": "", "": ""} {
+		m := map[string]string{}
+		if k, v, ok := strings.Cut(env, "="); ok {
+			m[k] = v
+		}
+		if got := Selected(lookupIn(m)); got != want {
+			t.Errorf("Selected(%s) = %q, want %q", env, got, want)
+		}
+	}
+}
+
+func TestFirmware(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		files    map[string]string
+		ec2, gce bool
+	}{
+		{"nitro", map[string]string{"sys_vendor": "Amazon EC2\n", "product_name": "m5.large"}, true, false},
+		{"xen ec2", map[string]string{"bios_version": "4.11.amazon"}, true, false},
+		{"gce", map[string]string{"product_name": "Google Compute Engine", "sys_vendor": "Google"}, false, true},
+		{"laptop", map[string]string{"sys_vendor": "LENOVO", "product_name": "20XW"}, false, false},
+		{"qemu", map[string]string{"sys_vendor": "QEMU", "product_name": "Standard PC (Q35 + ICH9, 2009)"}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, text := range tc.files {
+				write(t, filepath.Join(dir, name), text, 0o644)
+			}
+			fw := hostFirmware{dir: dir}
+			if fw.onEC2() != tc.ec2 || fw.onGCE() != tc.gce {
+				t.Fatalf("onEC2 = %v, onGCE = %v; want %v, %v", fw.onEC2(), fw.onGCE(), tc.ec2, tc.gce)
+			}
+		})
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	c := Credentials{AWS: &AWSCredentials{AccessKeyID: "AKID", SecretAccessKey: "sec", SessionToken: ""}, Bearer: "tok"}
+	if got, want := c.Secrets(), []string{"AKID", "sec", "tok"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("Secrets = %q, want %q", got, want)
+	}
+	if got := (Credentials{}).Secrets(); len(got) != 0 {
+		t.Fatalf("Secrets of nothing = %q", got)
+	}
+}
+
+// Bedrock sources from variables and from the shared files, through the real
+// SDK: what the proxy signs with, and what `credentials ls` shows.
+func TestBedrockOpen(t *testing.T) {
+	const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		files   map[string]string // under HOME
+		want    Credentials
+		from    string
+		wantErr string
+	}{
+		{name: "environment keys",
+			env:  map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": "sess"},
+			want: Credentials{AWS: &AWSCredentials{"AKIDENV", secret, "sess"}}, from: "static keys (AWS_ACCESS_KEY_ID)"},
+		{name: "api key",
+			env:  map[string]string{"AWS_REGION": "us-east-1", "AWS_BEARER_TOKEN_BEDROCK": secret, "AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "x"},
+			want: Credentials{Bearer: secret}, from: "AWS_BEARER_TOKEN_BEDROCK"},
+		{name: "named profile in the credentials file",
+			env: map[string]string{"AWS_REGION": "us-east-1", "AWS_PROFILE": "dev"},
+			files: map[string]string{".aws/credentials": "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = other\n" +
+				"[dev]\naws_access_key_id = AKIDDEV\naws_secret_access_key = " + secret + "\n"},
+			want: Credentials{AWS: &AWSCredentials{"AKIDDEV", secret, ""}}, from: "profile dev in ~/.aws/credentials (static keys)"},
+		{name: "default profile in the config file",
+			env:   map[string]string{"AWS_REGION": "us-east-1"},
+			files: map[string]string{".aws/config": "[default]\naws_access_key_id = AKIDCFG\naws_secret_access_key = " + secret + "\n"},
+			want:  Credentials{AWS: &AWSCredentials{"AKIDCFG", secret, ""}}, from: "profile default in ~/.aws/credentials (static keys)"},
+		{name: "missing profile",
+			env:     map[string]string{"AWS_REGION": "us-east-1", "AWS_PROFILE": "nope"},
+			files:   map[string]string{".aws/config": "[profile dev]\nregion = us-east-1\n"},
+			wantErr: "AWS profile nope (AWS_PROFILE) is in neither ~/.aws/config, ~/.aws/credentials"},
+		{name: "profile without credentials",
+			env:     map[string]string{"AWS_REGION": "us-east-1", "AWS_PROFILE": "dev"},
+			files:   map[string]string{".aws/config": "[profile dev]\nregion = us-east-1\n"},
+			wantErr: "no AWS credentials for profile dev (~/.aws/config, ~/.aws/credentials): run `aws configure --profile dev`"},
+		{name: "no files at all",
+			env:     map[string]string{"AWS_REGION": "us-east-1"},
+			wantErr: "no AWS credentials for profile default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			isolateAWS(t)
+			home := t.TempDir()
+			env := map[string]string{"HOME": home}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			for name, text := range tc.files {
+				write(t, filepath.Join(home, name), text, 0o600)
+			}
+			ctx := context.Background()
+			s, err := Resolve(Bedrock, lookupIn(env))
+			var src Source
+			if err == nil {
+				src, err = open(ctx, s, lookupIn(env), notCloud(t))
+			}
+			var got Credentials
+			if err == nil {
+				got, err = src.Credentials(ctx)
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %+v, %v; want an error saying %q", got, err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), secret) {
+					t.Fatalf("the error shows the secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("Credentials = %+v, want %+v", got, tc.want)
+			}
+			d := src.Describe()
+			if d.Provider != Bedrock || d.Region != "us-east-1" || !strings.Contains(d.From, tc.from) {
+				t.Fatalf("Describe = %+v; want Bedrock in us-east-1 from %q", d, tc.from)
+			}
+			if got.AWS != nil && d.Identity != got.AWS.AccessKeyID {
+				t.Fatalf("Describe().Identity = %q, want the access key id %q", d.Identity, got.AWS.AccessKeyID)
+			}
+			if strings.Contains(fmt.Sprintf("%+v", d), secret) {
+				t.Fatalf("Describe shows the secret: %+v", d)
+			}
+		})
+	}
+}
+
+// A run whose static keys are gone from this process's variables cannot
+// sign: one clear error, not an unsigned request.
+func TestBedrockStaticGone(t *testing.T) {
+	isolateAWS(t)
+	_, err := open(context.Background(), Settings{Provider: Bedrock, Region: "us-east-1", Static: true}, lookupIn(nil), notCloud(t))
+	if err == nil || !strings.Contains(err.Error(), "not set here") {
+		t.Fatalf("open = %v; want an error saying the keys are not set here", err)
+	}
+}
+
+// refresher is one refreshing credential source under test: a way to set it
+// up with credentials of a given lifetime, and how many times it was asked
+// for new ones.
+type refresher struct {
+	name  string
+	setup func(t *testing.T, lifetime time.Duration) (Source, func() int)
+}
+
+// credentialProcess writes a credential_process that prints new keys
+// (AKIDPROC<n>) valid for lifetime, counting its runs in a file.
+func credentialProcess(t *testing.T, lifetime time.Duration) (Source, func() int) {
+	isolateAWS(t)
+	home := t.TempDir()
+	count := filepath.Join(home, "count")
+	script := write(t, filepath.Join(home, "creds.sh"), fmt.Sprintf(`#!/bin/sh
+n=$(( $(cat %[1]s 2>/dev/null || echo 0) + 1 ))
+echo $n > %[1]s
+exp=$(date -u -d "+%[2]d seconds" +%%Y-%%m-%%dT%%H:%%M:%%SZ)
+printf '{"Version":1,"AccessKeyId":"AKIDPROC%%d","SecretAccessKey":"secret%%d","SessionToken":"session%%d","Expiration":"%%s"}\n' $n $n $n "$exp"
+`, count, int(lifetime.Seconds())), 0o755)
+	write(t, filepath.Join(home, ".aws", "config"), "[profile ci]\ncredential_process = "+script+"\n", 0o600)
+	env := map[string]string{"HOME": home, "AWS_REGION": "us-east-1", "AWS_PROFILE": "ci"}
+	s, err := Resolve(Bedrock, lookupIn(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := open(context.Background(), s, lookupIn(env), notCloud(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := src.Describe(); d.From != "profile ci in ~/.aws/config (credential_process)" {
+		t.Fatalf("Describe().From = %q", d.From)
+	}
+	return src, func() int {
+		b, _ := os.ReadFile(count)
+		var n int
+		fmt.Sscan(string(b), &n)
+		return n
+	}
+}
+
+// tokenServer is a loopback OAuth token endpoint: each grant gets a new
+// access token (ya29.test-<n>) valid for lifetime.
+func tokenServer(t *testing.T, lifetime time.Duration) (url string, grants func() int) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil || r.Method != http.MethodPost {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		switch r.PostForm.Get("grant_type") {
+		case "refresh_token":
+			if r.PostForm.Get("refresh_token") != "refresh-secret" {
+				http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
+				return
+			}
+		case "urn:ietf:params:oauth:grant-type:jwt-bearer":
+			if strings.Count(r.PostForm.Get("assertion"), ".") != 2 {
+				http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
+				return
+			}
+		default:
+			http.Error(w, `{"error":"unsupported_grant_type"}`, http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token":"ya29.test-%d","token_type":"Bearer","expires_in":%d}`, n.Add(1), int(lifetime.Seconds()))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/token", func() int { return int(n.Load()) }
+}
+
+func openVertexFile(t *testing.T, dir string, adc map[string]string) Source {
+	t.Helper()
+	b, _ := json.Marshal(adc)
+	path := write(t, filepath.Join(dir, "adc.json"), string(b), 0o600)
+	env := map[string]string{"HOME": dir, "CLOUD_ML_REGION": "us-east5", "ANTHROPIC_VERTEX_PROJECT_ID": "proj", "GOOGLE_APPLICATION_CREDENTIALS": path}
+	s, err := Resolve(Vertex, lookupIn(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := open(context.Background(), s, lookupIn(env), notCloud(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func authorizedUser(t *testing.T, lifetime time.Duration) (Source, func() int) {
+	url, grants := tokenServer(t, lifetime)
+	src := openVertexFile(t, t.TempDir(), map[string]string{"type": "authorized_user", "client_id": "cid.apps.googleusercontent.com",
+		"client_secret": "client-secret", "refresh_token": "refresh-secret", "token_uri": url})
+	if d := src.Describe(); d.From != "Application Default Credentials ~/adc.json (authorized_user)" || d.Project != "proj" || d.Region != "us-east5" {
+		t.Fatalf("Describe = %+v", d)
+	}
+	return src, grants
+}
+
+func serviceAccount(t *testing.T, lifetime time.Duration) (Source, func() int) {
+	url, grants := tokenServer(t, lifetime)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	src := openVertexFile(t, t.TempDir(), map[string]string{"type": "service_account", "project_id": "proj",
+		"private_key_id": "kid1", "private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email": "runner@proj.iam.gserviceaccount.com", "client_id": "123", "token_uri": url})
+	if d := src.Describe(); d.From != "service account runner@proj.iam.gserviceaccount.com (~/adc.json)" || d.Identity != "runner@proj.iam.gserviceaccount.com" {
+		t.Fatalf("Describe = %+v", d)
+	}
+	return src, grants
+}
+
+func secretOf(c Credentials) string {
+	if c.AWS != nil {
+		return c.AWS.AccessKeyID + "/" + c.AWS.SecretAccessKey + "/" + c.AWS.SessionToken
+	}
+	return c.Bearer
+}
+
+// Credentials are reused while they are good for more than RefreshAhead,
+// and fetched again once they are not: the proxy never signs with
+// credentials about to expire.
+func TestRefresh(t *testing.T) {
+	ctx := context.Background()
+	for _, r := range []refresher{
+		{"credential_process", credentialProcess},
+		{"vertex authorized_user", authorizedUser},
+		{"vertex service_account", serviceAccount},
+	} {
+		t.Run(r.name+"/cached until RefreshAhead before expiry", func(t *testing.T) {
+			// Good for 2s more than RefreshAhead (whole seconds: the
+			// process prints its expiry to the second).
+			src, fetches := r.setup(t, RefreshAhead+3*time.Second)
+			start := time.Now()
+			first, err := src.Credentials(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if left := time.Until(first.Expires); left < RefreshAhead || left > RefreshAhead+4*time.Second {
+				t.Fatalf("Expires in %v; want the real expiry, about %v", left, RefreshAhead+3*time.Second)
+			}
+			if d := src.Describe(); !d.Expires.Equal(first.Expires) {
+				t.Fatalf("Describe().Expires = %v, want %v", d.Expires, first.Expires)
+			}
+			again, err := src.Credentials(ctx)
+			if err != nil || secretOf(again) != secretOf(first) || fetches() != 1 {
+				t.Fatalf("second call: %v, fetched %d times; want the same credentials, fetched once", err, fetches())
+			}
+			time.Sleep(time.Until(start.Add(3500 * time.Millisecond)))
+			fresh, err := src.Credentials(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if secretOf(fresh) == secretOf(first) || fetches() != 2 {
+				t.Fatalf("after the refresh point: fetched %d times, new credentials %v; want fetched twice, new ones", fetches(), secretOf(fresh) != secretOf(first))
+			}
+		})
+		t.Run(r.name+"/short-lived are fetched every time", func(t *testing.T) {
+			src, fetches := r.setup(t, 4*time.Minute)
+			seen := map[string]bool{}
+			for range 3 {
+				c, err := src.Credentials(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				seen[secretOf(c)] = true
+			}
+			if len(seen) != 3 || fetches() != 3 {
+				t.Fatalf("3 calls gave %d distinct credentials in %d fetches; want 3 and 3", len(seen), fetches())
+			}
+		})
+	}
+}
+
+func TestVertexOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	base := map[string]string{"HOME": dir, "CLOUD_ML_REGION": "us-east5", "ANTHROPIC_VERTEX_PROJECT_ID": "proj"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	notJSON := write(t, filepath.Join(dir, "bad.json"), "refresh_token=hunter2-secret", 0o600)
+	odd := write(t, filepath.Join(dir, "odd.json"), `{"type":"api_key","key":"hunter2-secret"}`, 0o600)
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"no ADC file", with(), "Vertex: no Application Default Credentials (no ~/.config/gcloud/application_default_credentials.json): run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"},
+		{"named file missing", with("GOOGLE_APPLICATION_CREDENTIALS", filepath.Join(dir, "gone.json")), "GOOGLE_APPLICATION_CREDENTIALS names " + filepath.Join(dir, "gone.json") + ", which does not exist"},
+		{"not JSON", with("GOOGLE_APPLICATION_CREDENTIALS", notJSON), "~/bad.json is not JSON"},
+		{"unknown type", with("GOOGLE_APPLICATION_CREDENTIALS", odd), `credentials of type "api_key"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Resolve(Vertex, lookupIn(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Firmware that is not a Google VM: no metadata server is asked.
+			_, err = open(context.Background(), s, lookupIn(tc.env), notCloud(t))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("open = %v; want an error saying %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("the error shows the file's secret: %v", err)
+			}
+		})
+	}
+}
+
+// A token that the token server refuses is an error naming the fix.
+func TestVertexRefused(t *testing.T) {
+	url, _ := tokenServer(t, time.Hour)
+	src := openVertexFile(t, t.TempDir(), map[string]string{"type": "authorized_user", "client_id": "cid",
+		"client_secret": "cs", "refresh_token": "revoked", "token_uri": url})
+	_, err := src.Credentials(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "gcloud auth application-default login") {
+		t.Fatalf("Credentials = %v; want an error saying to log in again", err)
+	}
+}
+
+// On a Google VM without an ADC file, the VM's service account answers
+// (here a loopback metadata server named by GCE_METADATA_HOST).
+func TestVertexMetadata(t *testing.T) {
+	var tokens atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Metadata-Flavor") != "Google" {
+			http.Error(w, "no flavor", http.StatusForbidden)
+			return
+		}
+		switch r.URL.Path {
+		case "/computeMetadata/v1/instance/service-accounts/default/token":
+			fmt.Fprintf(w, `{"access_token":"ya29.gce-%d","token_type":"Bearer","expires_in":3600}`, tokens.Add(1))
+		case "/computeMetadata/v1/project/project-id":
+			fmt.Fprint(w, "proj")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	home := t.TempDir()
+	t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(srv.URL, "http://"))
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", "")
+	t.Setenv("HOME", home)
+	t.Setenv("CLOUDSDK_CONFIG", "")
+	env := map[string]string{"HOME": home, "CLOUD_ML_REGION": "us-east5", "ANTHROPIC_VERTEX_PROJECT_ID": "proj", "GCE_METADATA_HOST": strings.TrimPrefix(srv.URL, "http://")}
+	s, err := Resolve(Vertex, lookupIn(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := open(context.Background(), s, lookupIn(env), notCloud(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := src.Credentials(context.Background())
+	if err != nil || c.Bearer != "ya29.gce-1" {
+		t.Fatalf("Credentials = %+v, %v; want the metadata server's token", c, err)
+	}
+	if d := src.Describe(); !strings.Contains(d.From, "metadata server") {
+		t.Fatalf("Describe().From = %q", d.From)
+	}
+}
