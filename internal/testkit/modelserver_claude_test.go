@@ -84,25 +84,36 @@ type claudeResult struct {
 // the whole stream.
 func runClaude(t *testing.T, s *Server, dir string, extraArgs ...string) (claudeResult, string) {
 	t.Helper()
-	claude := requireClaude(t)
+	requireClaude(t)
 	url, err := s.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	res, out := execClaude(t, dir, []string{"ANTHROPIC_BASE_URL=" + url, "ANTHROPIC_API_KEY=" + testAPIKey}, extraArgs...)
+	for i, r := range s.Requests() {
+		if r.APIKey() != testAPIKey {
+			t.Errorf("request %d to %s carried key %q, want %q", i, r.Path, r.APIKey(), testAPIKey)
+		}
+	}
+	return res, out
+}
 
+// execClaude runs the CLI in dir with env added to a clean environment and
+// returns the result line and the whole stream.
+func execClaude(t *testing.T, dir string, env []string, extraArgs ...string) (claudeResult, string) {
+	t.Helper()
+	claude := requireClaude(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	args := append([]string{"-p", "do the task", "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"}, extraArgs...)
 	cmd := exec.CommandContext(ctx, claude, args...)
 	cmd.Dir = dir
-	cmd.Env = append(gitEnv(t),
+	cmd.Env = append(append(gitEnv(t),
 		"IS_SANDBOX=1", // allows --dangerously-skip-permissions as root
-		"ANTHROPIC_BASE_URL="+url,
-		"ANTHROPIC_API_KEY="+testAPIKey,
 		"DISABLE_AUTOUPDATER=1",
 		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-	)
+	), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -120,11 +131,6 @@ func runClaude(t *testing.T, s *Server, dir string, extraArgs ...string) (claude
 	}
 	if res.Type != "result" {
 		t.Fatalf("no result line from claude (exit %v): %s\nstdout:\n%s", err, stderr.String(), out)
-	}
-	for i, r := range s.Requests() {
-		if r.APIKey() != testAPIKey {
-			t.Errorf("request %d to %s carried key %q, want %q", i, r.Path, r.APIKey(), testAPIKey)
-		}
 	}
 	return res, string(out)
 }
