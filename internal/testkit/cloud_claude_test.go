@@ -1,12 +1,25 @@
 package testkit
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
+	"sync"
+
 	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/google"
 )
 
 // These tests drive the real Claude Code CLI through the Bedrock and
@@ -128,4 +141,93 @@ func checkDemoRun(t *testing.T, dir string, res claudeResult, stream string) {
 	if got := git(t, dir, "log", "-1", "--format=%s"); got != "Add hello.py\n" {
 		t.Errorf("last commit %q, want Add hello.py", got)
 	}
+}
+
+// The real CLI runs as airlock runs it, holding no Google credential
+// (CLAUDE_CODE_SKIP_VERTEX_AUTH=1); a stand-in for the egress proxy adds a
+// bearer token that golang.org/x/oauth2/google gets from GoogleTokenServer
+// with an ADC file. Tokens live two seconds, so they are refreshed during
+// the run. (The CLI's own google-auth-library ignores an ADC file's
+// token_uri and always asks oauth2.googleapis.com, so it cannot be pointed
+// at the token server.)
+func TestClaudeThroughVertex(t *testing.T) {
+	if !inPrivateNetwork(t) {
+		return
+	}
+	dir := newRepo(t)
+	ts := startTokenServer(t, 2*time.Second)
+	adc, err := ts.ServiceAccountFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(adc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := google.CredentialsFromJSON(context.Background(), data, cloudPlatform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewVertexServer(DemoScriptIn(dir), VertexOptions{Project: testProject, Region: testVertexRegion, Token: ts.Valid})
+	upstream, err := s.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	target, _ := neturl.Parse(upstream)
+	var mu sync.Mutex
+	var agentAuth []string
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			mu.Lock()
+			agentAuth = append(agentAuth, pr.In.Header.Get("Authorization"))
+			mu.Unlock()
+			pr.SetURL(target)
+			pr.Out.Header.Del("Authorization")
+		},
+		Transport: &oauth2.Transport{Source: creds.TokenSource, Base: http.DefaultTransport},
+	}
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+
+	res, stream := execClaude(t, dir, []string{
+		"CLAUDE_CODE_USE_VERTEX=1",
+		"CLAUDE_CODE_SKIP_VERTEX_AUTH=1",
+		"ANTHROPIC_VERTEX_BASE_URL=" + front.URL + "/v1",
+		"CLOUD_ML_REGION=" + testVertexRegion,
+		"ANTHROPIC_VERTEX_PROJECT_ID=" + testProject,
+	})
+	for _, r := range s.Requests() {
+		t.Logf("accepted %s %s (anthropic_version %s)", r.Method, r.Path, jsonField(r.Body, "anthropic_version"))
+	}
+	for _, r := range s.Rejections() {
+		t.Errorf("refused %s %s: %s (%s)", r.Method, r.Path, r.Code, r.Reason)
+	}
+	t.Logf("token server issued %d tokens, refused %v", ts.Issued(), ts.Refused())
+	checkDemoRun(t, dir, res, stream)
+	var streamed int
+	for _, r := range s.Requests() {
+		if strings.HasSuffix(r.Path, ":streamRawPredict") && r.NumTools > 0 {
+			streamed++
+		}
+	}
+	if streamed < 4 {
+		t.Errorf("%d streamed main requests, want at least 4 (three tools and the final answer)", streamed)
+	}
+	if ts.Issued() < 2 {
+		t.Errorf("token server issued %d tokens; short-lived tokens must be refreshed during the run", ts.Issued())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range agentAuth {
+		if a != "" {
+			t.Errorf("the CLI sent its own Authorization %q", a)
+		}
+	}
+}
+
+func jsonField(body []byte, key string) string {
+	var m map[string]any
+	_ = json.Unmarshal(body, &m)
+	return fmt.Sprint(m[key])
 }
