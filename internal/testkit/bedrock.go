@@ -210,6 +210,11 @@ func (s *BedrockServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if f.Status == 0 {
 			f.Status = http.StatusInternalServerError
 		}
+		// Bedrock itself never says this, but the Anthropic SDKs honour it
+		// on any host; without it Claude Code retries for minutes.
+		if f.NoRetry {
+			w.Header().Set("X-Should-Retry", "false")
+		}
 		writeAWSError(w, f.Status, bedrockErrorType(f.Status), f.Message)
 		return
 	}

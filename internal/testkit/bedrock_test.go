@@ -280,3 +280,12 @@ func TestBedrockModelName(t *testing.T) {
 		}
 	}
 }
+
+func TestBedrockScriptedFailure(t *testing.T) {
+	_, base := startBedrock(t, FailScript(), BedrockOptions{Region: testRegion, Credentials: StaticAWS(testAWS)})
+	resp, out := bedrockCall{path: "/model/" + testBedrockModel + "/invoke-with-response-stream", body: mainBody(0), creds: testAWS}.do(t, base)
+	if resp.StatusCode != http.StatusInternalServerError || resp.Header.Get("X-Amzn-Errortype") != "InternalServerException" ||
+		resp.Header.Get("X-Should-Retry") != "false" || !strings.Contains(string(out), "scripted failure") {
+		t.Errorf("answer %d %v: %s", resp.StatusCode, resp.Header, out)
+	}
+}

@@ -84,21 +84,7 @@ func TestClaudeThroughBedrock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	empty := filepath.Join(t.TempDir(), "empty")
-	if err := os.WriteFile(empty, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	res, stream := execClaude(t, dir, []string{
-		"CLAUDE_CODE_USE_BEDROCK=1",
-		"ANTHROPIC_BEDROCK_BASE_URL=" + url,
-		"AWS_REGION=" + testRegion,
-		"AWS_ACCESS_KEY_ID=" + creds.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY=" + creds.SecretAccessKey,
-		"AWS_SESSION_TOKEN=" + creds.SessionToken,
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_CONFIG_FILE=" + empty,
-		"AWS_SHARED_CREDENTIALS_FILE=" + empty,
-	})
+	res, stream := execClaude(t, dir, bedrockEnv(t, url, creds))
 	for _, r := range s.Requests() {
 		t.Logf("verified %s %s?%s signed %s", r.Method, r.Path, r.Query, signedHeaders(r.Headers.Get("Authorization")))
 	}
@@ -119,6 +105,52 @@ func TestClaudeThroughBedrock(t *testing.T) {
 	if streamed < 4 {
 		t.Errorf("%d streamed main requests, want at least 4 (three tools and the final answer)", streamed)
 	}
+}
+
+// A scripted failure reaches the user as Bedrock's error, without minutes
+// of retries.
+func TestClaudeReportsFailureThroughBedrock(t *testing.T) {
+	if !inPrivateNetwork(t) {
+		return
+	}
+	dir := newRepo(t)
+	s := NewBedrockServer(FailScript(), BedrockOptions{Region: testRegion, Credentials: StaticAWS(testAWS)})
+	url, err := s.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	res, _ := execClaude(t, dir, bedrockEnv(t, url, testAWS))
+	if !res.IsError || !strings.Contains(res.Result, "500") || !strings.Contains(res.Result, "scripted failure") {
+		t.Errorf("result is_error=%v %q, want an error naming the 500 and its message", res.IsError, res.Result)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("failed run took %v; Claude Code should not retry", d)
+	}
+}
+
+// bedrockEnv points the CLI at a Bedrock server with creds, and away from
+// any AWS configuration or instance metadata on the host.
+func bedrockEnv(t *testing.T, url string, creds AWSCredentials) []string {
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"CLAUDE_CODE_USE_BEDROCK=1",
+		"ANTHROPIC_BEDROCK_BASE_URL=" + url,
+		"AWS_REGION=" + testRegion,
+		"AWS_ACCESS_KEY_ID=" + creds.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + creds.SecretAccessKey,
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_CONFIG_FILE=" + empty,
+		"AWS_SHARED_CREDENTIALS_FILE=" + empty,
+	}
+	if creds.SessionToken != "" {
+		env = append(env, "AWS_SESSION_TOKEN="+creds.SessionToken)
+	}
+	return env
 }
 
 func signedHeaders(authz string) string {
