@@ -37,6 +37,10 @@ type AWSCredentials struct {
 	AccessKeyID     string
 	SecretAccessKey string
 	SessionToken    string
+	// Expires, when set, is when temporary credentials stop working:
+	// requests signed with them after it get ExpiredTokenException, so a
+	// test can check a client refreshes them.
+	Expires time.Time
 }
 
 // StaticAWS returns a Credentials lookup knowing exactly creds.
@@ -87,8 +91,11 @@ type Usage struct {
 // POST /model/ID/invoke (InvokeModel: an Anthropic message as JSON),
 // /model/ID/invoke-with-response-stream (InvokeModelWithResponseStream: the
 // Anthropic event stream, each event a chunk in an AWS event stream) and
-// /model/ID/count-tokens, following a Script like Server. It is an
-// http.Handler, so it can also be mounted in an httptest.Server.
+// /model/ID/count-tokens, following a Script like Server. A recorded
+// Request's Model is the id in the path; responses name the Anthropic model
+// (us.anthropic.claude-sonnet-4-5-20250929-v1:0 → claude-sonnet-4-5-20250929)
+// as Bedrock does. It is an http.Handler, so it can also be mounted in an
+// httptest.Server.
 type BedrockServer struct {
 	serving // Start and Close
 
@@ -412,6 +419,9 @@ func (s *BedrockServer) verify(r *http.Request, body []byte, now time.Time) *aws
 	}
 	if !ok {
 		return deny(http.StatusForbidden, "UnrecognizedClientException", "The security token included in the request is invalid.", "unknown access key id "+a.accessKeyID)
+	}
+	if !creds.Expires.IsZero() && !now.Before(creds.Expires) {
+		return deny(http.StatusForbidden, "ExpiredTokenException", "The security token included in the request is expired", "credentials "+a.accessKeyID+" expired at "+creds.Expires.UTC().Format(time.RFC3339))
 	}
 	signed := make(map[string]bool, len(a.signedHeaders))
 	for _, h := range a.signedHeaders {

@@ -172,12 +172,14 @@ func TestBedrockRefusesBadSignatures(t *testing.T) {
 			r.Header.Set("X-Amz-Security-Token", testAWSTemp.SessionToken)
 		}}, "InvalidSignatureException", "not signed"},
 		{"unsigned header changed", bedrockCall{creds: testAWS, spoil: func(r *http.Request) { r.Header.Set("Content-Type", "text/plain") }}, "InvalidSignatureException", "signature does not match"},
+		{"expired credentials", bedrockCall{creds: AWSCredentials{AccessKeyID: "ASIAEXPIRED", SecretAccessKey: "s", SessionToken: "t"}}, "ExpiredTokenException", "expired at"},
 		{"no authorization", bedrockCall{creds: testAWS, spoil: func(r *http.Request) { r.Header.Del("Authorization") }}, "MissingAuthenticationTokenException", "no Authorization"},
 		{"unknown bearer", bedrockCall{creds: testAWS, spoil: func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") }}, "UnrecognizedClientException", "bearer"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, base := startBedrock(t, DemoScript(), BedrockOptions{Region: testRegion, Credentials: StaticAWS(testAWS, testAWSTemp)})
+			srv, base := startBedrock(t, DemoScript(), BedrockOptions{Region: testRegion, Credentials: StaticAWS(testAWS, testAWSTemp,
+				AWSCredentials{AccessKeyID: "ASIAEXPIRED", SecretAccessKey: "s", SessionToken: "t", Expires: time.Now().Add(-time.Second)})})
 			tc.call.path, tc.call.body = path, mainBody(0)
 			resp, out := tc.call.do(t, base)
 			if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Amzn-Errortype") != tc.code {

@@ -31,8 +31,8 @@ func StaticToken(token string) func(string) bool {
 // POST /v1/projects/P/locations/R/publishers/anthropic/models/MODEL:streamRawPredict
 // (the Anthropic Messages event stream), :rawPredict (an Anthropic message
 // as JSON) and models/count-tokens:rawPredict, following a Script like
-// Server. It is an http.Handler, so it can also be mounted in an
-// httptest.Server.
+// Server. A recorded Request's Model is the model in the path. It is an
+// http.Handler, so it can also be mounted in an httptest.Server.
 type VertexServer struct {
 	serving // Start and Close
 
