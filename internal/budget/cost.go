@@ -2,6 +2,7 @@ package budget
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -47,6 +48,40 @@ func PriceOf(model string) Price {
 		}
 	}
 	return unknownPrice
+}
+
+// The providers a model is bought from, as ProviderPriceOf takes them.
+const (
+	ProviderAnthropic = "anthropic"
+	ProviderBedrock   = "bedrock"
+	ProviderVertex    = "vertex"
+)
+
+// CheckProvider refuses a provider ProviderPriceOf does not know; "" is
+// Anthropic.
+func CheckProvider(provider string) error {
+	switch provider {
+	case "", ProviderAnthropic, ProviderBedrock, ProviderVertex:
+		return nil
+	}
+	return fmt.Errorf("unknown model provider %q: use %s, %s or %s", provider, ProviderAnthropic, ProviderBedrock, ProviderVertex)
+}
+
+// ProviderPriceOf is the price of a model bought from a provider: Anthropic
+// (and, as PriceOf, any other API's list price) for "anthropic" or "", or a
+// Claude model on Amazon Bedrock (by its model id or inference profile:
+// "global." ones at the global price, the others at the regional one) or on
+// Google Vertex AI in a region ("global", or a regional endpoint). The
+// region matters only for Vertex: a Bedrock id says its own. A model a
+// provider's table does not know is priced as PriceOf prices it.
+func ProviderPriceOf(provider, model, region string) Price {
+	switch provider {
+	case ProviderBedrock:
+		return bedrockPriceOf(model)
+	case ProviderVertex:
+		return vertexPriceOf(model, region)
+	}
+	return PriceOf(model)
 }
 
 // Usage is the token count of one model response.
