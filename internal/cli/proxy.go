@@ -91,7 +91,7 @@ func proxyServe(ctx context.Context, path string) error {
 		Held:   secrets.Held,
 		Scan:   cfg.ScanConfig(),
 		API: &egress.APIConfig{Upstream: upstream, Headers: secrets.APIHeaders, Routes: cfg.APIRoutes,
-			Strip: cfg.APIStrip, Usage: cfg.APIUsage},
+			Strip: cfg.APIStrip, Usage: cfg.APIUsage, Provider: cfg.APIProvider, Region: cfg.APIRegion},
 		Audit: audit,
 		Budget: egress.Budget{
 			MaxCostUSD: cfg.MaxCostUSD, MaxTurns: cfg.MaxTurns, Deadline: cfg.Deadline, Timeout: cfg.Timeout,

@@ -42,7 +42,7 @@ func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 		ModifyResponse: func(resp *http.Response) error {
 			st, ok := resp.Request.Context().Value(stateKey{}).(*forwardState)
 			if ok && st.metered && resp.StatusCode >= 200 && resp.StatusCode < 300 && resp.Body != nil {
-				resp.Body = s.meter.meterBody(resp.Body, resp.Header.Get("Content-Type"), s.usage)
+				resp.Body = s.meter.meterBody(resp.Body, resp.Header.Get("Content-Type"), s.usage, st.model)
 			}
 			return nil
 		},
@@ -129,7 +129,7 @@ func (s *Server) APIHandler() http.Handler {
 		if queryCredential(r.RequestURI) {
 			note += "; agent sent a credential in the query (dropped)"
 		}
-		st := &forwardState{metered: route.Metered}
+		st := &forwardState{metered: route.Metered, model: pathModel(route, rawPath)}
 		status, aborted := s.serveCounted(w, r, st, s.apiProxy, &rec, start)
 		switch {
 		case s.cut(aborted, st.err):

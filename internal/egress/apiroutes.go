@@ -10,10 +10,12 @@ import (
 // model API host with the real credential.
 //
 // The path may hold one "*", for APIs that name the model in the path (the
-// Gemini API: /v1beta/models/*:streamGenerateContent). It stands for one
-// model name and nothing more: letters, digits, '.', '-' and '_', starting
-// with a letter or digit, never a '/', ':' or '%'. So a pattern reaches only
-// the method it names, on any model, and no other resource of the API.
+// Gemini API: /v1beta/models/*:streamGenerateContent; Bedrock:
+// /model/*/invoke; Vertex: .../models/*:streamRawPredict). It stands for
+// one model name and nothing more (isModelName): letters, digits, '.', '-',
+// '_' and one '@', starting with a letter or digit, and at its end a ':'
+// and a version number; never a '/' or '%'. So a pattern reaches only the
+// method it names, on any model, and no other resource of the API.
 type APIRoute struct {
 	Method string `json:"method"`
 	Path   string `json:"path"`
@@ -129,15 +131,26 @@ func pathMatches(pattern, raw string) bool {
 }
 
 // isModelName reports whether s can be a model's name in a path, like
-// gemini-2.5-flash or gemini-3.1-pro-preview.
+// gemini-2.5-flash, Bedrock's us.anthropic.claude-sonnet-4-5-20250929-v1:0
+// or Vertex's claude-sonnet-4-5@20250929. A ':' may come only before the
+// version number that ends a Bedrock id: after it only digits, so that a
+// name never carries a method (x:generateContent:countTokens would reach
+// generateContent through the countTokens route).
 func isModelName(s string) bool {
 	if s == "" || len(s) > 128 {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	name, version, versioned := strings.Cut(s, ":")
+	if name == "" || versioned && (version == "" || strings.ContainsFunc(version, func(c rune) bool { return c < '0' || c > '9' })) {
+		return false
+	}
+	if strings.Count(name, "@") > 1 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
 		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '.' && c != '-' && c != '_') {
+		if !alnum && (i == 0 || c != '.' && c != '-' && c != '_' && c != '@') {
 			return false
 		}
 	}

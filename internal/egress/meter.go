@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -124,6 +125,9 @@ type meter struct {
 	path   string // "" keeps the meter in memory only
 	budget Budget
 	now    func() time.Time
+	// provider and region choose the price table (budget.ProviderPriceOf):
+	// "" is Anthropic's.
+	provider, region string
 
 	mu sync.Mutex
 	m  Meter
@@ -234,7 +238,7 @@ func (mt *meter) add(model string, u budget.Usage) {
 	mt.m.OutputTokens += u.Output
 	mt.m.CacheCreationInputTokens += u.CacheCreation
 	mt.m.CacheReadInputTokens += u.CacheRead
-	mt.m.CostUSD += budget.PriceOf(model).Cost(u)
+	mt.m.CostUSD += budget.ProviderPriceOf(mt.provider, model, mt.region).Cost(u)
 	spent := mt.budget.MaxCostUSD > 0 && mt.m.CostUSD >= mt.budget.MaxCostUSD && mt.m.Exhausted == ""
 	if spent {
 		mt.exhaustLocked(mt.costReason())
@@ -251,8 +255,21 @@ func (mt *meter) add(model string, u budget.Usage) {
 // cumulative), so the response's usage is the largest seen of each count.
 type responseMeter struct {
 	mt    *meter
-	model string
-	seen  budget.Usage // already added to the meter
+	model string // as the response names it
+	// pathModel is the model the request's path named (the route's "*"),
+	// or "". It prices the response when the response names none, or
+	// first when pathFirst is set.
+	pathModel string
+	pathFirst bool
+	seen      budget.Usage // already added to the meter
+}
+
+// priceModel is the model the response is priced as.
+func (rm *responseMeter) priceModel() string {
+	if rm.pathModel != "" && (rm.pathFirst || rm.model == "") {
+		return rm.pathModel
+	}
+	return rm.model
 }
 
 func (rm *responseMeter) observe(model string, u budget.Usage) {
@@ -272,7 +289,7 @@ func (rm *responseMeter) observe(model string, u budget.Usage) {
 	rm.seen.Output += d.Output
 	rm.seen.CacheCreation += d.CacheCreation
 	rm.seen.CacheRead += d.CacheRead
-	rm.mt.add(rm.model, d)
+	rm.mt.add(rm.priceModel(), d)
 }
 
 // A usageFormat reads usage out of one wire format's model responses, so
@@ -287,6 +304,9 @@ type usageFormat struct {
 	// request, if set, rewrites a metered request's body so that its
 	// response reports its usage; an error refuses the request.
 	request func(body []byte) ([]byte, error)
+	// pathModelFirst prices a response by the model its request's path
+	// names even when the response names one.
+	pathModelFirst bool
 }
 
 // usageFormats are the wire formats the proxy meters, by the name an agent
@@ -301,6 +321,8 @@ func usageFormats(name string) (usageFormat, error) {
 		return geminiFormat, nil
 	case "openai-chat":
 		return chatCompletionsUsage, nil
+	case "bedrock":
+		return bedrockUsage, nil
 	}
 	return usageFormat{}, fmt.Errorf("unknown model API usage format %q", name)
 }
@@ -481,12 +503,19 @@ func (b *meteredBody) Close() error {
 	return b.ReadCloser.Close()
 }
 
-// meterBody wraps a model response's body: an event stream is scanned as
-// it passes; a JSON body is kept (up to a bound) and read at its end.
-func (mt *meter) meterBody(body io.ReadCloser, contentType string, format usageFormat) io.ReadCloser {
-	rm := &responseMeter{mt: mt}
-	if bytes.HasPrefix([]byte(contentType), []byte("text/event-stream")) {
+// meterBody wraps a model response's body: an event stream (Server-Sent
+// Events, or AWS's binary event stream) is scanned as it passes; a JSON
+// body is kept (up to a bound) and read at its end. pathModel is the model
+// the request's path named, or "".
+func (mt *meter) meterBody(body io.ReadCloser, contentType string, format usageFormat, pathModel string) io.ReadCloser {
+	rm := &responseMeter{mt: mt, pathModel: pathModel, pathFirst: format.pathModelFirst}
+	media, _, _ := strings.Cut(contentType, ";")
+	switch strings.ToLower(strings.TrimSpace(media)) {
+	case "text/event-stream":
 		sc := &sseScanner{rm: rm, format: format}
+		return &meteredBody{ReadCloser: body, feed: sc.feed, finish: mt.flush}
+	case eventStreamType:
+		sc := newEventStreamScanner(rm, format)
 		return &meteredBody{ReadCloser: body, feed: sc.feed, finish: mt.flush}
 	}
 	var buf bytes.Buffer
@@ -507,4 +536,14 @@ func (mt *meter) meterBody(body io.ReadCloser, contentType string, format usageF
 			mt.flush()
 		},
 	}
+}
+
+// pathModel is the model a route's "*" stands for in a request's raw path
+// (matched by matchRoute), or "" for a route without one.
+func pathModel(route APIRoute, rawPath string) string {
+	prefix, suffix, wild := strings.Cut(route.Path, "*")
+	if !wild || !pathMatches(route.Path, rawPath) {
+		return ""
+	}
+	return rawPath[len(prefix) : len(rawPath)-len(suffix)]
 }

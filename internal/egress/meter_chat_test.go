@@ -143,7 +143,7 @@ func TestChatCompletionsMeteredStream(t *testing.T) {
 		"data: [DONE]\n\n"
 	for _, size := range []int{1, 7, 64, len(stream)} {
 		mt := newMeter("", Budget{}, time.Now)
-		body := mt.meterBody(io.NopCloser(&chunkReader{data: []byte(stream), size: size}), "text/event-stream", chatCompletionsUsage)
+		body := mt.meterBody(io.NopCloser(&chunkReader{data: []byte(stream), size: size}), "text/event-stream", chatCompletionsUsage, "")
 		if got, err := io.ReadAll(body); err != nil || string(got) != stream {
 			t.Fatalf("the stream was changed: %v", err)
 		}
@@ -159,7 +159,7 @@ func TestChatCompletionsMeteredStream(t *testing.T) {
 	}
 
 	mt := newMeter("", Budget{}, time.Now)
-	body := mt.meterBody(io.NopCloser(strings.NewReader(`{"object":"chat.completion","model":"gpt-4.1-mini","usage":{"prompt_tokens":10,"completion_tokens":2}}`)), "application/json", chatCompletionsUsage)
+	body := mt.meterBody(io.NopCloser(strings.NewReader(`{"object":"chat.completion","model":"gpt-4.1-mini","usage":{"prompt_tokens":10,"completion_tokens":2}}`)), "application/json", chatCompletionsUsage, "")
 	io.ReadAll(body)
 	body.Close()
 	if m := mt.snapshot(); m.InputTokens != 10 || m.OutputTokens != 2 || m.CostUSD <= 0 {

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/airlock-dev/airlock/internal/budget"
 )
 
 // Resolver looks up host names. *net.Resolver implements it; it honours
@@ -76,8 +78,15 @@ type APIConfig struct {
 	// Authorization.
 	Strip []string
 	// Usage names the wire format whose usage is metered: "anthropic"
-	// (also when empty), "openai-responses", "openai-chat" or "gemini".
+	// (also when empty), "openai-responses", "openai-chat", "gemini" or
+	// "bedrock".
 	Usage string
+	// Provider is who sells the model, for its price: "anthropic" (also
+	// when empty; and any other API's list price), "bedrock" or "vertex"
+	// (budget.ProviderPriceOf). Region is the provider's region (Vertex:
+	// "global" or a regional endpoint such as "us-east5"), which prices
+	// some models differently.
+	Provider, Region string
 }
 
 // Server is the egress proxy: an HTTP proxy (CONNECT and absolute-form
@@ -176,6 +185,10 @@ func NewServer(cfg Config) (*Server, error) {
 		if s.usage, err = usageFormats(cfg.API.Usage); err != nil {
 			return nil, err
 		}
+		if err := budget.CheckProvider(cfg.API.Provider); err != nil {
+			return nil, err
+		}
+		s.meter.provider, s.meter.region = cfg.API.Provider, cfg.API.Region
 		s.apiProxy = s.newAPIProxy()
 	}
 	return s, nil
@@ -426,6 +439,7 @@ func splitTarget(authority string, defPort int) (string, int, error) {
 type forwardState struct {
 	target  string // canonical host:port to dial
 	metered bool   // a model request: meter its response
+	model   string // the model its path names (the route's "*"), or ""
 	denied  *denial
 	err     error
 }

@@ -30,7 +30,12 @@ type SidecarConfig struct {
 	APIStrip []string `json:"api_strip,omitempty"`
 	// APIUsage names the wire format of the model API's responses, for
 	// metering; empty means Anthropic's.
-	APIUsage    string `json:"api_usage,omitempty"`
+	APIUsage string `json:"api_usage,omitempty"`
+	// APIProvider and APIRegion price the metered usage
+	// (APIConfig.Provider, Region): "anthropic" (or empty), "bedrock" or
+	// "vertex", and the provider's region.
+	APIProvider string `json:"api_provider,omitempty"`
+	APIRegion   string `json:"api_region,omitempty"`
 	SecretsFile string `json:"secrets_file"`
 
 	// MeterFile is where the proxy keeps its Meter; empty means
