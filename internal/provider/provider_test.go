@@ -2,11 +2,7 @@ package provider
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
 func lookupIn(env map[string]string) func(string) (string, bool) {
@@ -296,42 +294,21 @@ printf '{"Version":1,"AccessKeyId":"AKIDPROC%%d","SecretAccessKey":"secret%%d","
 	}
 }
 
-// tokenServer is a loopback OAuth token endpoint: each grant gets a new
-// access token (ya29.test-<n>) valid for lifetime.
-func tokenServer(t *testing.T, lifetime time.Duration) (url string, grants func() int) {
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := r.ParseForm(); err != nil || r.Method != http.MethodPost {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-		switch r.PostForm.Get("grant_type") {
-		case "refresh_token":
-			if r.PostForm.Get("refresh_token") != "refresh-secret" {
-				http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
-				return
-			}
-		case "urn:ietf:params:oauth:grant-type:jwt-bearer":
-			if strings.Count(r.PostForm.Get("assertion"), ".") != 2 {
-				http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
-				return
-			}
-		default:
-			http.Error(w, `{"error":"unsupported_grant_type"}`, http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"access_token":"ya29.test-%d","token_type":"Bearer","expires_in":%d}`, n.Add(1), int(lifetime.Seconds()))
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/token", func() int { return int(n.Load()) }
+// googleTokens starts testkit's loopback Google token server, whose access
+// tokens live for lifetime.
+func googleTokens(t *testing.T, lifetime time.Duration) *testkit.GoogleTokenServer {
+	t.Helper()
+	srv := testkit.NewGoogleTokenServer(lifetime)
+	if _, err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }
 
-func openVertexFile(t *testing.T, dir string, adc map[string]string) Source {
+func openVertexFile(t *testing.T, home, path string) Source {
 	t.Helper()
-	b, _ := json.Marshal(adc)
-	path := write(t, filepath.Join(dir, "adc.json"), string(b), 0o600)
-	env := map[string]string{"HOME": dir, "CLOUD_ML_REGION": "us-east5", "ANTHROPIC_VERTEX_PROJECT_ID": "proj", "GOOGLE_APPLICATION_CREDENTIALS": path}
+	env := map[string]string{"HOME": home, "CLOUD_ML_REGION": "us-east5", "ANTHROPIC_VERTEX_PROJECT_ID": "proj", "GOOGLE_APPLICATION_CREDENTIALS": path}
 	s, err := Resolve(Vertex, lookupIn(env))
 	if err != nil {
 		t.Fatal(err)
@@ -343,30 +320,62 @@ func openVertexFile(t *testing.T, dir string, adc map[string]string) Source {
 	return src
 }
 
-func authorizedUser(t *testing.T, lifetime time.Duration) (Source, func() int) {
-	url, grants := tokenServer(t, lifetime)
-	src := openVertexFile(t, t.TempDir(), map[string]string{"type": "authorized_user", "client_id": "cid.apps.googleusercontent.com",
-		"client_secret": "client-secret", "refresh_token": "refresh-secret", "token_uri": url})
-	if d := src.Describe(); d.From != "Application Default Credentials ~/adc.json (authorized_user)" || d.Project != "proj" || d.Region != "us-east5" {
-		t.Fatalf("Describe = %+v", d)
-	}
-	return src, grants
+// vertexRefresher wraps a token server's ADC file as a refresher; every
+// token the source yields must be one the server issued and still honours.
+func vertexRefresher(t *testing.T, srv *testkit.GoogleTokenServer, src Source) (Source, func() int) {
+	t.Cleanup(func() {
+		if r := srv.Refused(); len(r) > 0 {
+			t.Errorf("the token server refused requests: %q", r)
+		}
+	})
+	return checkedSource{src, srv, t}, srv.Issued
 }
 
-func serviceAccount(t *testing.T, lifetime time.Duration) (Source, func() int) {
-	url, grants := tokenServer(t, lifetime)
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+type checkedSource struct {
+	Source
+	srv *testkit.GoogleTokenServer
+	t   *testing.T
+}
+
+func (c checkedSource) Credentials(ctx context.Context) (Credentials, error) {
+	cr, err := c.Source.Credentials(ctx)
+	if err == nil && !c.srv.Valid(cr.Bearer) {
+		c.t.Errorf("the source yielded a token the server does not honour")
+	}
+	return cr, err
+}
+
+func authorizedUser(t *testing.T, lifetime time.Duration) (Source, func() int) {
+	srv := googleTokens(t, lifetime)
+	home := t.TempDir()
+	gcloud := filepath.Join(home, ".config", "gcloud")
+	if err := os.MkdirAll(gcloud, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path, err := srv.AuthorizedUserFile(gcloud)
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, _ := x509.MarshalPKCS8PrivateKey(key)
-	src := openVertexFile(t, t.TempDir(), map[string]string{"type": "service_account", "project_id": "proj",
-		"private_key_id": "kid1", "private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
-		"client_email": "runner@proj.iam.gserviceaccount.com", "client_id": "123", "token_uri": url})
-	if d := src.Describe(); d.From != "service account runner@proj.iam.gserviceaccount.com (~/adc.json)" || d.Identity != "runner@proj.iam.gserviceaccount.com" {
+	src := openVertexFile(t, home, path)
+	if d := src.Describe(); d.From != "Application Default Credentials ~/.config/gcloud/application_default_credentials.json (authorized_user)" || d.Project != "proj" || d.Region != "us-east5" {
 		t.Fatalf("Describe = %+v", d)
 	}
-	return src, grants
+	return vertexRefresher(t, srv, src)
+}
+
+func serviceAccount(t *testing.T, lifetime time.Duration) (Source, func() int) {
+	srv := googleTokens(t, lifetime)
+	home := t.TempDir()
+	path, err := srv.ServiceAccountFile(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := openVertexFile(t, home, path)
+	const email = "airlock-test@airlock-test.iam.gserviceaccount.com"
+	if d := src.Describe(); d.From != "service account "+email+" (~/service-account.json)" || d.Identity != email {
+		t.Fatalf("Describe = %+v", d)
+	}
+	return vertexRefresher(t, srv, src)
 }
 
 func secretOf(c Credentials) string {
@@ -473,14 +482,28 @@ func TestVertexOpenErrors(t *testing.T) {
 	}
 }
 
-// A token that the token server refuses is an error naming the fix.
+// A refresh token that the token server refuses is an error naming the fix.
 func TestVertexRefused(t *testing.T) {
-	url, _ := tokenServer(t, time.Hour)
-	src := openVertexFile(t, t.TempDir(), map[string]string{"type": "authorized_user", "client_id": "cid",
-		"client_secret": "cs", "refresh_token": "revoked", "token_uri": url})
-	_, err := src.Credentials(context.Background())
+	srv := googleTokens(t, time.Hour)
+	home := t.TempDir()
+	path, err := srv.AuthorizedUserFile(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adc map[string]string
+	b, _ := os.ReadFile(path)
+	if err := json.Unmarshal(b, &adc); err != nil {
+		t.Fatal(err)
+	}
+	adc["refresh_token"] = "1//revoked"
+	b, _ = json.Marshal(adc)
+	write(t, path, string(b), 0o600)
+	_, err = openVertexFile(t, home, path).Credentials(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "gcloud auth application-default login") {
 		t.Fatalf("Credentials = %v; want an error saying to log in again", err)
+	}
+	if strings.Contains(err.Error(), adc["client_secret"]) {
+		t.Fatalf("the error shows the client secret: %v", err)
 	}
 }
 
