@@ -7,12 +7,14 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/credentials"
+	"github.com/airlock-dev/airlock/internal/provider"
 )
 
 func newCredentialsCmd(f *Factory) *cobra.Command {
@@ -24,6 +26,11 @@ func newCredentialsCmd(f *Factory) *cobra.Command {
 The environment wins over the file. Supported names (of every agent): ` + strings.Join(agent.AllCredentialNames(), ", ") + `.
 Values are read from standard input (without echo on a terminal), never from
 the command line, where other users could see them.
+
+With CLAUDE_CODE_USE_BEDROCK or CLAUDE_CODE_USE_VERTEX set, ` + "`ls`" + ` also shows
+the Bedrock or Vertex credentials found on this machine (region, profile or
+project, where from, identity, expiry), fetching them once; they stay on the
+host, where the egress proxy signs with them.
 
 ` + "`ls`" + ` also lists the credentials the egress proxy injects for hosts
 ([[egress.inject]] in the config), resolving each source on this machine and
@@ -114,5 +121,90 @@ func credentialsList(ctx context.Context, f *Factory) error {
 	for _, s := range found {
 		fmt.Fprintf(f.IO.Out, "%s\t%s\t%s\n", s.Name, credentials.Mask(s.Value), s.From)
 	}
+	lookup := envThenFile(f.LookupEnv, file)
+	if p := provider.Selected(lookup); p != "" {
+		d, err := checkProvider(ctx, p, lookup)
+		if err != nil {
+			fmt.Fprintf(f.IO.Out, "%s\t%s\t(%s)\n", provider.Title(p), providerPlace(d), err)
+		} else {
+			fmt.Fprintf(f.IO.Out, "%s\t%s\t%s\t%s\n", provider.Title(p), providerPlace(d), providerFrom(d), expiryText(d.Expires, f.Now()))
+		}
+	}
 	return listInjections(ctx, f)
+}
+
+// envThenFile looks a name up in the environment, then in airlock's
+// credentials file: the environment wins, as for every credential.
+func envThenFile(env func(string) (string, bool), file map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		if v, ok := env(name); ok && v != "" {
+			return v, true
+		}
+		v, ok := file[name]
+		return v, ok
+	}
+}
+
+// providerFetchTimeout bounds fetching a provider's credentials once (an
+// SSO or STS exchange) for ls and doctor.
+const providerFetchTimeout = 30 * time.Second
+
+// checkProvider resolves the selected provider's credentials on this
+// machine and fetches them once, as a run would: the description of
+// what was found, and why it is not usable if it is not.
+func checkProvider(ctx context.Context, p string, lookup func(string) (string, bool)) (provider.Description, error) {
+	s, err := provider.Resolve(p, lookup)
+	if err != nil {
+		return provider.Description{Provider: p}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, providerFetchTimeout)
+	defer cancel()
+	src, err := provider.Open(ctx, s, lookup)
+	if err != nil {
+		return provider.Description{Provider: p, Region: s.Region, Project: s.Project, Profile: s.Profile}, err
+	}
+	_, err = src.Credentials(ctx)
+	return src.Describe(), err
+}
+
+// providerPlace is what selects the credentials: region, project, profile.
+func providerPlace(d provider.Description) string {
+	var parts []string
+	if d.Region != "" {
+		parts = append(parts, "region "+d.Region)
+	}
+	if d.Project != "" {
+		parts = append(parts, "project "+d.Project)
+	}
+	if d.Profile != "" {
+		parts = append(parts, "profile "+d.Profile)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// providerFrom says where the credentials come from and whose they are.
+func providerFrom(d provider.Description) string {
+	if d.Identity == "" || strings.Contains(d.From, d.Identity) {
+		return d.From
+	}
+	return d.From + ", " + d.Identity
+}
+
+// expiryText is "expires in 42m", "expired" or "does not expire".
+func expiryText(exp, now time.Time) string {
+	if exp.IsZero() {
+		return "does not expire"
+	}
+	d := exp.Sub(now)
+	switch {
+	case d <= 0:
+		return "expired"
+	case d < time.Minute:
+		return fmt.Sprintf("expires in %ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("expires in %dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("expires in %dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("expires in %dd", int(d.Hours())/24)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/config"
 	"github.com/airlock-dev/airlock/internal/credentials"
+	"github.com/airlock-dev/airlock/internal/provider"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 )
 
@@ -109,27 +110,40 @@ func doctorRun(ctx context.Context, f *Factory) error {
 		}
 	}
 
+	file, loaded := map[string]string{}, false
 	path, err := credentials.DefaultPath(f.Getenv)
 	if err == nil {
-		file, lerr := credentials.Load(path)
-		switch {
-		case lerr != nil:
+		if m, lerr := credentials.Load(path); lerr != nil {
 			add(check{name: "credentials", info: lerr.Error()})
-		default:
-			ag := agent.MustLookup(cfg.Agent.Name)
-			found := credentials.Resolve(ag.CredentialNames(), f.LookupEnv, file, path)
-			var names []string
-			for _, s := range found {
-				names = append(names, s.Name+" ("+s.From+")")
-			}
-			name := "credentials (" + ag.Title() + ")"
-			if len(found) == 0 {
-				first := ag.CredentialNames()[0]
-				add(check{name: name, info: "none found", fix: "export " + first + ", or `airlock credentials set " + first + "` (`airlock demo` needs none)"})
-			} else {
-				add(check{name: name, ok: true, info: strings.Join(names, ", ")})
-			}
+		} else {
+			file, loaded = m, true
 		}
+	}
+	lookup := envThenFile(f.LookupEnv, file)
+	ag := agent.MustLookup(cfg.Agent.Name)
+	selected := ""
+	if ag.Name() == "claude" {
+		selected = provider.Selected(lookup)
+	}
+	if loaded {
+		found := credentials.Resolve(ag.CredentialNames(), f.LookupEnv, file, path)
+		var names []string
+		for _, s := range found {
+			names = append(names, s.Name+" ("+s.From+")")
+		}
+		name := "credentials (" + ag.Title() + ")"
+		switch {
+		case len(found) > 0:
+			add(check{name: name, ok: true, info: strings.Join(names, ", ")})
+		case selected != "":
+			// Bedrock or Vertex: the model provider check below is the one.
+		default:
+			first := ag.CredentialNames()[0]
+			add(check{name: name, info: "none found", fix: "export " + first + ", or `airlock credentials set " + first + "` (`airlock demo` needs none)"})
+		}
+	}
+	if selected != "" {
+		add(providerCheck(ctx, selected, lookup, f.Now()))
 	}
 
 	failed := 0
@@ -192,4 +206,18 @@ func engineUsed(ep sandbox.Endpoint) string {
 		host = "its default socket"
 	}
 	return fmt.Sprintf("using %s at %s: %s", ep.Kind, host, ep.Why)
+}
+
+// providerCheck fetches the Bedrock or Vertex credentials once, as a run
+// would, and says from where and until when.
+func providerCheck(ctx context.Context, p string, lookup func(string) (string, bool), now time.Time) check {
+	c := check{name: "model provider (" + provider.Title(p) + ")"}
+	d, err := checkProvider(ctx, p, lookup)
+	if err != nil {
+		c.info, c.fix = err.Error(), "see \"Credentials on the host\" in docs/providers.md"
+		return c
+	}
+	c.ok = true
+	c.info = strings.Join([]string{providerPlace(d), providerFrom(d), expiryText(d.Expires, now)}, "; ")
+	return c
 }
