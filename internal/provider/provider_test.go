@@ -548,3 +548,60 @@ func TestVertexMetadata(t *testing.T) {
 		t.Fatalf("Describe().From = %q", d.From)
 	}
 }
+
+// A profile that assumes a role through STS (here a loopback STS named by
+// AWS_ENDPOINT_URL_STS): the source profile's keys sign the AssumeRole
+// call, and the role's session credentials are what the proxy gets.
+func TestBedrockAssumeRole(t *testing.T) {
+	isolateAWS(t)
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil || r.PostForm.Get("Action") != "AssumeRole" ||
+			r.PostForm.Get("RoleArn") != "arn:aws:iam::123456789012:role/bedrock" ||
+			!strings.Contains(r.Header.Get("Authorization"), "Credential=AKIDBASE/") {
+			http.Error(w, "<ErrorResponse><Error><Code>AccessDenied</Code><Message>bad request</Message></Error></ErrorResponse>", http.StatusForbidden)
+			return
+		}
+		n := calls.Add(1)
+		w.Header().Set("Content-Type", "text/xml")
+		fmt.Fprintf(w, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>`+
+			`<AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/bedrock/s</Arn><AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser>`+
+			`<Credentials><AccessKeyId>ASIAROLE%d</AccessKeyId><SecretAccessKey>rolesecret%d</SecretAccessKey><SessionToken>rolesession%d</SessionToken>`+
+			`<Expiration>%s</Expiration></Credentials></AssumeRoleResult><ResponseMetadata><RequestId>r%d</RequestId></ResponseMetadata></AssumeRoleResponse>`,
+			n, n, n, time.Now().Add(time.Hour).UTC().Format(time.RFC3339), n)
+	}))
+	defer srv.Close()
+	t.Setenv("AWS_ENDPOINT_URL_STS", srv.URL)
+	home := t.TempDir()
+	write(t, filepath.Join(home, ".aws", "config"), "[profile base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = basesecret\n"+
+		"[profile dev]\nrole_arn = arn:aws:iam::123456789012:role/bedrock\nsource_profile = base\n", 0o600)
+	env := map[string]string{"HOME": home, "AWS_REGION": "us-east-1", "AWS_PROFILE": "dev"}
+	s, err := Resolve(Bedrock, lookupIn(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	src, err := open(ctx, s, lookupIn(env), notCloud(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		c, err := src.Credentials(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (AWSCredentials{"ASIAROLE1", "rolesecret1", "rolesession1"}); c.AWS == nil || *c.AWS != want {
+			t.Fatalf("Credentials = %+v, want the role's %+v", c.AWS, want)
+		}
+		if left := time.Until(c.Expires); left < 59*time.Minute || left > time.Hour {
+			t.Fatalf("Expires in %v, want about an hour", left)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("STS was called %d times for two fetches within the hour; want once", calls.Load())
+	}
+	d := src.Describe()
+	if d.From != "profile dev in ~/.aws/config (assume role arn:aws:iam::123456789012:role/bedrock from profile base)" || d.Identity != "ASIAROLE1" {
+		t.Fatalf("Describe = %+v", d)
+	}
+}
