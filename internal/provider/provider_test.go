@@ -605,3 +605,62 @@ func TestBedrockAssumeRole(t *testing.T) {
 		t.Fatalf("Describe = %+v", d)
 	}
 }
+
+// The instance role is asked of instance metadata only where the firmware
+// says EC2; elsewhere nothing is sent (here a loopback metadata server
+// named by AWS_EC2_METADATA_SERVICE_ENDPOINT counts what it gets).
+func TestBedrockInstanceMetadataOnlyOnEC2(t *testing.T) {
+	for _, onEC2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ec2=%v", onEC2), func(t *testing.T) {
+			isolateAWS(t)
+			var requests atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				requests.Add(1)
+				switch {
+				case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
+					w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", r.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds"))
+					fmt.Fprint(w, "imds-session")
+				case r.Header.Get("X-Aws-Ec2-Metadata-Token") != "imds-session":
+					http.Error(w, "", http.StatusUnauthorized)
+				case strings.HasSuffix(r.URL.Path, "/security-credentials/"), strings.HasSuffix(r.URL.Path, "/security-credentials-extended/"):
+					fmt.Fprint(w, "bedrock-role")
+				case strings.HasSuffix(r.URL.Path, "/bedrock-role"):
+					fmt.Fprintf(w, `{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"ASIAEC2","SecretAccessKey":"ec2secret","Token":"ec2session","Expiration":%q}`,
+						time.Now().Add(6*time.Hour).UTC().Format(time.RFC3339))
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			defer srv.Close()
+			t.Setenv("AWS_EC2_METADATA_DISABLED", "")
+			t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.URL)
+			fw := notCloud(t)
+			if onEC2 {
+				write(t, filepath.Join(fw.dir, "sys_vendor"), "Amazon EC2\n", 0o644)
+			}
+			env := map[string]string{"HOME": t.TempDir(), "AWS_REGION": "us-east-1"}
+			s, err := Resolve(Bedrock, lookupIn(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			src, err := open(ctx, s, lookupIn(env), fw)
+			var c Credentials
+			if err == nil {
+				c, err = src.Credentials(ctx)
+			}
+			if !onEC2 {
+				if err == nil || !strings.Contains(err.Error(), "no AWS credentials for profile default") || requests.Load() != 0 {
+					t.Fatalf("off EC2: %v, %d metadata requests; want an error and none", err, requests.Load())
+				}
+				return
+			}
+			if err != nil || c.AWS == nil || c.AWS.AccessKeyID != "ASIAEC2" {
+				t.Fatalf("on EC2: %+v, %v; want the instance role's credentials", c.AWS, err)
+			}
+			if d := src.Describe(); d.From != "EC2 instance role (instance metadata)" {
+				t.Fatalf("Describe().From = %q", d.From)
+			}
+		})
+	}
+}
