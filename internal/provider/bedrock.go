@@ -65,8 +65,13 @@ func openBedrock(ctx context.Context, s Settings, get func(string) string, fw ho
 			return nil, errors.New("Bedrock: the run's credentials came from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_BEARER_TOKEN_BEDROCK), which are not set here: export them again")
 		}
 		desc.From, desc.Identity = "static keys (AWS_ACCESS_KEY_ID)", id
+		token := get("AWS_SESSION_TOKEN")
+		if token != "" {
+			// Their expiry is not said anywhere; they cannot be refreshed.
+			desc.From = "session keys (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN; expiry unknown, not refreshed)"
+		}
 		return &staticSource{creds: Credentials{AWS: &AWSCredentials{
-			AccessKeyID: id, SecretAccessKey: secret, SessionToken: get("AWS_SESSION_TOKEN"),
+			AccessKeyID: id, SecretAccessKey: secret, SessionToken: token,
 		}}, desc: desc}, nil
 	}
 
@@ -83,6 +88,7 @@ func openBedrock(ctx context.Context, s Settings, get func(string) string, fw ho
 		o.CredentialsFiles = []string{s.CredentialsFile}
 	})
 	var notExist config.SharedConfigProfileNotExistError
+	profileFound := err == nil
 	switch {
 	case errors.As(err, &notExist) && s.Profile != "":
 		return nil, fmt.Errorf("Bedrock: AWS profile %s (AWS_PROFILE) is in neither %s: check the name, or run `aws configure --profile %s`", s.Profile, where, s.Profile)
@@ -117,10 +123,12 @@ func openBedrock(ctx context.Context, s Settings, get func(string) string, fw ho
 			o.ExpiryWindowJitterFrac = 0
 		}),
 	}
-	// A profile set explicitly also makes the SDK ignore keys in this
-	// process's environment: the run chose the profile.
-	if s.Profile != "" {
-		opts = append(opts, config.WithSharedConfigProfile(s.Profile))
+	// A profile named explicitly also makes the SDK ignore keys in this
+	// process's environment: the run chose the profile. The default one is
+	// named only when it exists, else the SDK would refuse to go on to
+	// container or instance credentials.
+	if s.Profile != "" || profileFound {
+		opts = append(opts, config.WithSharedConfigProfile(name))
 	}
 	if !ec2 {
 		// Off EC2, 169.254.169.254 is not Amazon's: never ask it.

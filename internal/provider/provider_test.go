@@ -169,7 +169,10 @@ func TestBedrockOpen(t *testing.T) {
 	}{
 		{name: "environment keys",
 			env:  map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": "sess"},
-			want: Credentials{AWS: &AWSCredentials{"AKIDENV", secret, "sess"}}, from: "static keys (AWS_ACCESS_KEY_ID)"},
+			want: Credentials{AWS: &AWSCredentials{"AKIDENV", secret, "sess"}}, from: "session keys (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN; expiry unknown"},
+		{name: "environment keys without a session",
+			env:  map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": secret},
+			want: Credentials{AWS: &AWSCredentials{"AKIDENV", secret, ""}}, from: "static keys (AWS_ACCESS_KEY_ID)"},
 		{name: "api key",
 			env:  map[string]string{"AWS_REGION": "us-east-1", "AWS_BEARER_TOKEN_BEDROCK": secret, "AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "x"},
 			want: Credentials{Bearer: secret}, from: "AWS_BEARER_TOKEN_BEDROCK"},
@@ -660,6 +663,37 @@ func TestBedrockInstanceMetadataOnlyOnEC2(t *testing.T) {
 			}
 			if d := src.Describe(); d.From != "EC2 instance role (instance metadata)" {
 				t.Fatalf("Describe().From = %q", d.From)
+			}
+		})
+	}
+}
+
+// A supervising process may have other AWS keys in its environment than
+// the run that recorded the settings: the recorded profile still wins.
+func TestBedrockProfileWinsOverProcessEnvironment(t *testing.T) {
+	for _, profile := range []string{"", "dev"} {
+		t.Run("profile="+profile, func(t *testing.T) {
+			isolateAWS(t)
+			t.Setenv("AWS_ACCESS_KEY_ID", "AKIDSUPERVISOR")
+			t.Setenv("AWS_SECRET_ACCESS_KEY", "supervisorsecret")
+			home := t.TempDir()
+			name := profile
+			if name == "" {
+				name = "default"
+			}
+			write(t, filepath.Join(home, ".aws", "credentials"), "["+name+"]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profilesecret\n", 0o600)
+			env := map[string]string{"HOME": home, "AWS_REGION": "us-east-1", "AWS_PROFILE": profile}
+			s, err := Resolve(Bedrock, lookupIn(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			src, err := open(context.Background(), s, lookupIn(env), notCloud(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := src.Credentials(context.Background())
+			if err != nil || c.AWS == nil || c.AWS.AccessKeyID != "AKIDPROFILE" {
+				t.Fatalf("Credentials = %+v, %v; want the profile's AKIDPROFILE", c.AWS, err)
 			}
 		})
 	}
