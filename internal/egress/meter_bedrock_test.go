@@ -433,3 +433,30 @@ func TestNewServerRejectsUnknownProvider(t *testing.T) {
 		t.Errorf("usageFormats(bedrock) = %v", err)
 	}
 }
+
+// Whatever the upstream sends, the scanner neither panics nor keeps more
+// than one bounded frame.
+func FuzzEventStreamScanner(f *testing.F) {
+	f.Add(bedrockStream(f), 7)
+	f.Add(append(chunk(f, bedrockStart), exceptionFrame(f)...), 1)
+	f.Add([]byte("\x00\x00\x00\x10\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"), 3)
+	f.Fuzz(func(t *testing.T, data []byte, size int) {
+		mt := newMeter("", Budget{}, time.Now)
+		sc := newEventStreamScanner(&responseMeter{mt: mt, pathModel: "us.anthropic.claude-sonnet-4-5"}, bedrockUsage)
+		r := &splitReader{data: data, sizes: []int{size%64 + 1}}
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			sc.feed(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		if cap(sc.frame) > 2*maxEventFrame {
+			t.Fatalf("kept %d bytes", cap(sc.frame))
+		}
+		if m := mt.snapshot(); m.InputTokens < 0 || m.OutputTokens < 0 || m.CostUSD < 0 {
+			t.Fatalf("meter %+v", m)
+		}
+	})
+}
