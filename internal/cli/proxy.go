@@ -86,13 +86,17 @@ func proxyServe(ctx context.Context, path string) error {
 	}
 	defer logFile.Close()
 	audit := egress.NewAuditLog(logFile)
+	api := &egress.APIConfig{Upstream: upstream, Headers: secrets.APIHeaders, Routes: cfg.APIRoutes,
+		Strip: cfg.APIStrip, Usage: cfg.APIUsage, Provider: cfg.APIProvider, Region: cfg.APIRegion, Cloud: cfg.APICloud}
+	if secrets.Cloud != nil {
+		api.CloudCredentials = *secrets.Cloud
+	}
 	srv, err := egress.NewServer(egress.Config{
 		Policy: policy,
 		Held:   secrets.Held,
 		Scan:   cfg.ScanConfig(),
-		API: &egress.APIConfig{Upstream: upstream, Headers: secrets.APIHeaders, Routes: cfg.APIRoutes,
-			Strip: cfg.APIStrip, Usage: cfg.APIUsage, Provider: cfg.APIProvider, Region: cfg.APIRegion},
-		Audit: audit,
+		API:    api,
+		Audit:  audit,
 		Budget: egress.Budget{
 			MaxCostUSD: cfg.MaxCostUSD, MaxTurns: cfg.MaxTurns, Deadline: cfg.Deadline, Timeout: cfg.Timeout,
 		},
@@ -127,6 +131,11 @@ func proxyServe(ctx context.Context, path string) error {
 			return err
 		}
 		defer stop()
+	}
+	if cfg.APICloud != nil && cfg.CredentialsFile != "" {
+		go srv.WatchCredentials(ctx, cfg.CredentialsFile, func(format string, args ...any) {
+			fmt.Fprintf(os.Stderr, format+"\n", args...)
+		})
 	}
 	return srv.Serve(ctx, proxyLn, apiLn)
 }

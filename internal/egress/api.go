@@ -18,9 +18,25 @@ func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 	if strip == nil {
 		strip = []string{"X-Api-Key", "Authorization"}
 	}
+	var transport http.RoundTripper = &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   dialTimeout,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	if s.cloud != nil {
+		transport = authTransport{base: transport, auth: s.cloud}
+	}
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(up)
+			target := up
+			if st, ok := pr.In.Context().Value(stateKey{}).(*forwardState); ok && st.up != nil {
+				target = st.up
+			}
+			pr.SetURL(target)
 			dropQueryCredentials(pr.Out.URL)
 			// Whatever the agent holds (the placeholder) is dropped; only
 			// the real credential, which the sandbox never sees, goes out.
@@ -46,15 +62,7 @@ func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 			}
 			return nil
 		},
-		Transport: &http.Transport{
-			Proxy:                 nil,
-			DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			ForceAttemptHTTP2:     true,
-			TLSHandshakeTimeout:   dialTimeout,
-			MaxIdleConnsPerHost:   16,
-			IdleConnTimeout:       90 * time.Second,
-			ExpectContinueTimeout: time.Second,
-		},
+		Transport: transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if st, ok := r.Context().Value(stateKey{}).(*forwardState); ok {
 				st.err = err
@@ -83,15 +91,20 @@ func (s *Server) APIHandler() http.Handler {
 			return
 		}
 		start := time.Now()
-		rec := Record{Kind: KindAPI, Method: headerSafe(r.Method), Host: s.api.Upstream.Hostname(), Rule: "model API endpoint"}
-		if p := s.api.Upstream.Port(); p != "" {
+		route, rawPath, refusal := matchRoute(r.Method, r.RequestURI, s.routes)
+		up := s.api.Upstream
+		if route.Upstream != "" {
+			// checkRoutes parsed it already.
+			up, _ = parseUpstream(route.Upstream)
+		}
+		rec := Record{Kind: KindAPI, Method: headerSafe(r.Method), Host: up.Hostname(), Rule: "model API endpoint"}
+		if p := up.Port(); p != "" {
 			rec.Port, _ = parsePort(p)
-		} else if s.api.Upstream.Scheme == "https" {
+		} else if up.Scheme == "https" {
 			rec.Port = 443
 		} else {
 			rec.Port = 80
 		}
-		route, rawPath, refusal := matchRoute(r.Method, r.RequestURI, s.routes)
 		rec.Path = headerSafe(rawPath)
 		if len(rec.Path) > 512 {
 			rec.Path = rec.Path[:512] + "..."
@@ -129,7 +142,7 @@ func (s *Server) APIHandler() http.Handler {
 		if queryCredential(r.RequestURI) {
 			note += "; agent sent a credential in the query (dropped)"
 		}
-		st := &forwardState{metered: route.Metered, model: pathModel(route, rawPath)}
+		st := &forwardState{metered: route.Metered, model: pathModel(route, rawPath), up: up}
 		status, aborted := s.serveCounted(w, r, st, s.apiProxy, &rec, start)
 		switch {
 		case s.cut(aborted, st.err):

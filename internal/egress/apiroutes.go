@@ -2,6 +2,7 @@ package egress
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -22,6 +23,15 @@ type APIRoute struct {
 	// Metered routes are model requests: each forwarded one counts
 	// towards the run's turns, and its response's usage is metered.
 	Metered bool `json:"metered,omitempty"`
+	// NoTurn marks a metered route whose requests are not the agent's
+	// turns: Bedrock's non-streaming InvokeModel, with which Claude Code
+	// probes which models the account may use before its first turn.
+	// Their cost still counts.
+	NoTurn bool `json:"no_turn,omitempty"`
+	// Upstream, if set, is where this route goes instead of the endpoint's
+	// upstream: another host of the same provider (Bedrock's control
+	// plane). A gateway, when configured, replaces it.
+	Upstream string `json:"upstream,omitempty"`
 }
 
 func (r APIRoute) String() string { return r.Method + " " + r.Path }
@@ -50,6 +60,11 @@ func checkRoutes(routes []APIRoute) error {
 		}
 		if reason := pathProblem(strings.Replace(r.Path, "*", "m", 1)); reason != "" || r.Path == "/" {
 			return fmt.Errorf("model API route %q: the path must be a plain absolute path like /v1/messages (%s)", r, reason)
+		}
+		if r.Upstream != "" {
+			if _, err := parseUpstream(r.Upstream); err != nil {
+				return fmt.Errorf("model API route %q: %w", r, err)
+			}
 		}
 	}
 	return nil
@@ -155,4 +170,14 @@ func isModelName(s string) bool {
 		}
 	}
 	return true
+}
+
+// parseUpstream parses a model API upstream: an http:// or https:// URL
+// with a host.
+func parseUpstream(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("upstream must be an http:// or https:// URL with a host, got %q", raw)
+	}
+	return u, nil
 }

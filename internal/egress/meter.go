@@ -214,10 +214,10 @@ func (mt *meter) admitLocked(route APIRoute) string {
 	case b.MaxCostUSD > 0 && mt.m.CostUSD >= b.MaxCostUSD:
 		mt.exhaustLocked(mt.costReason())
 	case mt.m.Exhausted != "":
-	case route.Metered && b.MaxTurns > 0 && mt.m.ModelRequests >= b.MaxTurns:
+	case route.Metered && !route.NoTurn && b.MaxTurns > 0 && mt.m.ModelRequests >= b.MaxTurns:
 		mt.exhaustLocked(fmt.Sprintf("reached max turns (%d)", b.MaxTurns))
 	default:
-		if route.Metered {
+		if route.Metered && !route.NoTurn {
 			mt.m.ModelRequests++
 		}
 		return ""

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -87,13 +88,21 @@ type APIConfig struct {
 	// "global" or a regional endpoint such as "us-east5"), which prices
 	// some models differently.
 	Provider, Region string
+	// Cloud, when set, authenticates every forwarded request with
+	// CloudCredentials (SigV4 or a bearer token) instead of Headers; the
+	// host replaces them as they expire (WatchCredentials).
+	Cloud            *CloudAuth
+	CloudCredentials CloudCredentials
 }
 
 // Server is the egress proxy: an HTTP proxy (CONNECT and absolute-form
 // plain HTTP) enforcing the policy, and the model-API endpoint.
 type Server struct {
 	policy   Policy
-	scanner  *Scanner
+	scanner  atomic.Pointer[Scanner]
+	heldMu   sync.Mutex
+	held     []string // what scanner refuses; grows as credentials refresh
+	cloud    *cloudAuthenticator
 	scan     ScanConfig
 	api      *APIConfig
 	audit    *AuditLog
@@ -150,7 +159,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		policy:   cfg.Policy,
-		scanner:  NewScanner(cfg.Held),
+		held:     append([]string(nil), cfg.Held...),
 		scan:     cfg.Scan,
 		api:      cfg.API,
 		audit:    cfg.Audit,
@@ -160,6 +169,13 @@ func NewServer(cfg Config) (*Server, error) {
 		sshPort:  SSHPort,
 	}
 	s.expired, s.expireNow = context.WithCancel(context.Background())
+	if cfg.API != nil && cfg.API.Cloud != nil {
+		if s.cloud, err = newCloudAuthenticator(*cfg.API.Cloud, cfg.API.CloudCredentials); err != nil {
+			return nil, err
+		}
+		s.held = append(s.held, cfg.API.CloudCredentials.Secrets()...)
+	}
+	s.scanner.Store(NewScanner(s.held))
 	if s.resolver == nil {
 		s.resolver = net.DefaultResolver
 	}
@@ -256,7 +272,7 @@ func (s *Server) precheck(r *http.Request, rawHost string, port int, rec *Record
 	rec.Host = canon
 	mode := s.scan.ModeFor(canon)
 	refuse, logged, _ := applyMode(mode, func(heldOnly bool) (*Hit, error) {
-		if rule, hit := s.scanner.scanHost(rawHost, heldOnly); hit {
+		if rule, hit := s.scanner.Load().scanHost(rawHost, heldOnly); hit {
 			return newHit(rule, "host name"), nil
 		}
 		return nil, nil
@@ -278,7 +294,7 @@ func (s *Server) precheck(r *http.Request, rawHost string, port int, rec *Record
 		bodyLimit = s.scan.BodyLimit
 	}
 	refuse, logged2, err := applyMode(mode, func(heldOnly bool) (*Hit, error) {
-		return s.scanner.scanRequest(r, bodyLimit, heldOnly)
+		return s.scanner.Load().scanRequest(r, bodyLimit, heldOnly)
 	})
 	if err != nil {
 		return "", &denial{reason: err.Error()}
@@ -329,7 +345,7 @@ func (s *Server) redactHost(host string) string {
 	keep := ""
 	for i := len(labels) - 1; i >= 0 && i >= len(labels)-2; i-- {
 		cand := strings.Join(labels[i:], ".")
-		if _, hit := s.scanner.ScanHost(cand); hit {
+		if _, hit := s.scanner.Load().ScanHost(cand); hit {
 			break
 		}
 		keep = cand
@@ -437,9 +453,10 @@ func splitTarget(authority string, defPort int) (string, int, error) {
 // forwardState travels with a forwarded request so the error handler and
 // the audit record agree.
 type forwardState struct {
-	target  string // canonical host:port to dial
-	metered bool   // a model request: meter its response
-	model   string // the model its path names (the route's "*"), or ""
+	target  string   // canonical host:port to dial
+	up      *url.URL // the model API route's upstream
+	metered bool     // a model request: meter its response
+	model   string   // the model its path names (the route's "*"), or ""
 	denied  *denial
 	err     error
 }

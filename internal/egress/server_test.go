@@ -59,11 +59,20 @@ type testProxy struct {
 // startProxy serves cfg on loopback listeners until the test ends.
 func startProxy(t testing.TB, cfg Config) *testProxy {
 	t.Helper()
+	return startProxyWith(t, cfg, nil)
+}
+
+// startProxyWith is startProxy, handing the server to got first.
+func startProxyWith(t testing.TB, cfg Config, got func(*Server)) *testProxy {
+	t.Helper()
 	logBuf := &syncBuffer{}
 	cfg.Audit = NewAuditLog(logBuf)
 	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got != nil {
+		got(srv)
 	}
 	pl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -36,7 +36,12 @@ type SidecarConfig struct {
 	// "vertex", and the provider's region.
 	APIProvider string `json:"api_provider,omitempty"`
 	APIRegion   string `json:"api_region,omitempty"`
-	SecretsFile string `json:"secrets_file"`
+	// APICloud, when set, authenticates model requests with the cloud
+	// credentials in SidecarSecrets.Cloud, which the host replaces by
+	// writing CredentialsFile as they near expiry.
+	APICloud        *CloudAuth `json:"api_cloud,omitempty"`
+	CredentialsFile string     `json:"credentials_file,omitempty"`
+	SecretsFile     string     `json:"secrets_file"`
 
 	// MeterFile is where the proxy keeps its Meter; empty means
 	// meter.json next to the audit log.
@@ -82,6 +87,9 @@ type SidecarSecrets struct {
 	// SSHKeys are the private keys (PEM) of the run's own ssh-agent, when
 	// it has one instead of the user's (SSHAgentConfig).
 	SSHKeys []string `json:"ssh_keys,omitempty"`
+
+	// Cloud are the credentials APICloud authenticates with at first.
+	Cloud *CloudCredentials `json:"cloud,omitempty"`
 }
 
 // ReadJSON decodes a JSON file into v, naming the file in errors.
