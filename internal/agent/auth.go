@@ -28,8 +28,20 @@ type APIAuth struct {
 	// Routes are the only requests forwarded.
 	Routes []Route
 	// Usage names the wire format the proxy meters responses in:
-	// "anthropic", "openai-responses", "openai-chat" or "gemini".
+	// "anthropic", "openai-responses", "openai-chat", "gemini" or
+	// "bedrock".
 	Usage string
+	// Cloud, when set, is a cloud provider whose credentials the host
+	// fetches (internal/provider) and the proxy signs with; Headers and
+	// Secret are then empty.
+	Cloud *Cloud
+}
+
+// Cloud is a cloud model provider the agent reaches through the proxy.
+type Cloud struct {
+	Provider string // "bedrock" or "vertex"
+	Region   string // the AWS region, or the Vertex location
+	Project  string // the Google Cloud project (Vertex)
 }
 
 // Route is one request the model API endpoint forwards: exactly this method
@@ -39,6 +51,11 @@ type Route struct {
 	Method  string
 	Path    string
 	Metered bool
+	// NoTurn: metered, but not one of the agent's turns (egress.APIRoute).
+	NoTurn bool
+	// Upstream, if set, is another host of the provider this route goes
+	// to when no gateway is configured.
+	Upstream string
 }
 
 // Placeholder values: shaped like the real thing so the CLI accepts them,
@@ -48,13 +65,15 @@ const (
 	PlaceholderOAuthToken = "sk-ant-oat01-airlock-placeholder-injected-by-the-egress-proxy"
 )
 
-// ErrCloudCredentials is returned for Bedrock and Vertex credentials, which
-// sign each request with the secret and so cannot be injected by a proxy.
-var ErrCloudCredentials = errors.New("Bedrock and Vertex credentials sign every request inside the agent, so the egress proxy cannot keep them out of the sandbox; use ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN or a gateway (agent.claude.base_url) that holds the cloud credentials")
-
 // API implements Agent: the credential to inject, in Claude Code's own
 // order of preference.
 func (c Claude) API(lookup func(string) (string, bool)) (APIAuth, error) {
+	switch {
+	case truthy(lookup, "CLAUDE_CODE_USE_BEDROCK"):
+		return claudeBedrock(lookup)
+	case truthy(lookup, "CLAUDE_CODE_USE_VERTEX"):
+		return claudeVertex(lookup)
+	}
 	a, err := c.auth(lookup)
 	if err != nil {
 		return APIAuth{}, err
@@ -76,8 +95,6 @@ func (Claude) auth(lookup func(string) (string, bool)) (APIAuth, error) {
 		return strings.TrimSpace(v)
 	}
 	switch {
-	case truthy(lookup, "CLAUDE_CODE_USE_BEDROCK"), truthy(lookup, "CLAUDE_CODE_USE_VERTEX"):
-		return APIAuth{}, ErrCloudCredentials
 	case get("ANTHROPIC_AUTH_TOKEN") != "":
 		tok := get("ANTHROPIC_AUTH_TOKEN")
 		return APIAuth{

@@ -167,7 +167,8 @@ func (f *Factory) manager() (*run.Manager, error) {
 		Now:      f.Now,
 		Progress: f.IO.ErrOut,
 
-		ResolveSecret: f.resolveSecret,
+		ResolveSecret:    f.resolveSecret,
+		CloudCredentials: f.cloudFetcher(),
 	}, nil
 }
 

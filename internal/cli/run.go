@@ -594,6 +594,10 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 	if err != nil {
 		return run.Egress{}, "", err
 	}
+	cloud, err := f.cloudEgress(ctx, ag, auth)
+	if err != nil {
+		return run.Egress{}, "", err
+	}
 	if err := injectionsAllowed(policy, cfg.Egress.Inject); err != nil {
 		return run.Egress{}, "", err
 	}
@@ -647,6 +651,7 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 		Inject:      inject,
 		Scan:        cfg.Egress.ScanConfig(),
 		SSH:         sshEg,
+		Cloud:       cloud,
 	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs) + describeInjections(inject) + describeSSH(sshEg), nil
 }
 

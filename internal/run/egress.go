@@ -49,6 +49,27 @@ type Egress struct {
 	Scan *egress.ScanConfig
 	// SSH is SSH through the proxy (ssh.go).
 	SSH SSHEgress
+	// Cloud, with Auth.Cloud, is how the proxy authenticates to a cloud
+	// model provider (Bedrock, Vertex).
+	Cloud *CloudEgress `json:",omitempty"`
+}
+
+func (eg Egress) cloudSettings() *store.Cloud {
+	if eg.Cloud == nil {
+		return nil
+	}
+	s := eg.Cloud.Settings
+	return &s
+}
+
+// CloudEgress is a cloud provider's credentials for the proxy: how it signs,
+// the host's settings that find the credentials again (recorded with the
+// run), and the credentials as fetched when the run starts (never
+// recorded).
+type CloudEgress struct {
+	Auth        egress.CloudAuth
+	Settings    store.Cloud
+	Credentials egress.CloudCredentials `json:"-"`
 }
 
 // ProxyContainerName is a run's sidecar proxy.
@@ -101,7 +122,13 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 	}
 	var routes []egress.APIRoute
 	for _, rt := range eg.Auth.Routes {
-		routes = append(routes, egress.APIRoute{Method: rt.Method, Path: rt.Path, Metered: rt.Metered})
+		route := egress.APIRoute{Method: rt.Method, Path: rt.Path, Metered: rt.Metered, NoTurn: rt.NoTurn}
+		if eg.APIUpstream == "" {
+			// A gateway takes every route; without one, a route may
+			// go to another host of the provider.
+			route.Upstream = rt.Upstream
+		}
+		routes = append(routes, route)
 	}
 	// The proxy counts every model request, side requests included, which
 	// an interactive Claude Code makes (titles, summaries) and a headless
@@ -133,6 +160,12 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 	secrets := egress.SidecarSecrets{APIHeaders: eg.Auth.Headers}
 	if eg.Auth.Secret != "" {
 		secrets.Held = []string{eg.Auth.Secret}
+	}
+	if eg.Cloud != nil {
+		auth, creds := eg.Cloud.Auth, eg.Cloud.Credentials
+		cfg.APICloud = &auth
+		cfg.CredentialsFile = sandbox.ProxyConfigDir + "/" + cloudCredentialsFile
+		secrets.Cloud = &creds
 	}
 	inj, err := m.planInjection(r, eg.Inject, uid, gid)
 	if err != nil {

@@ -123,6 +123,17 @@ func (m *Manager) Restart(ctx context.Context, r *store.Run, auth agent.APIAuth,
 	if err := resolveInjections(ctx, m.ResolveSecret, eg.Inject); err != nil {
 		return nil, fmt.Errorf("cannot start run %s: %w", r.ID, err)
 	}
+	if (eg.Cloud == nil) != (auth.Cloud == nil) {
+		return nil, fmt.Errorf("cannot start run %s: it was started with other model credentials (%s); set the same provider's variables again", r.ID, cloudName(r.Cloud))
+	}
+	if eg.Cloud != nil {
+		if r.Cloud == nil || m.CloudCredentials == nil {
+			return nil, fmt.Errorf("cannot start run %s: its cloud credentials were not recorded", r.ID)
+		}
+		if eg.Cloud.Credentials, err = m.CloudCredentials(ctx, r); err != nil {
+			return nil, fmt.Errorf("cannot start run %s: %w", r.ID, err)
+		}
+	}
 	if prompt != "" {
 		// In place: the container bind-mounts this very file.
 		if err := os.WriteFile(filepath.Join(dir, "prompt.md"), []byte(prompt), 0o644); err != nil {

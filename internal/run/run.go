@@ -155,6 +155,10 @@ type Manager struct {
 	// ResolveSecret resolves an injected credential's source again when a
 	// persistent run restarts (the values are never stored).
 	ResolveSecret ResolveFunc
+	// CloudCredentials fetches a run's cloud model credentials again: as
+	// they near expiry while it runs, and when a persistent run restarts.
+	// Nil: they are never refreshed.
+	CloudCredentials CloudFetcher
 }
 
 func (m *Manager) self() (string, error) {
@@ -217,6 +221,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 		Model:      req.Model,
 		MaxTurns:   req.MaxTurns,
 		Image:      req.Image,
+		Cloud:      req.Egress.cloudSettings(),
 		Container:  ContainerName(id),
 		SessionID:  agent.NewSessionID(),
 		CreatedAt:  m.now(),

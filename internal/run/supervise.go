@@ -43,10 +43,18 @@ const maxRunFiles = 2_000_000
 // running or ctx ends. Any number of processes may supervise one run.
 func (m *Manager) Supervise(ctx context.Context, r *store.Run) {
 	nextDisk := time.Time{}
+	cloud := cloudRefresher{m: m}
+	lastErr := ""
 	for {
 		cur, err := m.Store.Get(r.ID)
 		if err != nil || cur.Status != store.StatusRunning || cur.StopRequested {
 			return
+		}
+		// Cloud credentials expire while a run lasts: the host fetches
+		// new ones and hands them to the proxy.
+		if err := cloud.refresh(ctx, cur); err != nil && err.Error() != lastErr {
+			lastErr = err.Error()
+			m.progress("warning: %v", err)
 		}
 		st, err := m.Engine.Inspect(ctx, cur.Container)
 		switch {

@@ -40,21 +40,39 @@ func (s Status) Finished() bool {
 	return false
 }
 
+// Cloud records how a run's cloud model credentials were chosen on the host
+// (provider.Settings): names and paths, never a secret.
+type Cloud struct {
+	Provider        string `json:"provider"`
+	Region          string `json:"region,omitempty"`
+	Project         string `json:"project,omitempty"`
+	Profile         string `json:"profile,omitempty"`
+	ConfigFile      string `json:"config_file,omitempty"`
+	CredentialsFile string `json:"credentials_file,omitempty"`
+	// Static credentials came from variables another process cannot read
+	// again; they are not refreshed.
+	Static bool `json:"static,omitempty"`
+}
+
 // Run is one run's record. Its JSON form is the documented, stable schema of
 // `airlock ls --json` (docs/runs-json.md): fields are only ever added.
 type Run struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Project    string    `json:"project"`
-	Status     Status    `json:"status"`
-	Branch     string    `json:"branch"`
-	BaseBranch string    `json:"base_branch"`
-	BaseCommit string    `json:"base_commit,omitempty"`
-	Prompt     string    `json:"prompt"`
-	Agent      string    `json:"agent"`
-	Model      string    `json:"model,omitempty"`
-	MaxTurns   int       `json:"max_turns,omitempty"`
-	Image      string    `json:"image"`
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Project    string `json:"project"`
+	Status     Status `json:"status"`
+	Branch     string `json:"branch"`
+	BaseBranch string `json:"base_branch"`
+	BaseCommit string `json:"base_commit,omitempty"`
+	Prompt     string `json:"prompt"`
+	Agent      string `json:"agent"`
+	Model      string `json:"model,omitempty"`
+	MaxTurns   int    `json:"max_turns,omitempty"`
+	Image      string `json:"image"`
+	// Cloud is the cloud model provider the run's proxy signs for, and
+	// which host credentials: what a process supervising the run needs to
+	// fetch them again as they expire. Nothing secret.
+	Cloud      *Cloud    `json:"cloud,omitempty"`
 	Container  string    `json:"container,omitempty"`
 	SessionID  string    `json:"session_id,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`

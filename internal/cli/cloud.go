@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/airlock-dev/airlock/internal/agent"
+	"github.com/airlock-dev/airlock/internal/credentials"
+	"github.com/airlock-dev/airlock/internal/egress"
+	"github.com/airlock-dev/airlock/internal/provider"
+	"github.com/airlock-dev/airlock/internal/run"
+	"github.com/airlock-dev/airlock/internal/store"
+)
+
+// providerLookup finds the variables that choose and hold cloud
+// credentials: airlock's credentials file and the environment for the
+// agent's credential names (the environment wins), the environment alone
+// for the rest (AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, HOME, ...).
+func (f *Factory) providerLookup(ag agent.Agent) (func(string) (string, bool), error) {
+	path, err := credentials.DefaultPath(f.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	file, err := credentials.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	found := credentials.Resolve(ag.CredentialNames(), f.LookupEnv, file, path)
+	return func(name string) (string, bool) {
+		for _, s := range found {
+			if s.Name == name {
+				return s.Value, true
+			}
+		}
+		return f.LookupEnv(name)
+	}, nil
+}
+
+// cloudEgress fetches the host's credentials for the cloud model provider
+// auth names, once now so that a run without usable ones fails before
+// anything is made; supervisors fetch them again as they expire
+// (cloudFetcher).
+func (f *Factory) cloudEgress(ctx context.Context, ag agent.Agent, auth agent.APIAuth) (*run.CloudEgress, error) {
+	if auth.Cloud == nil {
+		return nil, nil
+	}
+	lookup, err := f.providerLookup(ag)
+	if err != nil {
+		return nil, err
+	}
+	s, err := provider.Resolve(auth.Cloud.Provider, lookup)
+	if err != nil {
+		return nil, err
+	}
+	src, err := provider.Open(ctx, s, lookup)
+	if err != nil {
+		return nil, err
+	}
+	c, err := src.Credentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ce := &run.CloudEgress{Settings: storeCloud(s), Credentials: egressCredentials(c)}
+	if c.AWS != nil {
+		ce.Auth = egress.CloudAuth{Kind: egress.CloudSigV4, Service: "bedrock", Region: s.Region}
+	} else {
+		ce.Auth = egress.CloudAuth{Kind: egress.CloudBearer}
+	}
+	return ce, nil
+}
+
+// cloudFetcher fetches a run's cloud credentials again from what the run
+// recorded, keeping one source per run so that its cache (and the SDK's
+// refresh ahead of expiry) works across calls.
+func (f *Factory) cloudFetcher() run.CloudFetcher {
+	var mu sync.Mutex
+	sources := map[string]provider.Source{}
+	return func(ctx context.Context, r *store.Run) (egress.CloudCredentials, error) {
+		if r.Cloud == nil {
+			return egress.CloudCredentials{}, fmt.Errorf("run %s has no cloud credentials", r.ID)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		src := sources[r.ID]
+		if src == nil {
+			ag, err := agent.Lookup(r.Agent)
+			if err != nil {
+				return egress.CloudCredentials{}, err
+			}
+			lookup, err := f.providerLookup(ag)
+			if err != nil {
+				return egress.CloudCredentials{}, err
+			}
+			if src, err = provider.Open(ctx, providerSettings(*r.Cloud), lookup); err != nil {
+				return egress.CloudCredentials{}, err
+			}
+			sources[r.ID] = src
+		}
+		c, err := src.Credentials(ctx)
+		if err != nil {
+			return egress.CloudCredentials{}, err
+		}
+		return egressCredentials(c), nil
+	}
+}
+
+func storeCloud(s provider.Settings) store.Cloud {
+	return store.Cloud{Provider: s.Provider, Region: s.Region, Project: s.Project, Profile: s.Profile,
+		ConfigFile: s.ConfigFile, CredentialsFile: s.CredentialsFile, Static: s.Static}
+}
+
+func providerSettings(c store.Cloud) provider.Settings {
+	return provider.Settings{Provider: c.Provider, Region: c.Region, Project: c.Project, Profile: c.Profile,
+		ConfigFile: c.ConfigFile, CredentialsFile: c.CredentialsFile, Static: c.Static}
+}
+
+func egressCredentials(c provider.Credentials) egress.CloudCredentials {
+	e := egress.CloudCredentials{Bearer: c.Bearer, Expires: c.Expires}
+	if c.AWS != nil {
+		e.AccessKeyID, e.SecretAccessKey, e.SessionToken = c.AWS.AccessKeyID, c.AWS.SecretAccessKey, c.AWS.SessionToken
+	}
+	return e
+}
