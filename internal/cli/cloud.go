@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/credentials"
@@ -53,11 +52,7 @@ func (f *Factory) cloudEgress(ctx context.Context, ag agent.Agent, auth agent.AP
 	if err != nil {
 		return nil, err
 	}
-	src, err := provider.Open(ctx, s, lookup)
-	if err != nil {
-		return nil, err
-	}
-	c, err := src.Credentials(ctx)
+	c, err := f.cloudCredentials(ctx, s, lookup)
 	if err != nil {
 		return nil, err
 	}
@@ -70,34 +65,42 @@ func (f *Factory) cloudEgress(ctx context.Context, ag agent.Agent, auth agent.AP
 	return ce, nil
 }
 
+// cloudCredentials fetches credentials from the source for s, opening it
+// the first time: one source per setting, so that its cache (and the SDK's
+// refresh ahead of expiry) serves every run that uses it.
+func (f *Factory) cloudCredentials(ctx context.Context, s provider.Settings, lookup func(string) (string, bool)) (provider.Credentials, error) {
+	f.cloudMu.Lock()
+	defer f.cloudMu.Unlock()
+	src := f.cloud[s]
+	if src == nil {
+		var err error
+		if src, err = provider.Open(ctx, s, lookup); err != nil {
+			return provider.Credentials{}, err
+		}
+		if f.cloud == nil {
+			f.cloud = map[provider.Settings]provider.Source{}
+		}
+		f.cloud[s] = src
+	}
+	return src.Credentials(ctx)
+}
+
 // cloudFetcher fetches a run's cloud credentials again from what the run
-// recorded, keeping one source per run so that its cache (and the SDK's
-// refresh ahead of expiry) works across calls.
+// recorded.
 func (f *Factory) cloudFetcher() run.CloudFetcher {
-	var mu sync.Mutex
-	sources := map[string]provider.Source{}
 	return func(ctx context.Context, r *store.Run) (egress.CloudCredentials, error) {
 		if r.Cloud == nil {
 			return egress.CloudCredentials{}, fmt.Errorf("run %s has no cloud credentials", r.ID)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		src := sources[r.ID]
-		if src == nil {
-			ag, err := agent.Lookup(r.Agent)
-			if err != nil {
-				return egress.CloudCredentials{}, err
-			}
-			lookup, err := f.providerLookup(ag)
-			if err != nil {
-				return egress.CloudCredentials{}, err
-			}
-			if src, err = provider.Open(ctx, providerSettings(*r.Cloud), lookup); err != nil {
-				return egress.CloudCredentials{}, err
-			}
-			sources[r.ID] = src
+		ag, err := agent.Lookup(r.Agent)
+		if err != nil {
+			return egress.CloudCredentials{}, err
 		}
-		c, err := src.Credentials(ctx)
+		lookup, err := f.providerLookup(ag)
+		if err != nil {
+			return egress.CloudCredentials{}, err
+		}
+		c, err := f.cloudCredentials(ctx, providerSettings(*r.Cloud), lookup)
 		if err != nil {
 			return egress.CloudCredentials{}, err
 		}

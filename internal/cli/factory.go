@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/config"
+	"github.com/airlock-dev/airlock/internal/provider"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/workspace"
@@ -40,6 +41,11 @@ type Factory struct {
 	caps       sandbox.Caps
 	endpoint   sandbox.Endpoint
 	engineErr  error
+
+	// cloud keeps one credentials source per provider setting, so that
+	// what the run fetched first is refreshed from the same cache.
+	cloudMu sync.Mutex
+	cloud   map[provider.Settings]provider.Source
 }
 
 // NewFactory wires the real dependencies.
