@@ -101,8 +101,8 @@ func (m *Manager) handCredentials(r *store.Run, creds egress.CloudCredentials) e
 
 // removeCloudCredentials deletes credentials the proxy did not take up
 // (it stopped first).
-func (m *Manager) removeCloudCredentials(r *store.Run) {
-	os.Remove(filepath.Join(m.Store.RunDir(r.ID), "egress", cloudCredentialsFile))
+func (m *Manager) removeCloudCredentials(id string) {
+	os.Remove(filepath.Join(m.Store.RunDir(id), "egress", cloudCredentialsFile))
 }
 
 // cloudName names a run's model provider for messages.

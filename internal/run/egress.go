@@ -242,9 +242,12 @@ func agentEnv(eg Egress) []string {
 	return append(env, eg.Auth.Env...)
 }
 
-// stopProxy removes a run's sidecar; a missing one is fine.
+// stopProxy removes a run's sidecar; a missing one is fine. Refreshed
+// cloud credentials it did not take up go with it.
 func (m *Manager) stopProxy(ctx context.Context, id string) error {
-	return m.Engine.RemoveProxy(ctx, ProxyContainerName(id))
+	err := m.Engine.RemoveProxy(ctx, ProxyContainerName(id))
+	m.removeCloudCredentials(id)
+	return err
 }
 
 // egressCounts counts the allowed and denied decisions in a run's log.

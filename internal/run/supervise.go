@@ -59,6 +59,7 @@ func (m *Manager) Supervise(ctx context.Context, r *store.Run) {
 		st, err := m.Engine.Inspect(ctx, cur.Container)
 		switch {
 		case errors.Is(err, sandbox.ErrNotFound):
+			m.removeCloudCredentials(r.ID)
 			return
 		case err != nil:
 			// A busy engine fails a request now and then; supervision
@@ -69,7 +70,10 @@ func (m *Manager) Supervise(ctx context.Context, r *store.Run) {
 		case sandbox.StatusRunning, sandbox.StatusPaused:
 			// Paused still counts: the deadline runs on the host's clock.
 		default:
-			return // created, exited, dead or unknown: nothing to supervise
+			// Created, exited, dead or unknown: nothing to supervise,
+			// and no proxy to hand credentials to.
+			m.removeCloudCredentials(r.ID)
+			return
 		}
 		if reason := m.overBudget(cur); reason != "" {
 			m.hostStop(ctx, cur, StopReasonBudget, reason)
