@@ -161,6 +161,10 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 	if eg.Auth.Secret != "" {
 		secrets.Held = []string{eg.Auth.Secret}
 	}
+	if c := eg.Auth.Cloud; c != nil {
+		// The provider's price table, for its region.
+		cfg.APIProvider, cfg.APIRegion = c.Provider, c.Region
+	}
 	if eg.Cloud != nil {
 		auth, creds := eg.Cloud.Auth, eg.Cloud.Credentials
 		cfg.APICloud = &auth
