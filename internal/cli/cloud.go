@@ -125,3 +125,24 @@ func egressCredentials(c provider.Credentials) egress.CloudCredentials {
 	}
 	return e
 }
+
+// describeCloud says, before a run, which cloud provider and credentials
+// its proxy signs with.
+func describeCloud(c *run.CloudEgress) string {
+	if c == nil {
+		return ""
+	}
+	s := c.Settings
+	where := s.Region
+	if s.Project != "" {
+		where = s.Project + ", " + where
+	}
+	if s.Profile != "" {
+		where += ", profile " + s.Profile
+	}
+	how := "refreshed on this machine as they expire"
+	if s.Static {
+		how = "as given"
+	}
+	return fmt.Sprintf("  model  %s (%s): the proxy signs each request with this machine's credentials (%s)\n", provider.Title(s.Provider), where, how)
+}

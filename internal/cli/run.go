@@ -652,7 +652,7 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 		Scan:        cfg.Egress.ScanConfig(),
 		SSH:         sshEg,
 		Cloud:       cloud,
-	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs) + describeInjections(inject) + describeSSH(sshEg), nil
+	}, describePolicy(policy, sources, cfg.Egress.AllowCIDRs) + describeCloud(cloud) + describeInjections(inject) + describeSSH(sshEg), nil
 }
 
 // agentAuth finds the agent's model credentials: the environment first,
