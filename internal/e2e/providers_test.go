@@ -26,7 +26,7 @@ func providerScript(refused []string) testkit.Script {
 	var probes []string
 	for _, r := range refused {
 		method, path, _ := strings.Cut(r, " ")
-		probes = append(probes, fmt.Sprintf(`echo "%s $(curl -s -o /dev/null -w '%%{http_code}' -X %s http://127.0.0.1:3129%s -d '{}')"`, r, method, path))
+		probes = append(probes, fmt.Sprintf(`echo "%s $(curl -s --path-as-is -o /dev/null -w '%%{http_code}' -X %s http://127.0.0.1:3129%s -d '{}')"`, r, method, path))
 	}
 	look := `env | grep -iE 'aws|goog|cloudsdk|vertex|bedrock' | sort; ls -la ~/.aws ~/.config/gcloud 2>&1; ` +
 		`grep -rlE 'e2e-secret|e2e-token|GOCSPX|refresh_token' ~ /workspace /tmp /airlock 2>/dev/null; ` + strings.Join(probes, "; ") + `; sleep 40; true`
@@ -82,13 +82,22 @@ func issuedAWS(id string) (testkit.AWSCredentials, bool) {
 // credentials from the host's profile (a credential_process), which the
 // host refreshes while the run lasts. The scripted Bedrock server verifies
 // every signature.
-func TestBedrock(t *testing.T) {
-	e := newEnv(t)
+//
+// It runs on every engine: the refreshed credentials reach the proxy
+// through its mounted egress directory, whose ownership differs between
+// them (rootless Podman maps the agent's uid).
+func TestBedrock(t *testing.T) { onEngines(t, allEngines, testBedrock) }
+
+func testBedrock(t *testing.T, e *env) {
 	refusedPaths := []string{
 		"POST /model/anthropic.claude-sonnet-4-5/converse",
 		"GET /foundation-models",
 		"POST /guardrail/g1/version/1/apply",
 		"POST /v1/messages",
+		// A model name that is a path, or that smuggles another action.
+		"POST /model/x/../../guardrail/g1/version/1/apply/invoke",
+		"POST /model/x%2F..%2Fconverse/invoke",
+		"POST /model/anthropic.claude-x-v1:converse/invoke",
 	}
 	srv := testkit.NewBedrockServer(providerScript(refusedPaths), testkit.BedrockOptions{Region: "us-east-1", Credentials: issuedAWS})
 	url, err := srv.Start(e.gateway() + ":0")
@@ -183,9 +192,19 @@ func checkRefusedAndClean(t *testing.T, e *env, r store.Run, reqs []testkit.Requ
 			t.Errorf("the agent's %s was not answered 403 by the proxy (tool results: %d bytes)", p, all.Len())
 		}
 	}
-	inspect, err := exec.Command("docker", "inspect", "--format", "{{json .Args}} {{json .Config.Env}} {{json .HostConfig.Binds}}", r.Container).CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker inspect: %v\n%s", err, inspect)
+	// The agent's own look at its environment is in the tool results
+	// (above); on Docker, also the container's configuration as the engine
+	// keeps it.
+	var inspect []byte
+	if e.engine == onDocker {
+		var err error
+		inspect, err = exec.Command("docker", "inspect", "--format", "{{json .Args}} {{json .Config.Env}} {{json .HostConfig.Binds}}", r.Container).CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker inspect: %v\n%s", err, inspect)
+		}
+	}
+	if !bytes.Contains(all.Bytes(), []byte("AWS_REGION=")) && !bytes.Contains(all.Bytes(), []byte("CLOUD_ML_REGION=")) {
+		t.Errorf("the agent's environment dump never reached the model: the test did not look")
 	}
 	runDir := filepath.Join(e.state, "airlock", "runs", r.ID)
 	for _, s := range secrets {
