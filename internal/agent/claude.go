@@ -166,10 +166,13 @@ func (Claude) HasCredentials(lookup func(string) (string, bool)) bool {
 		return ok && strings.TrimSpace(v) != ""
 	}
 	switch {
+	// Bedrock's and Vertex's credentials are the host's (profiles, SSO,
+	// ADC files: internal/provider finds them); what lookup must yield is
+	// what Claude Code needs to reach them.
 	case truthy(lookup, "CLAUDE_CODE_USE_BEDROCK"):
-		return set("AWS_BEARER_TOKEN_BEDROCK") || set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY")
+		return set("AWS_REGION") || set("AWS_DEFAULT_REGION")
 	case truthy(lookup, "CLAUDE_CODE_USE_VERTEX"):
-		return set("ANTHROPIC_VERTEX_PROJECT_ID")
+		return set("ANTHROPIC_VERTEX_PROJECT_ID") && set("CLOUD_ML_REGION")
 	default:
 		return set("ANTHROPIC_API_KEY") || set("CLAUDE_CODE_OAUTH_TOKEN") || set("ANTHROPIC_AUTH_TOKEN")
 	}

@@ -229,12 +229,13 @@ func TestClaudeHasCredentials(t *testing.T) {
 		{"oauth token", map[string]string{"CLAUDE_CODE_OAUTH_TOKEN": "t"}, true},
 		{"auth token", map[string]string{"ANTHROPIC_AUTH_TOKEN": "t"}, true},
 		{"region alone", map[string]string{"AWS_REGION": "us-east-1"}, false},
-		{"bedrock with keys", map[string]string{"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s"}, true},
-		{"bedrock with bearer token", map[string]string{"CLAUDE_CODE_USE_BEDROCK": "true", "AWS_BEARER_TOKEN_BEDROCK": "b"}, true},
-		{"bedrock with half a key pair", map[string]string{"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_ACCESS_KEY_ID": "a"}, false},
+		{"bedrock with a region", map[string]string{"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_REGION": "us-east-1"}, true},
+		{"bedrock with a default region", map[string]string{"CLAUDE_CODE_USE_BEDROCK": "true", "AWS_DEFAULT_REGION": "eu-west-1"}, true},
+		{"bedrock without a region", map[string]string{"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s"}, false},
 		{"bedrock ignores the api key", map[string]string{"CLAUDE_CODE_USE_BEDROCK": "1", "ANTHROPIC_API_KEY": "k"}, false},
 		{"bedrock flag off", map[string]string{"CLAUDE_CODE_USE_BEDROCK": "0", "ANTHROPIC_API_KEY": "k"}, true},
-		{"vertex with project", map[string]string{"CLAUDE_CODE_USE_VERTEX": "1", "ANTHROPIC_VERTEX_PROJECT_ID": "p", "CLOUD_ML_REGION": "us-east5"}, true},
+		{"vertex with project and region", map[string]string{"CLAUDE_CODE_USE_VERTEX": "1", "ANTHROPIC_VERTEX_PROJECT_ID": "p", "CLOUD_ML_REGION": "us-east5"}, true},
+		{"vertex without region", map[string]string{"CLAUDE_CODE_USE_VERTEX": "1", "ANTHROPIC_VERTEX_PROJECT_ID": "p"}, false},
 		{"vertex without project", map[string]string{"CLAUDE_CODE_USE_VERTEX": "1"}, false},
 	}
 	for _, tt := range tests {
