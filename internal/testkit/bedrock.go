@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -103,11 +102,7 @@ type BedrockServer struct {
 	opts   BedrockOptions
 	prefix string
 
-	mu         sync.Mutex
-	requests   []Request
-	rejections []Rejection
-	sent       []Usage
-	seq        int
+	journal // Requests, Rejections, Sent
 }
 
 // NewBedrockServer returns a server following s that accepts requests
@@ -120,28 +115,6 @@ func NewBedrockServer(s Script, opts BedrockOptions) *BedrockServer {
 // returns the base URL to put in ANTHROPIC_BEDROCK_BASE_URL.
 func (s *BedrockServer) Start(addr string) (string, error) {
 	return s.start(addr, "bedrock model server", s)
-}
-
-// Requests returns a copy of every request that passed verification,
-// oldest first.
-func (s *BedrockServer) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
-
-// Rejections returns every refused request, oldest first.
-func (s *BedrockServer) Rejections() []Rejection {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Rejection(nil), s.rejections...)
-}
-
-// Sent returns the usage of every model response sent, oldest first.
-func (s *BedrockServer) Sent() []Usage {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Usage(nil), s.sent...)
 }
 
 // awsError is a refusal in the shape AWS JSON protocols use.
@@ -169,9 +142,9 @@ func (s *BedrockServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if aerr := s.verify(r, req.Body, time.Now()); aerr != nil {
-		s.mu.Lock()
+		s.journal.mu.Lock()
 		s.rejections = append(s.rejections, Rejection{Method: r.Method, Path: r.URL.Path, Status: aerr.status, Code: aerr.code, Reason: aerr.reason, At: req.At})
-		s.mu.Unlock()
+		s.journal.mu.Unlock()
 		writeAWSError(w, aerr.status, aerr.code, aerr.msg)
 		return
 	}
@@ -227,9 +200,9 @@ func (s *BedrockServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Model = bedrockModelName(model)
 	m := scriptedReply(s.script, s.prefix, req, seq)
-	s.mu.Lock()
+	s.journal.mu.Lock()
 	s.sent = append(s.sent, Usage{Model: m.Model, Path: r.URL.Path, InputTokens: m.Usage.InputTokens, OutputTokens: m.Usage.OutputTokens})
-	s.mu.Unlock()
+	s.journal.mu.Unlock()
 	w.Header().Set("X-Amzn-Requestid", fmt.Sprintf("%s-%04d", s.prefix, seq))
 	if !req.Stream {
 		w.Header().Set("Content-Type", "application/json")
@@ -251,8 +224,8 @@ func (s *BedrockServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // record keeps a verified request and returns its sequence number.
 func (s *BedrockServer) record(req Request) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.journal.mu.Lock()
+	defer s.journal.mu.Unlock()
 	s.requests = append(s.requests, req)
 	s.seq++
 	return s.seq

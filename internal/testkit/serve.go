@@ -88,3 +88,35 @@ func readRequest(w http.ResponseWriter, r *http.Request) (Request, error) {
 		At:      time.Now(),
 	}, nil
 }
+
+// journal is what a verifying server (Bedrock, Vertex) saw: the requests
+// it accepted, those it refused and why, and the usage it answered.
+type journal struct {
+	mu         sync.Mutex
+	requests   []Request
+	rejections []Rejection
+	sent       []Usage
+	seq        int
+}
+
+// Requests returns a copy of every request that passed the server's
+// checks, oldest first.
+func (j *journal) Requests() []Request {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]Request(nil), j.requests...)
+}
+
+// Rejections returns every refused request, oldest first.
+func (j *journal) Rejections() []Rejection {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]Rejection(nil), j.rejections...)
+}
+
+// Sent returns the usage of every model response sent, oldest first.
+func (j *journal) Sent() []Usage {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]Usage(nil), j.sent...)
+}

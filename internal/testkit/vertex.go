@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 )
 
 // VertexOptions configures a VertexServer.
@@ -40,11 +39,7 @@ type VertexServer struct {
 	opts   VertexOptions
 	prefix string
 
-	mu         sync.Mutex
-	requests   []Request
-	rejections []Rejection
-	sent       []Usage
-	seq        int
+	journal // Requests, Rejections, Sent
 }
 
 // NewVertexServer returns a server following s for opts.Project and
@@ -57,28 +52,6 @@ func NewVertexServer(s Script, opts VertexOptions) *VertexServer {
 // returns the base URL; ANTHROPIC_VERTEX_BASE_URL is it plus /v1.
 func (s *VertexServer) Start(addr string) (string, error) {
 	return s.start(addr, "vertex model server", s)
-}
-
-// Requests returns a copy of every request that passed the checks,
-// oldest first.
-func (s *VertexServer) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
-
-// Rejections returns every refused request, oldest first.
-func (s *VertexServer) Rejections() []Rejection {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Rejection(nil), s.rejections...)
-}
-
-// Sent returns the usage of every model response sent, oldest first.
-func (s *VertexServer) Sent() []Usage {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Usage(nil), s.sent...)
 }
 
 // writeGoogleError answers in the shape of Google's JSON errors.
@@ -101,9 +74,9 @@ func (s *VertexServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reject := func(code int, status, msg, reason string) {
-		s.mu.Lock()
+		s.journal.mu.Lock()
 		s.rejections = append(s.rejections, Rejection{Method: r.Method, Path: r.URL.Path, Status: code, Code: status, Reason: reason, At: req.At})
-		s.mu.Unlock()
+		s.journal.mu.Unlock()
 		writeGoogleError(w, code, status, msg)
 	}
 	const unauthenticated = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
@@ -137,11 +110,11 @@ func (s *VertexServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req.Model = vp.model
 	req.Stream = vp.method == "streamRawPredict"
 	parsed, parseErr := parseMessages(&req)
-	s.mu.Lock()
+	s.journal.mu.Lock()
 	s.requests = append(s.requests, req)
 	s.seq++
 	seq := s.seq
-	s.mu.Unlock()
+	s.journal.mu.Unlock()
 
 	if r.Method != http.MethodPost {
 		writeGoogleError(w, http.StatusMethodNotAllowed, "INVALID_ARGUMENT", "use POST")
@@ -171,9 +144,9 @@ func (s *VertexServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Model = vertexModelName(vp.model)
 	m := scriptedReply(s.script, s.prefix, req, seq)
-	s.mu.Lock()
+	s.journal.mu.Lock()
 	s.sent = append(s.sent, Usage{Model: m.Model, Path: r.URL.Path, InputTokens: m.Usage.InputTokens, OutputTokens: m.Usage.OutputTokens})
-	s.mu.Unlock()
+	s.journal.mu.Unlock()
 	if req.Stream {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
