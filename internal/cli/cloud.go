@@ -12,11 +12,10 @@ import (
 	"github.com/airlock-dev/airlock/internal/store"
 )
 
-// providerLookup finds the variables that choose and hold cloud
-// credentials: airlock's credentials file and the environment for the
-// agent's credential names (the environment wins), the environment alone
-// for the rest (AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, HOME, ...).
-func (f *Factory) providerLookup(ag agent.Agent) (func(string) (string, bool), error) {
+// credentialLookup finds the agent's credentials and the variables that
+// choose them, by name: the environment first, then airlock's credentials
+// file.
+func (f *Factory) credentialLookup(ag agent.Agent) (func(string) (string, bool), error) {
 	path, err := credentials.DefaultPath(f.Getenv)
 	if err != nil {
 		return nil, err
@@ -31,6 +30,22 @@ func (f *Factory) providerLookup(ag agent.Agent) (func(string) (string, bool), e
 			if s.Name == name {
 				return s.Value, true
 			}
+		}
+		return "", false
+	}, nil
+}
+
+// providerLookup is credentialLookup, then the environment for the
+// variables that find a cloud provider's credentials on the host
+// (AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, HOME, ...).
+func (f *Factory) providerLookup(ag agent.Agent) (func(string) (string, bool), error) {
+	lookup, err := f.credentialLookup(ag)
+	if err != nil {
+		return nil, err
+	}
+	return func(name string) (string, bool) {
+		if v, ok := lookup(name); ok {
+			return v, true
 		}
 		return f.LookupEnv(name)
 	}, nil

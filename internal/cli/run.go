@@ -15,7 +15,6 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/config"
-	"github.com/airlock-dev/airlock/internal/credentials"
 	"github.com/airlock-dev/airlock/internal/notify"
 	"github.com/airlock-dev/airlock/internal/prompt"
 	"github.com/airlock-dev/airlock/internal/run"
@@ -658,23 +657,11 @@ func (f *Factory) runEgress(ctx context.Context, res *config.Resolved, env []str
 // agentAuth finds the agent's model credentials: the environment first,
 // then the credentials file.
 func (f *Factory) agentAuth(ag agent.Agent) (agent.APIAuth, error) {
-	path, err := credentials.DefaultPath(f.Getenv)
+	lookup, err := f.credentialLookup(ag)
 	if err != nil {
 		return agent.APIAuth{}, err
 	}
-	file, err := credentials.Load(path)
-	if err != nil {
-		return agent.APIAuth{}, err
-	}
-	found := credentials.Resolve(ag.CredentialNames(), f.LookupEnv, file, path)
-	return ag.API(func(name string) (string, bool) {
-		for _, s := range found {
-			if s.Name == name {
-				return s.Value, true
-			}
-		}
-		return "", false
-	})
+	return ag.API(lookup)
 }
 
 // inside reports whether path (a prompt file's) is in the project's
