@@ -395,3 +395,57 @@ allow_cidrs = ["%[1]s/32"]
 		t.Error("the audit log holds the secret key")
 	}
 }
+
+// A persistent run on Vertex started again gets fresh credentials from the
+// host (none were kept), and refuses to start under other model
+// credentials than it was started with.
+func TestVertexStartAgain(t *testing.T) {
+	e := newEnv(t)
+	tokens := testkit.NewGoogleTokenServer(time.Hour)
+	if _, err := tokens.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tokens.Close() })
+	adcDir := e.tempDir()
+	adc, err := tokens.AuthorizedUserFile(adcDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.chown(adcDir)
+	const project, region = "airlock-e2e-project", "global"
+	srv := testkit.NewVertexServer(testkit.DemoScript(), testkit.VertexOptions{Project: project, Region: region, Token: tokens.Valid})
+	url, err := srv.Start(e.gateway() + ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	userConfig(t, e, "[agent.claude]\nbase_url = \""+url+"\"\n")
+	vertexEnv := []string{"CLAUDE_CODE_USE_VERTEX=1", "CLOUD_ML_REGION=" + region, "ANTHROPIC_VERTEX_PROJECT_ID=" + project, "GOOGLE_APPLICATION_CREDENTIALS=" + adc}
+	e.extra = append(e.extra, vertexEnv...)
+
+	e.ok("run", "-y", "--persistent", "-m", "Write hello.py, run it, commit it.", "--name", "again")
+	if r := e.run("again"); r.Status != store.StatusSucceeded {
+		t.Fatalf("first leg: %s (%s)", r.Status, r.Error)
+	}
+	firstLeg, issued := len(srv.Requests()), tokens.Issued()
+
+	// Without the Vertex variables, the run's provider is not there.
+	e.extra = nil
+	e.server(testkit.DemoScript())
+	if res := e.airlock("start", "again", "-m", "Once more."); res.code == 0 || !strings.Contains(res.stderr, "started with other model credentials (Google Vertex AI, airlock-e2e-project in global)") {
+		t.Errorf("start under the Anthropic API: exit %d\n%s", res.code, res.stderr)
+	}
+
+	e.extra = vertexEnv
+	e.ok("start", "again", "-m", "Once more.")
+	e.ok("wait", "again")
+	if r := e.run("again"); r.Status != store.StatusSucceeded {
+		t.Fatalf("second leg: %s (%s)\n%s", r.Status, r.Error, e.airlock("logs", "again").stdout)
+	}
+	if len(srv.Requests()) <= firstLeg || len(srv.Rejections()) != 0 {
+		t.Errorf("Vertex saw %d requests after the restart, refused %d", len(srv.Requests())-firstLeg, len(srv.Rejections()))
+	}
+	if tokens.Issued() <= issued {
+		t.Errorf("the restart fetched no fresh token (%d issued before, %d after)", issued, tokens.Issued())
+	}
+}
