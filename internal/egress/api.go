@@ -43,6 +43,10 @@ func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 			for _, h := range strip {
 				pr.Out.Header.Del(h)
 			}
+			// The meter must read what comes back: the agent does not
+			// choose a compression. Without the header the transport asks
+			// for gzip itself and undoes it before the meter.
+			pr.Out.Header.Del("Accept-Encoding")
 			for k := range pr.Out.Header {
 				if strings.HasPrefix(k, "Proxy-") {
 					pr.Out.Header.Del(k)

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bufio"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -514,5 +515,44 @@ data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text
 			sc.feed(p[:n])
 			p = p[n:]
 		}
+	}
+}
+
+// A hostile agent asks for a compressed response, which the meter could
+// not read: the proxy drops the agent's Accept-Encoding, so whatever
+// compression the upstream uses is the proxy's own to undo before the meter
+// reads the usage, and the agent gets the response plain.
+func TestMeterCompressedResponse(t *testing.T) {
+	up := newModelAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			io.WriteString(zw, sseResponse)
+			zw.Close()
+			return
+		}
+		io.WriteString(w, sseResponse)
+	})
+	meterFile := filepath.Join(t.TempDir(), "meter.json")
+	p := startProxy(t, Config{API: up.config(t), MeterFile: meterFile})
+	req, _ := http.NewRequest("POST", p.apiURL+"/v1/messages", strings.NewReader("{}"))
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != sseResponse || resp.Header.Get("Content-Encoding") != "" {
+		t.Errorf("the agent got %q (Content-Encoding %q), want the stream plain", body, resp.Header.Get("Content-Encoding"))
+	}
+	p.records(t, 1)
+	m, err := ReadMeter(meterFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.InputTokens != 472 || m.OutputTokens != 89 || m.CostUSD <= 0 {
+		t.Errorf("meter = %+v, want the stream's usage", m)
 	}
 }
