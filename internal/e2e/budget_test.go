@@ -49,7 +49,7 @@ func budgetStop(t *testing.T, e *env, args []string, reason string, wantTurns bo
 		t.Fatalf("run exit = %d, want 3\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
 	if d := time.Since(start); d > 2*time.Minute {
-		t.Errorf("the budget took %s to stop the run", d)
+		t.Errorf("the budget took %s to stop the run\nstderr:\n%s", d, res.stderr)
 	}
 	r := e.runs()[0]
 	if r.Status != store.StatusStopped || r.StopReason != "budget" || !strings.HasPrefix(r.Error, reason) {

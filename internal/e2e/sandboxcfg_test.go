@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,6 +150,9 @@ func setupCommands(t *testing.T, e *env) {
 	e.git("commit", "-qam", "failing setup")
 	failSrv, _ := e.server(testkit.DemoScript())
 	res := e.airlock("run", "-y", "-m", "Never starts.", "--name", "failing")
+	if !slices.ContainsFunc(e.runs(), func(r store.Run) bool { return r.Name == "failing" }) {
+		t.Fatalf("no run failing in ls after airlock run: exit %d\n%s", res.code, res.stderr)
+	}
 	f := e.run("failing")
 	wantErr := `setup command 2 of 2, "echo about to fail; exit 7", exited with status 7`
 	if res.code == 0 || f.Status != store.StatusFailed || !strings.Contains(f.Error, wantErr) || !strings.Contains(res.stderr, wantErr) {

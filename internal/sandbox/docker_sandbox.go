@@ -92,11 +92,36 @@ func (d *Docker) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, 
 		undo()
 		return Sandbox{}, cmp.Or(perr, a.err)
 	}
-	if err := d.awaitProxy(ctx, spec, proxy); err != nil {
+	sock := filepath.Join(spec.Dir, "sock", filepath.Base(APISocket))
+	if err := waitProxy(ctx, d, proxy, sock); err != nil {
+		var exited *proxyExitedError
+		if errors.As(err, &exited) && exited.code == 0 && d.ended(ctx, a.id) {
+			// The agent was done before the proxy was seen answering
+			// (a setup command that failed at once): its relay's
+			// lifeline ended the proxy, as at the end of every run.
+			// The run goes on to collect the agent's outcome.
+			return Sandbox{Agent: a.id, Proxy: proxy}, nil
+		}
 		undo()
-		return Sandbox{}, err
+		return Sandbox{}, fmt.Errorf("egress proxy %s: %w", spec.Proxy.Name, err)
 	}
 	return Sandbox{Agent: a.id, Proxy: proxy}, nil
+}
+
+// ended reports whether a container has run and stopped.
+func (d *Docker) ended(ctx context.Context, id string) bool {
+	st, err := d.Inspect(ctx, id)
+	return err == nil && (st.Status == StatusExited || st.Status == StatusDead)
+}
+
+// proxyExitedError is a proxy that exited before it was seen answering.
+type proxyExitedError struct {
+	code   int
+	output string
+}
+
+func (e *proxyExitedError) Error() string {
+	return fmt.Sprintf("it exited with status %d: %s", e.code, e.output)
 }
 
 // RestartSandbox starts a new proxy, then the existing agent container.
@@ -266,7 +291,7 @@ func waitProxy(ctx context.Context, d Engine, id, socket string) error {
 		if st, ierr := d.Inspect(ctx, id); ierr == nil && (st.Status == StatusExited || st.Status == StatusDead) {
 			var out bytes.Buffer
 			d.Logs(ctx, id, &out)
-			return fmt.Errorf("it exited with status %d: %s", st.ExitCode, bytes.TrimSpace(out.Bytes()))
+			return &proxyExitedError{code: st.ExitCode, output: string(bytes.TrimSpace(out.Bytes()))}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("it did not become healthy within %s", proxyHealthy)
