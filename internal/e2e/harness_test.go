@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -30,7 +31,10 @@ type suite struct {
 	bin       string
 	configDir string // XDG_CONFIG_HOME with the test configuration
 	gateway   string // the host's address on the engine's bridge network
-	skip      string // why the tests cannot run here (outside CI)
+	// hostAddr is an address of this machine outside every container
+	// bridge, for servers rootless Podman's containers reach (hostGateway).
+	hostAddr string
+	skip     string // why the tests cannot run here (outside CI)
 }
 
 var shared suite
@@ -108,6 +112,7 @@ func setup() (int, error) {
 	if shared.gateway, err = eng.GatewayIP(ctx, "bridge"); err != nil {
 		return 1, err
 	}
+	shared.hostAddr = hostGateway(shared.gateway)
 	return 0, nil
 }
 
@@ -559,4 +564,39 @@ func treeHash(t *testing.T, dir string) string {
 	sort.Strings(entries)
 	sum := sha256.Sum256([]byte(strings.Join(entries, "\n")))
 	return hex.EncodeToString(sum[:])
+}
+
+// hostGateway is an address of this machine for servers that rootless
+// Podman's containers reach. Their traffic leaves through slirp4netns, a
+// process on the host: connecting to docker0's address, its connections
+// would match Docker's MASQUERADE rule (-s 172.17.0.0/16 ! -o docker0),
+// and such a masqueraded local connection was seen to stall for minutes
+// once Docker's own containers had come and gone. An address of the
+// machine's own interface is reached as directly, without NAT; packets to
+// it never leave the machine. fallback is used when there is none.
+func hostGateway(fallback string) string {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return fallback
+	}
+	bridge := func(name string) bool {
+		for _, p := range []string{"docker", "br-", "podman", "veth", "airlockbr", "incusbr", "lxdbr", "cni", "virbr", "ifb"} {
+			if strings.HasPrefix(name, p) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 || bridge(ifc.Name) {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return fallback
 }

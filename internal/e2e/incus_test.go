@@ -66,8 +66,11 @@ func incusImage(t testing.TB) string {
 // gateway is where the env's engine's sandboxes reach the host: on Incus
 // the bridge's address.
 func (e *env) gateway() string {
-	if e.engine == onIncus {
+	switch e.engine {
+	case onIncus:
 		return incusShared.gateway
+	case onRootlessPodman:
+		return shared.hostAddr
 	}
 	return shared.gateway
 }

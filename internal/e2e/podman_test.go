@@ -283,7 +283,7 @@ func newRootlessEnv(t *testing.T, script testkit.Script) *rootlessEnv {
 	}
 	e.repo, e.state = filepath.Join(base, "repo"), filepath.Join(base, "state")
 	e.srv = testkit.NewServer(script)
-	if e.url, err = e.srv.Start(shared.gateway + ":0"); err != nil {
+	if e.url, err = e.srv.Start(shared.hostAddr + ":0"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.srv.Close() })
