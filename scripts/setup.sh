@@ -328,6 +328,28 @@ fi
 test_uid=$(id -u "$test_user")
 start_podman_service "/run/user/$test_uid/podman/podman.sock" /var/log/airlock-podman-rootless.log "$test_user"
 start_podman_service "/run/user/$test_uid/podman/podman-runsc.sock" /var/log/airlock-podman-rootless-runsc.log "$test_user" --runtime runsc
+# A rootless Podman keeps its containers' networks in a namespace of the
+# user's, torn down with the last container, and its DNS server
+# (aardvark-dns) should go with it. Podman 4.3 leaves it running in the dead
+# namespace: the next network's containers are pointed at a server that
+# never answers, and container names stop resolving (the tests' upstreams).
+# A pod that stays up (Podman's own pause image, built locally) keeps the
+# namespace alive. Before it first starts, a DNS server left from a dead
+# namespace is stopped, and Podman starts a fresh one.
+rootless() { "${SUDO[@]}" runuser -u "$test_user" -- sh -c "cd / && XDG_RUNTIME_DIR=/run/user/$test_uid HOME=$(getent passwd "$test_user" | cut -d: -f6) $*"; }
+keeper=airlock-netns-keeper
+if [ "$(rootless podman pod inspect --format '{{.State}}' $keeper 2>/dev/null)" != Running ]; then
+	log "keeping $test_user's rootless Podman network namespace alive (pod $keeper)"
+	if [ -z "$(rootless podman ps -q 2>/dev/null)" ]; then
+		"${SUDO[@]}" pkill -u "$test_uid" -x aardvark-dns || true
+		"${SUDO[@]}" rm -f "/run/user/$test_uid/containers/networks/aardvark-dns/aardvark.pid"
+	fi
+	rootless podman network exists $keeper || rootless podman network create $keeper >/dev/null ||
+		die "could not create the network $keeper for $test_user"
+	rootless podman pod exists $keeper || rootless podman pod create --name $keeper --network $keeper >/dev/null ||
+		die "could not create the pod $keeper for $test_user"
+	rootless podman pod start $keeper >/dev/null || die "could not start the pod $keeper for $test_user"
+fi
 
 # Incus' daemon, its storage pool and its bridge. No systemd, so incusd runs
 # in the background, in a session of its own so it outlives this script;
