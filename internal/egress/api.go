@@ -26,14 +26,9 @@ func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 		MaxIdleConnsPerHost:   16,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		// A kept connection that died unseen on the way (rootless
-		// Podman's slirp4netns was seen to drop one without telling the
-		// proxy) stalls the next request for minutes. Over HTTP/2 (the
-		// providers' HTTPS APIs) pings find such a connection; a
-		// plain-HTTP upstream (a gateway near by) gets a new connection
-		// for every request, which costs little there.
-		DisableKeepAlives: up.Scheme == "http",
-		HTTP2:             &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
+		// A kept HTTP/2 connection that died unseen on the way stalls
+		// the next request for minutes: pings find it.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
 	}
 	if s.cloud != nil {
 		transport = authTransport{base: transport, auth: s.cloud}
