@@ -231,17 +231,7 @@ func checkRefusedAndClean(t *testing.T, e *env, r store.Run, reqs []testkit.Requ
 // region.
 func TestVertex(t *testing.T) {
 	e := newEnv(t)
-	tokens := testkit.NewGoogleTokenServer(5*time.Minute + 20*time.Second)
-	if _, err := tokens.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tokens.Close() })
-	adcDir := e.tempDir()
-	adc, err := tokens.AuthorizedUserFile(adcDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.chown(adcDir)
+	tokens, adc := googleADC(t, e, 5*time.Minute+20*time.Second)
 	const project, region = "airlock-e2e-project", "us-east5"
 	models := "/v1/projects/" + project + "/locations/" + region + "/publishers/anthropic/models/"
 	refusedPaths := []string{
@@ -401,17 +391,7 @@ allow_cidrs = ["%[1]s/32"]
 // credentials than it was started with.
 func TestVertexStartAgain(t *testing.T) {
 	e := newEnv(t)
-	tokens := testkit.NewGoogleTokenServer(time.Hour)
-	if _, err := tokens.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tokens.Close() })
-	adcDir := e.tempDir()
-	adc, err := tokens.AuthorizedUserFile(adcDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.chown(adcDir)
+	tokens, adc := googleADC(t, e, time.Hour)
 	const project, region = "airlock-e2e-project", "global"
 	srv := testkit.NewVertexServer(testkit.DemoScript(), testkit.VertexOptions{Project: project, Region: region, Token: tokens.Valid})
 	url, err := srv.Start(e.gateway() + ":0")
@@ -448,4 +428,23 @@ func TestVertexStartAgain(t *testing.T) {
 	if tokens.Issued() <= issued {
 		t.Errorf("the restart fetched no fresh token (%d issued before, %d after)", issued, tokens.Issued())
 	}
+}
+
+// googleADC starts a scripted Google token server whose tokens live for
+// lifetime, and writes an authorized_user ADC file naming it, which the
+// test's user can read.
+func googleADC(t *testing.T, e *env, lifetime time.Duration) (*testkit.GoogleTokenServer, string) {
+	t.Helper()
+	tokens := testkit.NewGoogleTokenServer(lifetime)
+	if _, err := tokens.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tokens.Close() })
+	dir := e.tempDir()
+	adc, err := tokens.AuthorizedUserFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.chown(dir)
+	return tokens, adc
 }
