@@ -346,7 +346,13 @@ if [ "$(rootless podman pod inspect --format '{{.State}}' $keeper 2>/dev/null)" 
 	fi
 	rootless podman network exists $keeper || rootless podman network create $keeper >/dev/null ||
 		die "could not create the network $keeper for $test_user"
-	rootless podman pod exists $keeper || rootless podman pod create --name $keeper --network $keeper >/dev/null ||
+	# A keeper left from before a reboot (or from a session whose processes
+	# were all killed) can be stuck "Stopping" or "Error" and refuse to
+	# start; it holds nothing, so it is made anew.
+	if rootless podman pod exists $keeper; then
+		rootless podman pod rm --force $keeper >/dev/null || die "could not remove the stale pod $keeper of $test_user"
+	fi
+	rootless podman pod create --name $keeper --network $keeper >/dev/null ||
 		die "could not create the pod $keeper for $test_user"
 	rootless podman pod start $keeper >/dev/null || die "could not start the pod $keeper for $test_user"
 fi
