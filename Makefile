@@ -7,15 +7,28 @@ PREFIX    ?= /usr/local
 GOTEST_TIMEOUT ?= 75m
 FUZZTIME  ?= 20s
 
-.PHONY: all build install setup image demo test bench fuzz clean
+.PHONY: all build web install setup image demo test bench fuzz clean
 
 all: build
 
 # Static, so the same binary runs on any Linux host and can be copied into
 # containers. -buildvcs=auto overrides a GOFLAGS=-buildvcs=false in the
 # environment, so `airlock version` names the commit it was built from.
-build:
+# The web UI (`airlock ui`) is built first: the binary embeds it.
+build: web
 	CGO_ENABLED=0 $(GO) build -buildvcs=auto -trimpath -o $(BIN) ./cmd/airlock
+
+# The web UI: web/ bundled by esbuild into internal/ui/dist (docs/ui.md).
+# npm ci runs when node_modules is missing or older than the lock file;
+# --ignore-scripts: none of the packages needs an install script to work.
+NPM       ?= npm
+web: web/node_modules/.airlock-installed
+	cd web && $(NPM) run --silent build
+
+web/node_modules/.airlock-installed: web/package-lock.json web/package.json
+	cd web && NODE_EXTRA_CA_CERTS=$${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt} \
+		$(NPM) ci --ignore-scripts --no-fund --no-audit --loglevel=error
+	touch $@
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/airlock
@@ -53,4 +66,5 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin
+	rm -rf bin web/node_modules
+	find internal/ui/dist -mindepth 1 ! -name .gitkeep -delete

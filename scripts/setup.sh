@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine for building and testing airlock: installs
 # what is missing (git, make, ca-certificates, debootstrap, busybox-static
-# for the engine test suite, Debian's docker.io when no engine answers, and
+# for the engine test suite, chromium for the web UI's browser tests, the
+# web UI's npm packages, Debian's docker.io when no engine answers, and
 # Debian's podman) and starts dockerd when nothing is listening, and Podman's
 # API services, rootful and rootless (as the test user airlock-test, which it
 # creates); installs gVisor (Debian's runsc) and registers it with dockerd and
@@ -49,8 +50,11 @@ for pkg in curl podman uidmap slirp4netns fuse-overlayfs netavark aardvark-dns c
 	installed "$pkg" || missing+=("$pkg")
 done
 
-# Node.js and npm: the tests drive the real Claude Code CLI on the host too.
+# Node.js and npm: the tests drive the real Claude Code CLI on the host too,
+# and build the web UI (web/, bundled with esbuild).
 command -v npm >/dev/null || missing+=(nodejs npm)
+# chromium: the web UI's tests drive Debian's headless Chromium (chromedp).
+installed chromium || missing+=(chromium)
 
 # Incus, airlock's third engine: Debian 12 has it only in bookworm-backports
 # (later releases in main). dnsmasq-base serves DHCP and DNS on its bridge,
@@ -86,6 +90,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 if [ "${#incus_missing[@]}" -gt 0 ]; then
 	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${incus_release:+-t "$incus_release"} "${incus_missing[@]}" >/dev/null
+fi
+
+# The web UI's npm packages, exactly as web/package-lock.json pins them (as
+# `make web` does when they are missing; here so that setup leaves a
+# machine ready offline).
+if [ ! -e "$(dirname "$0")/../web/node_modules/.airlock-installed" ]; then
+	log "installing the web UI's npm packages (npm ci in web/)"
+	(cd "$(dirname "$0")/../web" && NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt} \
+		npm ci --ignore-scripts --no-fund --no-audit --loglevel=error >/dev/null &&
+		touch node_modules/.airlock-installed)
 fi
 
 # The Claude Code version the default image pins (internal/config), also on
