@@ -129,6 +129,7 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newRelayCmd(f),
 		newConnectCmd(f),
 		newWatchCmd(f),
+		newUICmd(f),
 		newVersionCmd(f),
 	)
 	registerCompletions(f, root)
