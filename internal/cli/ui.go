@@ -633,7 +633,9 @@ func (b *uiBackend) Terminal(ctx context.Context, id string, cols, rows int) (io
 		return nil, nil, err
 	}
 	size := sandbox.TermSize{Width: uint(cols), Height: uint(rows)}
-	cmd := []string{"tmux", "-u", "new-session", "-A", "-s", "airlock-web"}
+	// No status line: the shell gets the page's whole size, as stty
+	// size in it says.
+	cmd := []string{"tmux", "-u", "new-session", "-A", "-s", "airlock-web", ";", "set-option", "status", "off"}
 	if r.Kind == run.KindShell {
 		if err := s.WaitTmux(ctx, 30*time.Second); err != nil {
 			return nil, nil, err
