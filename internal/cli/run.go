@@ -53,6 +53,8 @@ type runOptions struct {
 	Caches  []string
 	// Ports are -p's: sandbox ports forwarded to the host's loopback.
 	Ports []string
+	// UI starts the run detached and opens its page on the dashboard.
+	UI bool
 
 	// Resume continues this run's conversation; Persistent keeps the
 	// container for `start`.
@@ -95,6 +97,9 @@ Without -d, run shows the agent's progress and exits 0 only if it succeeded
 (3 if it failed); Ctrl-C stops the agent, keeping its work. With -d it prints
 the run ID and returns at once: the run goes on without airlock, and a small
 background watcher brings its work back and sends notifications when it ends.
+--ui runs detached too and prints (and opens) the run's page on the web
+dashboard: that of the running ` + "`airlock ui`" + ` of this state directory, else
+one started in the background on 127.0.0.1 (it keeps running; see docs/ui.md).
 
 Several tasks make a batch: each its own run, at most -j at once (default:
 all), every output line prefixed with its run's name and a table at the end;
@@ -134,6 +139,9 @@ y/N unless -y is given or [egress] confirm is false.`,
 			if opts.Verbosity < 0 || opts.Verbosity > 2 {
 				return flagErrorf("-v must be 0, 1 or 2, not %d", opts.Verbosity)
 			}
+			if opts.UI && len(args) > 1 {
+				return flagErrorf("--ui opens one run's page; give one task")
+			}
 			if opts.Resume != "" && opts.Branch != "" {
 				return flagErrorf("--branch and --resume: a resumed run continues on the earlier run's branch")
 			}
@@ -143,6 +151,7 @@ y/N unless -y is given or [egress] confirm is false.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&opts.Message, "message", "m", "", "the prompt, inline")
 	fl.BoolVarP(&opts.Detach, "detach", "d", false, "print the run ID and return at once")
+	fl.BoolVar(&opts.UI, "ui", false, "run detached and open the run's page on the dashboard (airlock ui), starting it if needed")
 	fl.StringVar(&opts.Name, "name", "", "run name (default: from the prompt)")
 	fl.StringVar(&opts.Branch, "branch", "", "base branch (default: the current branch)")
 	fl.StringVar(&opts.Agent, "agent", "", "the agent to run: "+strings.Join(agent.Names(), ", ")+" (default from config)")
@@ -211,10 +220,13 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.Detach || (cfg.Run.Detach && !opts.set["detach"]) {
+	if opts.Detach || opts.UI || (cfg.Run.Detach && !opts.set["detach"]) {
 		fmt.Fprintln(f.IO.Out, r.ID)
 		fmt.Fprintf(f.IO.ErrOut, "Started %s on branch %s. Follow it with `airlock logs -f %s`.\n", r.ID, r.Branch, r.ID)
 		f.startWatcher(m, r)
+		if opts.UI {
+			return f.openRunPage(ctx, m.Store, r)
+		}
 		return nil
 	}
 	fmt.Fprintf(f.IO.ErrOut, "Run %s on branch %s (Ctrl-C stops it; use -d to run detached)\n\n", r.ID, r.Branch)

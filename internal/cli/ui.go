@@ -333,8 +333,22 @@ func (b *uiBackend) Summary(ctx context.Context, id string) (string, error) {
 }
 
 func (b *uiBackend) Commits(ctx context.Context, id string) ([]ui.Commit, error) {
-	// run.Manager.Commits (issue 11, part B) is not on main yet.
-	return nil, nil
+	r, err := b.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Removed() {
+		return nil, nil
+	}
+	cs, err := b.m.Commits(ctx, r, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ui.Commit, len(cs))
+	for i, c := range cs {
+		out[i] = ui.Commit{SHA: c.SHA, Subject: c.Subject, Author: c.Author, Time: c.Time, Stat: c.Stat}
+	}
+	return out, nil
 }
 
 // maxDiff bounds the diff the page gets: the agent can write gigabytes.

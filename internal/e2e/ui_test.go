@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -442,4 +444,58 @@ func TestUIRefusals(t *testing.T) {
 	if websocket.CloseStatus(err) != 4000 || !strings.Contains(err.Error(), "not running") {
 		t.Errorf("terminal of a stopped run: %v, want close 4000 saying it is not running", err)
 	}
+}
+
+// TestUIRunFlag: `airlock run --ui` starts the run detached and prints its
+// page on a dashboard it starts in the background, and then on the same
+// one.
+func TestUIRunFlag(t *testing.T) {
+	e := newEnv(t)
+	e.server(testkit.BashScript("ui-flag", "echo flagged"))
+	note := filepath.Join(e.state, "airlock", "ui", "server.json")
+	t.Cleanup(func() {
+		var n struct{ PID int }
+		if data, err := os.ReadFile(note); err == nil && json.Unmarshal(data, &n) == nil && n.PID > 0 {
+			syscall.Kill(n.PID, syscall.SIGTERM)
+		}
+	})
+	page := func(name string) (id, pageURL string) {
+		res := e.ok("run", "--ui", "-y", "-m", "Say it.", "--name", name)
+		id = strings.TrimSpace(res.stdout)
+		for _, l := range strings.Split(res.stderr, "\n") {
+			if u, ok := strings.CutPrefix(l, "Its page: "); ok {
+				pageURL = u
+			}
+		}
+		if id == "" || !strings.Contains(pageURL, "/runs/"+id+"?token=") {
+			t.Fatalf("run --ui: id %q, page %q\n%s", id, pageURL, res.stderr)
+		}
+		return id, pageURL
+	}
+	id, first := page("ui-flag")
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: time.Minute}
+	resp, err := c.Get(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/runs/"+id {
+		t.Fatalf("opening %s: %d at %s", first, resp.StatusCode, resp.Request.URL)
+	}
+	u, _ := url.Parse(first)
+	resp, err = c.Get(u.Scheme + "://" + u.Host + "/api/runs/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"id":"`+id+`"`) {
+		t.Fatalf("the run's data on the page's server: %d %s", resp.StatusCode, body)
+	}
+	_, second := page("ui-flag-2")
+	if v, _ := url.Parse(second); v.Host != u.Host {
+		t.Errorf("the second run --ui started another dashboard: %s, then %s", first, second)
+	}
+	e.ok("wait", id)
 }

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -78,7 +80,16 @@ type testServer struct {
 	cookie *http.Cookie
 }
 
-func startServer(t *testing.T) *testServer {
+// builtUI is a front-end as make web leaves it.
+var builtUI = fstest.MapFS{
+	"index.html": {Data: []byte("<!doctype html><title>airlock</title>")},
+	"app.js":     {Data: []byte("console.log(1)")},
+	".gitkeep":   {},
+}
+
+func startServer(t *testing.T) *testServer { return startServerWith(t, builtUI) }
+
+func startServerWith(t *testing.T, dist fs.FS) *testServer {
 	t.Helper()
 	secret, err := LoadSecret(filepath.Join(t.TempDir(), "session"), false)
 	if err != nil {
@@ -93,6 +104,7 @@ func startServer(t *testing.T) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.dist = dist
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Serve(ctx); close(done) }()
@@ -150,7 +162,11 @@ func TestGuards(t *testing.T) {
 		{name: "bad run ID", method: "GET", path: "/api/runs/..%2f..%2fetc", cookie: "good", want: 404},
 		{name: "preflight", method: "OPTIONS", path: "/api/runs", cookie: "good", origin: "SELF", want: 405},
 		{name: "PUT", method: "PUT", path: "/api/runs", cookie: "good", ctype: json, csrf: "good", want: 405},
-		{name: "page before make web", method: "GET", path: "/runs/r1", cookie: "good", want: 503, wantIn: "make web"},
+		{name: "page", method: "GET", path: "/runs/r1/terminal", cookie: "good", want: 200, wantIn: "<title>airlock"},
+		{name: "asset", method: "GET", path: "/assets/app.js", cookie: "good", want: 200, wantIn: "console.log"},
+		{name: "asset without cookie", method: "GET", path: "/assets/app.js", want: 401},
+		{name: "dot file", method: "GET", path: "/assets/.gitkeep", cookie: "good", want: 404},
+		{name: "no such page", method: "GET", path: "/etc/passwd", cookie: "good", want: 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -369,5 +385,22 @@ func TestURL(t *testing.T) {
 	u, err := url.Parse(s.URL("/"))
 	if err != nil || u.Query().Get("token") != s.opts.Token || u.Scheme != "http" {
 		t.Fatalf("URL %s", s.URL("/"))
+	}
+}
+
+func TestNotBuilt(t *testing.T) {
+	s := startServerWith(t, fstest.MapFS{".gitkeep": {}})
+	for _, path := range []string{"/", "/assets/app.js"} {
+		req, _ := http.NewRequest("GET", s.base+path, nil)
+		req.AddCookie(s.cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || !strings.Contains(string(body), "run make web") {
+			t.Errorf("%s without a built UI: %d %s", path, resp.StatusCode, body)
+		}
 	}
 }
