@@ -114,6 +114,8 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newWaitCmd(f),
 		newDiffCmd(f),
 		newMergeCmd(f),
+		newPushCmd(f),
+		newPRCmd(f),
 		newStartCmd(f),
 		newStopCmd(f),
 		newKillCmd(f),

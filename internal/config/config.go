@@ -27,6 +27,16 @@ type Config struct {
 	Egress  Egress
 	Notify  Notify
 	Engine  Engine
+	GitHub  GitHub
+}
+
+// GitHub is where `airlock pr` opens pull requests ([github]).
+type GitHub struct {
+	// APIURL is the GitHub REST API (github.api_url): https, or http to a
+	// loopback address. Default "": https://api.github.com; GitHub
+	// Enterprise Server is https://HOST/api/v3. Your user config only:
+	// your GitHub token is sent to it.
+	APIURL string
 }
 
 // Engine chooses the container engine ([engine]).

@@ -159,7 +159,7 @@ func TestFileErrors(t *testing.T) {
 		name, in, want string
 	}{
 		{"unknown key", "[agent]\nmodel = \"x\"\nnmae = \"y\"\n", `:3: unknown key "agent.nmae"; [agent] has: ` + strings.Join(slices.Sorted(slices.Values(append(agent.Names(), "max_turns", "model", "name"))), ", ")},
-		{"unknown table", "\n[agnet]\nname = \"claude\"\n", `:2: unknown table or key "agnet"; the tables are [agent], [egress], [engine], [image], [notify], [profiles], [run], [sandbox]`},
+		{"unknown table", "\n[agnet]\nname = \"claude\"\n", `:2: unknown table or key "agnet"; the tables are [agent], [egress], [engine], [github], [image], [notify], [profiles], [run], [sandbox]`},
 		{"unknown top key", "model = \"x\"\n", `:1: unknown table or key "model"`},
 		{"setting as table", "[sandbox.env]\nA = 1\n", ":1: sandbox.env: must be a list of strings, got a table"},
 		{"table as value", "image = \"x\"\n", ":1: image must be a table ([image]), got the string \"x\""},

@@ -319,6 +319,7 @@ func record(lines map[string]int, key []string, line int) {
 // them in their own config or with a flag.
 var userOnly = map[string]string{
 	"egress.git_auth":        "your git host token would go to the host it names",
+	"github.api_url":         "airlock pr would send your GitHub token to the URL it names",
 	"egress.ca_certificates": "the proxy would trust its certificates when it sends your credentials",
 	"sandbox.env_file":       "it copies a file of your machine into the sandbox's environment",
 	"egress.ssh.keys":        "the sandbox could sign with your SSH keys",

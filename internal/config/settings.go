@@ -15,6 +15,7 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/egress"
+	"github.com/airlock-dev/airlock/internal/forge"
 	"github.com/airlock-dev/airlock/internal/prompt"
 )
 
@@ -302,6 +303,17 @@ var settings = withAgentSettings([]setting{
 		return nil
 	}, func(c *Config) string { return quoteList(c.Image.CACertificates) }},
 
+	{"github.api_url", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != "" {
+			if _, err := forge.ParseAPIURL(s); err != nil {
+				return err
+			}
+		}
+		c.GitHub.APIURL = s
+		return nil
+	}, func(c *Config) string { return quote(c.GitHub.APIURL) }},
+
 	{"image.name", kindString, func(c *Config, v any, _ string) error {
 		s := v.(string)
 		if err := noSpaces(s); err != nil {
@@ -488,7 +500,7 @@ var runtimeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 // tables are the TOML tables the schema has, for telling a misplaced table
 // from an unknown key.
 var tables = func() []string {
-	t := []string{"agent", "egress", "egress.inject", "egress.ssh", "engine", "engine.incus", "image", "notify", "profiles", "run", "sandbox"}
+	t := []string{"agent", "egress", "egress.inject", "egress.ssh", "engine", "engine.incus", "github", "image", "notify", "profiles", "run", "sandbox"}
 	for _, a := range agent.All() {
 		t = append(t, "agent."+a.Name())
 	}

@@ -176,4 +176,10 @@ const projectTemplate = `# airlock project configuration.
 # ... and a JSON POST to this URL: run, name, project, status, cost_usd,
 # turns, reason, event.
 # webhook = ""
+
+[github]
+# The GitHub REST API airlock pr opens pull requests with, your token in
+# hand: "" is https://api.github.com; GitHub Enterprise Server is
+# "https://HOST/api/v3". Your user config only.
+# api_url = ""
 `

@@ -39,6 +39,8 @@ func TestParseRemote(t *testing.T) {
 		{in: "https://github.com/octo/..", err: "want owner/repository"},
 		{in: "https://github.com/octo/r%3Fx", err: "want owner/repository"},
 		{in: "", err: "empty"},
+		{in: "git@$(touch x):o/r.git", err: "is not a host name"},
+		{in: "git@-oProxyCommand=x:o/r.git", err: "is not a host name"},
 	} {
 		got, err := forge.ParseRemote(tc.in)
 		if tc.err != "" {

@@ -68,6 +68,9 @@ func ParseRemote(raw string) (Repo, error) {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
+	if !validHost(host) {
+		return fail(fmt.Sprintf("host %q is not a host name or IP address", host))
+	}
 	path = strings.TrimSuffix(strings.Trim(path, "/"), "/")
 	path = strings.TrimSuffix(path, ".git")
 	parts := strings.Split(path, "/")
@@ -75,6 +78,23 @@ func ParseRemote(raw string) (Repo, error) {
 		return fail("want owner/repository after the host, got " + fmt.Sprintf("%q", path))
 	}
 	return Repo{Host: strings.ToLower(host), Owner: parts[0], Name: parts[1]}, nil
+}
+
+// validHost accepts DNS names and IP addresses: the host is named to
+// `gh auth token --hostname` and in messages.
+func validHost(s string) bool {
+	if net.ParseIP(s) != nil {
+		return true
+	}
+	if len(s) > 253 || strings.HasPrefix(s, "-") || strings.HasPrefix(s, ".") {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // validName accepts GitHub's owner and repository names: letters, digits,
