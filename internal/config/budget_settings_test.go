@@ -24,6 +24,8 @@ func TestBudgetCacheNotifySettings(t *testing.T) {
 		{key: "notify.desktop", value: "true", check: func(c Config) bool { return c.Notify.Desktop }},
 		{key: "notify.webhook", value: "https://hooks.example.com/x", check: func(c Config) bool { return c.Notify.Webhook == "https://hooks.example.com/x" }},
 		{key: "notify.webhook", value: "hooks.example.com", wantErr: "flag --x: notify.webhook: is not an http(s) URL"},
+		{key: "github.api_url", value: "https://ghe.example.com/api/v3", check: func(c Config) bool { return c.GitHub.APIURL == "https://ghe.example.com/api/v3" }},
+		{key: "github.api_url", value: "http://ghe.example.com/api/v3", wantErr: "flag --x: github.api_url: GitHub API URL \"http://ghe.example.com/api/v3\": plain http would send your token in the clear"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
