@@ -207,11 +207,11 @@ func TestInertBlock(t *testing.T) {
 
 func TestTitle(t *testing.T) {
 	for in, want := range map[string]string{
-		"fix-auth":                      "fix-auth",
+		"fix-auth":                       "fix-auth",
 		"\n\n# Fix the login\nmore text": "Fix the login",
-		"a\x1b[31mred\x1b[0m":           "ared",
-		strings.Repeat("x", 300):        strings.Repeat("x", 199) + "…",
-		"":                              "",
+		"a\x1b[31mred\x1b[0m":            "ared",
+		strings.Repeat("x", 300):         strings.Repeat("x", 199) + "…",
+		"":                               "",
 	} {
 		if got := forge.Title(in); got != want {
 			t.Errorf("Title(%q) = %q, want %q", in, got, want)
