@@ -99,10 +99,10 @@ func (f *Factory) openPR(ctx context.Context, r *store.Run, opts PROptions) (str
 	}
 	base := opts.Base
 	if base == "" {
-		base = r.BaseBranch
+		base = prBase(m.Store, r)
 	}
 	if base == "" {
-		return "", fmt.Errorf("cannot open a pull request for run %s: it did not start from a branch; give the branch to merge into with --base", r.ID)
+		return "", fmt.Errorf("cannot open a pull request for run %s: it did not start from a branch of yours; give the branch to merge into with --base", r.ID)
 	}
 	rawURL, err := workspace.RemoteURL(ctx, r.Project, opts.Remote)
 	if err != nil {
@@ -165,6 +165,26 @@ func (f *Factory) openPR(ctx context.Context, r *store.Run, opts PROptions) (str
 		return "", err
 	}
 	return out.URL, nil
+}
+
+// prBase is a pull request's default base: the branch the run started from; for a run that
+// continued another's work (run --resume), which started from that run's
+// branch, the branch the first of them started from.
+func prBase(st *store.Store, r *store.Run) string {
+	for range 100 {
+		if !strings.HasPrefix(r.BaseBranch, workspace.BranchPrefix) || r.ResumedFrom == "" {
+			break
+		}
+		prev, err := st.Get(r.ResumedFrom)
+		if err != nil {
+			break
+		}
+		r = prev
+	}
+	if strings.HasPrefix(r.BaseBranch, workspace.BranchPrefix) {
+		return ""
+	}
+	return r.BaseBranch
 }
 
 // prBody is a pull request's default body: the agent's summary, inert,

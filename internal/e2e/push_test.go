@@ -205,6 +205,17 @@ func TestPROnScriptedGitHub(t *testing.T) {
 		t.Errorf("pr's output carries escapes: %q", res.stdout+res.stderr)
 	}
 
+	// The token was used on the host only: nothing airlock keeps, the
+	// run's directory (what its sandbox had) included, holds it.
+	filepath.WalkDir(e.state, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if data, _ := os.ReadFile(path); strings.Contains(string(data), "ghp_e2e_token") {
+				t.Errorf("%s holds the GitHub token", path)
+			}
+		}
+		return nil
+	})
+
 	// Again: GitHub's 422 in its own words, exit 1.
 	res = e.airlock("pr", "--title", "Again", "--draft")
 	t.Logf("second pr: %s", res.stderr)
