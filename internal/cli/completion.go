@@ -15,7 +15,7 @@ import (
 // commands stay about what they do.
 func registerCompletions(f *Factory, root *cobra.Command) {
 	runs := map[string]int{ // command path -> how many RUN arguments (-1: any)
-		"merge": 1, "logs": 1, "wait": -1, "rm": -1, "stop": 1, "kill": 1, "start": 1,
+		"merge": 1, "push": 1, "pr": 1, "logs": 1, "wait": -1, "rm": -1, "stop": 1, "kill": 1, "start": 1,
 		"egress": 1, "attach": 1, "tmux send": 1, "tmux capture": 1, "shell": 1,
 	}
 	for path, n := range runs {
