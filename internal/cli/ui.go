@@ -558,8 +558,17 @@ func (b *uiBackend) Action(ctx context.Context, id string, a ui.Action) (*ui.Act
 		err = mergeRun(ctx, g, ref, mergeOptions{Squash: a.Squash, AllProjects: allProjects})
 	case "rm":
 		err = rmRun(ctx, g, []string{ref}, rmOptions{Yes: true, Force: a.Force, AllProjects: allProjects})
-	case "push", "pr":
-		return nil, ui.Errorf(http.StatusNotImplemented, "%s is not available yet in this build of airlock", a.Name)
+	case "push":
+		var msg string
+		if msg, err = g.pushRun(ctx, r, PushOptions{Remote: a.Remote, Branch: a.Branch}); err == nil {
+			out.WriteString(msg)
+		}
+	case "pr":
+		var url string
+		if url, err = g.openPR(ctx, r, PROptions{Title: a.Title, Body: a.Body, Draft: a.Draft, Progress: &out}); err == nil {
+			fmt.Fprintf(&out, "Opened %s", url)
+			return &ui.ActionResult{Message: strings.TrimSpace(out.String()), URL: url}, nil
+		}
 	default:
 		return nil, ui.Errorf(http.StatusNotFound, "no such action %q", a.Name)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -336,7 +337,22 @@ func TestUI(t *testing.T) {
 		t.Errorf("transcript kinds %v, next %d", kinds, tr.Next)
 	}
 
-	// The CLI's own refusal, then the merge.
+	// Push to the user's remote (a bare repository), then merge.
+	bare := filepath.Join(e.tempDir(), "origin.git")
+	if out, err := exec.Command("git", "init", "-q", "--bare", bare).CombinedOutput(); err != nil {
+		t.Fatalf("git init --bare: %v\n%s", err, out)
+	}
+	e.git("remote", "add", "origin", bare)
+	if resp, data := s.do("POST", "/api/runs/"+id+"/push", `{"remote":"origin","branch":""}`, nil); resp.StatusCode != 200 || !strings.Contains(string(data), "Pushed") {
+		t.Fatalf("push: %d %s", resp.StatusCode, data)
+	}
+	if out, err := exec.Command("git", "-C", bare, "log", "-1", "--format=%s", "airlock/"+id).CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "Add ui.py" {
+		t.Errorf("after the page's push the remote's airlock/%s is at %q (%v)", id, out, err)
+	}
+	if resp, data := s.do("POST", "/api/runs/"+id+"/push", `{"remote":"nowhere"}`, nil); resp.StatusCode < 400 || !strings.Contains(string(data), "nowhere") {
+		t.Errorf("push to a missing remote: %d %s, want the CLI's error", resp.StatusCode, data)
+	}
+
 	if resp, data := s.do("POST", "/api/runs/"+id+"/merge", `{"squash":false}`, nil); resp.StatusCode != 200 {
 		t.Fatalf("merge: %d %s", resp.StatusCode, data)
 	} else if !strings.Contains(string(data), "Merged "+id) {
@@ -357,6 +373,9 @@ func TestUIRefusals(t *testing.T) {
 	e := newEnv(t)
 	e.server(testkit.BashScript("refuse",
 		"echo x > x.txt && git add x.txt && git commit -qm 'Add x.txt'", "sleep 30"))
+	if res := e.airlock("ui", "--no-open", "--addr", "0.0.0.0:0"); res.code == 0 || !strings.Contains(res.stderr, "--allow-remote") {
+		t.Errorf("ui on every address without --allow-remote: exit %d\n%s", res.code, res.stderr)
+	}
 	s := startUI(t, e)
 	id := strings.TrimSpace(e.ok("run", "-d", "-y", "-m", "Add x.", "--name", "refuse").stdout)
 	anon := &http.Client{Timeout: time.Minute, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -3,6 +3,9 @@ package ui
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
@@ -401,6 +404,115 @@ func TestNotBuilt(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 503 || !strings.Contains(string(body), "run make web") {
 			t.Errorf("%s without a built UI: %d %s", path, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestRestart: a browser signed in stays signed in when the server starts
+// again (the secret is kept), while the URL printed by the first start no
+// longer signs anyone in.
+func TestRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "session")
+	start := func() (*Server, func()) {
+		secret, err := LoadSecret(path, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _ := NewToken()
+		s, err := Listen(Options{Addr: "127.0.0.1:0", Token: tok, Secret: secret, Backend: fixedBackend{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { s.Serve(ctx); close(done) }()
+		return s, func() { cancel(); <-done }
+	}
+	first, stop := start()
+	resp, err := noRedirect.Get(first.URL("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookies := resp.Cookies()
+	oldURL := first.URL("/")
+	stop()
+
+	second, stop := start()
+	defer stop()
+	req, _ := http.NewRequest("GET", second.Base()+"/api/runs", nil)
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("the first start's cookie after a restart: %d, want 200", resp.StatusCode)
+	}
+	u, _ := url.Parse(oldURL)
+	resp, err = noRedirect.Get(second.Base() + "/?" + u.RawQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("the first start's URL after a restart: %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestTLS: --allow-remote's certificate is made once, kept 0600 and
+// served; the session cookie is then Secure.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	cfg, fp, err := LoadCert(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fp2, err := LoadCert(dir)
+	if err != nil || fp2 != fp || len(fp) != 95 {
+		t.Fatalf("fingerprint %q then %q (%v): want the same kept certificate", fp, fp2, err)
+	}
+	for _, f := range []string{"cert.pem", "key.pem"} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want mode 0600", f, fi, err)
+		}
+	}
+	secret, _ := LoadSecret(filepath.Join(dir, "session"), false)
+	tok, _ := NewToken()
+	s, err := Listen(Options{Addr: "127.0.0.1:0", TLS: cfg, Token: tok, Secret: secret, Backend: fixedBackend{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if !strings.HasPrefix(s.URL("/"), "https://") {
+		t.Fatalf("URL %s", s.URL("/"))
+	}
+	client := &http.Client{
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		CheckRedirect: noRedirect.CheckRedirect,
+	}
+	resp, err := client.Get(s.URL("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	sum := sha256.Sum256(resp.TLS.PeerCertificates[0].Raw)
+	if got := strings.ToUpper(hex.EncodeToString(sum[:])); got != strings.ReplaceAll(fp, ":", "") {
+		t.Errorf("served certificate %s, printed fingerprint %s", got, fp)
+	}
+	if c := resp.Cookies(); len(c) != 1 || !c[0].Secure {
+		t.Errorf("cookie over TLS %+v, want Secure", c)
+	}
+	if resp, err := http.Get(strings.Replace(s.URL("/"), "https", "http", 1)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || len(resp.Cookies()) > 0 {
+			t.Errorf("plain HTTP on the TLS port: %d %v", resp.StatusCode, resp.Cookies())
 		}
 	}
 }

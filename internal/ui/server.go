@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -120,7 +121,7 @@ func Listen(opts Options) (*Server, error) {
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig:         opts.TLS,
-		ErrorLog:          nil,
+		ErrorLog:          log.New(opts.Log, "airlock ui: ", 0),
 	}
 	return s, nil
 }
