@@ -518,3 +518,25 @@ func TestUIRunFlag(t *testing.T) {
 	}
 	e.ok("wait", id)
 }
+
+// TestUIShellTerminal: an interactive run's terminal tab is the agent's
+// own terminal UI (its tmux session), as airlock attach shows it.
+func TestUIShellTerminal(t *testing.T) {
+	e := newEnv(t)
+	e.server(testkit.ChatScript())
+	id := e.startShell()
+	s := startUI(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, _, err := s.dialTerminal(ctx, id, s.base, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	var screen bytes.Buffer
+	termUntil(ctx, t, c, &screen, "bypass permissions")
+	if res := e.airlock("exec", id, "--", "tmux", "has-session", "-t", "airlock-web"); res.code == 0 {
+		t.Errorf("the page opened a shell session beside the agent's")
+	}
+	e.ok("kill", id)
+}
