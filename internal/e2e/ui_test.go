@@ -540,3 +540,58 @@ func TestUIShellTerminal(t *testing.T) {
 	}
 	e.ok("kill", id)
 }
+
+// TestUINewRun: the page's new-run form lists the project's prompt files
+// and starts a detached run from one, as airlock run -d does; its egress
+// log is there once it has run. Bad input gets the CLI's error and starts
+// nothing.
+func TestUINewRun(t *testing.T) {
+	e := newEnv(t)
+	e.server(testkit.BashScript("from-page", "echo from the page"))
+	e.write(".airlock/prompts/hello.md", "---\nname: hello-page\n---\nSay hello.\n")
+	s := startUI(t, e)
+	var choices struct {
+		Prompts, Profiles, Agents []string
+	}
+	s.getJSON("/api/new", &choices)
+	if len(choices.Prompts) != 1 || choices.Prompts[0] != ".airlock/prompts/hello.md" || len(choices.Agents) == 0 {
+		t.Fatalf("/api/new = %+v", choices)
+	}
+	for _, bad := range []struct{ body, want string }{
+		{`{"prompt_file":"../../etc/passwd"}`, "not inside the project"},
+		{`{}`, "give a prompt"},
+		{`{"prompt":"x","agent":"no-such-agent"}`, "no-such-agent"},
+		{`{"prompt":"x","max_cost_usd":-1}`, "negative"},
+	} {
+		resp, data := s.do("POST", "/api/runs", bad.body, nil)
+		if resp.StatusCode != 400 || !strings.Contains(string(data), bad.want) {
+			t.Errorf("POST /api/runs %s: %d %s, want 400 saying %q", bad.body, resp.StatusCode, data, bad.want)
+		}
+	}
+	if n := len(e.runs()); n != 0 {
+		t.Fatalf("bad requests started %d runs", n)
+	}
+	resp, data := s.do("POST", "/api/runs", `{"prompt_file":".airlock/prompts/hello.md","max_cost_usd":5}`, nil)
+	var started struct{ ID string }
+	if resp.StatusCode != 200 || json.Unmarshal(data, &started) != nil || started.ID == "" {
+		t.Fatalf("POST /api/runs: %d %s", resp.StatusCode, data)
+	}
+	e.ok("wait", started.ID)
+	runs := e.runs()
+	if len(runs) != 1 || runs[0].ID != started.ID || runs[0].Name != "hello-page" || runs[0].Project != e.repo {
+		t.Fatalf("runs %+v, want the one the page started, named by its prompt", runs)
+	}
+	var egress []struct {
+		Decision, Host string
+	}
+	s.getJSON("/api/runs/"+started.ID+"/egress", &egress)
+	allowed := 0
+	for _, r := range egress {
+		if r.Decision == "allowed" {
+			allowed++
+		}
+	}
+	if allowed == 0 {
+		t.Errorf("egress %+v: the agent's model requests are not there", egress)
+	}
+}
