@@ -145,7 +145,7 @@ func uiRun(ctx context.Context, f *Factory, opts uiOptions) error {
 		defer removeNoteIfMine(note)
 	}
 	url := srv.URL("/")
-	fmt.Fprintf(f.IO.ErrOut, "airlock dashboard: %s\n(Ctrl-C stops it)\n", url)
+	fmt.Fprintln(f.IO.ErrOut, "Serving the airlock dashboard (Ctrl-C stops it). Open:")
 	fmt.Fprintln(f.IO.Out, url)
 	if !opts.NoOpen {
 		f.openBrowser(url)

@@ -140,9 +140,25 @@ func (s *Server) Base() string {
 	a := s.ln.Addr().(*net.TCPAddr)
 	host := a.IP.String()
 	if a.IP.IsUnspecified() {
-		host = "localhost"
+		host = reachableAddr()
 	}
 	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
+}
+
+// reachableAddr is the address to print for a server bound to every
+// address: this machine's first IPv4 address beyond loopback (what a phone
+// on the same network can reach), else localhost.
+func reachableAddr() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "localhost"
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return "localhost"
 }
 
 // Addr is the address listened on.
