@@ -163,13 +163,18 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
-		t, err := b.Transcript(ctx, id, from)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return err
-		case err != nil:
-			// Not written yet, or refused (the agent replaced it).
-		case len(t.Entries) > 0 || t.Next != from:
+		// A long transcript comes in pieces: catch up a few at a time.
+		for range 16 {
+			t, err := b.Transcript(ctx, id, from)
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				break // not written yet, or refused (the agent replaced it)
+			}
+			if len(t.Entries) == 0 && t.Next == from {
+				break
+			}
 			if t.Entries == nil {
 				t.Entries = []Entry{}
 			}
