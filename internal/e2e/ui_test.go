@@ -274,6 +274,15 @@ func TestUI(t *testing.T) {
 		}
 	}
 
+	// The diff so far, from inside the running sandbox.
+	var live struct {
+		Files []struct{ Path, Status string } `json:"files"`
+	}
+	s.getJSON("/api/runs/"+id+"/diff", &live)
+	if len(live.Files) != 1 || live.Files[0].Path != "ui.py" || live.Files[0].Status != "A" {
+		t.Errorf("the running run's diff: %+v, want ui.py added", live)
+	}
+
 	// A terminal in the running sandbox.
 	c, _, err := s.dialTerminal(ctx, id, s.base, true)
 	if err != nil {
