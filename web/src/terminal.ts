@@ -38,6 +38,9 @@ export function terminalPage(main: HTMLElement, id: string): void {
   const key = `terminal#${id}`;
 
   const sendResize = () => {
+    // The size the page asks for, for a look from outside (the tests).
+    box.dataset.cols = String(term.cols);
+    box.dataset.rows = String(term.rows);
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "resize", cols: term.cols, rows: term.rows }));
   };
   term.onData((d) => {

@@ -1,0 +1,540 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/airlock-dev/airlock/internal/testkit"
+)
+
+// The web dashboard in a real browser: Debian's headless Chromium driven
+// over the DevTools protocol, against the real `airlock ui` and real Docker
+// runs of the real agent (the scripted model server is the only fake).
+// The HTTP side of the server's guards (no token, foreign Host and Origin,
+// CSRF) is ui_test.go's; here is what only a browser shows.
+func TestUIBrowser(t *testing.T) {
+	chromium := needChromium(t)
+	if _, err := os.Stat(filepath.Join(repoRoot(), "internal", "ui", "dist", "index.html")); err != nil {
+		// TestMain's binary embeds internal/ui/dist as it is.
+		t.Fatal("the web UI is not built: run `make web` (make test does) before the tests")
+	}
+	e := newEnv(t)
+
+	// A finished run whose commit the page merges.
+	e.server(testkit.DemoScript())
+	e.ok("run", "-m", "Write hello.py.", "--name", "done", "-y")
+	done := e.onlyRun().ID
+
+	ui := startUI(t, e)
+	b := newBrowser(t, chromium)
+
+	// A browser without the printed URL's token gets no page and no
+	// terminal: the UI's own origin, so only the missing cookie refuses it.
+	t.Run("NoToken", func(t *testing.T) {
+		anon := b.incognito(t)
+		anon.do(chromedp.Navigate(ui.base + "/"))
+		anon.waitJS("the refusal page", `document.readyState === "complete"`, 10*time.Second)
+		if anon.evalBool(`!!document.querySelector("#runs, #main")`) {
+			anon.shot("no-token")
+			t.Fatalf("without the token the dashboard was served:\n%s", anon.bodyText())
+		}
+		if body := anon.bodyText(); !strings.Contains(body, "airlock ui") {
+			t.Errorf("the refusal does not say to open the printed URL:\n%s", body)
+		}
+		res := anon.wsProbe(ui.wsURL(done))
+		if res != "refused" {
+			t.Fatalf("a WebSocket without the token: %s, want refused", res)
+		}
+	})
+
+	// Signing in: the printed URL sets the cookie and lands on the
+	// dashboard, which lists the finished run.
+	b.do(chromedp.Navigate(ui.url))
+	b.waitJS("the finished run on the dashboard", fmt.Sprintf(
+		`(() => { const r = document.querySelector('#runs tr[data-id=%q]'); return !!r && r.textContent.includes("succeeded"); })()`, done), 30*time.Second)
+	if got := b.evalString(`location.pathname + location.search`); got != "/" {
+		t.Errorf("after signing in the page is at %q, want / without the token", got)
+	}
+
+	// A running run: a commit whose subject carries markup and escapes,
+	// then a log that keeps growing, then a long wait.
+	hostile := `Fix <img src=x onerror=document.body.dataset.pwned=1> \033[31mred\033[0m`
+	steps := []string{
+		"sleep 6; echo warming up",
+		fmt.Sprintf(`echo live > live.txt && git add live.txt && git commit -qm "$(printf '%s')"`, hostile),
+	}
+	for i := 1; i <= 4; i++ {
+		steps = append(steps, fmt.Sprintf("sleep 3; echo tick %d", i))
+	}
+	// Claude Code's Bash tool times a command out after two minutes.
+	for i := 0; i < 8; i++ {
+		steps = append(steps, "sleep 100")
+	}
+	e.server(testkit.BashScript("ui-live", steps...))
+	live := strings.TrimSpace(e.ok("run", "-d", "-m", "Work slowly.", "--name", "live", "-y").stdout)
+
+	t.Run("LiveDashboard", func(t *testing.T) {
+		// The new run appears without a reload (the runs stream).
+		b.waitJS("the new run on the dashboard", fmt.Sprintf(`!!document.querySelector('#runs tr[data-id=%q]')`, live), 30*time.Second)
+		b.shotFile("dashboard")
+	})
+
+	b.do(chromedp.Navigate(ui.base + "/runs/" + live))
+	t.Run("LogGrows", func(t *testing.T) {
+		b.waitJS("the first transcript entries", `document.querySelectorAll("#transcript .entry").length > 0`, 90*time.Second)
+		n := b.evalInt(`document.querySelectorAll("#transcript .entry").length`)
+		b.waitJS("more transcript entries", fmt.Sprintf(`document.querySelectorAll("#transcript .entry").length > %d`, n), 90*time.Second)
+		if st := b.evalString(`document.querySelector("#run-status").textContent`); st != "running" {
+			t.Errorf("the run's status on its page is %q while its log grows, want running", st)
+		}
+	})
+
+	t.Run("HostileCommitInert", func(t *testing.T) {
+		b.waitJS("the new commit", `document.querySelectorAll("#commits li").length > 0`, 90*time.Second)
+		// The commit arrived while the page was open: a toast says so.
+		b.waitJS("the commit's toast", `[...document.querySelectorAll(".toast")].some(t => t.textContent.includes("onerror="))`, 10*time.Second)
+		subject := b.evalString(`document.querySelector("#commits li .subject").textContent`)
+		for _, want := range []string{"<img src=x onerror=document.body.dataset.pwned=1>", "\u241b[31mred"} {
+			if !strings.Contains(subject, want) {
+				t.Errorf("the subject is shown as %q, want it to contain %q as text", subject, want)
+			}
+		}
+		if n := b.evalInt(`document.querySelectorAll("img").length`); n != 0 {
+			t.Errorf("the page has %d img elements: markup from a commit subject was parsed", n)
+		}
+		if b.evalBool(`"pwned" in document.body.dataset`) {
+			t.Error("a commit subject's onerror handler ran")
+		}
+		b.shotFile("run")
+	})
+
+	term := "/runs/" + live + "/terminal"
+	b.do(chromedp.Navigate(ui.base + term))
+	t.Run("TerminalEcho", func(t *testing.T) {
+		b.waitTerminal()
+		b.typeTerm("echo hi\n")
+		b.waitScreen(func(s string) bool { return hasLine(s, "hi") }, "a line reading hi", 30*time.Second)
+	})
+
+	t.Run("TerminalResize", func(t *testing.T) {
+		before := b.sttySize()
+		cols := b.evalInt(`+document.querySelector("#terminal").dataset.cols`)
+		b.resizeWindow(900, 560)
+		b.waitJS("the terminal to fit the smaller window", fmt.Sprintf(`+document.querySelector("#terminal").dataset.cols < %d`, cols), 15*time.Second)
+		wantCols := b.evalInt(`+document.querySelector("#terminal").dataset.cols`)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			after := b.sttySize()
+			if after != before && strings.HasSuffix(after, " "+strconv.Itoa(wantCols)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.shot("resize")
+				t.Fatalf("stty size in the sandbox is %q after the window shrank (before %q), want %d columns", after, before, wantCols)
+			}
+			time.Sleep(time.Second)
+		}
+		b.resizeWindow(1280, 860)
+	})
+
+	t.Run("ReloadSameSession", func(t *testing.T) {
+		// The marker is in the output only ($((6*7)) is 42 once run).
+		b.typeTerm("clear; echo MARK-$((6*7))-X\n")
+		b.waitScreen(func(s string) bool { return hasLine(s, "MARK-42-X") }, "the marker", 30*time.Second)
+		b.do(chromedp.Reload())
+		b.waitTerminal()
+		b.waitScreen(func(s string) bool { return hasLine(s, "MARK-42-X") }, "the marker after a reload", 30*time.Second)
+		b.shotFile("terminal")
+	})
+
+	// A page of another origin on this machine: the session cookie is
+	// SameSite=Strict, but a different port is the same site, so the
+	// browser sends it along; only the server's Origin check refuses.
+	t.Run("ForeignOriginWebSocket", func(t *testing.T) {
+		evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprint(w, "<!doctype html><title>elsewhere</title><p>another site</p>")
+		}))
+		defer evil.Close()
+		b.do(chromedp.Navigate(evil.URL))
+		if res := b.wsProbe(ui.wsURL(live)); res != "refused" {
+			t.Fatalf("a WebSocket from %s: %s, want refused", evil.URL, res)
+		}
+	})
+
+	t.Run("StopFromPage", func(t *testing.T) {
+		b.do(chromedp.Navigate(ui.base + "/runs/" + live))
+		b.waitJS("the run page", `document.querySelector("#run-status").textContent === "running"`, 30*time.Second)
+		b.do(chromedp.Click(chromedp.CSS("#btn-stop"), chromedp.NodeVisible))
+		b.waitJS("the run to stop", `document.querySelector("#run-status").textContent === "stopped"`, 2*time.Minute)
+	})
+
+	t.Run("MergeFromPage", func(t *testing.T) {
+		b.do(chromedp.Navigate(ui.base + "/runs/" + done))
+		b.waitJS("the diff", `!!document.querySelector('#diff details.file[data-path="hello.py"]')`, 30*time.Second)
+		// Highlighted: the diff's code is split into highlight.js's tokens.
+		if n := b.evalInt(`document.querySelectorAll('#diff details.file[data-path="hello.py"] span[class^="hljs-"]').length`); n == 0 {
+			t.Error("hello.py's diff has no highlighted tokens")
+		}
+		b.shotFile("diff")
+		dialogs := b.acceptDialogs()
+		b.do(chromedp.Click(chromedp.CSS("#btn-merge"), chromedp.NodeVisible))
+		b.waitJS("the merge's message", `!document.querySelector("#action-message").classList.contains("hidden") || !document.querySelector("#action-error").classList.contains("hidden")`, time.Minute)
+		if msg := b.evalString(`document.querySelector("#action-error").textContent`); msg != "" {
+			t.Fatalf("merge from the page: %s", msg)
+		}
+		if d := dialogs(); len(d) != 1 || !strings.Contains(d[0], "Merge") {
+			t.Errorf("confirmations asked: %q, want one asking to merge", d)
+		}
+		if log := e.git("log", "--format=%s", "main"); !strings.Contains(log, "Add hello.py") {
+			t.Fatalf("after merging from the page, main's log lacks the run's commit:\n%s", log)
+		}
+	})
+}
+
+// needChromium finds Debian's chromium: on CI its absence fails the test.
+func needChromium(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed (scripts/setup.sh installs Debian's chromium)")
+	}
+	t.Skip("chromium is not installed (scripts/setup.sh installs Debian's chromium)")
+	return ""
+}
+
+// uiServer is a running `airlock ui`.
+type uiServer struct {
+	url  string // as printed, with the token
+	base string // scheme://host:port
+}
+
+func (u uiServer) wsURL(id string) string {
+	return "ws" + strings.TrimPrefix(u.base, "http") + "/api/runs/" + id + "/terminal?cols=80&rows=24"
+}
+
+func startUI(t *testing.T, e *env) uiServer {
+	t.Helper()
+	cmd := e.command(context.Background(), shared.bin, "ui", "--no-open", "--addr", "127.0.0.1:0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &syncWriter{w: &stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("airlock ui's stderr:\n%s", tail(stderr.String(), 40))
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "token=") {
+				lines <- strings.TrimSpace(sc.Text())
+			}
+		}
+	}()
+	select {
+	case line := <-lines:
+		u, err := url.Parse(line)
+		if err != nil || u.Query().Get("token") == "" {
+			t.Fatalf("airlock ui printed %q, want a URL with a token", line)
+		}
+		return uiServer{url: line, base: u.Scheme + "://" + u.Host}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("airlock ui printed no URL in 30s; stderr:\n%s", stderr.String())
+	}
+	return uiServer{}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// tab is one browser tab (or an incognito context's).
+type tab struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+func newBrowser(t *testing.T, chromium string) *tab {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.WindowSize(1280, 860),
+	)
+	if os.Geteuid() == 0 {
+		// Chromium's own sandbox (the renderer's namespaces and seccomp
+		// jail) refuses to start as root; the page it loads is our own UI
+		// on loopback, and the test's machine is a throwaway one.
+		opts = append(opts, chromedp.NoSandbox)
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	p := &tab{t: t, ctx: ctx}
+	p.do(chromedp.Navigate("about:blank"))
+	return p
+}
+
+// incognito is a new browser context: no cookies of the first.
+func (p *tab) incognito(t *testing.T) *tab {
+	ctx, cancel := chromedp.NewContext(p.ctx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	return &tab{t: t, ctx: ctx}
+}
+
+func (p *tab) do(actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		p.shot("failed")
+		p.t.Fatal(err)
+	}
+}
+
+func evalJS[T any](p *tab, expr string) T {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		p.t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
+func (p *tab) evalBool(expr string) bool     { p.t.Helper(); return evalJS[bool](p, expr) }
+func (p *tab) evalString(expr string) string { p.t.Helper(); return evalJS[string](p, expr) }
+func (p *tab) evalInt(expr string) int       { p.t.Helper(); return int(evalJS[float64](p, expr)) }
+
+func (p *tab) bodyText() string {
+	return evalJS[string](p, `document.body ? document.body.innerText : ""`)
+}
+
+// waitJS polls expr until it is true.
+func (p *tab) waitJS(what, expr string, timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.shot("timeout")
+			p.t.Fatalf("waited %s for %s (%s; %v); the page shows:\n%s", timeout, what, expr, err, tail(p.bodyText(), 40))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// artifacts is where the screenshots go: $AIRLOCK_ARTIFACTS/ui, else
+// test-artifacts/ui in the repository (ignored by git).
+func artifacts(t *testing.T) string {
+	dir := filepath.Join(repoRoot(), "test-artifacts", "ui")
+	if d := os.Getenv("AIRLOCK_ARTIFACTS"); d != "" {
+		dir = filepath.Join(d, "ui")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// shotFile saves a screenshot of the whole page as name.png, or fails.
+func (p *tab) shotFile(name string) {
+	p.t.Helper()
+	if err := p.screenshot(name); err != nil {
+		p.t.Fatalf("screenshot %s: %v", name, err)
+	}
+}
+
+// shot saves a screenshot when something went wrong: best effort.
+func (p *tab) shot(name string) {
+	if err := p.screenshot(strings.NewReplacer("/", "-").Replace(p.t.Name()) + "-" + name); err != nil {
+		p.t.Logf("screenshot: %v", err)
+	}
+}
+
+func (p *tab) screenshot(name string) error {
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(artifacts(p.t), name+".png")
+	if err := os.WriteFile(path, buf, 0o644); err != nil {
+		return err
+	}
+	p.t.Logf("screenshot: %s", path)
+	return nil
+}
+
+// wsProbe opens a WebSocket from the page and says whether it opened.
+func (p *tab) wsProbe(wsURL string) string {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`new Promise((resolve) => {
+		const ws = new WebSocket(%q);
+		ws.binaryType = "arraybuffer";
+		ws.onopen = () => { resolve("opened"); ws.close(); };
+		ws.onclose = (e) => resolve("refused");
+		setTimeout(() => resolve("no answer in 15s"), 15000);
+	})`, wsURL), chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("WebSocket probe: %v", err)
+	}
+	return v
+}
+
+func (p *tab) waitTerminal() {
+	p.t.Helper()
+	p.waitJS("the terminal to connect", `document.querySelector("#terminal")?.dataset.connected === "true"`, 60*time.Second)
+}
+
+func (p *tab) typeTerm(keys string) {
+	p.t.Helper()
+	p.do(chromedp.Focus(chromedp.CSS(".xterm-helper-textarea")), chromedp.KeyEvent(keys))
+}
+
+const screenJS = `[...document.querySelectorAll("#terminal .xterm-rows > div")].map(d => d.textContent.replace(/\u00a0/g, " ").trimEnd()).join("\n")`
+
+func (p *tab) screen() string { return evalJS[string](p, screenJS) }
+
+func (p *tab) waitScreen(ok func(string) bool, what string, timeout time.Duration) string {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s := p.screen()
+		if ok(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			p.shot("terminal")
+			p.t.Fatalf("the terminal never showed %s; it shows:\n%s", what, s)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func hasLine(screen, want string) bool {
+	for _, l := range strings.Split(screen, "\n") {
+		if strings.TrimSpace(l) == want {
+			return true
+		}
+	}
+	return false
+}
+
+var sizeRE = regexp.MustCompile(`SZ-(\d+ \d+)-ZS`)
+
+// sttySize types `stty size` into the browser's terminal and reads the
+// sandbox's answer ("ROWS COLS") off the screen.
+func (p *tab) sttySize() string {
+	p.t.Helper()
+	p.typeTerm("clear; echo SZ-$(stty size)-ZS\n")
+	var got string
+	p.waitScreen(func(s string) bool {
+		m := sizeRE.FindStringSubmatch(s)
+		if m != nil {
+			got = m[1]
+		}
+		return m != nil
+	}, "stty size's answer", 30*time.Second)
+	return got
+}
+
+// resizeWindow resizes the browser's window, as a user drags its corner.
+func (p *tab) resizeWindow(width, height int64) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	w, err := chromedp.Call(ctx, browser.GetWindowForTarget, browser.GetWindowForTargetParams{})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if _, err := chromedp.CallBrowser(ctx, browser.SetWindowBounds, browser.SetWindowBoundsParams{
+		WindowID: w.WindowID, Bounds: &browser.Bounds{Width: width, Height: height, WindowState: browser.WindowStateNormal},
+	}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// acceptDialogs accepts every confirm() from now on, and returns a func
+// that lists their messages.
+func (p *tab) acceptDialogs() func() []string {
+	var mu sync.Mutex
+	var msgs []string
+	ctx, cancel := context.WithCancel(p.ctx)
+	p.t.Cleanup(cancel)
+	opening := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for ev, err := range opening {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			msgs = append(msgs, ev.Message)
+			mu.Unlock()
+			go chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), msgs...)
+	}
+}
