@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,8 +20,10 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
@@ -43,7 +46,8 @@ func TestUIBrowser(t *testing.T) {
 	e.ok("run", "-m", "Write hello.py.", "--name", "done", "-y")
 	done := e.onlyRun().ID
 
-	ui := startUI(t, e)
+	addr := freeAddr(t)
+	ui := startUI(t, e, addr)
 	b := newBrowser(t, chromium)
 
 	// A browser without the printed URL's token gets no page and no
@@ -84,14 +88,16 @@ func TestUIBrowser(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		steps = append(steps, fmt.Sprintf("sleep 3; echo tick %d", i))
 	}
-	// Claude Code's Bash tool times a command out after two minutes.
+	// Claude Code's Bash tool times a command out after two minutes, and
+	// refuses a bare long sleep.
 	for i := 0; i < 8; i++ {
-		steps = append(steps, "sleep 100")
+		steps = append(steps, "timeout 100 tail -f /dev/null; echo waited")
 	}
 	e.server(testkit.BashScript("ui-live", steps...))
 	live := strings.TrimSpace(e.ok("run", "-d", "-m", "Work slowly.", "--name", "live", "-y").stdout)
 
 	t.Run("LiveDashboard", func(t *testing.T) {
+		b := b.with(t)
 		// The new run appears without a reload (the runs stream).
 		b.waitJS("the new run on the dashboard", fmt.Sprintf(`!!document.querySelector('#runs tr[data-id=%q]')`, live), 30*time.Second)
 		b.shotFile("dashboard")
@@ -99,6 +105,7 @@ func TestUIBrowser(t *testing.T) {
 
 	b.do(chromedp.Navigate(ui.base + "/runs/" + live))
 	t.Run("LogGrows", func(t *testing.T) {
+		b := b.with(t)
 		b.waitJS("the first transcript entries", `document.querySelectorAll("#transcript .entry").length > 0`, 90*time.Second)
 		n := b.evalInt(`document.querySelectorAll("#transcript .entry").length`)
 		b.waitJS("more transcript entries", fmt.Sprintf(`document.querySelectorAll("#transcript .entry").length > %d`, n), 90*time.Second)
@@ -108,6 +115,7 @@ func TestUIBrowser(t *testing.T) {
 	})
 
 	t.Run("HostileCommitInert", func(t *testing.T) {
+		b := b.with(t)
 		b.waitJS("the new commit", `document.querySelectorAll("#commits li").length > 0`, 90*time.Second)
 		// The commit arrived while the page was open: a toast says so.
 		b.waitJS("the commit's toast", `[...document.querySelectorAll(".toast")].some(t => t.textContent.includes("onerror="))`, 10*time.Second)
@@ -129,12 +137,14 @@ func TestUIBrowser(t *testing.T) {
 	term := "/runs/" + live + "/terminal"
 	b.do(chromedp.Navigate(ui.base + term))
 	t.Run("TerminalEcho", func(t *testing.T) {
+		b := b.with(t)
 		b.waitTerminal()
 		b.typeTerm("echo hi\n")
 		b.waitScreen(func(s string) bool { return hasLine(s, "hi") }, "a line reading hi", 30*time.Second)
 	})
 
 	t.Run("TerminalResize", func(t *testing.T) {
+		b := b.with(t)
 		before := b.sttySize()
 		cols := b.evalInt(`+document.querySelector("#terminal").dataset.cols`)
 		b.resizeWindow(900, 560)
@@ -156,6 +166,7 @@ func TestUIBrowser(t *testing.T) {
 	})
 
 	t.Run("ReloadSameSession", func(t *testing.T) {
+		b := b.with(t)
 		// The marker is in the output only ($((6*7)) is 42 once run).
 		b.typeTerm("clear; echo MARK-$((6*7))-X\n")
 		b.waitScreen(func(s string) bool { return hasLine(s, "MARK-42-X") }, "the marker", 30*time.Second)
@@ -169,6 +180,7 @@ func TestUIBrowser(t *testing.T) {
 	// SameSite=Strict, but a different port is the same site, so the
 	// browser sends it along; only the server's Origin check refuses.
 	t.Run("ForeignOriginWebSocket", func(t *testing.T) {
+		b := b.with(t)
 		evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			fmt.Fprint(w, "<!doctype html><title>elsewhere</title><p>another site</p>")
@@ -181,6 +193,7 @@ func TestUIBrowser(t *testing.T) {
 	})
 
 	t.Run("StopFromPage", func(t *testing.T) {
+		b := b.with(t)
 		b.do(chromedp.Navigate(ui.base + "/runs/" + live))
 		b.waitJS("the run page", `document.querySelector("#run-status").textContent === "running"`, 30*time.Second)
 		b.do(chromedp.Click(chromedp.CSS("#btn-stop"), chromedp.NodeVisible))
@@ -188,6 +201,7 @@ func TestUIBrowser(t *testing.T) {
 	})
 
 	t.Run("MergeFromPage", func(t *testing.T) {
+		b := b.with(t)
 		b.do(chromedp.Navigate(ui.base + "/runs/" + done))
 		b.waitJS("the diff", `!!document.querySelector('#diff details.file[data-path="hello.py"]')`, 30*time.Second)
 		// Highlighted: the diff's code is split into highlight.js's tokens.
@@ -208,6 +222,33 @@ func TestUIBrowser(t *testing.T) {
 			t.Fatalf("after merging from the page, main's log lacks the run's commit:\n%s", log)
 		}
 	})
+
+	// The page keeps working across a restart of the server: it says it is
+	// reconnecting meanwhile, and then shows changes again (the session
+	// secret is kept, so the cookie still holds; the printed token is new).
+	t.Run("ServerRestart", func(t *testing.T) {
+		b := b.with(t)
+		b.do(chromedp.Navigate(ui.base + "/"))
+		b.waitJS("both runs listed", `document.querySelectorAll("#runs tbody tr").length === 2`, 30*time.Second)
+		ui.stop()
+		b.waitJS("the reconnecting badge", `!document.querySelector("#conn").classList.contains("hidden")`, 30*time.Second)
+		ui = startUI(t, e, addr)
+		b.waitJS("the badge to go", `document.querySelector("#conn").classList.contains("hidden")`, 60*time.Second)
+		e.ok("rm", "-y", done)
+		b.waitJS("the removed run to leave the list", fmt.Sprintf(`!document.querySelector('#runs tr[data-id=%q]')`, done), 30*time.Second)
+	})
+}
+
+// freeAddr is a loopback address with a port free now, for a server that
+// must come back on the same one.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // needChromium finds Debian's chromium: on CI its absence fails the test.
@@ -232,15 +273,16 @@ func needChromium(t *testing.T) string {
 type uiServer struct {
 	url  string // as printed, with the token
 	base string // scheme://host:port
+	stop func()
 }
 
 func (u uiServer) wsURL(id string) string {
 	return "ws" + strings.TrimPrefix(u.base, "http") + "/api/runs/" + id + "/terminal?cols=80&rows=24"
 }
 
-func startUI(t *testing.T, e *env) uiServer {
+func startUI(t *testing.T, e *env, addr string) uiServer {
 	t.Helper()
-	cmd := e.command(context.Background(), shared.bin, "ui", "--no-open", "--addr", "127.0.0.1:0")
+	cmd := e.command(context.Background(), shared.bin, "ui", "--no-open", "--addr", addr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -251,20 +293,24 @@ func startUI(t *testing.T, e *env) uiServer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("airlock ui's stderr:\n%s", tail(stderr.String(), 40))
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-done
+			}
+			if t.Failed() {
+				t.Logf("airlock ui's stderr:\n%s", tail(stderr.String(), 40))
+			}
+		})
+	}
+	t.Cleanup(stop)
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -280,7 +326,7 @@ func startUI(t *testing.T, e *env) uiServer {
 		if err != nil || u.Query().Get("token") == "" {
 			t.Fatalf("airlock ui printed %q, want a URL with a token", line)
 		}
-		return uiServer{url: line, base: u.Scheme + "://" + u.Host}
+		return uiServer{url: line, base: u.Scheme + "://" + u.Host, stop: stop}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("airlock ui printed no URL in 30s; stderr:\n%s", stderr.String())
 	}
@@ -319,15 +365,25 @@ func newBrowser(t *testing.T, chromium string) *tab {
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
-	p := &tab{t: t, ctx: ctx}
-	p.do(chromedp.Navigate("about:blank"))
-	return p
+	// The first action starts the browser, which lives as long as the
+	// context it was given: this one, not a shorter one of do's.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("starting %s: %v", chromium, err)
+	}
+	return &tab{t: t, ctx: ctx}
 }
+
+// with is the same tab, failing t (a subtest's) rather than its parent.
+func (p *tab) with(t *testing.T) *tab { return &tab{t: t, ctx: p.ctx} }
 
 // incognito is a new browser context: no cookies of the first.
 func (p *tab) incognito(t *testing.T) *tab {
 	ctx, cancel := chromedp.NewContext(p.ctx, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
+	// As in newBrowser: the first action opens the tab for good.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
 	return &tab{t: t, ctx: ctx}
 }
 
@@ -445,9 +501,36 @@ func (p *tab) waitTerminal() {
 	p.waitJS("the terminal to connect", `document.querySelector("#terminal")?.dataset.connected === "true"`, 60*time.Second)
 }
 
+// typeTerm types keys into the terminal as a keyboard does: one keyDown
+// carrying the key's text, then keyUp. (chromedp.KeyEvent sends the text
+// in a separate char event, which reaches xterm.js even after it handled
+// the keyDown, so every character would arrive twice.)
 func (p *tab) typeTerm(keys string) {
 	p.t.Helper()
-	p.do(chromedp.Focus(chromedp.CSS(".xterm-helper-textarea")), chromedp.KeyEvent(keys))
+	p.do(chromedp.Focus(chromedp.CSS(".xterm-helper-textarea")))
+	ctx, cancel := context.WithTimeout(p.ctx, time.Minute)
+	defer cancel()
+	for _, r := range keys {
+		var down, up *input.DispatchKeyEventParams
+		for _, ev := range kb.Encode(r) {
+			switch ev.Type {
+			case kb.KeyDown:
+				down = ev
+			case kb.KeyChar:
+				down.Text, down.UnmodifiedText = ev.Text, ev.UnmodifiedText
+			case kb.KeyUp:
+				up = ev
+			}
+		}
+		if r == '\n' {
+			down.Text, down.UnmodifiedText = "\r", "\r"
+		}
+		for _, ev := range []*input.DispatchKeyEventParams{down, up} {
+			if _, err := chromedp.Call(ctx, input.DispatchKeyEvent, *ev); err != nil {
+				p.t.Fatalf("typing %q: %v", keys, err)
+			}
+		}
+	}
 }
 
 const screenJS = `[...document.querySelectorAll("#terminal .xterm-rows > div")].map(d => d.textContent.replace(/\u00a0/g, " ").trimEnd()).join("\n")`

@@ -31,6 +31,8 @@ function parse(patch: string): { lines: Line[]; oldText: string[]; newText: stri
       continue;
     }
     if (!inHunk || raw.startsWith("\\")) {
+      // The file's header says what the summary line already does.
+      if (!inHunk && /^(diff --git |index |--- |\+\+\+ )/.test(raw)) continue;
       lines.push({ kind: "meta", text: raw });
       continue;
     }
