@@ -100,7 +100,6 @@ func TestUIBrowser(t *testing.T) {
 		b := b.with(t)
 		// The new run appears without a reload (the runs stream).
 		b.waitJS("the new run on the dashboard", fmt.Sprintf(`!!document.querySelector('#runs tr[data-id=%q]')`, live), 30*time.Second)
-		b.shotFile("dashboard")
 	})
 
 	b.do(chromedp.Navigate(ui.base + "/runs/" + live))
@@ -223,13 +222,26 @@ func TestUIBrowser(t *testing.T) {
 		}
 	})
 
+	// A run started from the page, with a typed prompt (the server still
+	// has the first model server's address: the demo script).
+	t.Run("NewRunFromPage", func(t *testing.T) {
+		b := b.with(t)
+		b.do(chromedp.Navigate(ui.base + "/new"))
+		b.do(chromedp.SendKeys(chromedp.CSS("#prompt"), "Write hello.py."), chromedp.SendKeys(chromedp.CSS("#name"), "fromweb"))
+		b.do(chromedp.Click(chromedp.CSS("#start"), chromedp.NodeVisible))
+		b.waitJS("the new run's page", `location.pathname.startsWith("/runs/fromweb-")`, time.Minute)
+		b.waitJS("the run to succeed", `document.querySelector("#run-status")?.textContent === "succeeded"`, 3*time.Minute)
+		b.waitJS("its commit", `[...document.querySelectorAll("#commits li .subject")].some(s => s.textContent === "Add hello.py")`, 30*time.Second)
+	})
+
 	// The page keeps working across a restart of the server: it says it is
 	// reconnecting meanwhile, and then shows changes again (the session
 	// secret is kept, so the cookie still holds; the printed token is new).
 	t.Run("ServerRestart", func(t *testing.T) {
 		b := b.with(t)
 		b.do(chromedp.Navigate(ui.base + "/"))
-		b.waitJS("both runs listed", `document.querySelectorAll("#runs tbody tr").length === 2`, 30*time.Second)
+		b.waitJS("the three runs listed", `document.querySelectorAll("#runs tbody tr").length === 3`, 30*time.Second)
+		b.shotFile("dashboard")
 		ui.stop()
 		b.waitJS("the reconnecting badge", `!document.querySelector("#conn").classList.contains("hidden")`, 30*time.Second)
 		ui = startUI(t, e, addr)
