@@ -86,9 +86,12 @@ func TestUIBrowser(t *testing.T) {
 	// A running run: a commit whose subject carries markup and escapes,
 	// then a log that keeps growing, then a long wait.
 	hostile := `Fix <img src=x onerror=document.body.dataset.pwned=1> \033[31mred\033[0m`
+	markup := `<img src=x onerror=document.body.dataset.pwned=1>`
 	steps := []string{
 		"sleep 6; echo warming up",
-		fmt.Sprintf(`echo live > live.txt && git add live.txt && git commit -qm "$(printf '%s')"`, hostile),
+		// Denied by the proxy (no allow rule), which never dials it.
+		"curl -sS -m 5 -o /dev/null http://blocked.test/; echo asked",
+		fmt.Sprintf(`printf '%%s\n' '%s' > live.html && git add live.html && git commit -qm "$(printf '%s')"`, markup, hostile),
 	}
 	for i := 1; i <= 4; i++ {
 		steps = append(steps, fmt.Sprintf("sleep 3; echo tick %d", i))
@@ -200,8 +203,24 @@ func TestUIBrowser(t *testing.T) {
 		b := b.with(t)
 		b.do(chromedp.Navigate(ui.base + "/runs/" + live))
 		b.waitJS("the run page", `document.querySelector("#run-status").textContent === "running"`, 30*time.Second)
+		// The egress log marks the denied request.
+		b.waitJS("the denied request in the egress log", `[...document.querySelectorAll("#egress tr.denied")].some(r => r.textContent.includes("blocked.test"))`, 30*time.Second)
 		b.do(chromedp.Click(chromedp.CSS("#btn-stop"), chromedp.NodeVisible))
 		b.waitJS("the run to stop", `document.querySelector("#run-status").textContent === "stopped"`, 2*time.Minute)
+		// Its diff, now there is one, shows the markup the agent wrote as
+		// highlighted text.
+		b.waitJS("the diff of live.html", `!!document.querySelector('#diff details.file[data-path="live.html"]')`, time.Minute)
+		code := b.evalString(`document.querySelector('#diff details.file[data-path="live.html"] td.code').textContent`)
+		if !strings.Contains(code, markup) {
+			t.Errorf("live.html's diff shows %q, want the markup as text", code)
+		}
+		if n := b.evalInt(`document.querySelectorAll("img").length`); n != 0 || b.evalBool(`"pwned" in document.body.dataset`) {
+			t.Errorf("markup in a diff was parsed: %d img elements", n)
+		}
+		if n := b.evalInt(`document.querySelectorAll('#diff details.file[data-path="live.html"] span[class^="hljs-"]').length`); n == 0 {
+			t.Error("live.html's diff has no highlighted tokens")
+		}
+		b.shotFile("stopped")
 	})
 
 	t.Run("MergeFromPage", func(t *testing.T) {
