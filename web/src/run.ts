@@ -189,7 +189,7 @@ export function runPage(main: HTMLElement, id: string): void {
       const tb = h("tbody");
       for (const r of recs.slice(-500).reverse()) {
         tb.append(h("tr", { class: r.decision === "denied" ? "denied" : "allowed" },
-          h("td", { class: "mono" }, (r.time ?? "").replace("T", " ").replace(/\..*|Z$/, "")),
+          h("td", { class: "mono nowrap", title: r.time ?? "" }, (r.time ?? "").slice(11, 19)),
           h("td", {}, r.decision),
           h("td", { class: "mono" }, r.host),
           h("td", { class: "mono" }, [r.method, r.path].filter(Boolean).join(" ")),
