@@ -66,5 +66,5 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin web/node_modules
+	rm -rf bin
 	find internal/ui/dist -mindepth 1 ! -name .gitkeep -delete

@@ -148,6 +148,19 @@ func TestUIBrowser(t *testing.T) {
 		b.waitTerminal()
 		b.typeTerm("echo hi\n")
 		b.waitScreen(func(s string) bool { return hasLine(s, "hi") }, "a line reading hi", 30*time.Second)
+		// Colours reach the page past its CSP: xterm.js's palette is CSS it
+		// makes at run time, which the page re-applies through the CSSOM.
+		b.typeTerm(`printf '\033[31mRED-TEXT\033[0m plain\n'` + "\n")
+		b.waitScreen(func(s string) bool { return hasLine(s, "RED-TEXT plain") }, "the coloured line", 30*time.Second)
+		colours := b.evalString(`(() => {
+			const spans = [...document.querySelectorAll("#terminal .xterm-rows span")];
+			const red = spans.find(s => s.textContent === "RED-TEXT");
+			const plain = spans.find(s => s.textContent.includes("plain"));
+			return red && plain ? getComputedStyle(red).color + " / " + getComputedStyle(plain).color : "no spans";
+		})()`)
+		if c := strings.Split(colours, " / "); len(c) != 2 || c[0] == c[1] {
+			t.Errorf("red text and plain text are %s: xterm.js's colours did not apply", colours)
+		}
 	})
 
 	t.Run("TerminalResize", func(t *testing.T) {
@@ -181,6 +194,20 @@ func TestUIBrowser(t *testing.T) {
 		b.waitTerminal()
 		b.waitScreen(func(s string) bool { return hasLine(s, "MARK-42-X") }, "the marker after a reload", 30*time.Second)
 		b.shotFile("terminal")
+	})
+
+	// An interactive run's terminal is the agent's own TUI.
+	t.Run("InteractiveTUI", func(t *testing.T) {
+		b := b.with(t)
+		e.server(testkit.ChatScript())
+		shell := e.startShell("--name", "tui")
+		b.do(chromedp.Navigate(ui.base + "/runs/" + shell + "/terminal"))
+		b.waitTerminal()
+		b.waitScreen(func(s string) bool { return strings.Contains(s, "bypass permissions") }, "the agent's prompt", time.Minute)
+		b.typeTerm("What is the answer?\n")
+		b.waitScreen(func(s string) bool { return strings.Contains(s, testkit.ChatAnswer) }, "the model's answer", time.Minute)
+		b.shotFile("tui")
+		e.ok("kill", shell)
 	})
 
 	// A page of another origin on this machine: the session cookie is
@@ -265,7 +292,7 @@ func TestUIBrowser(t *testing.T) {
 	t.Run("ServerRestart", func(t *testing.T) {
 		b := b.with(t)
 		b.do(chromedp.Navigate(ui.base + "/"))
-		b.waitJS("the three runs listed", `document.querySelectorAll("#runs tbody tr").length === 3`, 30*time.Second)
+		b.waitJS("the four runs listed", `document.querySelectorAll("#runs tbody tr").length === 4`, 30*time.Second)
 		b.shotBody("dashboard")
 		ui.stop()
 		b.waitJS("the reconnecting badge", `!document.querySelector("#conn").classList.contains("hidden")`, 30*time.Second)

@@ -25,7 +25,7 @@ export function dashboard(main: HTMLElement): void {
   );
   main.append(
     h("div", { class: "bar" }, h("h1", {}, "Runs"), h("label", { class: "toggle" }, toggle, " all projects")),
-    table,
+    h("div", { class: "scroll" }, table),
     empty,
   );
 

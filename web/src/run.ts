@@ -196,9 +196,9 @@ export function runPage(main: HTMLElement, id: string): void {
           h("td", {}, r.status ? String(r.status) : ""),
           h("td", {}, r.reason ?? "")));
       }
-      egress.append(h("table", { class: "egress" },
+      egress.append(h("div", { class: "scroll" }, h("table", { class: "egress" },
         h("thead", {}, h("tr", {}, h("th", {}, "time"), h("th", {}, "decision"), h("th", {}, "host"), h("th", {}, "request"), h("th", {}, "status"), h("th", {}, "reason"))),
-        tb));
+        tb)));
     } catch (e) {
       clear(egress);
       egress.append(h("p", { class: "muted" }, e instanceof Error ? e.message : String(e)));
