@@ -130,7 +130,7 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newProxyCmd(f),
 		newRelayCmd(f),
 		newConnectCmd(f),
-		newWatchCmd(f),
+		newWatcherCmd(f),
 		newUICmd(f),
 		newVersionCmd(f),
 	)

@@ -23,14 +23,17 @@ import (
 	"github.com/airlock-dev/airlock/internal/watchd"
 )
 
-// newWatchCmd is the detached watcher `run -d` leaves behind: it waits for
+// newWatcherCmd is the detached watcher `run -d` leaves behind: it waits for
 // the run to end, brings its work back and sends its notifications, so
 // none of that waits for the user's next command. One watcher serves every
 // detached run started the same way (see watchd): later runs are offered
-// to it rather than each starting a process of its own.
-func newWatchCmd(f *Factory) *cobra.Command {
+// to it rather than each starting a process of its own. It is named
+// `watcher` so that `watch` is the user's; a watcher started by an older
+// binary as `watch RUN` goes on serving its runs, as it never starts
+// itself again by name.
+func newWatcherCmd(f *Factory) *cobra.Command {
 	return &cobra.Command{
-		Use:    "watch RUN",
+		Use:    "watcher RUN",
 		Short:  "Wait for detached runs, collect them and notify (started by run -d)",
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
@@ -64,7 +67,7 @@ func watchRuns(ctx context.Context, f *Factory, id string) error {
 	}
 	place, err := f.watcherPlace(st)
 	if err != nil {
-		fmt.Fprintf(f.IO.ErrOut, "airlock watch: supervising %s alone: %v\n", id, err)
+		fmt.Fprintf(f.IO.ErrOut, "airlock watcher: supervising %s alone: %v\n", id, err)
 		return watchRun(ctx, m, id, f.IO.ErrOut)
 	}
 	deadline := time.Now().Add(joinPatience)
@@ -79,7 +82,7 @@ func watchRuns(ctx context.Context, f *Factory, id string) error {
 			return nil
 		}
 		if !errors.Is(err, watchd.ErrBusy) {
-			fmt.Fprintf(f.IO.ErrOut, "airlock watch: supervising %s alone: %v\n", id, err)
+			fmt.Fprintf(f.IO.ErrOut, "airlock watcher: supervising %s alone: %v\n", id, err)
 			break
 		}
 		o, err := watchd.OfferOnce(ctx, place, id)
@@ -88,7 +91,7 @@ func watchRuns(ctx context.Context, f *Factory, id string) error {
 			return nil
 		}
 		if errors.Is(err, watchd.ErrRefused) || time.Now().After(deadline) {
-			fmt.Fprintf(f.IO.ErrOut, "airlock watch: supervising %s alone: %v\n", id, err)
+			fmt.Fprintf(f.IO.ErrOut, "airlock watcher: supervising %s alone: %v\n", id, err)
 			break
 		}
 		select {
@@ -113,7 +116,7 @@ func (f *Factory) watchHandler(ctx context.Context, st *store.Store, m *run.Mana
 				defer logf.Close()
 				out = logf
 			} else {
-				fmt.Fprintf(f.IO.ErrOut, "airlock watch: run %s: %v\n", id, err)
+				fmt.Fprintf(f.IO.ErrOut, "airlock watcher: run %s: %v\n", id, err)
 			}
 			if id != first {
 				fmt.Fprintf(out, "Supervised by the shared watcher, process %d (its own messages are in run %s's %s)\n", os.Getpid(), first, watchLog)
@@ -125,7 +128,7 @@ func (f *Factory) watchHandler(ctx context.Context, st *store.Store, m *run.Mana
 			}
 		},
 		Log: func(format string, args ...any) {
-			fmt.Fprintf(f.IO.ErrOut, "airlock watch: "+format+"\n", args...)
+			fmt.Fprintf(f.IO.ErrOut, "airlock watcher: "+format+"\n", args...)
 		},
 	}
 }
@@ -236,7 +239,7 @@ func (f *Factory) watcherPlace(st *store.Store) (watchd.Place, error) {
 }
 
 // startWatcher hands the run to the shared watcher of its kind, or, when
-// none takes it, starts `airlock watch RUN` in its own session, detached
+// none takes it, starts `airlock watcher RUN` in its own session, detached
 // from the terminal, with its output in the run's directory. A watcher
 // that cannot start only costs the notifications: `ls`, `wait` and the
 // other commands still record the run's end.
@@ -259,7 +262,7 @@ func (f *Factory) startWatcher(m *run.Manager, r *store.Run) {
 	defer logf.Close()
 	// The engine the run was made on, named: a watcher left to choose
 	// would not see the user's --engine.
-	cmd := exec.Command(exe, "watch", r.ID, "--engine", f.endpoint.Kind)
+	cmd := exec.Command(exe, "watcher", r.ID, "--engine", f.endpoint.Kind)
 	cmd.Dir = r.Project
 	cmd.Env = f.Environ()
 	cmd.Stdout, cmd.Stderr = logf, logf

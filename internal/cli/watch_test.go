@@ -107,12 +107,12 @@ func (e *watchEnv) finish(id string) {
 	}
 }
 
-// watch runs `airlock watch id` in-process until it returns.
+// watch runs `airlock watcher id` in-process until it returns.
 func (e *watchEnv) watch(id string) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		cmd := NewRootCmd(e.factory())
-		cmd.SetArgs([]string{"watch", id, "--engine", "docker"})
+		cmd.SetArgs([]string{"watcher", id, "--engine", "docker"})
 		done <- cmd.ExecuteContext(context.Background())
 	}()
 	return done

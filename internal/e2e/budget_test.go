@@ -249,12 +249,12 @@ func webhookPosts(t *testing.T, e *env) {
 	waitWatchers(t, e)
 }
 
-// waitWatchers waits until no `airlock watch` of the test's runs is left,
+// waitWatchers waits until no `airlock watcher` of the test's runs is left,
 // so the test's directories can be removed.
 func waitWatchers(t *testing.T, e *env) {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		out, _ := exec.Command("pgrep", "-f", shared.bin+" watch").Output()
+		out, _ := exec.Command("pgrep", "-f", shared.bin+" watcher ").Output()
 		if len(strings.TrimSpace(string(out))) == 0 {
 			return
 		}

@@ -517,7 +517,7 @@ func (e *env) cleanup() {
 	for _, r := range runs {
 		// A detached run's watcher may still be writing into the run's
 		// directory, which the test's own cleanup is about to remove.
-		watcher := shared.bin + " watch " + r.Name()
+		watcher := shared.bin + " watcher " + r.Name()
 		exec.Command("pkill", "-KILL", "-f", watcher).Run()
 		for i := 0; i < 50 && exec.Command("pgrep", "-f", watcher).Run() == nil; i++ {
 			time.Sleep(100 * time.Millisecond)

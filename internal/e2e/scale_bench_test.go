@@ -32,7 +32,7 @@ const scaleRuns = 20
 // runs are in flight it samples the resident memory (VmRSS; the host's PID
 // namespace sees the containers' processes) of airlock's own processes:
 // each run's proxy (`airlock proxy`) and in-sandbox relay (`airlock
-// relay`), and what supervises it (the detached runs' `airlock watch`,
+// relay`), and what supervises it (the detached runs' `airlock watcher`,
 // one for all of them, or the batch's one `airlock run`); it reports their
 // sum divided by 20, its peak and its mean over the samples (target: at
 // most 30 MiB per run), and the most one run's own processes (proxy and
@@ -163,7 +163,7 @@ func scaleDetached(b *testing.B, e *env) (scaleMemory, error) {
 	ids := make([]string, scaleRuns)
 	stop := make(chan struct{})
 	memc := make(chan scaleMemory, 1)
-	go func() { memc <- sampleMemory(stop, scaleRuns, e, "watch") }()
+	go func() { memc <- sampleMemory(stop, scaleRuns, e, "watcher") }()
 	defer func() {
 		for _, id := range ids {
 			if id == "" {

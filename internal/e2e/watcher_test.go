@@ -19,7 +19,7 @@ import (
 // starts together.
 const detachedAtOnce = 4
 
-// Several `run -d` started at once are supervised by one `airlock watch`
+// Several `run -d` started at once are supervised by one `airlock watcher`
 // process, not one each: while they all run, exactly one watcher of them
 // is left. Each still ends recorded, its work brought back and its own
 // notification sent, with no other airlock command run; then the watcher
@@ -115,7 +115,7 @@ func TestDetachedRunsShareOneWatcher(t *testing.T) {
 	})
 }
 
-// watchersOf lists the `airlock watch` processes of any of ids.
+// watchersOf lists the `airlock watcher` processes of any of ids.
 func watchersOf(ids []string) []int {
 	var pids []int
 	procs, _ := os.ReadDir("/proc")
@@ -129,7 +129,7 @@ func watchersOf(ids []string) []int {
 			continue
 		}
 		argv := strings.Split(string(cmdline), "\x00")
-		if len(argv) > 2 && argv[0] == shared.bin && argv[1] == "watch" && slices.Contains(ids, argv[2]) {
+		if len(argv) > 2 && argv[0] == shared.bin && argv[1] == "watcher" && slices.Contains(ids, argv[2]) {
 			pids = append(pids, pid)
 		}
 	}

@@ -1,6 +1,6 @@
 // Package watchd lets one detached watcher process supervise many runs.
 //
-// The first `airlock watch` claims a place (a Unix socket and a lock file
+// The first `airlock watcher` claims a place (a Unix socket and a lock file
 // in a directory only the user can reach) and listens there; a later `run
 // -d` offers its run ID to that socket instead of starting a process of its
 // own. The watcher answers only once it has taken the run on, so a run is
