@@ -112,6 +112,7 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newLsCmd(f),
 		newLogsCmd(f),
 		newWaitCmd(f),
+		newWatchCmd(f),
 		newDiffCmd(f),
 		newMergeCmd(f),
 		newPushCmd(f),

@@ -121,7 +121,7 @@ done
 	// early, so what the loop sees is the proxy's doing alone.
 	res := e.ok("run", "-d", "-y", "--model", "claude-haiku-4-5", "--max-cost", "0.20", "-m", "Spend it all.", "--name", "spend")
 	id := strings.TrimSpace(res.stdout)
-	exec.Command("pkill", "-KILL", "-f", shared.bin+" watch "+id).Run()
+	exec.Command("pkill", "-KILL", "-f", shared.bin+" watcher "+id).Run()
 	e.waitContainer("airlock-"+id, 2*time.Minute)
 	r := waitStatus(t, e, id)
 	runDir := filepath.Join(e.state, "airlock", "runs", r.ID)

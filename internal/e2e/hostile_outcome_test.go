@@ -61,7 +61,7 @@ func hostileFrozenRelayDeadline(t *testing.T, e *env) {
 			"setsid nohup sh -c \""+strings.ReplaceAll(loop, `"`, `\"`)+"\" >/dev/null 2>&1 < /dev/null & sleep 100"))
 	id := strings.TrimSpace(e.ok("run", "-d", "-m", "Freeze.", "--name", "freeze-relay", "--timeout", "8s").stdout)
 	// No supervisor on the host: the watcher `run -d` left is killed.
-	exec.Command("pkill", "-KILL", "-f", shared.bin+" watch "+id).Run()
+	exec.Command("pkill", "-KILL", "-f", shared.bin+" watcher "+id).Run()
 
 	r := e.runs()[0]
 	if r.Deadline.IsZero() {
@@ -161,7 +161,7 @@ func waitStatus(t *testing.T, e *env, id string) store.Run {
 	t.Helper()
 	e.airlock("wait", id)
 	deadline := time.Now().Add(time.Minute)
-	for exec.Command("pgrep", "-f", shared.bin+" watch "+id).Run() == nil {
+	for exec.Command("pgrep", "-f", shared.bin+" watcher "+id).Run() == nil {
 		if time.Now().After(deadline) {
 			t.Fatalf("the watcher of run %s did not end", id)
 		}

@@ -186,7 +186,7 @@ func podmanCleanup(t *testing.T, state string, eng *sandbox.Docker) {
 		for _, r := range runs {
 			// A detached run's watcher may still write into the run's
 			// directory, which the test's cleanup removes next.
-			watcher := shared.bin + " watch " + r.Name()
+			watcher := shared.bin + " watcher " + r.Name()
 			exec.Command("pkill", "-KILL", "-f", watcher).Run()
 			for i := 0; i < 50 && exec.Command("pgrep", "-f", watcher).Run() == nil; i++ {
 				time.Sleep(100 * time.Millisecond)

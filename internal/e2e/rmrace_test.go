@@ -42,7 +42,7 @@ func TestRmForceLeavesNothing(t *testing.T) {
 				t.Errorf("rm --force %s after the start: exit %d\n%s", delay, res.code, res.stderr)
 			}
 			left(id, "after rm --force "+delay.String()+" after the start")
-			watcher := shared.bin + " watch " + id
+			watcher := shared.bin + " watcher " + id
 			for end := time.Now().Add(time.Minute); time.Now().Before(end) && exec.Command("pgrep", "-f", watcher).Run() == nil; {
 				time.Sleep(100 * time.Millisecond)
 			}

@@ -40,7 +40,7 @@ const (
 	// commitsOutputMax caps git's whole output. Past it the output is
 	// cut off (and git stopped), and only the commits read whole are
 	// kept: the newest ones.
-	commitsOutputMax = 8 << 20
+	commitsOutputMax = 4 << 20
 	subjectMax       = 1024
 	authorMax        = 256
 	statMax          = 16 << 10
