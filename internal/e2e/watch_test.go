@@ -37,7 +37,7 @@ func twoCommitsScript() testkit.Script {
 	}
 }
 
-// watcher is a running `airlock watch`, its output gathered as it comes.
+// watchProc is a running `airlock watch`, its output gathered as it comes.
 type watchProc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
@@ -50,10 +50,26 @@ type watchProc struct {
 
 func startWatch(t *testing.T, e *env, args ...string) *watchProc {
 	t.Helper()
+	return startProc(t, e, shared.bin, append([]string{"watch"}, args...)...)
+}
+
+// startWatchTTY is startWatch with its output on a terminal (script(1)
+// gives it one).
+func startWatchTTY(t *testing.T, e *env, args ...string) *watchProc {
+	t.Helper()
+	line := shared.bin + " watch"
+	for _, a := range args {
+		line += " '" + a + "'"
+	}
+	return startProc(t, e, "script", "-qfec", line, "/dev/null")
+}
+
+func startProc(t *testing.T, e *env, name string, args ...string) *watchProc {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	w := &watchProc{t: t, done: make(chan struct{})}
-	w.cmd = e.command(ctx, shared.bin, append([]string{"watch"}, args...)...)
+	w.cmd = e.command(ctx, name, args...)
 	stdout, err := w.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +143,21 @@ func (w *watchProc) waitFor(want string) string {
 	}
 }
 
+// waitForErr waits until watch's standard error holds want.
+func (w *watchProc) waitForErr(want string) {
+	w.t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; {
+		out, errOut := w.output()
+		if strings.Contains(errOut, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("airlock watch did not say %q\nstdout:\n%s\nstderr:\n%s", want, out, errOut)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // wait waits for watch to exit and returns its exit status.
 func (w *watchProc) wait() int {
 	w.t.Helper()
@@ -177,7 +208,7 @@ func runStatus(t *testing.T, e *env, id string) store.Status {
 // with its stat as the agent makes it, in order, while the run is still
 // running, and ends with the run: its outcome and next steps.
 func TestWatchShowsCommitsAsMade(t *testing.T) {
-	onEngines(t, []engineKind{onDocker}, func(t *testing.T, e *env) {
+	onEngines(t, rootfulEngines, func(t *testing.T, e *env) {
 		e.server(twoCommitsScript())
 		id := strings.TrimSpace(e.ok("run", "-d", "-m", "Make two commits.", "--name", "watched").stdout)
 		w := startWatch(t, e)
@@ -192,9 +223,32 @@ func TestWatchShowsCommitsAsMade(t *testing.T) {
 		if s := runStatus(t, e, id); s != store.StatusRunning {
 			t.Fatalf("first commit shown, run %s", s)
 		}
+		// On a terminal the bell rings for each new commit, not for
+		// those already there.
+		tty := startWatchTTY(t, e, id)
+		if ttyOut := tty.waitFor("Add one.txt"); strings.Contains(ttyOut, "\a") {
+			t.Errorf("a bell for a commit that was already there: %q", ttyOut)
+		}
+		// Ctrl-C stops watching, cleanly, and leaves the run going.
+		intr := startWatch(t, e, "--new")
+		intr.waitForErr("Watching the commits of run " + id)
+		intr.cmd.Process.Signal(os.Interrupt)
+		if code := intr.wait(); code != 0 {
+			t.Errorf("watch interrupted exited %d, want 0", code)
+		}
+		if _, errOut := intr.output(); !strings.Contains(errOut, "Stopped watching run "+id) || strings.Contains(errOut, "interrupted") {
+			t.Errorf("watch interrupted said:\n%s", errOut)
+		}
+		if s := runStatus(t, e, id); s != store.StatusRunning {
+			t.Fatalf("after interrupting a watch, run %s", s)
+		}
 		e.ok("exec", id, "--", "touch", "/tmp/go1")
 
 		out = w.waitFor("Add two.txt\n")
+		ttyOut := tty.waitFor("Add two.txt")
+		if i := strings.Index(ttyOut, "Add one.txt"); strings.Count(ttyOut, "\a") != 1 || strings.Index(ttyOut, "\a") < i {
+			t.Errorf("on a terminal, not one bell for the new commit: %q", ttyOut)
+		}
 		if s := runStatus(t, e, id); s != store.StatusRunning {
 			t.Fatalf("second commit shown, run %s", s)
 		}

@@ -3,6 +3,7 @@ package run
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -275,5 +276,36 @@ func TestCommitsHugeLog(t *testing.T) {
 	}
 	if n := len(got[0].Subject); n > subjectMax || n < 100 {
 		t.Errorf("subject of %d bytes", n)
+	}
+}
+
+// Only the newest commitsMax commits are listed, still oldest first.
+func TestCommitsNewestOnly(t *testing.T) {
+	w := newWorld(t)
+	base := strings.TrimSpace(w.git("rev-parse", "HEAD"))
+	var stream strings.Builder
+	for i := range commitsMax + 20 {
+		fmt.Fprintf(&stream, "commit refs/heads/airlock/many\ncommitter T <t@example.invalid> %d +0000\ndata <<END\nc%d\nEND\n", 1700000000+i, i)
+		if i == 0 {
+			fmt.Fprintf(&stream, "from %s\n", base)
+		}
+		stream.WriteString("\n")
+	}
+	cmd := exec.Command("git", "fast-import", "--quiet")
+	cmd.Dir, cmd.Stdin = w.repo, strings.NewReader(stream.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fast-import: %v\n%s", err, out)
+	}
+	r := &store.Run{ID: "many", Project: w.repo, Status: store.StatusSucceeded, BaseCommit: base,
+		Harvested: true, StartedAt: time.Now(), CreatedAt: time.Now()}
+	if err := w.m.Store.Create(r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.m.Commits(context.Background(), r, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != commitsMax || got[0].Subject != "c20" || got[len(got)-1].Subject != fmt.Sprintf("c%d", commitsMax+19) {
+		t.Fatalf("got %d commits, %q to %q", len(got), got[0].Subject, got[len(got)-1].Subject)
 	}
 }
