@@ -14,7 +14,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 )
 
 func TestCreate(t *testing.T) {
@@ -35,15 +34,10 @@ func TestCreate(t *testing.T) {
 	userHead := git(t, repo, "rev-parse", "HEAD")
 
 	dest := filepath.Join(t.TempDir(), "ws")
-	start := time.Now()
+	// Its speed is measured by the benchmarks (make bench), not here.
 	c, err := Create(context.Background(), CreateOptions{Repo: filepath.Join(repo, "lib"), ID: "task-0123abcd", Dest: dest, UID: -1, GID: -1})
-	elapsed := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
-	}
-	t.Logf("Create of a 2000-file repository took %v", elapsed)
-	if elapsed > 2*time.Second {
-		t.Errorf("Create took %v; want well under a second", elapsed)
 	}
 	if c.BaseCommit != userHead || c.Branch != "airlock/task-0123abcd" {
 		t.Errorf("Created = %+v; want base %s, branch airlock/task-0123abcd", c, userHead)
