@@ -49,7 +49,10 @@ image: setup build
 demo:
 	scripts/demo.sh
 
+# The web page's unit tests first (Node's runner, a second); its browser
+# tests are Go tests (internal/e2e/ui_browser_test.go).
 test: setup build image
+	cd web && $(NPM) test --silent
 	$(GO) test -count=1 -timeout $(GOTEST_TIMEOUT) ./...
 
 bench: setup build image

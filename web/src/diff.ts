@@ -14,7 +14,7 @@ interface Line {
 // parse reads one file's unified diff. The old and the new side are each
 // highlighted as a whole (so multi-line strings and comments come out
 // right), then each patch line takes its tokens from its side.
-function parse(patch: string): { lines: Line[]; oldText: string[]; newText: string[] } {
+export function parse(patch: string): { lines: Line[]; oldText: string[]; newText: string[] } {
   const lines: Line[] = [];
   const oldText: string[] = [];
   const newText: string[] = [];
