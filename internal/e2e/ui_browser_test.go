@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -284,6 +286,32 @@ func TestUIBrowser(t *testing.T) {
 		b.waitJS("the run to succeed", `document.querySelector("#run-status")?.textContent === "succeeded"`, 3*time.Minute)
 		// (hello.py is on main already, merged above: nothing to commit.)
 		b.waitJS("its transcript", `document.querySelector("#transcript").textContent.includes("Hello from airlock")`, 30*time.Second)
+	})
+
+	// On a phone's screen the pages fit its width: wide tables and diffs
+	// scroll by themselves, the page does not.
+	t.Run("PhoneWidth", func(t *testing.T) {
+		b := b.with(t)
+		b.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+		defer func() {
+			if _, err := chromedp.Call(b.ctx, emulation.ClearDeviceMetricsOverride, cdp.Empty{}); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		for _, path := range []string{"/", "/new", "/runs/" + live} {
+			b.do(chromedp.Navigate(ui.base + path))
+			b.waitJS("the page", `document.querySelector("#main").children.length > 0 && !!document.querySelector("h1")`, 30*time.Second)
+			if path != "/new" {
+				b.waitJS("its content", `!!document.querySelector("#runs tbody tr, #diff details.file")`, 30*time.Second)
+			}
+			// (Not innerWidth: a mobile browser zooms out to fit a page
+			// wider than the screen.)
+			if w := b.evalInt(`document.documentElement.scrollWidth`); w > 390 {
+				b.shot("phone")
+				t.Errorf("%s is %dpx wide on a phone's 390px screen", path, w)
+			}
+		}
+		b.shotFile("phone-run")
 	})
 
 	// The page keeps working across a restart of the server: it says it is
