@@ -198,6 +198,20 @@ func TestUIBrowser(t *testing.T) {
 		b.shotFile("terminal")
 	})
 
+	// Two tabs on one session: what one types, the other shows.
+	t.Run("SecondTab", func(t *testing.T) {
+		b := b.with(t)
+		ctx, cancel := chromedp.NewContext(b.ctx)
+		defer cancel()
+		if err := chromedp.Do(ctx, chromedp.Navigate(ui.base+term)); err != nil {
+			t.Fatal(err)
+		}
+		other := &tab{t: t, ctx: ctx}
+		other.waitTerminal()
+		other.typeTerm("echo OTHER-$((40+2))-TAB\n")
+		b.waitScreen(func(s string) bool { return hasLine(s, "OTHER-42-TAB") }, "what the second tab typed", 30*time.Second)
+	})
+
 	// An interactive run's terminal is the agent's own TUI.
 	t.Run("InteractiveTUI", func(t *testing.T) {
 		b := b.with(t)
