@@ -45,6 +45,14 @@ Headless runs have no terminal: follow them with airlock logs -f.`,
 // resolveSession is resolveRun, except that without RUN it prefers the
 // project's latest running interactive run.
 func (f *Factory) resolveSession(ctx context.Context, ref string) (*store.Run, error) {
+	return f.resolvePreferring(ctx, ref, false, func(r *store.Run) bool {
+		return r.Kind == run.KindShell && r.Status == store.StatusRunning
+	})
+}
+
+// resolvePreferring is resolveRun, except that without RUN it first takes
+// the project's latest run that prefer picks, if there is one.
+func (f *Factory) resolvePreferring(ctx context.Context, ref string, allProjects bool, prefer func(*store.Run) bool) (*store.Run, error) {
 	if ref == "" {
 		st, err := f.Store()
 		if err != nil {
@@ -59,12 +67,12 @@ func (f *Factory) resolveSession(ctx context.Context, ref string) (*store.Run, e
 			return nil, err
 		}
 		for _, r := range runs {
-			if r.Project == project && r.Kind == run.KindShell && r.Status == store.StatusRunning {
+			if r.Project == project && prefer(r) {
 				return r, nil
 			}
 		}
 	}
-	return f.resolveRun(ctx, ref, false)
+	return f.resolveRun(ctx, ref, allProjects)
 }
 
 // attachRun connects the user's terminal to the run's tmux session until

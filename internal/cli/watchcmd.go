@@ -126,26 +126,9 @@ func watchInterrupted(f *Factory, r *store.Run) error {
 // resolveWatched is RUN, or the project's latest running run, or else its
 // latest run.
 func (f *Factory) resolveWatched(ctx context.Context, ref string, allProjects bool) (*store.Run, error) {
-	if ref == "" {
-		st, err := f.Store()
-		if err != nil {
-			return nil, err
-		}
-		project, err := f.project(ctx)
-		if err != nil {
-			return nil, err
-		}
-		runs, err := st.List()
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range runs {
-			if r.Project == project && (r.Status == store.StatusRunning || r.Status == store.StatusCreating) {
-				return r, nil
-			}
-		}
-	}
-	return f.resolveRun(ctx, ref, allProjects)
+	return f.resolvePreferring(ctx, ref, allProjects, func(r *store.Run) bool {
+		return r.Status == store.StatusRunning || r.Status == store.StatusCreating
+	})
 }
 
 // commitWatcher prints a run's commits it has not printed yet.

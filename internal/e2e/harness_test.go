@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -599,4 +600,18 @@ func hostGateway(fallback string) string {
 		}
 	}
 	return fallback
+}
+
+// stopGroup sends sig to cmd's process group (started with Setpgid) and
+// waits for cmd; after grace it kills the group.
+func stopGroup(cmd *exec.Cmd, sig syscall.Signal, grace time.Duration) {
+	syscall.Kill(-cmd.Process.Pid, sig)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
 }

@@ -402,15 +402,7 @@ func startBrowserUI(t *testing.T, e *env, addr string) browserUI {
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-			done := make(chan struct{})
-			go func() { cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				<-done
-			}
+			stopGroup(cmd, syscall.SIGINT, 10*time.Second)
 			if t.Failed() {
 				t.Logf("airlock ui's stderr:\n%s", tail(stderr.String(), 40))
 			}

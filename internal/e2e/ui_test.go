@@ -49,15 +49,7 @@ func startUI(t *testing.T, e *env, args ...string) *uiServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
+		stopGroup(cmd, syscall.SIGTERM, 10*time.Second)
 		cancel()
 	})
 	lines := make(chan string, 1)
