@@ -332,7 +332,7 @@ func (b *uiBackend) Summary(ctx context.Context, id string) (string, error) {
 	return b.m.Summary(r).Result, nil
 }
 
-func (b *uiBackend) Commits(ctx context.Context, id string) ([]ui.Commit, error) {
+func (b *uiBackend) Commits(ctx context.Context, id string, withStat bool) ([]ui.Commit, error) {
 	r, err := b.get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -340,7 +340,7 @@ func (b *uiBackend) Commits(ctx context.Context, id string) ([]ui.Commit, error)
 	if r.Removed() {
 		return nil, nil
 	}
-	cs, err := b.m.Commits(ctx, r, true)
+	cs, err := b.m.Commits(ctx, r, withStat)
 	if err != nil {
 		return nil, err
 	}

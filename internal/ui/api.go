@@ -177,7 +177,7 @@ func (s *Server) apiRun(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.logf("summary of %s: %v", id, err)
 	}
-	commits, err := b.Commits(r.Context(), id)
+	commits, err := b.Commits(r.Context(), id, true)
 	if err != nil {
 		s.logf("commits of %s: %v", id, err)
 	}

@@ -41,7 +41,7 @@ func (fixedBackend) Run(_ context.Context, id string) (*store.Run, error) {
 	return &store.Run{ID: "r1", Status: store.StatusRunning}, nil
 }
 func (fixedBackend) Summary(context.Context, string) (string, error) { return markup, nil }
-func (fixedBackend) Commits(context.Context, string) ([]Commit, error) {
+func (fixedBackend) Commits(context.Context, string, bool) ([]Commit, error) {
 	return []Commit{{SHA: "abc", Subject: markup}}, nil
 }
 func (fixedBackend) Diff(context.Context, string) (*Diff, error) { return &Diff{}, nil }

@@ -38,8 +38,10 @@ type Backend interface {
 	Run(ctx context.Context, id string) (*store.Run, error)
 	// Summary is the agent's final text, raw.
 	Summary(ctx context.Context, id string) (string, error)
-	// Commits are the run's commits since its base, oldest first.
-	Commits(ctx context.Context, id string) ([]Commit, error)
+	// Commits are the run's commits since its base, oldest first; with
+	// withStat, each with its --stat (dearer: a running run's are read by
+	// git in its sandbox).
+	Commits(ctx context.Context, id string, withStat bool) ([]Commit, error)
 	// Diff is what the run changed against its base.
 	Diff(ctx context.Context, id string) (*Diff, error)
 	// Egress is the run's egress audit log.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -189,7 +190,9 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 		}
 		commitsPoll = time.Now()
 		finished = run.Status.Finished()
-		commits, err := b.Commits(ctx, id)
+		// Looks go without stats; only when a commit is new are they
+		// asked for (the notification shows the new commit's).
+		commits, err := b.Commits(ctx, id, false)
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
@@ -202,6 +205,13 @@ func (s *Server) streamRun(w http.ResponseWriter, r *http.Request) {
 				seen[c.SHA] = true
 			}
 			return nil
+		}
+		if slices.ContainsFunc(commits, func(c Commit) bool { return !seen[c.SHA] }) {
+			if withStat, err := b.Commits(ctx, id, true); err == nil {
+				commits = withStat
+			} else if ctx.Err() != nil {
+				return err
+			}
 		}
 		for _, c := range commits {
 			if seen[c.SHA] {
