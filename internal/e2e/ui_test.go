@@ -367,6 +367,45 @@ func TestUI(t *testing.T) {
 	}
 }
 
+// TestUITerminalEngines: the page's terminal is an exec with a TTY in the
+// sandbox, which each engine does its own way (Podman's API, rootless too,
+// and Incus' exec websockets): typing, a resize and a second tab on the
+// same tmux session work on each. TestUI does all of it on Docker.
+func TestUITerminalEngines(t *testing.T) {
+	onEngines(t, []engineKind{onPodman, onRootlessPodman, onIncus}, func(t *testing.T, e *env) {
+		e.server(testkit.BashScript("uiterm", "echo UI-TERM-READY; sleep 60"))
+		s := startUI(t, e)
+		id := strings.TrimSpace(e.ok("run", "-d", "-y", "-m", "Wait.", "--name", "uiterm").stdout)
+		defer e.airlock("kill", id)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		readEvents(ctx, t, s, "/api/runs/"+id+"/stream", func(ev sseEvent) bool {
+			return ev.name == "transcript" && strings.Contains(ev.data, "UI-TERM-READY")
+		})
+		c, _, err := s.dialTerminal(ctx, id, s.base, true)
+		if err != nil {
+			t.Fatalf("terminal: %v", err)
+		}
+		defer c.CloseNow()
+		var screen bytes.Buffer
+		c.Write(ctx, websocket.MessageBinary, []byte("echo h''i-on-"+e.engine.String()+"\r"))
+		termUntil(ctx, t, c, &screen, "hi-on-"+e.engine.String())
+		c.Write(ctx, websocket.MessageText, []byte(`{"type":"resize","cols":83,"rows":29}`))
+		time.Sleep(500 * time.Millisecond) // the resize and the typing go by different ways
+		c.Write(ctx, websocket.MessageBinary, []byte("stty size\r"))
+		termUntil(ctx, t, c, &screen, "29 83")
+
+		c2, _, err := s.dialTerminal(ctx, id, s.base, true)
+		if err != nil {
+			t.Fatalf("second terminal: %v", err)
+		}
+		defer c2.CloseNow()
+		var screen2 bytes.Buffer
+		c2.Write(ctx, websocket.MessageBinary, []byte("tmux display-message -p 'session=#{session_name}'\r"))
+		termUntil(ctx, t, c2, &screen2, "session=airlock-web")
+	})
+}
+
 // TestUIRefusals: without the session cookie, from another origin, or by
 // another host name, nothing is answered, over HTTP and WebSocket alike; a
 // cross-site form POST cannot merge.
