@@ -360,10 +360,10 @@ func (b *uiBackend) Diff(ctx context.Context, id string) (*ui.Diff, error) {
 		return nil, err
 	}
 	if r.Status == store.StatusRunning && !r.Here {
-		d, err := b.liveDiff(ctx, r)
+		stat, patch, err := b.m.LiveDiff(ctx, r, 1<<20, maxDiff)
 		switch {
 		case err == nil:
-			return d, nil
+			return &ui.Diff{Stat: stat, Files: ui.ParseDiff(patch)}, nil
 		case !errors.Is(err, run.ErrNotRunning):
 			return nil, ui.Errorf(http.StatusConflict, "%v", err)
 		}
@@ -381,57 +381,6 @@ func (b *uiBackend) Diff(ctx context.Context, id string) (*ui.Diff, error) {
 		return nil, err
 	}
 	return &ui.Diff{Stat: stat.String(), Files: ui.ParseDiff(patch.String())}, nil
-}
-
-// liveGit runs git in a running sandbox on the agent's copy. Its
-// configuration is the agent's: this keeps the output a plain diff, it is
-// no protection (the sandbox is the agent's anyway, and host git never
-// runs there).
-var liveGit = []string{
-	"git", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.pager=cat", "-c", "core.quotePath=true",
-	"diff", "--no-ext-diff", "--no-textconv", "--no-color", "--no-relative",
-}
-
-// liveDiff is a running run's changes so far (committed or not, against
-// its base), from git inside its sandbox, as the agent.
-func (b *uiBackend) liveDiff(ctx context.Context, r *store.Run) (*ui.Diff, error) {
-	s, err := b.m.Session(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	if r.BaseCommit == "" {
-		return nil, fmt.Errorf("run %s has no base commit to diff against", r.ID)
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	gitDiff := func(limit int, extra ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		stdout := &capWriter{w: &out, n: limit, full: cancel}
-		cmd := append(append(append([]string{}, liveGit...), extra...), "--end-of-options", r.BaseCommit, "--")
-		code, err := s.Exec(ctx, sandbox.ExecSpec{
-			Cmd:    cmd,
-			Env:    []string{"GIT_PAGER=cat", "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0", "LC_ALL=C"},
-			Stdout: stdout, Stderr: &capWriter{w: &errOut, n: 4 << 10},
-		})
-		switch {
-		case stdout.n == 0:
-			return out.String(), nil // capped: what was read is shown
-		case err != nil:
-			return "", fmt.Errorf("diff run %s in its sandbox: %w", r.ID, err)
-		case code != 0:
-			return "", fmt.Errorf("diff run %s: git diff in its sandbox exited with status %d: %s", r.ID, code, untrusted.Line(strings.TrimSpace(errOut.String())))
-		}
-		return out.String(), nil
-	}
-	stat, err := gitDiff(1<<20, "--stat")
-	if err != nil {
-		return nil, err
-	}
-	patch, err := gitDiff(maxDiff)
-	if err != nil {
-		return nil, err
-	}
-	return &ui.Diff{Stat: stat, Files: ui.ParseDiff(patch)}, nil
 }
 
 var errCapped = errors.New("output capped")

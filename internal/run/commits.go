@@ -13,9 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
-	"github.com/airlock-dev/airlock/internal/untrusted"
 	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
@@ -135,25 +133,11 @@ func sandboxCommits(ctx context.Context, s *Session, withStat bool) ([]Commit, e
 	r := s.Run
 	ctx, cancel := context.WithTimeout(ctx, commitsTimeout)
 	defer cancel()
-	out := &cappedBuffer{max: commitsOutputMax, full: cancel}
-	errOut := &cappedBuffer{max: 4 << 10}
 	cmd := slices.Concat(sandboxGit, logOptions(withStat),
 		[]string{"--end-of-options", r.BaseCommit + "..refs/heads/" + r.Branch, "--"})
-	code, err := s.Exec(ctx, sandbox.ExecSpec{
-		Cmd:    cmd,
-		Env:    []string{"GIT_PAGER=cat", "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0", "LC_ALL=C"},
-		Stdout: out, Stderr: errOut,
-	})
-	data, over := out.result()
-	errText, _ := errOut.result()
-	switch {
-	case over:
-		// Stopped on purpose: what was read whole is kept.
-	case err != nil:
-		return nil, fmt.Errorf("list the commits of run %s in its sandbox: %w", r.ID, err)
-	case code != 0:
-		return nil, fmt.Errorf("list the commits of run %s: git log in its sandbox exited with status %d: %s",
-			r.ID, code, untrusted.Line(strings.TrimSpace(string(errText))))
+	data, over, err := sandboxOutput(ctx, s, cmd, commitsOutputMax)
+	if err != nil {
+		return nil, fmt.Errorf("list the commits of run %s: git log in its sandbox: %w", r.ID, err)
 	}
 	commits, err := parseLog(data, over)
 	if err != nil {

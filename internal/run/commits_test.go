@@ -309,3 +309,62 @@ func TestCommitsNewestOnly(t *testing.T) {
 		t.Fatalf("got %d commits, %q to %q", len(got), got[0].Subject, got[len(got)-1].Subject)
 	}
 }
+
+// A running run's diff so far is read in its sandbox: committed and
+// uncommitted changes to tracked files, each output capped; once the run
+// ended there is no live diff (ErrNotRunning), its work is on its branch.
+func TestLiveDiff(t *testing.T) {
+	w := newWorld(t)
+	var execs atomic.Int32
+	eng := w.eng.WithExec(hostExec(&execs))
+	w.m.Engine, w.m.Caps = eng, sandbox.CapsOf(eng)
+	next := make(chan struct{})
+	w.setAgent(func(p *memengine.Proc) int {
+		if !agentCommit(p, "one.txt", "first commit") {
+			return 90
+		}
+		ws, _, _ := p.HostPath(containerWorkspace)
+		if err := os.WriteFile(filepath.Join(ws, "one.txt"), []byte(strings.Repeat("changed, not committed\n", 200)), 0o644); err != nil {
+			return 91
+		}
+		if err := os.WriteFile(filepath.Join(ws, ".git", "READY"), nil, 0o644); err != nil {
+			return 92
+		}
+		select {
+		case <-next:
+		case <-p.Killed():
+			return 137
+		}
+		return 0
+	})
+	r := w.start(w.request("livediff"))
+	ctx := context.Background()
+	ready := filepath.Join(w.m.Store.RunDir(r.ID), "workspace", ".git", "READY")
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the agent never got ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	stat, patch, err := w.m.LiveDiff(ctx, r, 1<<20, 1<<20)
+	if err != nil {
+		t.Fatalf("LiveDiff: %v", err)
+	}
+	if !strings.Contains(stat, "one.txt") || !strings.Contains(patch, "+changed, not committed") || execs.Load() == 0 {
+		t.Errorf("live diff from the sandbox: stat %q, patch %d bytes, %d execs", stat, len(patch), execs.Load())
+	}
+	_, cut, err := w.m.LiveDiff(ctx, r, 1<<20, 100)
+	if err != nil || len(cut) != 100 {
+		t.Errorf("a patch capped at 100 bytes: %d bytes, %v; want 100 and no error", len(cut), err)
+	}
+
+	close(next)
+	r = w.wait(r)
+	if _, _, err := w.m.LiveDiff(ctx, r, 1<<20, 1<<20); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("LiveDiff of a finished run: %v, want ErrNotRunning", err)
+	}
+}
