@@ -95,7 +95,7 @@ func (d *Docker) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, 
 	sock := filepath.Join(spec.Dir, "sock", filepath.Base(APISocket))
 	if err := waitProxy(ctx, d, proxy, sock); err != nil {
 		var exited *proxyExitedError
-		if errors.As(err, &exited) && exited.code == 0 && d.ended(ctx, a.id) {
+		if errors.As(err, &exited) && exited.code == 0 && d.endsWithin(ctx, a.id, agentEndGrace) {
 			// The agent was done before the proxy was seen answering
 			// (a setup command that failed at once): its relay's
 			// lifeline ended the proxy, as at the end of every run.
@@ -108,10 +108,33 @@ func (d *Docker) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, 
 	return Sandbox{Agent: a.id, Proxy: proxy}, nil
 }
 
-// ended reports whether a container has run and stopped.
-func (d *Docker) ended(ctx context.Context, id string) bool {
-	st, err := d.Inspect(ctx, id)
-	return err == nil && (st.Status == StatusExited || st.Status == StatusDead)
+// agentEndGrace is how long an agent whose proxy ended cleanly may take to
+// be seen exited: the proxy ends when the relay's lifeline does, which can
+// be a moment before the engine records the container's exit (rootless
+// Podman's conmon).
+const agentEndGrace = 5 * time.Second
+
+// endsWithin reports whether a container is seen to have run and stopped
+// within grace.
+func (d *Docker) endsWithin(ctx context.Context, id string, grace time.Duration) bool {
+	deadline := time.Now().Add(grace)
+	for {
+		st, err := d.Inspect(ctx, id)
+		if err != nil {
+			return false
+		}
+		if st.Status == StatusExited || st.Status == StatusDead {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // proxyExitedError is a proxy that exited before it was seen answering.
