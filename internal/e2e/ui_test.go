@@ -425,7 +425,10 @@ func TestUIRefusals(t *testing.T) {
 		want int
 	}{
 		{"no cookie", func() *http.Request { r, _ := http.NewRequest("GET", s.base+"/api/runs", nil); return r }, 401},
-		{"old token", func() *http.Request { r, _ := http.NewRequest("GET", s.base+"/?token="+otherToken(s.token), nil); return r }, 401},
+		{"old token", func() *http.Request {
+			r, _ := http.NewRequest("GET", s.base+"/?token="+otherToken(s.token), nil)
+			return r
+		}, 401},
 		{"foreign Origin", func() *http.Request {
 			r, _ := http.NewRequest("GET", s.base+"/api/runs", nil)
 			r.Header.Set("Cookie", s.cookieHeader())
