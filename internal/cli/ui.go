@@ -139,7 +139,7 @@ func uiRun(ctx context.Context, f *Factory, opts uiOptions) error {
 	}
 	note := filepath.Join(dir, "server.json")
 	if data, err := json.Marshal(uiServerNote{PID: os.Getpid(), Base: srv.Base(), Token: token}); err == nil {
-		if err := writeFile0600(note, data); err != nil {
+		if err := ui.WritePrivate(note, data); err != nil {
 			fmt.Fprintf(f.IO.ErrOut, "warning: %v\n", err)
 		}
 		defer removeNoteIfMine(note)
@@ -159,17 +159,6 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-func writeFile0600(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // removeNoteIfMine removes the server note unless another server has
@@ -202,7 +191,7 @@ func (f *Factory) openBrowser(url string) {
 // runningUI finds the dashboard server of this state directory, if one is
 // running and answers.
 func runningUI(st *store.Store) (*uiServerNote, bool) {
-	data, err := os.ReadFile(filepath.Join(uiDir(st), "server.json"))
+	data, err := ui.ReadPrivate(filepath.Join(uiDir(st), "server.json"))
 	if err != nil {
 		return nil, false
 	}

@@ -45,7 +45,7 @@ func NewToken() (string, error) {
 // 0600: anyone who can read it can use the dashboard.
 func LoadSecret(path string, rotate bool) ([]byte, error) {
 	if !rotate {
-		b, err := readPrivate(path)
+		b, err := ReadPrivate(path)
 		if err == nil {
 			s, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(string(b)))
 			if err != nil || len(s) < 32 {
@@ -61,15 +61,15 @@ func LoadSecret(path string, rotate bool) ([]byte, error) {
 	if _, err := rand.Read(s); err != nil {
 		return nil, err
 	}
-	if err := writePrivate(path, []byte(base64.RawURLEncoding.EncodeToString(s)+"\n")); err != nil {
+	if err := WritePrivate(path, []byte(base64.RawURLEncoding.EncodeToString(s)+"\n")); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// readPrivate reads a file that must be ours alone: a regular file (no
+// ReadPrivate reads a file that must be ours alone: a regular file (no
 // link), owned by us, mode 0600.
-func readPrivate(path string) ([]byte, error) {
+func ReadPrivate(path string) ([]byte, error) {
 	fi, err := os.Lstat(path)
 	if err != nil {
 		return nil, err
@@ -86,8 +86,8 @@ func readPrivate(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// writePrivate writes data to path, mode 0600, replacing it atomically.
-func writePrivate(path string, data []byte) error {
+// WritePrivate writes data to path, mode 0600, replacing it atomically.
+func WritePrivate(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}

@@ -25,16 +25,16 @@ import (
 // pinned by them, not by a CA.
 func LoadCert(dir string) (*tls.Config, string, error) {
 	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	certPEM, err := readPrivate(certPath)
+	certPEM, err := ReadPrivate(certPath)
 	var keyPEM []byte
 	if err == nil {
-		keyPEM, err = readPrivate(keyPath)
+		keyPEM, err = ReadPrivate(keyPath)
 	}
 	if errors.Is(err, os.ErrNotExist) {
 		certPEM, keyPEM, err = newCert()
 		if err == nil {
-			if err = writePrivate(keyPath, keyPEM); err == nil {
-				err = writePrivate(certPath, certPEM)
+			if err = WritePrivate(keyPath, keyPEM); err == nil {
+				err = WritePrivate(certPath, certPEM)
 			}
 		}
 	}
