@@ -662,27 +662,31 @@ func (b *uiBackend) Terminal(ctx context.Context, id string, cols, rows int) (io
 	size := sandbox.TermSize{Width: uint(cols), Height: uint(rows)}
 	// No status line: the shell gets the page's whole size, as stty
 	// size in it says.
-	cmd := []string{"tmux", "-u", "new-session", "-A", "-s", "airlock-web", ";", "set-option", "status", "off"}
-	if r.Kind == run.KindShell {
-		if err := s.WaitTmux(ctx, 30*time.Second); err != nil {
-			return nil, nil, err
-		}
-		cmd = []string{"tmux", "-u", "attach-session", "-t", run.TmuxSession}
-	}
+	const term = "xterm-256color" // xterm.js
 	ctx, cancel := context.WithCancel(ctx)
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	resize := make(chan sandbox.TermSize, 1)
-	go func() {
-		code, err := s.Exec(ctx, sandbox.ExecSpec{
-			Cmd:    cmd,
-			Env:    []string{"TERM=xterm-256color", "LANG=C.UTF-8"},
+	open := func() (int, error) {
+		return s.Exec(ctx, sandbox.ExecSpec{
+			Cmd:    []string{"tmux", "-u", "new-session", "-A", "-s", "airlock-web", ";", "set-option", "status", "off"},
+			Env:    []string{"TERM=" + term, "LANG=C.UTF-8"},
 			TTY:    true,
 			Stdin:  inR,
 			Stdout: outW,
 			Size:   size,
 			Resize: resize,
 		})
+	}
+	if r.Kind == run.KindShell {
+		if err := s.WaitTmux(ctx, 30*time.Second); err != nil {
+			cancel()
+			return nil, nil, err
+		}
+		open = func() (int, error) { return s.Attach(ctx, term, inR, outW, size, resize) }
+	}
+	go func() {
+		code, err := open()
 		switch {
 		case err != nil && ctx.Err() == nil:
 			outW.CloseWithError(err)
