@@ -478,7 +478,6 @@ func (b *uiBackend) Transcript(ctx context.Context, id string, from int64) (*ui.
 	}
 	t := &ui.Transcript{Next: start + int64(end)}
 	parse := run.ParserOf(r)
-	rend := transcriptEntries{}
 	for line := range bytes.SplitSeq(buf[:end], []byte("\n")) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -494,7 +493,7 @@ func (b *uiBackend) Transcript(ctx context.Context, id string, from int64) (*ui.
 			continue
 		}
 		for _, ev := range evs {
-			if e, ok := rend.entry(ev); ok {
+			if e, ok := transcriptEntry(ev); ok {
 				t.Entries = append(t.Entries, e)
 			}
 		}
@@ -505,11 +504,9 @@ func (b *uiBackend) Transcript(ctx context.Context, id string, from int64) (*ui.
 // maxEntryText caps one entry's text (a tool's output can be megabytes).
 const maxEntryText = 64 << 10
 
-type transcriptEntries struct{}
-
-// entry turns an event into what the page shows. The text is the agent's,
+// transcriptEntry turns an event into what the page shows. The text is the agent's,
 // raw: the page shows it as text.
-func (transcriptEntries) entry(ev transcript.Event) (ui.Entry, bool) {
+func transcriptEntry(ev transcript.Event) (ui.Entry, bool) {
 	var e ui.Entry
 	switch ev.Kind {
 	case transcript.KindText, transcript.KindThinking:
