@@ -41,12 +41,53 @@ type GitHub struct {
 
 // Engine chooses the container engine ([engine]).
 type Engine struct {
-	// Kind is "docker", "podman" or "incus" (engine.kind); --engine
+	// Kind is "docker", "podman", "incus" or "kubernetes" (engine.kind); --engine
 	// overrides it. Default "": detect one (DOCKER_HOST, then the Docker
 	// socket, then Podman's sockets, then Incus').
 	Kind string
 	// Incus holds the settings of the Incus engine ([engine.incus]).
 	Incus EngineIncus
+	// Kubernetes holds the settings of the Kubernetes engine
+	// ([engine.kubernetes]).
+	Kubernetes EngineKubernetes
+}
+
+// EngineKubernetes are the Kubernetes engine's settings
+// ([engine.kubernetes]); see docs/kubernetes.md.
+type EngineKubernetes struct {
+	// Kubeconfig is the kubeconfig file (engine.kubernetes.kubeconfig).
+	// Default "": $KUBECONFIG, else ~/.kube/config. Your user config only.
+	Kubeconfig string
+	// Context is the kubeconfig context (engine.kubernetes.context).
+	// Default "": the current context. Your user config only.
+	Context string
+	// Namespace is where the pods go (engine.kubernetes.namespace).
+	// Default "": the context's namespace, else "airlock". Your user
+	// config only.
+	Namespace string
+	// RuntimeClass is the RuntimeClass of every pod
+	// (engine.kubernetes.runtime_class), such as gVisor's. Default "":
+	// the cluster's default runtime, or the one [sandbox] runtime names.
+	RuntimeClass string
+	// NodeSelector are "label=value" pairs a node must carry
+	// (engine.kubernetes.node_selector). Default: none.
+	NodeSelector []string
+	// StorageClass is the class of persistent runs' volume claims
+	// (engine.kubernetes.storage_class). Default "": the cluster's default.
+	StorageClass string
+	// Registry is where `airlock image build` pushes images and pods pull
+	// them from (engine.kubernetes.registry). Default "": the images are
+	// loaded into the nodes by hand and airlock checks they are there.
+	// Your user config only.
+	Registry string
+	// Warm is how many pods to keep created and waiting for a run
+	// (engine.kubernetes.warm). Default 0.
+	Warm int
+	// ClusterCIDRs are the cluster's pod and service ranges, which the
+	// proxy's network policy keeps it from (engine.kubernetes.cluster_cidrs).
+	// Default: 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 and 100.64.0.0/10
+	// (every private range clusters commonly use).
+	ClusterCIDRs []string
 }
 
 // EngineIncus are the Incus engine's settings ([engine.incus]).

@@ -326,6 +326,12 @@ var userOnly = map[string]string{
 	"egress.ssh.key_file":    "it loads a key of yours for the sandbox to sign with",
 	"egress.ssh.hosts":       "the sandbox signs in with your SSH keys on each host it names",
 	"sandbox.mounts":         "it gives the sandbox directories of your machine",
+	// The proxy's pod holds your credentials: the repository must not
+	// choose the cluster, the namespace or the images' registry.
+	"engine.kubernetes.kubeconfig": "it chooses the cluster that receives your credentials",
+	"engine.kubernetes.context":    "it chooses the cluster that receives your credentials",
+	"engine.kubernetes.namespace":  "it chooses where your credentials are stored in the cluster",
+	"engine.kubernetes.registry":   "it chooses where your images are pushed and pulled from",
 }
 
 // userOnlyWhy says why a repository's own config may not set key, if it

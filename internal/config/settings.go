@@ -251,9 +251,9 @@ var settings = withAgentSettings([]setting{
 	{"engine.kind", kindString, func(c *Config, v any, _ string) error {
 		s := v.(string)
 		switch s {
-		case "", "docker", "podman", "incus":
+		case "", "docker", "podman", "incus", "kubernetes":
 		default:
-			return fmt.Errorf("%q is not an engine; write \"docker\", \"podman\" or \"incus\", or \"\" to detect one", s)
+			return fmt.Errorf("%q is not an engine; write \"docker\", \"podman\", \"incus\" or \"kubernetes\", or \"\" to detect one", s)
 		}
 		c.Engine.Kind = s
 		return nil
@@ -281,6 +281,100 @@ var settings = withAgentSettings([]setting{
 		c.Engine.Incus.Pool = s
 		return nil
 	}, func(c *Config) string { return quote(c.Engine.Incus.Pool) }},
+
+	{"engine.kubernetes.cluster_cidrs", kindList, func(c *Config, v any, _ string) error {
+		var out []string
+		for _, e := range v.([]string) {
+			p, err := netip.ParsePrefix(e)
+			if err != nil {
+				return fmt.Errorf("%q is not a CIDR range such as \"10.244.0.0/16\"", e)
+			}
+			out = append(out, p.Masked().String())
+		}
+		c.Engine.Kubernetes.ClusterCIDRs = out
+		return nil
+	}, func(c *Config) string { return quoteList(c.Engine.Kubernetes.ClusterCIDRs) }},
+
+	{"engine.kubernetes.context", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if err := noSpaces(s); err != nil {
+			return err
+		}
+		c.Engine.Kubernetes.Context = s
+		return nil
+	}, func(c *Config) string { return quote(c.Engine.Kubernetes.Context) }},
+
+	{"engine.kubernetes.kubeconfig", kindString, func(c *Config, v any, dir string) error {
+		// Not checked for existence here: the engine says what is
+		// wrong with it when it is used.
+		s, err := sshPath(dir, v.(string))
+		if err != nil {
+			return err
+		}
+		c.Engine.Kubernetes.Kubeconfig = s
+		return nil
+	}, func(c *Config) string { return quote(c.Engine.Kubernetes.Kubeconfig) }},
+
+	{"engine.kubernetes.namespace", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != "" && !dnsLabelRE.MatchString(s) {
+			return fmt.Errorf("%q is not a namespace name (lower-case letters, digits and -, at most 63 characters)", s)
+		}
+		c.Engine.Kubernetes.Namespace = s
+		return nil
+	}, func(c *Config) string { return quote(c.Engine.Kubernetes.Namespace) }},
+
+	{"engine.kubernetes.node_selector", kindList, func(c *Config, v any, _ string) error {
+		var out []string
+		for _, e := range v.([]string) {
+			k, val, ok := strings.Cut(e, "=")
+			if !ok || !labelKeyRE.MatchString(k) || (val != "" && !labelValueRE.MatchString(val)) {
+				return fmt.Errorf("%q is not a node label: write label=value, such as \"kubernetes.io/arch=amd64\"", e)
+			}
+			out = append(out, e)
+		}
+		c.Engine.Kubernetes.NodeSelector = out
+		return nil
+	}, func(c *Config) string { return quoteList(c.Engine.Kubernetes.NodeSelector) }},
+
+	{"engine.kubernetes.registry", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if err := noSpaces(s); err != nil {
+			return err
+		}
+		if strings.Contains(s, "://") {
+			return fmt.Errorf("%q: name the registry without a scheme, such as \"registry.example.com/team\"", s)
+		}
+		c.Engine.Kubernetes.Registry = strings.TrimSuffix(s, "/")
+		return nil
+	}, func(c *Config) string { return quote(c.Engine.Kubernetes.Registry) }},
+
+	{"engine.kubernetes.runtime_class", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != "" && !dnsSubdomainRE.MatchString(s) {
+			return fmt.Errorf("%q is not a RuntimeClass name (lower-case letters, digits, - and .)", s)
+		}
+		c.Engine.Kubernetes.RuntimeClass = s
+		return nil
+	}, func(c *Config) string { return quote(c.Engine.Kubernetes.RuntimeClass) }},
+
+	{"engine.kubernetes.storage_class", kindString, func(c *Config, v any, _ string) error {
+		s := v.(string)
+		if s != "" && !dnsSubdomainRE.MatchString(s) {
+			return fmt.Errorf("%q is not a StorageClass name (lower-case letters, digits, - and .)", s)
+		}
+		c.Engine.Kubernetes.StorageClass = s
+		return nil
+	}, func(c *Config) string { return quote(c.Engine.Kubernetes.StorageClass) }},
+
+	{"engine.kubernetes.warm", kindInt, func(c *Config, v any, _ string) error {
+		n := v.(int64)
+		if n < 0 || n > 100 {
+			return fmt.Errorf("%d is out of range: keep 0 to 100 pods warm", n)
+		}
+		c.Engine.Kubernetes.Warm = int(n)
+		return nil
+	}, func(c *Config) string { return strconv.Itoa(c.Engine.Kubernetes.Warm) }},
 
 	{"image.base", kindString, func(c *Config, v any, _ string) error {
 		s := v.(string)
@@ -500,7 +594,7 @@ var runtimeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 // tables are the TOML tables the schema has, for telling a misplaced table
 // from an unknown key.
 var tables = func() []string {
-	t := []string{"agent", "egress", "egress.inject", "egress.ssh", "engine", "engine.incus", "github", "image", "notify", "profiles", "run", "sandbox"}
+	t := []string{"agent", "egress", "egress.inject", "egress.ssh", "engine", "engine.incus", "engine.kubernetes", "github", "image", "notify", "profiles", "run", "sandbox"}
 	for _, a := range agent.All() {
 		t = append(t, "agent."+a.Name())
 	}
@@ -510,6 +604,15 @@ var tables = func() []string {
 
 // incusNameRE is what a network or storage pool name may be.
 var incusNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,62}$`)
+
+// Kubernetes' names: a DNS label (namespaces), a DNS subdomain (classes),
+// and a label's key (an optional DNS-subdomain prefix and a name) and value.
+var (
+	dnsLabelRE     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	dnsSubdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+	labelKeyRE     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelValueRE   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+)
 
 // accumulating settings add entries across layers instead of replacing the
 // list; Sources shows them one row per entry.

@@ -107,8 +107,8 @@ const projectTemplate = `# airlock project configuration.
 # hosts = []
 
 [engine]
-# The container engine: "docker", "podman" or "incus"; empty detects one
-# (DOCKER_HOST, the Docker socket, Podman's sockets, then Incus').
+# The container engine: "docker", "podman", "incus" or "kubernetes"; empty
+# detects one (DOCKER_HOST, the Docker socket, Podman's sockets, then Incus').
 # kind = ""
 
 [engine.incus]
@@ -120,6 +120,28 @@ const projectTemplate = `# airlock project configuration.
 # Let the agent run containers itself (Docker in the sandbox): Incus'
 # security.nesting. Only on Incus.
 # nesting = false
+
+[engine.kubernetes]
+# See docs/kubernetes.md. The cluster: kubeconfig file (empty: $KUBECONFIG,
+# else ~/.kube/config), its context (empty: the current one) and the
+# namespace (empty: the context's, else "airlock"). Your user config only.
+# kubeconfig = ""
+# context = ""
+# namespace = ""
+# The pods' RuntimeClass, such as gVisor's; empty: the cluster's default.
+# runtime_class = ""
+# Node labels a run's pods must land on, as "label=value".
+# node_selector = []
+# The StorageClass of persistent runs' volumes; empty: the cluster's default.
+# storage_class = ""
+# Where "airlock image build" pushes images and pods pull them from; empty:
+# load the image into the nodes yourself. Your user config only.
+# registry = ""
+# Pods kept created and waiting, so that a run starts at once.
+# warm = 0
+# The cluster's pod and service ranges, which the proxy may not reach;
+# empty: every private range.
+# cluster_cidrs = []
 
 [image]
 # Run this image instead of airlock's default one.
