@@ -659,6 +659,9 @@ func (m *Manager) Collect(ctx context.Context, r *store.Run) (*store.Run, error)
 // clock. What the agent's transcript says of itself is kept beside it as
 // its claim.
 func (m *Manager) finish(r *store.Run, exitCode int, exitedAt time.Time, reason string) (*store.Run, error) {
+	// On an engine whose mounts are copies, what the sandbox wrote comes
+	// home first: the proxy's records go with its removal.
+	m.syncAll(context.Background(), r)
 	// The agent is done, so its proxy is too; its log stays.
 	m.stopProxy(context.Background(), r.ID)
 	mt := m.meter(r)

@@ -42,7 +42,7 @@ const maxRunFiles = 2_000_000
 // the container. It returns when the agent's container is no longer
 // running or ctx ends. Any number of processes may supervise one run.
 func (m *Manager) Supervise(ctx context.Context, r *store.Run) {
-	nextDisk := time.Time{}
+	nextDisk, nextSync := time.Time{}, time.Time{}
 	cloud := cloudRefresher{m: m}
 	lastErr := ""
 	for {
@@ -74,6 +74,10 @@ func (m *Manager) Supervise(ctx context.Context, r *store.Run) {
 			// and no proxy to hand credentials to.
 			m.removeCloudCredentials(r.ID)
 			return
+		}
+		if now := time.Now(); !now.Before(nextSync) {
+			m.syncLive(ctx, cur)
+			nextSync = time.Now().Add(liveSyncEvery)
 		}
 		if reason := m.overBudget(cur); reason != "" {
 			m.hostStop(ctx, cur, StopReasonBudget, reason)
