@@ -62,7 +62,7 @@ type EngineKubernetes struct {
 	// Default "": the current context. Your user config only.
 	Context string
 	// Namespace is where the pods go (engine.kubernetes.namespace).
-	// Default "": the context's namespace, else "airlock". Your user
+	// Default "": the context's namespace, else "default". Your user
 	// config only.
 	Namespace string
 	// RuntimeClass is the RuntimeClass of every pod

@@ -124,7 +124,7 @@ const projectTemplate = `# airlock project configuration.
 [engine.kubernetes]
 # See docs/kubernetes.md. The cluster: kubeconfig file (empty: $KUBECONFIG,
 # else ~/.kube/config), its context (empty: the current one) and the
-# namespace (empty: the context's, else "airlock"). Your user config only.
+# namespace (empty: the context's, else "default"). Your user config only.
 # kubeconfig = ""
 # context = ""
 # namespace = ""
