@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
@@ -22,17 +23,20 @@ func newProxyCmd(f *Factory) *cobra.Command {
 		Use:   "proxy",
 		Short: "The egress proxy: check a URL against the policy",
 	}
-	var configPath string
+	var opts proxyServeOptions
 	serve := &cobra.Command{
-		Use:    "serve --config FILE",
+		Use:    "serve --config FILE [--tcp-proxy ADDR] [--tcp-api ADDR]",
 		Short:  "Run a run's egress proxy (inside its sidecar container)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return proxyServe(cmd.Context(), configPath)
+			opts.ErrOut = f.IO.ErrOut
+			return proxyServe(cmd.Context(), opts)
 		},
 	}
-	serve.Flags().StringVar(&configPath, "config", "", "the sidecar's configuration file")
+	serve.Flags().StringVar(&opts.ConfigPath, "config", "", "the sidecar's configuration file")
+	serve.Flags().StringVar(&opts.TCPProxy, "tcp-proxy", "", "serve the proxy on this TCP address (the channel keyed by $"+egress.ChannelKeyEnv+") instead of the config's proxy socket")
+	serve.Flags().StringVar(&opts.TCPAPI, "tcp-api", "", "serve the model-API endpoint on this TCP address (the channel keyed by $"+egress.ChannelKeyEnv+") instead of the config's API socket")
 	check := &cobra.Command{
 		Use:   "check URL",
 		Short: "Would the project's egress policy allow this URL, and why",
@@ -60,9 +64,28 @@ Exit status 0 if allowed, 1 if denied.`,
 	return cmd
 }
 
+// proxyServeOptions are proxy serve's flags. TCPProxy and TCPAPI, when
+// set, replace the configuration's Unix sockets by TCP listeners that
+// admit only the relay's channel (egress.ChannelListener): the agent is
+// then another pod, not a container sharing the socket directory.
+type proxyServeOptions struct {
+	ConfigPath string
+	TCPProxy   string
+	TCPAPI     string
+	ErrOut     io.Writer
+}
+
 // proxyServe runs inside the sidecar: no terminal, no host environment,
 // only the mounted configuration.
-func proxyServe(ctx context.Context, path string) error {
+func proxyServe(ctx context.Context, opts proxyServeOptions) error {
+	var key egress.ChannelKey
+	if opts.TCPProxy != "" || opts.TCPAPI != "" {
+		var err error
+		if key, err = egress.TakeChannelKey(); err != nil {
+			return fmt.Errorf("proxy: --tcp-proxy/--tcp-api: %w", err)
+		}
+	}
+	path := opts.ConfigPath
 	var cfg egress.SidecarConfig
 	if err := egress.ReadJSON(path, &cfg); err != nil {
 		return fmt.Errorf("proxy: %w", err)
@@ -117,11 +140,27 @@ func proxyServe(ctx context.Context, path string) error {
 		// guarantee: make the socket connectable.
 		return ln, os.Chmod(path, 0o666)
 	}
-	proxyLn, err := listen(cfg.ProxySocket)
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(opts.ErrOut, "airlock proxy: "+format+"\n", args...)
+	}
+	listenChannel := func(addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		return egress.ChannelListener(ln, key, logf), nil
+	}
+	listenEither := func(tcpAddr, socket string) (net.Listener, error) {
+		if tcpAddr != "" {
+			return listenChannel(tcpAddr)
+		}
+		return listen(socket)
+	}
+	proxyLn, err := listenEither(opts.TCPProxy, cfg.ProxySocket)
 	if err != nil {
 		return err
 	}
-	apiLn, err := listen(cfg.APISocket)
+	apiLn, err := listenEither(opts.TCPAPI, cfg.APISocket)
 	if err != nil {
 		return err
 	}

@@ -628,7 +628,8 @@ func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter 
 // GET /healthz) on apiLn until ctx ends; either listener may be nil. Open
 // tunnels are closed on the way out. On a Unix listener it also takes the
 // connections a Relay hands over, and ends when the relay's lifeline does
-// (PassListener).
+// (PassListener); on a ChannelListener it ends when the lifeline of
+// RelayChannel's relay does.
 func (s *Server) Serve(ctx context.Context, proxyLn, apiLn net.Listener) error {
 	// The end of the relay's lifeline ends the proxy as ctx's does.
 	ctx, lifelineEnded := context.WithCancel(ctx)
@@ -639,6 +640,15 @@ func (s *Server) Serve(ctx context.Context, proxyLn, apiLn net.Listener) error {
 		if ul, ok := ln.(*net.UnixListener); ok {
 			// The relay hands the agent's connections over on it.
 			ln = PassListener(ul, lifelineEnded)
+		}
+		if cl, ok := ln.(*channelListener); ok {
+			go func() {
+				select {
+				case <-cl.lifelineEnded():
+					lifelineEnded()
+				case <-ctx.Done():
+				}
+			}()
 		}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 		servers = append(servers, srv)
