@@ -26,6 +26,9 @@ type Endpoint struct {
 	Why  string // how it was found, for people
 	// Incus are the settings an Incus engine is made with ([engine.incus]).
 	Incus IncusOptions
+	// Kubernetes are the settings of a Kubernetes engine
+	// ([engine.kubernetes]).
+	Kubernetes KubernetesOptions
 }
 
 // Constructor makes an engine for an endpoint without contacting it.
@@ -38,6 +41,9 @@ func constructors() map[string]Constructor {
 		KindDocker: func(ep Endpoint) (Engine, error) { return NewDockerAt(ep.Host) },
 		KindPodman: func(ep Endpoint) (Engine, error) { return NewPodman(ep.Host) },
 		KindIncus:  func(ep Endpoint) (Engine, error) { return NewIncusWith(ep.Host, ep.Incus) },
+		KindKubernetes: func(ep Endpoint) (Engine, error) {
+			return NewKubernetes(ep.Kubernetes)
+		},
 	}
 }
 

@@ -48,6 +48,9 @@ func BusyboxRootfs(w io.Writer, busybox string) error {
 	applets := []string{
 		"sh", "sleep", "id", "cat", "touch", "ls", "grep", "echo", "seq", "true", "false",
 		"mkdir", "pwd", "env", "kill", "wc", "head", "test", "[", "sed", "stat", "ps",
+		// Kubernetes copies mounts in and out with the image's tar, and
+		// its tests probe the pod network with nc.
+		"tar", "nc", "readlink", "mkfifo", "ln", "dd",
 	}
 	for _, a := range applets {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777, ModTime: mtime}); err != nil {

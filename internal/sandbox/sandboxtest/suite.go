@@ -47,6 +47,21 @@ type limitsIgnorer interface {
 	LimitsIgnored(ctx context.Context) (string, error)
 }
 
+// policyNetwork is an engine whose containers always have a network
+// interface, cut off by policy rather than by having none (on Kubernetes a
+// pod always has one; a NetworkPolicy denies all its traffic). It names an
+// address outside the container that answers TCP, which the container must
+// then fail to reach.
+type policyNetwork interface {
+	NetworkProbe(ctx context.Context) (hostPort string, err error)
+}
+
+// pidsIgnorer is an engine that cannot limit a container's processes (on
+// Kubernetes only the kubelet's node-wide podPidsLimit exists); it says why.
+type pidsIgnorer interface {
+	PidsLimitIgnored() string
+}
+
 type suiteTest struct {
 	name string
 	fn   func(*testing.T, *suite)
@@ -283,6 +298,18 @@ func testHardening(t *testing.T, s *suite) {
 }
 
 func testNetworkNone(t *testing.T, s *suite) {
+	if pn, ok := s.e.(policyNetwork); ok {
+		probe, err := pn.NetworkProbe(ctx(t))
+		if err != nil {
+			t.Fatalf("NetworkProbe: %v", err)
+		}
+		host, port, _ := strings.Cut(probe, ":")
+		out := s.runOK(t, s.spec(t, "nc -w 3 "+host+" "+port+" </dev/null && echo connected; true"))
+		if strings.Contains(out, "connected") {
+			t.Fatalf("a container reached %s; its network must be cut off (output:\n%s)", probe, out)
+		}
+		return
+	}
 	out := s.runOK(t, s.spec(t, "cat /proc/net/dev"))
 	var ifaces []string
 	for _, line := range strings.Split(out, "\n") {
@@ -297,6 +324,9 @@ func testNetworkNone(t *testing.T, s *suite) {
 
 func testPidsLimit(t *testing.T, s *suite) {
 	s.skipIfLimitsIgnored(t)
+	if pi, ok := s.e.(pidsIgnorer); ok {
+		t.Skip(pi.PidsLimitIgnored())
+	}
 	spec := s.spec(t, "for i in $(seq 1 200); do sleep 60 & echo started; done")
 	spec.Limits.Pids = 32
 	code, out := s.run(t, spec)

@@ -1,0 +1,375 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// A container is a pod of three containers sharing a process namespace:
+//
+//   - airlock-in, an init container of the same image and user, waits on
+//     its standard input for a tar stream of every mount's files (Start
+//     attaches and sends them) and unpacks it into the pod's emptyDir
+//     volumes: nothing on the user's disk is mounted into the cluster;
+//   - agent, the command, with those volumes at the mounts' targets;
+//   - airlock-files, the keeper, a sleeping shell of the same image and
+//     user with the writable volumes, through which the files are copied
+//     out (SyncMounts) after the command ended, and from which Stop
+//     signals the command.
+//
+// The shared process namespace gives the command an init (the pod's pause
+// process, which reaps orphans) and lets the keeper signal it: the command
+// is not PID 1, so a SIGTERM it does not handle ends it.
+const (
+	agentContainer  = "agent"
+	initContainer   = "airlock-in"
+	keeperContainer = "airlock-files"
+	// inDir is where the init container and the keeper see the volumes,
+	// one directory per mount (m0, m1...).
+	inDir = "/airlock/in"
+
+	labelManaged   = "airlock.dev/managed"
+	labelRole      = "airlock.dev/role"
+	labelSandbox   = "airlock.dev/sandbox"
+	annotationSpec = "airlock.dev/spec"
+	roleProxy      = "proxy"
+	roleAgent      = "agent"
+
+	// denyAllPolicy cuts every pod the engine makes off every network:
+	// "no network but loopback" as the other backends have it. A
+	// sandbox's own policies open the channel between agent and proxy,
+	// and the proxy's way out.
+	denyAllPolicy = "airlock-deny-all"
+)
+
+// podNet says which network a pod gets.
+type podNet int
+
+const (
+	podNetNone  podNet = iota // the agent's: nothing (policies), no resolver
+	podNetProxy               // the proxy's: the node's resolver
+)
+
+var dns1123 = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// podName is the pod of a container name (or of a pod name: it maps onto
+// itself). A name Kubernetes cannot hold is lowered, its other characters
+// replaced, and a hash of the original appended, so two names never share
+// a pod; the original is kept in the pod's spec annotation.
+func podName(name string) string {
+	if len(name) <= 63 && dns1123.MatchString(name) {
+		return name
+	}
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	s := strings.Trim(b.String(), "-")
+	if len(s) > 50 {
+		s = strings.TrimRight(s[:50], "-")
+	}
+	sum := sha256.Sum256([]byte(name))
+	if s == "" {
+		s = "airlock"
+	}
+	return s + "-" + hex.EncodeToString(sum[:])[:8]
+}
+
+// labelSafe reports whether key=value can be a Kubernetes label.
+func labelSafe(key, value string) bool {
+	return len(validation.IsQualifiedName(key)) == 0 && len(validation.IsValidLabelValue(value)) == 0
+}
+
+// agentStatus is the agent container's status, or nil before the kubelet
+// reported one.
+func agentStatus(p *corev1.Pod) *corev1.ContainerStatus {
+	for i := range p.Status.ContainerStatuses {
+		if p.Status.ContainerStatuses[i].Name == agentContainer {
+			return &p.Status.ContainerStatuses[i]
+		}
+	}
+	return nil
+}
+
+// initDone reports whether the init container unpacked the mounts.
+func initDone(p *corev1.Pod) bool {
+	for _, st := range p.Status.InitContainerStatuses {
+		if st.Name == initContainer {
+			return st.State.Terminated != nil && st.State.Terminated.ExitCode == 0
+		}
+	}
+	return false
+}
+
+// initRunning reports whether the init container waits for its input.
+func initRunning(p *corev1.Pod) bool {
+	for _, st := range p.Status.InitContainerStatuses {
+		if st.Name == initContainer {
+			return st.State.Running != nil
+		}
+	}
+	return false
+}
+
+// podMount is a mount as the pod has it: its volume, and whether its source
+// is one file (then mounted by subPath).
+type podMount struct {
+	Mount
+	volume string
+	file   bool
+}
+
+// podMounts checks the mounts and gives each its volume.
+func (k *Kubernetes) podMounts(ms []Mount) ([]podMount, error) {
+	out := make([]podMount, 0, len(ms))
+	for i, m := range ms {
+		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Target) {
+			return nil, fmt.Errorf("mount %s -> %s: both paths must be absolute", m.Source, m.Target)
+		}
+		if err := CheckNotEngineSocket(m.Source, append(engineSockets(""), "/run/airlock-k8s/containerd.sock", "/run/containerd/containerd.sock")); err != nil {
+			return nil, err
+		}
+		fi, err := os.Stat(m.Source)
+		if err != nil {
+			return nil, fmt.Errorf("mount %s -> %s: %w", m.Source, m.Target, err)
+		}
+		if !fi.IsDir() && !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("mount %s -> %s: the cluster gets a copy, and only files and directories can be copied", m.Source, m.Target)
+		}
+		out = append(out, podMount{Mount: m, volume: "m" + strconv.Itoa(i), file: !fi.IsDir()})
+	}
+	return out, nil
+}
+
+// podFor turns spec into its pod, with the hardening every sandbox gets.
+func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1.Pod, error) {
+	if spec.Image == "" {
+		return nil, fmt.Errorf("no image given")
+	}
+	if err := checkUser(spec.User); err != nil {
+		return nil, err
+	}
+	uid, gid, _ := numericUser(spec.User)
+	mounts, err := k.podMounts(spec.Mounts)
+	if err != nil {
+		return nil, err
+	}
+	res, err := podResources(spec.Limits)
+	if err != nil {
+		return nil, err
+	}
+	runtimeClass, err := k.runtimeClass(ctx, spec.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	name := podName(spec.Name)
+	podLabels := map[string]string{labelManaged: "true"}
+	for key, v := range spec.Labels {
+		if labelSafe(key, v) && !strings.HasPrefix(key, "airlock.dev/") {
+			podLabels[key] = v
+		}
+	}
+	var aliases []corev1.HostAlias
+	for _, h := range spec.ExtraHosts {
+		if h.Name == "" || !h.Addr.IsValid() || strings.ContainsAny(h.Name, ": \t\n") {
+			return nil, fmt.Errorf("extra host %q -> %v: want a name and an address", h.Name, h.Addr)
+		}
+		aliases = append(aliases, corev1.HostAlias{IP: h.Addr.String(), Hostnames: []string{h.Name}})
+	}
+	var env []corev1.EnvVar
+	for _, e := range spec.Env {
+		k, v, _ := strings.Cut(e, "=")
+		env = append(env, corev1.EnvVar{Name: k, Value: v})
+	}
+
+	var volumes []corev1.Volume
+	var agentMounts, inMounts, keeperMounts []corev1.VolumeMount
+	for _, m := range mounts {
+		volumes = append(volumes, corev1.Volume{Name: m.volume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		am := corev1.VolumeMount{Name: m.volume, MountPath: m.Target, ReadOnly: m.ReadOnly}
+		if m.file {
+			am.SubPath = path.Base(m.Target)
+		}
+		agentMounts = append(agentMounts, am)
+		inMounts = append(inMounts, corev1.VolumeMount{Name: m.volume, MountPath: inDir + "/" + m.volume})
+		if !m.ReadOnly {
+			keeperMounts = append(keeperMounts, corev1.VolumeMount{Name: m.volume, MountPath: inDir + "/" + m.volume, ReadOnly: true})
+		}
+	}
+	for i, t := range spec.Tmpfs {
+		if !filepath.IsAbs(t.Target) {
+			return nil, fmt.Errorf("tmpfs %q: want an absolute path", t.Target)
+		}
+		if t.SizeBytes < 0 {
+			return nil, fmt.Errorf("tmpfs %s: negative size", t.Target)
+		}
+		ed := &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}
+		if t.SizeBytes > 0 {
+			ed.SizeLimit = resource.NewQuantity(t.SizeBytes, resource.BinarySI)
+		}
+		v := "t" + strconv.Itoa(i)
+		volumes = append(volumes, corev1.Volume{Name: v, VolumeSource: corev1.VolumeSource{EmptyDir: ed}})
+		agentMounts = append(agentMounts, corev1.VolumeMount{Name: v, MountPath: t.Target})
+	}
+	// The init and keeper containers write nothing but their volumes.
+	small := corev1.ResourceRequirements{Limits: corev1.ResourceList{
+		corev1.ResourceMemory: resource.MustParse("64Mi"),
+		corev1.ResourceCPU:    resource.MustParse("500m"),
+	}}
+	helper := func(name string, cmd []string, vm []corev1.VolumeMount) corev1.Container {
+		return corev1.Container{
+			Name: name, Image: spec.Image, Command: cmd, ImagePullPolicy: k.pullPolicy(),
+			SecurityContext: hardened(uid, gid, true), VolumeMounts: vm, Resources: small,
+		}
+	}
+	in := helper(initContainer, []string{"tar", "-x", "-o", "-f", "-", "-C", inDir}, inMounts)
+	in.Stdin, in.StdinOnce = true, true
+	keeper := helper(keeperContainer, []string{"sh", "-c", "while :; do sleep 3600; done"}, keeperMounts)
+	agent := corev1.Container{
+		Name: agentContainer, Image: spec.Image, Command: spec.Cmd, Env: env,
+		WorkingDir: spec.WorkDir, ImagePullPolicy: k.pullPolicy(),
+		SecurityContext: hardened(uid, gid, false), VolumeMounts: agentMounts, Resources: res,
+	}
+	no, yes := false, true
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: k.ns, Labels: podLabels,
+			Annotations: map[string]string{annotationSpec: string(specJSON)},
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			AutomountServiceAccountToken:  &no,
+			EnableServiceLinks:            &no,
+			ShareProcessNamespace:         &yes,
+			TerminationGracePeriodSeconds: new(int64),
+			HostAliases:                   aliases,
+			NodeSelector:                  k.opts.NodeSelector,
+			RuntimeClassName:              runtimeClass,
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsUser: ptr(int64(uid)), RunAsGroup: ptr(int64(gid)), RunAsNonRoot: &yes,
+				FSGroup:        ptr(int64(gid)),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			InitContainers: []corev1.Container{in},
+			Containers:     []corev1.Container{agent, keeper},
+			Volumes:        volumes,
+		},
+	}
+	switch net {
+	case podNetNone:
+		// No resolver: the only nameserver is one that is not there, so
+		// a lookup fails at once (Kubernetes wants one named).
+		pod.Spec.DNSPolicy = corev1.DNSNone
+		pod.Spec.DNSConfig = &corev1.PodDNSConfig{Nameservers: []string{"127.0.0.1"}}
+	case podNetProxy:
+		pod.Spec.DNSPolicy = corev1.DNSDefault
+	}
+	return pod, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// hardened is every container's security context: the spec's user, no
+// capabilities, no new privileges, the runtime's seccomp profile.
+func hardened(uid, gid int, readOnlyRoot bool) *corev1.SecurityContext {
+	no, yes := false, true
+	return &corev1.SecurityContext{
+		RunAsUser: ptr(int64(uid)), RunAsGroup: ptr(int64(gid)), RunAsNonRoot: &yes,
+		AllowPrivilegeEscalation: &no, Privileged: &no,
+		Capabilities:           &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:         &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		ReadOnlyRootFilesystem: &readOnlyRoot,
+	}
+}
+
+// podResources are the agent container's limits. Kubernetes has no
+// per-pod pids limit (the kubelet's podPidsLimit is node-wide), so
+// Limits.Pids is refused rather than ignored.
+func podResources(l Limits) (corev1.ResourceRequirements, error) {
+	if l.MemoryBytes < 0 || l.CPUs < 0 || l.Pids < 0 {
+		return corev1.ResourceRequirements{}, fmt.Errorf("negative resource limit %+v: use 0 for the engine's default", l)
+	}
+	r := corev1.ResourceRequirements{Limits: corev1.ResourceList{}}
+	if l.MemoryBytes > 0 {
+		r.Limits[corev1.ResourceMemory] = *resource.NewQuantity(l.MemoryBytes, resource.BinarySI)
+	}
+	if l.CPUs > 0 {
+		r.Limits[corev1.ResourceCPU] = *resource.NewMilliQuantity(int64(l.CPUs*1000), resource.DecimalSI)
+	}
+	return r, nil
+}
+
+func (k *Kubernetes) pullPolicy() corev1.PullPolicy {
+	if k.opts.Registry != "" {
+		return corev1.PullIfNotPresent
+	}
+	return corev1.PullNever
+}
+
+// runtimeClass is the RuntimeClass for an OCI runtime ("runsc"): the one
+// whose handler it is, or the configured one when none is asked for.
+func (k *Kubernetes) runtimeClass(ctx context.Context, runtime string) (*string, error) {
+	if runtime == "" {
+		if k.opts.RuntimeClass == "" {
+			return nil, nil
+		}
+		return &k.opts.RuntimeClass, nil
+	}
+	rcs, err := k.cs.NodeV1().RuntimeClasses().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, k.apiError("list runtime classes", err)
+	}
+	for _, rc := range rcs.Items {
+		if rc.Handler == runtime || rc.Name == runtime {
+			return &rc.Name, nil
+		}
+	}
+	return nil, fmt.Errorf("kubernetes: no RuntimeClass of the cluster has the handler %s: %w", runtime, ErrUnsupported)
+}
+
+// ensureDenyAll makes, once per engine, the policy that cuts the engine's
+// pods off every network.
+func (k *Kubernetes) ensureDenyAll(ctx context.Context) error {
+	k.denyMu.Lock()
+	defer k.denyMu.Unlock()
+	if k.denyDone {
+		return nil
+	}
+	pol := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: denyAllPolicy, Labels: map[string]string{labelManaged: "true"}},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{labelManaged: "true"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+		},
+	}
+	_, err := k.cs.NetworkingV1().NetworkPolicies(k.ns).Create(ctx, pol, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return k.apiError("create the network policy "+denyAllPolicy, err)
+	}
+	k.denyDone = true
+	return nil
+}
