@@ -54,10 +54,10 @@ type KubernetesOptions struct {
 	Registry string
 	// Warm is the number of pre-created pods (not implemented yet).
 	Warm int
-	// PodCIDR, ServiceCIDR are the cluster's internal ranges, which a
-	// sandbox's proxy may not reach; "" means the defaults (those of the
-	// test cluster, 10.244.0.0/16 and 10.96.0.0/12).
-	PodCIDR, ServiceCIDR string
+	// ClusterCIDRs are the cluster's pod and service ranges, which a
+	// sandbox's proxy may not reach (nor the metadata address); none means
+	// every private range (KubernetesDefaultClusterCIDRs).
+	ClusterCIDRs []string
 }
 
 // Kubernetes is the Kubernetes backend. A container is a pod (see
@@ -267,13 +267,9 @@ func (k *Kubernetes) recreate(ctx context.Context, p *corev1.Pod) (*corev1.Pod, 
 	if err != nil {
 		return nil, err
 	}
-	// The sandbox's other labels and its environment from a Secret stay.
-	maps := p.Labels
-	for key, v := range maps {
-		if _, ok := np.Labels[key]; !ok {
-			np.Labels[key] = v
-		}
-	}
+	// What a sandbox added to the pod stays: its labels, the channel's
+	// key, the Secret's files and environment.
+	np.Labels, np.Annotations = p.Labels, p.Annotations
 	np.Spec.Containers[0].Env = p.Spec.Containers[0].Env
 	np.Spec.Containers[0].VolumeMounts = p.Spec.Containers[0].VolumeMounts
 	np.Spec.Volumes = p.Spec.Volumes

@@ -46,10 +46,14 @@ const (
 	// Remove deletes with it.
 	labelOwner = "airlock.dev/pod"
 
-	defaultPodCIDR     = "10.244.0.0/16"
-	defaultServiceCIDR = "10.96.0.0/12"
-	metadataCIDR       = "169.254.169.254/32"
+	metadataCIDR = "169.254.169.254/32"
 )
+
+// KubernetesDefaultClusterCIDRs are the ranges a proxy may not reach when
+// the cluster's own are not given: every private range clusters use.
+func KubernetesDefaultClusterCIDRs() []string {
+	return []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"}
+}
 
 func (k *Kubernetes) ports() (proxy, api int32) {
 	_, p, _ := net.SplitHostPort(AgentProxyAddr)
@@ -476,7 +480,11 @@ func (k *Kubernetes) agentPolicy(name, sb string, owner map[string]string) *netw
 // proxyPolicy: only its agent reaches the proxy, on the channel's ports;
 // the proxy reaches anything but the cluster and the metadata address.
 func (k *Kubernetes) proxyPolicy(name, sb string, owner map[string]string) *networkingv1.NetworkPolicy {
-	except := []string{cmpOr(k.opts.PodCIDR, defaultPodCIDR), cmpOr(k.opts.ServiceCIDR, defaultServiceCIDR), metadataCIDR}
+	except := k.opts.ClusterCIDRs
+	if len(except) == 0 {
+		except = KubernetesDefaultClusterCIDRs()
+	}
+	except = append(slices.Clone(except), metadataCIDR)
 	return &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: owner},
 		Spec: networkingv1.NetworkPolicySpec{

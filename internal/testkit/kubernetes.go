@@ -16,6 +16,9 @@ const KubernetesConfig = "/var/lib/airlock-k8s/kubeconfig"
 // KubernetesNamespace is the test cluster's namespace for airlock's pods.
 const KubernetesNamespace = "airlock"
 
+// KubernetesClusterCIDRs are the test cluster's pod and service ranges.
+func KubernetesClusterCIDRs() []string { return []string{"10.244.0.0/24", "10.96.0.0/16"} }
+
 // Kubernetes connects to the test cluster; without one the test is skipped,
 // or fails on CI (make test brings the cluster up).
 func Kubernetes(t testing.TB) *sandbox.Kubernetes {
@@ -34,7 +37,7 @@ func Kubernetes(t testing.TB) *sandbox.Kubernetes {
 	if _, err := os.Stat(cfg); err != nil {
 		missing(err)
 	}
-	k, err := sandbox.NewKubernetes(sandbox.KubernetesOptions{Kubeconfig: cfg, Namespace: KubernetesNamespace})
+	k, err := sandbox.NewKubernetes(sandbox.KubernetesOptions{Kubeconfig: cfg, Namespace: KubernetesNamespace, ClusterCIDRs: KubernetesClusterCIDRs()})
 	if err != nil {
 		missing(err)
 	}

@@ -1,0 +1,294 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/airlock-dev/airlock/internal/egress"
+	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
+	"github.com/airlock-dev/airlock/internal/testkit"
+)
+
+// kubeClient is a client of the test cluster of its own, to look at what
+// the engine made and to make a pod that is not the engine's.
+func kubeClient(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	path := os.Getenv("KUBECONFIG")
+	if path == "" {
+		path = testkit.KubernetesConfig
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// policiesEnforced reports whether the test cluster enforces
+// NetworkPolicies (the cluster's ready note says so).
+func policiesEnforced(t *testing.T) bool {
+	b, err := os.ReadFile("/work/wt/notes/k8s-cluster-ready")
+	if env := os.Getenv("AIRLOCK_K8S_NETPOL"); env != "" {
+		return env == "1"
+	}
+	return err == nil && bytes.Contains(bytes.ToLower(b), []byte("networkpolicy: enforced"))
+}
+
+// TestKubernetesSandbox makes a real sandbox on the cluster: the proxy pod
+// with its Secret, the agent pod behind the relay, the policies between
+// them. The agent reaches a server on the host through its proxy and
+// nothing else; it sees none of the proxy's secrets; what it writes comes
+// home, and so does the proxy's audit log.
+func TestKubernetesSandbox(t *testing.T) {
+	k := kubeEngine(t)
+	cs := kubeClient(t)
+	ctx := context.Background()
+	probe, err := k.NetworkProbe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _, _ := net.SplitHostPort(probe)
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from the host\n")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	// A pod that is not the engine's, listening: the agent must not reach
+	// it, though the host does.
+	target := kubeTarget(t, cs)
+
+	id := fmt.Sprintf("airlock-k8s-sb-%d", time.Now().UnixNano()%1e8)
+	work := t.TempDir()
+	os.Chmod(work, 0o777)
+	script := strings.Join([]string{
+		`http_proxy=http://` + sandbox.AgentProxyAddr + ` busybox wget -q -O- http://` + ln.Addr().String() + `/x`,
+		`busybox wget -q -O- http://` + sandbox.AgentAPIAddr + `/healthz && echo healthy`,
+		`nc -w 3 ` + strings.ReplaceAll(ln.Addr().String(), ":", " ") + ` </dev/null && echo LEAK-host`,
+		`nc -w 3 ` + target + ` 8080 </dev/null && echo LEAK-pod`,
+		`env | grep -c s3cr3t-proxy-token; env | grep -c AIRLOCK_CHANNEL_KEY`,
+		`ls /airlock/egress 2>&1; cat /airlock/egress/secrets.json 2>&1`,
+		`echo from-the-agent > /work/out`,
+	}, "\n")
+	spec, writeConfig := kubeSandboxSpec(t, id, id+"-proxy", host, "http://"+ln.Addr().String(), script)
+	spec.Agent.Mounts = []sandbox.Mount{{Source: work, Target: "/work"}}
+	t.Cleanup(func() {
+		k.Remove(context.Background(), spec.Agent.Name)
+		k.RemoveProxy(context.Background(), spec.Proxy.Name)
+	})
+	start := time.Now()
+	sb, err := k.CreateSandbox(ctx, spec)
+	if err != nil {
+		t.Fatalf("CreateSandbox: %v", err)
+	}
+	t.Logf("CreateSandbox took %s", time.Since(start))
+	code, err := k.Wait(ctx, sb.Agent)
+	var out bytes.Buffer
+	k.Logs(ctx, sb.Agent, &out)
+	if err != nil || code != 0 {
+		t.Fatalf("agent: exit %d, %v; output:\n%s", code, err, out.String())
+	}
+	t.Logf("agent output:\n%s", out.String())
+	for _, want := range []string{"hello from the host\n", "healthy\n", "0\n0\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("agent output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), `"api_headers"`) {
+		t.Errorf("the agent read the proxy's secrets:\n%s", out.String())
+	}
+	if policiesEnforced(t) {
+		for _, leak := range []string{"LEAK-host", "LEAK-pod"} {
+			if strings.Contains(out.String(), leak) {
+				t.Errorf("the agent reached past its proxy (%s):\n%s", leak, out.String())
+			}
+		}
+	} else {
+		t.Log("the cluster does not enforce NetworkPolicies: the agent's reach is not checked")
+	}
+	if b, _ := os.ReadFile(filepath.Join(work, "out")); string(b) != "from-the-agent\n" {
+		t.Errorf("the agent's file on the host = %q", b)
+	}
+	// The agent's pod names no Secret: not in its volumes, not in its
+	// environment.
+	pod, err := cs.CoreV1().Pods(testkit.KubernetesNamespace).Get(ctx, sb.Agent, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range pod.Spec.Volumes {
+		if v.Secret != nil || v.Projected != nil {
+			t.Errorf("the agent's pod has the volume %s from a secret", v.Name)
+		}
+	}
+	for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
+		for _, e := range c.Env {
+			if e.ValueFrom != nil || strings.Contains(e.Value, "s3cr3t") {
+				t.Errorf("the agent's container %s has %s from a secret", c.Name, e.Name)
+			}
+		}
+		if len(c.EnvFrom) > 0 {
+			t.Errorf("the agent's container %s takes its environment from elsewhere", c.Name)
+		}
+	}
+
+	// Its proxy goes, its audit log comes home first; the agent's pod
+	// stays, and comes back with a new proxy.
+	if err := k.RemoveProxy(ctx, spec.Proxy.Name); err != nil {
+		t.Fatalf("RemoveProxy: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(spec.Proxy.ConfigDir, "audit.jsonl")); err != nil || !bytes.Contains(b, []byte(ln.Addr().String())) {
+		t.Errorf("the proxy's audit log on the host = %q, %v; want the request to %s", b, err, ln.Addr())
+	}
+	if _, err := k.Inspect(ctx, spec.Proxy.Name); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("proxy after RemoveProxy: %v, want not found", err)
+	}
+	if s, err := cs.CoreV1().Secrets(testkit.KubernetesNamespace).List(ctx, metav1.ListOptions{LabelSelector: "airlock.dev/sandbox=" + sb.Agent}); err != nil || len(s.Items) != 0 {
+		t.Errorf("after RemoveProxy, the sandbox's secrets: %v, %v", s, err)
+	}
+	writeConfig()
+	start = time.Now()
+	if _, err := k.RestartSandbox(ctx, spec); err != nil {
+		t.Fatalf("RestartSandbox: %v", err)
+	}
+	t.Logf("RestartSandbox took %s", time.Since(start))
+	if code, err := k.Wait(ctx, sb.Agent); err != nil || code != 0 {
+		out.Reset()
+		k.Logs(ctx, sb.Agent, &out)
+		t.Fatalf("restarted agent: exit %d, %v; output:\n%s", code, err, out.String())
+	}
+
+	// A sandbox whose agent cannot be made leaves nothing behind.
+	bad := spec
+	bad.Agent.Name, bad.Proxy.Name = id+"-bad", id+"-bad-proxy"
+	bad.AgentReady = func(context.Context) error { return errors.New("the caller gave up") }
+	if _, err := k.CreateSandbox(ctx, bad); err == nil || !strings.Contains(err.Error(), "gave up") {
+		t.Fatalf("CreateSandbox whose AgentReady fails: %v", err)
+	}
+	for _, name := range []string{bad.Agent.Name, bad.Proxy.Name} {
+		if _, err := k.Inspect(ctx, name); !errors.Is(err, sandbox.ErrNotFound) {
+			t.Errorf("a failed CreateSandbox left %s: %v", name, err)
+		}
+	}
+	sel := metav1.ListOptions{LabelSelector: "airlock.dev/sandbox=" + bad.Agent.Name}
+	if s, err := cs.CoreV1().Secrets(testkit.KubernetesNamespace).List(ctx, sel); err != nil || len(s.Items) != 0 {
+		t.Errorf("a failed CreateSandbox left secrets: %v, %v", len(s.Items), err)
+	}
+	if p, err := cs.NetworkingV1().NetworkPolicies(testkit.KubernetesNamespace).List(ctx, sel); err != nil || len(p.Items) != 0 {
+		t.Errorf("a failed CreateSandbox left policies: %v, %v", len(p.Items), err)
+	}
+}
+
+// kubeTarget runs a pod that is not airlock's, listening on 8080, and
+// returns its address once the host reaches it.
+func kubeTarget(t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("airlock-k8s-target-%d", time.Now().UnixNano()%1e8)
+	no, yes := false, true
+	uid := int64(4242)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever, AutomountServiceAccountToken: &no,
+			TerminationGracePeriodSeconds: new(int64),
+			Containers: []corev1.Container{{
+				Name: "listen", Image: sandboxtest.Image, ImagePullPolicy: corev1.PullNever,
+				Command: []string{"sh", "-c", "while :; do echo hi | nc -l -p 8080; done"},
+				SecurityContext: &corev1.SecurityContext{RunAsUser: &uid, RunAsGroup: &uid, RunAsNonRoot: &yes, AllowPrivilegeEscalation: &no,
+					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+			}},
+		},
+	}
+	if _, err := cs.CoreV1().Pods(testkit.KubernetesNamespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		zero := int64(0)
+		cs.CoreV1().Pods(testkit.KubernetesNamespace).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		p, err := cs.CoreV1().Pods(testkit.KubernetesNamespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning {
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(p.Status.PodIP, "8080"), time.Second)
+			if err == nil {
+				c.Close()
+				return p.Status.PodIP
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the target pod never answered: %+v", p.Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// kubeSandboxSpec is a sandbox whose agent runs script, and a function
+// that writes its proxy's configuration again (the proxy deletes its
+// secrets once read, so each start needs them).
+func kubeSandboxSpec(t *testing.T, agent, proxy, host, api, script string) (sandbox.SandboxSpec, func()) {
+	t.Helper()
+	const uid, gid = 4242, 4343
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	egDir := filepath.Join(dir, "egress")
+	os.Mkdir(egDir, 0o700)
+	cfg := egress.SidecarConfig{
+		Mode: "open", AllowCIDRs: []string{host + "/32"},
+		ProxySocket: sandbox.ProxySocket, APISocket: sandbox.APISocket,
+		AuditLog: sandbox.ProxyConfigDir + "/audit.jsonl", APIUpstream: api,
+		SecretsFile: sandbox.ProxyConfigDir + "/secrets.json",
+	}
+	writeConfig := func() {
+		secrets := egress.SidecarSecrets{APIHeaders: map[string]string{"x-api-key": "s3cr3t-api-key"}}
+		for name, v := range map[string]any{"config.json": cfg, "secrets.json": secrets} {
+			data, _ := json.Marshal(v)
+			p := filepath.Join(egDir, name)
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			os.Chown(p, uid, gid)
+		}
+	}
+	writeConfig()
+	os.Chown(egDir, uid, gid)
+	return sandbox.SandboxSpec{
+		Agent: sandbox.Spec{
+			Name: agent, Image: sandboxtest.Image, User: fmt.Sprintf("%d:%d", uid, gid),
+			Cmd: []string{"sh", "-c", script},
+		},
+		Proxy: sandbox.ProxySpec{
+			Name: proxy, User: fmt.Sprintf("%d:%d", uid, gid), ConfigDir: egDir,
+			Env: []string{"HOME=/tmp", "PROXY_TOKEN=s3cr3t-proxy-token"}, Labels: map[string]string{"airlock.role": "proxy"},
+		},
+		Binary: staticAirlock(t),
+		Dir:    dir,
+	}, writeConfig
+}
