@@ -19,7 +19,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -64,7 +63,7 @@ type KubernetesOptions struct {
 // kubernetes_pod.go); a sandbox is two pods, agent and proxy, with
 // NetworkPolicies between them (kubernetes_sandbox.go).
 type Kubernetes struct {
-	cs   kubernetes.Interface
+	api  *kubeAPI
 	cfg  *rest.Config
 	ns   string
 	opts KubernetesOptions
@@ -97,11 +96,11 @@ func NewKubernetes(opts KubernetesOptions) (*Kubernetes, error) {
 	// Exec and attach streams carry whole workspaces; the default QPS of 5
 	// throttles the pollers of ten sandboxes at once.
 	cfg.QPS, cfg.Burst = 50, 100
-	cs, err := kubernetes.NewForConfig(cfg)
+	api, err := newKubeAPI(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: %w", err)
 	}
-	return &Kubernetes{cs: cs, cfg: cfg, ns: ns, opts: opts,
+	return &Kubernetes{api: api, cfg: cfg, ns: ns, opts: opts,
 		syncMax: archive.Options{MaxBytes: KubernetesSyncMaxBytes, MaxEntries: KubernetesSyncMaxEntries}}, nil
 }
 
@@ -120,10 +119,10 @@ func (k *Kubernetes) Kind() string { return KindKubernetes }
 
 // Ping asks the API server for its version, and checks the namespace.
 func (k *Kubernetes) Ping(ctx context.Context) error {
-	if _, err := k.cs.Discovery().ServerVersion(); err != nil {
+	if err := k.api.serverVersion(ctx); err != nil {
 		return k.apiError("reach the cluster", err)
 	}
-	if _, err := k.cs.CoreV1().Namespaces().Get(ctx, k.ns, metav1.GetOptions{}); err != nil && !apierrors.IsForbidden(err) {
+	if err := k.api.namespaces().get(ctx, k.ns, &corev1.Namespace{}); err != nil && !apierrors.IsForbidden(err) {
 		return k.apiError("find namespace "+k.ns, err)
 	}
 	return nil
@@ -171,7 +170,8 @@ func (k *Kubernetes) Create(ctx context.Context, spec Spec) (string, error) {
 }
 
 func (k *Kubernetes) createPod(ctx context.Context, name string, pod *corev1.Pod) (string, error) {
-	created, err := k.cs.CoreV1().Pods(k.ns).Create(ctx, pod, metav1.CreateOptions{})
+	created := &corev1.Pod{}
+	err := k.api.pods(k.ns).create(ctx, pod, created)
 	if apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("kubernetes: create %s: the name %s is already in use (pod %s/%s)", name, name, k.ns, pod.Name)
 	}
@@ -203,8 +203,8 @@ func (k *Kubernetes) checkImage(ctx context.Context, ref string) error {
 // pod returns the pod of a container given by ID or name.
 func (k *Kubernetes) pod(ctx context.Context, id string) (*corev1.Pod, error) {
 	name := podName(id)
-	p, err := k.cs.CoreV1().Pods(k.ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
+	p := &corev1.Pod{}
+	if err := k.api.pods(k.ns).get(ctx, name, p); err != nil {
 		return nil, k.apiError("find "+id, err)
 	}
 	// A pod being deleted is gone to airlock: Remove force-deletes, so this
@@ -275,8 +275,8 @@ func (k *Kubernetes) recreate(ctx context.Context, p *corev1.Pod) (*corev1.Pod, 
 	np.Spec.Volumes = p.Spec.Volumes
 	np.Spec.InitContainers = p.Spec.InitContainers
 	np.Spec.Containers[0].Command = p.Spec.Containers[0].Command
-	created, err := k.cs.CoreV1().Pods(k.ns).Create(ctx, np, metav1.CreateOptions{})
-	if err != nil {
+	created := &corev1.Pod{}
+	if err := k.api.pods(k.ns).create(ctx, np, created); err != nil {
 		return nil, k.apiError("restart "+spec.Name, err)
 	}
 	return created, nil
@@ -454,11 +454,11 @@ func (k *Kubernetes) Remove(ctx context.Context, id string) error {
 	if err := k.deletePod(ctx, name); err != nil {
 		return err
 	}
-	owned := metav1.ListOptions{LabelSelector: labels.Set{labelManaged: "true", labelOwner: name}.String()}
-	if err := k.cs.NetworkingV1().NetworkPolicies(k.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, owned); err != nil && !apierrors.IsNotFound(err) {
+	owned := labels.Set{labelManaged: "true", labelOwner: name}.String()
+	if err := k.api.policies(k.ns).deleteCollection(ctx, k.api.params, owned); err != nil && !apierrors.IsNotFound(err) {
 		return k.apiError("remove the network policy of "+id, err)
 	}
-	if err := k.cs.CoreV1().Secrets(k.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, owned); err != nil && !apierrors.IsNotFound(err) {
+	if err := k.api.secrets(k.ns).deleteCollection(ctx, k.api.params, owned); err != nil && !apierrors.IsNotFound(err) {
 		return k.apiError("remove the secret of "+id, err)
 	}
 	return nil
@@ -466,7 +466,7 @@ func (k *Kubernetes) Remove(ctx context.Context, id string) error {
 
 func (k *Kubernetes) deletePod(ctx context.Context, name string) error {
 	zero := int64(0)
-	err := k.cs.CoreV1().Pods(k.ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	err := k.api.pods(k.ns).delete(ctx, name, &metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return k.apiError("remove "+name, err)
 	}
@@ -482,8 +482,8 @@ func (k *Kubernetes) List(ctx context.Context, want map[string]string) ([]State,
 			sel[key] = v
 		}
 	}
-	pods, err := k.cs.CoreV1().Pods(k.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.AsSelector().String()})
-	if err != nil {
+	pods := &corev1.PodList{}
+	if err := k.api.pods(k.ns).list(ctx, k.api.params, sel.AsSelector().String(), pods); err != nil {
 		return nil, k.apiError("list pods", err)
 	}
 	var out []State
@@ -517,7 +517,7 @@ func (k *Kubernetes) Logs(ctx context.Context, id string, w io.Writer) error {
 	if cs := agentStatus(p); cs == nil || (cs.State.Running == nil && cs.State.Terminated == nil) {
 		return nil
 	}
-	rc, err := k.cs.CoreV1().Pods(k.ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: agentContainer}).Stream(ctx)
+	rc, err := k.api.logs(ctx, k.ns, p.Name, agentContainer)
 	if err != nil {
 		return k.apiError("read the logs of "+id, err)
 	}
@@ -532,8 +532,8 @@ func (k *Kubernetes) Logs(ctx context.Context, id string, w io.Writer) error {
 // at the start, and a missing one fails the start with the kubelet's
 // message.
 func (k *Kubernetes) ImageExists(ctx context.Context, ref string) (bool, error) {
-	nodes, err := k.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
+	nodes := &corev1.NodeList{}
+	if err := k.api.nodes().list(ctx, k.api.params, "", nodes); err != nil {
 		return false, k.apiError("list the nodes' images", err)
 	}
 	want := normalImage(ref)
@@ -615,8 +615,8 @@ func (k *Kubernetes) NetworkProbe(ctx context.Context) (string, error) {
 	if port == "" {
 		port = "443"
 	}
-	nodes, err := k.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
+	nodes := &corev1.NodeList{}
+	if err := k.api.nodes().list(ctx, k.api.params, "", nodes); err != nil {
 		return "", k.apiError("list nodes", err)
 	}
 	for _, n := range nodes.Items {

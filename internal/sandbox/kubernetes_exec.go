@@ -17,7 +17,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
 
@@ -41,12 +40,12 @@ const (
 
 // stream runs a remote command (exec or attach) in a container of a pod.
 func (k *Kubernetes) stream(ctx context.Context, pod, sub string, opts interface{ isOpts() }, so remotecommand.StreamOptions) error {
-	req := k.cs.CoreV1().RESTClient().Post().Namespace(k.ns).Resource("pods").Name(pod).SubResource(sub)
+	req := k.api.core.Post().Namespace(k.ns).Resource("pods").Name(pod).SubResource(sub)
 	switch o := opts.(type) {
 	case execOpts:
-		req = req.VersionedParams((*corev1.PodExecOptions)(&o), scheme.ParameterCodec)
+		req = req.VersionedParams((*corev1.PodExecOptions)(&o), k.api.params)
 	case attachOpts:
-		req = req.VersionedParams((*corev1.PodAttachOptions)(&o), scheme.ParameterCodec)
+		req = req.VersionedParams((*corev1.PodAttachOptions)(&o), k.api.params)
 	}
 	ex, err := remotecommand.NewSPDYExecutor(k.cfg, "POST", req.URL())
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	nodev1 "k8s.io/api/node/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -339,8 +340,8 @@ func (k *Kubernetes) runtimeClass(ctx context.Context, runtime string) (*string,
 		}
 		return &k.opts.RuntimeClass, nil
 	}
-	rcs, err := k.cs.NodeV1().RuntimeClasses().List(ctx, metav1.ListOptions{})
-	if err != nil {
+	rcs := &nodev1.RuntimeClassList{}
+	if err := k.api.runtimeClasses().list(ctx, k.api.params, "", rcs); err != nil {
 		return nil, k.apiError("list runtime classes", err)
 	}
 	for _, rc := range rcs.Items {
@@ -366,7 +367,7 @@ func (k *Kubernetes) ensureDenyAll(ctx context.Context) error {
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
 		},
 	}
-	_, err := k.cs.NetworkingV1().NetworkPolicies(k.ns).Create(ctx, pol, metav1.CreateOptions{})
+	err := k.api.policies(k.ns).create(ctx, pol, &networkingv1.NetworkPolicy{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return k.apiError("create the network policy "+denyAllPolicy, err)
 	}

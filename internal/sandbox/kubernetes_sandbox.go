@@ -232,7 +232,7 @@ func (k *Kubernetes) launchProxy(ctx context.Context, spec SandboxSpec, key stri
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: owner},
 		Data:       data,
 	}
-	if _, err := k.cs.CoreV1().Secrets(k.ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+	if err := k.api.secrets(k.ns).create(ctx, secret, &corev1.Secret{}); err != nil {
 		return "", "", k.apiError("create the proxy's secret "+name, err)
 	}
 	if err := k.createPolicy(ctx, k.proxyPolicy(name, sb, owner)); err != nil {
@@ -442,9 +442,12 @@ func (k *Kubernetes) createAgent(ctx context.Context, spec SandboxSpec, ip, key 
 }
 
 func (k *Kubernetes) createPolicy(ctx context.Context, pol *networkingv1.NetworkPolicy) error {
-	_, err := k.cs.NetworkingV1().NetworkPolicies(k.ns).Create(ctx, pol, metav1.CreateOptions{})
+	err := k.api.policies(k.ns).create(ctx, pol, &networkingv1.NetworkPolicy{})
 	if apierrors.IsAlreadyExists(err) {
-		_, err = k.cs.NetworkingV1().NetworkPolicies(k.ns).Update(ctx, pol, metav1.UpdateOptions{})
+		// Left by an earlier leg: replace it.
+		if err = k.api.policies(k.ns).delete(ctx, pol.Name, &metav1.DeleteOptions{}); err == nil {
+			err = k.api.policies(k.ns).create(ctx, pol, &networkingv1.NetworkPolicy{})
+		}
 	}
 	if err != nil {
 		return k.apiError("create the network policy "+pol.Name, err)
