@@ -247,7 +247,12 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 			SecurityContext: hardened(uid, gid, true), VolumeMounts: vm, Resources: small,
 		}
 	}
-	in := helper(initContainer, []string{"tar", "-x", "-o", "-f", "-", "-C", inDir}, inMounts)
+	// Without mounts there is no inDir; the stream is empty then.
+	unpackIn := inDir
+	if len(mounts) == 0 {
+		unpackIn = "/"
+	}
+	in := helper(initContainer, []string{"tar", "-x", "-o", "-f", "-", "-C", unpackIn}, inMounts)
 	in.Stdin, in.StdinOnce = true, true
 	keeper := helper(keeperContainer, []string{"sh", "-c", "while :; do sleep 3600; done"}, keeperMounts)
 	agent := corev1.Container{
