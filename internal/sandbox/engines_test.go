@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -74,8 +75,16 @@ func TestDetect(t *testing.T) {
 }
 
 func TestOpen(t *testing.T) {
-	if _, err := Open(Endpoint{Kind: "kubernetes"}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "kubernetes engine is not implemented") {
-		t.Errorf("Open(kubernetes) = %v", err)
+	missing := filepath.Join(t.TempDir(), "kubeconfig")
+	if _, err := Open(Endpoint{Kind: KindKubernetes, Kubernetes: KubernetesOptions{Kubeconfig: missing}}); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Open(kubernetes) with a missing kubeconfig = %v, want an error naming it", err)
+	}
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u, namespace: ns1}}]\ncurrent-context: x\n"), 0o600)
+	if k, err := Open(Endpoint{Kind: KindKubernetes, Kubernetes: KubernetesOptions{Kubeconfig: kc}}); err != nil || k.Kind() != KindKubernetes || CapsOf(k).Exec == nil || k.(*Kubernetes).Namespace() != "ns1" {
+		t.Errorf("Open(kubernetes) = %v, %v; want the Kubernetes engine in the context's namespace, which execs", k, err)
+	} else if err := k.Ping(context.Background()); !errors.Is(err, ErrEngineUnreachable) {
+		t.Errorf("Ping of a cluster that is not there = %v, want ErrEngineUnreachable", err)
 	}
 	if i, err := Open(Endpoint{Kind: KindIncus, Host: "unix:///nonexistent.sock"}); err != nil || i.Kind() != KindIncus || CapsOf(i).Import == nil {
 		t.Errorf("Open(incus) = %v, %v; want the Incus engine, which imports images", i, err)

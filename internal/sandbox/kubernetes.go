@@ -15,12 +15,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/airlock-dev/airlock/internal/archive"
 )
@@ -78,12 +80,19 @@ type Kubernetes struct {
 // NewKubernetes makes a Kubernetes engine from a kubeconfig, without
 // contacting the cluster.
 func NewKubernetes(opts KubernetesOptions) (*Kubernetes, error) {
+	// client-go reports what it cannot return (a stream's copy cut short
+	// when airlock stops reading) through klog, on the user's terminal;
+	// airlock reports its own errors.
+	klog.SetLogger(logr.Discard())
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if opts.Kubeconfig != "" {
 		rules.ExplicitPath = opts.Kubeconfig
 	}
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: opts.Context})
 	cfg, err := cc.ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		return nil, fmt.Errorf("kubernetes: no cluster configured: name a kubeconfig ([engine.kubernetes] kubeconfig, or KUBECONFIG), or write ~/.kube/config")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: read the kubeconfig: %w", err)
 	}
