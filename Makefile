@@ -7,7 +7,7 @@ PREFIX    ?= /usr/local
 GOTEST_TIMEOUT ?= 75m
 FUZZTIME  ?= 20s
 
-.PHONY: all build web install setup image demo test bench fuzz clean
+.PHONY: all build web install setup image demo test bench fuzz clean k8s-up k8s-down k8s-images
 
 all: build
 
@@ -51,12 +51,25 @@ demo:
 
 # The web page's unit tests first (Node's runner, a second); its browser
 # tests are Go tests (internal/e2e/ui_browser_test.go).
-test: setup build image
+test: setup build image k8s-up k8s-images
 	cd web && $(NPM) test --silent
 	$(GO) test -count=1 -timeout $(GOTEST_TIMEOUT) ./...
 
 bench: setup build image
 	scripts/bench.sh
+
+# The test Kubernetes cluster the kubernetes engine's tests run on
+# (scripts/k8s-cluster.sh: built once into /var/cache/airlock-k8s, then up in
+# seconds; kubeconfig /var/lib/airlock-k8s/kubeconfig). k8s-images copies the
+# default image from Docker into it (the cluster has no registry).
+k8s-up: setup
+	scripts/k8s-cluster.sh up
+
+k8s-down:
+	scripts/k8s-cluster.sh down
+
+k8s-images: k8s-up build image
+	scripts/k8s-cluster.sh load $$($(BIN) image build)
 
 # A short run of every fuzz target in the module, one at a time (go test
 # fuzzes one target per invocation).

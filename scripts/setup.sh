@@ -70,6 +70,12 @@ done
 # the peak memory of each.
 installed jq || missing+=(jq)
 installed time || missing+=(time)
+# The test Kubernetes cluster (scripts/k8s-cluster.sh, `make k8s-up`): its
+# own containerd (Debian's binary), etcd, the CNI plugins, openssl for its
+# certificates. The script starts it; setup only installs.
+for pkg in containerd etcd-server containernetworking-plugins openssl; do
+	installed "$pkg" || missing+=("$pkg")
+done
 incus_release=
 if [ "${VERSION_CODENAME:-}" = bookworm ]; then
 	incus_release=bookworm-backports
