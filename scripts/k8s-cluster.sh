@@ -150,8 +150,8 @@ EOF
 //
 // With arguments it is the cluster's network probe instead (the same tiny
 // image serves both): "pause listen ADDR" accepts TCP connections on ADDR
-// and closes them; "pause dial ADDR" exits 0 when a TCP connection to ADDR
-// opens within 3 seconds, 1 when it does not.
+// and closes them; "pause dial ADDR" waits 2 seconds, then exits 0 when a TCP
+// connection to ADDR opens within 3 seconds, 1 when it does not.
 package main
 
 import (
@@ -180,6 +180,10 @@ func main() {
 		}
 	}
 	if len(os.Args) == 3 && os.Args[1] == "dial" {
+		// The policy daemon knows a pod by the IP in its status, which
+		// the kubelet reports a moment after the sandbox starts: before
+		// that, its packets are judged as a stranger's.
+		time.Sleep(2 * time.Second)
 		c, err := net.DialTimeout("tcp", os.Args[2], 3*time.Second)
 		if err != nil {
 			fmt.Println("refused:", err)
@@ -407,7 +411,7 @@ containerd_config() {
             SystemdCgroup = false"
 	fi
 	mkdir -p "$STATE/containerd" "$STATE/cni/net.d" "$RUN/containerd"
-	cat >"$STATE/containerd/config.toml" <<EOF
+	write_file "$STATE/containerd/config.toml" <<EOF
 # Written by airlock's scripts/k8s-cluster.sh: the test cluster's own
 # containerd, apart from Docker's.
 version = 2
@@ -453,7 +457,7 @@ EOF
 	# The pod network: one bridge, addresses from the node's pod CIDR. No
 	# ipMasq: the masquerade rule is ours (AIRLOCK-K8S-POSTROUTING), so that
 	# `down` can remove it without touching anyone else's.
-	cat >"$STATE/cni/net.d/10-airlock-k8s.conflist" <<EOF
+	write_file "$STATE/cni/net.d/10-airlock-k8s.conflist" <<EOF
 {
   "cniVersion": "0.4.0",
   "name": "airlock-k8s",
@@ -475,6 +479,21 @@ EOF
   ]
 }
 EOF
+}
+
+# write_file FILE < CONTENT: replace FILE only when CONTENT differs, in one
+# rename (containerd watches its CNI directory and would read a half-written
+# file).
+write_file() {
+	local tmp
+	tmp=$(mktemp "$1.XXXXXX")
+	cat >"$tmp"
+	if cmp -s "$tmp" "$1"; then
+		rm -f "$tmp"
+	else
+		chmod 0644 "$tmp"
+		mv -f "$tmp" "$1"
+	fi
 }
 
 ctr_k8s() { ctr -a "$CONTAINERD_SOCK" -n k8s.io "$@"; }
@@ -728,15 +747,24 @@ exec $BIN/kube-network-policies --hostname-override $name --nfqueue-id $NFQUEUE 
 EOF
 		chmod 0755 "$STATE/netpol-run.sh"
 		start kube-network-policies /usr/bin/unshare --mount --propagation private "$STATE/netpol-run.sh"
+		# unshare execs the script, which execs the daemon: that is what the
+		# pid file must name.
+		read -r pid _ <"$(pidfile kube-network-policies)"
+		echo "$pid $(readlink -f "$BIN/kube-network-policies")" >"$(pidfile kube-network-policies)"
 	fi
 	# Queue only once the daemon listens on it (the queue has no bypass).
-	local i
+	local i pid
+	read -r pid _ <"$(pidfile kube-network-policies)"
 	for i in $(seq 1 120); do
 		grep -qE "^ *$NFQUEUE " /proc/net/netfilter/nfnetlink_queue 2>/dev/null && break
-		running_pid kube-network-policies >/dev/null || die "kube-network-policies exited (log: $LOGS/kube-network-policies.log)"
+		[ -d "/proc/$pid" ] || break
 		sleep 0.25
 	done
-	grep -qE "^ *$NFQUEUE " /proc/net/netfilter/nfnetlink_queue || die "kube-network-policies did not open its queue (log: $LOGS/kube-network-policies.log)"
+	if ! grep -qE "^ *$NFQUEUE " /proc/net/netfilter/nfnetlink_queue; then
+		log "NetworkPolicy is NOT enforced: kube-network-policies did not open its queue (log: $LOGS/kube-network-policies.log)"
+		stop kube-network-policies
+		return 0
+	fi
 	iptables -w -t mangle -N AIRLOCK-K8S-NETPOL 2>/dev/null || iptables -w -t mangle -F AIRLOCK-K8S-NETPOL
 	iptables -w -t mangle -A AIRLOCK-K8S-NETPOL -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
 	# What root on the node sends (the kubelet's probes) is not judged, as upstream.
@@ -898,9 +926,14 @@ is_up() {
 	api_ready 2>/dev/null && node_ready "$(node_name)"
 }
 
+netpol_up() {
+	running_pid kube-network-policies >/dev/null &&
+		iptables -w -t mangle -C POSTROUTING -j AIRLOCK-K8S-NETPOL 2>/dev/null
+}
+
 cmd_up() {
 	mkdir -p "$STATE" "$RUN" "$LOGS"
-	if is_up && running_pid kube-network-policies >/dev/null; then
+	if is_up && netpol_up; then
 		log "up (kubeconfig $KUBECONFIG_ADMIN)"
 		return 0
 	fi
