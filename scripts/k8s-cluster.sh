@@ -408,6 +408,7 @@ containerd_config() {
           runtime_type = \"io.containerd.runc.v2\"
           [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runsc.options]
             BinaryName = \"$STATE/runsc\"
+            Root = \"$RUN/runc\"
             SystemdCgroup = false"
 	fi
 	mkdir -p "$STATE/containerd" "$STATE/cni/net.d" "$RUN/containerd"
@@ -452,6 +453,9 @@ oom_score = 0
         [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
           runtime_type = "io.containerd.runc.v2"
           [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+            # Not the shim's default /run/containerd/runc, which is Docker's
+            # containerd's.
+            Root = "$RUN/runc"
             SystemdCgroup = false$runsc
 EOF
 	# The pod network: one bridge, addresses from the node's pod CIDR. No
@@ -540,7 +544,8 @@ remove_chain() {
 }
 
 network_down() {
-	remove_chain mangle AIRLOCK-K8S-NETPOL POSTROUTING INPUT
+	remove_chain mangle AIRLOCK-K8S-NETPOL POSTROUTING
+	remove_chain mangle AIRLOCK-K8S-NETPOL-IN INPUT
 	remove_chain filter AIRLOCK-K8S-FORWARD FORWARD
 	remove_chain nat AIRLOCK-K8S-POSTROUTING POSTROUTING
 	# A pod network namespace left by a containerd that died: ours are the
@@ -953,6 +958,9 @@ cmd_up() {
 	start_controllers
 	start_kubelet "$ip" "$name"
 	bootstrap_objects
+	# The node object outlives `down` (etcd keeps it) with its last status:
+	# the kubelet's own health first, then Ready.
+	wait_for kubelet 120 curl -fsS http://127.0.0.1:10248/healthz
 	wait_for "node $name Ready" 120 node_ready "$name"
 	kubectl label node "$name" node-role.kubernetes.io/control-plane- >/dev/null 2>&1 || true
 	wait_for "the default service account of namespace airlock" 60 kubectl -n airlock get serviceaccount default
@@ -988,7 +996,7 @@ unmount_under() {
 	local dir m
 	for dir in "$@"; do
 		# Deepest first.
-		for m in $(awk -v d="$dir/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+		for m in $(awk -v d="$dir" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r); do
 			umount -l "$m" 2>/dev/null || true
 		done
 	done
@@ -1001,7 +1009,7 @@ cmd_down() {
 	if running_pid kubelet >/dev/null && api_ready 2>/dev/null; then
 		kubectl delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
 		local i
-		for i in $(seq 1 60); do
+		for i in $(seq 1 40); do
 			[ -z "$(ctr_k8s tasks ls -q 2>/dev/null)" ] && break
 			sleep 0.5
 		done
