@@ -244,15 +244,25 @@ EOF
 
 pidfile() { echo "$RUN/$1.pid"; }
 
-# The pid in NAME's pid file, if that process still runs the binary we
-# started (a pid file that outlived a reboot may name someone else).
+# The start time of process PID (clock ticks since boot): with the pid, it
+# names one process, whereas a pid alone may be reused.
+start_time() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+
+# record NAME PID EXE: NAME's pid file.
+record() { echo "$2 $3 $(start_time "$2")" >"$(pidfile "$1")"; }
+
+# The pid in NAME's pid file, if that is still the process we started, running
+# the binary we started: /run/airlock-k8s outlives a reboot here, and its
+# pid could by then be anyone's (Docker's containerd runs /usr/bin/containerd
+# too).
 running_pid() {
-	local f pid exe
+	local f pid exe started
 	f=$(pidfile "$1")
 	[ -s "$f" ] || return 1
-	read -r pid exe <"$f" || true
+	read -r pid exe started <"$f" || true
 	[ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
 	[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] || return 1
+	[ "$(start_time "$pid")" = "$started" ] || return 1
 	echo "$pid"
 }
 
@@ -267,7 +277,7 @@ start() {
 	exe=$(readlink -f "$exe")
 	printf '\n==== %s started %s\n' "$name" "$(date -Is)" >>"$LOGS/$name.log"
 	setsid "$exe" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
-	echo "$! $exe" >"$(pidfile "$name")"
+	record "$name" $! "$exe"
 }
 
 # stop NAME: SIGTERM, then SIGKILL after a grace period.
@@ -734,7 +744,7 @@ EOF
 # namespace of its own with a tmpfs over /run holding them: nothing is written
 # to the host's /run.
 start_netpol() {
-	local name=$1
+	local name=$1 i pid
 	if ! running_pid kube-network-policies >/dev/null; then
 		cat >"$STATE/netpol-run.sh" <<EOF
 #!/bin/sh
@@ -755,10 +765,9 @@ EOF
 		# unshare execs the script, which execs the daemon: that is what the
 		# pid file must name.
 		read -r pid _ <"$(pidfile kube-network-policies)"
-		echo "$pid $(readlink -f "$BIN/kube-network-policies")" >"$(pidfile kube-network-policies)"
+		record kube-network-policies "$pid" "$(readlink -f "$BIN/kube-network-policies")"
 	fi
 	# Queue only once the daemon listens on it (the queue has no bypass).
-	local i pid
 	read -r pid _ <"$(pidfile kube-network-policies)"
 	for i in $(seq 1 120); do
 		grep -qE "^ *$NFQUEUE " /proc/net/netfilter/nfnetlink_queue 2>/dev/null && break
