@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -160,7 +162,35 @@ func (f *Factory) chooseEngine() (sandbox.Endpoint, error) {
 			nestingFrom, ep.Kind, ep.Why)
 	}
 	ep.Incus = sandbox.IncusOptions{Pool: eng.Incus.Pool, Network: eng.Incus.Network, Nesting: eng.Incus.Nesting}
+	if ep.Kind == sandbox.KindKubernetes {
+		ep.Kubernetes = kubernetesOptions(eng.Kubernetes, f.Getenv)
+		ep.Why = from + ": the cluster of " + cmp.Or(ep.Kubernetes.Kubeconfig, "~/.kube/config") + ", context " + cmp.Or(ep.Kubernetes.Context, "(current)")
+	}
 	return ep, nil
+}
+
+// kubernetesOptions are the Kubernetes engine's settings from
+// [engine.kubernetes]; the kubeconfig comes from KUBECONFIG when the
+// config names none, as kubectl's does.
+func kubernetesOptions(k config.EngineKubernetes, getenv func(string) string) sandbox.KubernetesOptions {
+	opts := sandbox.KubernetesOptions{
+		Kubeconfig:   cmp.Or(k.Kubeconfig, getenv("KUBECONFIG")),
+		Context:      k.Context,
+		Namespace:    k.Namespace,
+		RuntimeClass: k.RuntimeClass,
+		StorageClass: k.StorageClass,
+		Registry:     k.Registry,
+		Warm:         k.Warm,
+		ClusterCIDRs: k.ClusterCIDRs,
+	}
+	for _, kv := range k.NodeSelector {
+		name, value, _ := strings.Cut(kv, "=")
+		if opts.NodeSelector == nil {
+			opts.NodeSelector = map[string]string{}
+		}
+		opts.NodeSelector[name] = value
+	}
+	return opts
 }
 
 // PingedEngine is Engine, checked to answer.

@@ -92,7 +92,7 @@ in a hardened container, and lets you review and merge its work when you choose.
 	// logs, and must not mean something else one level up.
 	root.Flags().Bool("version", false, "print airlock's version and commit")
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.PersistentFlags().StringVar(&f.EngineKind, "engine", "", "container engine: docker, podman or incus (default: [engine] kind, else detected)")
+	root.PersistentFlags().StringVar(&f.EngineKind, "engine", "", "container engine: docker, podman, incus or kubernetes (default: [engine] kind, else detected)")
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)

@@ -220,6 +220,7 @@ func (f *Factory) watcherPlace(st *store.Store) (watchd.Place, error) {
 	fmt.Fprintf(h, "exe %q %d %d %d %d\n", exe, sys.Dev, sys.Ino, fi.Size(), fi.ModTime().UnixNano())
 	fmt.Fprintf(h, "store %q\n", st.Dir())
 	fmt.Fprintf(h, "engine %q %q %q %q %t\n", f.endpoint.Kind, f.endpoint.Host, f.endpoint.Incus.Pool, f.endpoint.Incus.Network, f.endpoint.Incus.Nesting)
+	fmt.Fprintf(h, "kubernetes %q\n", fmt.Sprintf("%+v", f.endpoint.Kubernetes))
 	fmt.Fprintf(h, "user %d %d\n", f.UID, f.GID)
 	env := slices.Clone(f.Environ())
 	slices.Sort(env)

@@ -48,6 +48,9 @@ ca_certificates = ["host"]
 memory = "2g"
 cpus = 1.0
 pids = 1024
+
+[engine.kubernetes]
+namespace = "airlock"
 `
 
 func TestMain(m *testing.M) {
@@ -188,10 +191,11 @@ const (
 	onPodman                    // rootful, as root
 	onRootlessPodman            // as the rootless test user, whose own Podman airlock finds
 	onIncus                     // as root, AIRLOCK_ENGINE=incus
+	onKubernetes                // as root, AIRLOCK_ENGINE=kubernetes, on the test cluster
 )
 
 func (k engineKind) String() string {
-	return [...]string{"Docker", "Podman", "rootless Podman", "Incus"}[k]
+	return [...]string{"Docker", "Podman", "rootless Podman", "Incus", "Kubernetes"}[k]
 }
 
 // The engines a test body runs on (onEngines): every one, or those with
@@ -236,6 +240,8 @@ func newEnvOn(t *testing.T, k engineKind) *env {
 	case onIncus:
 		needIncus(t)
 		incusImage(t)
+	case onKubernetes:
+		needKubernetes(t)
 	}
 	e.state, e.repo = e.tempDir(), filepath.Join(e.tempDir(), "repo")
 	e.initRepo()
@@ -297,6 +303,8 @@ func (e *env) sandboxEngine() (testEngine, error) {
 	switch e.engine {
 	case onIncus:
 		return sandbox.NewIncus("")
+	case onKubernetes:
+		return newKubeEngine()
 	case onPodman:
 		return sandbox.NewPodman("")
 	case onRootlessPodman:
@@ -384,6 +392,8 @@ func (e *env) environ() []string {
 		out = append(out, "AIRLOCK_ENGINE=podman")
 	case onIncus:
 		out = append(out, "AIRLOCK_ENGINE=incus")
+	case onKubernetes:
+		out = append(out, "AIRLOCK_ENGINE=kubernetes", "KUBECONFIG="+kubeconfigPath)
 	}
 	return append(out, e.extra...)
 }

@@ -69,7 +69,8 @@ func (e *env) gateway() string {
 	switch e.engine {
 	case onIncus:
 		return incusShared.gateway
-	case onRootlessPodman:
+	case onRootlessPodman, onKubernetes:
+		// Pods reach the host at the node's address.
 		return shared.hostAddr
 	}
 	return shared.gateway

@@ -292,6 +292,10 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 		if !strings.HasPrefix(req.Image, image.Repo(req.agent())+":") && !strings.HasPrefix(req.Image, image.ProjectRepoPrefix) {
 			hint = "pull or build it (`airlock image build` builds airlock's own image), or name another in [image] name, --image or the prompt's image:"
 		}
+		if m.Engine.Kind() == sandbox.KindKubernetes {
+			// The nodes report their images a little after they get them.
+			return fmt.Errorf("image %s is not on the cluster's nodes (as they last reported, up to a minute ago): build it with `airlock image build`, then load it into the nodes or set [engine.kubernetes] registry (docs/kubernetes.md)", req.Image)
+		}
 		return fmt.Errorf("image %s not found in the container engine: %s", req.Image, hint)
 	}
 	if !req.Here {

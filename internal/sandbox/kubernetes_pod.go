@@ -237,10 +237,16 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 		agentMounts = append(agentMounts, corev1.VolumeMount{Name: v, MountPath: t.Target})
 	}
 	// The init and keeper containers write nothing but their volumes.
-	small := corev1.ResourceRequirements{Limits: corev1.ResourceList{
-		corev1.ResourceMemory: resource.MustParse("64Mi"),
-		corev1.ResourceCPU:    resource.MustParse("500m"),
-	}}
+	small := corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{
+			corev1.ResourceMemory: resource.MustParse("64Mi"),
+			corev1.ResourceCPU:    resource.MustParse("500m"),
+		},
+		Requests: corev1.ResourceList{
+			corev1.ResourceMemory: resource.MustParse("16Mi"),
+			corev1.ResourceCPU:    resource.MustParse("10m"),
+		},
+	}
 	helper := func(name string, cmd []string, vm []corev1.VolumeMount) corev1.Container {
 		return corev1.Container{
 			Name: name, Image: spec.Image, Command: cmd, ImagePullPolicy: k.pullPolicy(),
@@ -312,22 +318,36 @@ func hardened(uid, gid int, readOnlyRoot bool) *corev1.SecurityContext {
 	}
 }
 
-// podResources are the agent container's limits. Kubernetes has no
-// per-pod pids limit (the kubelet's podPidsLimit is node-wide), so
-// Limits.Pids is refused rather than ignored.
+// podResources are the agent container's limits, from [sandbox], and its
+// requests. Kubernetes has no per-pod pids limit (the kubelet's
+// podPidsLimit is node-wide; PidsLimitIgnored).
+//
+// The requests are what the scheduler reserves: an agent mostly waits on
+// its model, so reserving its whole limit would fit two runs on a node
+// that can carry ten. They are a tenth of the limits, at most
+// agentRequestCPU and agentRequestMemory.
 func podResources(l Limits) (corev1.ResourceRequirements, error) {
 	if l.MemoryBytes < 0 || l.CPUs < 0 || l.Pids < 0 {
 		return corev1.ResourceRequirements{}, fmt.Errorf("negative resource limit %+v: use 0 for the engine's default", l)
 	}
-	r := corev1.ResourceRequirements{Limits: corev1.ResourceList{}}
+	r := corev1.ResourceRequirements{Limits: corev1.ResourceList{}, Requests: corev1.ResourceList{}}
 	if l.MemoryBytes > 0 {
 		r.Limits[corev1.ResourceMemory] = *resource.NewQuantity(l.MemoryBytes, resource.BinarySI)
+		r.Requests[corev1.ResourceMemory] = *resource.NewQuantity(min(l.MemoryBytes/10, agentRequestMemory), resource.BinarySI)
 	}
 	if l.CPUs > 0 {
-		r.Limits[corev1.ResourceCPU] = *resource.NewMilliQuantity(int64(l.CPUs*1000), resource.DecimalSI)
+		milli := int64(l.CPUs * 1000)
+		r.Limits[corev1.ResourceCPU] = *resource.NewMilliQuantity(milli, resource.DecimalSI)
+		r.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(max(1, min(milli/10, agentRequestCPU)), resource.DecimalSI)
 	}
 	return r, nil
 }
+
+// The most an agent's pod asks the scheduler to reserve (podResources).
+const (
+	agentRequestCPU    = 250       // millicores
+	agentRequestMemory = 512 << 20 // bytes
+)
 
 func (k *Kubernetes) pullPolicy() corev1.PullPolicy {
 	if k.opts.Registry != "" {
