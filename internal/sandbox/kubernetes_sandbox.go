@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -94,7 +95,15 @@ func (k *Kubernetes) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandb
 	if err == nil {
 		err = k.Start(ctx, agent)
 	}
-	if perr := <-ready; err == nil {
+	perr := <-ready
+	var exited *proxyExitedError
+	if err == nil && errors.As(perr, &exited) && exited.code == 0 && k.ended(ctx, agent) {
+		// The agent was done before the proxy was seen listening (a
+		// setup command that failed at once): its relay's lifeline
+		// ended the proxy, as at the end of every run.
+		perr = nil
+	}
+	if err == nil {
 		err = perr
 	}
 	if err != nil {
@@ -102,6 +111,14 @@ func (k *Kubernetes) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandb
 		return Sandbox{}, err
 	}
 	return Sandbox{Agent: agent, Proxy: proxy}, nil
+}
+
+// ended reports whether the agent's command is seen to have ended within
+// agentEndGrace.
+func (k *Kubernetes) ended(ctx context.Context, id string) bool {
+	ctx, cancel := context.WithTimeout(ctx, agentEndGrace)
+	defer cancel()
+	return k.waitAgent(ctx, id, func(st *corev1.ContainerStatus) bool { return st.State.Terminated != nil }) == nil
 }
 
 // RestartSandbox makes a new proxy, then the agent's pod again from its
@@ -129,6 +146,8 @@ func (k *Kubernetes) RestartSandbox(ctx context.Context, spec SandboxSpec) (Sand
 	restart := spec
 	restart.Agent = agentSpec
 	restart.Agent.Cmd = unrelayed(agentSpec.Cmd)
+	// createAgent adds the binary again.
+	restart.Agent.Mounts = slices.DeleteFunc(slices.Clone(agentSpec.Mounts), func(m Mount) bool { return m.Target == BinaryPath })
 	restart.AgentReady = nil
 	if restart.Agent.Cmd == nil {
 		return Sandbox{}, fmt.Errorf("kubernetes: restart %s: its command has no relay: it is not a sandbox's agent", spec.Agent.Name)
@@ -394,7 +413,7 @@ func (k *Kubernetes) awaitProxy(ctx context.Context, name string) error {
 		} else if cs != nil && cs.State.Running != nil {
 			ok := true
 			for _, port := range []int32{proxyPort, apiPort} {
-				code, err := k.execIn(ctx, name, keeperContainer, []string{"sh", "-c", listening, "sh", fmt.Sprintf("%04X", port)}, remotecommand.StreamOptions{})
+				code, err := k.execIn(ctx, name, keeperContainer, []string{"sh", "-c", listening, "sh", fmt.Sprintf("%04X", port)}, remotecommand.StreamOptions{Stdout: io.Discard})
 				if err != nil || code != 0 {
 					ok = false
 					break
