@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -91,6 +92,10 @@ func doctorRun(ctx context.Context, f *Factory) error {
 				imageBuilt = true
 				add(check{name: "image", ok: true, info: ref})
 			}
+		}
+		if pp, ok := eng.(policyProber); ok && imageBuilt {
+			ref, _ := f.imageRef(project, res)
+			add(policyCheck(ctx, pp, ref))
 		}
 		if rt := cfg.Sandbox.Runtime; rt != "" {
 			if err := sandbox.CheckRuntime(ctx, eng, rt); err != nil {
@@ -201,6 +206,9 @@ func engineChecks(ctx context.Context, getenv func(string) string) []check {
 
 // engineUsed says which engine airlock uses, and why.
 func engineUsed(ep sandbox.Endpoint) string {
+	if ep.Kind == sandbox.KindKubernetes {
+		return "using kubernetes: " + ep.Why
+	}
 	host := ep.Host
 	if host == "" {
 		host = "its default socket"
@@ -219,5 +227,34 @@ func providerCheck(ctx context.Context, p string, lookup func(string) (string, b
 	}
 	c.ok = true
 	c.info = strings.Join([]string{providerPlace(d), providerFrom(d), expiryText(d.Expires, now)}, "; ")
+	return c
+}
+
+// policyProber is an engine that can show whether its cluster enforces
+// the network policies its sandboxes rely on (Kubernetes).
+type policyProber interface {
+	ProbeNetworkPolicy(ctx context.Context, image, binary string) error
+}
+
+// policyCheck runs the engine's NetworkPolicy probe: pods that must and
+// must not connect.
+func policyCheck(ctx context.Context, pp policyProber, image string) check {
+	c := check{name: "network policy"}
+	exe, err := os.Executable()
+	if err != nil {
+		c.info = "cannot find the airlock binary for the probe pods: " + err.Error()
+		return c
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	switch err := pp.ProbeNetworkPolicy(ctx, image, exe); {
+	case errors.Is(err, sandbox.ErrPolicyNotEnforced):
+		c.info = err.Error()
+		c.fix = "install a network plugin that implements NetworkPolicy (Calico, Cilium, kube-network-policies...); until then a sandbox is not isolated on this cluster"
+	case err != nil:
+		c.info = err.Error()
+	default:
+		c.ok, c.info = true, "enforced: a probe pod under airlock's deny-all policy could not reach another pod; one a policy allowed could"
+	}
 	return c
 }

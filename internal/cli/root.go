@@ -125,6 +125,7 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newConfigCmd(f),
 		newProfileCmd(f),
 		newDoctorCmd(f),
+		newNetprobeCmd(f),
 		newDemoCmd(f),
 		newCredentialsCmd(f),
 		newEgressCmd(f),
