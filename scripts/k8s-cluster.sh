@@ -102,7 +102,9 @@ build() {
 		} >"$CACHE/src/go.mod"
 	fi
 	# Adds what the commands need to go.sum (quick once it is there).
-	(cd "$CACHE/src" && go get k8s.io/kubernetes/cmd/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kubectl}@"$K8S_VERSION")
+	if [[ " ${missing[*]} " == *" kube"* ]]; then
+		(cd "$CACHE/src" && go get k8s.io/kubernetes/cmd/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kubectl}@"$K8S_VERSION")
+	fi
 	# The version the binaries report (the apiserver and kubelet compare them).
 	local ld="-s -w" p
 	for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -111,8 +113,7 @@ build() {
 	done
 	for c in "${missing[@]}"; do
 		case $c in
-		kube-*|kubelet|kubectl)
-			[ "$c" = kube-network-policies ] && continue
+		kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kubectl)
 			log "building $c"
 			(cd "$CACHE/src" && CGO_ENABLED=0 go build -trimpath -tags providerless -ldflags "$ld" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c")
 			mv "$BIN/$c.tmp" "$BIN/$c" ;;
@@ -396,12 +397,23 @@ certificates() {
 
 # ------------------------------------------------------------ containerd
 
-# runsc runs under containerd's runc shim (Debian's runsc has no
-# containerd-shim-runsc-v1), one gVisor sandbox per container of the pod; it
-# then must use the pod's network namespace as it is (--network=host inside
-# that namespace), since two sandboxes cannot both own the pod's interface.
+# gVisor. Debian's runsc (20221219) has no containerd shim
+# (containerd-shim-runsc-v1), so the handler "runsc" runs it under
+# containerd's runc shim, as Docker does (--network=host: inside the pod's
+# network namespace, each container being its own gVisor sandbox). A pod
+# then starts, but the exit of its containers is never reported (the pod
+# stays Running), so check_gvisor finds it unusable and creates no
+# RuntimeClass. What was tried beyond that, on this machine: gVisor's own
+# shim built from the gvisor.dev/gvisor Go module (go branch,
+# v0.0.0-20260527191743-a81fd9dd382e) (1) lowers its OOM score to -999,
+# which needs CAP_SYS_RESOURCE, which this machine's root lacks ("failed to
+# set OOM Score on shim: permission denied"), and (2) once that is patched
+# out, speaks the containerd 2 shim bootstrap protocol, which Debian's
+# containerd 1.6 does not ("dial unix {"version":2,...}: invalid
+# argument"). A working gVisor RuntimeClass here needs containerd >= 1.7
+# and a shim that keeps its OOM score.
 runsc_wrapper() {
-	cat >"$STATE/runsc" <<'EOF'
+	write_file "$STATE/runsc" <<'EOF'
 #!/bin/sh
 # Written by airlock's scripts/k8s-cluster.sh: gVisor for the test cluster's containerd.
 exec /usr/bin/runsc --network=host --ignore-cgroups "$@"
@@ -804,7 +816,7 @@ EOF
 }
 
 # RuntimeClass gvisor (handler runsc) once a pod really ran under it here;
-# the answer is kept in $STATE/gvisor (ok, or what the pod's status was).
+# the answer is kept in $STATE/gvisor (ok, or the pod's status).
 check_gvisor() {
 	[ -x /usr/bin/runsc ] || return 0
 	if [ ! -s "$STATE/gvisor" ]; then
@@ -820,19 +832,32 @@ spec:
   restartPolicy: Never
   automountServiceAccountToken: false
   containers:
-  - {name: pause, image: $PAUSE_IMAGE, imagePullPolicy: Never}
+  - {name: probe, image: $PAUSE_IMAGE, imagePullPolicy: Never, command: [/pause, dial, "127.0.0.1:1"]}
 EOF
-		if kubectl -n kube-system wait --for=condition=Ready pod/airlock-k8s-gvisor-check --timeout=90s >/dev/null 2>&1; then
+		# It must run, and its exit (1: nothing listens there) be reported.
+		if kubectl -n kube-system wait --for=jsonpath='{.status.phase}'=Failed pod/airlock-k8s-gvisor-check --timeout=30s >/dev/null 2>&1 &&
+			[ "$(kubectl -n kube-system get pod airlock-k8s-gvisor-check -o 'jsonpath={.status.containerStatuses[0].state.terminated.exitCode}')" = 1 ]; then
 			echo ok >"$STATE/gvisor"
 		else
 			kubectl -n kube-system get pod airlock-k8s-gvisor-check -o 'jsonpath={.status}' >"$STATE/gvisor" 2>&1 || echo "no pod" >"$STATE/gvisor"
 		fi
 		kubectl -n kube-system delete pod airlock-k8s-gvisor-check --grace-period=0 --force >/dev/null 2>&1 || true
+		# A runsc sandbox under the runc shim cannot be stopped through it
+		# ("sandbox is not running"): its shim goes, with what it runs.
+		local t shim
+		for t in $(ctr_k8s tasks ls -q 2>/dev/null); do
+			ctr_k8s containers info "$t" 2>/dev/null | grep -q '"io.kubernetes.pod.name": "airlock-k8s-gvisor-check"' || continue
+			for shim in $(pgrep -f -- "-address $CONTAINERD_SOCK" || true); do
+				grep -qaF "$t" "/proc/$shim/cmdline" 2>/dev/null || continue
+				pkill -9 -P "$shim" 2>/dev/null || true
+				kill -9 "$shim" 2>/dev/null || true
+			done
+		done
 	fi
 	if [ "$(cat "$STATE/gvisor")" = ok ]; then
 		rc_gvisor
 	else
-		log "no RuntimeClass gvisor: a pod did not run under runsc ($STATE/gvisor says why)"
+		log "no RuntimeClass gvisor: a pod under runsc did not run and report its exit here ($STATE/gvisor has its status)"
 		kubectl delete runtimeclass gvisor --ignore-not-found >/dev/null 2>&1 || true
 	fi
 }
@@ -987,7 +1012,7 @@ cleanup_leftovers() {
 	kill_shims
 	unmount_under "$RUN/containerd" "$STATE/containerd" "$STATE/kubelet"
 	network_down
-	rm -f "$CONTAINERD_SOCK" "$RUN/containerd.sock.ttrpc"
+	rm -rf "$CONTAINERD_SOCK" "$RUN/containerd.sock.ttrpc" "$RUN/runc" "$RUN/runsc"
 }
 
 # The shims of our containerd (containers outlive it): found by the socket
@@ -1037,7 +1062,7 @@ cmd_down() {
 	kill_shims
 	unmount_under "$RUN/containerd" "$STATE/containerd" "$STATE/kubelet"
 	network_down
-	rm -f "$CONTAINERD_SOCK" "$RUN/containerd.sock.ttrpc"
+	rm -rf "$CONTAINERD_SOCK" "$RUN/containerd.sock.ttrpc" "$RUN/runc" "$RUN/runsc"
 	log "down"
 }
 
