@@ -576,6 +576,9 @@ network_down() {
 	for ns in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do
 		if ip netns exec "$ns" ip -4 -o addr 2>/dev/null | grep -q " ${POD_CIDR%.*}\."; then
 			ip netns delete "$ns" 2>/dev/null || true
+		elif ! mountpoint -q "/run/netns/$ns"; then
+			# After a reboot: a name left of a namespace that is gone.
+			rm -f "/run/netns/$ns"
 		fi
 	done
 	ip link delete "$BRIDGE" 2>/dev/null || true
@@ -1012,7 +1015,9 @@ cleanup_leftovers() {
 	kill_shims
 	unmount_under "$RUN/containerd" "$STATE/containerd" "$STATE/kubelet"
 	network_down
-	rm -rf "$CONTAINERD_SOCK" "$RUN/containerd.sock.ttrpc" "$RUN/runc" "$RUN/runsc"
+	# Runtime state only (what ran is gone): containerd would otherwise try
+	# to recover those tasks.
+	rm -rf --one-file-system "$CONTAINERD_SOCK" "$RUN/containerd.sock.ttrpc" "$RUN/containerd" "$RUN/runc" "$RUN/runsc"
 }
 
 # The shims of our containerd (containers outlive it): found by the socket
@@ -1062,7 +1067,9 @@ cmd_down() {
 	kill_shims
 	unmount_under "$RUN/containerd" "$STATE/containerd" "$STATE/kubelet"
 	network_down
-	rm -rf "$CONTAINERD_SOCK" "$RUN/containerd.sock.ttrpc" "$RUN/runc" "$RUN/runsc"
+	# Runtime state only (what ran is gone): containerd would otherwise try
+	# to recover those tasks.
+	rm -rf --one-file-system "$CONTAINERD_SOCK" "$RUN/containerd.sock.ttrpc" "$RUN/containerd" "$RUN/runc" "$RUN/runsc"
 	log "down"
 }
 
@@ -1079,6 +1086,17 @@ cmd_status() {
 	if [ $ok = 0 ] && api_ready 2>/dev/null; then
 		kubectl get nodes -o wide
 		echo "kubeconfig: $KUBECONFIG_ADMIN"
+		if netpol_up; then
+			echo "NetworkPolicy: enforced (kube-network-policies; check with: $0 probe)"
+		else
+			echo "NetworkPolicy: NOT enforced"
+			ok=1
+		fi
+		if [ "$(cat "$STATE/gvisor" 2>/dev/null)" = ok ]; then
+			echo "RuntimeClass gvisor: yes"
+		else
+			echo "RuntimeClass gvisor: no (see check_gvisor in $0)"
+		fi
 	else
 		ok=1
 	fi
