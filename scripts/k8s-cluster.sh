@@ -602,11 +602,13 @@ api_ready() {
 		"https://127.0.0.1:$API_PORT/readyz" >/dev/null
 }
 
+# On loopback only: pods reach the node's address, and have no business with
+# the API (the kubelet and everything else here use 127.0.0.1).
 start_apiserver() {
 	local ip=$1
 	start kube-apiserver "$BIN/kube-apiserver" \
 		--etcd-servers "http://$ETCD_CLIENT" \
-		--bind-address 0.0.0.0 --secure-port "$API_PORT" --advertise-address "$ip" \
+		--bind-address 127.0.0.1 --secure-port "$API_PORT" --advertise-address "$ip" \
 		--service-cluster-ip-range "$SERVICE_CIDR" \
 		--client-ca-file "$PKI/ca.crt" \
 		--tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
