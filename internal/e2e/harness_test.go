@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -149,6 +150,9 @@ type env struct {
 	user   *user.User // rootless Podman: the unprivileged user airlock runs as
 	// configDir is the test's own XDG_CONFIG_HOME (userConfig), else "".
 	configDir string
+	// kubeconfig is the KUBECONFIG of a test on Kubernetes, when not the
+	// test cluster's admin's.
+	kubeconfig string
 }
 
 // config is XDG_CONFIG_HOME for the test's airlock.
@@ -393,7 +397,7 @@ func (e *env) environ() []string {
 	case onIncus:
 		out = append(out, "AIRLOCK_ENGINE=incus")
 	case onKubernetes:
-		out = append(out, "AIRLOCK_ENGINE=kubernetes", "KUBECONFIG="+kubeconfigPath)
+		out = append(out, "AIRLOCK_ENGINE=kubernetes", "KUBECONFIG="+cmp.Or(e.kubeconfig, kubeconfigPath))
 	}
 	return append(out, e.extra...)
 }

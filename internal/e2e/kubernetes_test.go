@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +22,9 @@ const (
 	kubeconfigPath = "/var/lib/airlock-k8s/kubeconfig"
 	kubeNamespace  = "airlock"
 	kubeScript     = "scripts/k8s-cluster.sh"
+	// kubectlPath is the test cluster's own kubectl, for the tests' looks
+	// and set-up (airlock itself never runs kubectl).
+	kubectlPath = "/var/cache/airlock-k8s/v1.33.13/bin/kubectl"
 )
 
 var kubeShared struct {
@@ -157,5 +163,73 @@ func TestKubernetesLifecycle(t *testing.T) {
 		"TenRunsAtOnce": tenRunsAtOnce,
 	} {
 		t.Run(name, func(t *testing.T) { body(t, newEnvOn(t, onKubernetes)) })
+	}
+}
+
+// TestKubernetesRBAC runs a whole run as a service account bound to
+// exactly the Role and ClusterRole of docs/kubernetes-rbac.yaml: what the
+// docs say airlock needs is enough (and a verb airlock starts to use
+// without saying so fails here).
+func TestKubernetesRBAC(t *testing.T) {
+	e := newEnvOn(t, onKubernetes)
+	kubectl := func(stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(kubectlPath, append([]string{"--kubeconfig", kubeconfigPath}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	sa := "airlock-rbac-test"
+	t.Cleanup(func() {
+		for _, args := range [][]string{
+			{"-n", kubeNamespace, "delete", "serviceaccount", sa, "--ignore-not-found"},
+			{"-n", kubeNamespace, "delete", "rolebinding", sa, "--ignore-not-found"},
+			{"delete", "clusterrolebinding", sa, "--ignore-not-found"},
+		} {
+			exec.Command(kubectlPath, append([]string{"--kubeconfig", kubeconfigPath}, args...)...).Run()
+		}
+	})
+	kubectl("", "apply", "-f", filepath.Join(repoRoot(), "docs", "kubernetes-rbac.yaml"))
+	kubectl("", "-n", kubeNamespace, "create", "serviceaccount", sa)
+	kubectl("", "-n", kubeNamespace, "create", "rolebinding", sa, "--role=airlock", "--serviceaccount="+kubeNamespace+":"+sa)
+	kubectl("", "create", "clusterrolebinding", sa, "--clusterrole=airlock-reader", "--serviceaccount="+kubeNamespace+":"+sa)
+	token := strings.TrimSpace(kubectl("", "-n", kubeNamespace, "create", "token", sa, "--duration=1h"))
+
+	// A kubeconfig with the cluster of the admin's and the account's token.
+	admin, err := os.ReadFile(kubeconfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := regexp.MustCompile(`server: (\S+)`).FindStringSubmatch(string(admin))
+	ca := regexp.MustCompile(`certificate-authority-data: (\S+)`).FindStringSubmatch(string(admin))
+	if server == nil || ca == nil {
+		t.Fatalf("no server or CA in %s", kubeconfigPath)
+	}
+	kc := filepath.Join(e.tempDir(), "kubeconfig")
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: %s, certificate-authority-data: %s}
+users:
+- name: %s
+  user: {token: %s}
+contexts:
+- name: rbac
+  context: {cluster: test, user: %s, namespace: %s}
+current-context: rbac
+`, server[1], ca[1], sa, token, sa, kubeNamespace)
+	if err := os.WriteFile(kc, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.kubeconfig = kc
+	writeCommitMerge(t, e)
+	// And what the run made is gone again with rm, under the same rights.
+	r := e.runs()[0]
+	if out := kubectl("", "-n", kubeNamespace, "get", "pods,secrets,networkpolicies", "-l", "airlock.dev/managed=true", "-o", "name"); strings.Contains(out, r.ID) {
+		t.Errorf("the merged run's objects are still on the cluster:\n%s", out)
 	}
 }
