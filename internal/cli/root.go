@@ -28,6 +28,10 @@ func Main() int {
 	if len(os.Args) > 1 && os.Args[1] == sandbox.IncusInitCommand {
 		return sandbox.IncusInit(os.Args[2:], os.Stderr)
 	}
+	// A Kubernetes pod's init: PID 1 of its agent container.
+	if len(os.Args) > 1 && os.Args[1] == sandbox.KubernetesInitCommand {
+		return sandbox.KubernetesInit(os.Args[2:], os.Stderr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The first signal cancels ctx and the command winds down (an attached

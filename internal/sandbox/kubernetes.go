@@ -69,6 +69,9 @@ type Kubernetes struct {
 	cfg  *rest.Config
 	ns   string
 	opts KubernetesOptions
+	// binary is the static airlock binary copied into the pods (UseBinary);
+	// "" is this one.
+	binary string
 	// syncMax caps what one SyncMounts copies back: the files come from
 	// the sandbox.
 	syncMax archive.Options
@@ -112,6 +115,10 @@ func NewKubernetes(opts KubernetesOptions) (*Kubernetes, error) {
 	return &Kubernetes{api: api, cfg: cfg, ns: ns, opts: opts,
 		syncMax: archive.Options{MaxBytes: KubernetesSyncMaxBytes, MaxEntries: KubernetesSyncMaxEntries}}, nil
 }
+
+// UseBinary names the static airlock binary copied into every pod as its
+// init; by default it is this one.
+func (k *Kubernetes) UseBinary(path string) { k.binary = path }
 
 // SetSyncLimits caps what SyncMounts copies back from one mount (bytes,
 // entries); the defaults are KubernetesSyncMaxBytes and

@@ -95,7 +95,11 @@ func (k *Kubernetes) feedInit(ctx context.Context, p *corev1.Pod, spec Spec) err
 			return err
 		}
 	}
-	mounts, err := k.podMounts(spec.Mounts)
+	all, err := k.withBinary(spec.Mounts)
+	if err != nil {
+		return err
+	}
+	mounts, err := k.podMounts(all)
 	if err != nil {
 		return err
 	}
@@ -116,16 +120,12 @@ func (k *Kubernetes) feedInit(ctx context.Context, p *corev1.Pod, spec Spec) err
 
 // mountsTar writes one tar stream of every mount's source, each below its
 // volume's directory (m0/...); a file mount is its one file, named after
-// its target. The volumes' own directories are left out: they are the
-// kubelet's, and the init container may not change them; so are the files
-// skip names (per volume), which come from a Secret.
+// its target, a directory's below its own directory (podMount.sub). The
+// files skip names (per volume) are left out: they come from a Secret.
 func mountsTar(w io.Writer, mounts []podMount, skip map[string][]string, uid, gid int) error {
 	tw := tar.NewWriter(w)
 	for _, m := range mounts {
-		name := m.volume
-		if m.file {
-			name = m.volume + "/" + path.Base(m.Target)
-		}
+		name := m.volume + "/" + m.sub()
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(archive.Create(pw, m.Source, name, uid, gid)) }()
 		tr := tar.NewReader(pr)
@@ -138,7 +138,7 @@ func mountsTar(w io.Writer, mounts []podMount, skip map[string][]string, uid, gi
 				pr.CloseWithError(err)
 				return err
 			}
-			if h.Name == m.volume+"/" || slices.Contains(skip[m.volume], strings.TrimSuffix(strings.TrimPrefix(h.Name, m.volume+"/"), "/")) {
+			if slices.Contains(skip[m.volume], strings.TrimSuffix(strings.TrimPrefix(h.Name, name+"/"), "/")) {
 				continue
 			}
 			if err := tw.WriteHeader(h); err != nil {
@@ -154,34 +154,18 @@ func mountsTar(w io.Writer, mounts []podMount, skip map[string][]string, uid, gi
 	return tw.Close()
 }
 
-// signalScript sends signal $2 to the command of the container whose ID is
-// $1, from the keeper: in the pod's shared process namespace the command is
-// the oldest process of that container's cgroup whose parent is outside
-// the namespace.
-const signalScript = `main=
-for d in /proc/[0-9]*; do
-	grep -q "$1" "$d/cgroup" 2>/dev/null || continue
-	[ "$(sed -n 's/^PPid:[[:space:]]*//p' "$d/status" 2>/dev/null)" = 0 ] || continue
-	p=${d#/proc/}
-	if [ -z "$main" ] || [ "$p" -lt "$main" ]; then main=$p; fi
-done
-[ -n "$main" ] || exit 0
-kill -"$2" "$main"`
-
-// signal sends sig ("TERM", "KILL") to the agent container's command.
+// signal sends sig ("TERM", "KILL") to the agent container's command,
+// through its init.
 func (k *Kubernetes) signal(ctx context.Context, p *corev1.Pod, sig string) error {
-	cs := agentStatus(p)
-	if cs == nil || cs.ContainerID == "" {
-		return nil
-	}
-	_, cid, _ := strings.Cut(cs.ContainerID, "://")
 	var out bytes.Buffer
-	code, err := k.execIn(ctx, p.Name, keeperContainer, []string{"sh", "-c", signalScript, "sh", cid, sig},
+	code, err := k.execIn(ctx, p.Name, agentContainer, []string{BinaryPath, KubernetesInitCommand, "kill", sig},
 		remotecommand.StreamOptions{Stdout: &out, Stderr: &out})
 	if err != nil {
 		return err
 	}
-	if code != 0 {
+	// 137: the signal ended the command, and the init took everything
+	// else with it, this kill too, before it returned.
+	if code != 0 && code != 128+9 {
 		return fmt.Errorf("kubernetes: send SIG%s to %s: exit %d: %s", sig, p.Name, code, strings.TrimSpace(out.String()))
 	}
 	return nil
@@ -219,9 +203,9 @@ func podMountOf(m Mount, i int) podMount {
 }
 
 func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip map[string][]string, uid, gid int) error {
-	dir, what, dest, opts := inDir+"/"+m.volume, ".", m.Source, k.syncMax
+	dir, what, dest, opts := inDir+"/"+m.volume+"/"+m.sub(), ".", m.Source, k.syncMax
 	if m.file {
-		what, dest = path.Base(m.Target), filepath.Dir(m.Source)
+		dir, what, dest = inDir+"/"+m.volume, m.sub(), filepath.Dir(m.Source)
 		opts.Rename = filepath.Base(m.Source)
 	}
 	out, pw := io.Pipe()
@@ -240,7 +224,23 @@ func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	skipped, err := archive.Extract(pr, dest, opts)
+	// A directory's copy goes into a fresh directory inside it first, so
+	// that what is there (a git directory, which Extract never merges
+	// into) is replaced, not merged into; then each top-level entry takes
+	// the place of the old one.
+	into, err := dest, error(nil)
+	if !m.file {
+		if into, err = os.MkdirTemp(dest, ".airlock-sync-"); err != nil {
+			pr.Close()
+			out.CloseWithError(err)
+			<-done
+			return err
+		}
+		defer os.RemoveAll(into)
+	}
+	// What Extract leaves out (links out of the copy, devices, fifos) is
+	// left out by design.
+	_, err = archive.Extract(pr, into, opts)
 	pr.Close()
 	out.CloseWithError(errors.New("extraction ended"))
 	if xerr := <-done; err == nil && xerr != nil {
@@ -249,7 +249,11 @@ func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip
 	if err != nil {
 		return err
 	}
-	_ = skipped // left out by design (links out, devices, fifos)
+	if !m.file {
+		if err := replaceEntries(into, dest); err != nil {
+			return err
+		}
+	}
 	// A bind mount shows the container's files as its user's; so does the
 	// copy, when airlock may give them away.
 	if os.Geteuid() == 0 && uid > 0 {
@@ -263,6 +267,28 @@ func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip
 			}
 			return os.Lchown(p, uid, gid)
 		})
+	}
+	return nil
+}
+
+// replaceEntries moves every entry of dir src into dst, each replacing the
+// entry of its name there (a file by a rename, at once; a directory after
+// the old one is removed).
+func replaceEntries(src, dst string) error {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		from, to := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
+		if fi, err := os.Lstat(to); err == nil && (fi.IsDir() || e.IsDir()) {
+			if err := os.RemoveAll(to); err != nil {
+				return err
+			}
+		}
+		if err := os.Rename(from, to); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,21 +23,20 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// A container is a pod of three containers sharing a process namespace:
+// A container is a pod of three containers:
 //
 //   - airlock-in, an init container of the same image and user, waits on
 //     its standard input for a tar stream of every mount's files (Start
 //     attaches and sends them) and unpacks it into the pod's emptyDir
 //     volumes: nothing on the user's disk is mounted into the cluster;
-//   - agent, the command, with those volumes at the mounts' targets;
+//   - agent, the command behind the airlock binary as its init
+//     (kubernetes_init.go), with those volumes at the mounts' targets;
 //   - airlock-files, the keeper, a sleeping shell of the same image and
 //     user with the writable volumes, through which the files are copied
-//     out (SyncMounts) after the command ended, and from which Stop
-//     signals the command.
+//     out (SyncMounts) after the command ended.
 //
-// The shared process namespace gives the command an init (the pod's pause
-// process, which reaps orphans) and lets the keeper signal it: the command
-// is not PID 1, so a SIGTERM it does not handle ends it.
+// Each has its own process namespace: the agent can neither see nor signal
+// the keeper.
 const (
 	agentContainer  = "agent"
 	initContainer   = "airlock-in"
@@ -140,6 +140,18 @@ type podMount struct {
 	file   bool
 }
 
+// sub is where in its volume a mount's copy is: a directory of its own
+// for a directory (made by the init container as the spec's user, with
+// the source's mode: git refuses a repository whose top directory is
+// another user's, as an emptyDir's own is the kubelet's), the file named
+// after the target for a file.
+func (m podMount) sub() string {
+	if m.file {
+		return path.Base(m.Target)
+	}
+	return "data"
+}
+
 // podMounts checks the mounts and gives each its volume.
 func (k *Kubernetes) podMounts(ms []Mount) ([]podMount, error) {
 	out := make([]podMount, 0, len(ms))
@@ -171,7 +183,15 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 		return nil, err
 	}
 	uid, gid, _ := numericUser(spec.User)
-	mounts, err := k.podMounts(spec.Mounts)
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	all, err := k.withBinary(spec.Mounts)
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := k.podMounts(all)
 	if err != nil {
 		return nil, err
 	}
@@ -180,10 +200,6 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 		return nil, err
 	}
 	runtimeClass, err := k.runtimeClass(ctx, spec.Runtime)
-	if err != nil {
-		return nil, err
-	}
-	specJSON, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -211,10 +227,7 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 	var agentMounts, inMounts, keeperMounts []corev1.VolumeMount
 	for _, m := range mounts {
 		volumes = append(volumes, corev1.Volume{Name: m.volume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
-		am := corev1.VolumeMount{Name: m.volume, MountPath: m.Target, ReadOnly: m.ReadOnly}
-		if m.file {
-			am.SubPath = path.Base(m.Target)
-		}
+		am := corev1.VolumeMount{Name: m.volume, MountPath: m.Target, ReadOnly: m.ReadOnly, SubPath: m.sub()}
 		agentMounts = append(agentMounts, am)
 		inMounts = append(inMounts, corev1.VolumeMount{Name: m.volume, MountPath: inDir + "/" + m.volume})
 		if !m.ReadOnly {
@@ -262,7 +275,8 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 	in.Stdin, in.StdinOnce = true, true
 	keeper := helper(keeperContainer, []string{"sh", "-c", "while :; do sleep 3600; done"}, keeperMounts)
 	agent := corev1.Container{
-		Name: agentContainer, Image: spec.Image, Command: spec.Cmd, Env: env,
+		Name: agentContainer, Image: spec.Image, Env: env,
+		Command:    append([]string{BinaryPath, KubernetesInitCommand, "--"}, spec.Cmd...),
 		WorkingDir: spec.WorkDir, ImagePullPolicy: k.pullPolicy(),
 		SecurityContext: hardened(uid, gid, false), VolumeMounts: agentMounts, Resources: res,
 	}
@@ -276,7 +290,6 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			AutomountServiceAccountToken:  &no,
 			EnableServiceLinks:            &no,
-			ShareProcessNamespace:         &yes,
 			TerminationGracePeriodSeconds: new(int64),
 			HostAliases:                   aliases,
 			NodeSelector:                  k.opts.NodeSelector,
@@ -398,4 +411,27 @@ func (k *Kubernetes) ensureDenyAll(ctx context.Context) error {
 	}
 	k.denyDone = true
 	return nil
+}
+
+// binaryPath is the static airlock binary copied into every pod: the one
+// UseBinary names, or this one.
+func (k *Kubernetes) binaryPath() (string, error) {
+	if k.binary != "" {
+		return k.binary, nil
+	}
+	return staticExecutable()
+}
+
+// withBinary is a spec's mounts and the binary, the pod's init
+// (KubernetesInit), copied in as a mount like any other, last; a sandbox's
+// pods have it already.
+func (k *Kubernetes) withBinary(ms []Mount) ([]Mount, error) {
+	if slices.ContainsFunc(ms, func(m Mount) bool { return m.Target == BinaryPath }) {
+		return ms, nil
+	}
+	bin, err := k.binaryPath()
+	if err != nil {
+		return nil, err
+	}
+	return append(slices.Clone(ms), Mount{Source: bin, Target: BinaryPath, ReadOnly: true}), nil
 }

@@ -21,11 +21,13 @@ import (
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
-// kubeEngine connects to the test cluster, with the suite's image loaded
-// into its containerd.
+// kubeEngine connects to the test cluster, with the static airlock binary
+// built from this tree as its pods' init and the suite's image loaded into
+// its containerd.
 func kubeEngine(t *testing.T) *sandbox.Kubernetes {
 	t.Helper()
 	k := testkit.Kubernetes(t)
+	k.UseBinary(staticAirlock(t))
 	loadKubeImage(t, k)
 	return k
 }
