@@ -8,9 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -619,28 +619,21 @@ func (k *Kubernetes) PidsLimitIgnored() string {
 	return "Kubernetes has no per-pod process limit; the kubelet's podPidsLimit (node-wide) bounds every pod"
 }
 
-// NetworkProbe names an address outside every pod that answers TCP: the
-// API server on a node's internal address. A pod of the engine must not
-// reach it (the deny-all NetworkPolicy).
+// NetworkProbe names an address outside every pod that answers TCP: a
+// node's kubelet, on the node's internal address. A pod of the engine must
+// not reach it (the deny-all NetworkPolicy).
 func (k *Kubernetes) NetworkProbe(ctx context.Context) (string, error) {
-	u, err := url.Parse(k.cfg.Host)
-	if err != nil {
-		return "", err
-	}
-	port := u.Port()
-	if port == "" {
-		port = "443"
-	}
 	nodes := &corev1.NodeList{}
 	if err := k.api.nodes().list(ctx, k.api.params, "", nodes); err != nil {
 		return "", k.apiError("list nodes", err)
 	}
 	for _, n := range nodes.Items {
+		port := n.Status.DaemonEndpoints.KubeletEndpoint.Port
 		for _, a := range n.Status.Addresses {
-			if a.Type == corev1.NodeInternalIP {
-				return net.JoinHostPort(a.Address, port), nil
+			if a.Type == corev1.NodeInternalIP && port > 0 {
+				return net.JoinHostPort(a.Address, strconv.Itoa(int(port))), nil
 			}
 		}
 	}
-	return "", errors.New("kubernetes: no node has an internal address")
+	return "", errors.New("kubernetes: no node has an internal address and a kubelet port")
 }
