@@ -65,8 +65,9 @@ func (k *Kubernetes) ports() (proxy, api int32) {
 }
 
 // CreateSandbox makes the proxy pod, then, once it has an address, the
-// agent pod (AgentReady between its creation and its start), and returns
-// when the proxy listens and the agent runs. Whatever it made is removed
+// agent pod (AgentReady between its creation and its start) while the
+// proxy's files go in, and returns when the proxy listens and the agent
+// runs. Whatever it made is removed
 // again if a step fails.
 func (k *Kubernetes) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, error) {
 	if err := k.checkSandbox(ctx, spec); err != nil {
@@ -87,7 +88,7 @@ func (k *Kubernetes) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandb
 		return Sandbox{}, err
 	}
 	ready := make(chan error, 1)
-	go func() { ready <- k.awaitProxy(ctx, spec.Proxy.Name) }()
+	go func() { ready <- k.startProxy(ctx, spec.Proxy.Name) }()
 	agent, err := k.createAgent(ctx, spec, ip, key)
 	if err == nil {
 		err = spec.agentReady(ctx)
@@ -158,7 +159,7 @@ func (k *Kubernetes) RestartSandbox(ctx context.Context, spec SandboxSpec) (Sand
 		return Sandbox{}, err
 	}
 	ready := make(chan error, 1)
-	go func() { ready <- k.awaitProxy(ctx, spec.Proxy.Name) }()
+	go func() { ready <- k.startProxy(ctx, spec.Proxy.Name) }()
 	if err = k.Remove(ctx, old.Name); err == nil {
 		var agent string
 		if agent, err = k.createAgent(ctx, restart, ip, key); err == nil {
@@ -232,9 +233,8 @@ func channelKey() (string, error) {
 // agent's pod name.
 func sandboxLabel(spec SandboxSpec) string { return podName(spec.Agent.Name) }
 
-// launchProxy makes the proxy's Secret, policy and pod, starts it (the
-// binary and its writable files copied in), and returns its pod name and
-// address, without waiting for it to listen.
+// launchProxy makes the proxy's Secret, policy and pod, and returns its
+// pod name and address once it has one, without starting it (startProxy).
 func (k *Kubernetes) launchProxy(ctx context.Context, spec SandboxSpec, key string) (string, string, error) {
 	p := spec.Proxy
 	if err := k.Remove(ctx, p.Name); err != nil {
@@ -308,10 +308,16 @@ func (k *Kubernetes) launchProxy(ctx context.Context, spec SandboxSpec, key stri
 	if err != nil {
 		return "", "", err
 	}
-	if err := k.Start(ctx, name); err != nil {
-		return "", "", fmt.Errorf("egress proxy %s: %w", p.Name, err)
-	}
 	return name, ip, nil
+}
+
+// startProxy streams a launched proxy's files in and waits until it
+// listens; meanwhile the agent's pod is made and started.
+func (k *Kubernetes) startProxy(ctx context.Context, name string) error {
+	if err := k.Start(ctx, name); err != nil {
+		return fmt.Errorf("egress proxy %s: %w", name, err)
+	}
+	return k.awaitProxy(ctx, name)
 }
 
 // proxySecret is the proxy's Secret: every file of its configuration
