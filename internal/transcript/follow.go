@@ -49,9 +49,10 @@ func FollowFileIdle(ctx context.Context, open func() (*os.File, error), done fun
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { f.Close() }()
 
 	rd := bufio.NewReaderSize(f, 64*1024)
+	lastReopen := time.Now()
 	var partial []byte // a line still being written
 	long := false      // the line being read is over MaxLine: drop it
 	finishing := false // done reported true: read to the end, then stop
@@ -85,6 +86,19 @@ func FollowFileIdle(ctx context.Context, open func() (*os.File, error), done fun
 		case !errors.Is(err, io.EOF):
 			return fmt.Errorf("follow %s: %w", f.Name(), err)
 		}
+		// At the end of what the file holds: one replaced whole by a
+		// newer copy of itself (an engine whose mounts are copies syncs
+		// them by renaming a new file into place) goes on in the new one,
+		// from the same offset.
+		if time.Since(lastReopen) >= reopenEvery || finishing {
+			lastReopen = time.Now()
+			if nf := reopened(f, open); nf != nil {
+				f.Close()
+				f = nf
+				rd.Reset(f)
+				continue
+			}
+		}
 		if finishing {
 			if len(partial) > 0 {
 				// The writer is gone; this line will never be finished.
@@ -107,6 +121,36 @@ func FollowFileIdle(ctx context.Context, open func() (*os.File, error), done fun
 			return err
 		}
 	}
+}
+
+// reopenEvery is how often a follower at the end of its file checks
+// whether the file was replaced.
+const reopenEvery = time.Second
+
+// reopened opens the file again and, when it is another file than f (it
+// was replaced), returns it positioned where f was read to; else nil.
+// A replacement shorter than that is not a copy of f grown: it is read
+// from its start.
+func reopened(f *os.File, open func() (*os.File, error)) *os.File {
+	nf, err := open()
+	if err != nil {
+		return nil
+	}
+	old, err1 := f.Stat()
+	cur, err2 := nf.Stat()
+	if err1 != nil || err2 != nil || os.SameFile(old, cur) {
+		nf.Close()
+		return nil
+	}
+	pos, err := f.Seek(0, io.SeekCurrent)
+	if err != nil || pos > cur.Size() {
+		pos = 0
+	}
+	if _, err := nf.Seek(pos, io.SeekStart); err != nil {
+		nf.Close()
+		return nil
+	}
+	return nf
 }
 
 // waitOpen opens the file, waiting for it to appear. A file that is still

@@ -262,3 +262,37 @@ func splitLines(s string) []string {
 	}
 	return append(out, "", "")
 }
+
+// An engine whose mounts are copies (Kubernetes) brings the transcript
+// home by renaming a newer, longer copy over it: the follower goes on in
+// the new file where it was, without repeating or losing a line.
+func TestFollowReplacedFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.jsonl")
+	first := `{"type":"system","subtype":"init"}` + "\n" + `{"type":"assistant","message":{"id":"a","con`
+	rest := `tent":[]}}` + "\n" + `{"type":"user","message":{"content":[]}}` + "\n"
+	if err := os.WriteFile(path, []byte(first), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var finished atomic.Bool
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		tmp := filepath.Join(dir, ".copy")
+		if err := os.WriteFile(tmp, []byte(first+rest), 0o644); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		finished.Store(true)
+	}()
+	lines, err := collect(t, context.Background(), path, finished.Load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`{"type":"system","subtype":"init"}`, `{"type":"assistant","message":{"id":"a","content":[]}}`, `{"type":"user","message":{"content":[]}}`}
+	if !slices.Equal(lines, want) {
+		t.Errorf("lines = %q\nwant %q", lines, want)
+	}
+}
