@@ -340,7 +340,7 @@ func hardened(uid, gid int, readOnlyRoot bool) *corev1.SecurityContext {
 // that can carry ten. They are a tenth of the limits, at most
 // agentRequestCPU and agentRequestMemory.
 func podResources(l Limits) (corev1.ResourceRequirements, error) {
-	if l.MemoryBytes < 0 || l.CPUs < 0 || l.Pids < 0 {
+	if l.MemoryBytes < 0 || l.CPUs < 0 || l.Pids < 0 || l.DiskBytes < 0 {
 		return corev1.ResourceRequirements{}, fmt.Errorf("negative resource limit %+v: use 0 for the engine's default", l)
 	}
 	r := corev1.ResourceRequirements{Limits: corev1.ResourceList{}, Requests: corev1.ResourceList{}}
@@ -353,6 +353,10 @@ func podResources(l Limits) (corev1.ResourceRequirements, error) {
 		r.Limits[corev1.ResourceCPU] = *resource.NewMilliQuantity(milli, resource.DecimalSI)
 		r.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(max(1, min(milli/10, agentRequestCPU)), resource.DecimalSI)
 	}
+	if l.DiskBytes > 0 {
+		r.Limits[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(l.DiskBytes, resource.BinarySI)
+		r.Requests[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(min(l.DiskBytes/10, agentRequestDisk), resource.BinarySI)
+	}
 	return r, nil
 }
 
@@ -360,6 +364,7 @@ func podResources(l Limits) (corev1.ResourceRequirements, error) {
 const (
 	agentRequestCPU    = 250       // millicores
 	agentRequestMemory = 512 << 20 // bytes
+	agentRequestDisk   = 1 << 30   // bytes
 )
 
 func (k *Kubernetes) pullPolicy() corev1.PullPolicy {

@@ -31,6 +31,11 @@ type Limits struct {
 	MemoryBytes int64
 	CPUs        float64
 	Pids        int64
+	// DiskBytes caps what the container writes to its node's disk (its
+	// writable layer, logs and volumes). Only Kubernetes enforces it (the
+	// pod's ephemeral-storage limit: the kubelet evicts a pod over it);
+	// elsewhere the run's supervisor measures the disk it uses.
+	DiskBytes int64
 }
 
 // Tmpfs is a memory-backed file system mounted in the container, private
