@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -244,4 +246,59 @@ func TestKubernetesMountsCopiedBack(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Exec, Stat and the copies in and out reach the agent's container through
+// the API.
+func TestKubernetesExecer(t *testing.T) {
+	k := kubeEngine(t)
+	ctx := t.Context()
+	name := fmt.Sprintf("airlock-k8s-exec-%d", time.Now().UnixNano()%1e8)
+	id, err := k.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"sleep", "600"}, User: "1000:1000", WorkDir: "/tmp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Remove(context.Background(), id) })
+	if err := k.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code, err := k.Exec(ctx, id, sandbox.ExecSpec{
+		Cmd: []string{"sh", "-c", `echo "$GREETING from $(pwd)"; cat; echo oops >&2; exit 3`}, WorkDir: "/bin",
+		Env: []string{"GREETING=hello"}, Stdin: strings.NewReader("piped\n"), Stdout: &out, Stderr: &errOut,
+	})
+	if err != nil || code != 3 || out.String() != "hello from /bin\npiped\n" || errOut.String() != "oops\n" {
+		t.Errorf("Exec = %d, %v; stdout %q stderr %q", code, err, out.String(), errOut.String())
+	}
+	if _, err := k.Exec(ctx, id, sandbox.ExecSpec{Cmd: []string{"true"}, User: "2000:2000"}); !errors.Is(err, sandbox.ErrUnsupported) {
+		t.Errorf("Exec as another user: %v, want ErrUnsupported", err)
+	}
+	var in bytes.Buffer
+	tw := tar.NewWriter(&in)
+	tw.WriteHeader(&tar.Header{Name: "note.txt", Mode: 0o644, Size: 3, Typeflag: tar.TypeReg})
+	tw.Write([]byte("hi\n"))
+	tw.Close()
+	if err := k.CopyTo(ctx, id, "/tmp", &in); err != nil {
+		t.Fatalf("CopyTo: %v", err)
+	}
+	st, err := k.Stat(ctx, id, "/tmp/note.txt")
+	if err != nil || st.Size != 3 || !st.Mode.IsRegular() || st.Name != "note.txt" {
+		t.Errorf("Stat = %+v, %v", st, err)
+	}
+	if _, err := k.Stat(ctx, id, "/tmp/absent"); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("Stat of a missing path: %v, want ErrNotFound", err)
+	}
+	rc, err := k.CopyFrom(ctx, id, "/tmp/note.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	h, err := tr.Next()
+	if err != nil || h.Name != "note.txt" {
+		t.Fatalf("CopyFrom: first entry %+v, %v", h, err)
+	}
+	if b, _ := io.ReadAll(tr); string(b) != "hi\n" {
+		t.Errorf("CopyFrom content = %q", b)
+	}
 }
