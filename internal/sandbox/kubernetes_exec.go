@@ -250,7 +250,7 @@ func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip
 		return err
 	}
 	if !m.file {
-		if err := replaceEntries(into, dest); err != nil {
+		if err := replaceEntries(into, dest, skip[m.volume]); err != nil {
 			return err
 		}
 	}
@@ -274,10 +274,30 @@ func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip
 // replaceEntries moves every entry of dir src into dst, each replacing the
 // entry of its name there (a file by a rename, at once; a directory after
 // the old one is removed).
-func replaceEntries(src, dst string) error {
+//
+// What the copy no longer has is removed from dst, as it was from the
+// sandbox's volume (a bind mount shows deletions too: an agent that
+// destroyed its repository must not leave the host an older one to fetch
+// from), except keep (the Secret's files, which are never copied back) and
+// staging directories of syncs.
+func replaceEntries(src, dst string, keep []string) error {
 	ents, err := os.ReadDir(src)
 	if err != nil {
 		return err
+	}
+	olds, err := os.ReadDir(dst)
+	if err != nil {
+		return err
+	}
+	for _, o := range olds {
+		name := o.Name()
+		if strings.HasPrefix(name, ".airlock-sync-") || slices.Contains(keep, name) ||
+			slices.ContainsFunc(ents, func(e os.DirEntry) bool { return e.Name() == name }) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dst, name)); err != nil {
+			return err
+		}
 	}
 	for _, e := range ents {
 		from, to := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())

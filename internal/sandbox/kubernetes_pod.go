@@ -337,8 +337,8 @@ func hardened(uid, gid int, readOnlyRoot bool) *corev1.SecurityContext {
 //
 // The requests are what the scheduler reserves: an agent mostly waits on
 // its model, so reserving its whole limit would fit two runs on a node
-// that can carry ten. They are a tenth of the limits, at most
-// agentRequestCPU and agentRequestMemory.
+// that can carry ten. They are a twentieth of the CPU limit and a tenth
+// of the memory limit, at most agentRequestCPU and agentRequestMemory.
 func podResources(l Limits) (corev1.ResourceRequirements, error) {
 	if l.MemoryBytes < 0 || l.CPUs < 0 || l.Pids < 0 || l.DiskBytes < 0 {
 		return corev1.ResourceRequirements{}, fmt.Errorf("negative resource limit %+v: use 0 for the engine's default", l)
@@ -351,7 +351,7 @@ func podResources(l Limits) (corev1.ResourceRequirements, error) {
 	if l.CPUs > 0 {
 		milli := int64(l.CPUs * 1000)
 		r.Limits[corev1.ResourceCPU] = *resource.NewMilliQuantity(milli, resource.DecimalSI)
-		r.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(max(1, min(milli/10, agentRequestCPU)), resource.DecimalSI)
+		r.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(max(1, min(milli/20, agentRequestCPU)), resource.DecimalSI)
 	}
 	if l.DiskBytes > 0 {
 		r.Limits[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(l.DiskBytes, resource.BinarySI)
