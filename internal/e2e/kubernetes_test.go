@@ -5,9 +5,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -143,18 +145,65 @@ func kubeWriteCommitMerge(t *testing.T, e *env) {
 	}
 }
 
-// The isolation attempts from inside a run on Kubernetes: only loopback,
-// no route, no DNS, no service account token, no proxy files, no real key;
-// the proxy refuses unlisted and forbidden destinations before dialling,
-// and the network policy keeps the agent's pod from everything but its
-// proxy.
+// The isolation attempts from inside a run on Kubernetes. The agent's pod
+// has an interface and a route (every pod has), so those attempts give way
+// to what the network policy must stop: a connection to another pod of the
+// cluster, open to anyone else, and to the node. The rest are as on one
+// machine: no DNS, no service account token, no proxy files, no real key;
+// the proxy refuses unlisted and forbidden destinations before dialling.
 func TestKubernetesIsolation(t *testing.T) {
 	e := newEnvOn(t, onKubernetes)
 	srv, url := e.server(runScript("isolation", "sh attempts.sh > results.txt 2>&1; echo finished"))
 	realKey := "sk-ant-api03-" + randHex(80)
 	setAPIKey(e, realKey)
-	attempts, vars, files := isolationAttemptsVia(t, e.gateway(), url)
+	podIP := kubeListener(t)
+	attempts, _, _ := isolationAttemptsVia(t, e.gateway(), url)
+	attempts = slices.DeleteFunc(attempts, func(a attempt) bool {
+		switch a.name {
+		case "network interface besides lo", "a route out", "IPv6 address besides loopback":
+			return true
+		}
+		return false
+	})
+	attempts = append(attempts,
+		attempt{name: "TCP to another pod of the cluster", script: `py tcp ` + podIP + ` 8080`, want: "failed"},
+		attempt{name: "a service account token", want: "failed",
+			script: `if [ -e /var/run/secrets/kubernetes.io/serviceaccount/token ]; then verdict ok "a token"; else verdict failed "no token"; fi`},
+	)
+	_, vars, files := isolationAttemptsVia(t, e.gateway(), url)
+	files["attempts.sh"] = attemptsScript(attempts, vars)
 	runAttempts(t, e, srv, realKey, attempts, vars, files)
+}
+
+// kubeListener starts a pod no policy covers, listening on 8080, and
+// returns its address once the host reaches it: a pod the agent's must
+// not reach.
+func kubeListener(t *testing.T) string {
+	t.Helper()
+	name := "e2e-listener-" + randHex(4)
+	kubectl := func(args ...string) (string, error) {
+		out, err := exec.Command(kubectlPath, append([]string{"--kubeconfig", kubeconfigPath, "-n", kubeNamespace}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := kubectl("run", name, "--image="+kubeShared.ref, "--image-pull-policy=Never", "--restart=Never",
+		"--command", "--", "python3", "-m", "http.server", "8080"); err != nil {
+		t.Fatalf("kubectl run: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { kubectl("delete", "pod", name, "--grace-period=0", "--ignore-not-found") })
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ip, _ := kubectl("get", "pod", name, "-o", "jsonpath={.status.podIP}")
+		if ip != "" {
+			if c, err := net.DialTimeout("tcp", ip+":8080", time.Second); err == nil {
+				c.Close()
+				return ip
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the listener pod %s never answered on %s:8080", name, ip)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // The lifecycle around runs on Kubernetes.
