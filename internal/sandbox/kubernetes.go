@@ -320,6 +320,9 @@ func (k *Kubernetes) waitAgent(ctx context.Context, name string, ok func(*corev1
 	}
 }
 
+// unschedulableFor is how long a pod may wait for a node with room.
+const unschedulableFor = 2 * time.Minute
+
 // stuck says why a pod's containers will never run, or "".
 func stuck(p *corev1.Pod) string {
 	if p.Status.Phase == corev1.PodFailed && agentStatus(p) == nil {
@@ -337,9 +340,12 @@ func stuck(p *corev1.Pod) string {
 			}
 		}
 	}
+	// A pod no node has room for now may get one as other runs end: it
+	// waits, for a while.
 	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-			return "unschedulable: " + c.Message
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable &&
+			time.Since(p.CreationTimestamp.Time) > unschedulableFor {
+			return fmt.Sprintf("no node could take it for %s: %s", unschedulableFor, c.Message)
 		}
 	}
 	return ""

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
@@ -228,7 +229,17 @@ func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip
 	// that what is there (a git directory, which Extract never merges
 	// into) is replaced, not merged into; then each top-level entry takes
 	// the place of the old one.
-	into, err := dest, error(nil)
+	// Syncs of one mount from several processes (the run's supervisor,
+	// airlock wait) take turns: each replaces what the other is placing.
+	unlock, err := lockDir(dest)
+	if err != nil {
+		pr.Close()
+		out.CloseWithError(err)
+		<-done
+		return err
+	}
+	defer unlock()
+	into := dest
 	if !m.file {
 		if into, err = os.MkdirTemp(dest, ".airlock-sync-"); err != nil {
 			pr.Close()
@@ -302,15 +313,34 @@ func replaceEntries(src, dst string, keep []string) error {
 	for _, e := range ents {
 		from, to := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
 		if fi, err := os.Lstat(to); err == nil && (fi.IsDir() || e.IsDir()) {
-			if err := os.RemoveAll(to); err != nil {
+			// The old one is moved aside first, so the name is never
+			// half removed.
+			old := filepath.Join(src, ".old-"+e.Name())
+			if err := os.Rename(to, old); err != nil {
 				return err
 			}
+			defer os.RemoveAll(old)
 		}
 		if err := os.Rename(from, to); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// lockDir holds an exclusive lock on the directory dir (flock on the
+// directory itself: nothing is added to it) until the returned function is
+// called.
+func lockDir(dir string) (func(), error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }
 
 // withoutEntries is the tar stream r without the top-level entries names

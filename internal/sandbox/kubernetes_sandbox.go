@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/remotecommand"
@@ -279,6 +280,12 @@ func (k *Kubernetes) launchProxy(ctx context.Context, spec SandboxSpec, key stri
 		return "", "", err
 	}
 	pod.Labels[labelSandbox], pod.Labels[labelRole] = sb, roleProxy
+	// The proxy mostly waits on the network: it reserves little of a node,
+	// within its limits.
+	pod.Spec.Containers[0].Resources.Requests = corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("10m"),
+		corev1.ResourceMemory: resource.MustParse("32Mi"),
+	}
 	// The configuration's files from the Secret, each over its name in the
 	// writable configuration volume (m1); the environment from it too.
 	const cfgVolume = "m1"
