@@ -558,14 +558,14 @@ func (k *Kubernetes) ImageExists(ctx context.Context, ref string) (bool, error) 
 	if err := k.api.nodes().list(ctx, k.api.params, "", nodes); err != nil {
 		return false, k.apiError("list the nodes' images", err)
 	}
-	want := normalImage(ref)
+	want, pulled := normalImage(ref), normalImage(k.ImageRef(ref))
 	for _, n := range nodes.Items {
 		if !selected(n.Labels, k.opts.NodeSelector) {
 			continue
 		}
 		for _, img := range n.Status.Images {
 			for _, name := range img.Names {
-				if normalImage(name) == want {
+				if n := normalImage(name); n == want || n == pulled {
 					return true, nil
 				}
 			}

@@ -262,7 +262,7 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 	}
 	helper := func(name string, cmd []string, vm []corev1.VolumeMount) corev1.Container {
 		return corev1.Container{
-			Name: name, Image: spec.Image, Command: cmd, ImagePullPolicy: k.pullPolicy(),
+			Name: name, Image: k.ImageRef(spec.Image), Command: cmd, ImagePullPolicy: k.pullPolicy(),
 			SecurityContext: hardened(uid, gid, true), VolumeMounts: vm, Resources: small,
 		}
 	}
@@ -275,7 +275,7 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 	in.Stdin, in.StdinOnce = true, true
 	keeper := helper(keeperContainer, []string{"sh", "-c", "while :; do sleep 3600; done"}, keeperMounts)
 	agent := corev1.Container{
-		Name: agentContainer, Image: spec.Image, Env: env,
+		Name: agentContainer, Image: k.ImageRef(spec.Image), Env: env,
 		Command:    append([]string{BinaryPath, KubernetesInitCommand, "--"}, spec.Cmd...),
 		WorkingDir: spec.WorkDir, ImagePullPolicy: k.pullPolicy(),
 		SecurityContext: hardened(uid, gid, false), VolumeMounts: agentMounts, Resources: res,
@@ -439,4 +439,20 @@ func (k *Kubernetes) withBinary(ms []Mount) ([]Mount, error) {
 		return nil, err
 	}
 	return append(slices.Clone(ms), Mount{Source: bin, Target: BinaryPath, ReadOnly: true}), nil
+}
+
+// ImageRef is the reference a pod pulls: with a registry configured, an
+// image that names none is the registry's.
+func (k *Kubernetes) ImageRef(ref string) string {
+	if k.opts.Registry == "" || hasRegistry(ref) {
+		return ref
+	}
+	return strings.TrimSuffix(k.opts.Registry, "/") + "/" + ref
+}
+
+// hasRegistry reports whether a reference names its registry (a first
+// element with a dot or a port, or localhost).
+func hasRegistry(ref string) bool {
+	first, _, found := strings.Cut(ref, "/")
+	return found && (strings.ContainsAny(first, ".:") || first == "localhost")
 }

@@ -302,3 +302,30 @@ func TestKubernetesExecer(t *testing.T) {
 		t.Errorf("CopyFrom content = %q", b)
 	}
 }
+
+// With a registry, a pod pulls an image that names none from it, and the
+// nodes' copy under either name counts.
+func TestKubernetesRegistryRefs(t *testing.T) {
+	k, err := sandbox.NewKubernetes(sandbox.KubernetesOptions{Kubeconfig: writeKubeconfig(t), Registry: "registry.test:5000/team/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ref, want := range map[string]string{
+		"airlock-claude:1":            "registry.test:5000/team/airlock-claude:1",
+		"library/x:2":                 "registry.test:5000/team/library/x:2",
+		"ghcr.io/o/x:3":               "ghcr.io/o/x:3",
+		"localhost/x:4":               "localhost/x:4",
+		"registry.test:5000/team/x:5": "registry.test:5000/team/x:5",
+	} {
+		if got := k.ImageRef(ref); got != want {
+			t.Errorf("ImageRef(%s) = %s, want %s", ref, got, want)
+		}
+	}
+}
+
+// writeKubeconfig is a kubeconfig of a cluster that is not there.
+func writeKubeconfig(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(p, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"), 0o600)
+	return p
+}
