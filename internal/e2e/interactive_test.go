@@ -309,9 +309,18 @@ func execCpTmux(t *testing.T, e *env) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("hook: %v\n%s", err, out)
 	}
-	events, _ := os.ReadFile(filepath.Join(e.state, "airlock", "runs", id, "log", "events.jsonl"))
+	// On an engine whose mounts are copies (Kubernetes) the event comes
+	// home with the run's next sync, every 2 s.
+	var events []byte
 	var ev struct{ Event, Text string }
-	if json.Unmarshal(bytes.TrimSpace(events), &ev) != nil || ev.Event != "waiting" || ev.Text != "Claude is waiting for your input" {
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		events, _ = os.ReadFile(filepath.Join(e.state, "airlock", "runs", id, "log", "events.jsonl"))
+		if json.Unmarshal(bytes.TrimSpace(events), &ev) == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if ev.Event != "waiting" || ev.Text != "Claude is waiting for your input" {
 		t.Fatalf("events.jsonl = %q", events)
 	}
 }

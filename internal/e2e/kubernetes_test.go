@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"os"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
 // The Kubernetes e2e runs on the single-node cluster scripts/k8s-cluster.sh
@@ -209,7 +210,11 @@ func kubeListener(t *testing.T) string {
 // The lifecycle around runs on Kubernetes.
 func TestKubernetesLifecycle(t *testing.T) {
 	for name, body := range map[string]func(*testing.T, *env){
-		"TenRunsAtOnce": tenRunsAtOnce,
+		"TenRunsAtOnce":     tenRunsAtOnce,
+		"Resume":            resumeContinuesConversation,
+		"Persistent":        persistentContainerKeepsInstalledTool,
+		"ExecCpTmux":        execCpTmux,
+		"SurvivesKilledCLI": runSurvivesKilledAirlock,
 	} {
 		t.Run(name, func(t *testing.T) { body(t, newEnvOn(t, onKubernetes)) })
 	}
@@ -286,4 +291,28 @@ current-context: rbac
 	if out := kubectl("", "-n", kubeNamespace, "get", "pods,secrets,networkpolicies", "-l", "airlock.dev/managed=true", "-o", "name"); strings.Contains(out, r.ID) {
 		t.Errorf("the merged run's objects are still on the cluster:\n%s", out)
 	}
+}
+
+// Kubernetes: every command around a live run works (shell in tmux, tmux
+// capture and send, attach and detach, stop, clean, start, kill, rm).
+func TestKubernetesCommands(t *testing.T) {
+	e := newEnvOn(t, onKubernetes)
+	e.server(testkit.ChatScript())
+	k, err := newKubeEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	podmanCommands(t, &podmanCLI{
+		t: t, repo: e.repo, podman: k, env: e.environ(),
+		try: func(args ...string) (string, error) {
+			res := e.airlock(args...)
+			if res.code != 0 {
+				return res.stdout + res.stderr, fmt.Errorf("exit %d", res.code)
+			}
+			return res.stdout + res.stderr, nil
+		},
+		line: func(args ...string) string {
+			return "AIRLOCK_ENGINE=kubernetes KUBECONFIG=" + kubeconfigPath + " " + shared.bin + " " + strings.Join(args, " ")
+		},
+	})
 }

@@ -64,6 +64,11 @@ func (attachOpts) isOpts() {}
 // execIn runs cmd in a container and returns its exit code; a command that
 // could not run at all is an error.
 func (k *Kubernetes) execIn(ctx context.Context, pod, container string, cmd []string, so remotecommand.StreamOptions) (int, error) {
+	if so.Stdin == nil && so.Stdout == nil && so.Stderr == nil {
+		// The API server refuses an exec with no stream at all (tmux
+		// send-keys wants none).
+		so.Stdout = io.Discard
+	}
 	o := execOpts{Container: container, Command: cmd, Stdin: so.Stdin != nil, Stdout: so.Stdout != nil, Stderr: so.Stderr != nil, TTY: so.Tty}
 	err := k.stream(ctx, pod, "exec", o, so)
 	var ee utilexec.ExitError
