@@ -212,7 +212,7 @@ func TestKubernetesLifecycle(t *testing.T) {
 	for name, body := range map[string]func(*testing.T, *env){
 		"TenRunsAtOnce":     tenRunsAtOnce,
 		"Resume":            resumeContinuesConversation,
-		"Persistent":        persistentContainerKeepsInstalledTool,
+		"Persistent":        kubePersistentKeepsWorkspace,
 		"ExecCpTmux":        execCpTmux,
 		"SurvivesKilledCLI": runSurvivesKilledAirlock,
 	} {
@@ -315,4 +315,39 @@ func TestKubernetesCommands(t *testing.T) {
 			return "AIRLOCK_ENGINE=kubernetes KUBECONFIG=" + kubeconfigPath + " " + shared.bin + " " + strings.Join(args, " ")
 		},
 	})
+}
+
+// kubePersistentKeepsWorkspace: a persistent run on Kubernetes is stopped
+// and started again in a new pod, with what its first leg left in the
+// workspace and home, and says that nothing else of its container stays.
+func kubePersistentKeepsWorkspace(t *testing.T, e *env) {
+	srv, url := e.server(testkit.BashScript("leave", "echo kept > /workspace/left.txt && echo home > ~/home.txt"))
+	res := e.ok("run", "-y", "--persistent", "-m", "Leave files.", "--name", "keep")
+	if !strings.Contains(res.stderr, "not what is installed elsewhere in its container") {
+		t.Errorf("a persistent run on Kubernetes does not say what it keeps:\n%s", res.stderr)
+	}
+	r := e.run("keep")
+	if r.Status != store.StatusSucceeded || !r.Persistent {
+		t.Fatalf("first leg: status %s persistent %v (%s)", r.Status, r.Persistent, r.Error)
+	}
+	srv.Close()
+	next := testkit.NewServer(testkit.Resumed(1, testkit.BashScript("read",
+		"cat /workspace/left.txt ~/home.txt > both.txt && git add both.txt && git commit -qm 'Add both'")))
+	if _, err := next.Start(strings.TrimPrefix(url, "http://")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { next.Close() })
+	e.ok("start", "keep", "-m", "Read them back.")
+	e.ok("wait", "keep")
+	r = e.run("keep")
+	if r.Status != store.StatusSucceeded {
+		t.Fatalf("second leg: %s (%s)\n%s", r.Status, r.Error, e.airlock("logs", "keep").stdout)
+	}
+	if out, _ := exec.Command("git", "-C", e.repo, "log", "--oneline", r.Branch).CombinedOutput(); !strings.Contains(string(out), "Add both") {
+		ws, _ := exec.Command("git", "-c", "safe.directory=*", "-C", filepath.Join(e.runDir(r.ID), "workspace"), "log", "--oneline", "--all").CombinedOutput()
+		t.Fatalf("the second leg's commit is not on %s:\n%s\nworkspace: %s\nrecord: %+v", r.Branch, out, ws, r)
+	}
+	if got := e.git("show", r.Branch+":both.txt"); got != "kept\nhome" {
+		t.Fatalf("both.txt on %s = %q, want the first leg's files", r.Branch, got)
+	}
 }

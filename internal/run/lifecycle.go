@@ -13,6 +13,7 @@ import (
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
+	"github.com/airlock-dev/airlock/internal/workspace"
 )
 
 // StopReasonUser is the StopReason of a run a person stopped or killed.
@@ -160,6 +161,19 @@ func (m *Manager) Restart(ctx context.Context, r *store.Run, auth agent.APIAuth,
 	sb, err := m.sandboxSpec(r, eg, sandbox.Spec{Name: r.Container}, nil, uid, gid)
 	if err != nil {
 		return nil, err
+	}
+	if _, copies := m.Engine.(mountSyncer); copies {
+		// The stopped sandbox's files came home (the engine syncs them
+		// before the next leg): its out directory must not hand this
+		// leg an earlier leg's bundle, and the copy came with a minimal
+		// git configuration. The next leg starts from what is here now.
+		sb.AgentReady = func(ctx context.Context) error {
+			m.clearOut(r)
+			if r.Here {
+				return nil
+			}
+			return workspace.RestoreIdentity(ctx, r.Project, filepath.Join(dir, "workspace"))
+		}
 	}
 	m.progress("Starting the egress proxy (%s) and container %s again…", egressSummary(eg), r.Container)
 	_, err = m.Engine.RestartSandbox(ctx, sb)

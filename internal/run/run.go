@@ -430,6 +430,10 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 		command = func(o agent.Options) []string { return shellCommand(ag, o) }
 	}
 	cmd := command(opts)
+	if req.Persistent && m.Engine.Kind() == sandbox.KindKubernetes {
+		// A pod cannot be started again: each start is a new one.
+		m.progress("Note: on Kubernetes a persistent run keeps its workspace and home between starts, but not what is installed elsewhere in its container (each start is a new pod from the image).")
+	}
 	if req.Persistent {
 		resumed := opts
 		resumed.Resume = true

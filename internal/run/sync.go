@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/airlock-dev/airlock/internal/sandbox"
@@ -43,8 +44,12 @@ func (m *Manager) syncAll(ctx context.Context, r *store.Run) {
 	if !ok {
 		return
 	}
-	_ = s.SyncMounts(ctx, ProxyContainerName(r.ID), nil)
+	if err := s.SyncMounts(ctx, ProxyContainerName(r.ID), nil); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+		m.progress("warning: run %s: %v", r.ID, err)
+	}
 	if r.Container != "" {
-		_ = s.SyncMounts(ctx, r.Container, nil)
+		if err := s.SyncMounts(ctx, r.Container, nil); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+			m.progress("warning: run %s: %v", r.ID, err)
+		}
 	}
 }

@@ -446,6 +446,19 @@ func (k *Kubernetes) Stop(ctx context.Context, id string, timeout time.Duration)
 	}
 	for _, sig := range []string{"TERM", "KILL"} {
 		if err := k.signal(ctx, p, sig); err != nil {
+			// It may have ended on its own, or on the last signal,
+			// meanwhile: the runtime refuses an exec in a stopped
+			// container a moment before the kubelet reports it ended.
+			for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); {
+				if ended() {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
 			return err
 		}
 		deadline := time.Now().Add(timeout)

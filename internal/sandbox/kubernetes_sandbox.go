@@ -141,6 +141,11 @@ func (k *Kubernetes) RestartSandbox(ctx context.Context, spec SandboxSpec) (Sand
 	if err := k.SyncMounts(ctx, old.Name, nil); err != nil {
 		return Sandbox{}, err
 	}
+	// What the old pod left is home; the caller finishes the copy the
+	// new pod starts from (SandboxSpec.AgentReady).
+	if err := spec.agentReady(ctx); err != nil {
+		return Sandbox{}, err
+	}
 	key, err := channelKey()
 	if err != nil {
 		return Sandbox{}, err

@@ -76,7 +76,9 @@ type SandboxSpec struct {
 	// AgentReady, when set, is called after the agent's container is
 	// created and before it starts, while the proxy comes up: the caller
 	// finishes what the agent needs (its copy of the repository) meanwhile.
-	// Its error undoes the sandbox and is returned.
+	// Its error undoes the sandbox and is returned. A backend whose mounts
+	// are copies calls it in RestartSandbox too, once the stopped
+	// container's files are home and before they go into the new one.
 	AgentReady func(context.Context) error
 }
 

@@ -219,3 +219,28 @@ func removeTree(dir string) error {
 	})
 	return os.RemoveAll(dir)
 }
+
+// RestoreIdentity gives a run's copy back the commit identity Create set
+// (the user's, from repo), in a copy whose git configuration was replaced
+// by a minimal one on its way home from a sandbox (archive.Extract): a
+// persistent run's next leg starts from that copy on an engine whose
+// mounts are copies. Only a real .git directory holding a regular config
+// file (the host's minimal one) is written to; git reads nothing else of
+// the copy.
+func RestoreIdentity(ctx context.Context, repo, dest string) error {
+	g := defaultGit()
+	cfg := filepath.Join(dest, ".git", "config")
+	if fi, err := os.Lstat(filepath.Join(dest, ".git")); err != nil || !fi.IsDir() {
+		return nil
+	}
+	if fi, err := os.Lstat(cfg); err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	name, email := identity(ctx, g, repo)
+	for _, kv := range [][2]string{{"user.name", name}, {"user.email", email}} {
+		if _, err := g.run(ctx, repo, "config", "--file", cfg, kv[0], kv[1]); err != nil {
+			return fmt.Errorf("restore the commit identity of %s: %w", dest, err)
+		}
+	}
+	return nil
+}
