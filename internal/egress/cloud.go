@@ -201,10 +201,12 @@ func (s *Server) WatchCredentials(ctx context.Context, path string, logf func(fo
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		os.Remove(path)
 		if err == nil {
 			err = s.SetCloudCredentials(c)
 		}
+		// Removed once taken up, not before: the host (and a test) reads
+		// its absence as "the proxy signs with these now".
+		os.Remove(path)
 		if err != nil {
 			logf("proxy: refreshed credentials not applied: %v", err)
 		}

@@ -183,7 +183,11 @@ func TestCloudSigV4(t *testing.T) {
 	defer cancel()
 	go srv.WatchCredentials(ctx, credFile, t.Logf)
 	data, _ := json.Marshal(cloudCreds(testCreds2))
-	if err := os.WriteFile(credFile, data, 0o600); err != nil {
+	// Whole or not at all, as the host writes it (run/cloud.go).
+	if err := os.WriteFile(credFile+".tmp", data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(credFile+".tmp", credFile); err != nil {
 		t.Fatal(err)
 	}
 	waitGone(t, credFile)
