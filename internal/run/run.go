@@ -466,6 +466,12 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	if req.Here {
 		spec.Mounts[0].Source = req.Project
 	}
+	if m.Engine.Kind() == sandbox.KindKubernetes {
+		// On one machine the host measures the run's directories against
+		// the quota (Supervise); in a cluster they are the pod's, and the
+		// kubelet holds it to its ephemeral-storage limit.
+		spec.Limits.DiskBytes = req.DiskBytes
+	}
 	mounts, err := m.cacheMounts(r, req.Caches, uid, gid)
 	if err != nil {
 		return nil, err
