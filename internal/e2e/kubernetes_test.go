@@ -122,6 +122,7 @@ func TestKubernetesCore(t *testing.T) {
 		"UncommittedLeftovers":  uncommittedLeftovers,
 		"ModelErrorFailsRun":    modelErrorFailsRun,
 		"MergeRefusesDirtyTree": mergeRefusesDirtyTreeAndRmProtectsWork,
+		"PortsRefused":          kubePortsRefused,
 	} {
 		t.Run(name, func(t *testing.T) { body(t, newEnvOn(t, onKubernetes)) })
 	}
@@ -143,6 +144,19 @@ func kubeWriteCommitMerge(t *testing.T, e *env) {
 	}
 	if r.Status != store.StatusMerged {
 		t.Errorf("run status %s, want merged", r.Status)
+	}
+}
+
+// kubePortsRefused: a forwarded port, which needs a socket directory the
+// two pods do not share, is one clear error before anything is made.
+func kubePortsRefused(t *testing.T, e *env) {
+	e.server(testkit.DemoScript())
+	res := e.airlock("run", "-p", "8080", "-m", "Serve.", "--name", "served")
+	if res.code == 0 || !strings.Contains(res.stderr, "forwarded ports (-p, [run] ports) are not supported on Kubernetes") {
+		t.Fatalf("run -p on Kubernetes: exit %d\n%s", res.code, res.stderr)
+	}
+	if runs := e.runs(); len(runs) != 0 {
+		t.Errorf("a refused run left records: %+v", runs)
 	}
 }
 

@@ -285,6 +285,11 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 			return fmt.Errorf("the profile brings %s from your home, but HOME is not set", strings.Join(req.Bring, ", "))
 		}
 	}
+	if len(req.Ports) > 0 && m.Engine.Kind() == sandbox.KindKubernetes {
+		// Forwarded ports travel through the socket directory both parts
+		// of a sandbox share on one machine; two pods share none.
+		return fmt.Errorf("forwarded ports (-p, [run] ports) are not supported on Kubernetes yet: use kubectl port-forward to the agent's pod, or another engine")
+	}
 	if ok, err := m.Engine.ImageExists(ctx, req.Image); err != nil {
 		return err
 	} else if !ok {
