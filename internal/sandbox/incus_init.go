@@ -217,25 +217,11 @@ func waitCopy(cmd *exec.Cmd) {
 	}
 }
 
-// reapIncus reaps every child until the command (pid) ends, forwarding
-// stop signals to it; it returns the command's status the way a shell
-// reports it (128+signal when killed).
+// reapIncus is reap with LXC's signals: its kill signal ends every
+// process, its halt signal asks the command to stop.
 func reapIncus(pid int, sigs <-chan os.Signal) int {
-	for {
-		var ws unix.WaitStatus
-		for {
-			p, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			if err != nil || p <= 0 {
-				break
-			}
-			if p == pid {
-				if ws.Signaled() {
-					return 128 + int(ws.Signal())
-				}
-				return ws.ExitStatus()
-			}
-		}
-		switch s := <-sigs; s {
+	return reap(pid, sigs, func(s os.Signal) {
+		switch s {
 		case unix.SIGCHLD:
 		case incusKillSignal:
 			unix.Kill(-1, unix.SIGKILL)
@@ -245,7 +231,7 @@ func reapIncus(pid int, sigs <-chan os.Signal) int {
 		default:
 			unix.Kill(pid, s.(unix.Signal))
 		}
-	}
+	})
 }
 
 // prepareIncusState makes the root-only state directory and removes an

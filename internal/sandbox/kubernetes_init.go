@@ -69,25 +69,11 @@ func KubernetesInit(args []string, stderr io.Writer) int {
 	return code
 }
 
-// reapKube reaps every child until the command (pid) ends, forwarding the
-// signals it gets to it; it returns the command's status the way a shell
-// reports it (128+signal when killed).
+// reapKube is reap forwarding the stop signals __k8s-init kill sends;
+// its kill signal ends every process.
 func reapKube(pid int, sigs <-chan os.Signal) int {
-	for {
-		var ws unix.WaitStatus
-		for {
-			p, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			if err != nil || p <= 0 {
-				break
-			}
-			if p == pid {
-				if ws.Signaled() {
-					return 128 + int(ws.Signal())
-				}
-				return ws.ExitStatus()
-			}
-		}
-		switch s := (<-sigs).(unix.Signal); s {
+	return reap(pid, sigs, func(s os.Signal) {
+		switch s := s.(unix.Signal); s {
 		case unix.SIGCHLD, unix.SIGURG, unix.SIGWINCH, unix.SIGPIPE:
 			// SIGURG is the Go runtime's own preemption signal.
 		case kubeKillSignal:
@@ -95,5 +81,5 @@ func reapKube(pid int, sigs <-chan os.Signal) int {
 		default:
 			unix.Kill(pid, s)
 		}
-	}
+	})
 }
