@@ -41,17 +41,18 @@ type suite struct {
 
 var shared suite
 
+// [sandbox] comes last: userConfig's extra may go on with its keys.
 const testConfig = `[image]
 base = "bootstrap"
 ca_certificates = ["host"]
+
+[engine.kubernetes]
+namespace = "airlock"
 
 [sandbox]
 memory = "2g"
 cpus = 1.0
 pids = 1024
-
-[engine.kubernetes]
-namespace = "airlock"
 `
 
 func TestMain(m *testing.M) {
