@@ -296,3 +296,50 @@ func TestFollowReplacedFile(t *testing.T) {
 		t.Errorf("lines = %q\nwant %q", lines, want)
 	}
 }
+
+// The sandbox may replace its transcript mid-follow too, with a link to a
+// host file or a FIFO: the follower keeps the file it has (never reads
+// through the link, never blocks on the FIFO) and ends when the run does.
+func TestFollowReplacedByHostile(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte(`{"type":"assistant","secret":"host"}`+"\n"), 0o600)
+	tests := []struct {
+		name string
+		make func(p string) error
+	}{
+		{"symlink", func(p string) error { return os.Symlink(secret, p) }},
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o600) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "agent.jsonl")
+			first := `{"type":"system","subtype":"init"}` + "\n"
+			if err := os.WriteFile(path, []byte(first), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var finished atomic.Bool
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				tmp := path + ".new"
+				if err := tt.make(tmp); err != nil {
+					t.Error(err)
+				}
+				if err := os.Rename(tmp, path); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(1500 * time.Millisecond) // past a reopen check
+				finished.Store(true)
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			lines, err := collect(t, ctx, path, finished.Load)
+			if err != nil {
+				t.Fatalf("Follow = %v (a %s in the transcript's place)", err, tt.name)
+			}
+			if want := []string{`{"type":"system","subtype":"init"}`}; !slices.Equal(lines, want) {
+				t.Errorf("lines = %q, want %q: read through a %s", lines, want, tt.name)
+			}
+		})
+	}
+}
