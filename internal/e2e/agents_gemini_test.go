@@ -244,7 +244,7 @@ func TestAgentGeminiBudget(t *testing.T) {
 			r := e.onlyRun()
 			if r.Status != store.StatusStopped || r.StopReason != "budget" || !strings.HasPrefix(r.Error, tt.reason) {
 				// What the proxy saw, for a failure that does not repeat.
-				t.Logf("egress log:\n%s\nmeter: $%.4f after %d requests", e.airlock("logs", "-v", "2", r.ID).stdout, r.CostUSD, len(srv.Requests()))
+				t.Logf("logs:\n%s\nmeter: $%.4f after %d requests%s", e.airlock("logs", "-v", "2", r.ID).stdout, r.CostUSD, len(srv.Requests()), e.egressLogs())
 				t.Fatalf("run = status %s, stop reason %q, error %q; want stopped, budget, %q", r.Status, r.StopReason, r.Error, tt.reason)
 			}
 			if tt.name == "max turns" && (r.Turns != 3 || len(srv.Requests()) != 3) {

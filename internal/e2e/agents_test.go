@@ -59,7 +59,7 @@ func TestAgentCodex(t *testing.T) {
 	// sandbox holds: the placeholder, never the key.
 	reqs := srv.Requests()
 	if len(reqs) != len(script.Steps)+1 {
-		t.Errorf("%d model requests, want %d", len(reqs), len(script.Steps)+1)
+		t.Errorf("%d model requests, want %d%s", len(reqs), len(script.Steps)+1, e.egressLogs())
 	}
 	sawPlaceholder := false
 	for i, q := range reqs {

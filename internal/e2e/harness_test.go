@@ -438,9 +438,28 @@ func (e *env) ok(args ...string) result {
 	e.t.Helper()
 	res := e.airlock(args...)
 	if res.code != 0 {
-		e.t.Fatalf("airlock %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), res.code, res.stdout, res.stderr)
+		e.t.Fatalf("airlock %s: exit %d\nstdout:\n%s\nstderr:\n%s%s", strings.Join(args, " "), res.code, res.stdout, res.stderr, e.egressLogs(args...))
 	}
 	return res
+}
+
+// egressLogs is what the proxy logged for every run, when args (if any)
+// was a run: a model request cut midway shows there with its reason.
+func (e *env) egressLogs(args ...string) string {
+	if len(args) > 0 && args[0] != "run" {
+		return ""
+	}
+	ls := e.airlock("ls", "-a", "--json")
+	var runs []store.Run
+	if ls.code != 0 || json.Unmarshal([]byte(ls.stdout), &runs) != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, r := range runs {
+		res := e.airlock("egress", "--json", r.ID)
+		fmt.Fprintf(&b, "\negress log of %s:\n%s%s", r.ID, res.stdout, res.stderr)
+	}
+	return b.String()
 }
 
 func (e *env) runs() []store.Run {

@@ -63,6 +63,7 @@ func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 		FlushInterval: -1,
 		// Model responses are metered as they stream past, unbuffered.
 		ModifyResponse: func(resp *http.Response) error {
+			recordCuts(resp)
 			st, ok := resp.Request.Context().Value(stateKey{}).(*forwardState)
 			if ok && st.metered && resp.StatusCode >= 200 && resp.StatusCode < 300 && resp.Body != nil {
 				resp.Body = s.meter.meterBody(resp.Body, resp.Header.Get("Content-Type"), s.usage, st.model)
@@ -156,6 +157,8 @@ func (s *Server) APIHandler() http.Handler {
 			rec.Reason = "cut at the deadline: " + s.meter.deadlineReason() + note
 		case st.err != nil:
 			rec.Reason = "upstream error: " + st.err.Error() + note
+		case aborted:
+			rec.Reason = cutReason(status, st.cut) + note
 		default:
 			rec.Reason = fmt.Sprintf("status %d%s", status, note)
 		}

@@ -180,8 +180,12 @@ func NewServer(cfg Config) (*Server, error) {
 		s.resolver = net.DefaultResolver
 	}
 	s.forward = &httputil.ReverseProxy{
-		Rewrite:      rewriteForward,
-		Transport:    s.forwardTransport(),
+		Rewrite:   rewriteForward,
+		Transport: s.forwardTransport(),
+		ModifyResponse: func(resp *http.Response) error {
+			recordCuts(resp)
+			return nil
+		},
 		ErrorHandler: s.forwardError,
 	}
 	if err := s.setupInjection(cfg); err != nil {
@@ -459,6 +463,40 @@ type forwardState struct {
 	model   string   // the model its path names (the route's "*"), or ""
 	denied  *denial
 	err     error
+	// cut is why a response that had begun did not end: a read from the
+	// upstream or a write to the agent that failed midway.
+	cut error
+}
+
+// cutRecorder notes in st why reading an upstream response body failed
+// midway, which httputil.ReverseProxy otherwise keeps to itself.
+type cutRecorder struct {
+	io.ReadCloser
+	st *forwardState
+}
+
+func (c cutRecorder) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && c.st.cut == nil { //nolint:errorlint // io.EOF is returned as is
+		c.st.cut = fmt.Errorf("reading the upstream's response: %w", err)
+	}
+	return n, err
+}
+
+// recordCuts has a ReverseProxy note in the request's forwardState why
+// its response body could not be read to the end.
+func recordCuts(resp *http.Response) {
+	if st, ok := resp.Request.Context().Value(stateKey{}).(*forwardState); ok && resp.Body != nil {
+		resp.Body = cutRecorder{ReadCloser: resp.Body, st: st}
+	}
+}
+
+// cutReason says how a response that was cut midway ended.
+func cutReason(status int, cut error) string {
+	if cut == nil {
+		return fmt.Sprintf("status %d, cut midway", status)
+	}
+	return fmt.Sprintf("status %d, cut midway: %v", status, cut)
 }
 
 type stateKey struct{}
@@ -604,6 +642,16 @@ type countingWriter struct {
 	http.ResponseWriter
 	n      int64
 	status int
+	err    error // the first write or flush to the agent that failed
+}
+
+// FlushError flushes as http.ResponseController would, noting a failure.
+func (c *countingWriter) FlushError() error {
+	err := http.NewResponseController(c.ResponseWriter).Flush()
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return err
 }
 
 func (c *countingWriter) WriteHeader(code int) {
@@ -619,6 +667,9 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	}
 	n, err := c.ResponseWriter.Write(p)
 	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
 	return n, err
 }
 
@@ -752,6 +803,9 @@ func (s *Server) serveCounted(w http.ResponseWriter, r *http.Request, st *forwar
 		}()
 		h.ServeHTTP(cw, r)
 	}()
+	if aborted && st.cut == nil && cw.err != nil {
+		st.cut = fmt.Errorf("writing to the agent: %w", cw.err)
+	}
 	rec.Addr = addr
 	rec.BytesUp, rec.BytesDown = body.n, cw.n
 	rec.DurationMS = time.Since(start).Milliseconds()
@@ -768,6 +822,8 @@ func (s *Server) outcome(rec *Record, st *forwardState, status int, aborted bool
 		rec.Allowed, rec.Reason = true, "cut at the deadline: "+s.meter.deadlineReason()
 	case st.err != nil:
 		rec.Allowed, rec.Reason = true, "upstream error: "+st.err.Error()
+	case aborted:
+		rec.Allowed, rec.Reason = true, cutReason(status, st.cut)
 	default:
 		rec.Allowed, rec.Reason = true, fmt.Sprintf("status %d", status)
 	}

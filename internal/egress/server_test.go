@@ -753,3 +753,34 @@ func TestRelayWaitsForTheProxy(t *testing.T) {
 		t.Errorf("a dead proxy's connection was held %s", waited)
 	}
 }
+
+// A model response the upstream cuts midway is logged as cut, with why,
+// not as the status it began with; the agent's connection is dropped, so
+// it sees the stream end unfinished rather than a complete short answer.
+func TestAPIResponseCutMidway(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "event: message_start\ndata: {}\n\n")
+		w.(http.Flusher).Flush()
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			c.Close()
+		}
+	}))
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	p := startProxy(t, Config{API: &APIConfig{Upstream: u, Headers: map[string]string{"x-api-key": "k"}}})
+	resp, err := http.Post(p.apiURL+"/v1/messages", "application/json", strings.NewReader(`{"stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Errorf("the agent read a complete response: %q", b)
+	}
+	r := p.records(t, 1)[0]
+	if want := "status 200, cut midway: reading the upstream's response: unexpected EOF"; r.Reason != want {
+		t.Errorf("reason = %q, want %q", r.Reason, want)
+	}
+}
