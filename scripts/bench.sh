@@ -113,6 +113,22 @@ awk '
 		printf "Incus start-up:  airlock run -d %.0f ms against Docker %.0f ms, ratio %.2fx (target <= 2x); bare start of `true`: Incus %.0f ms, Docker %.0f ms, ratio %.2fx\n", sai/1e6, sad/1e6, sai/sad, sbi/1e6, sbd/1e6, sbi/sbd
 	}' <<<"$out"
 
+# Kubernetes (docs/kubernetes.md), on the test cluster (scripts/k8s-cluster.sh
+# up): in interleaved rounds, start-up (`airlock run -d --engine kubernetes`
+# until the agent's process runs in its pod) against a bare pod of the same
+# image running `true`, made through the API server, until it has Succeeded;
+# and a whole one-turn run against a bare pod running the same agent until it
+# has Succeeded. Medians (target: start-up under 1 s with a warm pool, which
+# `warm` does not make yet).
+out=$(go test -run '^$' -bench '^BenchmarkKubernetesRun$' -benchtime "${K8S_BENCHTIME:-3x}" -count 1 -timeout 20m ./internal/e2e/ | tee /dev/stderr)
+awk '
+	/^BenchmarkKubernetesRun/ { for (i = 3; i < NF; i += 2) v[$(i+1)] = $i; found = 1 }
+	END {
+		if (!found) { print "bench: no Kubernetes figures"; exit 1 }
+		printf "Kubernetes start-up: airlock run -d %.0f ms, bare pod `true` %.0f ms, ratio %.2fx (target < 1000 ms with a warm pool: %s)\n", v["start-airlock-ms"], v["start-bare-ms"], v["start-ratio"], v["start-airlock-ms"] < 1000 ? "met" : "MISSED, no warm pool yet"
+		printf "Kubernetes whole run: bare pod agent %.0f ms, airlock run %.0f ms, ratio %.2fx\n", v["bare-ms"], v["airlock-ms"], v["ratio"]
+	}' <<<"$out"
+
 # Cold start (README "Quick start"): the default agent image built from
 # scratch with the base present and a warm package cache, as `make demo`'s
 # agent-image stage does on a new machine (target < 60 s). `make demo` prints

@@ -94,3 +94,46 @@ func TestRunWritesJSONAndREADME(t *testing.T) {
 		t.Errorf("README changed: %q", doc)
 	}
 }
+
+// The Kubernetes rows come from one benchmark's metrics: ratios against
+// the bare pods with no target of their own, and the issue's absolute
+// start-up target, missed here.
+func TestKubernetesRows(t *testing.T) {
+	const out = "BenchmarkKubernetesRun-2   	       3	     10178 airlock-ms	      4481 bare-ms	         2.271 ratio	      5144 start-airlock-ms	      1910 start-bare-ms	         2.693 start-ratio\n"
+	res := results{}
+	if err := res.parse(strings.NewReader(out)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Row{}
+	for _, row := range evaluate(res, rows) {
+		got[row.What] = row
+	}
+	tests := []struct {
+		what          string
+		figure, ratio float64
+		met           *bool
+	}{
+		{"whole one-turn run, Kubernetes (`airlock run` to its summary)", 10178, 10178.0 / 4481, nil},
+		{"start-up, Kubernetes (`airlock run -d` until the agent runs)", 5144, 5144.0 / 1910, nil},
+		{"start-up, Kubernetes, under one second (with a warm pool: not made yet)", 5144, 0, new(bool)},
+	}
+	if len(got) != len(tests) {
+		t.Errorf("%d rows from the Kubernetes benchmark, want %d: %+v", len(got), len(tests), got)
+	}
+	for _, tt := range tests {
+		row, ok := got[tt.what]
+		if !ok {
+			t.Errorf("no row %q", tt.what)
+			continue
+		}
+		if row.Figure != tt.figure {
+			t.Errorf("%s: figure %v, want %v", tt.what, row.Figure, tt.figure)
+		}
+		if (row.Ratio == nil) != (tt.ratio == 0) || row.Ratio != nil && *row.Ratio != tt.ratio {
+			t.Errorf("%s: ratio %v, want %v", tt.what, row.Ratio, tt.ratio)
+		}
+		if (row.Met == nil) != (tt.met == nil) || row.Met != nil && *row.Met != *tt.met {
+			t.Errorf("%s: met %v, want %v", tt.what, row.Met, tt.met)
+		}
+	}
+}
