@@ -55,7 +55,7 @@ test: setup build image k8s-up k8s-images
 	cd web && $(NPM) test --silent
 	$(GO) test -count=1 -timeout $(GOTEST_TIMEOUT) ./...
 
-bench: setup build image
+bench: setup build image k8s-up k8s-images
 	scripts/bench.sh
 
 # The test Kubernetes cluster the kubernetes engine's tests run on
