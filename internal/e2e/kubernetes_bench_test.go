@@ -33,8 +33,8 @@ import (
 //
 // The bare agent reaches the scripted model server on the host directly
 // over the pod network (the node's address, as airlock's proxy pod does);
-// it has no policy, no proxy pod, no files streamed in or out: that is what
-// the ratio prices. `make bench` prints the figures and ratios.
+// it has no policy, no proxy pod, no files streamed in or out (it works in
+// /tmp, not in a copy of the repository): that is what the ratio prices. `make bench` prints the figures and ratios.
 func BenchmarkKubernetesRun(b *testing.B) {
 	needKubernetes(b) // fails on CI when the cluster does not answer
 	ctx := context.Background()
