@@ -792,6 +792,13 @@ func (s *Server) serveCounted(w http.ResponseWriter, r *http.Request, st *forwar
 		r.Body = body
 	}
 	cw := &countingWriter{ResponseWriter: w}
+	// Go's HTTP/1 server closes the agent's request body once the
+	// response has begun (golang/go#40747). The transport, having sent the
+	// declared length, reads the body once more to see it ends there; that
+	// read then fails, the transport drops the upstream connection, and
+	// the answer streaming back is cut short: under load, about one model
+	// response in a few thousand. The body must stay readable.
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	func() {
 		defer func() {
 			if v := recover(); v != nil {
@@ -803,6 +810,7 @@ func (s *Server) serveCounted(w http.ResponseWriter, r *http.Request, st *forwar
 		}()
 		h.ServeHTTP(cw, r)
 	}()
+
 	if aborted && st.cut == nil && cw.err != nil {
 		st.cut = fmt.Errorf("writing to the agent: %w", cw.err)
 	}

@@ -784,3 +784,51 @@ func TestAPIResponseCutMidway(t *testing.T) {
 		t.Errorf("reason = %q, want %q", r.Reason, want)
 	}
 }
+
+// An upstream may answer before it has read the whole request (a stream
+// that starts at once). The proxy must keep carrying the agent's body
+// while the answer streams back: Go's server closes a request's body once
+// the response has begun unless told otherwise, and the proxy's upstream
+// connection, its body then unreadable, was torn down mid-answer — under
+// load it cut about one model response in a few thousand this way.
+func TestAPIBodyStillFlowsWhileTheAnswerStreams(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		if err := rc.EnableFullDuplex(); err != nil {
+			t.Error(err)
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "event: message_start\ndata: {}\n\n")
+		rc.Flush()
+		b, err := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "event: message_stop\ndata: {\"got\":%d,\"err\":%q}\n\n", len(b), fmt.Sprint(err))
+	}))
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	p := startProxy(t, Config{API: &APIConfig{Upstream: u, Headers: map[string]string{"x-api-key": "k"}}})
+
+	c, err := net.Dial("tcp", strings.TrimPrefix(p.apiURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	body := strings.Repeat("x", 1000)
+	fmt.Fprintf(c, "POST /v1/messages/count_tokens HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rb := bufio.NewReader(resp.Body)
+	if l, err := rb.ReadString('\n'); l != "event: message_start\n" {
+		t.Fatalf("first line %q, %v", l, err)
+	}
+	// Only now, with the answer under way, does the body go.
+	io.WriteString(c, body)
+	rest, err := io.ReadAll(rb)
+	if err != nil || !strings.Contains(string(rest), `"got":1000,"err":"<nil>"`) {
+		t.Fatalf("rest of the answer %q, %v; want the upstream to have read the whole body", rest, err)
+	}
+}
