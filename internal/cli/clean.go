@@ -17,11 +17,15 @@ recorded as failed; finished runs have their work collected), then remove what
 no run needs any more: the stopped containers of finished runs that are not
 persistent, leftover harvest containers, egress proxies of finished or unknown
 runs, containers of removed or unknown runs, and airlock's own egress networks
-(label airlock.role=egress) that no container uses.
+(label airlock.role=egress) that no container uses. On Kubernetes, what remains
+of a sandbox's pods deleted behind airlock's back (their Secret and
+NetworkPolicies) goes by the same rules as the pods would.
 
 clean never removes a run's repository copy, branch or commits (use rm for
 that), a running container, a persistent run's container (start brings it
-back), or a network airlock did not create.`,
+back), a network airlock did not create, or an object on the cluster that
+airlock did not label as one of its sandbox's (nor the namespace's
+airlock-deny-all policy).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cleanRun(cmd.Context(), f)
@@ -44,7 +48,10 @@ func cleanRun(ctx context.Context, f *Factory) error {
 	for _, n := range done.Networks {
 		fmt.Fprintf(f.IO.ErrOut, "Removed unused network %s\n", n)
 	}
-	if err == nil && len(done.Failed)+len(done.Containers)+len(done.Networks) == 0 {
+	for _, o := range done.Remnants {
+		fmt.Fprintf(f.IO.ErrOut, "Removed %s (its pod is gone)\n", o)
+	}
+	if err == nil && len(done.Failed)+len(done.Containers)+len(done.Networks)+len(done.Remnants) == 0 {
 		fmt.Fprintln(f.IO.ErrOut, "Nothing to clean.")
 	}
 	return err

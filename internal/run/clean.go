@@ -29,6 +29,9 @@ type Cleaned struct {
 	Containers []string
 	// Networks are the egress networks removed.
 	Networks []string
+	// Remnants are what remained of containers removed behind airlock's
+	// back, and was removed now (Kubernetes: "secret NS/NAME").
+	Remnants []string
 }
 
 // Clean brings every run's record up to date (recording interrupted runs as
@@ -36,7 +39,9 @@ type Cleaned struct {
 // more: the stopped agent containers of finished runs that are not
 // persistent, leftover harvest containers, proxies of finished or unknown
 // runs, containers of removed or unknown runs, and airlock's egress networks
-// that no container uses. It never touches a run's copy or branch, a
+// that no container uses; and what remains of containers someone else
+// removed (on Kubernetes, a sandbox's Secret and NetworkPolicies), by the
+// same rules as the container itself. It never touches a run's copy or branch, a
 // running container, a persistent run's container or a network airlock did
 // not label as its own.
 func (m *Manager) Clean(ctx context.Context) (Cleaned, error) {
@@ -76,6 +81,24 @@ func (m *Manager) Clean(ctx context.Context) (Cleaned, error) {
 			continue
 		}
 		out.Containers = append(out.Containers, c.Name)
+	}
+	// The same rules for what remains of a container that is gone: the
+	// backend reports it with the container's labels.
+	if rr := m.Caps.Remnants; rr != nil {
+		rems, err := rr.Remnants(ctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, r := range rems {
+			if !m.leftover(r.State) {
+				continue
+			}
+			if err := rr.RemoveRemnant(ctx, r); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out.Remnants = append(out.Remnants, r.Objects...)
+		}
 	}
 	// An engine without networks of its own has none to prune.
 	if p := m.Caps.Prune; p != nil {

@@ -132,14 +132,15 @@ func Open(ep Endpoint) (Engine, error) {
 // Caps are an engine's optional capabilities, looked up once when the engine
 // is made; a missing one is nil, and Need says why.
 type Caps struct {
-	engine string
-	Exec   Execer
-	Import ImageImporter
-	Build  ImageBuilder
-	Images ImageStore
-	Prune  NetworkPruner
-	Host   HostAddresser
-	Limits LimitsReporter
+	engine   string
+	Exec     Execer
+	Import   ImageImporter
+	Build    ImageBuilder
+	Images   ImageStore
+	Prune    NetworkPruner
+	Remnants RemnantRemover
+	Host     HostAddresser
+	Limits   LimitsReporter
 }
 
 // CapsOf is the one place an engine's optional capabilities are looked up.
@@ -150,6 +151,7 @@ func CapsOf(e Engine) Caps {
 	c.Build, _ = e.(ImageBuilder)
 	c.Images, _ = e.(ImageStore)
 	c.Prune, _ = e.(NetworkPruner)
+	c.Remnants, _ = e.(RemnantRemover)
 	c.Host, _ = e.(HostAddresser)
 	c.Limits, _ = e.(LimitsReporter)
 	return c

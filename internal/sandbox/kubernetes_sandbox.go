@@ -47,6 +47,11 @@ const (
 	// labelOwner marks the Secrets and NetworkPolicies of one pod, which
 	// Remove deletes with it.
 	labelOwner = "airlock.dev/pod"
+	// annotationOwner is, on those Secrets and NetworkPolicies, the name
+	// and labels of the container they were made for: what remains of a
+	// pod deleted behind airlock's back is still known as whose
+	// (Remnants).
+	annotationOwner = "airlock.dev/owner"
 
 	metadataCIDR = "169.254.169.254/32"
 )
@@ -252,15 +257,15 @@ func (k *Kubernetes) launchProxy(ctx context.Context, spec SandboxSpec, key stri
 	if err != nil {
 		return "", "", err
 	}
-	owner := map[string]string{labelManaged: "true", labelSandbox: sb, labelOwner: name}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: owner},
-		Data:       data,
+	owner, err := ownedBy(Spec{Name: p.Name, Labels: p.Labels}, sb)
+	if err != nil {
+		return "", "", err
 	}
+	secret := &corev1.Secret{ObjectMeta: owner, Data: data}
 	if err := k.api.secrets(k.ns).create(ctx, secret, &corev1.Secret{}); err != nil {
 		return "", "", k.apiError("create the proxy's secret "+name, err)
 	}
-	if err := k.createPolicy(ctx, k.proxyPolicy(name, sb, owner)); err != nil {
+	if err := k.createPolicy(ctx, k.proxyPolicy(owner, sb)); err != nil {
 		return "", "", err
 	}
 	proxyPort, apiPort := k.ports()
@@ -467,15 +472,40 @@ func (k *Kubernetes) createAgent(ctx context.Context, spec SandboxSpec, ip, key 
 	if err != nil {
 		return "", err
 	}
-	name, sb := pod.Name, sandboxLabel(spec)
+	sb := sandboxLabel(spec)
 	pod.Labels[labelSandbox], pod.Labels[labelRole] = sb, roleAgent
 	c := &pod.Spec.Containers[0]
 	c.Env = append(c.Env, corev1.EnvVar{Name: channelKeyEnv, Value: key})
-	owner := map[string]string{labelManaged: "true", labelSandbox: sb, labelOwner: name}
-	if err := k.createPolicy(ctx, k.agentPolicy(name, sb, owner)); err != nil {
+	owner, err := ownedBy(agent, sb)
+	if err != nil {
+		return "", err
+	}
+	if err := k.createPolicy(ctx, k.agentPolicy(owner, sb)); err != nil {
 		return "", err
 	}
 	return k.createPod(ctx, agent.Name, pod)
+}
+
+// ownedBy is the metadata of an object made for the pod of spec alone, in
+// sandbox sb: named and labelled after the pod (Remove deletes it with the
+// pod), and annotated with the container's name and labels.
+func ownedBy(spec Spec, sb string) (metav1.ObjectMeta, error) {
+	name := podName(spec.Name)
+	own, err := json.Marshal(madeFor{Name: spec.Name, Labels: spec.Labels})
+	if err != nil {
+		return metav1.ObjectMeta{}, err
+	}
+	return metav1.ObjectMeta{
+		Name:        name,
+		Labels:      map[string]string{labelManaged: "true", labelSandbox: sb, labelOwner: name},
+		Annotations: map[string]string{annotationOwner: string(own)},
+	}, nil
+}
+
+// madeFor is the container an object was made for (annotationOwner).
+type madeFor struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels"`
 }
 
 func (k *Kubernetes) createPolicy(ctx context.Context, pol *networkingv1.NetworkPolicy) error {
@@ -503,9 +533,9 @@ func (k *Kubernetes) channelPorts() []networkingv1.NetworkPolicyPort {
 
 // agentPolicy: the agent reaches its proxy's channel and nothing else;
 // nothing reaches it.
-func (k *Kubernetes) agentPolicy(name, sb string, owner map[string]string) *networkingv1.NetworkPolicy {
+func (k *Kubernetes) agentPolicy(owner metav1.ObjectMeta, sb string) *networkingv1.NetworkPolicy {
 	return &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: owner},
+		ObjectMeta: owner,
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{labelSandbox: sb, labelRole: roleAgent}},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
@@ -519,14 +549,14 @@ func (k *Kubernetes) agentPolicy(name, sb string, owner map[string]string) *netw
 
 // proxyPolicy: only its agent reaches the proxy, on the channel's ports;
 // the proxy reaches anything but the cluster and the metadata address.
-func (k *Kubernetes) proxyPolicy(name, sb string, owner map[string]string) *networkingv1.NetworkPolicy {
+func (k *Kubernetes) proxyPolicy(owner metav1.ObjectMeta, sb string) *networkingv1.NetworkPolicy {
 	except := k.opts.ClusterCIDRs
 	if len(except) == 0 {
 		except = KubernetesDefaultClusterCIDRs()
 	}
 	except = append(slices.Clone(except), metadataCIDR)
 	return &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: owner},
+		ObjectMeta: owner,
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{labelSandbox: sb, labelRole: roleProxy}},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},

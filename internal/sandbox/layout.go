@@ -153,6 +153,34 @@ type NetworkPruner interface {
 	PruneNetworks(ctx context.Context) ([]string, error)
 }
 
+// Remnant is what remains of a container that is gone, removed behind
+// the engine's back (Kubernetes: a sandbox's Secret and NetworkPolicies
+// outlive its pod when someone else deletes the pod).
+type Remnant struct {
+	// State is the gone container's: ID, Name and the Labels it was made
+	// with, so the caller decides as it would for the container. Its
+	// Status is StatusDead.
+	State
+	// Objects name what remains, for people ("secret airlock/x-proxy").
+	Objects []string
+	// refs are those objects as the backend knows them.
+	refs []remnantRef
+}
+
+// remnantRef is one object of a Remnant: of which kind, its name and
+// identity (a new object of the same name is another).
+type remnantRef struct{ kind, name, uid string }
+
+// RemnantRemover finds and removes what remains of the backend's gone
+// containers. Only objects the backend made for a container, and labelled
+// with it, are remnants.
+type RemnantRemover interface {
+	Remnants(ctx context.Context) ([]Remnant, error)
+	// RemoveRemnant removes exactly the objects Remnants listed in r; if
+	// the container exists again, it leaves them.
+	RemoveRemnant(ctx context.Context, r Remnant) error
+}
+
 // HostAddresser says where a sandbox's proxy reaches a service listening
 // on the host (the demo's model server).
 type HostAddresser interface {

@@ -1,0 +1,115 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// The kinds of a remnant's objects, as people name them.
+const (
+	kindSecret = "secret"
+	kindPolicy = "network policy"
+)
+
+// Remnants lists the Secrets and NetworkPolicies the engine made for one
+// pod of a sandbox whose pod is gone (deleted by someone else, or with its
+// node): Remove would have deleted them with it. Only objects labelled as
+// the engine's, for one pod, and annotated with that pod's container, are
+// remnants; the namespace's deny-all policy is for no pod and never one,
+// nor is anything someone else made or labelled. Each remnant carries its
+// container's name and labels, so the caller decides whether that
+// container's run still needs it.
+func (k *Kubernetes) Remnants(ctx context.Context) ([]Remnant, error) {
+	owned, err := labels.NewRequirement(labelOwner, selection.Exists, nil)
+	if err != nil {
+		return nil, err
+	}
+	sel := labels.SelectorFromSet(labels.Set{labelManaged: "true"}).Add(*owned).String()
+	// The pods first: an object listed after them whose pod was made
+	// meanwhile is still seen as that pod's (RemoveRemnant checks again).
+	pods := &corev1.PodList{}
+	if err := k.api.pods(k.ns).list(ctx, k.api.params, labelManaged+"=true", pods); err != nil {
+		return nil, k.apiError("list pods", err)
+	}
+	live := map[string]bool{}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			live[p.Name] = true
+		}
+	}
+	secrets := &corev1.SecretList{}
+	if err := k.api.secrets(k.ns).list(ctx, k.api.params, sel, secrets); err != nil {
+		return nil, k.apiError("list secrets", err)
+	}
+	policies := &networkingv1.NetworkPolicyList{}
+	if err := k.api.policies(k.ns).list(ctx, k.api.params, sel, policies); err != nil {
+		return nil, k.apiError("list network policies", err)
+	}
+	byPod := map[string]*Remnant{}
+	add := func(kind string, m metav1.ObjectMeta) {
+		pod := m.Labels[labelOwner]
+		var made madeFor
+		if live[pod] || m.DeletionTimestamp != nil ||
+			json.Unmarshal([]byte(m.Annotations[annotationOwner]), &made) != nil ||
+			made.Name == "" || podName(made.Name) != pod {
+			return
+		}
+		r := byPod[pod]
+		if r == nil {
+			r = &Remnant{State: State{ID: pod, Name: made.Name, Labels: made.Labels, Status: StatusDead,
+				Why: "its pod is gone"}}
+			byPod[pod] = r
+		}
+		r.Objects = append(r.Objects, kind+" "+k.ns+"/"+m.Name)
+		r.refs = append(r.refs, remnantRef{kind: kind, name: m.Name, uid: string(m.UID)})
+	}
+	for _, s := range secrets.Items {
+		add(kindSecret, s.ObjectMeta)
+	}
+	for _, p := range policies.Items {
+		add(kindPolicy, p.ObjectMeta)
+	}
+	out := make([]Remnant, 0, len(byPod))
+	for _, r := range byPod {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// RemoveRemnant deletes the Secrets and NetworkPolicies of r, each only
+// if it is still the object Remnants saw (its UID), and none if r's pod
+// exists again: then they are its own.
+func (k *Kubernetes) RemoveRemnant(ctx context.Context, r Remnant) error {
+	p := &corev1.Pod{}
+	err := k.api.pods(k.ns).get(ctx, r.ID, p)
+	switch {
+	case err == nil && p.DeletionTimestamp == nil:
+		return nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return k.apiError("find "+r.Name, err)
+	}
+	for _, o := range r.refs {
+		res := k.api.secrets(k.ns)
+		if o.kind == kindPolicy {
+			res = k.api.policies(k.ns)
+		}
+		uid := types.UID(o.uid)
+		err := res.delete(ctx, o.name, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		// Gone already, or another object of that name now: not ours
+		// to remove.
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return k.apiError("remove the "+o.kind+" "+o.name, err)
+		}
+	}
+	return nil
+}
