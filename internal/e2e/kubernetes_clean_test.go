@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -17,11 +18,12 @@ import (
 
 // TestKubernetesClean: a sandbox's pods deleted behind airlock's back (its
 // watcher gone too, as with a crashed host) leave its Secret and
-// NetworkPolicies; `airlock clean` removes them, and the pods, Secret and
-// policies of a run whose record is gone, while a live run's objects, the
-// namespace's deny-all policy, a Secret that is not airlock's and objects
-// that wear airlock's labels without airlock's note of whose they are (or
-// with another registry's) all stay.
+// NetworkPolicies; `airlock clean` removes them (a run whose record is gone
+// too included), and the pods of a run whose record is gone, while a live
+// run's objects, the namespace's deny-all policy, a Secret that is not
+// airlock's and Secrets that wear airlock's labels for a removed pod
+// without airlock's note of whose they are, or with a note naming another
+// registry's run, all stay.
 func TestKubernetesClean(t *testing.T) {
 	e := newEnvOn(t, onKubernetes)
 	e.server(testkit.EndlessScript())
@@ -50,16 +52,27 @@ func TestKubernetesClean(t *testing.T) {
 		return out
 	}
 
-	for _, name := range []string{"live", "doomed", "forgotten"} {
+	for _, name := range []string{"live", "doomed", "forgotten", "lost"} {
 		e.ok("run", "-d", "-y", "-m", "Keep going.", "--name", name)
 	}
-	live, doomed, forgotten := e.run("live"), e.run("doomed"), e.run("forgotten")
+	live, doomed, forgotten, lost := e.run("live"), e.run("doomed"), e.run("forgotten"), e.run("lost")
+	// What a run without a record leaves, the harness's clean-up cannot
+	// find.
+	t.Cleanup(func() {
+		k, err := newKubeEngine()
+		if err != nil {
+			return
+		}
+		for _, id := range []string{forgotten.ID, lost.ID} {
+			k.Remove(context.Background(), "airlock-"+id)
+			k.Remove(context.Background(), "airlock-"+id+"-proxy")
+		}
+	})
 	liveBefore := objects(live.ID)
 	// Two pods, the proxy's Secret, a policy for each pod.
 	if len(liveBefore) != 5 {
 		t.Fatalf("a live sandbox's objects: %v, want 2 pods, a secret and 2 policies", liveBefore)
 	}
-	doomedBefore := objects(doomed.ID)
 	agentPod := "airlock-" + doomed.ID
 
 	// Not airlock's: a plain Secret; one with airlock's labels naming the
@@ -76,26 +89,34 @@ func TestKubernetesClean(t *testing.T) {
 		"airlock.run": doomed.ID, "airlock.role": "agent", "airlock.store": "/elsewhere/airlock"}})
 	must("annotate", "secret", foreign, "airlock.dev/owner="+string(note))
 
-	// The doomed run's host crashes: its watcher is gone, and someone
-	// deletes its pods.
-	for _, r := range []store.Run{doomed, forgotten} {
-		killWatcher(t, r.ID)
+	// The host crashes: the watcher (one supervises every detached run)
+	// is gone; meanwhile someone deletes the doomed and the lost runs'
+	// pods. The forgotten and the lost runs' records go.
+	killWatchers(t)
+	lostPod := "airlock-" + lost.ID
+	must("delete", "pod", agentPod, agentPod+"-proxy", lostPod, lostPod+"-proxy", "--grace-period=0", "--force", "--wait=true")
+	for _, id := range []string{forgotten.ID, lost.ID} {
+		if err := os.RemoveAll(e.runDir(id)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	must("delete", "pod", agentPod, agentPod+"-proxy", "--grace-period=0", "--force", "--wait=true")
-	// The forgotten run's record goes (its pods stay).
-	if err := os.RemoveAll(e.runDir(forgotten.ID)); err != nil {
-		t.Fatal(err)
-	}
-	if got := objects(doomed.ID); len(got) != 3 {
-		t.Fatalf("after its pods were deleted, the doomed run's objects: %v, want a secret and 2 policies (before: %v)", got, doomedBefore)
+	for _, id := range []string{doomed.ID, lost.ID} {
+		if got := objects(id); len(got) != 3 {
+			t.Fatalf("after its pods were deleted, %s's objects: %v, want a secret and 2 policies", id, got)
+		}
 	}
 
 	res := e.ok("clean")
 	t.Logf("clean:\n%s", res.stderr)
+	// The doomed run is found failed, and its proxy removed as that of
+	// every finished run (with its Secret and policy); its agent's policy
+	// is what clean finds without a pod.
 	for _, want := range []string{
-		"Removed secret airlock/" + agentPod + "-proxy (its pod is gone)",
-		"Removed network policy airlock/" + agentPod + "-proxy (its pod is gone)",
+		"Recorded " + doomed.ID + " as failed",
 		"Removed network policy airlock/" + agentPod + " (its pod is gone)",
+		"Removed secret airlock/" + lostPod + "-proxy (its pod is gone)",
+		"Removed network policy airlock/" + lostPod + "-proxy (its pod is gone)",
+		"Removed network policy airlock/" + lostPod + " (its pod is gone)",
 		"Removed container airlock-" + forgotten.ID + "\n",
 		"Removed container airlock-" + forgotten.ID + "-proxy\n",
 	} {
@@ -106,8 +127,10 @@ func TestKubernetesClean(t *testing.T) {
 	if got := objects(doomed.ID); len(got) != 0 {
 		t.Errorf("after clean, the doomed run's objects: %v", got)
 	}
-	if got := objects(forgotten.ID); len(got) != 0 {
-		t.Errorf("after clean, the objects of the run whose record is gone: %v", got)
+	for _, id := range []string{forgotten.ID, lost.ID} {
+		if got := objects(id); len(got) != 0 {
+			t.Errorf("after clean, the objects of %s, whose record is gone: %v", id, got)
+		}
 	}
 	if got := objects(live.ID); !slices.Equal(got, liveBefore) {
 		t.Errorf("clean touched the live run's objects: %v, before %v", got, liveBefore)
@@ -132,20 +155,22 @@ func TestKubernetesClean(t *testing.T) {
 	e.ok("kill", "live")
 }
 
-// killWatcher ends the detached watcher of run id, as a crashed host would.
-func killWatcher(t *testing.T, id string) {
+// killWatchers ends the detached watchers of the test's airlock, as a
+// crashed host would.
+func killWatchers(t *testing.T) {
 	t.Helper()
-	out, _ := exec.Command("pgrep", "-f", shared.bin+" watcher "+id).Output()
+	pattern := shared.bin + " watcher "
+	out, _ := exec.Command("pgrep", "-f", pattern).Output()
 	for _, f := range strings.Fields(string(out)) {
 		if pid, err := strconv.Atoi(f); err == nil {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 	for i := 0; i < 50; i++ {
-		if exec.Command("pgrep", "-f", shared.bin+" watcher "+id).Run() != nil {
+		if exec.Command("pgrep", "-f", pattern).Run() != nil {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("the watcher of %s did not end", id)
+	t.Fatal("the watchers did not end")
 }

@@ -54,20 +54,23 @@ func (k *Kubernetes) Remnants(ctx context.Context) ([]Remnant, error) {
 	if err := k.api.policies(k.ns).list(ctx, k.api.params, sel, policies); err != nil {
 		return nil, k.apiError("list network policies", err)
 	}
-	byPod := map[string]*Remnant{}
+	// Objects are grouped by their pod and by what their note says, word
+	// for word: each is judged by its own note, never by another's that
+	// names the same pod.
+	type key struct{ pod, note string }
+	byPod := map[key]*Remnant{}
 	add := func(kind string, m metav1.ObjectMeta) {
-		pod := m.Labels[labelOwner]
+		pod, note := m.Labels[labelOwner], m.Annotations[annotationOwner]
 		var made madeFor
-		if live[pod] || m.DeletionTimestamp != nil ||
-			json.Unmarshal([]byte(m.Annotations[annotationOwner]), &made) != nil ||
+		if live[pod] || m.DeletionTimestamp != nil || json.Unmarshal([]byte(note), &made) != nil ||
 			made.Name == "" || podName(made.Name) != pod {
 			return
 		}
-		r := byPod[pod]
+		r := byPod[key{pod, note}]
 		if r == nil {
 			r = &Remnant{State: State{ID: pod, Name: made.Name, Labels: made.Labels, Status: StatusDead,
 				Why: "its pod is gone"}}
-			byPod[pod] = r
+			byPod[key{pod, note}] = r
 		}
 		r.Objects = append(r.Objects, kind+" "+k.ns+"/"+m.Name)
 		r.refs = append(r.refs, remnantRef{kind: kind, name: m.Name, uid: string(m.UID)})
@@ -82,7 +85,12 @@ func (k *Kubernetes) Remnants(ctx context.Context) ([]Remnant, error) {
 	for _, r := range byPod {
 		out = append(out, *r)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].ID != out[j].ID {
+			return out[i].ID < out[j].ID
+		}
+		return out[i].Objects[0] < out[j].Objects[0]
+	})
 	return out, nil
 }
 
