@@ -20,7 +20,9 @@ import (
 // were made for, with its labels, and RemoveRemnant removes exactly them.
 // A Secret that wears the engine's labels for that pod but carries no
 // note of whose it is, or a note naming another pod, is no remnant; nor is
-// the deny-all policy; nor an object of a pod that exists.
+// the deny-all policy; nor an object of a pod that exists. One whose note
+// names the pod with other labels (another registry's run) is a remnant of
+// its own: it never decides for the engine's own objects of that pod.
 func TestKubernetesRemnants(t *testing.T) {
 	k := kubeEngine(t)
 	cs := kubeClient(t)
@@ -65,6 +67,7 @@ func TestKubernetesRemnants(t *testing.T) {
 	}
 	fake(id+"-bare", nil)
 	fake(id+"-other", map[string]string{"airlock.dev/owner": `{"name":"someone-else","labels":{"airlock.run":"` + id + `"}}`})
+	fake(id+"-forged", map[string]string{"airlock.dev/owner": `{"name":"` + id + `","labels":{"airlock.run":"` + id + `","airlock.store":"/elsewhere"}}`})
 
 	zero := int64(0)
 	for _, p := range []string{id, id + "-proxy"} {
@@ -88,25 +91,30 @@ func TestKubernetesRemnants(t *testing.T) {
 
 	got := mine()
 	want := map[string][]string{
-		id:            {"network policy " + ns + "/" + id},
-		id + "-proxy": {"secret " + ns + "/" + id + "-proxy", "network policy " + ns + "/" + id + "-proxy"},
+		"/a/store " + id:            {"network policy " + ns + "/" + id},
+		"/a/store " + id + "-proxy": {"secret " + ns + "/" + id + "-proxy", "network policy " + ns + "/" + id + "-proxy"},
+		"/elsewhere " + id:          {"secret " + ns + "/" + id + "-forged"},
 	}
 	if len(got) != len(want) {
-		t.Fatalf("remnants: %+v, want those of %d pods", got, len(want))
+		t.Fatalf("remnants: %+v, want %d", got, len(want))
 	}
 	for _, r := range got {
-		if !slices.Equal(r.Objects, want[r.ID]) {
-			t.Errorf("remnant %s: %v, want %v", r.ID, r.Objects, want[r.ID])
+		store := r.Labels["airlock.store"]
+		if w := want[store+" "+r.ID]; !slices.Equal(r.Objects, w) {
+			t.Errorf("remnant %s of %s: %v, want %v", r.ID, store, r.Objects, w)
 		}
-		if r.Name != r.ID || r.Status != sandbox.StatusDead || r.Labels["airlock.store"] != "/a/store" {
-			t.Errorf("remnant %s: name %q status %s labels %v", r.ID, r.Name, r.Status, r.Labels)
+		if r.Name != r.ID || r.Status != sandbox.StatusDead {
+			t.Errorf("remnant %s: name %q status %s", r.ID, r.Name, r.Status)
+		}
+		if store != "/a/store" {
+			continue
 		}
 		if err := k.RemoveRemnant(ctx, r); err != nil {
 			t.Fatalf("RemoveRemnant %s: %v", r.ID, err)
 		}
 	}
-	if got := mine(); len(got) != 0 {
-		t.Errorf("remnants after RemoveRemnant: %+v", got)
+	if got := mine(); len(got) != 1 || got[0].Labels["airlock.store"] != "/elsewhere" {
+		t.Errorf("remnants after RemoveRemnant: %+v, want the forged one alone", got)
 	}
 	sel := metav1.ListOptions{LabelSelector: "airlock.dev/sandbox=" + id}
 	pols, err := cs.NetworkingV1().NetworkPolicies(ns).List(ctx, sel)
@@ -122,8 +130,8 @@ func TestKubernetesRemnants(t *testing.T) {
 		left = append(left, s.Name)
 	}
 	slices.Sort(left)
-	if !slices.Equal(left, []string{id + "-bare", id + "-other"}) {
-		t.Errorf("secrets after RemoveRemnant: %v, want only the two that are not the engine's", left)
+	if !slices.Equal(left, []string{id + "-bare", id + "-forged", id + "-other"}) {
+		t.Errorf("secrets after RemoveRemnant: %v, want only the three that are not the engine's", left)
 	}
 	if _, err := cs.NetworkingV1().NetworkPolicies(ns).Get(ctx, "airlock-deny-all", metav1.GetOptions{}); err != nil {
 		t.Errorf("the deny-all policy: %v", err)
