@@ -43,6 +43,8 @@ type Engine struct {
 	mu         sync.Mutex
 	images     map[string]bool
 	containers map[string]*container // by ID
+	// remnants are what remains of containers Vanish took, by ID.
+	remnants map[string]sandbox.Remnant
 	next       int
 	down       bool
 }
@@ -373,6 +375,57 @@ func (e *Engine) List(_ context.Context, labels map[string]string) ([]sandbox.St
 		}
 	}
 	return out, nil
+}
+
+// Vanish removes a container as someone else would, behind airlock's
+// back, and leaves what remains of it (as a Kubernetes pod's Secret and
+// policies outlive it): Remnants reports it until RemoveRemnant.
+func (e *Engine) Vanish(ctx context.Context, id string) error {
+	c, err := e.get("Vanish", id)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	st := c.state
+	e.mu.Unlock()
+	if err := e.Remove(ctx, id); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.remnants == nil {
+		e.remnants = map[string]sandbox.Remnant{}
+	}
+	e.remnants[st.ID] = sandbox.Remnant{
+		State:   sandbox.State{ID: st.ID, Name: st.Name, Labels: maps.Clone(st.Labels), Status: sandbox.StatusDead, Why: "it vanished"},
+		Objects: []string{"remnant of " + st.Name},
+	}
+	return nil
+}
+
+// Remnants reports what remains of the containers Vanish took.
+func (e *Engine) Remnants(context.Context) ([]sandbox.Remnant, error) {
+	if err := e.check("Remnants", ""); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []sandbox.Remnant
+	for _, r := range e.remnants {
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// RemoveRemnant forgets what remains of a vanished container.
+func (e *Engine) RemoveRemnant(_ context.Context, r sandbox.Remnant) error {
+	if err := e.check("RemoveRemnant", r.Name); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.remnants, r.ID)
+	return nil
 }
 
 // Logs copies what the container's program wrote.
