@@ -300,6 +300,9 @@ current-context: rbac
 	}
 	e.kubeconfig = kc
 	writeCommitMerge(t, e)
+	// clean lists the namespace's Secrets and policies (what remains of
+	// pods deleted behind airlock's back) under the same rights.
+	e.ok("clean")
 	// And what the run made is gone again with rm, under the same rights.
 	r := e.runs()[0]
 	if out := kubectl("", "-n", kubeNamespace, "get", "pods,secrets,networkpolicies", "-l", "airlock.dev/managed=true", "-o", "name"); strings.Contains(out, r.ID) {

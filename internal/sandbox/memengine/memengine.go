@@ -45,8 +45,8 @@ type Engine struct {
 	containers map[string]*container // by ID
 	// remnants are what remains of containers Vanish took, by ID.
 	remnants map[string]sandbox.Remnant
-	next       int
-	down       bool
+	next     int
+	down     bool
 }
 
 // ProxyImage is the image of the engine's sandbox proxies; it always has it.
