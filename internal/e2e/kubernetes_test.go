@@ -189,7 +189,7 @@ func TestKubernetesIsolation(t *testing.T) {
 	// trusts airlock's labels and notes on Secrets and policies): it
 	// reaches the API server neither by its service nor on the node.
 	for name, jsonpath := range map[string]string{
-		"the API server's service":  `{.spec.clusterIP} {.spec.ports[0].port}`,
+		"the API server's service":   `{.spec.clusterIP} {.spec.ports[0].port}`,
 		"the API server on its node": ``,
 	} {
 		args := []string{"--kubeconfig", kubeconfigPath, "-n", "default", "get", "service", "kubernetes", "-o", "jsonpath=" + jsonpath}
