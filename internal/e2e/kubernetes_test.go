@@ -188,20 +188,15 @@ func TestKubernetesIsolation(t *testing.T) {
 	// Nothing in the namespace is the sandbox's to make or label (clean
 	// trusts airlock's labels and notes on Secrets and policies): it
 	// reaches the API server neither by its service nor on the node.
-	for name, jsonpath := range map[string]string{
-		"the API server's service":   `{.spec.clusterIP} {.spec.ports[0].port}`,
-		"the API server on its node": ``,
+	for _, api := range []struct{ name, what, jsonpath string }{
+		{"the API server's service", "service/kubernetes", `{.spec.clusterIP} {.spec.ports[0].port}`},
+		{"the API server on its node", "endpointslice/kubernetes", `{.endpoints[0].addresses[0]} {.ports[0].port}`},
 	} {
-		args := []string{"--kubeconfig", kubeconfigPath, "-n", "default", "get", "service", "kubernetes", "-o", "jsonpath=" + jsonpath}
-		if jsonpath == "" {
-			args = []string{"--kubeconfig", kubeconfigPath, "-n", "default", "get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes",
-				"-o", "jsonpath={.items[0].endpoints[0].addresses[0]} {.items[0].ports[0].port}"}
-		}
-		out, err := exec.Command(kubectlPath, args...).Output()
+		out, err := exec.Command(kubectlPath, "--kubeconfig", kubeconfigPath, "-n", "default", "get", api.what, "-o", "jsonpath="+api.jsonpath).Output()
 		if err != nil || len(strings.Fields(string(out))) != 2 {
-			t.Fatalf("where is %s: %q, %v", name, out, err)
+			t.Fatalf("where is %s: %q, %v", api.name, out, err)
 		}
-		attempts = append(attempts, attempt{name: name, script: `py tcp ` + string(out), want: "failed"})
+		attempts = append(attempts, attempt{name: api.name, script: `py tcp ` + string(out), want: "failed"})
 	}
 	_, vars, files := isolationAttemptsVia(t, e.gateway(), url)
 	files["attempts.sh"] = attemptsScript(attempts, vars)
