@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlock-dev/airlock/internal/image"
 	"github.com/airlock-dev/airlock/internal/sandbox"
 	"github.com/airlock-dev/airlock/internal/store"
 	"github.com/airlock-dev/airlock/internal/testkit"
@@ -67,8 +69,41 @@ func TestMain(m *testing.M) {
 	if code != 0 {
 		os.Exit(code)
 	}
+	before := testProjectImages()
 	code = m.Run()
+	// What the tests built for their projects (a new airlock binary makes
+	// new ones every run, about 1 GB a run) and the binary's directory
+	// would otherwise fill the machine's disk run after run.
+	for cli, refs := range testProjectImages() {
+		for _, ref := range refs {
+			if !slices.Contains(before[cli], ref) {
+				exec.Command(cli, "rmi", ref).Run()
+			}
+		}
+	}
+	if shared.bin != "" {
+		os.RemoveAll(filepath.Dir(shared.bin))
+	}
 	os.Exit(code)
+}
+
+// testProjectImages lists, per rootful engine CLI, the images of projects
+// named "repo": the tests' repositories.
+func testProjectImages() map[string][]string {
+	out := map[string][]string{}
+	for _, cli := range []string{"docker", "podman"} {
+		b, err := exec.Command(cli, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").Output()
+		if err != nil {
+			continue
+		}
+		for _, ref := range strings.Fields(string(b)) {
+			ref = strings.TrimPrefix(ref, "localhost/")
+			if strings.HasPrefix(ref, image.ProjectRepoPrefix+"repo:") {
+				out[cli] = append(out[cli], ref)
+			}
+		}
+	}
+	return out
 }
 
 func setup() (int, error) {
