@@ -63,7 +63,7 @@ func (s *Server) newAPIProxy() *httputil.ReverseProxy {
 		FlushInterval: -1,
 		// Model responses are metered as they stream past, unbuffered.
 		ModifyResponse: func(resp *http.Response) error {
-			recordCuts(resp)
+			_ = recordCuts(resp)
 			st, ok := resp.Request.Context().Value(stateKey{}).(*forwardState)
 			if ok && st.metered && resp.StatusCode >= 200 && resp.StatusCode < 300 && resp.Body != nil {
 				resp.Body = s.meter.meterBody(resp.Body, resp.Header.Get("Content-Type"), s.usage, st.model)
@@ -152,16 +152,8 @@ func (s *Server) APIHandler() http.Handler {
 		}
 		st := &forwardState{metered: route.Metered, model: pathModel(route, rawPath), up: up}
 		status, aborted := s.serveCounted(w, r, st, s.apiProxy, &rec, start)
-		switch {
-		case s.cut(aborted, st.err):
-			rec.Reason = "cut at the deadline: " + s.meter.deadlineReason() + note
-		case st.err != nil:
-			rec.Reason = "upstream error: " + st.err.Error() + note
-		case aborted:
-			rec.Reason = cutReason(status, st.cut) + note
-		default:
-			rec.Reason = fmt.Sprintf("status %d%s", status, note)
-		}
+		s.outcome(&rec, st, status, aborted)
+		rec.Reason += note
 		s.log(rec)
 		if aborted {
 			panic(http.ErrAbortHandler)

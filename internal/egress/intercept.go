@@ -273,8 +273,9 @@ func (s *Server) newInterceptProxy(roots *x509.CertPool) *httputil.ReverseProxy 
 				}
 			}
 		},
-		FlushInterval: -1,
-		ErrorHandler:  s.forwardError,
+		FlushInterval:  -1,
+		ModifyResponse: recordCuts,
+		ErrorHandler:   s.forwardError,
 		Transport: &http.Transport{
 			Proxy: nil,
 			DialTLSContext: func(ctx context.Context, _, address string) (net.Conn, error) {

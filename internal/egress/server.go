@@ -180,13 +180,10 @@ func NewServer(cfg Config) (*Server, error) {
 		s.resolver = net.DefaultResolver
 	}
 	s.forward = &httputil.ReverseProxy{
-		Rewrite:   rewriteForward,
-		Transport: s.forwardTransport(),
-		ModifyResponse: func(resp *http.Response) error {
-			recordCuts(resp)
-			return nil
-		},
-		ErrorHandler: s.forwardError,
+		Rewrite:        rewriteForward,
+		Transport:      s.forwardTransport(),
+		ModifyResponse: recordCuts,
+		ErrorHandler:   s.forwardError,
 	}
 	if err := s.setupInjection(cfg); err != nil {
 		return nil, err
@@ -483,12 +480,18 @@ func (c cutRecorder) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// recordCuts has a ReverseProxy note in the request's forwardState why
-// its response body could not be read to the end.
-func recordCuts(resp *http.Response) {
+// recordCuts is every ReverseProxy's ModifyResponse step: it notes in the
+// request's forwardState why the response body could not be read to the end.
+func recordCuts(resp *http.Response) error {
+	// A switched protocol's body is the connection itself, which the
+	// ReverseProxy needs to be able to write to as well.
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return nil
+	}
 	if st, ok := resp.Request.Context().Value(stateKey{}).(*forwardState); ok && resp.Body != nil {
 		resp.Body = cutRecorder{ReadCloser: resp.Body, st: st}
 	}
+	return nil
 }
 
 // cutReason says how a response that was cut midway ended.
@@ -810,7 +813,6 @@ func (s *Server) serveCounted(w http.ResponseWriter, r *http.Request, st *forwar
 		}()
 		h.ServeHTTP(cw, r)
 	}()
-
 	if aborted && st.cut == nil && cw.err != nil {
 		st.cut = fmt.Errorf("writing to the agent: %w", cw.err)
 	}

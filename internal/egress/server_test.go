@@ -832,3 +832,47 @@ func TestAPIBodyStillFlowsWhileTheAnswerStreams(t *testing.T) {
 		t.Fatalf("rest of the answer %q, %v; want the upstream to have read the whole body", rest, err)
 	}
 }
+
+// A protocol upgrade (a WebSocket over plain HTTP) passes through the
+// forward proxy: the switched connection carries bytes both ways.
+func TestForwardUpgrade(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "no", http.StatusBadRequest)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString("echo " + line)
+		brw.Flush()
+	}))
+	defer up.Close()
+	upPort := port(t, up.Listener.Addr().String())
+	p := startProxy(t, Config{
+		Policy:   loopbackPolicy(t, fmt.Sprintf("web.example.com:%d", upPort)),
+		Resolver: fakeResolver{"web.example.com": lo},
+	})
+	c, err := net.Dial("tcp", p.proxyAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	target := fmt.Sprintf("web.example.com:%d", upPort)
+	fmt.Fprintf(c, "GET http://%s/ws HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", target, target)
+	br := bufio.NewReader(c)
+	r, err := http.ReadResponse(br, nil)
+	if err != nil || r.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", r, err)
+	}
+	fmt.Fprint(c, "ping\n")
+	if got, _ := br.ReadString('\n'); got != "echo ping\n" {
+		t.Errorf("through the upgraded connection: %q", got)
+	}
+}
