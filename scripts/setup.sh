@@ -297,6 +297,9 @@ start_podman_service() {
 		"${SUDO[@]}" sh -c "nohup $cmd >>$logfile 2>&1 </dev/null &"
 	else
 		"${SUDO[@]}" install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
+		# The service binds its socket but does not make the directory: on a
+		# fresh machine nothing else has made it yet.
+		"${SUDO[@]}" install -d -m 0700 -o "$user" -g "$user" "$dir"
 		"${SUDO[@]}" install -m 0644 -o "$user" -g "$user" /dev/null "$logfile"
 		local env="cd / && export XDG_RUNTIME_DIR=/run/user/$uid HOME=$(getent passwd "$user" | cut -d: -f6)"
 		# A rootless Podman keeps its user namespace alive in a pause process
