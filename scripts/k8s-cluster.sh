@@ -6,6 +6,7 @@
 #   scripts/k8s-cluster.sh down        stop everything it started (the build cache stays)
 #   scripts/k8s-cluster.sh status      say what runs; exit 0 only when the cluster is up
 #   scripts/k8s-cluster.sh load IMG... copy Docker images into the cluster's containerd
+#                                      (or push them to the test registry, below)
 #   scripts/k8s-cluster.sh probe       check that NetworkPolicy is enforced (pods dial pods)
 #   scripts/k8s-cluster.sh build       only build the binaries into the cache
 #
@@ -21,7 +22,10 @@
 #   of Go, as there is no registry;
 # - Debian's CNI plugins (bridge airk8s0, host-local, loopback, portmap);
 # - NetworkPolicy enforcement by sigs.k8s.io/kube-network-policies (see
-#   start_netpol for how it runs on this kernel).
+#   start_netpol for how it runs on this kernel);
+# - an image registry, plain HTTP on $REGISTRY_ADDR (loopback), which the
+#   containerd pulls from: scripts/testregistry, go-containerregistry's
+#   registry, built from this repository (see start_registry).
 # There is no kube-proxy and no cluster DNS: Services get no ClusterIP
 # routing; pods talk to pod IPs (airlock's engine does).
 #
@@ -54,6 +58,9 @@ API_PORT=6443
 NETPOL_METRICS=127.0.0.1:29080
 NFQUEUE=100
 PAUSE_IMAGE=localhost/airlock-k8s/pause:1
+REGISTRY_ADDR=127.0.0.1:23500
+REGISTRY_DIR=$STATE/registry
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CNI_BIN=/usr/lib/cni
 
 log() { printf 'k8s-cluster: %s\n' "$*" >&2; }
@@ -464,6 +471,9 @@ oom_score = 0
     stream_server_port = "0"
     enable_selinux = false
     max_container_log_line_size = 16384
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      # Per-registry hosts.toml files, read at each pull.
+      config_path = "$STATE/containerd/certs.d"
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "$CNI_BIN"
       conf_dir = "$STATE/cni/net.d"
@@ -479,6 +489,16 @@ oom_score = 0
             # containerd's.
             Root = "$RUN/runc"
             SystemdCgroup = false$runsc
+EOF
+	# The test registry speaks plain HTTP (containerd would try HTTPS).
+	mkdir -p "$STATE/containerd/certs.d/$REGISTRY_ADDR"
+	write_file "$STATE/containerd/certs.d/$REGISTRY_ADDR/hosts.toml" <<EOF
+# Written by airlock's scripts/k8s-cluster.sh: the test registry, plain HTTP
+# on loopback.
+server = "http://$REGISTRY_ADDR"
+
+[host."http://$REGISTRY_ADDR"]
+  capabilities = ["pull", "resolve"]
 EOF
 	# The pod network: one bridge, addresses from the node's pod CIDR. No
 	# ipMasq: the masquerade rule is ours (AIRLOCK-K8S-POSTROUTING), so that
@@ -534,6 +554,25 @@ start_containerd() {
 	if ! ctr_k8s images ls "name==$PAUSE_IMAGE" | grep -qF "$digest"; then
 		ctr_k8s images import "$CACHE/pause/pause-image.tar" >/dev/null
 	fi
+}
+
+# ------------------------------------------------------------ registry
+
+# The registry `airlock image build` pushes to in the e2e tests
+# ([engine.kubernetes] registry = "$REGISTRY_ADDR/..."): scripts/testregistry,
+# built from this checkout (quick once Go has cached it). Loopback only:
+# Docker counts 127.0.0.0/8 registries as insecure (plain HTTP) by default,
+# and our containerd is told so by its hosts.toml. Its manifests live in its
+# memory, so it starts with an empty blob directory, and `down` removes it.
+start_registry() {
+	running_pid registry >/dev/null && return 0
+	command -v go >/dev/null || die "Go is needed to build the test registry"
+	mkdir -p "$STATE/bin"
+	(cd "$SRC" && CGO_ENABLED=0 go build -o "$STATE/bin/testregistry.tmp" ./scripts/testregistry) ||
+		die "could not build the test registry (scripts/testregistry)"
+	mv -f "$STATE/bin/testregistry.tmp" "$STATE/bin/testregistry"
+	start registry "$STATE/bin/testregistry" -addr "$REGISTRY_ADDR" -dir "$REGISTRY_DIR"
+	wait_for "the test registry on $REGISTRY_ADDR" 30 curl -fsS "http://$REGISTRY_ADDR/v2/"
 }
 
 # ------------------------------------------------------------ host network
@@ -978,7 +1017,8 @@ netpol_up() {
 cmd_up() {
 	mkdir -p "$STATE" "$RUN" "$LOGS"
 	if is_up && netpol_up; then
-		log "up (kubeconfig $KUBECONFIG_ADMIN)"
+		start_registry
+		log "up (kubeconfig $KUBECONFIG_ADMIN, registry $REGISTRY_ADDR)"
 		return 0
 	fi
 	build
@@ -993,6 +1033,7 @@ cmd_up() {
 	network_up
 	start_etcd
 	start_containerd
+	start_registry
 	start_apiserver "$ip"
 	start_controllers
 	start_kubelet "$ip" "$name"
@@ -1005,7 +1046,7 @@ cmd_up() {
 	wait_for "the default service account of namespace airlock" 60 kubectl -n airlock get serviceaccount default
 	start_netpol "$name"
 	check_gvisor
-	log "up: node $name ($ip), kubeconfig $KUBECONFIG_ADMIN"
+	log "up: node $name ($ip), kubeconfig $KUBECONFIG_ADMIN, registry $REGISTRY_ADDR"
 }
 
 # Everything a previous run may have left when it did not end with `down`.
@@ -1066,6 +1107,8 @@ cmd_down() {
 		ctr_k8s tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true
 	done
 	stop containerd
+	stop registry
+	rm -rf --one-file-system "$REGISTRY_DIR"
 	kill_shims
 	unmount_under "$RUN/containerd" "$STATE/containerd" "$STATE/kubelet"
 	network_down
@@ -1077,7 +1120,7 @@ cmd_down() {
 
 cmd_status() {
 	local c pid ok=0
-	for c in etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-network-policies; do
+	for c in etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-network-policies registry; do
 		if pid=$(running_pid "$c"); then
 			printf '%-24s running (pid %s)\n' "$c" "$pid"
 		else
@@ -1088,6 +1131,7 @@ cmd_status() {
 	if [ $ok = 0 ] && api_ready 2>/dev/null; then
 		kubectl get nodes -o wide
 		echo "kubeconfig: $KUBECONFIG_ADMIN"
+		echo "registry: $REGISTRY_ADDR (plain HTTP)"
 		if netpol_up; then
 			echo "NetworkPolicy: enforced (kube-network-policies; check with: $0 probe)"
 		else

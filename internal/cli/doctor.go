@@ -93,6 +93,9 @@ func doctorRun(ctx context.Context, f *Factory) error {
 				add(check{name: "image", ok: true, info: ref})
 			}
 		}
+		if reg := cfg.Engine.Kubernetes.Registry; f.endpoint.Kind == sandbox.KindKubernetes && res != nil {
+			add(registryCheck(reg, res.From("engine.kubernetes.registry")))
+		}
 		if pp, ok := eng.(policyProber); ok && imageBuilt {
 			ref, _ := f.imageRef(project, res)
 			add(policyCheck(ctx, pp, ref))
@@ -257,4 +260,15 @@ func policyCheck(ctx context.Context, pp policyProber, image string) check {
 		c.ok, c.info = true, "enforced: a probe pod under airlock's deny-all policy could not reach another pod; one a policy allowed could"
 	}
 	return c
+}
+
+// registryCheck says where the cluster's pods get their image: a note,
+// since airlock cannot see what the nodes reach.
+func registryCheck(reg, from string) check {
+	if reg == "" {
+		return check{name: "registry", note: true,
+			info: "none ([engine.kubernetes] registry): pods use only images loaded into the nodes; `airlock image build` does not push"}
+	}
+	return check{name: "registry", ok: true,
+		info: fmt.Sprintf("%s (%s): `airlock image build` pushes there, pods pull IMAGE from it; the nodes must reach it", reg, from)}
 }

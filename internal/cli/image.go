@@ -22,6 +22,7 @@ type imageBuildOptions struct {
 	Base          string
 	Agent         string
 	ClaudeVersion string
+	NoPush        bool
 }
 
 func newImageCmd(f *Factory) *cobra.Command {
@@ -57,7 +58,15 @@ agent user), its local features ("./path", run as root), its containerEnv and
 remoteEnv, and the agent's CLI. Its onCreateCommand, updateContentCommand and
 postCreateCommand run in each sandbox before the agent, as setup commands.
 Keys that would reach the host (mounts, runArgs, privileged, capAdd,
-initializeCommand ...) are never applied; the build lists what it ignores.`,
+initializeCommand ...) are never applied; the build lists what it ignores.
+
+With the kubernetes engine the image is built on this machine's engine (the
+one airlock detects: DOCKER_HOST, Docker's socket, then Podman's). With
+[engine.kubernetes] registry set it is then pushed there as
+REGISTRY/IMAGE:TAG, the reference pods pull, with your credentials for that
+registry from docker login or podman login (none: anonymously); --no-push
+skips that. Without a registry, load the image into the cluster's nodes
+(docs/kubernetes.md, "Images").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return imageBuildRun(cmd.Context(), f, opts, cmd.Flags().Changed("base"), cmd.Flags().Changed("claude-version"), cmd.Flags().Changed("agent"))
@@ -66,6 +75,7 @@ initializeCommand ...) are never applied; the build lists what it ignores.`,
 	build.Flags().StringVar(&opts.Base, "base", "", `base image, or "bootstrap" (default from config)`)
 	build.Flags().StringVar(&opts.Agent, "agent", "", "the agent whose image to build: "+strings.Join(agent.Names(), ", ")+", or all (default from config)")
 	build.Flags().StringVar(&opts.ClaudeVersion, "claude-version", "", "Claude Code version (default from config)")
+	build.Flags().BoolVar(&opts.NoPush, "no-push", false, "kubernetes engine: build only, do not push to [engine.kubernetes] registry")
 	cmd.AddCommand(build, newImageLsCmd(f), newImagePruneCmd(f))
 	return cmd
 }
@@ -273,10 +283,15 @@ func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, base
 			fmt.Fprintf(f.IO.ErrOut, "  run in each sandbox before the agent: %s\n", strings.Join(src.dev.Setup, "; "))
 		}
 	}
-	eng, err := f.imageEngine(ctx)
+	b, err := f.imageBuilder(ctx, res)
 	if err != nil {
 		return err
 	}
+	defer b.close()
+	if opts.NoPush && !b.kube {
+		return flagErrorf("--no-push: images are pushed only for the kubernetes engine, and this one is %s", b.kind)
+	}
+	eng := b.eng
 	for _, name := range agents {
 		if err := res.Set("agent.name", name, "flag --agent"); err != nil {
 			return err
@@ -288,6 +303,11 @@ func imageBuildRun(ctx context.Context, f *Factory, opts imageBuildOptions, base
 		ref, err := src.build(ctx, eng, spec, f.IO.ErrOut)
 		if err != nil {
 			return err
+		}
+		if b.kube {
+			if err := b.pushOrSay(ctx, f.IO.ErrOut, ref, opts.NoPush); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintln(f.IO.Out, ref)
 	}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/distribution/reference"
+
 	"github.com/airlock-dev/airlock/internal/agent"
 	"github.com/airlock-dev/airlock/internal/egress"
 	"github.com/airlock-dev/airlock/internal/forge"
@@ -345,7 +347,11 @@ var settings = withAgentSettings([]setting{
 		if strings.Contains(s, "://") {
 			return fmt.Errorf("%q: name the registry without a scheme, such as \"registry.example.com/team\"", s)
 		}
-		c.Engine.Kubernetes.Registry = strings.TrimSuffix(s, "/")
+		s = strings.TrimSuffix(s, "/")
+		if err := checkRegistry(s); err != nil {
+			return err
+		}
+		c.Engine.Kubernetes.Registry = s
 		return nil
 	}, func(c *Config) string { return quote(c.Engine.Kubernetes.Registry) }},
 
@@ -818,4 +824,27 @@ func withAgentSettings(base []setting) []setting {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].key < out[j].key })
 	return out
+}
+
+// checkRegistry accepts HOST[:PORT][/PATH] that images can be named in:
+// the host first (with a dot or a port, or localhost: without one, Docker
+// would read the first element as a Docker Hub user), then lower-case path
+// elements, as in "registry.example.com/team" or "localhost:5000".
+func checkRegistry(s string) error {
+	if s == "" {
+		return nil
+	}
+	host, _, _ := strings.Cut(s, "/")
+	if !strings.ContainsAny(host, ".:") && host != "localhost" {
+		return fmt.Errorf("%q does not start with a registry host: name one with a dot or a port, such as \"registry.example.com/team\" or \"localhost:5000\" (Docker Hub: \"docker.io/USER\")", s)
+	}
+	named, err := reference.ParseNamed(s + "/airlock-claude")
+	if err != nil || reference.Domain(named) != host {
+		why := "not HOST[:PORT][/PATH]"
+		if err != nil {
+			why = err.Error()
+		}
+		return fmt.Errorf("%q is not a registry to push images to (HOST[:PORT][/PATH], the path in lower case): %s", s, why)
+	}
+	return nil
 }

@@ -136,6 +136,7 @@ type Caps struct {
 	Exec     Execer
 	Import   ImageImporter
 	Build    ImageBuilder
+	Push     ImagePusher
 	Images   ImageStore
 	Prune    NetworkPruner
 	Remnants RemnantRemover
@@ -149,6 +150,7 @@ func CapsOf(e Engine) Caps {
 	c.Exec, _ = e.(Execer)
 	c.Import, _ = e.(ImageImporter)
 	c.Build, _ = e.(ImageBuilder)
+	c.Push, _ = e.(ImagePusher)
 	c.Images, _ = e.(ImageStore)
 	c.Prune, _ = e.(NetworkPruner)
 	c.Remnants, _ = e.(RemnantRemover)

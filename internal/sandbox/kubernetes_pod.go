@@ -443,11 +443,16 @@ func (k *Kubernetes) withBinary(ms []Mount) ([]Mount, error) {
 
 // ImageRef is the reference a pod pulls: with a registry configured, an
 // image that names none is the registry's.
-func (k *Kubernetes) ImageRef(ref string) string {
-	if k.opts.Registry == "" || hasRegistry(ref) {
+func (k *Kubernetes) ImageRef(ref string) string { return RegistryRef(k.opts.Registry, ref) }
+
+// RegistryRef is ref in registry ("HOST[:PORT][/PATH]"): what `airlock
+// image build` pushes and pods pull. A ref that names its own registry,
+// or an empty registry, leaves ref as it is.
+func RegistryRef(registry, ref string) string {
+	if registry == "" || hasRegistry(ref) {
 		return ref
 	}
-	return strings.TrimSuffix(k.opts.Registry, "/") + "/" + ref
+	return strings.TrimSuffix(registry, "/") + "/" + ref
 }
 
 // hasRegistry reports whether a reference names its registry (a first

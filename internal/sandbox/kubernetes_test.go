@@ -320,6 +320,13 @@ func TestKubernetesRegistryRefs(t *testing.T) {
 		if got := k.ImageRef(ref); got != want {
 			t.Errorf("ImageRef(%s) = %s, want %s", ref, got, want)
 		}
+		// What `airlock image build` pushes is what the pods pull.
+		if got := sandbox.RegistryRef("registry.test:5000/team/", ref); got != want {
+			t.Errorf("RegistryRef(%s) = %s, want %s", ref, got, want)
+		}
+	}
+	if got := sandbox.RegistryRef("", "airlock-claude:1"); got != "airlock-claude:1" {
+		t.Errorf("RegistryRef without a registry = %s, want the image's own name", got)
 	}
 }
 

@@ -147,6 +147,31 @@ type ImageBuilder interface {
 	BuildImage(ctx context.Context, req BuildRequest) error
 }
 
+// ImagePusher copies a local image to a registry, and returns the digest
+// the registry keeps it under ("" when the engine does not say).
+type ImagePusher interface {
+	PushImage(ctx context.Context, req PushRequest) (string, error)
+}
+
+// PushRequest is one push: the local image Source, pushed as Target (a
+// reference naming its registry).
+type PushRequest struct {
+	Source, Target string
+	// Auth are the registry's credentials; the zero value pushes
+	// anonymously.
+	Auth     RegistryAuth
+	Progress io.Writer // the engine's progress as plain lines; may be nil
+}
+
+// RegistryAuth are credentials for one registry, as a Docker config
+// (or a credential helper) holds them.
+type RegistryAuth struct {
+	Username, Password string
+	// IdentityToken is an OAuth refresh token the engine exchanges for
+	// an access token; RegistryToken a bearer token sent as it is.
+	IdentityToken, RegistryToken string
+}
+
 // NetworkPruner removes the backend's own egress networks that no sandbox
 // uses, and returns their names.
 type NetworkPruner interface {
