@@ -48,6 +48,12 @@ func (d *Docker) PushImage(ctx context.Context, req PushRequest) (digest string,
 	defer res.Close()
 	digest, err = decodePush(res, req.Progress)
 	if err != nil {
+		if d.podman != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+			// Docker takes 127.0.0.0/8 registries as plain HTTP; Podman
+			// takes none unless told.
+			host, _, _ := strings.Cut(req.Target, "/")
+			return "", fmt.Errorf("push %s: %w (a plain-HTTP registry: list it in Podman's registries.conf, [[registry]] location = %q, insecure = true)", req.Target, err, host)
+		}
 		return "", fmt.Errorf("push %s: %w", req.Target, err)
 	}
 	return digest, nil

@@ -7,7 +7,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -25,7 +24,7 @@ func TestDockerPushImage(t *testing.T) {
 	d := testkit.Docker(t)
 	ctx := context.Background()
 	src := "airlock-test-push:1"
-	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", src).Run() })
+	t.Cleanup(func() { d.RemoveImage(context.Background(), src) })
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(sandboxtest.BusyboxRootfs(pw, sandboxtest.BusyboxPath)) }()
 	if err := d.ImportImage(ctx, pr, src); err != nil {
@@ -112,4 +111,30 @@ func TestDockerPushImage(t *testing.T) {
 		}
 		tagsLeft(t, target)
 	})
+}
+
+// Podman takes no registry as plain HTTP unless registries.conf says so
+// (Docker takes 127.0.0.0/8): one error that says what to do, and the
+// tag it made is gone again.
+func TestPodmanPushPlainHTTP(t *testing.T) {
+	p := testkit.Podman(t)
+	ctx := context.Background()
+	src := "airlock-test-push:podman"
+	t.Cleanup(func() { p.RemoveImage(context.Background(), src) })
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(sandboxtest.BusyboxRootfs(pw, sandboxtest.BusyboxPath)) }()
+	if err := p.ImportImage(ctx, pr, src); err != nil {
+		t.Fatalf("ImportImage: %v", err)
+	}
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	target := host + "/team/airlock-test-push:podman"
+	_, err := p.PushImage(ctx, sandbox.PushRequest{Source: src, Target: target})
+	if err == nil || !strings.Contains(err.Error(), "push "+target) || !strings.Contains(err.Error(), `location = "`+host+`", insecure = true`) {
+		t.Fatalf("PushImage to a plain-HTTP registry on Podman: err = %v, want the target and the registries.conf hint", err)
+	}
+	if ok, err := p.ImageExists(ctx, target); err != nil || ok {
+		t.Errorf("the tag %s is still on Podman after the failed push (err %v)", target, err)
+	}
 }
