@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -127,6 +128,7 @@ func TestKubernetesRegistry(t *testing.T) {
 // where it was configured, and the registry's own reason.
 func TestKubernetesRegistryPushRefused(t *testing.T) {
 	e := newEnvOn(t, onKubernetes)
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Content-Type", "application/json")
@@ -134,21 +136,21 @@ func TestKubernetesRegistryPushRefused(t *testing.T) {
 			io.WriteString(w, `{"errors":[{"code":"DENIED","message":"this registry takes no pushes"}]}`)
 			return
 		}
-		registry.New().ServeHTTP(w, r)
+		reg.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	reg := strings.TrimPrefix(srv.URL, "http://") + "/team"
-	kubeRegistryConfig(t, e, reg)
+	where := strings.TrimPrefix(srv.URL, "http://") + "/team"
+	kubeRegistryConfig(t, e, where)
 
 	res := e.imageBuild()
 	if res.code == 0 {
 		t.Fatalf("image build succeeded with a registry that refuses pushes:\n%s", tail(res.stderr, 20))
 	}
-	want := "push " + kubeShared.ref + " to registry " + reg + " (engine.kubernetes.registry, "
+	want := "push " + kubeShared.ref + " to registry " + where + " (engine.kubernetes.registry, "
 	if !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, "this registry takes no pushes") {
 		t.Errorf("stderr lacks %q and the registry's reason:\n%s", want, tail(res.stderr, 20))
 	}
-	if out, err := exec.Command("docker", "image", "inspect", reg+"/"+kubeShared.ref).CombinedOutput(); err == nil {
-		t.Errorf("a failed push left the tag %s on Docker:\n%s", reg+"/"+kubeShared.ref, out)
+	if out, err := exec.Command("docker", "image", "inspect", where+"/"+kubeShared.ref).CombinedOutput(); err == nil {
+		t.Errorf("a failed push left the tag %s on Docker:\n%s", where+"/"+kubeShared.ref, out)
 	}
 }
