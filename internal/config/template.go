@@ -134,8 +134,9 @@ const projectTemplate = `# airlock project configuration.
 # node_selector = []
 # The StorageClass of persistent runs' volumes; empty: the cluster's default.
 # storage_class = ""
-# Where "airlock image build" pushes images and pods pull them from; empty:
-# load the image into the nodes yourself. Your user config only.
+# Where "airlock image build" pushes images and pods pull them from,
+# HOST[:PORT][/PATH] such as "registry.example.com/team"; empty: load the
+# image into the nodes yourself. Your user config only.
 # registry = ""
 # Pods kept created and waiting, so that a run starts at once.
 # warm = 0

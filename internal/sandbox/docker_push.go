@@ -12,6 +12,8 @@ import (
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
+
+	"github.com/airlock-dev/airlock/internal/untrusted"
 )
 
 // PushImage tags req.Source as req.Target and pushes it, as `docker tag`
@@ -84,8 +86,10 @@ func decodePush(r io.Reader, w io.Writer) (string, error) {
 			}
 			return "", fmt.Errorf("read engine output: %w", err)
 		}
+		// The registry writes part of these messages (its errors, its
+		// digests): plain lines, no terminal controls.
 		if msg.Error != nil {
-			return "", errors.New(strings.TrimSpace(msg.Error.Message))
+			return "", errors.New(untrusted.Line(strings.TrimSpace(msg.Error.Message)))
 		}
 		if msg.Aux != nil {
 			var aux struct{ Digest string }
@@ -104,6 +108,6 @@ func decodePush(r io.Reader, w io.Writer) (string, error) {
 		if msg.ID != "" {
 			line = msg.ID + ": " + line
 		}
-		fmt.Fprintln(w, ansiEscape.ReplaceAllString(line, ""))
+		fmt.Fprintln(w, untrusted.Line(line))
 	}
 }

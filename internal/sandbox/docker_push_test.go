@@ -75,7 +75,8 @@ func TestDockerPushImage(t *testing.T) {
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusForbidden)
-				io.WriteString(w, `{"errors":[{"code":"DENIED","message":"pushes are refused here"}]}`)
+				// A hostile registry's message tries to drive the terminal.
+				io.WriteString(w, `{"errors":[{"code":"DENIED","message":"pushes are refused here\u001b]0;pwned\u0007\u001b[2J"}]}`)
 				return
 			}
 			reg.ServeHTTP(w, r)
@@ -83,8 +84,11 @@ func TestDockerPushImage(t *testing.T) {
 		t.Cleanup(srv.Close)
 		target := strings.TrimPrefix(srv.URL, "http://") + "/team/airlock-test-push:1"
 		_, err := d.PushImage(ctx, sandbox.PushRequest{Source: src, Target: target})
-		if err == nil || !strings.Contains(err.Error(), "push "+target) || !strings.Contains(err.Error(), "denied") {
+		if err == nil || !strings.Contains(err.Error(), "push "+target) || !strings.Contains(err.Error(), "pushes are refused here") {
 			t.Fatalf("PushImage to a registry that refuses it: err = %v, want the target and the registry's denial", err)
+		}
+		if strings.ContainsAny(err.Error(), "\x1b\x07") {
+			t.Errorf("the registry's terminal controls reach the error: %q", err)
 		}
 		tagsLeft(t, target)
 	})
