@@ -25,7 +25,10 @@
 #   start_netpol for how it runs on this kernel);
 # - an image registry, plain HTTP on $REGISTRY_ADDR (loopback), which the
 #   containerd pulls from: scripts/testregistry, go-containerregistry's
-#   registry, built from this repository (see start_registry).
+#   registry, built from this repository (see start_registry);
+# - a dynamic volume provisioner, airlock-provisioner (scripts/k8s-provisioner,
+#   built on sigs.k8s.io/sig-storage-lib-external-provisioner), and its
+#   StorageClass airlock-local, the default one (see start_provisioner).
 # There is no kube-proxy and no cluster DNS: Services get no ClusterIP
 # routing; pods talk to pod IPs (airlock's engine does).
 #
@@ -62,6 +65,9 @@ REGISTRY_ADDR=127.0.0.1:23500
 REGISTRY_DIR=$STATE/registry
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CNI_BIN=/usr/lib/cni
+PROVISIONER_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/k8s-provisioner
+VOLUMES=$STATE/volumes
+STORAGE_CLASS=airlock-local
 
 log() { printf 'k8s-cluster: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -91,6 +97,7 @@ build() {
 	for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-network-policies pause; do
 		[ -x "$BIN/$c" ] || missing+=("$c")
 	done
+	build_provisioner
 	[ ${#missing[@]} -eq 0 ] && return 0
 	command -v go >/dev/null || die "Go is needed to build ${missing[*]}"
 	log "building ${missing[*]} into $BIN (a cold build takes about 10 minutes on 2 cores)"
@@ -138,6 +145,20 @@ build() {
 	if [[ " ${missing[*]} " == *" pause "* ]]; then
 		build_pause
 	fi
+}
+
+# The provisioner, from its own module beside this script (its go.sum pins
+# what the Go proxy serves): built again when its source is newer.
+build_provisioner() {
+	local bin=$BIN/airlock-provisioner
+	if [ -x "$bin" ] && [ ! "$PROVISIONER_SRC/main.go" -nt "$bin" ] && [ ! "$PROVISIONER_SRC/go.sum" -nt "$bin" ]; then
+		return 0
+	fi
+	command -v go >/dev/null || die "Go is needed to build airlock-provisioner"
+	log "building airlock-provisioner"
+	mkdir -p "$BIN"
+	(cd "$PROVISIONER_SRC" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin.tmp" .)
+	mv "$bin.tmp" "$bin"
 }
 
 # The pod sandbox's process: PID 1 of each pod, which only waits for a
@@ -848,6 +869,65 @@ EOF
 	iptables -w -t mangle -C INPUT -j AIRLOCK-K8S-NETPOL-IN 2>/dev/null || iptables -w -t mangle -I INPUT 1 -j AIRLOCK-K8S-NETPOL-IN
 }
 
+# ------------------------------------------------------------ volumes
+
+# A dynamic provisioner, as a cluster's storage gives one: each claim of
+# StorageClass airlock-local (the default class) gets a directory of its own
+# under $VOLUMES, as a local PersistentVolume on this node. Not
+# kube-controller-manager's --enable-hostpath-provisioner: its directories
+# are root's, 0750, and the kubelet applies no fsGroup to hostPath volumes,
+# so a non-root pod could not write its claim; the kubelet does apply it to
+# local volumes. It runs on the node, as root (it makes and removes the
+# directories), with a client certificate of its own; the binding mode
+# WaitForFirstConsumer lets the scheduler pick the node first, as for any
+# local storage.
+start_provisioner() {
+	local name=$1
+	build_provisioner
+	sign provisioner airlock-provisioner
+	[ -s "$STATE/provisioner.kubeconfig" ] || kubeconfig "$STATE/provisioner.kubeconfig" provisioner
+	mkdir -p "$VOLUMES"
+	chmod 0700 "$VOLUMES"
+	kubectl apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: airlock-provisioner}
+rules:
+- apiGroups: [""]
+  resources: [persistentvolumes]
+  verbs: [get, list, watch, create, delete]
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, list, watch, update]
+- apiGroups: [storage.k8s.io]
+  resources: [storageclasses]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, update, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: airlock-provisioner}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: airlock-provisioner}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: airlock-provisioner}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $STORAGE_CLASS
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: airlock.dev/local
+reclaimPolicy: Delete
+volumeBindingMode: WaitForFirstConsumer
+EOF
+	start airlock-provisioner "$BIN/airlock-provisioner" -kubeconfig "$STATE/provisioner.kubeconfig" \
+		-root "$VOLUMES" -node "$name"
+}
+
+provisioner_up() { running_pid airlock-provisioner >/dev/null; }
+
 # ------------------------------------------------------------ gVisor
 
 rc_gvisor() {
@@ -1018,6 +1098,9 @@ cmd_up() {
 	mkdir -p "$STATE" "$RUN" "$LOGS"
 	if is_up && netpol_up; then
 		start_registry
+		# A cluster brought up before the provisioner was part of it
+		# gets it now.
+		provisioner_up || start_provisioner "$(node_name)"
 		log "up (kubeconfig $KUBECONFIG_ADMIN, registry $REGISTRY_ADDR)"
 		return 0
 	fi
@@ -1045,6 +1128,7 @@ cmd_up() {
 	kubectl label node "$name" node-role.kubernetes.io/control-plane- >/dev/null 2>&1 || true
 	wait_for "the default service account of namespace airlock" 60 kubectl -n airlock get serviceaccount default
 	start_netpol "$name"
+	start_provisioner "$name"
 	check_gvisor
 	log "up: node $name ($ip), kubeconfig $KUBECONFIG_ADMIN, registry $REGISTRY_ADDR"
 }
@@ -1052,7 +1136,7 @@ cmd_up() {
 # Everything a previous run may have left when it did not end with `down`.
 cleanup_leftovers() {
 	local c
-	for c in kube-network-policies kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do
+	for c in airlock-provisioner kube-network-policies kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do
 		stop "$c"
 	done
 	kill_shims
@@ -1096,6 +1180,7 @@ cmd_down() {
 			sleep 0.5
 		done
 	fi
+	stop airlock-provisioner
 	stop kube-network-policies
 	stop kubelet
 	stop kube-scheduler
@@ -1120,7 +1205,7 @@ cmd_down() {
 
 cmd_status() {
 	local c pid ok=0
-	for c in etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-network-policies registry; do
+	for c in etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-network-policies registry airlock-provisioner; do
 		if pid=$(running_pid "$c"); then
 			printf '%-24s running (pid %s)\n' "$c" "$pid"
 		else

@@ -437,7 +437,7 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 	cmd := command(opts)
 	if req.Persistent && m.Engine.Kind() == sandbox.KindKubernetes {
 		// A pod cannot be started again: each start is a new one.
-		m.progress("Note: on Kubernetes a persistent run keeps its workspace and home between starts, but not what is installed elsewhere in its container (each start is a new pod from the image).")
+		m.progress("Note: on Kubernetes a persistent run keeps its workspace and home between starts on a volume of its own, but not what is installed elsewhere in its container (each start is a new pod from the image).")
 	}
 	if req.Persistent {
 		resumed := opts
@@ -468,8 +468,16 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 		Limits:  req.Limits,
 		Runtime: r.Runtime,
 	}
+	if req.Persistent {
+		// Where mounts are copies (Kubernetes), the next leg finds these
+		// as this one leaves them, without copying them in again.
+		spec.Mounts[0].Persist, spec.Mounts[1].Persist = true, true
+	}
 	if req.Here {
 		spec.Mounts[0].Source = req.Project
+		// The project is the user's, who may change it between legs:
+		// each leg gets it afresh.
+		spec.Mounts[0].Persist = false
 	}
 	if m.Engine.Kind() == sandbox.KindKubernetes {
 		// On one machine the host measures the run's directories against

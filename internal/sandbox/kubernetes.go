@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -47,8 +48,8 @@ type KubernetesOptions struct {
 	RuntimeClass string
 	// NodeSelector pins the pods to these nodes.
 	NodeSelector map[string]string
-	// StorageClass is for persistent workspaces (not used by the engine
-	// yet: its mounts are copies in emptyDir volumes).
+	// StorageClass is the class of the claims that hold mounts to keep
+	// (Mount.Persist); "" means the cluster's default class.
 	StorageClass string
 	// Registry prefixes image references that name no registry; the
 	// kubelet pulls them. "" means images must already be on the nodes.
@@ -75,6 +76,8 @@ type Kubernetes struct {
 	// syncMax caps what one SyncMounts copies back: the files come from
 	// the sandbox.
 	syncMax archive.Options
+	// claimWait is how long a new pod may wait for its claim to be bound.
+	claimWait time.Duration
 
 	denyMu   sync.Mutex
 	denyDone bool
@@ -113,7 +116,8 @@ func NewKubernetes(opts KubernetesOptions) (*Kubernetes, error) {
 		return nil, fmt.Errorf("kubernetes: %w", err)
 	}
 	return &Kubernetes{api: api, cfg: cfg, ns: ns, opts: opts,
-		syncMax: archive.Options{MaxBytes: KubernetesSyncMaxBytes, MaxEntries: KubernetesSyncMaxEntries}}, nil
+		syncMax:   archive.Options{MaxBytes: KubernetesSyncMaxBytes, MaxEntries: KubernetesSyncMaxEntries},
+		claimWait: claimBindFor}, nil
 }
 
 // UseBinary names the static airlock binary copied into every pod as its
@@ -182,7 +186,23 @@ func (k *Kubernetes) Create(ctx context.Context, spec Spec) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := k.claimFor(ctx, pod, spec, pod.Name); err != nil {
+		return "", err
+	}
 	return k.createPod(ctx, spec.Name, pod)
+}
+
+// claimFor makes the claim of pod, of spec in sandbox sb, if it has one,
+// and marks the pod when the claim holds its mounts already.
+func (k *Kubernetes) claimFor(ctx context.Context, pod *corev1.Pod, spec Spec, sb string) error {
+	filled, err := k.ensureClaim(ctx, spec, sb)
+	if err != nil {
+		return err
+	}
+	if filled {
+		pod.Annotations[annotationOnClaim] = "true"
+	}
+	return nil
 }
 
 func (k *Kubernetes) createPod(ctx context.Context, name string, pod *corev1.Pod) (string, error) {
@@ -285,7 +305,12 @@ func (k *Kubernetes) recreate(ctx context.Context, p *corev1.Pod) (*corev1.Pod, 
 	}
 	// What a sandbox added to the pod stays: its labels, the channel's
 	// key, the Secret's files and environment.
-	np.Labels, np.Annotations = p.Labels, p.Annotations
+	np.Labels, np.Annotations = p.Labels, maps.Clone(p.Annotations)
+	// Its claim, if any, stays with the spec: the copies on it are the
+	// ended command's.
+	if slices.ContainsFunc(p.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == claimVolume }) {
+		np.Annotations[annotationOnClaim] = "true"
+	}
 	np.Spec.Containers[0].Env = p.Spec.Containers[0].Env
 	np.Spec.Containers[0].VolumeMounts = p.Spec.Containers[0].VolumeMounts
 	np.Spec.Volumes = p.Spec.Volumes
@@ -483,8 +508,22 @@ func (k *Kubernetes) Stop(ctx context.Context, id string, timeout time.Duration)
 }
 
 // Remove force-deletes the pod and what was made for it alone (its Secret
-// and NetworkPolicy, for a sandbox's pods); a missing pod is not an error.
+// and NetworkPolicy, for a sandbox's pods; its volume claim); a missing pod
+// is not an error.
 func (k *Kubernetes) Remove(ctx context.Context, id string) error {
+	if err := k.removePod(ctx, id); err != nil {
+		return err
+	}
+	owned := labels.Set{labelManaged: "true", labelOwner: podName(id)}.String()
+	if err := k.api.claims(k.ns).deleteCollection(ctx, k.api.params, owned); err != nil && !apierrors.IsNotFound(err) {
+		return k.apiError("remove the volume claim of "+id, err)
+	}
+	return nil
+}
+
+// removePod is Remove but for the pod's claim, which a pod made again
+// mounts (RestartSandbox).
+func (k *Kubernetes) removePod(ctx context.Context, id string) error {
 	name := podName(id)
 	if err := k.deletePod(ctx, name); err != nil {
 		return err

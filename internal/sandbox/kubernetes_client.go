@@ -15,7 +15,7 @@ import (
 )
 
 // kubeAPI speaks to the few resources the engine uses (pods, secrets,
-// network policies, nodes, runtime classes) through REST clients whose
+// volume claims, network policies, nodes, runtime classes) through REST clients whose
 // scheme knows only their types. client-go's Clientset registers every API
 // group of Kubernetes: it made the static airlock binary 2.6 times as large
 // (32 → 83 MB), and that binary is copied into every pod of a sandbox.
@@ -64,6 +64,7 @@ type res struct {
 
 func (a *kubeAPI) pods(ns string) res     { return res{a.core, ns, "pods"} }
 func (a *kubeAPI) secrets(ns string) res  { return res{a.core, ns, "secrets"} }
+func (a *kubeAPI) claims(ns string) res   { return res{a.core, ns, "persistentvolumeclaims"} }
 func (a *kubeAPI) policies(ns string) res { return res{a.networking, ns, "networkpolicies"} }
 func (a *kubeAPI) nodes() res             { return res{a.core, "", "nodes"} }
 func (a *kubeAPI) namespaces() res        { return res{a.core, "", "namespaces"} }

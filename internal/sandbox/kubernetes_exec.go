@@ -91,6 +91,9 @@ func (k *Kubernetes) feedInit(ctx context.Context, p *corev1.Pod, spec Spec) err
 		if why := stuck(p); why != "" {
 			return fmt.Errorf("kubernetes: start %s: %s", spec.Name, why)
 		}
+		if err := k.claimStuck(ctx, p); err != nil {
+			return fmt.Errorf("kubernetes: start %s: %w", spec.Name, err)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -108,6 +111,11 @@ func (k *Kubernetes) feedInit(ctx context.Context, p *corev1.Pod, spec Spec) err
 	mounts, err := k.podMounts(all)
 	if err != nil {
 		return err
+	}
+	if p.Annotations[annotationOnClaim] == "true" {
+		// The last pod left these on the claim: they are not the host's
+		// to send again.
+		mounts = slices.DeleteFunc(mounts, func(m podMount) bool { return m.claim })
 	}
 	uid, gid, _ := numericUser(spec.User)
 	pr, pw := io.Pipe()
@@ -202,10 +210,11 @@ func (k *Kubernetes) SyncMounts(ctx context.Context, id string, targets []string
 }
 
 // podMountOf is a spec's mount i as podMounts made it, from the host
-// source as it is now.
+// source as it is now. Only a writable directory is kept on the claim.
 func podMountOf(m Mount, i int) podMount {
 	fi, err := os.Stat(m.Source)
-	return podMount{Mount: m, volume: "m" + strconv.Itoa(i), file: err == nil && !fi.IsDir()}
+	file := err == nil && !fi.IsDir()
+	return podMount{Mount: m, volume: "m" + strconv.Itoa(i), file: file, claim: m.Persist && !m.ReadOnly && !file}
 }
 
 func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip map[string][]string, uid, gid int) error {

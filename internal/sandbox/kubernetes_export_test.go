@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,3 +31,6 @@ func OpenNetprobePolicies(ctx context.Context, k *Kubernetes) (func(), error) {
 		k.api.policies(k.ns).delete(context.WithoutCancel(ctx), pol.Name, &metav1.DeleteOptions{})
 	}, nil
 }
+
+// SetClaimWait shortens how long a new pod waits for its claim to be bound.
+func SetClaimWait(k *Kubernetes, d time.Duration) { k.claimWait = d }

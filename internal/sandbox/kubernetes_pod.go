@@ -138,6 +138,9 @@ type podMount struct {
 	Mount
 	volume string
 	file   bool
+	// claim: the copy lives on the pod's claim (Mount.Persist), in the
+	// claim's directory named after volume, not in an emptyDir.
+	claim bool
 }
 
 // sub is where in its volume a mount's copy is: a directory of its own
@@ -169,7 +172,7 @@ func (k *Kubernetes) podMounts(ms []Mount) ([]podMount, error) {
 		if !fi.IsDir() && !fi.Mode().IsRegular() {
 			return nil, fmt.Errorf("mount %s -> %s: the cluster gets a copy, and only files and directories can be copied", m.Source, m.Target)
 		}
-		out = append(out, podMount{Mount: m, volume: "m" + strconv.Itoa(i), file: !fi.IsDir()})
+		out = append(out, podMountOf(m, i))
 	}
 	return out, nil
 }
@@ -226,12 +229,24 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 	var volumes []corev1.Volume
 	var agentMounts, inMounts, keeperMounts []corev1.VolumeMount
 	for _, m := range mounts {
-		volumes = append(volumes, corev1.Volume{Name: m.volume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
-		am := corev1.VolumeMount{Name: m.volume, MountPath: m.Target, ReadOnly: m.ReadOnly, SubPath: m.sub()}
+		// A mount on the claim is its directory there (m0, its copy in
+		// m0/data), seen where an emptyDir of its own would be.
+		vol, sub := m.volume, ""
+		if m.claim {
+			vol, sub = claimVolume, m.volume
+			if !slices.ContainsFunc(volumes, func(v corev1.Volume) bool { return v.Name == claimVolume }) {
+				volumes = append(volumes, corev1.Volume{Name: claimVolume, VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name},
+				}})
+			}
+		} else {
+			volumes = append(volumes, corev1.Volume{Name: m.volume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		}
+		am := corev1.VolumeMount{Name: vol, MountPath: m.Target, ReadOnly: m.ReadOnly, SubPath: path.Join(sub, m.sub())}
 		agentMounts = append(agentMounts, am)
-		inMounts = append(inMounts, corev1.VolumeMount{Name: m.volume, MountPath: inDir + "/" + m.volume})
+		inMounts = append(inMounts, corev1.VolumeMount{Name: vol, MountPath: inDir + "/" + m.volume, SubPath: sub})
 		if !m.ReadOnly {
-			keeperMounts = append(keeperMounts, corev1.VolumeMount{Name: m.volume, MountPath: inDir + "/" + m.volume, ReadOnly: true})
+			keeperMounts = append(keeperMounts, corev1.VolumeMount{Name: vol, MountPath: inDir + "/" + m.volume, SubPath: sub, ReadOnly: true})
 		}
 	}
 	for i, t := range spec.Tmpfs {

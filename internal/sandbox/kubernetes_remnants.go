@@ -18,10 +18,11 @@ import (
 const (
 	kindSecret = "secret"
 	kindPolicy = "network policy"
+	kindClaim  = "volume claim"
 )
 
-// Remnants lists the Secrets and NetworkPolicies the engine made for one
-// pod of a sandbox whose pod is gone (deleted by someone else, or with its
+// Remnants lists the Secrets, NetworkPolicies and volume claims the engine
+// made for one pod whose pod is gone (deleted by someone else, or with its
 // node): Remove would have deleted them with it. Only objects labelled as
 // the engine's, for one pod, and annotated with that pod's container, are
 // remnants; the namespace's deny-all policy is for no pod and never one,
@@ -54,6 +55,10 @@ func (k *Kubernetes) Remnants(ctx context.Context) ([]Remnant, error) {
 	if err := k.api.policies(k.ns).list(ctx, k.api.params, sel, policies); err != nil {
 		return nil, k.apiError("list network policies", err)
 	}
+	claims := &corev1.PersistentVolumeClaimList{}
+	if err := k.api.claims(k.ns).list(ctx, k.api.params, sel, claims); err != nil {
+		return nil, k.apiError("list volume claims", err)
+	}
 	// Objects are grouped by their pod and by what their note says, word
 	// for word: each is judged by its own note, never by another's that
 	// names the same pod.
@@ -81,6 +86,9 @@ func (k *Kubernetes) Remnants(ctx context.Context) ([]Remnant, error) {
 	for _, p := range policies.Items {
 		add(kindPolicy, p.ObjectMeta)
 	}
+	for _, c := range claims.Items {
+		add(kindClaim, c.ObjectMeta)
+	}
 	out := make([]Remnant, 0, len(byPod))
 	for _, r := range byPod {
 		out = append(out, *r)
@@ -94,7 +102,7 @@ func (k *Kubernetes) Remnants(ctx context.Context) ([]Remnant, error) {
 	return out, nil
 }
 
-// RemoveRemnant deletes the Secrets and NetworkPolicies of r, each only
+// RemoveRemnant deletes the Secrets, NetworkPolicies and claims of r, each only
 // if it is still the object Remnants saw (its UID), and none if r's pod
 // exists again: then they are its own.
 func (k *Kubernetes) RemoveRemnant(ctx context.Context, r Remnant) error {
@@ -108,8 +116,11 @@ func (k *Kubernetes) RemoveRemnant(ctx context.Context, r Remnant) error {
 	}
 	for _, o := range r.refs {
 		res := k.api.secrets(k.ns)
-		if o.kind == kindPolicy {
+		switch o.kind {
+		case kindPolicy:
 			res = k.api.policies(k.ns)
+		case kindClaim:
+			res = k.api.claims(k.ns)
 		}
 		uid := types.UID(o.uid)
 		err := res.delete(ctx, o.name, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})

@@ -130,7 +130,8 @@ func (k *Kubernetes) ended(ctx context.Context, id string) bool {
 
 // RestartSandbox makes a new proxy, then the agent's pod again from its
 // spec, pointed at the new proxy (a pod's containers cannot start twice;
-// its writable mounts were copied back when it ended, and go in again).
+// its writable mounts were copied back when it ended, and go in again, but
+// those on its claim: the new pod mounts the claim as the old one left it).
 func (k *Kubernetes) RestartSandbox(ctx context.Context, spec SandboxSpec) (Sandbox, error) {
 	old, err := k.pod(ctx, spec.Agent.Name)
 	if err != nil {
@@ -171,7 +172,8 @@ func (k *Kubernetes) RestartSandbox(ctx context.Context, spec SandboxSpec) (Sand
 	}
 	ready := make(chan error, 1)
 	go func() { ready <- k.startProxy(ctx, spec.Proxy.Name) }()
-	if err = k.Remove(ctx, old.Name); err == nil {
+	// The claim stays: the new pod mounts it.
+	if err = k.removePod(ctx, old.Name); err == nil {
 		var agent string
 		if agent, err = k.createAgent(ctx, restart, ip, key); err == nil {
 			err = k.Start(ctx, agent)
@@ -481,6 +483,9 @@ func (k *Kubernetes) createAgent(ctx context.Context, spec SandboxSpec, ip, key 
 		return "", err
 	}
 	if err := k.createPolicy(ctx, k.agentPolicy(owner, sb)); err != nil {
+		return "", err
+	}
+	if err := k.claimFor(ctx, pod, agent, sb); err != nil {
 		return "", err
 	}
 	return k.createPod(ctx, agent.Name, pod)

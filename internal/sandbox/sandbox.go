@@ -24,6 +24,12 @@ type Mount struct {
 	Source   string // absolute host path
 	Target   string // absolute container path
 	ReadOnly bool
+	// Persist keeps a writable directory mount's copy, on an engine whose
+	// mounts are copies (Kubernetes), on storage that outlives the
+	// container (a PersistentVolumeClaim): the container made again from
+	// its spec finds it as the last one left it, and it is not copied in
+	// again. An engine that mounts the host's directory ignores it.
+	Persist bool
 }
 
 // Limits caps a container's resources. Zero means the engine's default.
