@@ -318,9 +318,12 @@ current-context: rbac
 	e.ok("clean")
 	// And what the run made is gone again with rm, under the same rights.
 	r := e.runs()[0]
-	if out := kubectl("", "-n", kubeNamespace, "get", "pods,secrets,networkpolicies", "-l", "airlock.dev/managed=true", "-o", "name"); strings.Contains(out, r.ID) {
+	if out := kubectl("", "-n", kubeNamespace, "get", "pods,secrets,networkpolicies,persistentvolumeclaims", "-l", "airlock.dev/managed=true", "-o", "name"); strings.Contains(out, r.ID) {
 		t.Errorf("the merged run's objects are still on the cluster:\n%s", out)
 	}
+	// A persistent run's volume claim: made, found again by start, listed
+	// by clean, removed by rm.
+	kubePersistentKeepsWorkspace(t, e)
 }
 
 // Kubernetes: every command around a live run works (shell in tmux, tmux
@@ -350,6 +353,11 @@ func TestKubernetesCommands(t *testing.T) {
 // kubePersistentKeepsWorkspace: a persistent run on Kubernetes is stopped
 // and started again in a new pod, with what its first leg left in the
 // workspace and home, and says that nothing else of its container stays.
+// Those are on the run's volume claim: the host's copy of the home, which
+// came back for review, is removed before the start, and the second leg
+// still reads the file (the new pod got it from the claim, not from the
+// host). clean keeps a persistent run's claim though its pod is gone;
+// rm removes it.
 func kubePersistentKeepsWorkspace(t *testing.T, e *env) {
 	srv, url := e.server(testkit.BashScript("leave", "echo kept > /workspace/left.txt && echo home > ~/home.txt"))
 	res := e.ok("run", "-y", "--persistent", "-m", "Leave files.", "--name", "keep")
@@ -359,6 +367,24 @@ func kubePersistentKeepsWorkspace(t *testing.T, e *env) {
 	r := e.run("keep")
 	if r.Status != store.StatusSucceeded || !r.Persistent {
 		t.Fatalf("first leg: status %s persistent %v (%s)", r.Status, r.Persistent, r.Error)
+	}
+	claims := func() string {
+		out, err := exec.Command(kubectlPath, "--kubeconfig", kubeconfigPath, "-n", kubeNamespace, "get", "persistentvolumeclaims",
+			"-l", "airlock.dev/pod="+r.Container, "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}").CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl get persistentvolumeclaims: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := claims(); got != r.Container {
+		t.Fatalf("the persistent run's claims: %q, want one named %s", got, r.Container)
+	}
+	hostHome := filepath.Join(e.runDir(r.ID), "home", "home.txt")
+	if b, err := os.ReadFile(hostHome); err != nil || string(b) != "home\n" {
+		t.Fatalf("the first leg's home file did not come home for review: %q, %v", b, err)
+	}
+	if err := os.Remove(hostHome); err != nil {
+		t.Fatal(err)
 	}
 	srv.Close()
 	next := testkit.NewServer(testkit.Resumed(1, testkit.BashScript("read",
@@ -378,6 +404,29 @@ func kubePersistentKeepsWorkspace(t *testing.T, e *env) {
 		t.Fatalf("the second leg's commit is not on %s:\n%s\nworkspace: %s\nrecord: %+v", r.Branch, out, ws, r)
 	}
 	if got := e.git("show", r.Branch+":both.txt"); got != "kept\nhome" {
-		t.Fatalf("both.txt on %s = %q, want the first leg's files", r.Branch, got)
+		t.Fatalf("both.txt on %s = %q, want the first leg's files (the home's from the claim)", r.Branch, got)
+	}
+
+	// Its pod deleted behind airlock's back, the claim of a persistent run
+	// is not clean's to remove; rm removes it.
+	if out, err := exec.Command(kubectlPath, "--kubeconfig", kubeconfigPath, "-n", kubeNamespace, "delete", "pod", r.Container,
+		"--grace-period=0", "--force", "--wait=true").CombinedOutput(); err != nil {
+		t.Fatalf("kubectl delete pod: %v\n%s", err, out)
+	}
+	e.ok("clean")
+	if got := claims(); got != r.Container {
+		t.Fatalf("clean removed a persistent run's claim: %q left", got)
+	}
+	e.ok("rm", "-y", "--force", "keep")
+	for deadline := time.Now().Add(time.Minute); ; {
+		// Gone, or being deleted (it has a deletion time).
+		got := claims()
+		if got == "" || len(strings.Fields(got)) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rm left the run's claim: %q", got)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
