@@ -311,8 +311,11 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 			RuntimeClassName:              runtimeClass,
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsUser: ptr(int64(uid)), RunAsGroup: ptr(int64(gid)), RunAsNonRoot: &yes,
-				FSGroup:        ptr(int64(gid)),
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+				FSGroup: ptr(int64(gid)),
+				// A claim the last pod left is its group's already: the
+				// kubelet need not walk the whole volume again.
+				FSGroupChangePolicy: ptr(corev1.FSGroupChangeOnRootMismatch),
+				SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
 			InitContainers: []corev1.Container{in},
 			Containers:     []corev1.Container{agent, keeper},
