@@ -288,8 +288,8 @@ func (k *Kubernetes) recreate(ctx context.Context, p *corev1.Pod) (*corev1.Pod, 
 		return nil, err
 	}
 	// Files the command wrote are on the host already (Wait syncs them);
-	// the new pod gets them from there.
-	if err := k.SyncMounts(ctx, p.Name, nil); err != nil {
+	// the new pod gets them from there, or from its claim.
+	if err := k.SyncMounts(ctx, p.Name, copiedIn(spec)); err != nil {
 		return nil, err
 	}
 	if err := k.deletePod(ctx, p.Name); err != nil {

@@ -128,3 +128,17 @@ func (k *Kubernetes) claimStuck(ctx context.Context, p *corev1.Pod) error {
 	return fmt.Errorf("its volume claim %s/%s (storage class %s) was not bound within %s (%s)%s; check [engine.kubernetes] storage_class against the cluster's classes (kubectl get storageclass; an empty one needs a default class)",
 		k.ns, claim, class, k.claimWait, cmpOr(string(c.Status.Phase), "no phase"), why)
 }
+
+// copiedIn are the targets of spec's writable mounts that a pod made again
+// gets from the host: all but those on the claim, which came home when the
+// command ended (Wait) and which the new pod finds on the claim. Syncing
+// those again before a restart would copy a whole workspace for nothing.
+func copiedIn(spec Spec) []string {
+	targets := []string{}
+	for i, m := range spec.Mounts {
+		if !m.ReadOnly && !podMountOf(m, i).claim {
+			targets = append(targets, m.Target)
+		}
+	}
+	return targets
+}

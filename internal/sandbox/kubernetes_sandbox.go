@@ -144,7 +144,7 @@ func (k *Kubernetes) RestartSandbox(ctx context.Context, spec SandboxSpec) (Sand
 	if cs := agentStatus(old); cs != nil && cs.State.Running != nil {
 		return Sandbox{}, fmt.Errorf("kubernetes: restart %s: it is running", spec.Agent.Name)
 	}
-	if err := k.SyncMounts(ctx, old.Name, nil); err != nil {
+	if err := k.SyncMounts(ctx, old.Name, copiedIn(agentSpec)); err != nil {
 		return Sandbox{}, err
 	}
 	// What the old pod left is home; the caller finishes the copy the
