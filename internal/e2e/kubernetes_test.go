@@ -354,9 +354,9 @@ func TestKubernetesCommands(t *testing.T) {
 // and started again in a new pod, with what its first leg left in the
 // workspace and home, and says that nothing else of its container stays.
 // Those are on the run's volume claim: the host's copy of the home, which
-// came back for review, is removed before the start, and the second leg
-// still reads the file (the new pod got it from the claim, not from the
-// host). clean keeps a persistent run's claim though its pod is gone;
+// came back for review, is changed before the start, and the second leg
+// reads the file as the first left it (the new pod got it from the claim,
+// not from the host). clean keeps a persistent run's claim though its pod is gone;
 // rm removes it.
 func kubePersistentKeepsWorkspace(t *testing.T, e *env) {
 	srv, url := e.server(testkit.BashScript("leave", "echo kept > /workspace/left.txt && echo home > ~/home.txt"))
@@ -383,7 +383,7 @@ func kubePersistentKeepsWorkspace(t *testing.T, e *env) {
 	if b, err := os.ReadFile(hostHome); err != nil || string(b) != "home\n" {
 		t.Fatalf("the first leg's home file did not come home for review: %q, %v", b, err)
 	}
-	if err := os.Remove(hostHome); err != nil {
+	if err := os.WriteFile(hostHome, []byte("changed on the host\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	srv.Close()
