@@ -15,7 +15,8 @@ import (
 
 // cloudCredentialsFile is where the host hands the proxy refreshed cloud
 // credentials, in the run's egress directory (which only the proxy
-// mounts). The proxy removes it once read.
+// mounts), or through the engine when that directory is a copy
+// (sandbox.ProxyFileHander). The proxy removes it once read.
 const cloudCredentialsFile = "credentials.json"
 
 // cloudRefreshEvery is how often a supervisor asks for the run's cloud
@@ -54,7 +55,7 @@ func (c *cloudRefresher) refresh(ctx context.Context, r *store.Run) error {
 	if sameCredentials(creds, c.last) {
 		return nil
 	}
-	if err := c.m.handCredentials(r, creds); err != nil {
+	if err := c.m.handCredentials(ctx, r, creds); err != nil {
 		return err
 	}
 	c.last = creds
@@ -67,11 +68,19 @@ func sameCredentials(a, b egress.CloudCredentials) bool {
 }
 
 // handCredentials writes creds for the run's proxy: to a temporary name
-// first, so the proxy never reads half a file.
-func (m *Manager) handCredentials(r *store.Run, creds egress.CloudCredentials) error {
+// first, so the proxy never reads half a file. An engine whose proxy has a
+// copy of the egress directory (Kubernetes) is handed them: a file written
+// on the host would never reach the proxy, and a sync would remove it.
+func (m *Manager) handCredentials(ctx context.Context, r *store.Run, creds egress.CloudCredentials) error {
 	data, err := json.Marshal(creds)
 	if err != nil {
 		return err
+	}
+	if h := m.Caps.ProxyFiles; h != nil {
+		if err := h.HandProxyFile(ctx, ProxyContainerName(r.ID), cloudCredentialsFile, data); err != nil {
+			return fmt.Errorf("hand run %s its refreshed credentials: %w", r.ID, err)
+		}
+		return nil
 	}
 	dir := filepath.Join(m.Store.RunDir(r.ID), "egress")
 	tmp, err := os.CreateTemp(dir, ".credentials-*")

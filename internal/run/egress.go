@@ -165,11 +165,13 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 		// The provider's price table, for its region.
 		cfg.APIProvider, cfg.APIRegion = c.Provider, c.Region
 	}
+	var handed []string
 	if eg.Cloud != nil {
 		auth, creds := eg.Cloud.Auth, eg.Cloud.Credentials
 		cfg.APICloud = &auth
 		cfg.CredentialsFile = sandbox.ProxyConfigDir + "/" + cloudCredentialsFile
 		secrets.Cloud = &creds
+		handed = []string{cloudCredentialsFile}
 	}
 	inj, err := m.planInjection(r, eg.Inject, uid, gid)
 	if err != nil {
@@ -222,6 +224,7 @@ func (m *Manager) sandboxSpec(r *store.Run, eg Egress, agentSpec sandbox.Spec, r
 			Labels:     m.labels(r, "proxy"),
 			Limits:     sandbox.Limits{MemoryBytes: 512 << 20, Pids: 512, CPUs: 1},
 			Mounts:     proxyMounts,
+			Handed:     handed,
 		},
 		Binary:     bin,
 		Dir:        dir,

@@ -142,6 +142,9 @@ type Caps struct {
 	Remnants RemnantRemover
 	Host     HostAddresser
 	Limits   LimitsReporter
+	// ProxyFiles is set when a running proxy's files go through the
+	// engine rather than the run's egress directory.
+	ProxyFiles ProxyFileHander
 }
 
 // CapsOf is the one place an engine's optional capabilities are looked up.
@@ -156,6 +159,7 @@ func CapsOf(e Engine) Caps {
 	c.Remnants, _ = e.(RemnantRemover)
 	c.Host, _ = e.(HostAddresser)
 	c.Limits, _ = e.(LimitsReporter)
+	c.ProxyFiles, _ = e.(ProxyFileHander)
 	return c
 }
 

@@ -358,9 +358,10 @@ func lockDir(dir string) (func(), error) {
 }
 
 // withoutEntries is the tar stream r without the top-level entries names
-// (the Secret's files: in the keeper's view of the volume, empty stand-ins).
-// The stream is the sandbox's: only names are looked at, and the caps apply
-// to what passes.
+// (the Secret's files: in the keeper's view of the volume, empty stand-ins;
+// the files handed to the running proxy), what is below them, and the
+// temporary names handed files are written under. The stream is the
+// sandbox's: only names are looked at, and the caps apply to what passes.
 func withoutEntries(r io.Reader, names []string) io.ReadCloser {
 	pr, pw := io.Pipe()
 	go func() {
@@ -374,7 +375,7 @@ func withoutEntries(r io.Reader, names []string) io.ReadCloser {
 				pw.CloseWithError(err)
 				return
 			}
-			if slices.Contains(names, path.Clean(h.Name)) {
+			if top, _, _ := strings.Cut(path.Clean(h.Name), "/"); slices.Contains(names, top) || strings.HasPrefix(top, handedTempPrefix) {
 				continue
 			}
 			if err := tw.WriteHeader(h); err != nil {

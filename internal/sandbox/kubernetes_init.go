@@ -1,11 +1,14 @@
 package sandbox
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,7 +23,8 @@ import (
 // pod's user. It runs the command, forwards stop signals to it, reaps
 // orphans, and ends with the command's status, taking whatever the command
 // left with it; Stop reaches it with `airlock __k8s-init kill TERM|KILL`
-// through exec.
+// through exec. `airlock __k8s-init put DIR NAME` writes its standard input
+// to DIR/NAME whole, as the pod's user (HandProxyFile).
 const (
 	// KubernetesInitCommand is the hidden subcommand of the airlock binary
 	// that is PID 1 of a pod's agent container.
@@ -32,8 +36,15 @@ const (
 )
 
 // KubernetesInit is a pod's init (KubernetesInitCommand), or, with "kill",
-// the signal Stop sends it.
+// the signal Stop sends it, or, with "put", a file handed to the pod.
 func KubernetesInit(args []string, stderr io.Writer) int {
+	if len(args) == 3 && args[0] == "put" {
+		if err := putFile(args[1], args[2], os.Stdin); err != nil {
+			fmt.Fprintf(stderr, "airlock init: put: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	if len(args) == 2 && args[0] == "kill" {
 		sig := unix.SIGTERM
 		if args[1] == "KILL" {
@@ -82,4 +93,55 @@ func reapKube(pid int, sigs <-chan os.Signal) int {
 			unix.Kill(pid, s)
 		}
 	})
+}
+
+// handedTempPrefix starts the names under which handed files are written
+// before they take their own: a sync never copies them home.
+const handedTempPrefix = ".airlock-handed-"
+
+// maxHandedFile bounds a handed file; credentials are a few KiB.
+const maxHandedFile = 1 << 20
+
+// putFile writes r to dir/name whole: under a new name of its own (never
+// through a link: created exclusively, relative to dir), readable by this
+// user alone, then renamed over name, so that a reader polling for name
+// never sees half of it, and whatever was at name (a link too) is replaced.
+func putFile(dir, name string, r io.Reader) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') || strings.HasPrefix(name, handedTempPrefix) {
+		return fmt.Errorf("%q is not a file name", name)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxHandedFile+1))
+	if err != nil {
+		return err
+	}
+	if len(data) > maxHandedFile {
+		return fmt.Errorf("%s: over %d KiB", name, maxHandedFile>>10)
+	}
+	d, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer unix.Close(d)
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	tmp := handedTempPrefix + hex.EncodeToString(b)
+	fd, err := unix.Openat(d, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s/%s: %w", dir, tmp, err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(d, tmp, d, name)
+	}
+	if err != nil {
+		unix.Unlinkat(d, tmp, 0)
+		return fmt.Errorf("write %s/%s: %w", dir, name, err)
+	}
+	return nil
 }

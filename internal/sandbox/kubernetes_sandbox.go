@@ -41,9 +41,13 @@ const (
 	// channelKeyEnv is the environment variable of the channel's key, in
 	// the relay and the proxy (egress.ChannelKeyEnv).
 	channelKeyEnv = "AIRLOCK_CHANNEL_KEY"
-	// annotationSecretFiles lists, per volume, the files that come from
-	// the Secret: they are neither copied in nor back.
+	// annotationSecretFiles lists, per volume, the files that are neither
+	// copied in nor back: those that come from the Secret, and those the
+	// host hands the running proxy (annotationHandedFiles).
 	annotationSecretFiles = "airlock.dev/secret-files"
+	// annotationHandedFiles lists the files of the proxy's configuration
+	// directory the host may hand it while it runs (ProxySpec.Handed).
+	annotationHandedFiles = "airlock.dev/handed-files"
 	// labelOwner marks the Secrets and NetworkPolicies of one pod, which
 	// Remove deletes with it.
 	labelOwner = "airlock.dev/pod"
@@ -225,6 +229,11 @@ func (k *Kubernetes) checkSandbox(ctx context.Context, spec SandboxSpec) error {
 	if len(spec.Proxy.Mounts) > 0 {
 		return fmt.Errorf("kubernetes: the proxy cannot reach host paths such as %s (ssh-agent forwarding) from a cluster: %w", spec.Proxy.Mounts[0].Source, ErrUnsupported)
 	}
+	for _, n := range spec.Proxy.Handed {
+		if n == "" || n == "." || n == ".." || strings.ContainsRune(n, '/') || strings.HasPrefix(n, handedTempPrefix) {
+			return fmt.Errorf("kubernetes: the proxy's handed file %q is not a file name", n)
+		}
+	}
 	if spec.Binary == "" {
 		return errors.New("kubernetes: no airlock binary for the sandbox")
 	}
@@ -316,8 +325,12 @@ func (k *Kubernetes) launchProxy(ctx context.Context, spec SandboxSpec, key stri
 			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: secretEnvKey(n)},
 		}})
 	}
-	skip, _ := json.Marshal(map[string][]string{cfgVolume: secretFiles})
+	// Neither the Secret's files nor those handed to the running proxy
+	// (credentials it removes once read) travel with the copies.
+	skip, _ := json.Marshal(map[string][]string{cfgVolume: append(slices.Clone(secretFiles), p.Handed...)})
 	pod.Annotations[annotationSecretFiles] = string(skip)
+	handed, _ := json.Marshal(p.Handed)
+	pod.Annotations[annotationHandedFiles] = string(handed)
 	// The Secret's files are root's, readable by the pod's fsGroup, the
 	// proxy's group.
 	if _, err := k.createPod(ctx, p.Name, pod); err != nil {
@@ -330,6 +343,35 @@ func (k *Kubernetes) launchProxy(ctx context.Context, spec SandboxSpec, key stri
 	return name, ip, nil
 }
 
+// HandProxyFile writes data to the running proxy's configuration
+// directory as name, one of the files its sandbox was made to be handed
+// (ProxySpec.Handed), through exec of the pod's init in the proxy's
+// container, as its user: the bytes travel on the exec's standard input,
+// never in a command line. Syncs never copy the file (nor its temporary
+// name) home, and the proxy removes it once read, so it is on no disk but
+// the proxy pod's volume, and there until the proxy takes it up.
+func (k *Kubernetes) HandProxyFile(ctx context.Context, proxy, name string, data []byte) error {
+	p, err := k.pod(ctx, proxy)
+	if err != nil {
+		return err
+	}
+	var handed []string
+	json.Unmarshal([]byte(p.Annotations[annotationHandedFiles]), &handed)
+	if !slices.Contains(handed, name) {
+		return fmt.Errorf("kubernetes: hand %s to %s: its proxy was not made to be handed that file", name, proxy)
+	}
+	var out bytes.Buffer
+	code, err := k.execIn(ctx, p.Name, agentContainer, []string{BinaryPath, KubernetesInitCommand, "put", ProxyConfigDir, name},
+		remotecommand.StreamOptions{Stdin: bytes.NewReader(data), Stdout: &out, Stderr: &out})
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit %d: %s", code, strings.TrimSpace(out.String()))
+	}
+	if err != nil {
+		return fmt.Errorf("kubernetes: hand %s to %s: %w", name, proxy, err)
+	}
+	return nil
+}
+
 // startProxy streams a launched proxy's files in and waits until it
 // listens; meanwhile the agent's pod is made and started.
 func (k *Kubernetes) startProxy(ctx context.Context, name string) error {
@@ -340,8 +382,8 @@ func (k *Kubernetes) startProxy(ctx context.Context, name string) error {
 }
 
 // proxySecret is the proxy's Secret: every file of its configuration
-// directory but those it writes itself (audit log, meter), and its
-// environment with the channel key.
+// directory but those it writes itself (audit log, meter) and those handed
+// to it while it runs, and its environment with the channel key.
 func proxySecret(p ProxySpec, key string) ([]string, map[string][]byte, error) {
 	var written struct {
 		AuditLog  string `json:"audit_log"`
@@ -362,7 +404,7 @@ func proxySecret(p ProxySpec, key string) ([]string, map[string][]byte, error) {
 	var files []string
 	for _, e := range ents {
 		n := e.Name()
-		if !e.Type().IsRegular() || n == filepath.Base(written.AuditLog) || n == filepath.Base(written.MeterFile) {
+		if !e.Type().IsRegular() || n == filepath.Base(written.AuditLog) || n == filepath.Base(written.MeterFile) || slices.Contains(p.Handed, n) {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(p.ConfigDir, n))

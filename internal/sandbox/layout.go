@@ -110,6 +110,11 @@ type ProxySpec struct {
 	// ssh-agent socket at ProxySSHAgentUpstream). A backend that cannot
 	// give the proxy such a path working says so.
 	Mounts []Mount
+	// Handed are the names of the files, in ConfigDir, that the host hands
+	// the proxy while it runs (refreshed cloud credentials), for it to take
+	// up and remove. An engine whose ConfigDir is a copy hands them through
+	// ProxyFileHander instead, and never copies them either way.
+	Handed []string
 }
 
 // Sandbox identifies a created sandbox's parts.
@@ -210,6 +215,15 @@ type RemnantRemover interface {
 // on the host (the demo's model server).
 type HostAddresser interface {
 	HostAddress(ctx context.Context) (string, error)
+}
+
+// ProxyFileHander hands a running proxy one of its ProxySpec.Handed files,
+// for engines whose proxy's configuration directory is a copy, not the
+// host's ConfigDir (Kubernetes). The file appears whole (written under
+// another name first, then renamed over name), as the proxy's user and
+// readable by it alone; what was at name, even a link, is replaced.
+type ProxyFileHander interface {
+	HandProxyFile(ctx context.Context, proxy, name string, data []byte) error
 }
 
 // LimitsReporter says why the engine drops memory, CPU and pids limits
