@@ -88,6 +88,12 @@ func issuedAWS(id string) (testkit.AWSCredentials, bool) {
 // them (rootless Podman maps the agent's uid).
 func TestBedrock(t *testing.T) { onEngines(t, allEngines, testBedrock) }
 
+// TestKubernetesBedrock is TestBedrock on the test cluster, where the
+// proxy's egress directory is a copy in its pod: the refreshed credentials
+// are handed to the running proxy through the engine (exec), and never
+// written under the run's directory on the host.
+func TestKubernetesBedrock(t *testing.T) { onEngines(t, []engineKind{onKubernetes}, testBedrock) }
+
 func testBedrock(t *testing.T, e *env) {
 	refusedPaths := []string{
 		"POST /model/anthropic.claude-sonnet-4-5/converse",
@@ -113,7 +119,18 @@ func testBedrock(t *testing.T, e *env) {
 		"AWS_CONFIG_FILE="+config, "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(awsDir, "none"),
 		"AWS_EC2_METADATA_DISABLED=true")
 
+	var leaks func() []string
+	if e.engine == onKubernetes {
+		// The proxy's directory on the host is a copy, synced while the
+		// run goes on: the credentials handed to the pod never land in it.
+		leaks = watchForSecrets(filepath.Join(e.state, "airlock", "runs"), "e2e-secret-", "e2e-token-")
+	}
 	res := e.ok("run", "-m", "Write hello.py, run it, commit it.", "--name", "bedrock")
+	if leaks != nil {
+		for _, p := range leaks() {
+			t.Errorf("while the run went on, %s held the session credentials", p)
+		}
+	}
 	runs := e.runs()
 	if len(runs) != 1 || runs[0].Status != store.StatusSucceeded {
 		t.Fatalf("runs = %+v\n%s", runs, res.stderr)
@@ -170,6 +187,41 @@ func testBedrock(t *testing.T, e *env) {
 	if mt.ModelRequests != streamed || mt.InputTokens == 0 || mt.OutputTokens == 0 || mt.CostUSD <= 0 {
 		t.Errorf("meter = %+v, want %d model requests (the probes are not turns) with tokens and a cost", mt, streamed)
 	}
+}
+
+// watchForSecrets looks, every 100 ms until the returned function is
+// called, for regular files under dir holding any of marks; the function
+// returns the paths of those it saw.
+func watchForSecrets(dir string, marks ...string) func() []string {
+	stop, found := make(chan struct{}), make(chan []string, 1)
+	go func() {
+		seen := map[string]bool{}
+		for {
+			filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+				if err != nil || !fi.Mode().IsRegular() {
+					return nil
+				}
+				data, _ := os.ReadFile(p)
+				for _, m := range marks {
+					if bytes.Contains(data, []byte(m)) {
+						seen[p] = true
+					}
+				}
+				return nil
+			})
+			select {
+			case <-stop:
+				var out []string
+				for p := range seen {
+					out = append(out, p)
+				}
+				found <- out
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return func() []string { close(stop); return <-found }
 }
 
 // credentialOf is the access key id of a SigV4 Authorization header.

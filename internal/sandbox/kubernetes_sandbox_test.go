@@ -288,3 +288,119 @@ func kubeSandboxSpec(t *testing.T, agent, proxy, host, api, script string) (sand
 		Dir:    dir,
 	}, writeConfig
 }
+
+// TestKubernetesHandProxyFile hands a running proxy pod a file, as run
+// does refreshed cloud credentials: it appears whole in the proxy's
+// configuration directory, as the proxy's user and readable by it alone,
+// replacing even a link there; only the files the sandbox was made to be
+// handed may be. Neither the file nor a half-written one ever comes home
+// with the syncs of that directory, nor does a stale copy on the host go
+// into the pod.
+func TestKubernetesHandProxyFile(t *testing.T) {
+	k := kubeEngine(t)
+	cs := kubeClient(t)
+	ctx := context.Background()
+	id := fmt.Sprintf("airlock-k8s-hand-%d", time.Now().UnixNano()%1e8)
+	spec, _ := kubeSandboxSpec(t, id, id+"-proxy", "127.0.0.1", "http://127.0.0.1:9", "sleep 300")
+	spec.Proxy.Handed = []string{"credentials.json"}
+	// A copy left on the host (by an older airlock) is not the proxy's.
+	stale := filepath.Join(spec.Proxy.ConfigDir, "credentials.json")
+	if err := os.WriteFile(stale, []byte(`{"bearer":"stale-host-token"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		k.Remove(context.Background(), spec.Agent.Name)
+		k.RemoveProxy(context.Background(), spec.Proxy.Name)
+	})
+	sb, err := k.CreateSandbox(ctx, spec)
+	if err != nil {
+		t.Fatalf("CreateSandbox: %v", err)
+	}
+	inProxy := func(script string) string {
+		t.Helper()
+		var out bytes.Buffer
+		code, err := k.Exec(ctx, sb.Proxy, sandbox.ExecSpec{Cmd: []string{"sh", "-c", script}, Stdout: &out, Stderr: &out})
+		if err != nil || code != 0 {
+			t.Fatalf("%s in the proxy: exit %d, %v\n%s", script, code, err, out.String())
+		}
+		return out.String()
+	}
+	secret, err := cs.CoreV1().Secrets(testkit.KubernetesNamespace).Get(ctx, sb.Proxy, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key := range secret.Data {
+		if strings.Contains(key, "credentials") {
+			t.Errorf("the proxy's Secret has %s, the host's stale copy", key)
+		}
+	}
+	if got := inProxy(`ls -a /airlock/egress`); strings.Contains(got, "credentials.json") {
+		t.Errorf("the host's stale credentials.json went into the proxy pod:\n%s", got)
+	}
+
+	for _, bad := range []struct{ name, why string }{
+		{"secrets.json", "not made to be handed"},
+		{"../credentials.json", "not made to be handed"},
+	} {
+		if err := k.HandProxyFile(ctx, sb.Proxy, bad.name, []byte("x")); err == nil || !strings.Contains(err.Error(), bad.why) {
+			t.Errorf("HandProxyFile(%q) = %v, want %q", bad.name, err, bad.why)
+		}
+	}
+	if err := k.HandProxyFile(ctx, sb.Proxy, "credentials.json", bytes.Repeat([]byte("x"), 2<<20)); err == nil || !strings.Contains(err.Error(), "over") {
+		t.Errorf("HandProxyFile of 2 MiB = %v, want it refused", err)
+	}
+
+	// A link at the name (the pod's, not the sandbox's to make: defence
+	// in depth) is replaced, not followed.
+	inProxy(`ln -s /tmp/followed /airlock/egress/credentials.json`)
+	const token = `{"bearer":"handed-token-AbCdEf"}`
+	if err := k.HandProxyFile(ctx, sb.Proxy, "credentials.json", []byte(token)); err != nil {
+		t.Fatalf("HandProxyFile: %v", err)
+	}
+	got := inProxy(`stat -c '%F %a %u' /airlock/egress/credentials.json; cat /airlock/egress/credentials.json; echo; ls -a /airlock/egress /tmp`)
+	if !strings.HasPrefix(got, "regular file 600 4242\n"+token+"\n") {
+		t.Errorf("the handed file in the proxy pod:\n%s", got)
+	}
+	if strings.Contains(got, "followed") || strings.Contains(got, ".airlock-handed-") {
+		t.Errorf("the handed file went through the link, or its temporary name stayed:\n%s", got)
+	}
+
+	// The syncs of the proxy's directory bring its files home, never the
+	// handed one nor a half-written one; the host's own is left alone.
+	inProxy(`echo '{"bearer":"half-written"}' > /airlock/egress/.airlock-handed-0123456789abcdef; echo '{"n":1}' > /airlock/egress/meter.json`)
+	if err := k.SyncMounts(ctx, sb.Proxy, []string{sandbox.ProxyConfigDir}); err != nil {
+		t.Fatalf("SyncMounts: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(spec.Proxy.ConfigDir, "meter.json")); err != nil || string(b) != "{\"n\":1}\n" {
+		t.Errorf("the proxy's meter did not come home: %q, %v", b, err)
+	}
+	ents, _ := os.ReadDir(spec.Proxy.ConfigDir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".airlock-handed-") {
+			t.Errorf("a sync brought %s home", e.Name())
+		}
+	}
+	filepath.Walk(spec.Proxy.ConfigDir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("handed-token")) || bytes.Contains(b, []byte("half-written")) {
+				t.Errorf("a sync brought the handed credentials home: %s has them", p)
+			}
+		}
+		return nil
+	})
+	if b, err := os.ReadFile(stale); err != nil || !bytes.Contains(b, []byte("stale-host-token")) {
+		t.Errorf("the host's own credentials.json after a sync: %q, %v", b, err)
+	}
+	// Taken up by the proxy (removed): a sync does not bring it back.
+	inProxy(`rm /airlock/egress/credentials.json`)
+	os.Remove(stale)
+	if err := k.SyncMounts(ctx, sb.Proxy, []string{sandbox.ProxyConfigDir}); err != nil {
+		t.Fatalf("SyncMounts: %v", err)
+	}
+	if got := inProxy(`ls -a /airlock/egress`); strings.Contains(got, "credentials.json") {
+		t.Errorf("credentials.json is back in the proxy pod after a sync:\n%s", got)
+	}
+	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("credentials.json on the host after the proxy took it up: %v", err)
+	}
+}
