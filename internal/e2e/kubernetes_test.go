@@ -122,7 +122,9 @@ func TestKubernetesCore(t *testing.T) {
 		"UncommittedLeftovers":  uncommittedLeftovers,
 		"ModelErrorFailsRun":    modelErrorFailsRun,
 		"MergeRefusesDirtyTree": mergeRefusesDirtyTreeAndRmProtectsWork,
-		"PortsRefused":          kubePortsRefused,
+		// Forwarded ports reach the agent's pod through the API
+		// server's portforward.
+		"Ports": ports,
 	} {
 		t.Run(name, func(t *testing.T) { body(t, newEnvOn(t, onKubernetes)) })
 	}
@@ -144,19 +146,6 @@ func kubeWriteCommitMerge(t *testing.T, e *env) {
 	}
 	if r.Status != store.StatusMerged {
 		t.Errorf("run status %s, want merged", r.Status)
-	}
-}
-
-// kubePortsRefused: a forwarded port, which needs a socket directory the
-// two pods do not share, is one clear error before anything is made.
-func kubePortsRefused(t *testing.T, e *env) {
-	e.server(testkit.DemoScript())
-	res := e.airlock("run", "-p", "8080", "-m", "Serve.", "--name", "served")
-	if res.code == 0 || !strings.Contains(res.stderr, "forwarded ports (-p, [run] ports) are not supported on Kubernetes") {
-		t.Fatalf("run -p on Kubernetes: exit %d\n%s", res.code, res.stderr)
-	}
-	if runs := e.runs(); len(runs) != 0 {
-		t.Errorf("a refused run left records: %+v", runs)
 	}
 }
 
@@ -313,11 +302,13 @@ current-context: rbac
 	}
 	e.kubeconfig = kc
 	writeCommitMerge(t, e)
+	// Forwarded ports go through pods/portforward.
+	ports(t, e)
 	// clean lists the namespace's Secrets and policies (what remains of
 	// pods deleted behind airlock's back) under the same rights.
 	e.ok("clean")
 	// And what the run made is gone again with rm, under the same rights.
-	r := e.runs()[0]
+	r := e.run("hello")
 	if out := kubectl("", "-n", kubeNamespace, "get", "pods,secrets,networkpolicies,persistentvolumeclaims", "-l", "airlock.dev/managed=true", "-o", "name"); strings.Contains(out, r.ID) {
 		t.Errorf("the merged run's objects are still on the cluster:\n%s", out)
 	}

@@ -19,7 +19,8 @@ import (
 // 127.0.0.1:Sandbox) forwarded to the host's 127.0.0.1:Host (run -p). The
 // sandbox still has no network: the relay serves the port on a socket in
 // the socket directory, and the host side (the attached run, or its
-// watcher) listens on loopback and connects to that socket.
+// watcher) listens on loopback and connects to that socket; on Kubernetes
+// the host side connects through the API server's portforward instead.
 type Port struct {
 	Host, Sandbox int
 }
@@ -109,7 +110,9 @@ func checkPorts(ports []Port) error {
 }
 
 // ServePorts forwards the run's ports from the host's loopback into its
-// sandbox until ctx ends (the caller ends it when the run has ended). A
+// sandbox until ctx ends (the caller ends it when the run has ended): to
+// the relay's sockets, or, on an engine that dials a container's ports
+// itself (Kubernetes: through the API server), to the agent's loopback. A
 // host port it cannot listen on is reported to w and skipped.
 func (m *Manager) ServePorts(ctx context.Context, r *store.Run, w io.Writer) {
 	dir := sandbox.HostSocketDir(m.Store.RunDir(r.ID))
@@ -124,8 +127,11 @@ func (m *Manager) ServePorts(ctx context.Context, r *store.Run, w io.Writer) {
 			fmt.Fprintf(w, "airlock: run %s: cannot forward %s: %v\n", r.ID, p, err)
 			continue
 		}
-		name := sandbox.PortSocketName(p.Sandbox)
-		go egress.ForwardPort(ctx, ln, func() (net.Conn, error) { return egress.DialSocketNoFollow(dir, name) })
+		dial := func() (net.Conn, error) { return egress.DialSocketNoFollow(dir, sandbox.PortSocketName(p.Sandbox)) }
+		if pd := m.Caps.Ports; pd != nil {
+			dial = func() (net.Conn, error) { return pd.DialPort(ctx, r.Container, p.Sandbox) }
+		}
+		go egress.ForwardPort(ctx, ln, dial)
 	}
 }
 

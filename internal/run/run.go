@@ -285,11 +285,6 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 			return fmt.Errorf("the profile brings %s from your home, but HOME is not set", strings.Join(req.Bring, ", "))
 		}
 	}
-	if len(req.Ports) > 0 && m.Engine.Kind() == sandbox.KindKubernetes {
-		// Forwarded ports travel through the socket directory both parts
-		// of a sandbox share on one machine; two pods share none.
-		return fmt.Errorf("forwarded ports (-p, [run] ports) are not supported on Kubernetes yet: use kubectl port-forward to the agent's pod, or another engine")
-	}
 	if ok, err := m.Engine.ImageExists(ctx, req.Image); err != nil {
 		return err
 	} else if !ok {
@@ -490,7 +485,12 @@ func (m *Manager) create(ctx context.Context, r *store.Run, req Request) (*store
 		return nil, err
 	}
 	spec.Mounts = append(append(append(spec.Mounts, mounts...), req.Mounts...), setupMounts...)
-	flags := append(budgetFlags(req.Budget), portFlags(req.Ports)...)
+	flags := budgetFlags(req.Budget)
+	if m.Caps.Ports == nil {
+		// The relay serves the ports on the socket directory; an engine
+		// that dials them itself reaches the agent's loopback directly.
+		flags = append(flags, portFlags(req.Ports)...)
+	}
 	if r.Kind != KindShell && !req.Here {
 		// The agent's container bundles the work itself once the agent has
 		// exited, which spares the harvest its own container (harvest).

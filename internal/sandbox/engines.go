@@ -145,6 +145,9 @@ type Caps struct {
 	// ProxyFiles is set when a running proxy's files go through the
 	// engine rather than the run's egress directory.
 	ProxyFiles ProxyFileHander
+	// Ports is set when forwarded ports (run -p) reach the agent through
+	// the engine rather than the sandbox's socket directory.
+	Ports PortDialer
 }
 
 // CapsOf is the one place an engine's optional capabilities are looked up.
@@ -160,6 +163,7 @@ func CapsOf(e Engine) Caps {
 	c.Host, _ = e.(HostAddresser)
 	c.Limits, _ = e.(LimitsReporter)
 	c.ProxyFiles, _ = e.(ProxyFileHander)
+	c.Ports, _ = e.(PortDialer)
 	return c
 }
 

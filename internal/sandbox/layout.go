@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"io"
+	"net"
 	"path/filepath"
 	"strconv"
 )
@@ -224,6 +225,13 @@ type HostAddresser interface {
 // readable by it alone; what was at name, even a link, is replaced.
 type ProxyFileHander interface {
 	HandProxyFile(ctx context.Context, proxy, name string, data []byte) error
+}
+
+// PortDialer connects to a TCP port on the loopback of a container, for
+// engines whose containers share no socket directory with the host
+// (Kubernetes), where run -p carries each connection through the engine.
+type PortDialer interface {
+	DialPort(ctx context.Context, id string, port int) (net.Conn, error)
 }
 
 // LimitsReporter says why the engine drops memory, CPU and pids limits
