@@ -364,6 +364,14 @@ func TestKubernetesHandProxyFile(t *testing.T) {
 	if strings.Contains(got, "followed") || strings.Contains(got, ".airlock-handed-") {
 		t.Errorf("the handed file went through the link, or its temporary name stayed:\n%s", got)
 	}
+	// The sandbox (the agent's pod) has no way to it.
+	var look bytes.Buffer
+	if _, err := k.Exec(ctx, sb.Agent, sandbox.ExecSpec{Cmd: []string{"sh", "-c", "grep -rl handed-token /airlock /tmp /work /etc /home /root 2>/dev/null; ls -a /airlock"}, Stdout: &look, Stderr: &look}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(look.String(), "/") || strings.Contains(look.String(), "credentials") {
+		t.Errorf("the agent's pod sees the handed file:\n%s", look.String())
+	}
 
 	// The syncs of the proxy's directory bring its files home, never the
 	// handed one nor a half-written one; the host's own is left alone.
