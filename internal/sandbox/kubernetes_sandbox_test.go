@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -410,5 +411,64 @@ func TestKubernetesHandProxyFile(t *testing.T) {
 	}
 	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("credentials.json on the host after the proxy took it up: %v", err)
+	}
+}
+
+// TestKubernetesDialPort reaches a server on a pod's port through the API
+// server's portforward (run -p), a connection at a time; a port nobody
+// listens on is an error on that connection, not a hang.
+func TestKubernetesDialPort(t *testing.T) {
+	k := kubeEngine(t)
+	ctx := context.Background()
+	name := fmt.Sprintf("airlock-k8s-port-%d", time.Now().UnixNano()%1e8)
+	t.Cleanup(func() { k.Remove(context.Background(), name) })
+	id, err := k.Create(ctx, sandbox.Spec{
+		Name: name, Image: sandboxtest.Image, User: "4242:4343",
+		Cmd: []string{"sh", "-c", `while :; do echo served-from-the-pod | nc -l -p 8000; done`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	read := func(port int) (string, error) {
+		c, err := k.DialPort(ctx, id, port)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		done := make(chan struct{})
+		var b []byte
+		go func() { b, err = io.ReadAll(c); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			c.Close()
+			<-done
+			return string(b), errors.New("no end within 20 s")
+		}
+		return string(b), err
+	}
+	// nc serves one connection and is started again: a connection in
+	// between is refused, and tried again.
+	served := func(within time.Duration) (string, error) {
+		var got string
+		var err error
+		for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+			if got, err = read(8000); strings.Contains(got, "served-from-the-pod") || time.Now().After(deadline) {
+				return got, err
+			}
+		}
+	}
+	for i, within := range []time.Duration{30 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second} {
+		if got, err := served(within); !strings.Contains(got, "served-from-the-pod") {
+			t.Fatalf("connection %d to port 8000 of the pod: %q, %v", i+1, got, err)
+		}
+	}
+	if got, err := read(8001); err == nil || got != "" {
+		t.Errorf("port 8001, where nothing listens: %q, %v; want an error", got, err)
+	} else {
+		t.Logf("port 8001: %v", err)
 	}
 }
