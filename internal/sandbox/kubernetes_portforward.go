@@ -80,8 +80,9 @@ func (k *Kubernetes) DialPort(ctx context.Context, id string, port int) (net.Con
 		conn.Close()
 		return nil, fmt.Errorf("kubernetes: forward port %d of %s: %w", port, id, err)
 	}
-	fc := &forwardedConn{conn: conn, data: data, pod: name, port: port}
+	fc := &forwardedConn{conn: conn, data: data, pod: name, port: port, errDone: make(chan struct{})}
 	go func() {
+		defer close(fc.errDone)
 		msg, _ := io.ReadAll(io.LimitReader(errStream, maxPortForwardError))
 		if len(msg) > 0 {
 			fc.fail(fmt.Errorf("kubernetes: forward port %d of %s: %s", port, id, strings.TrimSpace(string(msg))))
@@ -93,14 +94,20 @@ func (k *Kubernetes) DialPort(ctx context.Context, id string, port int) (net.Con
 // forwardedConn is one forwarded connection: its data stream, on a
 // connection of its own to the API server. Deadlines are not kept.
 type forwardedConn struct {
-	conn      httpstream.Connection
-	data      httpstream.Stream
-	pod       string
-	port      int
+	conn httpstream.Connection
+	data httpstream.Stream
+	pod  string
+	port int
+	// errDone is closed once the server's error stream has ended.
+	errDone   chan struct{}
 	mu        sync.Mutex
 	err       error
 	closeOnce sync.Once
 }
+
+// errorWait is how long the end of a forwarded connection waits for the
+// server to say why it ended, if it does.
+const errorWait = time.Second
 
 func (c *forwardedConn) fail(err error) {
 	c.mu.Lock()
@@ -114,6 +121,11 @@ func (c *forwardedConn) fail(err error) {
 func (c *forwardedConn) Read(p []byte) (int, error) {
 	n, err := c.data.Read(p)
 	if err != nil {
+		// The data stream may end before the error stream says why.
+		select {
+		case <-c.errDone:
+		case <-time.After(errorWait):
+		}
 		c.mu.Lock()
 		if c.err != nil {
 			err = c.err

@@ -351,6 +351,9 @@ func (k *Kubernetes) launchProxy(ctx context.Context, spec SandboxSpec, key stri
 // name) home, and the proxy removes it once read, so it is on no disk but
 // the proxy pod's volume, and there until the proxy takes it up.
 func (k *Kubernetes) HandProxyFile(ctx context.Context, proxy, name string, data []byte) error {
+	if len(data) > maxHandedFile {
+		return fmt.Errorf("kubernetes: hand %s to %s: over %d KiB", name, proxy, maxHandedFile>>10)
+	}
 	p, err := k.pod(ctx, proxy)
 	if err != nil {
 		return err
