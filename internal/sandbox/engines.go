@@ -148,6 +148,7 @@ type Caps struct {
 	// Ports is set when forwarded ports (run -p) reach the agent through
 	// the engine rather than the sandbox's socket directory.
 	Ports PortDialer
+	Warm  Prewarmer
 }
 
 // CapsOf is the one place an engine's optional capabilities are looked up.
@@ -164,6 +165,7 @@ func CapsOf(e Engine) Caps {
 	c.Limits, _ = e.(LimitsReporter)
 	c.ProxyFiles, _ = e.(ProxyFileHander)
 	c.Ports, _ = e.(PortDialer)
+	c.Warm, _ = e.(Prewarmer)
 	return c
 }
 

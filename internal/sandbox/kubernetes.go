@@ -81,6 +81,11 @@ type Kubernetes struct {
 
 	denyMu   sync.Mutex
 	denyDone bool
+
+	// claimed maps the pod name of a container to the warm pod it was
+	// given, as this process has seen.
+	claimedMu sync.Mutex
+	claimed   map[string]string
 }
 
 // NewKubernetes makes a Kubernetes engine from a kubeconfig, without
@@ -236,11 +241,11 @@ func (k *Kubernetes) checkImage(ctx context.Context, ref string) error {
 	return nil
 }
 
-// pod returns the pod of a container given by ID or name.
+// pod returns the pod of a container given by ID or name. A container that
+// got a warm pod (kubernetes_warm.go) is found by the pod's label naming it.
 func (k *Kubernetes) pod(ctx context.Context, id string) (*corev1.Pod, error) {
-	name := podName(id)
 	p := &corev1.Pod{}
-	if err := k.api.pods(k.ns).get(ctx, name, p); err != nil {
+	if err := k.getPod(ctx, podName(id), p); err != nil {
 		return nil, k.apiError("find "+id, err)
 	}
 	// A pod being deleted is gone to airlock: Remove force-deletes, so this
@@ -447,6 +452,10 @@ func stateOfPod(p *corev1.Pod) State {
 	default:
 		st.Status = StatusUnknown
 	}
+	// A warm pod's command started when it was claimed, not with the pod.
+	if t := claimedAt(p); !t.IsZero() && !st.StartedAt.IsZero() {
+		st.StartedAt = t
+	}
 	return st
 }
 
@@ -525,6 +534,9 @@ func (k *Kubernetes) Remove(ctx context.Context, id string) error {
 // mounts (RestartSandbox).
 func (k *Kubernetes) removePod(ctx context.Context, id string) error {
 	name := podName(id)
+	if p, err := k.pod(ctx, id); err == nil {
+		name = p.Name
+	}
 	if err := k.deletePod(ctx, name); err != nil {
 		return err
 	}
@@ -563,7 +575,7 @@ func (k *Kubernetes) List(ctx context.Context, want map[string]string) ([]State,
 	var out []State
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if p.DeletionTimestamp != nil {
+		if p.DeletionTimestamp != nil || isWarmFree(p) {
 			continue
 		}
 		st := stateOfPod(p)

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 )
 
@@ -84,6 +85,10 @@ func (r res) list(ctx context.Context, params runtime.ParameterCodec, selector s
 
 func (r res) create(ctx context.Context, obj, into runtime.Object) error {
 	return r.req("POST").Body(obj).Do(ctx).Into(into)
+}
+
+func (r res) patch(ctx context.Context, name string, pt types.PatchType, data []byte, into runtime.Object) error {
+	return r.req("PATCH").Name(name).SetHeader("Content-Type", string(pt)).Body(data).Do(ctx).Into(into)
 }
 
 func (r res) delete(ctx context.Context, name string, opts *metav1.DeleteOptions) error {

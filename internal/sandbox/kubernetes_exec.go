@@ -137,6 +137,11 @@ func (k *Kubernetes) feedInit(ctx context.Context, p *corev1.Pod, spec Spec) err
 // its target, a directory's below its own directory (podMount.sub). The
 // files skip names (per volume) are left out: they come from a Secret.
 func mountsTar(w io.Writer, mounts []podMount, skip map[string][]string, uid, gid int) error {
+	return mountsTarThen(w, mounts, skip, uid, gid, func(*tar.Writer) error { return nil })
+}
+
+// mountsTarThen is mountsTar with more entries written by then, last.
+func mountsTarThen(w io.Writer, mounts []podMount, skip map[string][]string, uid, gid int, then func(*tar.Writer) error) error {
 	tw := tar.NewWriter(w)
 	for _, m := range mounts {
 		name := m.volume + "/" + m.sub()
@@ -164,6 +169,9 @@ func mountsTar(w io.Writer, mounts []podMount, skip map[string][]string, uid, gi
 				return err
 			}
 		}
+	}
+	if err := then(tw); err != nil {
+		return err
 	}
 	return tw.Close()
 }
@@ -453,7 +461,7 @@ func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 // Stat describes a path in the agent container (with its stat program).
 func (k *Kubernetes) Stat(ctx context.Context, id, p string) (PathInfo, error) {
 	var out, errb bytes.Buffer
-	code, err := k.execIn(ctx, podName(id), agentContainer, []string{"stat", "-c", "%s %f %Y", p},
+	code, err := k.execIn(ctx, k.podOf(ctx, id), agentContainer, []string{"stat", "-c", "%s %f %Y", p},
 		remotecommand.StreamOptions{Stdout: &out, Stderr: &errb})
 	if err != nil {
 		return PathInfo{}, err
@@ -471,7 +479,7 @@ func (k *Kubernetes) Stat(ctx context.Context, id, p string) (PathInfo, error) {
 	info := PathInfo{Name: path.Base(p), Size: size, Mode: unixMode(uint32(raw)), ModTime: time.Unix(mtime, 0)}
 	if info.Mode&fs.ModeSymlink != 0 {
 		var link bytes.Buffer
-		k.execIn(ctx, podName(id), agentContainer, []string{"readlink", p}, remotecommand.StreamOptions{Stdout: &link})
+		k.execIn(ctx, k.podOf(ctx, id), agentContainer, []string{"readlink", p}, remotecommand.StreamOptions{Stdout: &link})
 		info.LinkTarget = strings.TrimSpace(link.String())
 	}
 	return info, nil
@@ -501,7 +509,7 @@ func unixMode(m uint32) fs.FileMode {
 // container's user: owners in the stream are not kept).
 func (k *Kubernetes) CopyTo(ctx context.Context, id, dir string, r io.Reader) error {
 	var out bytes.Buffer
-	code, err := k.execIn(ctx, podName(id), agentContainer, []string{"tar", "-x", "-o", "-f", "-", "-C", dir},
+	code, err := k.execIn(ctx, k.podOf(ctx, id), agentContainer, []string{"tar", "-x", "-o", "-f", "-", "-C", dir},
 		remotecommand.StreamOptions{Stdin: r, Stdout: &out, Stderr: &out})
 	if err != nil {
 		return err
@@ -520,7 +528,7 @@ func (k *Kubernetes) CopyFrom(ctx context.Context, id, p string) (io.ReadCloser,
 	pr, pw := io.Pipe()
 	go func() {
 		var errb bytes.Buffer
-		code, err := k.execIn(ctx, podName(id), agentContainer, []string{"tar", "-c", "-f", "-", "-C", path.Dir(p), path.Base(p)},
+		code, err := k.execIn(ctx, k.podOf(ctx, id), agentContainer, []string{"tar", "-c", "-f", "-", "-C", path.Dir(p), path.Base(p)},
 			remotecommand.StreamOptions{Stdout: pw, Stderr: &errb})
 		if err == nil && code != 0 {
 			err = fmt.Errorf("kubernetes: copy %s:%s: tar exited %d: %s", id, p, code, strings.TrimSpace(errb.String()))

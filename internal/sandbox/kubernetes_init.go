@@ -1,14 +1,19 @@
 package sandbox
 
 import (
+	"archive/tar"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,16 +61,33 @@ func KubernetesInit(args []string, stderr io.Writer) int {
 		}
 		return 0
 	}
-	if len(args) < 2 || args[0] != "--" {
-		fmt.Fprintln(stderr, "airlock init: usage: "+KubernetesInitCommand+" -- COMMAND...")
-		return 2
+	if len(args) == 2 && args[0] == "--unpack" {
+		if err := unpackInPlace(os.Stdin, args[1]); err != nil {
+			fmt.Fprintf(stderr, "airlock init: unpack: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs)
-	cmd := exec.Command(args[1], args[2:]...)
+	var cmd *exec.Cmd
+	switch {
+	case len(args) == 2 && args[0] == "--await":
+		l, code := awaitLaunch(args[1], sigs, stderr)
+		if l == nil {
+			return code
+		}
+		cmd = exec.Command(l.Cmd[0], l.Cmd[1:]...)
+		cmd.Env, cmd.Dir = withEnv(os.Environ(), l.Env), l.Dir
+	case len(args) >= 2 && args[0] == "--":
+		cmd = exec.Command(args[1], args[2:]...)
+	default:
+		fmt.Fprintln(stderr, "airlock init: usage: "+KubernetesInitCommand+" -- COMMAND... | --await DIR")
+		return 2
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(stderr, "airlock init: start %s: %v\n", args[1], err)
+		fmt.Fprintf(stderr, "airlock init: start %s: %v\n", cmd.Path, err)
 		return 127
 	}
 	code := reapKube(cmd.Process.Pid, sigs)
@@ -144,4 +166,145 @@ func putFile(dir, name string, r io.Reader) error {
 		return fmt.Errorf("write %s/%s: %w", dir, name, err)
 	}
 	return nil
+}
+
+// warmLaunch is what a warm pod's init runs once the pod is claimed
+// (kubernetes_warm.go): written by airlock into the pod's launch volume,
+// which only airlock's exec and the init see before the command starts.
+type warmLaunch struct {
+	Cmd []string `json:"cmd"`
+	Env []string `json:"env,omitempty"`
+	Dir string   `json:"dir,omitempty"`
+}
+
+// The files of a launch in its directory: the launch, then the go-ahead,
+// written after it (the last entry of the stream that brings them), so a
+// launch is never read half-written.
+const (
+	launchFile = "launch.json"
+	launchGo   = "go"
+	// launchMax caps the launch file: a command and its environment.
+	launchMax = 1 << 20
+)
+
+// awaitLaunch waits for the go-ahead in dir and reads the launch, which it
+// removes (it holds the channel's key). A stop signal before it ends the
+// wait, as it would end the command.
+func awaitLaunch(dir string, sigs <-chan os.Signal, stderr io.Writer) (*warmLaunch, int) {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Lstat(filepath.Join(dir, launchGo)); err == nil {
+			break
+		}
+		select {
+		case s := <-sigs:
+			switch s {
+			case unix.SIGTERM, unix.SIGINT, unix.SIGHUP, kubeKillSignal:
+				return nil, 128 + int(s.(unix.Signal))
+			}
+		case <-tick.C:
+		}
+	}
+	l, err := readLaunch(filepath.Join(dir, launchFile))
+	os.Remove(filepath.Join(dir, launchFile))
+	os.Remove(filepath.Join(dir, launchGo))
+	if err != nil {
+		fmt.Fprintf(stderr, "airlock init: %v\n", err)
+		return nil, 127
+	}
+	return l, 0
+}
+
+func readLaunch(path string) (*warmLaunch, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read the launch: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, launchMax+1))
+	if err != nil {
+		return nil, fmt.Errorf("read the launch: %w", err)
+	}
+	if len(b) > launchMax {
+		return nil, fmt.Errorf("read the launch: larger than %d bytes", launchMax)
+	}
+	var l warmLaunch
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, fmt.Errorf("read the launch: %w", err)
+	}
+	if len(l.Cmd) == 0 {
+		return nil, errors.New("read the launch: no command")
+	}
+	return &l, nil
+}
+
+// withEnv is base with the variables of add set, as a container runtime
+// sets a container's over its image's.
+func withEnv(base, add []string) []string {
+	out := make([]string, 0, len(base)+len(add))
+	set := map[string]bool{}
+	for _, e := range add {
+		k, _, _ := strings.Cut(e, "=")
+		set[k] = true
+	}
+	for _, e := range base {
+		if k, _, _ := strings.Cut(e, "="); !set[k] {
+			out = append(out, e)
+		}
+	}
+	return append(out, add...)
+}
+
+// unpackInPlace writes a tar stream below dir, writing over existing files
+// in place: in a warm pod a file mount is bound by its inode, so a file
+// replaced by a new one would not be the one the command sees. The stream
+// is airlock's own (the claim's files); names stay below dir all the same.
+func unpackInPlace(r io.Reader, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := filepath.Clean(strings.TrimSuffix(h.Name, "/"))
+		if !filepath.IsLocal(name) {
+			return fmt.Errorf("%q: not below %s", h.Name, dir)
+		}
+		mode := os.FileMode(h.Mode).Perm()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(name, 0o755); err != nil {
+				return err
+			}
+			err = root.Chmod(name, mode)
+		case tar.TypeReg:
+			var f *os.File
+			if f, err = root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, mode); err == nil {
+				_, err = io.Copy(f, tr)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err == nil {
+				err = root.Chmod(name, mode)
+			}
+		case tar.TypeSymlink:
+			root.Remove(name)
+			err = root.Symlink(h.Linkname, name)
+		default:
+			err = fmt.Errorf("%q: entries of type %q are not written", h.Name, h.Typeflag)
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

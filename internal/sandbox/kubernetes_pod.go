@@ -177,6 +177,18 @@ func (k *Kubernetes) podMounts(ms []Mount) ([]podMount, error) {
 	return out, nil
 }
 
+// podLabels are the labels of spec's pod: airlock's mark, and those of
+// spec's labels Kubernetes can hold (the spec annotation has them all).
+func podLabels(spec Spec) map[string]string {
+	ls := map[string]string{labelManaged: "true"}
+	for key, v := range spec.Labels {
+		if labelSafe(key, v) && !strings.HasPrefix(key, "airlock.dev/") {
+			ls[key] = v
+		}
+	}
+	return ls
+}
+
 // podFor turns spec into its pod, with the hardening every sandbox gets.
 func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1.Pod, error) {
 	if spec.Image == "" {
@@ -207,12 +219,6 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 		return nil, err
 	}
 	name := podName(spec.Name)
-	podLabels := map[string]string{labelManaged: "true"}
-	for key, v := range spec.Labels {
-		if labelSafe(key, v) && !strings.HasPrefix(key, "airlock.dev/") {
-			podLabels[key] = v
-		}
-	}
 	var aliases []corev1.HostAlias
 	for _, h := range spec.ExtraHosts {
 		if h.Name == "" || !h.Addr.IsValid() || strings.ContainsAny(h.Name, ": \t\n") {
@@ -298,7 +304,7 @@ func (k *Kubernetes) podFor(ctx context.Context, spec Spec, net podNet) (*corev1
 	no, yes := false, true
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: name, Namespace: k.ns, Labels: podLabels,
+			Name: name, Namespace: k.ns, Labels: podLabels(spec),
 			Annotations: map[string]string{annotationSpec: string(specJSON)},
 		},
 		Spec: corev1.PodSpec{

@@ -83,6 +83,11 @@ func (k *Kubernetes) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandb
 	if err := k.checkSandbox(ctx, spec); err != nil {
 		return Sandbox{}, err
 	}
+	if k.opts.Warm > 0 {
+		if sb, ok, err := k.claimWarm(ctx, spec); ok {
+			return sb, err
+		}
+	}
 	undo := func() {
 		ctx := context.WithoutCancel(ctx)
 		k.Remove(ctx, spec.Agent.Name)
@@ -507,14 +512,7 @@ func (k *Kubernetes) awaitProxy(ctx context.Context, name string) error {
 // createAgent makes the agent's pod and its policy: the relay in front of
 // its command carries its loopback ports to the proxy at ip.
 func (k *Kubernetes) createAgent(ctx context.Context, spec SandboxSpec, ip, key string) (string, error) {
-	agent := spec.Agent
-	proxyPort, apiPort := k.ports()
-	target := func(port int32) string { return "tcp:" + net.JoinHostPort(ip, strconv.Itoa(int(port))) }
-	relay := []string{BinaryPath, "relay",
-		"--listen", AgentProxyAddr + "=" + target(proxyPort),
-		"--listen", AgentAPIAddr + "=" + target(apiPort)}
-	agent.Cmd = append(append(append(relay, spec.RelayFlags...), "--"), agent.Cmd...)
-	agent.Mounts = append(slices.Clone(agent.Mounts), Mount{Source: spec.Binary, Target: BinaryPath, ReadOnly: true})
+	agent := k.relayed(spec, ip, key)
 	pod, err := k.podFor(ctx, agent, podNetNone)
 	if err != nil {
 		return "", err
@@ -534,6 +532,20 @@ func (k *Kubernetes) createAgent(ctx context.Context, spec SandboxSpec, ip, key 
 		return "", err
 	}
 	return k.createPod(ctx, agent.Name, pod)
+}
+
+// relayed is the agent's spec with the relay in front of its command,
+// carrying its loopback ports to the proxy at ip, and the binary mounted.
+func (k *Kubernetes) relayed(spec SandboxSpec, ip, key string) Spec {
+	agent := spec.Agent
+	proxyPort, apiPort := k.ports()
+	target := func(port int32) string { return "tcp:" + net.JoinHostPort(ip, strconv.Itoa(int(port))) }
+	relay := []string{BinaryPath, "relay",
+		"--listen", AgentProxyAddr + "=" + target(proxyPort),
+		"--listen", AgentAPIAddr + "=" + target(apiPort)}
+	agent.Cmd = append(append(append(relay, spec.RelayFlags...), "--"), agent.Cmd...)
+	agent.Mounts = append(slices.Clone(agent.Mounts), Mount{Source: spec.Binary, Target: BinaryPath, ReadOnly: true})
+	return agent
 }
 
 // ownedBy is the metadata of an object made for the pod of spec alone, in

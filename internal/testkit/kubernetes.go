@@ -23,6 +23,13 @@ func KubernetesClusterCIDRs() []string { return []string{"10.244.0.0/24", "10.96
 // or fails on CI (make test brings the cluster up).
 func Kubernetes(t testing.TB) *sandbox.Kubernetes {
 	t.Helper()
+	return KubernetesWith(t, nil)
+}
+
+// KubernetesWith is Kubernetes with its options edited by edit (nil: as
+// they are).
+func KubernetesWith(t testing.TB, edit func(*sandbox.KubernetesOptions)) *sandbox.Kubernetes {
+	t.Helper()
 	cfg := os.Getenv("KUBECONFIG")
 	if cfg == "" {
 		cfg = KubernetesConfig
@@ -37,7 +44,11 @@ func Kubernetes(t testing.TB) *sandbox.Kubernetes {
 	if _, err := os.Stat(cfg); err != nil {
 		missing(err)
 	}
-	k, err := sandbox.NewKubernetes(sandbox.KubernetesOptions{Kubeconfig: cfg, Namespace: KubernetesNamespace, ClusterCIDRs: KubernetesClusterCIDRs()})
+	opts := sandbox.KubernetesOptions{Kubeconfig: cfg, Namespace: KubernetesNamespace, ClusterCIDRs: KubernetesClusterCIDRs()}
+	if edit != nil {
+		edit(&opts)
+	}
+	k, err := sandbox.NewKubernetes(opts)
 	if err != nil {
 		missing(err)
 	}
