@@ -51,7 +51,10 @@ func cleanRun(ctx context.Context, f *Factory) error {
 	for _, o := range done.Remnants {
 		fmt.Fprintf(f.IO.ErrOut, "Removed %s (its pod is gone)\n", o)
 	}
-	if err == nil && len(done.Failed)+len(done.Containers)+len(done.Networks)+len(done.Remnants) == 0 {
+	for _, p := range done.Warm {
+		fmt.Fprintf(f.IO.ErrOut, "Removed warm pod %s (the next run makes the pool again)\n", p)
+	}
+	if err == nil && len(done.Failed)+len(done.Containers)+len(done.Networks)+len(done.Remnants)+len(done.Warm) == 0 {
 		fmt.Fprintln(f.IO.ErrOut, "Nothing to clean.")
 	}
 	return err

@@ -137,6 +137,7 @@ in a hardened container, and lets you review and merge its work when you choose.
 		newRelayCmd(f),
 		newConnectCmd(f),
 		newWatcherCmd(f),
+		newPrewarmCmd(f),
 		newUICmd(f),
 		newVersionCmd(f),
 	)

@@ -220,6 +220,7 @@ func runRun(ctx context.Context, f *Factory, opts runOptions) error {
 	if err != nil {
 		return err
 	}
+	f.startPrewarm(m, r)
 	if opts.Detach || opts.UI || (cfg.Run.Detach && !opts.set["detach"]) {
 		fmt.Fprintln(f.IO.Out, r.ID)
 		fmt.Fprintf(f.IO.ErrOut, "Started %s on branch %s. Follow it with `airlock logs -f %s`.\n", r.ID, r.Branch, r.ID)

@@ -32,6 +32,8 @@ type Cleaned struct {
 	// Remnants are what remained of containers removed behind airlock's
 	// back, and was removed now (Kubernetes: "secret NS/NAME").
 	Remnants []string
+	// Warm are the pods of the engine's warm pool, removed.
+	Warm []string
 }
 
 // Clean brings every run's record up to date (recording interrupted runs as
@@ -99,6 +101,14 @@ func (m *Manager) Clean(ctx context.Context) (Cleaned, error) {
 			}
 			out.Remnants = append(out.Remnants, r.Objects...)
 		}
+	}
+	// The warm pool is made again by the next run.
+	if w := m.Caps.Warm; w != nil {
+		pods, err := w.Drain(ctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		out.Warm = pods
 	}
 	// An engine without networks of its own has none to prune.
 	if p := m.Caps.Prune; p != nil {

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/remotecommand"
@@ -79,6 +80,8 @@ type Prewarmer interface {
 	// Prewarm tops the pool up with sandboxes of the shape of the one
 	// whose agent is the container agent.
 	Prewarm(ctx context.Context, agent string) error
+	// Drain removes every free pre-made sandbox, and names their pods.
+	Drain(ctx context.Context) ([]string, error)
 }
 
 // warmTemplate is what a warm pair is made from: the agent's spec (no
@@ -511,7 +514,7 @@ func (k *Kubernetes) tidyWarm(ctx context.Context, shape string) (int, error) {
 			continue
 		}
 		if age > warmTTL || age > warmReadyWithin && !warmReady(&p) {
-			if err := k.Remove(ctx, p.Name); err != nil {
+			if _, err := k.removeFree(ctx, &p); err != nil {
 				return 0, err
 			}
 			continue
@@ -521,6 +524,44 @@ func (k *Kubernetes) tidyWarm(ctx context.Context, shape string) (int, error) {
 		}
 	}
 	return have, nil
+}
+
+// Drain removes the namespace's free warm pods, of every shape, and
+// their policies.
+func (k *Kubernetes) Drain(ctx context.Context) ([]string, error) {
+	pods := &corev1.PodList{}
+	free := labels.Set{labelManaged: "true", labelWarm: warmFree}.String()
+	if err := k.api.pods(k.ns).list(ctx, k.api.params, free, pods); err != nil {
+		return nil, k.apiError("list the warm pool", err)
+	}
+	var gone []string
+	for _, p := range pods.Items {
+		removed, err := k.removeFree(ctx, &p)
+		if err != nil {
+			return gone, err
+		}
+		if removed {
+			gone = append(gone, p.Name)
+		}
+	}
+	return gone, nil
+}
+
+// removeFree removes a free warm pod and its policy, unless it changed
+// since p was read: a run may have claimed it meanwhile.
+func (k *Kubernetes) removeFree(ctx context.Context, p *corev1.Pod) (bool, error) {
+	zero := int64(0)
+	err := k.api.pods(k.ns).delete(ctx, p.Name, &metav1.DeleteOptions{
+		GracePeriodSeconds: &zero,
+		Preconditions:      &metav1.Preconditions{UID: &p.UID, ResourceVersion: &p.ResourceVersion},
+	})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, k.apiError("remove the warm pod "+p.Name, err)
+	}
+	return true, k.Remove(ctx, p.Name)
 }
 
 // makeWarm makes one free pair of template t: its policies, its two pods,
