@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +31,11 @@ import (
 //     Succeeded;
 //   - a whole one-turn run: `airlock run` from start to its summary,
 //     against a bare pod running the same agent (image, Claude Code,
-//     prompt, model server) until it has Succeeded.
+//     prompt, model server) until it has Succeeded;
+//   - both again with a warm pool (`[engine.kubernetes] warm = 1`): each
+//     timed run finds a ready pair, made by the previous run's prewarm
+//     (waited for, untimed, before every figure, so that no figure shares
+//     the machine with the pool's filling).
 //
 // The bare agent reaches the scripted model server on the host directly
 // over the pod network (the node's address, as airlock's proxy pod does);
@@ -61,6 +67,49 @@ func BenchmarkKubernetesRun(b *testing.B) {
 	initRepoB(b, e)
 	e.extra = []string{"ANTHROPIC_API_KEY=sk-ant-bench", "ANTHROPIC_BASE_URL=" + url}
 	image := kubeShared.ref
+	// The same runs with a warm pool: the same repository and store, a
+	// configuration of their own.
+	warm := *e
+	warm.configDir = b.TempDir()
+	warmConfig := strings.Replace(testConfig, "namespace = \"airlock\"\n", "namespace = \"airlock\"\nwarm = 1\n", 1)
+	if err := os.MkdirAll(filepath.Join(warm.configDir, "airlock"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(warm.configDir, "airlock", "config.toml"), []byte(warmConfig), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	// poolReady waits until the pool's pairs are ready and no prewarm
+	// runs: then nothing but the timed run uses the machine.
+	poolReady := func() {
+		b.Helper()
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "airlock.dev/warm=free"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ready := 0
+			for _, p := range list.Items {
+				n := 0
+				for _, c := range p.Status.ContainerStatuses {
+					if c.State.Running != nil {
+						n++
+					}
+				}
+				if n == 2 && p.DeletionTimestamp == nil {
+					ready++
+				}
+			}
+			busy := exec.Command("pgrep", "-f", shared.bin+" prewarm").Run() == nil
+			if ready >= 2 && !busy {
+				return
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("the warm pool had %d ready pods after 3 minutes (prewarm running: %t)", ready, busy)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 
 	// The agent's environment as airlock gives it, but for its home (the
 	// image's user's is airlock's volume) and its model API: the server
@@ -112,7 +161,7 @@ func BenchmarkKubernetesRun(b *testing.B) {
 		}
 		return string(log)
 	}
-	airlock := func(args ...string) string {
+	airlockIn := func(e *env, args ...string) string {
 		b.Helper()
 		cmd := exec.Command(shared.bin, args...)
 		cmd.Dir, cmd.Env = e.repo, e.environ()
@@ -126,10 +175,17 @@ func BenchmarkKubernetesRun(b *testing.B) {
 		}
 		return string(out)
 	}
+	airlock := func(args ...string) string { b.Helper(); return airlockIn(e, args...) }
 
-	b.Cleanup(func() { removeRuns(e) })
+	b.Cleanup(func() {
+		removeRuns(e)
+		// clean empties the pool.
+		airlockIn(&warm, "clean")
+	})
+	// The pool's first pair comes from a run of the same shape.
+	airlockIn(&warm, "wait", strings.TrimSpace(airlockIn(&warm, "run", "-d", "-m", "hi", "--name", "bench-fill")))
 
-	var startBare, startAirlock, wholeBare, wholeAirlock []time.Duration
+	var startBare, startAirlock, wholeBare, wholeAirlock, startWarm, wholeWarm []time.Duration
 	timed := func(into *[]time.Duration, f func()) {
 		t0 := time.Now()
 		f()
@@ -151,6 +207,20 @@ func BenchmarkKubernetesRun(b *testing.B) {
 			}
 		})
 		timed(&wholeAirlock, func() { airlock("run", "-y", "-m", "hi", "--name", "bench-whole") })
+		b.StopTimer()
+		poolReady()
+		b.StartTimer()
+		timed(&startWarm, func() {
+			id = strings.TrimSpace(airlockIn(&warm, "run", "-d", "-m", "hi", "--name", "bench-warm-start"))
+		})
+		b.StopTimer()
+		airlockIn(&warm, "wait", id)
+		poolReady()
+		b.StartTimer()
+		timed(&wholeWarm, func() { airlockIn(&warm, "run", "-y", "-m", "hi", "--name", "bench-warm-whole") })
+		b.StopTimer()
+		poolReady()
+		b.StartTimer()
 	}
 	b.StopTimer()
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
@@ -161,9 +231,14 @@ func BenchmarkKubernetesRun(b *testing.B) {
 	b.ReportMetric(ms(wb), "bare-ms")
 	b.ReportMetric(ms(wa), "airlock-ms")
 	b.ReportMetric(float64(wa)/float64(wb), "ratio")
+	sw, ww := median(startWarm), median(wholeWarm)
+	b.ReportMetric(ms(sw), "start-warm-ms")
+	b.ReportMetric(float64(sw)/float64(sb), "start-warm-ratio")
+	b.ReportMetric(ms(ww), "warm-ms")
+	b.ReportMetric(float64(ww)/float64(wb), "warm-ratio")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("start-up: bare pod `true` %v, airlock run -d %v\nwhole run: bare pod agent %v, airlock run %v",
-		startBare, startAirlock, wholeBare, wholeAirlock)
+	b.Logf("start-up: bare pod `true` %v, airlock run -d %v, warm %v\nwhole run: bare pod agent %v, airlock run %v, warm %v",
+		startBare, startAirlock, startWarm, wholeBare, wholeAirlock, wholeWarm)
 }
 
 // waitPodEnded watches pod p until it has Succeeded or Failed, or timeout

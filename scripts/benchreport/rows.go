@@ -69,8 +69,12 @@ var rows = []rowDef{
 		fig: source{"BenchmarkKubernetesRun", "airlock-ms", 1}, base: source{"BenchmarkKubernetesRun", "bare-ms", 1}, unit: "ms"},
 	{what: "start-up, Kubernetes (`airlock run -d` until the agent runs)", baseline: "bare pod running `true`",
 		fig: source{"BenchmarkKubernetesRun", "start-airlock-ms", 1}, base: source{"BenchmarkKubernetesRun", "start-bare-ms", 1}, unit: "ms"},
-	// The issue's target is absolute, for a warm pool ([engine.kubernetes]
-	// warm), which is not made yet: missed until it is.
-	{what: "start-up, Kubernetes, under one second (with a warm pool: not made yet)",
-		fig: source{"BenchmarkKubernetesRun", "start-airlock-ms", 1}, unit: "ms", max: 1000},
+	{what: "whole one-turn run, Kubernetes, warm pool", baseline: "bare pod running the agent",
+		fig: source{"BenchmarkKubernetesRun", "warm-ms", 1}, base: source{"BenchmarkKubernetesRun", "bare-ms", 1}, unit: "ms"},
+	// The issue's target is absolute: under one second with a warm pool
+	// ([engine.kubernetes] warm).
+	{what: "start-up, Kubernetes, warm pool (`airlock run -d` until the agent runs)", baseline: "bare pod running `true`",
+		fig: source{"BenchmarkKubernetesRun", "start-warm-ms", 1}, base: source{"BenchmarkKubernetesRun", "start-bare-ms", 1}, unit: "ms"},
+	{what: "start-up, Kubernetes, warm pool, under one second",
+		fig: source{"BenchmarkKubernetesRun", "start-warm-ms", 1}, unit: "ms", max: 1000},
 }
