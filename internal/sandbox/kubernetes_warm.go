@@ -287,6 +287,10 @@ func (k *Kubernetes) claimWarm(ctx context.Context, spec SandboxSpec) (sb Sandbo
 		}
 	}
 	sort.Slice(agents, func(i, j int) bool { return agents[i].CreationTimestamp.Before(&agents[j].CreationTimestamp) })
+	key, err := channelKey()
+	if err != nil {
+		return Sandbox{}, false, err
+	}
 	for _, a := range agents {
 		proxy := proxies[a.Labels[labelSandbox]]
 		if proxy == nil {
@@ -294,10 +298,11 @@ func (k *Kubernetes) claimWarm(ctx context.Context, spec SandboxSpec) (sb Sandbo
 		}
 		// The agent's pod is the pair's lock: whoever relabels it first
 		// has the pair.
-		if !k.claimPod(ctx, a, spec.Agent, nil) {
+		aspec := k.relayed(spec, proxy.Status.PodIP, key)
+		if !k.claimPod(ctx, a, aspec, nil) {
 			continue
 		}
-		sb, err := k.launchWarm(ctx, spec, a, proxy)
+		sb, err := k.launchWarm(ctx, spec, aspec, key, a, proxy)
 		if err != nil {
 			k.Remove(context.WithoutCancel(ctx), a.Name)
 			k.Remove(context.WithoutCancel(ctx), proxy.Name)
@@ -345,11 +350,7 @@ func (k *Kubernetes) claimPod(ctx context.Context, p *corev1.Pod, spec Spec, ann
 
 // launchWarm finishes a claimed pair: the proxy's configuration and launch
 // in, the agent's files and launch in, the proxy listening.
-func (k *Kubernetes) launchWarm(ctx context.Context, spec SandboxSpec, agent, proxy *corev1.Pod) (Sandbox, error) {
-	key, err := channelKey()
-	if err != nil {
-		return Sandbox{}, err
-	}
+func (k *Kubernetes) launchWarm(ctx context.Context, spec SandboxSpec, aspec Spec, key string, agent, proxy *corev1.Pod) (Sandbox, error) {
 	pspec := k.proxySpec(spec)
 	secretFiles, _, err := proxySecret(spec.Proxy, key)
 	if err != nil {
@@ -371,11 +372,8 @@ func (k *Kubernetes) launchWarm(ctx context.Context, spec SandboxSpec, agent, pr
 		}
 		proxyDone <- err
 	}()
-	aspec := k.relayed(spec, proxy.Status.PodIP, key)
 	err = spec.agentReady(ctx)
 	if err == nil {
-		// The annotation was the spec before the relay: the one now.
-		k.claimPod(ctx, agent, aspec, nil)
 		l := warmLaunch{Cmd: aspec.Cmd, Env: append(slices.Clone(aspec.Env), channelKeyEnv+"="+key), Dir: aspec.WorkDir}
 		err = k.feedWarm(ctx, agent.Name, aspec, l)
 	}
