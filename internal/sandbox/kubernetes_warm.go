@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -364,11 +365,10 @@ func (k *Kubernetes) launchWarm(ctx context.Context, spec SandboxSpec, aspec Spe
 	go func() {
 		l := warmLaunch{Cmd: pspec.Cmd, Env: append(slices.Clone(spec.Proxy.Env), channelKeyEnv+"="+key)}
 		err := k.feedWarm(ctx, proxy.Name, pspec, l)
-		if err == nil {
-			err = k.awaitProxy(ctx, proxy.Name)
-		}
 		if err != nil {
 			err = fmt.Errorf("egress proxy %s: %w", proxy.Name, err)
+		} else {
+			err = k.awaitProxy(ctx, proxy.Name)
 		}
 		proxyDone <- err
 	}()
@@ -377,7 +377,14 @@ func (k *Kubernetes) launchWarm(ctx context.Context, spec SandboxSpec, aspec Spe
 		l := warmLaunch{Cmd: aspec.Cmd, Env: append(slices.Clone(aspec.Env), channelKeyEnv+"="+key), Dir: aspec.WorkDir}
 		err = k.feedWarm(ctx, agent.Name, aspec, l)
 	}
-	if perr := <-proxyDone; err == nil {
+	perr := <-proxyDone
+	var exited *proxyExitedError
+	if err == nil && errors.As(perr, &exited) && exited.code == 0 && k.ended(ctx, agent.Name) {
+		// The agent was done before the proxy was seen listening: its
+		// relay's lifeline ended the proxy (CreateSandbox).
+		perr = nil
+	}
+	if err == nil {
 		err = perr
 	}
 	if err != nil {
@@ -433,7 +440,9 @@ func (k *Kubernetes) feedWarm(ctx context.Context, pod string, spec Spec, l warm
 		}
 	}
 	var out bytes.Buffer
-	code, err := k.execIn(ctx, pod, keeperContainer, []string{bin, KubernetesInitCommand, "--unpack", inDir},
+	// Through the keeper's shell: the runtime's exec of the binary
+	// itself, on its volume, ended with status 1 and no word here.
+	code, err := k.execIn(ctx, pod, keeperContainer, []string{"sh", "-c", `exec "$0" ` + KubernetesInitCommand + ` --unpack "$1"`, bin, inDir},
 		remotecommand.StreamOptions{Stdin: pr, Stdout: &out, Stderr: &out})
 	pr.Close()
 	if err == nil && code != 0 {

@@ -72,10 +72,12 @@ func TestKubernetesWarm(t *testing.T) {
 	}
 	run := func(spec sandbox.SandboxSpec) (sandbox.Sandbox, string) {
 		t.Helper()
+		start := time.Now()
 		sb, err := k.CreateSandbox(ctx, spec)
 		if err != nil {
 			t.Fatalf("CreateSandbox %s: %v", spec.Agent.Name, err)
 		}
+		t.Logf("CreateSandbox %s: %s", spec.Agent.Name, time.Since(start).Round(time.Millisecond))
 		code, err := k.Wait(ctx, spec.Agent.Name)
 		var out bytes.Buffer
 		k.Logs(ctx, spec.Agent.Name, &out)
