@@ -80,8 +80,8 @@ type EngineKubernetes struct {
 	// loaded into the nodes by hand and airlock checks they are there.
 	// Your user config only.
 	Registry string
-	// Warm is how many pods to keep created and waiting for a run
-	// (engine.kubernetes.warm). Default 0.
+	// Warm is how many sandboxes (pairs of pods) to keep made and waiting
+	// for runs of each shape (engine.kubernetes.warm). Default 0.
 	Warm int
 	// ClusterCIDRs are the cluster's pod and service ranges, which the
 	// proxy's network policy keeps it from (engine.kubernetes.cluster_cidrs).

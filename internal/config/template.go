@@ -138,7 +138,8 @@ const projectTemplate = `# airlock project configuration.
 # HOST[:PORT][/PATH] such as "registry.example.com/team"; empty: load the
 # image into the nodes yourself. Your user config only.
 # registry = ""
-# Pods kept created and waiting, so that a run starts at once.
+# Sandboxes (pairs of pods) kept made and waiting for runs like the last
+# one, so that a run starts at once; "airlock clean" removes them.
 # warm = 0
 # The cluster's pod and service ranges, which the proxy may not reach;
 # empty: every private range.

@@ -521,6 +521,13 @@ func (k *Kubernetes) createAgent(ctx context.Context, spec SandboxSpec, ip, key 
 	pod.Labels[labelSandbox], pod.Labels[labelRole] = sb, roleAgent
 	c := &pod.Spec.Containers[0]
 	c.Env = append(c.Env, corev1.EnvVar{Name: channelKeyEnv, Value: key})
+	// The proxy's spec, for the warm pool's pairs of this shape
+	// (Prewarm): the proxy's pod may be gone by then.
+	pspec, err := json.Marshal(k.proxySpec(spec))
+	if err != nil {
+		return "", err
+	}
+	pod.Annotations[annotationProxySpec] = string(pspec)
 	owner, err := ownedBy(agent, sb)
 	if err != nil {
 		return "", err

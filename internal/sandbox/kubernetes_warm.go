@@ -62,6 +62,8 @@ const (
 	// annotationClaimedAt is when a run claimed the pod: its command's
 	// start, not the pod's.
 	annotationClaimedAt = "airlock.dev/claimed-at"
+	// annotationProxySpec is, on an agent's pod, the spec of its proxy's.
+	annotationProxySpec = "airlock.dev/proxy-spec"
 
 	// launchVolume holds a warm pod's launch (warmLaunch), at launchDir in
 	// the first container and launchIn in the keeper.
@@ -300,7 +302,11 @@ func (k *Kubernetes) claimWarm(ctx context.Context, spec SandboxSpec) (sb Sandbo
 		// The agent's pod is the pair's lock: whoever relabels it first
 		// has the pair.
 		aspec := k.relayed(spec, proxy.Status.PodIP, key)
-		if !k.claimPod(ctx, a, aspec, nil) {
+		pspec, err := json.Marshal(k.proxySpec(spec))
+		if err != nil {
+			return Sandbox{}, false, err
+		}
+		if !k.claimPod(ctx, a, aspec, map[string]string{annotationProxySpec: string(pspec)}) {
 			continue
 		}
 		sb, err := k.launchWarm(ctx, spec, aspec, key, a, proxy)
@@ -470,17 +476,9 @@ func (k *Kubernetes) Prewarm(ctx context.Context, agent string) error {
 	if err != nil {
 		return err
 	}
-	proxies := &corev1.PodList{}
-	sel := labels.Set{labelManaged: "true", labelSandbox: p.Labels[labelSandbox], labelRole: roleProxy}.String()
-	if err := k.api.pods(k.ns).list(ctx, k.api.params, sel, proxies); err != nil {
-		return k.apiError("find the proxy of "+agent, err)
-	}
-	if len(proxies.Items) == 0 {
-		return fmt.Errorf("kubernetes: warm pool: %s has no proxy pod", agent)
-	}
-	pspec, err := specOf(&proxies.Items[0])
-	if err != nil {
-		return err
+	var pspec Spec
+	if err := json.Unmarshal([]byte(p.Annotations[annotationProxySpec]), &pspec); err != nil {
+		return fmt.Errorf("kubernetes: warm pool: %s is not a sandbox's agent (no proxy spec): %v", agent, err)
 	}
 	t := warmTemplate{agent: aspec, proxy: pspec}
 	for _, m := range aspec.Mounts {
