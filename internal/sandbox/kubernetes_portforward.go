@@ -31,7 +31,7 @@ func (k *Kubernetes) DialPort(ctx context.Context, id string, port int) (net.Con
 	if port < 1 || port > 65535 {
 		return nil, fmt.Errorf("kubernetes: forward port %d: not a port number", port)
 	}
-	name := podName(id)
+	name := k.podOf(ctx, id)
 	req := k.api.core.Post().Namespace(k.ns).Resource("pods").Name(name).SubResource("portforward")
 	rt, upgrader, err := spdy.RoundTripperFor(k.cfg)
 	if err != nil {

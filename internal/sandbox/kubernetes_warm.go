@@ -265,6 +265,9 @@ func warmReady(p *corev1.Pod) bool {
 // has one: it is then running, its files in, its proxy listening. ok is
 // false when there was none (nothing was changed).
 func (k *Kubernetes) claimWarm(ctx context.Context, spec SandboxSpec) (sb Sandbox, ok bool, err error) {
+	if !warmable(spec.Agent) {
+		return Sandbox{}, false, nil
+	}
 	t := k.template(spec)
 	shape, err := k.shape(t)
 	if err != nil {
@@ -363,14 +366,18 @@ func (k *Kubernetes) launchWarm(ctx context.Context, spec SandboxSpec, aspec Spe
 	if err != nil {
 		return Sandbox{}, err
 	}
-	skip, _ := json.Marshal(map[string][]string{"m1": secretFiles})
-	if !k.claimPod(ctx, proxy, pspec, map[string]string{annotationSecretFiles: string(skip)}) {
+	// As launchProxy has them: neither the configuration's files nor
+	// those handed to the running proxy travel with the copies home.
+	skip, _ := json.Marshal(map[string][]string{"m1": append(slices.Clone(secretFiles), spec.Proxy.Handed...)})
+	handed, _ := json.Marshal(spec.Proxy.Handed)
+	if !k.claimPod(ctx, proxy, pspec, map[string]string{annotationSecretFiles: string(skip), annotationHandedFiles: string(handed)}) {
 		return Sandbox{}, fmt.Errorf("kubernetes: claim the warm proxy %s: it changed meanwhile", proxy.Name)
 	}
 	proxyDone := make(chan error, 1)
 	go func() {
 		l := warmLaunch{Cmd: pspec.Cmd, Env: append(slices.Clone(spec.Proxy.Env), channelKeyEnv+"="+key)}
-		err := k.feedWarm(ctx, proxy.Name, pspec, l)
+		// A handed file left on the host is not the proxy's to read.
+		err := k.feedWarm(ctx, proxy.Name, pspec, l, map[string][]string{"m1": spec.Proxy.Handed})
 		if err != nil {
 			err = fmt.Errorf("egress proxy %s: %w", proxy.Name, err)
 		} else {
@@ -381,7 +388,7 @@ func (k *Kubernetes) launchWarm(ctx context.Context, spec SandboxSpec, aspec Spe
 	err = spec.agentReady(ctx)
 	if err == nil {
 		l := warmLaunch{Cmd: aspec.Cmd, Env: append(slices.Clone(aspec.Env), channelKeyEnv+"="+key), Dir: aspec.WorkDir}
-		err = k.feedWarm(ctx, agent.Name, aspec, l)
+		err = k.feedWarm(ctx, agent.Name, aspec, l, nil)
 	}
 	perr := <-proxyDone
 	var exited *proxyExitedError
@@ -403,7 +410,7 @@ func (k *Kubernetes) launchWarm(ctx context.Context, spec SandboxSpec, aspec Spe
 // in since the pod was made) and then its launch into its volumes, through
 // the keeper. Files are written in place (--overwrite): a file mount is
 // bind-mounted by its inode.
-func (k *Kubernetes) feedWarm(ctx context.Context, pod string, spec Spec, l warmLaunch) error {
+func (k *Kubernetes) feedWarm(ctx context.Context, pod string, spec Spec, l warmLaunch, skip map[string][]string) error {
 	all, err := k.withBinary(spec.Mounts)
 	if err != nil {
 		return err
@@ -421,7 +428,7 @@ func (k *Kubernetes) feedWarm(ctx context.Context, pod string, spec Spec, l warm
 	uid, gid, _ := numericUser(spec.User)
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(mountsTarThen(pw, mounts, nil, uid, gid, func(tw *tar.Writer) error {
+		pw.CloseWithError(mountsTarThen(pw, mounts, skip, uid, gid, func(tw *tar.Writer) error {
 			for _, f := range []struct {
 				name string
 				data []byte
@@ -475,6 +482,9 @@ func (k *Kubernetes) Prewarm(ctx context.Context, agent string) error {
 	aspec, err := specOf(p)
 	if err != nil {
 		return err
+	}
+	if !warmable(aspec) {
+		return nil
 	}
 	var pspec Spec
 	if err := json.Unmarshal([]byte(p.Annotations[annotationProxySpec]), &pspec); err != nil {
@@ -748,6 +758,13 @@ func binaryVolume(spec Spec) string {
 		}
 	}
 	return ""
+}
+
+// warmable reports whether a sandbox's agent can be a warm pod: not one
+// with mounts kept on a volume claim (a persistent run's), which a pod
+// made in advance cannot have.
+func warmable(agent Spec) bool {
+	return !slices.ContainsFunc(agent.Mounts, func(m Mount) bool { return m.Persist })
 }
 
 // claimedAt is when a warm pod was claimed, or zero.
