@@ -34,11 +34,7 @@ func TestKubernetesClaim(t *testing.T) {
 	cs := kubeClient(t)
 	ctx := context.Background()
 	ns := testkit.KubernetesNamespace
-	probe, err := k.NetworkProbe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, _, _ := net.SplitHostPort(probe)
+	host := nodeHost(t, k)
 	id := fmt.Sprintf("airlock-k8s-claim-%d", time.Now().UnixNano()%1e8)
 	script := `if [ -f /home/u/first ]; then
 	echo "second saw $(cat /home/u/first)" > /log/seen
@@ -182,11 +178,7 @@ func TestKubernetesClaimUnbound(t *testing.T) {
 	}
 	k.UseBinary(staticAirlock(t))
 	sandbox.SetClaimWait(k, 5*time.Second)
-	probe, err := k.NetworkProbe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, _, _ := net.SplitHostPort(probe)
+	host := nodeHost(t, k)
 	id := fmt.Sprintf("airlock-k8s-unbound-%d", time.Now().UnixNano()%1e8)
 	spec, _ := kubeSandboxSpec(t, id, id+"-proxy", host, "http://"+net.JoinHostPort(host, "9"), "true")
 	home := t.TempDir()

@@ -121,13 +121,22 @@ func (k *Kubernetes) feedInit(ctx context.Context, p *corev1.Pod, spec Spec) err
 	pr, pw := io.Pipe()
 	skip := secretFiles(p)
 	go func() { pw.CloseWithError(mountsTar(pw, mounts, skip, uid, gid)) }()
+	if err := k.attachInit(ctx, p.Name, pr); err != nil {
+		return fmt.Errorf("kubernetes: copy the mounts of %s in: %w", spec.Name, err)
+	}
+	return nil
+}
+
+// attachInit sends the tar stream pr to the pod's init container, which
+// unpacks it, and closes pr.
+func (k *Kubernetes) attachInit(ctx context.Context, pod string, pr *io.PipeReader) error {
 	var out bytes.Buffer
-	err = k.stream(ctx, p.Name, "attach",
+	err := k.stream(ctx, pod, "attach",
 		attachOpts{Container: initContainer, Stdin: true, Stdout: true, Stderr: true},
 		remotecommand.StreamOptions{Stdin: pr, Stdout: &out, Stderr: &out})
 	pr.Close()
 	if err != nil {
-		return fmt.Errorf("kubernetes: copy the mounts of %s in: %w: %s", spec.Name, err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }

@@ -28,11 +28,7 @@ func TestKubernetesRemnants(t *testing.T) {
 	cs := kubeClient(t)
 	ctx := context.Background()
 	ns := testkit.KubernetesNamespace
-	probe, err := k.NetworkProbe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, _, _ := net.SplitHostPort(probe)
+	host := nodeHost(t, k)
 	id := fmt.Sprintf("airlock-k8s-rem-%d", time.Now().UnixNano()%1e8)
 	spec, _ := kubeSandboxSpec(t, id, id+"-proxy", host, "http://"+net.JoinHostPort(host, "9"), "sleep 300")
 	spec.Agent.Labels = map[string]string{"airlock.run": id, "airlock.role": "agent", "airlock.store": "/a/store"}

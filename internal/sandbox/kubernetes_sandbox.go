@@ -284,23 +284,7 @@ func (k *Kubernetes) launchProxy(ctx context.Context, spec SandboxSpec, key stri
 	if err := k.createPolicy(ctx, k.proxyPolicy(owner, sb)); err != nil {
 		return "", "", err
 	}
-	proxyPort, apiPort := k.ports()
-	pspec := Spec{
-		Name:  p.Name,
-		Image: spec.Agent.Image,
-		Cmd: append(ProxyCommand(),
-			"--tcp-proxy", ":"+strconv.Itoa(int(proxyPort)), "--tcp-api", ":"+strconv.Itoa(int(apiPort))),
-		User: p.User,
-		Mounts: []Mount{
-			{Source: spec.Binary, Target: BinaryPath, ReadOnly: true},
-			{Source: p.ConfigDir, Target: ProxyConfigDir},
-		},
-		Tmpfs:      []Tmpfs{{Target: "/tmp", SizeBytes: 64 << 20}},
-		Labels:     p.Labels,
-		ExtraHosts: p.ExtraHosts,
-		Limits:     p.Limits,
-		Runtime:    spec.Agent.Runtime,
-	}
+	pspec := k.proxySpec(spec)
 	pod, err := k.podFor(ctx, pspec, podNetProxy)
 	if err != nil {
 		return "", "", err

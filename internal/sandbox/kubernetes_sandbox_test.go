@@ -60,20 +60,7 @@ func TestKubernetesSandbox(t *testing.T) {
 	k := kubeEngine(t)
 	cs := kubeClient(t)
 	ctx := context.Background()
-	probe, err := k.NetworkProbe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, _, _ := net.SplitHostPort(probe)
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello from the host\n")
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	host, ln := hostServer(t, k)
 
 	// A pod that is not the engine's, listening: the agent must not reach
 	// it, though the host does.
@@ -197,6 +184,35 @@ func TestKubernetesSandbox(t *testing.T) {
 	if p, err := cs.NetworkingV1().NetworkPolicies(testkit.KubernetesNamespace).List(ctx, sel); err != nil || len(p.Items) != 0 {
 		t.Errorf("a failed CreateSandbox left policies: %v, %v", len(p.Items), err)
 	}
+}
+
+// nodeHost is the node's address, where the pods reach this machine.
+func nodeHost(t *testing.T, k *sandbox.Kubernetes) string {
+	t.Helper()
+	probe, err := k.NetworkProbe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _, _ := net.SplitHostPort(probe)
+	return host
+}
+
+// hostServer serves "hello from the host" on the node's address, for the
+// pods to reach (through their proxy), and returns the address and its
+// listener.
+func hostServer(t *testing.T, k *sandbox.Kubernetes) (string, net.Listener) {
+	t.Helper()
+	host := nodeHost(t, k)
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from the host\n")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return host, ln
 }
 
 // kubeTarget runs a pod that is not airlock's, listening on 8080, and

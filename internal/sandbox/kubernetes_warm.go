@@ -738,13 +738,8 @@ func (k *Kubernetes) feedPlaces(ctx context.Context, spec Spec) error {
 		}()
 		pw.CloseWithError(err)
 	}()
-	var out bytes.Buffer
-	err = k.stream(ctx, p.Name, "attach",
-		attachOpts{Container: initContainer, Stdin: true, Stdout: true, Stderr: true},
-		remotecommand.StreamOptions{Stdin: pr, Stdout: &out, Stderr: &out})
-	pr.Close()
-	if err != nil {
-		return fmt.Errorf("kubernetes: copy the binary into %s: %w: %s", spec.Name, err, strings.TrimSpace(out.String()))
+	if err := k.attachInit(ctx, p.Name, pr); err != nil {
+		return fmt.Errorf("kubernetes: copy the binary into %s: %w", spec.Name, err)
 	}
 	return nil
 }

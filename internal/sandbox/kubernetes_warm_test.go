@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,20 +33,7 @@ func TestKubernetesWarm(t *testing.T) {
 	ctx := context.Background()
 	t.Cleanup(func() { removeWarmPool(t, cs) })
 
-	probe, err := k.NetworkProbe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, _, _ := net.SplitHostPort(probe)
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello from the host\n")
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	host, ln := hostServer(t, k)
 
 	base := fmt.Sprintf("airlock-k8s-warm-%d", time.Now().UnixNano()%1e8)
 	// sandbox makes the spec of one sandbox of the test's shape: /work
