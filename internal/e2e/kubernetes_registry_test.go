@@ -67,6 +67,7 @@ func TestKubernetesRegistry(t *testing.T) {
 	needKubeRegistry(t)
 	// A repository path of the test's own: other runs of it may push too.
 	reg := fmt.Sprintf("%s/e2e-%d", kubeRegistry, time.Now().UnixNano())
+	removeClusterImages(t, kubeRegistry+"/e2e-") // what killed runs left
 	kubeRegistryConfig(t, e, reg)
 
 	res := e.imageBuild()
@@ -107,9 +108,10 @@ func TestKubernetesRegistry(t *testing.T) {
 	if out, err := ctr.CombinedOutput(); err != nil && !strings.Contains(string(out), "not found") {
 		t.Fatalf("remove %s from the cluster's containerd: %v\n%s", target, err, out)
 	}
-	t.Cleanup(func() {
-		exec.Command("ctr", "-a", "/run/airlock-k8s/containerd.sock", "-n", "k8s.io", "images", "rm", target).Run()
-	})
+	// The pull leaves the name and a digest name (repo@sha256:...); the
+	// kubelet reports five names of an image, digests first, so kept ones
+	// would hide the image's own tag from later runs' check.
+	t.Cleanup(func() { removeClusterImages(t, reg+"/") })
 
 	writeCommitMerge(t, e)
 	r := e.runs()[0]
@@ -152,5 +154,31 @@ func TestKubernetesRegistryPushRefused(t *testing.T) {
 	}
 	if out, err := exec.Command("docker", "image", "inspect", where+"/"+kubeShared.ref).CombinedOutput(); err == nil {
 		t.Errorf("a failed push left the tag %s on Docker:\n%s", where+"/"+kubeShared.ref, out)
+	}
+}
+
+// removeClusterImages removes every name under prefix from the test
+// cluster's containerd.
+func removeClusterImages(t *testing.T, prefix string) {
+	t.Helper()
+	ctr := func(args ...string) *exec.Cmd {
+		return exec.Command("ctr", append([]string{"-a", "/run/airlock-k8s/containerd.sock", "-n", "k8s.io", "images"}, args...)...)
+	}
+	out, err := ctr("ls", "-q").Output()
+	if err != nil {
+		t.Errorf("list the cluster's images: %v", err)
+		return
+	}
+	var names []string
+	for _, name := range strings.Fields(string(out)) {
+		if strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	if out, err := ctr(append([]string{"rm"}, names...)...).CombinedOutput(); err != nil {
+		t.Errorf("remove %s from the cluster's containerd: %v\n%s", strings.Join(names, " "), err, out)
 	}
 }

@@ -616,26 +616,47 @@ func (k *Kubernetes) Logs(ctx context.Context, id string, w io.Writer) error {
 // kubelets report in Node.Status.Images). With a registry configured an
 // image the nodes lack is taken to be in the registry: the kubelet pulls it
 // at the start, and a missing one fails the start with the kubelet's
-// message.
+// message (stuck).
 func (k *Kubernetes) ImageExists(ctx context.Context, ref string) (bool, error) {
 	nodes := &corev1.NodeList{}
 	if err := k.api.nodes().list(ctx, k.api.params, "", nodes); err != nil {
 		return false, k.apiError("list the nodes' images", err)
 	}
-	want, pulled := normalImage(ref), normalImage(k.ImageRef(ref))
+	unsure := false
 	for _, n := range nodes.Items {
 		if !selected(n.Labels, k.opts.NodeSelector) {
 			continue
 		}
-		for _, img := range n.Status.Images {
-			for _, name := range img.Names {
-				if n := normalImage(name); n == want || n == pulled {
-					return true, nil
+		has, maybe := reported(n.Status.Images, ref, k.ImageRef(ref))
+		if has {
+			return true, nil
+		}
+		unsure = unsure || maybe
+	}
+	return unsure || k.opts.Registry != "", nil
+}
+
+// kubeletNamesPerImage is how many names of one image a kubelet reports
+// (MaxNamesPerImageInNodeStatus), digests first: an image pushed to and
+// pulled from a few registries can hide its local tag past them.
+const kubeletNamesPerImage = 5
+
+// reported says whether a node's image list names one of refs; maybe is
+// true when it does not, but an image's names were cut off at the
+// kubelet's limit, so the node may hold it anyway. Then the kubelet
+// decides at the start, and says so if it does not have it.
+func reported(images []corev1.ContainerImage, refs ...string) (has, maybe bool) {
+	for _, img := range images {
+		for _, name := range img.Names {
+			for _, ref := range refs {
+				if normalImage(name) == normalImage(ref) {
+					return true, false
 				}
 			}
 		}
+		maybe = maybe || len(img.Names) >= kubeletNamesPerImage
 	}
-	return k.opts.Registry != "", nil
+	return false, maybe
 }
 
 func selected(have, want map[string]string) bool {
