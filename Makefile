@@ -50,10 +50,11 @@ demo:
 	scripts/demo.sh
 
 # The web page's unit tests first (Node's runner, a second); its browser
-# tests are Go tests (internal/e2e/ui_browser_test.go).
+# tests are Go tests (internal/e2e/ui_browser_test.go). scripts/test.sh runs
+# the Kubernetes end-to-end tests beside the rest, in two processes.
 test: setup build image k8s-up k8s-images
 	cd web && $(NPM) test --silent
-	$(GO) test -count=1 -timeout $(GOTEST_TIMEOUT) ./...
+	GO=$(GO) GOTEST_TIMEOUT=$(GOTEST_TIMEOUT) scripts/test.sh
 
 bench: setup build image k8s-up k8s-images
 	scripts/bench.sh
