@@ -44,15 +44,9 @@ const maxRunFiles = 2_000_000
 func (m *Manager) Supervise(ctx context.Context, r *store.Run) {
 	nextDisk, nextSync := time.Time{}, time.Time{}
 	cloud := cloudRefresher{m: m}
-	if m.Caps.Warm != nil {
-		// The next runs like this one start from sandboxes made now, while
-		// this one works.
-		go func() {
-			if err := m.Caps.Warm.Prewarm(ctx, r.Container); err != nil && ctx.Err() == nil {
-				m.progress("warning: warm pool: %v", err)
-			}
-		}()
-	}
+	// The warm pool is topped up by a detached `airlock prewarm`, not
+	// here: a pair half made when this returns (the agent done) would be
+	// removed again with ctx, and the pool left short.
 	lastErr := ""
 	for {
 		cur, err := m.Store.Get(r.ID)
