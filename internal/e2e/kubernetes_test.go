@@ -327,7 +327,7 @@ func TestKubernetesCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	podmanCommands(t, &podmanCLI{
-		t: t, repo: e.repo, podman: k, env: e.environ(),
+		t: t, repo: e.repo, podman: k, env: e.environ(), killWithin: 45 * time.Second,
 		try: func(args ...string) (string, error) {
 			res := e.airlock(args...)
 			if res.code != 0 {

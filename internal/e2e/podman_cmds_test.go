@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,11 @@ type podmanCLI struct {
 	env    []string                             // the terminal's environment
 	repo   string
 	podman sandbox.Engine // the engine, for looks at its containers
+	// killWithin bounds kill, which waits for no grace period (stop's is
+	// 10 s); 20 s when zero. On Kubernetes kill also copies the workspace
+	// and home back through exec streams, which a loaded 2-core node
+	// takes past 20 s (24.7 s seen at a load of 15).
+	killWithin time.Duration
 }
 
 func (c *podmanCLI) ok(args ...string) string {
@@ -167,8 +173,8 @@ func podmanCommands(t *testing.T, c *podmanCLI) {
 	c.waitScreen(id, "bypass permissions", 2*time.Minute)
 	begin := time.Now()
 	c.ok("kill", id)
-	if d := time.Since(begin); d > 20*time.Second {
-		t.Errorf("kill took %s", d)
+	if d, within := time.Since(begin), cmp.Or(c.killWithin, 20*time.Second); d > within {
+		t.Errorf("kill took %s, more than %s", d, within)
 	}
 	if r := c.run(id); r.Status != store.StatusStopped || r.Error != "killed by the user" {
 		t.Fatalf("after kill: %+v", r)
