@@ -20,8 +20,8 @@ trap 'rm -rf "$logs"' EXIT
 
 AIRLOCK_E2E_SHARED=1 "$GO" test -count=1 -timeout "$timeout" -run "$kube" ./internal/e2e >"$logs/kube" 2>&1 &
 kube_pid=$!
-AIRLOCK_E2E_SHARED=1 "$GO" test -count=1 -timeout "$timeout" -skip "$kube" ./... 2>&1 | tee "$logs/rest"
-rest=${PIPESTATUS[0]}
+AIRLOCK_E2E_SHARED=1 "$GO" test -count=1 -timeout "$timeout" -skip "$kube" ./...
+rest=$?
 echo "--- the Kubernetes end-to-end tests (go test -run '$kube' ./internal/e2e)"
 wait "$kube_pid"
 kube_rc=$?
