@@ -290,12 +290,15 @@ func unpackInPlace(r io.Reader, dir string) error {
 			var f *os.File
 			if f, err = root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, mode); err == nil {
 				_, err = io.Copy(f, tr)
+				if err == nil {
+					// Through the descriptor, not the name: the init takes
+					// the go-ahead away as soon as it appears, and a file
+					// written over keeps its old mode otherwise.
+					err = f.Chmod(mode)
+				}
 				if cerr := f.Close(); err == nil {
 					err = cerr
 				}
-			}
-			if err == nil {
-				err = root.Chmod(name, mode)
 			}
 		case tar.TypeSymlink:
 			root.Remove(name)

@@ -133,3 +133,45 @@ func TestAwaitLaunch(t *testing.T) {
 		t.Errorf("awaitLaunch followed a link: %+v", l)
 	}
 }
+
+// The init takes the go-ahead away the moment it sees it (here as fast as
+// it can), which must not fail the claim that is still writing it; a file
+// written over takes the stream's mode.
+func TestUnpackLaunchTakenAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	var launch bytes.Buffer
+	tw := tar.NewWriter(&launch)
+	tw.WriteHeader(&tar.Header{Name: launchFile, Typeflag: tar.TypeReg, Mode: 0o600, Size: 2})
+	tw.Write([]byte("{}"))
+	tw.WriteHeader(&tar.Header{Name: launchGo, Typeflag: tar.TypeReg, Mode: 0o600})
+	tw.Close()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				os.Remove(filepath.Join(dir, launchGo))
+			}
+		}
+	}()
+	for i := 0; i < 2000; i++ {
+		if err := unpackInPlace(bytes.NewReader(launch.Bytes()), dir); err != nil {
+			close(stop)
+			<-done
+			t.Fatalf("unpack %d: %v", i, err)
+		}
+	}
+	close(stop)
+	<-done
+	os.Chmod(filepath.Join(dir, launchFile), 0o644)
+	if err := unpackInPlace(bytes.NewReader(launch.Bytes()), dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, launchFile)); fi.Mode().Perm() != 0o600 {
+		t.Errorf("the launch written over has mode %v, want the stream's 0600", fi.Mode().Perm())
+	}
+}
