@@ -287,6 +287,10 @@ start_podman_service() {
 	uid=$(id -u "$user")
 	dir=$(dirname "$sock")
 	cmd="podman${*:+ $*} system service --time=0 unix://$sock"
+	# Started again when it ends, as systemd's podman.socket would: Podman
+	# 4.3's service can die under load (a SIGSEGV in libsubid), and every
+	# later run would find no engine.
+	local loop="while :; do $cmd; rc=\$?; echo \"setup: \$(date -u +%FT%TZ): the service ended (exit \$rc); starting it again\"; sleep 1; done"
 	if [ -n "${podman_conf_changed:-}" ] && podman_answers "$sock"; then
 		pids=$(pgrep -u "$uid" -x -f "$cmd" | tr '\n' ' ' || true)
 		[ -n "$pids" ] || die "Podman's API service on $sock runs, but not as \`$cmd\`: restart it so that it reads $podman_conf"
@@ -302,7 +306,7 @@ start_podman_service() {
 	log "starting Podman's API service on $sock${*:+ ($*)} (log: $logfile)"
 	if [ "$uid" -eq 0 ]; then
 		"${SUDO[@]}" mkdir -p "$dir"
-		"${SUDO[@]}" sh -c "nohup $cmd >>$logfile 2>&1 </dev/null &"
+		"${SUDO[@]}" sh -c "nohup sh -c '$loop' >>$logfile 2>&1 </dev/null &"
 	else
 		"${SUDO[@]}" install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
 		# The service binds its socket but does not make the directory: on a
@@ -322,7 +326,7 @@ start_podman_service() {
 			"${SUDO[@]}" runuser -u "$user" -- sh -c "$env && podman system migrate" >>"$logfile" 2>&1 ||
 				die "podman system migrate failed for $user (see $logfile)"
 		fi
-		"${SUDO[@]}" runuser -u "$user" -- sh -c "$env && nohup $cmd >>$logfile 2>&1 </dev/null &"
+		"${SUDO[@]}" runuser -u "$user" -- sh -c "$env && nohup sh -c '$loop' >>$logfile 2>&1 </dev/null &"
 	fi
 	wait_podman "$sock" "$logfile"
 }

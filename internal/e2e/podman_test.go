@@ -598,3 +598,64 @@ func buildImageOn(t testing.TB, engine string) (string, error) {
 	t.Logf("the image %s on %s took %s", ref, engine, time.Since(start).Round(time.Second))
 	return ref, nil
 }
+
+// Many runs start at once on one rootless Podman: each container it makes
+// in the keep-id user namespace has Podman 4.3 read the user's subordinate
+// ids through libsubid, which two threads must not call at once (the API
+// service died of a SIGSEGV in subid_get_gid_ranges under the e2e suite,
+// and every later run found no engine). Here, as if from separate airlock
+// processes, with a client each.
+func TestPodmanRootlessManyAtOnce(t *testing.T) {
+	needPodman(t)
+	u := rootlessUser(t)
+	rootlessPodmanImage(t, u)
+	host := sandbox.PodmanHost(func(k string) string {
+		if k == "XDG_RUNTIME_DIR" {
+			return "/run/user/" + u.Uid
+		}
+		return ""
+	}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const n = 32
+	prefix := fmt.Sprintf("airlock-e2e-many-%d-", time.Now().UnixNano())
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := sandbox.NewPodman(host)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer p.Close()
+			_, errs[i] = p.Create(ctx, sandbox.Spec{
+				Name:  prefix + strconv.Itoa(i),
+				Image: podmanImages.ref,
+				Cmd:   []string{"true"},
+				User:  u.Uid + ":" + u.Gid,
+			})
+		}()
+	}
+	wg.Wait()
+	p, err := sandbox.NewPodman(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	t.Cleanup(func() {
+		for i := range n {
+			p.Remove(context.Background(), prefix+strconv.Itoa(i))
+		}
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("create %d of %d: %v", i+1, n, err)
+		}
+	}
+	if err := p.Ping(ctx); err != nil {
+		t.Fatalf("rootless Podman's API service is gone after %d creates at once: %v", n, err)
+	}
+}

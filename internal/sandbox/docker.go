@@ -115,6 +115,13 @@ func (d *Docker) containerCreate(ctx context.Context, opts client.ContainerCreat
 		}
 		opts.HostConfig.Runtime = ""
 	}
+	if opts.HostConfig.UsernsMode == "keep-id" {
+		unlock, err := lockSubids(ctx, cli.DaemonHost())
+		if err != nil {
+			return client.ContainerCreateResult{}, err
+		}
+		defer unlock()
+	}
 	res, err := cli.ContainerCreate(ctx, opts)
 	for try := 0; err != nil && podmanTransient(err) && try < 3; try++ {
 		res, err = cli.ContainerCreate(ctx, opts)

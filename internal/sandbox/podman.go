@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -263,6 +264,53 @@ func podmanRefs(refs []string) []string {
 // keep-id "requires additional UIDs".
 func podmanTransient(err error) bool {
 	return strings.Contains(err.Error(), "keep-id requires additional UIDs")
+}
+
+// lockSubids holds, until unlock, the lock beside a rootless Podman's
+// socket that every airlock process takes to create a container in the
+// keep-id user namespace. For each such container Podman 4.3 reads the
+// user's subordinate ids through libsubid, which is not safe to call from
+// two threads at once: creates at the same moment fail now and then
+// ("keep-id requires additional UIDs", podmanTransient), or crash the API
+// service with a SIGSEGV in subid_get_gid_ranges (podman#23264), after
+// which no run finds the engine until the service is started again. A
+// socket directory airlock cannot write in leaves creates unlocked, as
+// they were: the lock only makes that crash unlikely.
+func lockSubids(ctx context.Context, host string) (unlock func(), err error) {
+	sock, ok := strings.CutPrefix(host, "unix://")
+	if !ok {
+		return func() {}, nil
+	}
+	path := sock + ".airlock-create.lock"
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return func() {}, nil
+	}
+	// Root reaching a user's service (a test, an administrator) makes the
+	// lock the user's, or the user's own airlock could not open it.
+	var dir unix.Stat_t
+	if os.Geteuid() == 0 && unix.Stat(filepath.Dir(sock), &dir) == nil && dir.Uid != 0 {
+		unix.Fchown(fd, int(dir.Uid), int(dir.Gid))
+	}
+	unlock = func() { unix.Close(fd) }
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return unlock, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			unlock()
+			return func() {}, nil
+		}
+		select {
+		case <-ctx.Done():
+			unlock()
+			return nil, fmt.Errorf("wait for the lock %s to create a container: %w", path, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // podmanHostAddr is where containers on a Podman network reach services
