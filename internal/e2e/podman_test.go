@@ -659,3 +659,30 @@ func TestPodmanRootlessManyAtOnce(t *testing.T) {
 		t.Fatalf("rootless Podman's API service is gone after %d creates at once: %v", n, err)
 	}
 }
+
+// `airlock image build` makes the default image on each engine of this
+// machine (rootless Podman gets a copy of rootful Podman's: its base is made
+// with debootstrap, which needs root). scripts/test.sh runs this first, so
+// the test processes it starts next find the images made and never build
+// one at the same time.
+func TestImageBuildOnEngines(t *testing.T) {
+	t.Run("Podman", func(t *testing.T) {
+		needPodman(t)
+		ref := rootfulPodmanImage(t)
+		if out, err := exec.Command("podman", "image", "exists", ref).CombinedOutput(); err != nil {
+			t.Errorf("podman image exists %s: %v %s", ref, err, out)
+		}
+		u := rootlessUser(t)
+		rootlessPodmanImage(t, u)
+		if out, err := asUser(u, "", nil, "podman", "image", "exists", ref); err != nil {
+			t.Errorf("podman image exists %s as %s: %v %s", ref, u.Username, err, out)
+		}
+	})
+	t.Run("Incus", func(t *testing.T) {
+		needIncus(t)
+		ref := incusImage(t)
+		if out, err := exec.Command("incus", "image", "info", "local:"+ref).CombinedOutput(); err != nil {
+			t.Errorf("incus image info %s: %v %s", ref, err, out)
+		}
+	})
+}
