@@ -634,7 +634,10 @@ func TestSuperviseOutlastsEngineErrors(t *testing.T) {
 		}
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// As long as w.wait gives any run: this test alone had 30 s, and failed
+	// once on a CI machine loaded by the e2e tests (the stop's grace and
+	// the harvest's git commands are in it).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	done := make(chan *store.Run, 1)
 	go func() {
