@@ -181,7 +181,7 @@ func TestGVisorUnknownRuntime(t *testing.T) {
 // under gVisor: its netstack has nothing but loopback, and its one way out
 // is the proxy's socket.
 func TestHostileGVisorIsolation(t *testing.T) {
-	onEngines(t, gvisorEngines, hostileGVisorIsolation)
+	onEngines(t, gvisorHeavyEngines, hostileGVisorIsolation)
 }
 
 func hostileGVisorIsolation(t *testing.T, e *env) {
@@ -271,7 +271,7 @@ func gvisorAttempts(t *testing.T) []attempt {
 
 // An interactive session under gVisor: Claude Code's terminal UI in tmux,
 // driven with tmux send/capture, and exec into the sandbox.
-func TestGVisorShellExec(t *testing.T) { onEngines(t, gvisorEngines, gvisorShellExec) }
+func TestGVisorShellExec(t *testing.T) { onEngines(t, gvisorHeavyEngines, gvisorShellExec) }
 
 func gvisorShellExec(t *testing.T, e *env) {
 	needRunscOn(t, e)
@@ -330,7 +330,7 @@ func TestGVisorPodmanUnknownRuntime(t *testing.T) {
 // A persistent run under gVisor: the tool the agent installed in its
 // container is still there when `start` brings the container back, under
 // runsc again, continuing the conversation.
-func TestGVisorPersistentStart(t *testing.T) { onEngines(t, gvisorEngines, gvisorPersistentStart) }
+func TestGVisorPersistentStart(t *testing.T) { onEngines(t, gvisorHeavyEngines, gvisorPersistentStart) }
 
 func gvisorPersistentStart(t *testing.T, e *env) {
 	needRunscOn(t, e)
@@ -371,7 +371,7 @@ func gvisorPersistentStart(t *testing.T, e *env) {
 // plants never run on the host (the harvest, under runsc too, bundles the
 // work without running them), and a destroyed copy changes nothing.
 func TestHostileGVisorCopy(t *testing.T) {
-	for _, k := range gvisorEngines {
+	for _, k := range gvisorHeavyEngines {
 		t.Run(k.String(), func(t *testing.T) {
 			t.Run("planted hooks", func(t *testing.T) { hostileGVisorPlant(t, newEnvOn(t, k)) })
 			t.Run("destroyed copy", func(t *testing.T) { hostileGVisorDestroy(t, newEnvOn(t, k)) })
