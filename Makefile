@@ -51,8 +51,8 @@ demo:
 
 # The web page's unit tests first (Node's runner, a second); its browser
 # tests are Go tests (internal/e2e/ui_browser_test.go). scripts/test.sh runs
-# the Kubernetes and hostile-sandbox end-to-end tests beside the rest, in two
-# processes.
+# the cluster's tests (then takes the cluster down) and the hostile-sandbox
+# tests beside the rest, in two processes.
 test: setup build image k8s-up k8s-images
 	cd web && $(NPM) test --silent
 	GO=$(GO) GOTEST_TIMEOUT=$(GOTEST_TIMEOUT) scripts/test.sh

@@ -1,31 +1,24 @@
 #!/usr/bin/env bash
 # The Go tests of `make test`, in two processes at once. One `go test ./...`
-# ran internal/e2e's tests one after another, past an hour and a quarter, so
-# a second process takes a share of them: the Kubernetes end-to-end tests
-# (they wait mostly on the test cluster's pods) and the hostile-sandbox ones.
-# The first process runs everything else.
+# ran internal/e2e's tests one after another, past an hour and a quarter.
+#
+#   - The first runs every package's tests but those below.
+#   - The second runs the tests that use the test Kubernetes cluster, which
+#     are named TestKubernetes* (they wait mostly on the cluster's pods),
+#     then takes the cluster down (its control plane costs a share of a
+#     core even when idle, and the machine is short of CPU), then runs the
+#     hostile-sandbox tests, named TestHostile*.
 #
 # Each process writes its events (go test -json, through gotestsum) to a
-# file, and prints go test's usual output; at the end the slowest tests of
+# file and prints go test's usual output; at the end the slowest tests of
 # each are listed, to balance the two by.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 timeout=${GOTEST_TIMEOUT:-75m}
-
-# The names of internal/e2e's tests that begin with $1.
-e2e_tests() { grep -ho "^func Test$1[A-Za-z0-9_]*" internal/e2e/*_test.go | sed 's/^func //' | sort -u; }
-# By their exact names: other packages have tests named alike.
-second=$( (e2e_tests Kubernetes; e2e_tests Hostile) | paste -sd '|')
-prepare=TestImageBuildOnEngines
-skip="^($second|$prepare)\$"
-# -skip applies to every package: a test elsewhere with one of these exact
-# names would never run.
-clash=$(grep -rhoE --include='*_test.go' --exclude-dir=e2e "^func ($second|$prepare)\(" internal cmd scripts | sort -u)
-if [ -n "$clash" ]; then
-	echo "scripts/test.sh: tests outside internal/e2e share names with e2e tests it skips elsewhere: $clash" >&2
-	exit 1
-fi
+cluster='^TestKubernetes'
+hostile='^TestHostile'
+prepare='^TestImageBuildOnEngines$'
 
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
@@ -44,20 +37,32 @@ stamp() { echo "--- $(date -u +%T) $*"; }
 # engines, once before both, so the two processes never build an image at
 # the same time.
 stamp "the engines' images ($prepare)"
-gotest prepare -run "^$prepare\$" ./internal/e2e || exit 1
+gotest prepare -run "$prepare" ./internal/e2e || exit 1
 
-stamp "two processes: the Kubernetes and hostile-sandbox end-to-end tests, and the rest"
-AIRLOCK_E2E_SHARED=1 gotest second -run "^($second)\$" ./internal/e2e >"$logs/second.out" 2>&1 &
+second() {
+	local rc=0
+	stamp "the tests on the test cluster (go test -run '$cluster' ./...)"
+	gotest cluster -run "$cluster" ./... || rc=1
+	stamp "the test cluster goes down"
+	scripts/k8s-cluster.sh down || rc=1
+	stamp "the hostile-sandbox tests (go test -run '$hostile' ./...)"
+	gotest hostile -run "$hostile" ./... || rc=1
+	stamp "the second process ended"
+	return "$rc"
+}
+stamp "two processes: the cluster's and the hostile-sandbox tests, and the rest"
+AIRLOCK_E2E_SHARED=1 second >"$logs/second.out" 2>&1 &
 second_pid=$!
-AIRLOCK_E2E_SHARED=1 gotest rest -skip "$skip" ./...
+AIRLOCK_E2E_SHARED=1 gotest rest -skip "$cluster|$hostile|$prepare" ./...
 rest=$?
 stamp "the rest ended (exit $rest)"
 wait "$second_pid"
 second_rc=$?
-stamp "the Kubernetes and hostile-sandbox end-to-end tests (go test -run '^($second)\$' ./internal/e2e) ended (exit $second_rc):"
+echo "--- the second process (exit $second_rc):"
 cat "$logs/second.out"
 slowest rest
-slowest second
+slowest cluster
+slowest hostile
 # The projects' images the e2e tests built (TestMain leaves them to this
 # script when AIRLOCK_E2E_SHARED is set: the other process may be using them).
 for cli in docker podman; do

@@ -53,6 +53,11 @@ func newKubeEngine() (kubeEngine, error) {
 // answer, and loads the default image into it, once.
 func needKubernetes(t testing.TB) {
 	t.Helper()
+	// scripts/test.sh runs the cluster's tests by this name, and takes the
+	// cluster down before the others.
+	if n := t.Name(); !strings.HasPrefix(n, "TestKubernetes") && !strings.HasPrefix(n, "BenchmarkKubernetes") {
+		t.Fatalf("%s uses the test cluster: name it TestKubernetes…", n)
+	}
 	if shared.skip != "" {
 		t.Skip("no container engine: ", shared.skip)
 	}

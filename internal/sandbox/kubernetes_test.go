@@ -28,6 +28,11 @@ import (
 // its containerd.
 func kubeEngine(t *testing.T) *sandbox.Kubernetes {
 	t.Helper()
+	// scripts/test.sh runs the cluster's tests by this name, and takes the
+	// cluster down before the others.
+	if n := t.Name(); !strings.HasPrefix(n, "TestKubernetes") && !strings.HasPrefix(n, "BenchmarkKubernetes") {
+		t.Fatalf("%s uses the test cluster: name it TestKubernetes…", n)
+	}
 	k := testkit.Kubernetes(t)
 	k.UseBinary(staticAirlock(t))
 	loadKubeImage(t, k)
