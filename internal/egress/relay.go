@@ -95,20 +95,24 @@ const ProxyStartWait = 30 * time.Second
 // behind. Either way traffic then fails closed at once, not held.
 func dialUnixWaiting(addr *net.UnixAddr, answered *atomic.Bool) (*net.UnixConn, error) {
 	start := time.Now()
+	var refused time.Time // the first refusal: the moment runs from there
 	for {
 		up, err := net.DialUnix("unix", nil, addr)
 		if err == nil {
 			answered.Store(true)
 			return up, nil
 		}
-		var wait time.Duration
+		var waited, wait time.Duration
 		switch {
 		case errors.Is(err, syscall.ECONNREFUSED):
-			wait = 100 * time.Millisecond
+			if refused.IsZero() {
+				refused = time.Now()
+			}
+			waited, wait = time.Since(refused), 100*time.Millisecond
 		case errors.Is(err, syscall.ENOENT) && !answered.Load():
-			wait = ProxyStartWait
+			waited, wait = time.Since(start), ProxyStartWait
 		}
-		if time.Since(start) >= wait {
+		if waited >= wait {
 			return nil, err
 		}
 		time.Sleep(10 * time.Millisecond)

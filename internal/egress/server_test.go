@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -874,5 +875,58 @@ func TestForwardUpgrade(t *testing.T) {
 	fmt.Fprint(c, "ping\n")
 	if got, _ := br.ReadString('\n'); got != "echo ping\n" {
 		t.Errorf("through the upgraded connection: %q", got)
+	}
+}
+
+// The proxy's socket exists a moment before the proxy listens on it (bind,
+// then listen): a connection that waited for the socket and then meets
+// that moment still goes through, however long it waited before.
+func TestRelayWaitsThroughTheBindToListenMoment(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "proxy.sock")
+	rl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Relay(ctx, rl, sock)
+	c, err := net.Dial("tcp", rl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	time.Sleep(300 * time.Millisecond) // waiting for the socket
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // there, refusing
+	if err := syscall.Listen(fd, 8); err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), sock)
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := PassListener(ln.(*net.UnixListener), nil)
+	defer pl.Close()
+	go func() {
+		pc, err := pl.Accept()
+		if err != nil {
+			return
+		}
+		defer pc.Close()
+		pc.Write([]byte("through the proxy"))
+	}()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	got, _ := io.ReadAll(io.LimitReader(c, 17))
+	if string(got) != "through the proxy" {
+		t.Fatalf("read %q; want the proxy's answer once it listened", got)
 	}
 }
