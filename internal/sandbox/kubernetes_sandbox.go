@@ -112,11 +112,7 @@ func (k *Kubernetes) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandb
 		err = k.Start(ctx, agent)
 	}
 	perr := <-ready
-	var exited *proxyExitedError
-	if err == nil && errors.As(perr, &exited) && exited.code == 0 && k.ended(ctx, agent) {
-		// The agent was done before the proxy was seen listening (a
-		// setup command that failed at once): its relay's lifeline
-		// ended the proxy, as at the end of every run.
+	if err == nil && k.doneFirst(ctx, perr, agent) {
 		perr = nil
 	}
 	if err == nil {
@@ -127,6 +123,15 @@ func (k *Kubernetes) CreateSandbox(ctx context.Context, spec SandboxSpec) (Sandb
 		return Sandbox{}, err
 	}
 	return Sandbox{Agent: agent, Proxy: proxy}, nil
+}
+
+// doneFirst reports whether the proxy's start failed only because the
+// agent was done before the proxy was seen listening (a setup command that
+// failed at once, a short command, a slow node): the relay's lifeline ended
+// the proxy, as at the end of every run.
+func (k *Kubernetes) doneFirst(ctx context.Context, perr error, agent string) bool {
+	var exited *proxyExitedError
+	return errors.As(perr, &exited) && exited.code == 0 && k.ended(ctx, agent)
 }
 
 // ended reports whether the agent's command is seen to have ended within
@@ -182,13 +187,13 @@ func (k *Kubernetes) RestartSandbox(ctx context.Context, spec SandboxSpec) (Sand
 	ready := make(chan error, 1)
 	go func() { ready <- k.startProxy(ctx, spec.Proxy.Name) }()
 	// The claim stays: the new pod mounts it.
+	var agent string
 	if err = k.removePod(ctx, old.Name); err == nil {
-		var agent string
 		if agent, err = k.createAgent(ctx, restart, ip, key); err == nil {
 			err = k.Start(ctx, agent)
 		}
 	}
-	if perr := <-ready; err == nil {
+	if perr := <-ready; err == nil && !k.doneFirst(ctx, perr, agent) {
 		err = perr
 	}
 	if err != nil {

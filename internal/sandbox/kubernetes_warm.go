@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -391,10 +390,7 @@ func (k *Kubernetes) launchWarm(ctx context.Context, spec SandboxSpec, aspec Spe
 		err = k.feedWarm(ctx, agent.Name, aspec, l, nil)
 	}
 	perr := <-proxyDone
-	var exited *proxyExitedError
-	if err == nil && errors.As(perr, &exited) && exited.code == 0 && k.ended(ctx, agent.Name) {
-		// The agent was done before the proxy was seen listening: its
-		// relay's lifeline ended the proxy (CreateSandbox).
+	if err == nil && k.doneFirst(ctx, perr, agent.Name) {
 		perr = nil
 	}
 	if err == nil {
