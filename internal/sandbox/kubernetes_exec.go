@@ -246,10 +246,11 @@ func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip
 		pr = withoutEntries(out, names)
 	}
 	var stderr bytes.Buffer
+	var sent byteCount
 	done := make(chan error, 1)
 	go func() {
 		code, err := k.execIn(ctx, pod, keeperContainer, []string{"tar", "-c", "-f", "-", "-C", dir, what},
-			remotecommand.StreamOptions{Stdout: pw, Stderr: &stderr})
+			remotecommand.StreamOptions{Stdout: io.MultiWriter(&sent, pw), Stderr: &stderr})
 		if err == nil && code != 0 {
 			err = fmt.Errorf("tar in the keeper exited %d: %s", code, strings.TrimSpace(stderr.String()))
 		}
@@ -287,6 +288,13 @@ func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip
 	out.CloseWithError(errors.New("extraction ended"))
 	if xerr := <-done; err == nil && xerr != nil {
 		err = xerr
+	}
+	if err == nil && sent == 0 {
+		// tar always writes at least a record. Nothing at all is a stream
+		// lost on the way (containerd 1.6 under load: "Failed to pipe
+		// stdout for container exec ... EOF", and the exec's status 0):
+		// taken as an empty copy, it would empty the host's.
+		err = errors.New("the copy came back empty: its stream was lost on the way; the host's copy is left as it was")
 	}
 	if err != nil {
 		return err
@@ -545,4 +553,12 @@ func (k *Kubernetes) CopyFrom(ctx context.Context, id, p string) (io.ReadCloser,
 		pw.CloseWithError(err)
 	}()
 	return pr, nil
+}
+
+// byteCount counts what is written to it.
+type byteCount int64
+
+func (c *byteCount) Write(p []byte) (int, error) {
+	*c += byteCount(len(p))
+	return len(p), nil
 }
