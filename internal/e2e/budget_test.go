@@ -27,7 +27,7 @@ func TestBudgets(t *testing.T) {
 		{"timeout", []string{"--timeout", "6s"}, "budget: reached the timeout of 6s"},
 		{"max cost", []string{"--max-cost", "0.25"}, "budget: reached the cost limit of $0.25"},
 	}
-	for _, k := range allEngines {
+	for _, k := range hostEngines {
 		t.Run(k.String(), func(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
@@ -65,7 +65,7 @@ func budgetStop(t *testing.T, e *env, args []string, reason string, wantTurns bo
 }
 
 // The budget holds for a detached run: its watcher stops it on time.
-func TestBudgetDetached(t *testing.T) { onEngines(t, allEngines, budgetDetached) }
+func TestBudgetDetached(t *testing.T) { onEngines(t, hostEngines, budgetDetached) }
 
 func budgetDetached(t *testing.T, e *env) {
 	e.server(testkit.EndlessScript())
@@ -153,7 +153,7 @@ func TestBatchValidationAndStatus(t *testing.T) {
 
 // Runs of a project share its caches; another project's runs do not see
 // them.
-func TestCaches(t *testing.T) { onEngines(t, allEngines, caches) }
+func TestCaches(t *testing.T) { onEngines(t, hostEngines, caches) }
 
 func caches(t *testing.T, e *env) {
 	e.write(".airlock/config.toml", "[sandbox]\ncaches = [\"npm\"]\n")
@@ -196,7 +196,7 @@ func caches(t *testing.T, e *env) {
 
 // The webhook gets one POST per finished run, from the attached run or
 // from the detached watcher, whichever records the end.
-func TestWebhook(t *testing.T) { onEngines(t, allEngines, webhookPosts) }
+func TestWebhook(t *testing.T) { onEngines(t, hostEngines, webhookPosts) }
 
 func webhookPosts(t *testing.T, e *env) {
 	e.server(testkit.DemoScript())

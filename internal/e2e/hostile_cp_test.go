@@ -172,7 +172,7 @@ func hostileCpOut(t *testing.T, e *env) {
 
 // A copy over --max-size fails with an error naming the flag and leaves
 // nothing behind, not even a partial copy.
-func TestHostileCpMaxSize(t *testing.T) { onEngines(t, allEngines, hostileCpMaxSize) }
+func TestHostileCpMaxSize(t *testing.T) { onEngines(t, hostEngines, hostileCpMaxSize) }
 
 func hostileCpMaxSize(t *testing.T, e *env) {
 	r, _ := hostileCpRun(t, e)
@@ -194,7 +194,7 @@ func hostileCpMaxSize(t *testing.T, e *env) {
 
 // cp into a run that is not running is refused, with the reason and what
 // to do, instead of succeeding with nothing the agent will ever see.
-func TestHostileCpIntoStopped(t *testing.T) { onEngines(t, allEngines, hostileCpIntoStopped) }
+func TestHostileCpIntoStopped(t *testing.T) { onEngines(t, hostEngines, hostileCpIntoStopped) }
 
 func hostileCpIntoStopped(t *testing.T, e *env) {
 	e.server(testkit.BashScript("stop", "echo done"))

@@ -38,7 +38,7 @@ var pathAttempts = []struct{ name, curl string }{
 // in the audit log and never reaches the model API (issue 7, item 7).
 func TestHostileEgressModelEndpoint(t *testing.T) {
 	t.Parallel()
-	onEngines(t, allEngines, hostileEgressModelEndpoint)
+	onEngines(t, hostEngines, hostileEgressModelEndpoint)
 }
 
 func hostileEgressModelEndpoint(t *testing.T, e *env) {
@@ -100,7 +100,7 @@ func hostileEgressModelEndpoint(t *testing.T, e *env) {
 // and then only refusals, and the model API sees nothing after it.
 func TestHostileEgressMaxCostEnforcedByProxy(t *testing.T) {
 	t.Parallel()
-	onEngines(t, allEngines, hostileEgressMaxCost)
+	onEngines(t, hostEngines, hostileEgressMaxCost)
 }
 
 func hostileEgressMaxCost(t *testing.T, e *env) {
@@ -250,7 +250,7 @@ done
 // calling the model endpoint gets nothing through.
 func TestHostileEgressDeadlineEnforcedByProxy(t *testing.T) {
 	t.Parallel()
-	onEngines(t, allEngines, hostileEgressDeadline)
+	onEngines(t, hostEngines, hostileEgressDeadline)
 }
 
 func hostileEgressDeadline(t *testing.T, e *env) {

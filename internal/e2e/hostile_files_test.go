@@ -130,7 +130,7 @@ func (e *env) startDetached(name string, script testkit.Script) string {
 // TestHostileStderrSymlink: the agent replaces agent.stderr with a link to
 // a host file and fails. The host's secret must reach neither `wait`, the
 // run's record, `logs` nor the notify webhook.
-func TestHostileStderrSymlink(t *testing.T) { onEngines(t, allEngines, hostileStderrSymlink) }
+func TestHostileStderrSymlink(t *testing.T) { onEngines(t, hostEngines, hostileStderrSymlink) }
 
 // hostileStderrSymlink is the attack on e's engine. The secret is the
 // invoking user's own file, which airlock itself could read.
@@ -183,7 +183,7 @@ func hostileStderrSymlink(t *testing.T, e *env) {
 // TestHostileTranscriptFIFO: a FIFO in place of agent.jsonl once the agent
 // has exited. ls (for every run of the project), wait, logs and the
 // detached watcher must all finish.
-func TestHostileTranscriptFIFO(t *testing.T) { onEngines(t, allEngines, hostileTranscriptFIFO) }
+func TestHostileTranscriptFIFO(t *testing.T) { onEngines(t, hostEngines, hostileTranscriptFIFO) }
 
 func hostileTranscriptFIFO(t *testing.T, e *env) {
 	id := e.startDetached("fifo", testkit.BashScript("fifo",

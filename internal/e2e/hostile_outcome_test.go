@@ -23,7 +23,7 @@ const forgedResult = `{"type":"result","subtype":"success","is_error":false,"num
 // Appending a forged result line to the transcript neither ends the
 // timeout nor makes the run a success: the host's clock stops it.
 func TestHostileForgedResultLineKeepsTimeout(t *testing.T) {
-	onEngines(t, allEngines, hostileForgedResultLineKeepsTimeout)
+	onEngines(t, hostEngines, hostileForgedResultLineKeepsTimeout)
 }
 
 func hostileForgedResultLineKeepsTimeout(t *testing.T, e *env) {
@@ -50,7 +50,7 @@ func hostileForgedResultLineKeepsTimeout(t *testing.T, e *env) {
 // refuses every request after it, and with no supervisor left on the host,
 // the next command that looks at the run stops it.
 func TestHostileFrozenRelayDeadline(t *testing.T) {
-	onEngines(t, allEngines, hostileFrozenRelayDeadline)
+	onEngines(t, hostEngines, hostileFrozenRelayDeadline)
 }
 
 func hostileFrozenRelayDeadline(t *testing.T, e *env) {
@@ -86,7 +86,7 @@ func hostileFrozenRelayDeadline(t *testing.T, e *env) {
 // host records: the turns and cost are the proxy's, the status the
 // engine's, and the forged account is shown as the agent's claim.
 func TestHostileForgedTranscriptAndBudgetFile(t *testing.T) {
-	onEngines(t, allEngines, hostileForgedTranscriptAndBudgetFile)
+	onEngines(t, hostEngines, hostileForgedTranscriptAndBudgetFile)
 }
 
 func hostileForgedTranscriptAndBudgetFile(t *testing.T, e *env) {
@@ -122,7 +122,7 @@ func hostileForgedTranscriptAndBudgetFile(t *testing.T, e *env) {
 
 // An agent filling its directories is stopped at its disk quota, long
 // before the host's disk fills.
-func TestHostileDiskFill(t *testing.T) { onEngines(t, allEngines, hostileDiskFill) }
+func TestHostileDiskFill(t *testing.T) { onEngines(t, hostEngines, hostileDiskFill) }
 
 func hostileDiskFill(t *testing.T, e *env) {
 	e.write(".airlock/config.toml", "[sandbox]\ndisk = \"64m\"\n")

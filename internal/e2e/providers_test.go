@@ -86,7 +86,7 @@ func issuedAWS(id string) (testkit.AWSCredentials, bool) {
 // It runs on every engine: the refreshed credentials reach the proxy
 // through its mounted egress directory, whose ownership differs between
 // them (rootless Podman maps the agent's uid).
-func TestBedrock(t *testing.T) { onEngines(t, allEngines, testBedrock) }
+func TestBedrock(t *testing.T) { onEngines(t, hostEngines, testBedrock) }
 
 // TestKubernetesBedrock is TestBedrock on the test cluster, where the
 // proxy's egress directory is a copy in its pod: the refreshed credentials

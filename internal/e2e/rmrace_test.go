@@ -16,7 +16,7 @@ import (
 // rm returns, and not once the watcher has ended. On Incus a harvest
 // instance used to stay behind, stopped.
 func TestRmForceLeavesNothing(t *testing.T) {
-	onEngines(t, allEngines, func(t *testing.T, e *env) {
+	onEngines(t, hostEngines, func(t *testing.T, e *env) {
 		e.server(testkit.Script{Name: "quick", FinalText: "ok"})
 		eng, err := e.sandboxEngine()
 		if err != nil {

@@ -23,7 +23,7 @@ func bashStep(command string) testkit.Step { return testkit.Step{Tool: "Bash", I
 // The user's [sandbox] mounts reach the agent: read-only unless :rw says
 // otherwise; and a mount of the repository is refused, naming the entry and
 // the reason, before anything is made.
-func TestMounts(t *testing.T) { onEngines(t, allEngines, mounts) }
+func TestMounts(t *testing.T) { onEngines(t, hostEngines, mounts) }
 
 func mounts(t *testing.T, e *env) {
 	data, rw := e.tempDir(), e.tempDir()
@@ -94,7 +94,7 @@ func mounts(t *testing.T, e *env) {
 // and logged), their output in `logs --setup`; a failing one fails the
 // run, named with its exit status, and the agent never starts; a
 // persistent run's setup is not repeated when it is started again.
-func TestSetup(t *testing.T) { onEngines(t, allEngines, setupCommands) }
+func TestSetup(t *testing.T) { onEngines(t, hostEngines, setupCommands) }
 
 func setupCommands(t *testing.T, e *env) {
 	e.write(".airlock/config.toml", "[sandbox]\nsetup = [\"echo prepared > .setup-made; id -u >> .setup-made; pwd >> .setup-made\", \"curl -sS --max-time 20 https://denied.example/ || echo curl refused\"]\n")
@@ -169,7 +169,7 @@ func setupCommands(t *testing.T, e *env) {
 // -p: a server the agent starts on its loopback is reachable on the
 // host's loopback while the run is alive, detached (the watcher forwards)
 // or attached, and the port is closed once the run has ended.
-func TestPorts(t *testing.T) { onEngines(t, allEngines, ports) }
+func TestPorts(t *testing.T) { onEngines(t, hostEngines, ports) }
 
 func ports(t *testing.T, e *env) {
 	serve := testkit.Script{

@@ -25,7 +25,7 @@ const detachedAtOnce = 4
 // notification sent, with no other airlock command run; then the watcher
 // is gone.
 func TestDetachedRunsShareOneWatcher(t *testing.T) {
-	onEngines(t, allEngines, func(t *testing.T, e *env) {
+	onEngines(t, hostEngines, func(t *testing.T, e *env) {
 		e.server(testkit.BashScript("share", "sleep 20; echo done > shared.txt; git add shared.txt; git commit -qm shared"))
 		hook := startWebhook(t)
 		e.write(".airlock/config.toml", fmt.Sprintf("[notify]\nwebhook = %q\n", hook.url))
