@@ -35,22 +35,30 @@ func withMachineLock(ctx context.Context, path string, fn func() error) error {
 		return fmt.Errorf("lock %s: %w", path, err)
 	}
 	defer f.Close()
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			return fmt.Errorf("lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("lock %s: %w", path, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+	if err := flockWait(ctx, int(f.Fd())); err != nil {
+		return fmt.Errorf("lock %s: %w", path, err)
 	}
 	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return fn()
+}
+
+// flockWait takes an exclusive lock on fd, waiting for it as long as ctx
+// lasts (a blocking flock could not be given up).
+func flockWait(ctx context.Context, fd int) error {
+	for {
+		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // removeNetworked removes a container that is attached to a network: it is

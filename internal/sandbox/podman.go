@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -293,24 +292,15 @@ func lockSubids(ctx context.Context, host string) (unlock func(), err error) {
 		unix.Fchown(fd, int(dir.Uid), int(dir.Gid))
 	}
 	unlock = func() { unix.Close(fd) }
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return unlock, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			unlock()
-			return func() {}, nil
-		}
-		select {
-		case <-ctx.Done():
-			unlock()
-			return nil, fmt.Errorf("wait for the lock %s to create a container: %w", path, ctx.Err())
-		case <-tick.C:
-		}
+	switch err := flockWait(ctx, fd); {
+	case err == nil:
+		return unlock, nil
+	case ctx.Err() != nil:
+		unlock()
+		return nil, fmt.Errorf("wait for the lock %s to create a container: %w", path, err)
 	}
+	unlock()
+	return func() {}, nil
 }
 
 // podmanHostAddr is where containers on a Podman network reach services
