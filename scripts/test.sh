@@ -20,8 +20,15 @@ cluster='^TestKubernetes'
 hostile='^TestHostile'
 prepare='^TestImageBuildOnEngines$'
 
-logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
+# AIRLOCK_TEST_LOGS keeps the events of each process there, for a look at
+# what took the time; else they go with the script.
+if [ -n "${AIRLOCK_TEST_LOGS:-}" ]; then
+	logs=$AIRLOCK_TEST_LOGS
+	mkdir -p "$logs"
+else
+	logs=$(mktemp -d)
+	trap 'rm -rf "$logs"' EXIT
+fi
 gotest() { # NAME go-test-args...
 	local name=$1
 	shift
