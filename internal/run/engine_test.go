@@ -623,13 +623,25 @@ func TestSuperviseOutlastsEngineErrors(t *testing.T) {
 	req := w.request("task")
 	req.Budget.Timeout = time.Second
 	r := w.start(req)
+	// The engine fails the supervisor's first look at the container, and
+	// the first look after the budget stopped it (the one that collects
+	// the run), whatever the timing on a loaded machine.
 	var mu sync.Mutex
-	failed := 0
+	supervised, stopped, collected := false, false, false
 	w.eng.Fail = func(op, name string) error {
 		mu.Lock()
 		defer mu.Unlock()
-		if op == "Inspect" && name == r.Container && failed < 2 {
-			failed++
+		if name != r.Container {
+			return nil
+		}
+		switch {
+		case op == "Stop":
+			stopped = true
+		case op == "Inspect" && !supervised:
+			supervised = true
+			return errors.New("injected: the engine is busy")
+		case op == "Inspect" && stopped && !collected:
+			collected = true
 			return errors.New("injected: the engine is busy")
 		}
 		return nil

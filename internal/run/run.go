@@ -830,8 +830,29 @@ func (m *Manager) Wait(ctx context.Context, r *store.Run) (*store.Run, error) {
 			return nil, fmt.Errorf("wait for run %s: %w", r.ID, err)
 		}
 	}
-	return m.Collect(ctx, r)
+	// The agent is done. A busy engine fails a request now and then, and
+	// one failed look must not fail a run that finished: Collect looks
+	// again, from the record as it is then (the last try may have got
+	// part of the way).
+	for attempt := 1; ; attempt++ {
+		got, err := m.Collect(ctx, r)
+		if err == nil || attempt == collectTries || ctx.Err() != nil {
+			return got, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * time.Second):
+		}
+		if cur, gerr := m.Store.Get(r.ID); gerr == nil {
+			r = cur
+		}
+	}
 }
+
+// collectTries is how many times Wait collects a run whose agent is done
+// before it gives up and reports the last error.
+const collectTries = 3
 
 // Stop stops a running agent; its work so far is kept and harvested.
 func (m *Manager) Stop(ctx context.Context, r *store.Run, timeout time.Duration) (*store.Run, error) {
