@@ -39,12 +39,15 @@ slowest() { # NAME
 	"$GO" tool gotestsum tool slowest --jsonfile "$logs/$1.json" --threshold 60s | head -n 25
 }
 stamp() { echo "--- $(date -u +%T) $*"; }
+# why: why each failed test failed, last (a long log is often read from
+# its end).
+why() { "$GO" run ./scripts/testfailures "$logs"/*.json; }
 
 # TestMain's set-up (the binary, the image) and the images on the other
 # engines, once before both, so the two processes never build an image at
 # the same time.
 stamp "the engines' images ($prepare)"
-gotest prepare -run "$prepare" ./internal/e2e || exit 1
+gotest prepare -run "$prepare" ./internal/e2e || { why; exit 1; }
 
 second() {
 	local rc=0
@@ -77,4 +80,5 @@ for cli in docker podman; do
 	"$cli" image ls --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | sed 's|^localhost/||' |
 		grep '^airlock-project-repo:' | xargs -r "$cli" rmi >/dev/null 2>&1 || true
 done
+why
 [ "$rest" -eq 0 ] && [ "$second_rc" -eq 0 ]
