@@ -219,7 +219,13 @@ func (k *Kubernetes) SyncMounts(ctx context.Context, id string, targets []string
 		if m.ReadOnly || targets != nil && !slices.Contains(targets, m.Target) {
 			continue
 		}
-		if err := k.syncMount(ctx, p.Name, podMountOf(m, i), secretFiles(p), uid, gid); err != nil {
+		err := k.syncMount(ctx, p.Name, podMountOf(m, i), secretFiles(p), uid, gid)
+		// A lost stream is the runtime's, not the copy's: another try
+		// usually gets through.
+		for try := 1; errors.Is(err, errStreamLost) && try < syncTries && ctx.Err() == nil; try++ {
+			err = k.syncMount(ctx, p.Name, podMountOf(m, i), secretFiles(p), uid, gid)
+		}
+		if err != nil {
 			return fmt.Errorf("kubernetes: copy %s of %s back to %s: %w", m.Target, spec.Name, m.Source, err)
 		}
 	}
@@ -246,11 +252,10 @@ func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip
 		pr = withoutEntries(out, names)
 	}
 	var stderr bytes.Buffer
-	var sent byteCount
 	done := make(chan error, 1)
 	go func() {
 		code, err := k.execIn(ctx, pod, keeperContainer, []string{"tar", "-c", "-f", "-", "-C", dir, what},
-			remotecommand.StreamOptions{Stdout: io.MultiWriter(&sent, pw), Stderr: &stderr})
+			remotecommand.StreamOptions{Stdout: pw, Stderr: &stderr})
 		if err == nil && code != 0 {
 			err = fmt.Errorf("tar in the keeper exited %d: %s", code, strings.TrimSpace(stderr.String()))
 		}
@@ -283,18 +288,21 @@ func (k *Kubernetes) syncMount(ctx context.Context, pod string, m podMount, skip
 	}
 	// What Extract leaves out (links out of the copy, devices, fifos) is
 	// left out by design.
-	_, err = archive.Extract(pr, into, opts)
+	tail := &lastBytes{}
+	_, err = archive.Extract(io.TeeReader(pr, tail), into, opts)
 	pr.Close()
 	out.CloseWithError(errors.New("extraction ended"))
 	if xerr := <-done; err == nil && xerr != nil {
 		err = xerr
 	}
-	if err == nil && sent == 0 {
-		// tar always writes at least a record. Nothing at all is a stream
-		// lost on the way (containerd 1.6 under load: "Failed to pipe
-		// stdout for container exec ... EOF", and the exec's status 0):
-		// taken as an empty copy, it would empty the host's.
-		err = errors.New("the copy came back empty: its stream was lost on the way; the host's copy is left as it was")
+	if err == nil && !tail.zeroBlocks() {
+		// containerd 1.6 under load loses an exec's output, all of it or
+		// its end ("Failed to pipe stdout for container exec ... EOF"),
+		// with the exec's status 0, and Extract takes a stream cut at an
+		// entry's end for a whole archive. Taken as the copy, it would
+		// delete from the host's what it lacks: only tar's end-of-archive
+		// marker says the copy is whole.
+		err = errStreamLost
 	}
 	if err != nil {
 		return err
@@ -555,10 +563,9 @@ func (k *Kubernetes) CopyFrom(ctx context.Context, id, p string) (io.ReadCloser,
 	return pr, nil
 }
 
-// byteCount counts what is written to it.
-type byteCount int64
+// errStreamLost is a sync whose stream did not reach the archive's end.
+var errStreamLost = errors.New("the copy's stream was lost on the way; the host's copy is left as it was")
 
-func (c *byteCount) Write(p []byte) (int, error) {
-	*c += byteCount(len(p))
-	return len(p), nil
-}
+// syncTries is how many times a mount's sync is tried while its stream is
+// lost.
+const syncTries = 3

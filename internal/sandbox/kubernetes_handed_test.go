@@ -22,6 +22,9 @@ func TestPutFile(t *testing.T) {
 		data       []byte
 		before     func(t *testing.T, dir string)
 		want       string // error text; "" for success
+		// sent is the size the sender says it sent: 0 for len(data), -1
+		// for none (an older airlock's put).
+		sent int64
 	}{
 		{name: "new", file: "credentials.json", data: []byte(`{"bearer":"b1"}`)},
 		{name: "replaces a file", file: "credentials.json", data: []byte(`{"bearer":"b2"}`), before: func(t *testing.T, dir string) {
@@ -38,13 +41,21 @@ func TestPutFile(t *testing.T) {
 		{name: "dot-dot", file: "..", data: []byte("x"), want: "not a file name"},
 		{name: "a temporary name", file: handedTempPrefix + "x", data: []byte("x"), want: "not a file name"},
 		{name: "too large", file: "credentials.json", data: bytes.Repeat([]byte("x"), maxHandedFile+1), want: "over"},
+		{name: "no size given", file: "credentials.json", data: []byte(`{"bearer":"b4"}`), sent: -1},
+		// The runtime lost part of the stream, or all of it.
+		{name: "cut short", file: "credentials.json", data: []byte(`{"bear`), sent: 15, want: "6 bytes came of the 15 sent"},
+		{name: "nothing came", file: "credentials.json", sent: 15, want: "0 bytes came of the 15 sent"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			if tc.before != nil {
 				tc.before(t, dir)
 			}
-			err := putFile(dir, tc.file, bytes.NewReader(tc.data))
+			size := tc.sent
+			if size == 0 {
+				size = int64(len(tc.data))
+			}
+			err := putFile(dir, tc.file, bytes.NewReader(tc.data), size)
 			ents, _ := os.ReadDir(dir)
 			for _, e := range ents {
 				if strings.HasPrefix(e.Name(), handedTempPrefix) {

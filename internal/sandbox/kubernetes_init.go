@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"archive/tar"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,8 +45,17 @@ const (
 // KubernetesInit is a pod's init (KubernetesInitCommand), or, with "kill",
 // the signal Stop sends it, or, with "put", a file handed to the pod.
 func KubernetesInit(args []string, stderr io.Writer) int {
-	if len(args) == 3 && args[0] == "put" {
-		if err := putFile(args[1], args[2], os.Stdin); err != nil {
+	if (len(args) == 3 || len(args) == 4) && args[0] == "put" {
+		size := int64(-1) // a pod of an older airlock: no size given
+		if len(args) == 4 {
+			n, err := strconv.ParseInt(args[3], 10, 64)
+			if err != nil || n < 0 {
+				fmt.Fprintf(stderr, "airlock init: put: %q is not a size\n", args[3])
+				return 2
+			}
+			size = n
+		}
+		if err := putFile(args[1], args[2], os.Stdin, size); err != nil {
 			fmt.Fprintf(stderr, "airlock init: put: %v\n", err)
 			return 1
 		}
@@ -128,7 +139,11 @@ const maxHandedFile = 1 << 20
 // through a link: created exclusively, relative to dir), readable by this
 // user alone, then renamed over name, so that a reader polling for name
 // never sees half of it, and whatever was at name (a link too) is replaced.
-func putFile(dir, name string, r io.Reader) error {
+//
+// size, unless negative, is how many bytes the sender sent: under load the
+// container runtime can lose an exec's stream, and a file cut short (or
+// empty) must not replace a good one.
+func putFile(dir, name string, r io.Reader, size int64) error {
 	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') || strings.HasPrefix(name, handedTempPrefix) {
 		return fmt.Errorf("%q is not a file name", name)
 	}
@@ -138,6 +153,9 @@ func putFile(dir, name string, r io.Reader) error {
 	}
 	if len(data) > maxHandedFile {
 		return fmt.Errorf("%s: over %d KiB", name, maxHandedFile>>10)
+	}
+	if size >= 0 && int64(len(data)) != size {
+		return fmt.Errorf("%s: %d bytes came of the %d sent; the file is left as it was", name, len(data), size)
 	}
 	d, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -266,10 +284,18 @@ func unpackInPlace(r io.Reader, dir string) error {
 		return err
 	}
 	defer root.Close()
-	tr := tar.NewReader(r)
+	// The runtime can lose an exec's stream under load, and archive/tar
+	// takes a stream cut at an entry's end (or an empty one) for a whole
+	// archive: only the end-of-archive marker (two zero blocks) says the
+	// sender got to its end.
+	tail := &lastBytes{}
+	tr := tar.NewReader(io.TeeReader(r, tail))
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
+			if !tail.zeroBlocks() {
+				return errors.New("the stream ended before the archive's end")
+			}
 			return nil
 		}
 		if err != nil {
@@ -310,4 +336,27 @@ func unpackInPlace(r io.Reader, dir string) error {
 			return err
 		}
 	}
+}
+
+// lastBytes keeps the last two tar blocks written to it.
+type lastBytes struct {
+	buf [2 * 512]byte
+	n   int64 // bytes written in all
+}
+
+func (l *lastBytes) Write(p []byte) (int, error) {
+	if len(p) >= len(l.buf) {
+		copy(l.buf[:], p[len(p)-len(l.buf):])
+	} else {
+		copy(l.buf[:], l.buf[len(p):])
+		copy(l.buf[len(l.buf)-len(p):], p)
+	}
+	l.n += int64(len(p))
+	return len(p), nil
+}
+
+// zeroBlocks reports whether what was written ends with tar's
+// end-of-archive marker.
+func (l *lastBytes) zeroBlocks() bool {
+	return l.n >= int64(len(l.buf)) && bytes.Count(l.buf[:], []byte{0}) == len(l.buf)
 }

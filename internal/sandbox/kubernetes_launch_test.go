@@ -70,6 +70,14 @@ func TestUnpackInPlace(t *testing.T) {
 			t.Errorf("unpacking %q (type %c) succeeded", bad.Name, bad.Typeflag)
 		}
 	}
+	// A stream cut short, even at an entry's end, or empty, is refused:
+	// the runtime lost part of it.
+	whole := stream(file("m1/cut.txt", "cut\n", 0o644)).Bytes()
+	for _, cut := range [][]byte{nil, whole[:512], whole[:1024], whole[:len(whole)-512]} {
+		if err := unpackInPlace(bytes.NewReader(cut), dir); err == nil {
+			t.Errorf("unpacking the first %d bytes of a %d-byte stream: %v, want it refused", len(cut), len(whole), err)
+		}
+	}
 	// A link in place of a directory does not take the files elsewhere.
 	out := t.TempDir()
 	os.Symlink(out, filepath.Join(dir, "esc"))
@@ -173,5 +181,41 @@ func TestUnpackLaunchTakenAtOnce(t *testing.T) {
 	}
 	if fi, _ := os.Stat(filepath.Join(dir, launchFile)); fi.Mode().Perm() != 0o600 {
 		t.Errorf("the launch written over has mode %v, want the stream's 0600", fi.Mode().Perm())
+	}
+}
+
+// lastBytes tells a tar stream that reached its end-of-archive marker from
+// one cut short, however the stream was read in pieces. (A stream cut
+// right after a file that ends in 1 KiB of zeros looks whole: the limit
+// of the check.)
+func TestLastBytesEndMarker(t *testing.T) {
+	var archive bytes.Buffer
+	tw := tar.NewWriter(&archive)
+	tw.WriteHeader(&tar.Header{Name: "text", Typeflag: tar.TypeReg, Mode: 0o644, Size: 700})
+	tw.Write(bytes.Repeat([]byte("x"), 700))
+	tw.Close()
+	whole := archive.Bytes()
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want bool
+	}{
+		{"whole", whole, true},
+		{"empty", nil, false},
+		{"one zero block of two", whole[:len(whole)-512], false},
+		{"cut at the entry's end", whole[:len(whole)-1024], false},
+		{"only zeros, too few", make([]byte, 1000), false},
+	} {
+		for _, piece := range []int{1, 7, 512, 1500, 1 << 20} {
+			var l lastBytes
+			for rest := tc.data; len(rest) > 0; {
+				n := min(piece, len(rest))
+				l.Write(rest[:n])
+				rest = rest[n:]
+			}
+			if got := l.zeroBlocks(); got != tc.want {
+				t.Errorf("%s in pieces of %d: zeroBlocks = %v, want %v", tc.name, piece, got, tc.want)
+			}
+		}
 	}
 }

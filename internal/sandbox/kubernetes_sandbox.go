@@ -358,7 +358,7 @@ func (k *Kubernetes) HandProxyFile(ctx context.Context, proxy, name string, data
 		return fmt.Errorf("kubernetes: hand %s to %s: its proxy was not made to be handed that file", name, proxy)
 	}
 	var out bytes.Buffer
-	code, err := k.execIn(ctx, p.Name, agentContainer, []string{BinaryPath, KubernetesInitCommand, "put", ProxyConfigDir, name},
+	code, err := k.execIn(ctx, p.Name, agentContainer, []string{BinaryPath, KubernetesInitCommand, "put", ProxyConfigDir, name, strconv.Itoa(len(data))},
 		remotecommand.StreamOptions{Stdin: bytes.NewReader(data), Stdout: &out, Stderr: &out})
 	if err == nil && code != 0 {
 		err = fmt.Errorf("exit %d: %s", code, strings.TrimSpace(out.String()))

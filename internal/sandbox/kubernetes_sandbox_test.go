@@ -342,6 +342,18 @@ func TestKubernetesHandProxyFile(t *testing.T) {
 		}
 		return out.String()
 	}
+	// readProxy is inProxy for a script that always prints something:
+	// containerd 1.6 loses an exec's output now and then under load (its
+	// log: "Failed to pipe stdout for container exec"), status 0.
+	readProxy := func(script string) string {
+		t.Helper()
+		for range 3 {
+			if got := inProxy(script); got != "" {
+				return got
+			}
+		}
+		return ""
+	}
 	secret, err := cs.CoreV1().Secrets(testkit.KubernetesNamespace).Get(ctx, sb.Proxy, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -351,7 +363,7 @@ func TestKubernetesHandProxyFile(t *testing.T) {
 			t.Errorf("the proxy's Secret has %s, the host's stale copy", key)
 		}
 	}
-	if got := inProxy(`ls -a /airlock/egress`); strings.Contains(got, "credentials.json") {
+	if got := readProxy(`ls -a /airlock/egress`); strings.Contains(got, "credentials.json") {
 		t.Errorf("the host's stale credentials.json went into the proxy pod:\n%s", got)
 	}
 
@@ -374,7 +386,7 @@ func TestKubernetesHandProxyFile(t *testing.T) {
 	if err := k.HandProxyFile(ctx, sb.Proxy, "credentials.json", []byte(token)); err != nil {
 		t.Fatalf("HandProxyFile: %v", err)
 	}
-	got := inProxy(`stat -c '%F %a %u' /airlock/egress/credentials.json; cat /airlock/egress/credentials.json; echo; ls -a /airlock/egress /tmp`)
+	got := readProxy(`stat -c '%F %a %u' /airlock/egress/credentials.json; cat /airlock/egress/credentials.json; echo; ls -a /airlock/egress /tmp`)
 	if !strings.HasPrefix(got, "regular file 600 4242\n"+token+"\n") {
 		t.Errorf("the handed file in the proxy pod:\n%s", got)
 	}
@@ -383,10 +395,13 @@ func TestKubernetesHandProxyFile(t *testing.T) {
 	}
 	// The sandbox (the agent's pod) has no way to it.
 	var look bytes.Buffer
-	if _, err := k.Exec(ctx, sb.Agent, sandbox.ExecSpec{Cmd: []string{"sh", "-c", "grep -rl handed-token /airlock /tmp /work /etc /home /root 2>/dev/null; ls -a /airlock"}, Stdout: &look, Stderr: &look}); err != nil {
-		t.Fatal(err)
+	for try := 0; try < 3 && !strings.Contains(look.String(), ".."); try++ { // output lost: as readProxy
+		look.Reset()
+		if _, err := k.Exec(ctx, sb.Agent, sandbox.ExecSpec{Cmd: []string{"sh", "-c", "grep -rl handed-token /airlock /tmp /work /etc /home /root 2>/dev/null; ls -a /airlock"}, Stdout: &look, Stderr: &look}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if strings.Contains(look.String(), "/") || strings.Contains(look.String(), "credentials") {
+	if !strings.Contains(look.String(), "..") || strings.Contains(look.String(), "/") || strings.Contains(look.String(), "credentials") {
 		t.Errorf("the agent's pod sees the handed file:\n%s", look.String())
 	}
 
@@ -422,7 +437,7 @@ func TestKubernetesHandProxyFile(t *testing.T) {
 	if err := k.SyncMounts(ctx, sb.Proxy, []string{sandbox.ProxyConfigDir}); err != nil {
 		t.Fatalf("SyncMounts: %v", err)
 	}
-	if got := inProxy(`ls -a /airlock/egress`); strings.Contains(got, "credentials.json") {
+	if got := readProxy(`ls -a /airlock/egress`); strings.Contains(got, "credentials.json") {
 		t.Errorf("credentials.json is back in the proxy pod after a sync:\n%s", got)
 	}
 	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
