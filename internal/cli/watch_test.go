@@ -128,11 +128,13 @@ func (e *watchEnv) place() watchd.Place {
 	return p
 }
 
-// waitListening waits until the watcher answers offers.
+// waitListening waits until the watcher answers offers: until a
+// connection is taken, not until the socket is there (it is from bind, a
+// moment before listen, when connections are refused).
 func (e *watchEnv) waitListening(p watchd.Place) {
 	e.t.Helper()
 	for end := time.Now().Add(10 * time.Second); ; {
-		if _, err := os.Stat(filepath.Join(p.Dir, p.Key+".sock")); err == nil {
+		if listening(p) {
 			return
 		}
 		if time.Now().After(end) {
@@ -303,6 +305,23 @@ func TestWatcherPlaceKey(t *testing.T) {
 			t.Errorf("%s: same key", name)
 		}
 	}
+}
+
+// listening reports whether the place's socket takes a connection.
+func listening(p watchd.Place) bool {
+	d, err := os.Open(p.Dir)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	// Through the directory's descriptor, as rawOffer: a temporary
+	// directory's path can be past a socket address's length.
+	c, err := net.Dial("unix", "/proc/self/fd/"+strconv.Itoa(int(d.Fd()))+"/"+p.Key+".sock")
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 func rawOffer(t *testing.T, p watchd.Place, msg string) string {
