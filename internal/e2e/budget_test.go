@@ -48,10 +48,12 @@ func budgetStop(t *testing.T, e *env, args []string, reason string, wantTurns bo
 	if res.code != 3 {
 		t.Fatalf("run exit = %d, want 3\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
-	if d := time.Since(start); d > 2*time.Minute {
-		t.Errorf("the budget took %s to stop the run\nstderr:\n%s", d, res.stderr)
-	}
 	r := e.runs()[0]
+	// From the agent's start, not the command's: on a loaded machine
+	// making the run (its copy, its containers) alone took minutes.
+	if d := r.FinishedAt.Sub(r.StartedAt); r.StartedAt.IsZero() || d > 2*time.Minute {
+		t.Errorf("the budget took %s from the agent's start to stop the run (the command: %s)\nstderr:\n%s", d, time.Since(start), res.stderr)
+	}
 	if r.Status != store.StatusStopped || r.StopReason != "budget" || !strings.HasPrefix(r.Error, reason) {
 		t.Fatalf("run = status %s, stop reason %q, error %q; want stopped, budget, %q", r.Status, r.StopReason, r.Error, reason)
 	}

@@ -169,7 +169,8 @@ func (s *suite) create(t *testing.T, spec sandbox.Spec) string {
 		t.Fatalf("Create: %v", err)
 	}
 	t.Cleanup(func() {
-		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// Generous: Incus on a loaded machine took over 30 s.
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := s.e.Remove(c, id); err != nil {
 			t.Errorf("cleanup: Remove %s: %v", spec.Name, err)
