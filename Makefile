@@ -4,7 +4,7 @@
 GO        ?= go
 BIN       := bin/airlock
 PREFIX    ?= /usr/local
-GOTEST_TIMEOUT ?= 75m
+GOTEST_TIMEOUT ?= 80m
 FUZZTIME  ?= 20s
 
 .PHONY: all build web install setup image demo test bench fuzz clean k8s-up k8s-down k8s-images

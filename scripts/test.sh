@@ -7,7 +7,9 @@
 #     are named TestKubernetes* (they wait mostly on the cluster's pods),
 #     then takes the cluster down (its control plane costs a share of a
 #     core even when idle, and the machine is short of CPU), then runs the
-#     hostile-sandbox tests, named TestHostile*.
+#     hostile-sandbox tests, named TestHostile*, then the tests of the
+#     Gemini CLI and opencode agents (TestAgentGemini*, TestAgentOpencode*):
+#     moved here, the two processes end at about the same time.
 #
 # Each process writes its events (go test -json, through gotestsum) to a
 # file and prints go test's usual output; at the end the slowest tests of
@@ -15,9 +17,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
-timeout=${GOTEST_TIMEOUT:-75m}
+timeout=${GOTEST_TIMEOUT:-80m}
 cluster='^TestKubernetes'
 hostile='^TestHostile'
+agents='^TestAgent(Gemini|Opencode)'
 prepare='^TestImageBuildOnEngines$'
 
 # AIRLOCK_TEST_LOGS keeps the events of each process there, for a look at
@@ -57,13 +60,15 @@ second() {
 	scripts/k8s-cluster.sh down || rc=1
 	stamp "the hostile-sandbox tests (go test -run '$hostile' ./...)"
 	gotest hostile -run "$hostile" ./... || rc=1
+	stamp "the Gemini CLI's and opencode's tests (go test -run '$agents' ./internal/e2e)"
+	gotest agents -run "$agents" ./internal/e2e || rc=1
 	stamp "the second process ended"
 	return "$rc"
 }
-stamp "two processes: the cluster's and the hostile-sandbox tests, and the rest"
+stamp "two processes: the cluster's, the hostile-sandbox and some agents' tests, and the rest"
 AIRLOCK_E2E_SHARED=1 second >"$logs/second.out" 2>&1 &
 second_pid=$!
-AIRLOCK_E2E_SHARED=1 gotest rest -skip "$cluster|$hostile|$prepare" ./...
+AIRLOCK_E2E_SHARED=1 gotest rest -skip "$cluster|$hostile|$agents|$prepare" ./...
 rest=$?
 stamp "the rest ended (exit $rest)"
 wait "$second_pid"
@@ -73,6 +78,7 @@ cat "$logs/second.out"
 slowest rest
 slowest cluster
 slowest hostile
+slowest agents
 # The projects' images the e2e tests built (TestMain leaves them to this
 # script when AIRLOCK_E2E_SHARED is set: the other process may be using them).
 for cli in docker podman; do
