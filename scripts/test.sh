@@ -7,9 +7,9 @@
 #     are named TestKubernetes* (they wait mostly on the cluster's pods),
 #     then takes the cluster down (its control plane costs a share of a
 #     core even when idle, and the machine is short of CPU), then runs the
-#     hostile-sandbox tests, named TestHostile*, then the tests of the
-#     Gemini CLI and opencode agents (TestAgentGemini*, TestAgentOpencode*):
-#     moved here, the two processes end at about the same time.
+#     hostile-sandbox tests, named TestHostile*, then the end-to-end tests
+#     of the opencode agent (TestAgentOpencode*): moved here, the two
+#     processes end at about the same time.
 #
 # Each process writes its events (go test -json, through gotestsum) to a
 # file and prints go test's usual output; at the end the slowest tests of
@@ -20,7 +20,7 @@ GO=${GO:-go}
 timeout=${GOTEST_TIMEOUT:-80m}
 cluster='^TestKubernetes'
 hostile='^TestHostile'
-agents='^TestAgent(Gemini|Opencode)'
+agents='^TestAgentOpencode'
 prepare='^TestImageBuildOnEngines$'
 
 # AIRLOCK_TEST_LOGS keeps the events of each process there, for a look at
@@ -60,7 +60,7 @@ second() {
 	scripts/k8s-cluster.sh down || rc=1
 	stamp "the hostile-sandbox tests (go test -run '$hostile' ./...)"
 	gotest hostile -run "$hostile" ./... || rc=1
-	stamp "the Gemini CLI's and opencode's tests (go test -run '$agents' ./internal/e2e)"
+	stamp "opencode's tests (go test -run '$agents' ./internal/e2e)"
 	gotest agents -run "$agents" ./internal/e2e || rc=1
 	stamp "the second process ended"
 	return "$rc"
