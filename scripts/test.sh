@@ -65,7 +65,7 @@ second() {
 	stamp "the second process ended"
 	return "$rc"
 }
-stamp "two processes: the cluster's, the hostile-sandbox and some agents' tests, and the rest"
+stamp "two processes: the cluster's, the hostile-sandbox and opencode's tests, and the rest"
 AIRLOCK_E2E_SHARED=1 second >"$logs/second.out" 2>&1 &
 second_pid=$!
 AIRLOCK_E2E_SHARED=1 gotest rest -skip "$cluster|$hostile|$agents|$prepare" ./...
