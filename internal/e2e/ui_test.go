@@ -555,11 +555,14 @@ func TestUIRunFlag(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"id":"`+id+`"`) {
 		t.Fatalf("the run's data on the page's server: %d %s", resp.StatusCode, body)
 	}
-	_, second := page("ui-flag-2")
+	id2, second := page("ui-flag-2")
 	if v, _ := url.Parse(second); v.Host != u.Host {
 		t.Errorf("the second run --ui started another dashboard: %s, then %s", first, second)
 	}
+	// Both: a run still harvesting when the test's clean-up comes left
+	// its harvest container behind.
 	e.ok("wait", id)
+	e.ok("wait", id2)
 }
 
 // TestUIShellTerminal: an interactive run's terminal tab is the agent's
