@@ -342,17 +342,22 @@ func TestKubernetesHandProxyFile(t *testing.T) {
 		}
 		return out.String()
 	}
-	// readProxy is inProxy for a script that always prints something:
-	// containerd 1.6 loses an exec's output now and then under load (its
-	// log: "Failed to pipe stdout for container exec"), status 0.
-	readProxy := func(script string) string {
+	// readProxy is inProxy for a script whose output always ends with
+	// end, whatever the proxy's files: under load an exec's output is
+	// lost now and then, all of it or its end, with status 0 (containerd
+	// 1.6's log: "Failed to pipe stdout for container exec"; and on CI,
+	// with nothing in that log).
+	readProxy := func(script, end string) string {
 		t.Helper()
-		for range 3 {
-			if got := inProxy(script); got != "" {
+		got := ""
+		for try := range 5 {
+			if got = inProxy(script); strings.Contains(got, end) {
 				return got
 			}
+			t.Logf("try %d: %q lacks %q: read again", try+1, got, end)
+			time.Sleep(time.Second)
 		}
-		return ""
+		return got
 	}
 	secret, err := cs.CoreV1().Secrets(testkit.KubernetesNamespace).Get(ctx, sb.Proxy, metav1.GetOptions{})
 	if err != nil {
@@ -363,7 +368,7 @@ func TestKubernetesHandProxyFile(t *testing.T) {
 			t.Errorf("the proxy's Secret has %s, the host's stale copy", key)
 		}
 	}
-	if got := readProxy(`ls -a /airlock/egress`); strings.Contains(got, "credentials.json") {
+	if got := readProxy(`ls -a /airlock/egress; echo end`, "end"); strings.Contains(got, "credentials.json") {
 		t.Errorf("the host's stale credentials.json went into the proxy pod:\n%s", got)
 	}
 
@@ -386,7 +391,7 @@ func TestKubernetesHandProxyFile(t *testing.T) {
 	if err := k.HandProxyFile(ctx, sb.Proxy, "credentials.json", []byte(token)); err != nil {
 		t.Fatalf("HandProxyFile: %v", err)
 	}
-	got := readProxy(`stat -c '%F %a %u' /airlock/egress/credentials.json; cat /airlock/egress/credentials.json; echo; ls -a /airlock/egress /tmp`)
+	got := readProxy(`stat -c '%F %a %u' /airlock/egress/credentials.json; cat /airlock/egress/credentials.json; echo; ls -a /airlock/egress /tmp`, "/tmp:")
 	if !strings.HasPrefix(got, "regular file 600 4242\n"+token+"\n") {
 		t.Errorf("the handed file in the proxy pod:\n%s", got)
 	}
@@ -437,7 +442,7 @@ func TestKubernetesHandProxyFile(t *testing.T) {
 	if err := k.SyncMounts(ctx, sb.Proxy, []string{sandbox.ProxyConfigDir}); err != nil {
 		t.Fatalf("SyncMounts: %v", err)
 	}
-	if got := readProxy(`ls -a /airlock/egress`); strings.Contains(got, "credentials.json") {
+	if got := readProxy(`ls -a /airlock/egress; echo end`, "end"); strings.Contains(got, "credentials.json") {
 		t.Errorf("credentials.json is back in the proxy pod after a sync:\n%s", got)
 	}
 	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
