@@ -8,8 +8,9 @@
 #     then takes the cluster down (its control plane costs a share of a
 #     core even when idle, and the machine is short of CPU), then runs the
 #     hostile-sandbox tests, named TestHostile*, then the end-to-end tests
-#     of the opencode agent (TestAgentOpencode*): moved here, the two
-#     processes end at about the same time.
+#     of the Gemini CLI and opencode agents (TestAgentGemini*,
+#     TestAgentOpencode*): moved here, the two processes end at about the
+#     same time.
 #
 # Each process writes its events (go test -json, through gotestsum) to a
 # file and prints go test's usual output; at the end the slowest tests of
@@ -20,7 +21,7 @@ GO=${GO:-go}
 timeout=${GOTEST_TIMEOUT:-80m}
 cluster='^TestKubernetes'
 hostile='^TestHostile'
-agents='^TestAgentOpencode'
+agents='^TestAgent(Gemini|Opencode)'
 prepare='^TestImageBuildOnEngines$'
 
 # AIRLOCK_TEST_LOGS keeps the events of each process there, for a look at
@@ -60,12 +61,12 @@ second() {
 	scripts/k8s-cluster.sh down || rc=1
 	stamp "the hostile-sandbox tests (go test -run '$hostile' ./...)"
 	gotest hostile -run "$hostile" ./... || rc=1
-	stamp "opencode's tests (go test -run '$agents' ./internal/e2e)"
+	stamp "the Gemini CLI's and opencode's tests (go test -run '$agents' ./internal/e2e)"
 	gotest agents -run "$agents" ./internal/e2e || rc=1
 	stamp "the second process ended"
 	return "$rc"
 }
-stamp "two processes: the cluster's, the hostile-sandbox and opencode's tests, and the rest"
+stamp "two processes: the cluster's, the hostile-sandbox and two agents' tests, and the rest"
 AIRLOCK_E2E_SHARED=1 second >"$logs/second.out" 2>&1 &
 second_pid=$!
 AIRLOCK_E2E_SHARED=1 gotest rest -skip "$cluster|$hostile|$agents|$prepare" ./...
