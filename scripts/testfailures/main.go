@@ -39,12 +39,17 @@ type event struct {
 	Output  string
 }
 
-type key struct{ pkg, test string }
+// key is a test, or a package (test ""), of one file: one package runs in
+// several of test.sh's processes, each with its own output.
+type key struct {
+	file      int
+	pkg, test string
+}
 
 func run(files []string, w io.Writer) error {
 	var failed []key
 	output := map[key][]string{}
-	for _, name := range files {
+	for i, name := range files {
 		f, err := os.Open(name)
 		if err != nil {
 			return err
@@ -56,7 +61,7 @@ func run(files []string, w io.Writer) error {
 			if json.Unmarshal(sc.Bytes(), &e) != nil {
 				continue // a line go test printed itself, such as a build error
 			}
-			k := key{e.Package, e.Test}
+			k := key{i, e.Package, e.Test}
 			switch e.Action {
 			case "output":
 				output[k] = append(output[k], strings.TrimRight(e.Output, "\n"))
@@ -105,7 +110,7 @@ func run(files []string, w io.Writer) error {
 
 func hasFailedChild(failed []key, k key) bool {
 	return slices.ContainsFunc(failed, func(c key) bool {
-		return c.pkg == k.pkg && strings.HasPrefix(c.test, k.test+"/")
+		return c.file == k.file && c.pkg == k.pkg && strings.HasPrefix(c.test, k.test+"/")
 	})
 }
 

@@ -35,8 +35,12 @@ func TestRun(t *testing.T) {
 	if err := os.WriteFile(file, append([]byte("# p/c\nbuild failed\n"), events.Bytes()...), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The same package passed in another process: its output is not this
+	// failure's.
+	other := filepath.Join(t.TempDir(), "other.json")
+	os.WriteFile(other, []byte("{\"Action\":\"output\",\"Package\":\"p/b\",\"Output\":\"ok  \\tp/b\\t0.1s [no tests to run]\\n\"}\n{\"Action\":\"pass\",\"Package\":\"p/b\"}\n"), 0o644)
 	var out bytes.Buffer
-	if err := run([]string{file}, &out); err != nil {
+	if err := run([]string{file, other}, &out); err != nil {
 		t.Fatal(err)
 	}
 	got := out.String()
@@ -49,7 +53,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
 	}
-	for _, unwanted := range []string{"TestGood", "FAIL p/a TestParent\n", "=== RUN", "goroutine 7", "startAlarm"} {
+	for _, unwanted := range []string{"TestGood", "FAIL p/a TestParent\n", "=== RUN", "goroutine 7", "startAlarm", "no tests to run"} {
 		if strings.Contains(got, unwanted) {
 			t.Errorf("output has %q:\n%s", unwanted, got)
 		}
