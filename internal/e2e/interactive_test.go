@@ -96,14 +96,25 @@ func (e *env) startShell(args ...string) string {
 
 func (e *env) waitScreen(id, want string, timeout time.Duration) string {
 	e.t.Helper()
+	screen, ok := e.screenWithin(id, want, timeout)
+	if !ok {
+		e.t.Fatalf("run %s's screen never showed %q:\n%s", id, want, screen)
+	}
+	return screen
+}
+
+// screenWithin waits for run id's screen to show want, and returns the
+// last screen captured (with capture's errors), and whether it did.
+func (e *env) screenWithin(id, want string, timeout time.Duration) (string, bool) {
+	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		res := e.airlock("tmux", "capture", id)
 		if res.code == 0 && strings.Contains(res.stdout, want) {
-			return res.stdout
+			return res.stdout, true
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("run %s's screen never showed %q:\n%s%s", id, want, res.stdout, res.stderr)
+			return res.stdout + res.stderr, false
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -140,5 +141,22 @@ func tail(lines []string, n int) []string {
 		}
 		kept = append(kept, l)
 	}
-	return kept[max(0, len(kept)-n):]
+	start := max(0, len(kept)-n)
+	if start == 0 || isMessageStart(kept[start]) {
+		return kept[start:]
+	}
+	// The window starts inside a long message (a screen dump, say): its
+	// first line, where the test said what it wanted, is the one to keep.
+	for h := start - 1; h >= 0; h-- {
+		if isMessageStart(kept[h]) {
+			return append([]string{kept[h], "[…]"}, kept[start+2:]...)
+		}
+	}
+	return kept[start:]
 }
+
+// messageStart matches the first line of what t.Log or t.Error printed:
+// its file and line, indented by the test's depth.
+var messageStart = regexp.MustCompile(`^\s*[^\s:]+\.go:\d+: `)
+
+func isMessageStart(l string) bool { return messageStart.MatchString(l) }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,12 @@ func TestRun(t *testing.T) {
 	emit("output", "p/a", "TestParent/sub", "=== RUN   TestParent/sub\n")
 	emit("output", "p/a", "TestParent/sub", "    a_test.go:9: the widget is blue, want red\n")
 	emit("fail", "p/a", "TestParent/sub", "")
+	emit("output", "p/a", "TestLong", "    a_test.go:20: the screen never showed the prompt:\n")
+	for i := range 40 {
+		emit("output", "p/a", "TestLong", fmt.Sprintf("        screen line %d\n", i))
+	}
+	emit("output", "p/a", "TestLong", "--- FAIL: TestLong (1.00s)\n")
+	emit("fail", "p/a", "TestLong", "")
 	emit("output", "p/a", "TestParent", "    a_test.go:7: set up\n")
 	emit("fail", "p/a", "TestParent", "")
 	emit("output", "p/b", "", "panic: test timed out after 1h15m0s\n")
@@ -48,12 +55,15 @@ func TestRun(t *testing.T) {
 		"FAIL p/a TestParent/sub\n    " + "    a_test.go:9: the widget is blue, want red\n",
 		"FAIL p/b\n    panic: test timed out after 1h15m0s\n",
 		"TestSlow (5m30s)",
+		// A long message keeps its first line, and ends as it ended.
+		"FAIL p/a TestLong\n        a_test.go:20: the screen never showed the prompt:\n    […]\n",
+		"screen line 39\n    --- FAIL: TestLong",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
 	}
-	for _, unwanted := range []string{"TestGood", "FAIL p/a TestParent\n", "=== RUN", "goroutine 7", "startAlarm", "no tests to run"} {
+	for _, unwanted := range []string{"screen line 26\n", "TestGood", "FAIL p/a TestParent\n", "=== RUN", "goroutine 7", "startAlarm", "no tests to run"} {
 		if strings.Contains(got, unwanted) {
 			t.Errorf("output has %q:\n%s", unwanted, got)
 		}
