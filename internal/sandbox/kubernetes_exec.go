@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -52,7 +53,28 @@ func (k *Kubernetes) stream(ctx context.Context, pod, sub string, opts interface
 	if err != nil {
 		return fmt.Errorf("kubernetes: %s in %s: %w", sub, pod, err)
 	}
+	if so.Stdout != nil && so.Stderr != nil {
+		// The executor copies each output in its own goroutine, and the
+		// two are often one writer. One bytes.Buffer's ReadFrom, ending
+		// while the other's wrote, cut the buffer back to the length it
+		// started with: a command's output was lost, its status 0.
+		var mu sync.Mutex
+		so.Stdout, so.Stderr = &lockedWriter{mu: &mu, w: so.Stdout}, &lockedWriter{mu: &mu, w: so.Stderr}
+	}
 	return ex.StreamWithContext(ctx, so)
+}
+
+// lockedWriter writes to w under mu. It has no ReadFrom: a copy into it
+// writes what it read, a piece at a time, under the lock.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 type execOpts corev1.PodExecOptions
