@@ -50,6 +50,9 @@ type key struct {
 func run(files []string, w io.Writer) error {
 	var failed []key
 	output := map[key][]string{}
+	// Every line of a package's process, in order: go test puts a
+	// timeout's panic in the output of a test it cut short.
+	whole := map[key][]string{}
 	for i, name := range files {
 		f, err := os.Open(name)
 		if err != nil {
@@ -65,7 +68,10 @@ func run(files []string, w io.Writer) error {
 			k := key{i, e.Package, e.Test}
 			switch e.Action {
 			case "output":
-				output[k] = append(output[k], strings.TrimRight(e.Output, "\n"))
+				l := strings.TrimRight(e.Output, "\n")
+				output[k] = append(output[k], l)
+				pk := key{i, e.Package, ""}
+				whole[pk] = append(whole[pk], l)
 			case "fail":
 				failed = append(failed, k)
 			}
@@ -87,7 +93,7 @@ func run(files []string, w io.Writer) error {
 		}
 		lines := tail(output[k], linesPerTest)
 		if k.test == "" {
-			lines = packageReason(output[k])
+			lines = packageReason(output[k], whole[k])
 		}
 		name := k.pkg
 		if k.test != "" {
@@ -115,20 +121,21 @@ func hasFailedChild(failed []key, k key) bool {
 	})
 }
 
-// packageReason is what a package's own output says when it failed: a
-// panic (a timeout's names the tests it cut short, then every goroutine's
-// stack, which is left out) or a build error.
-func packageReason(out []string) []string {
-	for i, l := range out {
+// packageReason is why a package failed: a panic anywhere in its
+// process's output (a timeout's names the tests it cut short, then every
+// goroutine's stack, which is left out), or the end of its own output (a
+// build error).
+func packageReason(own, whole []string) []string {
+	for i, l := range whole {
 		if strings.HasPrefix(l, "panic:") {
 			end := i + 1
-			for end < len(out) && end < i+linesPerTest && !strings.HasPrefix(out[end], "goroutine ") {
+			for end < len(whole) && end < i+linesPerTest && !strings.HasPrefix(whole[end], "goroutine ") {
 				end++
 			}
-			return out[i:end]
+			return whole[i:end]
 		}
 	}
-	return tail(out, linesPerTest)
+	return tail(own, linesPerTest)
 }
 
 func tail(lines []string, n int) []string {
