@@ -484,6 +484,14 @@ func (e *env) airlock(args ...string) result {
 	return res
 }
 
+// in is e for subtest t: its failures end t, not the test that made e
+// (a subtest may not end its parent).
+func (e *env) in(t *testing.T) *env {
+	sub := *e
+	sub.t = t
+	return &sub
+}
+
 // ok runs airlock and fails the test unless it exits 0.
 func (e *env) ok(args ...string) result {
 	e.t.Helper()

@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -215,6 +216,7 @@ func TestUIBrowser(t *testing.T) {
 	// An interactive run's terminal is the agent's own TUI.
 	t.Run("InteractiveTUI", func(t *testing.T) {
 		b := b.with(t)
+		e := e.in(t)
 		e.server(testkit.ChatScript())
 		shell := e.startShell("--name", "tui")
 		b.do(chromedp.Navigate(ui.base + "/runs/" + shell + "/terminal"))
@@ -268,6 +270,7 @@ func TestUIBrowser(t *testing.T) {
 
 	t.Run("MergeFromPage", func(t *testing.T) {
 		b := b.with(t)
+		e := e.in(t)
 		b.do(chromedp.Navigate(ui.base + "/runs/" + done))
 		b.waitJS("the diff", `!!document.querySelector('#diff details.file[data-path="hello.py"]')`, 30*time.Second)
 		// Highlighted: the diff's code is split into highlight.js's tokens.
@@ -333,6 +336,7 @@ func TestUIBrowser(t *testing.T) {
 	// secret is kept, so the cookie still holds; the printed token is new).
 	t.Run("ServerRestart", func(t *testing.T) {
 		b := b.with(t)
+		e := e.in(t)
 		b.do(chromedp.Navigate(ui.base + "/"))
 		b.waitJS("the four runs listed", `document.querySelectorAll("#runs tbody tr").length === 4`, 30*time.Second)
 		b.shotBody("dashboard")
@@ -446,6 +450,46 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 type tab struct {
 	t   *testing.T
 	ctx context.Context
+	net *failedRequests
+}
+
+// failedRequests keeps the requests of a tab that got no answer, with
+// Chromium's reason (net::ERR_...): a page's "Failed to fetch" does not say.
+type failedRequests struct {
+	mu     sync.Mutex
+	urls   map[network.RequestID]string
+	failed []string
+}
+
+// watchRequests records ctx's tab's failed requests from now on.
+func watchRequests(t *testing.T, ctx context.Context) *failedRequests {
+	f := &failedRequests{urls: map[network.RequestID]string{}}
+	err := chromedp.Listen(ctx, func(ev any) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		switch ev := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			f.urls[ev.RequestID] = ev.Request.URL
+		case *network.EventLoadingFailed:
+			if !ev.Canceled {
+				f.failed = append(f.failed, fmt.Sprintf("%s %s: %s", time.Now().Format("15:04:05.000"), f.urls[ev.RequestID], ev.ErrorText))
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// String is the failed requests, the last 10.
+func (f *failedRequests) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.failed) == 0 {
+		return "none"
+	}
+	return strings.Join(f.failed[max(0, len(f.failed)-10):], "\n")
 }
 
 func newBrowser(t *testing.T, chromium string) *tab {
@@ -468,11 +512,11 @@ func newBrowser(t *testing.T, chromium string) *tab {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("starting %s: %v", chromium, err)
 	}
-	return &tab{t: t, ctx: ctx}
+	return &tab{t: t, ctx: ctx, net: watchRequests(t, ctx)}
 }
 
 // with is the same tab, failing t (a subtest's) rather than its parent.
-func (p *tab) with(t *testing.T) *tab { return &tab{t: t, ctx: p.ctx} }
+func (p *tab) with(t *testing.T) *tab { return &tab{t: t, ctx: p.ctx, net: p.net} }
 
 // incognito is a new browser context: no cookies of the first.
 func (p *tab) incognito(t *testing.T) *tab {
@@ -482,7 +526,7 @@ func (p *tab) incognito(t *testing.T) *tab {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatal(err)
 	}
-	return &tab{t: t, ctx: ctx}
+	return &tab{t: t, ctx: ctx, net: watchRequests(t, ctx)}
 }
 
 func (p *tab) do(actions ...chromedp.Action[chromedp.Void]) {
@@ -527,7 +571,7 @@ func (p *tab) waitJS(what, expr string, timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			p.shot("timeout")
-			p.t.Fatalf("waited %s for %s (%s; %v); the page shows:\n%s", timeout, what, expr, err, tail(p.bodyText(), 40))
+			p.t.Fatalf("waited %s for %s (%s; %v); the page shows:\n%s\nrequests that failed:\n%s", timeout, what, expr, err, tail(p.bodyText(), 40), p.net)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

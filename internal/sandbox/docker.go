@@ -309,6 +309,11 @@ func (d *Docker) engineError(doing string, err error) error {
 	switch {
 	case cerrdefs.IsNotFound(err):
 		return fmt.Errorf("%s: %w: %w", doing, ErrNotFound, err)
+	case d.podman != nil && strings.Contains(err.Error(), "does not exist in database: no such container"):
+		// Podman answers 500, not 404, for a container removed while it
+		// looks it up (containers/podman#10120): List met this when another
+		// container went away between the list and its inspect.
+		return fmt.Errorf("%s: %w: %w", doing, ErrNotFound, err)
 	case client.IsErrConnectionFailed(err) && d.podman != nil:
 		return d.podman.unreachable(doing, d.cli.DaemonHost(), err)
 	case client.IsErrConnectionFailed(err):

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -57,12 +58,29 @@ func runAsRootless(t *testing.T, test string) {
 	out, err := testkit.AsUser(t, u, os.Args[0], "-test.run", "^"+test+"$", "-test.v", "-test.count=1")
 	t.Logf("as %s:\n%s", name, out)
 	if err != nil {
-		t.Fatalf("%s as %s: %v", test, name, err)
+		// The reasons, on their own: the whole output above is long.
+		t.Fatalf("%s as %s: %v:\n%s", test, name, err, failureLines(out))
 	}
 	if strings.Contains(out, "--- SKIP: "+test+" ") {
 		t.Fatalf("%s was skipped as %s", test, name)
 	}
 }
+
+// failureLines picks from go test -v output the failed tests and the
+// messages they logged.
+func failureLines(out string) string {
+	var b strings.Builder
+	for line := range strings.Lines(out) {
+		trim := strings.TrimSpace(line)
+		if strings.HasPrefix(trim, "--- FAIL") || fileLine.MatchString(trim) {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// fileLine matches the start of a message a test logged: "suite.go:456: ".
+var fileLine = regexp.MustCompile(`^[\w.-]+\.go:\d+: `)
 
 func TestPodmanUnreachable(t *testing.T) {
 	p, err := sandbox.NewPodman("unix:///nonexistent/podman.sock")

@@ -130,9 +130,22 @@ async function decode<T>(res: Response): Promise<T> {
   return body as T;
 }
 
-export async function get<T>(path: string): Promise<T> {
-  const res = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
-  return decode<T>(res);
+// get tries a GET that never reached an answer (the server restarting, a
+// connection dropped under load) again after 0.5, 1, 2 and 4 s before the
+// page shows the failure: a GET changes nothing, so a repeat is safe. The
+// server's own errors are shown at once.
+export async function get<T>(path: string, retryAfterMs = 500): Promise<T> {
+  for (let wait = retryAfterMs; ; wait *= 2) {
+    let res: Response;
+    try {
+      res = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    } catch (e) {
+      if (!(e instanceof TypeError) || wait > 8 * retryAfterMs) throw e;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      continue;
+    }
+    return decode<T>(res);
+  }
 }
 
 export async function post<T>(path: string, body: unknown): Promise<T> {

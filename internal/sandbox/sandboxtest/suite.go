@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -105,6 +106,7 @@ func contractTests() []suiteTest {
 		{"LogsSeparateStreams", testLogs},
 		{"InspectState", testInspectState},
 		{"LabelsAndList", testLabelsAndList},
+		{"ListWhileRemoving", testListWhileRemoving},
 		{"StopGraceful", testStopGraceful},
 		{"StopKillsAfterTimeout", testStopKills},
 		{"Remove", testRemove},
@@ -457,6 +459,57 @@ func testLabelsAndList(t *testing.T, s *suite) {
 	}
 	if !slices.Contains(stateNames(suiteWide), other.Name) {
 		t.Errorf("List(suite label) = %v, lacks %s", stateNames(suiteWide), other.Name)
+	}
+}
+
+// testListWhileRemoving: containers removed while List runs are left out
+// of its answer, not an error (`airlock ls` and clean list while other runs
+// end; Podman failed such a List under load).
+func testListWhileRemoving(t *testing.T, s *suite) {
+	group := randomHex(t)
+	const n = 4
+	ids := make([]string, n)
+	for i := range ids {
+		// Running: removing one then takes a while (a stop first).
+		spec := s.spec(t, "sleep 600")
+		spec.Labels["airlock.test-group"] = group
+		ids[i] = s.create(t, spec)
+		if err := s.e.Start(ctx(t), ids[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Generous: on Incus 6.0.4 a file read racing a deletion (List reads
+	// each instance's exit record) can start a file server that the
+	// deletion waits on until it idles out, about two minutes.
+	rmCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() {
+			if err := s.e.Remove(rmCtx, id); err != nil {
+				t.Errorf("Remove: %v", err)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	lists := 0
+	for {
+		select {
+		case <-done:
+			all, err := s.e.List(ctx(t), map[string]string{"airlock.test-group": group})
+			if err != nil || len(all) != 0 {
+				t.Errorf("List after every Remove = %v, %v; want none", stateNames(all), err)
+			}
+			t.Logf("%d lists while removing", lists)
+			return
+		default:
+		}
+		if _, err := s.e.List(ctx(t), map[string]string{"airlock.test-group": group}); err != nil {
+			t.Fatalf("List while containers are removed: %v", err)
+		}
+		lists++
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
