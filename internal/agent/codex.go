@@ -116,7 +116,7 @@ func (Codex) Env(Options) []string {
 
 // codexConfig is ~/.codex/config.toml: a model provider that is airlock's
 // endpoint, and nothing that would reach past it. plugins fetches a
-// marketplace from github.com; the update check and analytics call home.
+// marketplace from github.com; the update checks and analytics call home.
 // The workdir is trusted and the notices are marked seen so that the
 // terminal UI (airlock shell) opens at its prompt; the keys are those
 // Codex 0.171.0's UI wrote once its dialogs were answered.
@@ -135,6 +135,12 @@ wire_api = "responses"
 [features]
 plugins = false
 remote_plugin = false
+# Codex's terminal UI would otherwise first install a background app
+# server under ~/.codex/packages and start it, with an updater beside it:
+# 10 to over 60 seconds in which the UI shows its prompt but holds what is
+# typed. A sandbox lives for one run; the UI's own server is enough.
+daemon_auto_start = false
+in_app_updates = false
 
 [analytics]
 enabled = false

@@ -111,6 +111,8 @@ func TestCodexSeed(t *testing.T) {
 		`wire_api = "responses"`,
 		"plugins = false",
 		"check_for_update_on_startup = false",
+		"daemon_auto_start = false",
+		"in_app_updates = false",
 		"[analytics]\nenabled = false",
 		`[projects."/workspace"]`,
 	} {

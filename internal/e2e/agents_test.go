@@ -153,10 +153,18 @@ func TestAgentCodexShell(t *testing.T) {
 	id := strings.TrimSpace(e.ok("shell", "-d", "-y", "--agent", "codex").stdout)
 	const placeholder = "Ask Codex to do anything"
 	e.waitScreen(id, placeholder, 2*time.Minute)
+	// The session header names the permissions once the UI's app server
+	// answers; until then the UI holds what is typed. With a background
+	// server to install and start (Codex's default) that took 10 s here
+	// and over a minute in CI; the seeded config runs the UI's own.
+	e.waitScreen(id, "permissions:", time.Minute)
+	if ps := e.ok("exec", id, "--", "ps", "-eo", "args").stdout; strings.Contains(ps, "app-server") {
+		t.Errorf("Codex started a background app server in the sandbox:\n%s", ps)
+	}
 	// Codex's UI takes an Enter that comes in the same burst as typed text
-	// for part of a paste: the text first, then Enter on its own. Under
-	// load it drops keys typed just after its prompt first shows (ci31);
-	// while the placeholder still shows, the composer is empty and typing
+	// for part of a paste: the text first, then Enter on its own. Should
+	// keys still go missing under load, they are typed again, but only
+	// while the placeholder shows: the composer is empty then, and typing
 	// again cannot double the text.
 	const task = "Write hello.py, run it and commit it."
 	for try := 1; ; try++ {
