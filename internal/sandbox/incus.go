@@ -776,12 +776,16 @@ func (i *Incus) List(ctx context.Context, labels map[string]string) ([]State, er
 	if err := i.c.get(ctx, "/1.0/instances?recursion=1", &insts); err != nil {
 		return nil, fmt.Errorf("list instances: %w", err)
 	}
+	deleting, err := i.deleting(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list instances: %w", err)
+	}
 	sort.Slice(insts, func(a, b int) bool { return insts[a].Name < insts[b].Name })
 	states := []State{}
 next:
 	for _, inst := range insts {
-		if i.gone.has(inst.Name) {
-			continue // removed, for this process
+		if i.gone.has(inst.Name) || deleting[inst.Name] {
+			continue // removed, for this process, or being removed
 		}
 		for k, v := range labels {
 			if got, ok := inst.Config[incusLabelKey+k]; !ok || got != v {
@@ -808,6 +812,34 @@ next:
 		states = append(states, st)
 	}
 	return states, nil
+}
+
+// deleting names the instances that an operation of incusd is deleting.
+// List leaves them out without reading their files: on Incus 6.0.4 a file
+// read that meets a deletion starts a file server that the deletion then
+// waits for, and further reads keep that server alive, so a List repeated
+// meanwhile (the engine suite's ListWhileRemoving) held a deletion for
+// over five minutes.
+func (i *Incus) deleting(ctx context.Context) (map[string]bool, error) {
+	var ops map[string][]incusOperation // by status: "running", "success"...
+	if err := i.c.get(ctx, "/1.0/operations?recursion=1", &ops); err != nil {
+		return nil, fmt.Errorf("list operations: %w", err)
+	}
+	names := map[string]bool{}
+	for _, op := range ops["running"] {
+		if op.Description != "Deleting instance" {
+			continue
+		}
+		for _, path := range op.Resources["instances"] {
+			path, _, _ = strings.Cut(path, "?") // ?project=
+			if name, ok := strings.CutPrefix(path, "/1.0/instances/"); ok {
+				if n, err := url.PathUnescape(name); err == nil {
+					names[n] = true
+				}
+			}
+		}
+	}
+	return names, nil
 }
 
 // Logs copies the command's combined output, as the init kept it, to w.

@@ -76,6 +76,10 @@ type incusOperation struct {
 	StatusCode int            `json:"status_code"`
 	Err        string         `json:"err"`
 	Metadata   map[string]any `json:"metadata"`
+	// Description and Resources say what the operation does, to what:
+	// "Deleting instance", {"instances": ["/1.0/instances/NAME"]}.
+	Description string              `json:"description"`
+	Resources   map[string][]string `json:"resources"`
 }
 
 // IncusError is an error answer of incusd: the request, the HTTP status and

@@ -478,9 +478,10 @@ func testListWhileRemoving(t *testing.T, s *suite) {
 			t.Fatal(err)
 		}
 	}
-	// Generous: on Incus 6.0.4 a file read racing a deletion (List reads
-	// each instance's exit record) can start a file server that the
-	// deletion waits on until it idles out, about two minutes.
+	// Generous: on Incus 6.0.4 a file read that meets the start of a
+	// deletion (List reads each instance's exit record) starts a file
+	// server the deletion waits for until it idles out (see
+	// Incus.deleting): up to a minute here, under load.
 	rmCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
