@@ -217,30 +217,35 @@ func batchJobs(j, n int) int {
 
 // batchFollow follows one run of a batch to its end: its log, prefixed,
 // when attached; silently when detached (the slot stays taken until the
-// run ends). Interrupted, it stops the run, keeping its work.
+// run ends). Interrupted, it stops an attached run, keeping its work.
 func batchFollow(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, out, errOut *prefixWriter, verbosity int, detach bool) batchResult {
-	var err error
-	if !detach {
-		rend := &transcript.Renderer{W: out, Verbosity: verbosity, Width: f.IO.TermWidth}
-		parse := run.ParserOf(r)
-		done := func() bool {
-			cur, err := m.Store.Get(r.ID)
-			if err != nil {
-				return true
-			}
-			cur, err = m.Reconcile(ctx, cur)
-			return err != nil || cur.Status.Finished()
-		}
-		err = transcript.Follow(ctx, m.LogPath(r), done, func(line []byte) error {
-			if evs, err := parse(line); err == nil {
-				for _, ev := range evs {
-					rend.Render(ev)
-				}
-			}
-			return nil
-		})
-		out.Flush()
+	if detach {
+		// The run is its watcher's. The batch returns once the last run
+		// has started, and its context ends then, perhaps before this
+		// goroutine first looks at it: that is no interruption, and the
+		// run goes on.
+		cur, err := m.Wait(ctx, r)
+		return batchResult{run: cur, err: err}
 	}
+	rend := &transcript.Renderer{W: out, Verbosity: verbosity, Width: f.IO.TermWidth}
+	parse := run.ParserOf(r)
+	done := func() bool {
+		cur, err := m.Store.Get(r.ID)
+		if err != nil {
+			return true
+		}
+		cur, err = m.Reconcile(ctx, cur)
+		return err != nil || cur.Status.Finished()
+	}
+	err := transcript.Follow(ctx, m.LogPath(r), done, func(line []byte) error {
+		if evs, err := parse(line); err == nil {
+			for _, ev := range evs {
+				rend.Render(ev)
+			}
+		}
+		return nil
+	})
+	out.Flush()
 	if ctx.Err() != nil {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -258,10 +263,8 @@ func batchFollow(ctx context.Context, f *Factory, m *run.Manager, r *store.Run, 
 	if err != nil {
 		return batchResult{run: r, err: err}
 	}
-	if !detach {
-		fmt.Fprintf(errOut, "%s%s", bellFor(f), finishedLine(cur))
-		errOut.Flush()
-	}
+	fmt.Fprintf(errOut, "%s%s", bellFor(f), finishedLine(cur))
+	errOut.Flush()
 	return batchResult{run: cur}
 }
 

@@ -2,10 +2,17 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/airlock-dev/airlock/internal/run"
+	"github.com/airlock-dev/airlock/internal/sandbox"
+	"github.com/airlock-dev/airlock/internal/sandbox/memengine"
+	"github.com/airlock-dev/airlock/internal/store"
 )
 
 func TestValidateBatchFlags(t *testing.T) {
@@ -65,5 +72,52 @@ func TestPrefixWriterKeepsLinesWhole(t *testing.T) {
 		if !ok || !(strings.HasPrefix(rest, name+"-") && strings.HasSuffix(rest, " end") || rest == "unfinished") {
 			t.Errorf("mixed line %q", l)
 		}
+	}
+}
+
+// A detached batch returns once its runs have started, which ends its
+// context. The goroutine that holds a run's slot may first look at that
+// context only then: it must leave the run to its watcher, not stop it as
+// if the user had pressed Ctrl-C (CI saw "stopped by the user" on a run
+// nobody stopped).
+func TestDetachedBatchNeverStopsItsRuns(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := memengine.New("agent:1")
+	eng.Programs = func(sandbox.Spec) memengine.Program {
+		return func(p *memengine.Proc) int { <-p.Terminated(); return 143 }
+	}
+	ctx := context.Background()
+	id, err := eng.Create(ctx, sandbox.Spec{Name: "airlock-task-1", Image: "agent:1", User: "1000:1000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	r := &store.Run{ID: "task-1", Name: "task", Status: store.StatusRunning, Container: id, CreatedAt: now, StartedAt: now}
+	if err := st.Create(r); err != nil {
+		t.Fatal(err)
+	}
+	m := &run.Manager{Store: st, Engine: eng}
+	var mu sync.Mutex
+	var out, errOut bytes.Buffer
+	ended, cancel := context.WithCancel(ctx)
+	cancel() // the batch command has returned
+	batchFollow(ended, &Factory{IO: &IOStreams{}}, m, r,
+		&prefixWriter{w: &out, mu: &mu}, &prefixWriter{w: &errOut, mu: &mu}, 0, true)
+
+	got, err := st.Get(r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.StopRequested || got.Status != store.StatusRunning {
+		t.Errorf("after the detached batch returned, its run is %s (stop requested: %v, %q), want running", got.Status, got.StopRequested, got.Error)
+	}
+	if s, err := eng.Inspect(ctx, id); err != nil || s.Status != sandbox.StatusRunning {
+		t.Errorf("the run's container is %v (%v), want running", s.Status, err)
 	}
 }
