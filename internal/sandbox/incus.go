@@ -407,14 +407,25 @@ const incusTeardown = 30 * time.Second
 // waiting for Incus to tear the instance down.
 func (i *Incus) Wait(ctx context.Context, id string) (int, error) {
 	delay := 50 * time.Millisecond
+	var failing time.Time // since when every look has failed
 	for {
 		st, err := i.Inspect(ctx, id)
-		if err != nil {
+		switch {
+		case err == nil:
+			failing = time.Time{}
+			switch st.Status {
+			case StatusExited, StatusDead:
+				return st.ExitCode, nil
+			}
+		case errors.Is(err, ErrNotFound) || ctx.Err() != nil:
 			return 0, fmt.Errorf("wait for instance %s: %w", id, err)
-		}
-		switch st.Status {
-		case StatusExited, StatusDead:
-			return st.ExitCode, nil
+		case failing.IsZero():
+			// One failed look is no answer: incusd fails a file read
+			// now and then while it stops an instance (its file server
+			// goes with it), and a wait that gave up would fail the run.
+			failing = time.Now()
+		case time.Since(failing) > incusWaitErrors:
+			return 0, fmt.Errorf("wait for instance %s: %w", id, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -424,6 +435,10 @@ func (i *Incus) Wait(ctx context.Context, id string) (int, error) {
 		delay = min(delay*2, 250*time.Millisecond)
 	}
 }
+
+// incusWaitErrors is how long Wait looks again at an instance every look
+// at which fails, before it gives up.
+const incusWaitErrors = 30 * time.Second
 
 // Inspect reports the instance's state.
 func (i *Incus) Inspect(ctx context.Context, id string) (State, error) {
@@ -523,21 +538,24 @@ func (i *Incus) pastError(ctx context.Context, inst incusInstance) incusInstance
 }
 
 // incusRecordGrace is how long a stopped instance's exit record is looked
-// for before its absence counts.
+// for before its absence, or a failure to read it, counts.
 const incusRecordGrace = 3 * time.Second
 
 // stoppedRecord reads the exit record of this start of a stopped instance.
 // Incus' file API has, under load, answered "not found" for a record that
 // was there a moment later (while it tears the instance down, a read can
-// reach a file server of the running instance's); a missing or bad record
-// is read again for a while before it counts, as the verdict it leads to
-// (dead, the agent's work judged failed) cannot be taken back. A record
-// older than the start is an earlier start's: this start left none.
+// reach a file server of the running instance's), and failed a read whose
+// file server went with the instance ("connection reset by peer"); a
+// record missing, bad or not read is read again for a while before it
+// counts, as the verdict it leads to (dead, the agent's work judged
+// failed) cannot be taken back. A record older than the start is an
+// earlier start's: this start left none.
 func (i *Incus) stoppedRecord(ctx context.Context, inst incusInstance) (incusExitRecord, error) {
 	deadline := time.Now().Add(incusRecordGrace)
+	verdict := deadline // when a missing or bad record counts
 	if time.Since(inst.LastUsedAt) < incusStartWindow {
 		// Not yet a verdict either way (stateOf): one look will do.
-		deadline = time.Now()
+		verdict = time.Now()
 	}
 	for {
 		rec, err := i.exitRecord(ctx, inst.Name)
@@ -545,7 +563,8 @@ func (i *Incus) stoppedRecord(ctx context.Context, inst incusInstance) (incusExi
 			err = fmt.Errorf("%w: it is of an earlier start (finished %s, started %s)", errBadRecord,
 				rec.Finished.Format(time.RFC3339Nano), inst.LastUsedAt.Format(time.RFC3339Nano))
 		}
-		if err == nil || !(errors.Is(err, ErrNotFound) || errors.Is(err, errBadRecord)) || time.Now().After(deadline) {
+		missing := errors.Is(err, ErrNotFound) || errors.Is(err, errBadRecord)
+		if err == nil || ctx.Err() != nil || missing && !time.Now().Before(verdict) || time.Now().After(deadline) {
 			return rec, err
 		}
 		select {

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,5 +210,139 @@ func TestIncusStaleExitRecord(t *testing.T) {
 	st, err := inc.Inspect(ctx, name)
 	if err != nil || st.Status != sandbox.StatusDead || !strings.Contains(st.Why, "earlier start") {
 		t.Fatalf("Inspect with an earlier start's record = %+v, %v; want dead, saying why", st, err)
+	}
+}
+
+// faultyIncus is incusd behind a proxy that fails the next reads of an
+// instance's exit record as incusd does when the file server it reads
+// through goes with the stopping instance. Everything else reaches the
+// real incusd.
+type faultyIncus struct {
+	mu    sync.Mutex
+	fails int // reads of the record still to fail
+	seen  int // reads of the record failed
+}
+
+func (f *faultyIncus) failNext(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fails = n
+}
+
+func (f *faultyIncus) failed() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.seen
+}
+
+// engine starts the proxy and returns an engine that talks through it.
+func (f *faultyIncus) engine(t *testing.T, instance string) *sandbox.Incus {
+	t.Helper()
+	real := "/var/lib/incus/unix.socket"
+	if s := os.Getenv("INCUS_SOCKET"); s != "" {
+		real = s
+	}
+	sock := filepath.Join(t.TempDir(), "incus.socket")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(&url.URL{Scheme: "http", Host: "incus"}) },
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", real)
+		}},
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/1.0/instances/"+instance+"/files" && r.URL.Query().Get("path") == "/.airlock-incus/exit" {
+			f.mu.Lock()
+			fail := f.fails > 0
+			if fail {
+				f.fails--
+				f.seen++
+			}
+			f.mu.Unlock()
+			if fail {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusInternalServerError)
+				io.WriteString(w, `{"type":"error","status":"","status_code":0,"operation":"","error_code":500,"error":"read unix @->/proc/self/fd/69/forkfile.sock: read: connection reset by peer","metadata":null}`)
+				return
+			}
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	inc, err := sandbox.NewIncus("unix://" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc.UseBinary(staticAirlock(t))
+	t.Cleanup(func() { inc.Close() })
+	return inc
+}
+
+// A read of an exit record that incusd fails (its file server went with
+// the stopping instance, as seen in CI) is no verdict: Inspect reads again
+// and reports the code, and Wait outlasts failures that go on for seconds.
+// Before, Wait failed at the first, and with it the run.
+func TestIncusExitRecordReadFails(t *testing.T) {
+	inc := incusEngine(t)
+	ctx := context.Background()
+	name := "airlock-incus-readfail-test"
+	inc.Remove(ctx, name)
+	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"/bin/sh", "-c", "sleep 1; exit 5"}, User: "1000:1000"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inc.Remove(context.Background(), name) })
+	var f faultyIncus
+	faulty := f.engine(t, name)
+
+	if err := inc.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	f.failNext(1 << 30) // every read, from before the command ends
+	done := make(chan error, 1)
+	var code int
+	go func() {
+		var err error
+		code, err = faulty.Wait(ctx, name)
+		done <- err
+	}()
+	// Failing for 5 s, through the command's end and Incus' teardown.
+	time.Sleep(5 * time.Second)
+	f.failNext(0)
+	select {
+	case err := <-done:
+		t.Fatalf("Wait returned while every read of the exit record failed: %d, %v", code, err)
+	default:
+	}
+	if err := <-done; err != nil || code != 5 {
+		t.Fatalf("Wait = %d, %v; want 5", code, err)
+	}
+	if f.failed() == 0 {
+		t.Fatal("no read of the exit record went through the failing proxy")
+	}
+
+	// Stopped: one failed read, then the record.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := exec.Command("incus", "list", "-c", "s", "-f", "csv", name).Output()
+		if err == nil && strings.TrimSpace(string(out)) == "STOPPED" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the instance did not stop: %q %v", out, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	before := f.failed()
+	f.failNext(2)
+	st, err := faulty.Inspect(ctx, name)
+	if err != nil || st.Status != sandbox.StatusExited || st.ExitCode != 5 {
+		t.Fatalf("Inspect of the stopped instance while reads of its record fail = %+v, %v; want exited 5", st, err)
+	}
+	if f.failed()-before != 2 {
+		t.Errorf("%d reads failed, want 2", f.failed()-before)
 	}
 }
