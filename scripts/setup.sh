@@ -184,7 +184,7 @@ if ! engine_answers; then
 	log "no container engine answers; starting dockerd (log: /var/log/airlock-dockerd.log)"
 	# No systemd on these machines: run the daemon in the background, detached
 	# from this script so it outlives it.
-	pid=$("${SUDO[@]}" sh -c 'PATH="$PATH:/usr/sbin:/sbin"; nohup dockerd >/var/log/airlock-dockerd.log 2>&1 </dev/null & echo $!')
+	pid=$("${SUDO[@]}" sh -c 'cd / && PATH="$PATH:/usr/sbin:/sbin"; nohup dockerd >/var/log/airlock-dockerd.log 2>&1 </dev/null & echo $!')
 	for _ in $(seq 60); do
 		engine_answers && break
 		"${SUDO[@]}" kill -0 "$pid" 2>/dev/null || break # died: no point waiting
@@ -302,11 +302,28 @@ start_podman_service() {
 			sleep 0.25
 		done
 	fi
+	# A service whose working directory is gone (started from a checkout
+	# removed since) starts no container: conmon fails to get its working
+	# directory, and Podman answers "exit status 1". Its loop goes too, or
+	# it would start the service again where it stands.
+	local p stale=
+	for p in $(pgrep -u "$uid" -f "^(sh -c while :; do )?$cmd" || true); do
+		[[ $("${SUDO[@]}" readlink "/proc/$p/cwd" 2>/dev/null) == *" (deleted)" ]] && stale=1
+	done
+	if [ -n "$stale" ]; then
+		log "restarting Podman's API service on $sock: the directory it was started in is gone"
+		"${SUDO[@]}" pkill -u "$uid" -f "^sh -c while :; do $cmd;" || true
+		"${SUDO[@]}" pkill -u "$uid" -x -f "$cmd" || true
+		for _ in $(seq 40); do
+			podman_answers "$sock" || break
+			sleep 0.25
+		done
+	fi
 	podman_answers "$sock" && return 0
 	log "starting Podman's API service on $sock${*:+ ($*)} (log: $logfile)"
 	if [ "$uid" -eq 0 ]; then
 		"${SUDO[@]}" mkdir -p "$dir"
-		"${SUDO[@]}" sh -c "nohup sh -c '$loop' >>$logfile 2>&1 </dev/null &"
+		"${SUDO[@]}" sh -c "cd / && nohup sh -c '$loop' >>$logfile 2>&1 </dev/null &"
 	else
 		"${SUDO[@]}" install -d -m 0700 -o "$user" -g "$user" "/run/user/$uid"
 		# The service binds its socket but does not make the directory: on a
@@ -404,7 +421,7 @@ incus_net=${AIRLOCK_INCUS_NETWORK:-airlockbr0}
 incus_answers() { "${SUDO[@]}" curl -sf --max-time 5 --unix-socket "$incus_sock" http://incus/1.0 >/dev/null 2>&1; }
 if ! incus_answers; then
 	log "starting incusd (log: /var/log/airlock-incusd.log)"
-	"${SUDO[@]}" sh -c 'ulimit -n 1048576 2>/dev/null; PATH="$PATH:/usr/sbin:/sbin"; setsid -f /usr/libexec/incus/incusd --group root >>/var/log/airlock-incusd.log 2>&1 </dev/null'
+	"${SUDO[@]}" sh -c 'cd / && ulimit -n 1048576 2>/dev/null; PATH="$PATH:/usr/sbin:/sbin"; setsid -f /usr/libexec/incus/incusd --group root >>/var/log/airlock-incusd.log 2>&1 </dev/null'
 	if ! "${SUDO[@]}" /usr/libexec/incus/incusd waitready --timeout=60 >/dev/null 2>&1 || ! incus_answers; then
 		"${SUDO[@]}" tail -n 5 /var/log/airlock-incusd.log >&2 || true
 		die "incusd did not start (see /var/log/airlock-incusd.log)"
