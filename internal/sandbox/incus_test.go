@@ -166,6 +166,22 @@ func TestIncusEndedBeforeTeardown(t *testing.T) {
 	}
 }
 
+// awaitIncusStopped waits until Incus itself reports the instance stopped.
+func awaitIncusStopped(t *testing.T, name string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := exec.Command("incus", "list", "-c", "s", "-f", "csv", name).Output()
+		if err == nil && strings.TrimSpace(string(out)) == "STOPPED" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the instance did not stop: %q %v", out, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // An exit record older than the instance's last start is an earlier
 // start's: the engine does not report it as this start's outcome, and says
 // why it reports the instance dead.
@@ -185,17 +201,7 @@ func TestIncusStaleExitRecord(t *testing.T) {
 		t.Fatalf("Wait = %d, %v; want 4", code, err)
 	}
 	// Stopped, and out of the window in which a start may be under way.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		out, err := exec.Command("incus", "list", "-c", "s", "-f", "csv", name).Output()
-		if err == nil && strings.TrimSpace(string(out)) == "STOPPED" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the instance did not stop: %q %v", out, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	awaitIncusStopped(t, name)
 	time.Sleep(11 * time.Second)
 	if st, err := inc.Inspect(ctx, name); err != nil || st.Status != sandbox.StatusExited || st.ExitCode != 4 {
 		t.Fatalf("Inspect of the stopped instance = %+v, %v; want exited 4", st, err)
@@ -324,18 +330,8 @@ func TestIncusExitRecordReadFails(t *testing.T) {
 		t.Fatal("no read of the exit record went through the failing proxy")
 	}
 
-	// Stopped: one failed read, then the record.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		out, err := exec.Command("incus", "list", "-c", "s", "-f", "csv", name).Output()
-		if err == nil && strings.TrimSpace(string(out)) == "STOPPED" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the instance did not stop: %q %v", out, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// Stopped: two failed reads, then the record.
+	awaitIncusStopped(t, name)
 	before := f.failed()
 	f.failNext(2)
 	st, err := faulty.Inspect(ctx, name)
