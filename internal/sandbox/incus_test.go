@@ -244,10 +244,7 @@ func (f *faultyIncus) failed() int {
 // engine starts the proxy and returns an engine that talks through it.
 func (f *faultyIncus) engine(t *testing.T, instance string) *sandbox.Incus {
 	t.Helper()
-	real := "/var/lib/incus/unix.socket"
-	if s := os.Getenv("INCUS_SOCKET"); s != "" {
-		real = s
-	}
+	real := testkit.IncusSocket()
 	sock := filepath.Join(t.TempDir(), "incus.socket")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {

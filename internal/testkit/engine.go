@@ -60,15 +60,20 @@ func RootlessUser() string {
 	return "airlock-test"
 }
 
+// IncusSocket is the Unix socket of the tests' incusd: INCUS_SOCKET, else
+// Incus' own default.
+func IncusSocket() string {
+	if s := os.Getenv("INCUS_SOCKET"); s != "" {
+		return s
+	}
+	return "/var/lib/incus/unix.socket"
+}
+
 // Incus connects a test to incusd at INCUS_SOCKET or its default socket,
 // skipping or, under CI=true, failing when it does not answer.
 func Incus(t testing.TB) *sandbox.Incus {
 	t.Helper()
-	host := ""
-	if s := os.Getenv("INCUS_SOCKET"); s != "" {
-		host = "unix://" + s
-	}
-	inc, err := sandbox.NewIncus(host)
+	inc, err := sandbox.NewIncus("unix://" + IncusSocket())
 	if err != nil {
 		t.Fatalf("NewIncus: %v", err)
 	}
