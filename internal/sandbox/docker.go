@@ -176,7 +176,7 @@ func (d *Docker) Wait(ctx context.Context, id string) (int, error) {
 
 // Inspect reports the container's state; id may also be a name.
 func (d *Docker) Inspect(ctx context.Context, id string) (State, error) {
-	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	res, err := d.containerInspect(ctx, id)
 	if err != nil {
 		return State{}, d.engineError("inspect container "+id, err)
 	}
@@ -230,7 +230,7 @@ func (d *Docker) remove(ctx context.Context, id string) error {
 
 func (d *Docker) waitGone(ctx context.Context, id string, cause error) error {
 	for range 100 {
-		if _, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{}); cerrdefs.IsNotFound(err) {
+		if _, err := d.containerInspect(ctx, id); cerrdefs.IsNotFound(err) {
 			return nil
 		}
 		select {
@@ -270,7 +270,7 @@ func (d *Docker) List(ctx context.Context, labels map[string]string) ([]State, e
 
 // Logs copies the container's stdout and stderr, as logged so far, to w.
 func (d *Docker) Logs(ctx context.Context, id string, w io.Writer) error {
-	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	res, err := d.containerInspect(ctx, id)
 	if err != nil {
 		return d.engineError("logs of container "+id, err)
 	}
@@ -301,6 +301,30 @@ func (d *Docker) ImageExists(ctx context.Context, ref string) (bool, error) {
 		return false, d.engineError("inspect image "+ref, err)
 	}
 	return true, nil
+}
+
+// containerInspect is the engine's inspect of a container. Podman fails
+// the inspect of a container whose process is exiting at that moment (it
+// reads the process's cgroup from /proc after the process has gone: "read
+// /proc/N/cgroup: no such process"); once Podman has seen the exit the
+// same inspect succeeds, so that failure is tried again for a while
+// before it counts. Otherwise a List, or the Wait for a run's end, failed
+// when some container ended at the wrong moment.
+func (d *Docker) containerInspect(ctx context.Context, id string) (client.ContainerInspectResult, error) {
+	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if d.podman == nil {
+		return res, err
+	}
+	deadline := time.Now().Add(podmanExitingGrace)
+	for err != nil && podmanProcessGone(err) && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(50 * time.Millisecond):
+		}
+		res, err = d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	}
+	return res, err
 }
 
 // engineError wraps err with what was being done and classifies it as

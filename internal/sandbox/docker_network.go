@@ -63,7 +63,7 @@ func (d *Docker) ensureNetwork(ctx context.Context, name string, labels map[stri
 
 // ContainerIP is a container's address on a network.
 func (d *Docker) ContainerIP(ctx context.Context, id, network string) (string, error) {
-	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	res, err := d.containerInspect(ctx, id)
 	if err != nil {
 		return "", d.engineError("inspect container "+id, err)
 	}

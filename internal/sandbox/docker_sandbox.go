@@ -356,7 +356,7 @@ func (d *Docker) ensureProxyImage(ctx context.Context) error {
 // networked reports whether a container is attached to a network other
 // than "none": removing it changes that network's endpoints.
 func (d *Docker) networked(ctx context.Context, id string) bool {
-	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	res, err := d.containerInspect(ctx, id)
 	if err != nil || res.Container.HostConfig == nil {
 		return false
 	}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -263,6 +264,18 @@ func podmanRefs(refs []string) []string {
 // keep-id "requires additional UIDs".
 func podmanTransient(err error) bool {
 	return strings.Contains(err.Error(), "keep-id requires additional UIDs")
+}
+
+// podmanExitingGrace is how long an inspect that meets a container's
+// process exiting (podmanProcessGone) is tried again: Podman notices the
+// exit within milliseconds, seconds under load.
+const podmanExitingGrace = 5 * time.Second
+
+// podmanProcessGone reports an inspect that Podman failed because the
+// container's process went away while Podman read its /proc entries.
+func podmanProcessGone(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "read /proc/") && strings.Contains(msg, "no such process")
 }
 
 // lockSubids holds, until unlock, the lock beside a rootless Podman's

@@ -76,7 +76,7 @@ func (d *Docker) checkCreatedRuntime(ctx context.Context, id string, spec Spec) 
 		got, err = d.podman.createdRuntime(ctx, d, id)
 	} else {
 		var res client.ContainerInspectResult
-		res, err = d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		res, err = d.containerInspect(ctx, id)
 		if err == nil && res.Container.HostConfig != nil {
 			got = res.Container.HostConfig.Runtime
 		}
