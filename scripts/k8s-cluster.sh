@@ -296,7 +296,9 @@ running_pid() {
 }
 
 # start NAME BINARY ARGS...: run it in the background (its own session, so
-# it outlives this script), output to $LOGS/NAME.log.
+# it outlives this script), output to $LOGS/NAME.log. It runs in /, not in
+# the directory this script ran in: that may be a checkout removed while the
+# cluster is up (as scripts/setup.sh's daemons do).
 start() {
 	local name=$1 exe=$2
 	shift 2
@@ -305,7 +307,7 @@ start() {
 	fi
 	exe=$(readlink -f "$exe")
 	printf '\n==== %s started %s\n' "$name" "$(date -Is)" >>"$LOGS/$name.log"
-	setsid "$exe" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+	(cd / && exec setsid "$exe" "$@") >>"$LOGS/$name.log" 2>&1 </dev/null &
 	record "$name" $! "$exe"
 }
 
