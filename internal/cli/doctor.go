@@ -86,6 +86,9 @@ func doctorRun(ctx context.Context, f *Factory) error {
 				add(check{name: "image", info: err.Error(), fix: "fix what the message names: [image] in the configuration, or the project's .devcontainer/devcontainer.json"})
 			case ierr != nil:
 				add(check{name: "image", info: ierr.Error()})
+			case !ok && pulledAs(eng, ref) != ref:
+				add(check{name: "image", info: fmt.Sprintf("%s is neither on the cluster's nodes nor in the registry the pods pull it from (%s)", ref, pulledAs(eng, ref)),
+					fix: "run `airlock image build`, which pushes it there"})
 			case !ok:
 				add(check{name: "image", info: ref + " not built", fix: "run `airlock image build` (`--base bootstrap` where no image registry is reachable)"})
 			default:
@@ -260,6 +263,15 @@ func policyCheck(ctx context.Context, pp policyProber, image string) check {
 		c.ok, c.info = true, "enforced: a probe pod under airlock's deny-all policy could not reach another pod; one a policy allowed could"
 	}
 	return c
+}
+
+// pulledAs is the name the engine's sandboxes get ref under: in the
+// configured registry, for a cluster that pulls from one.
+func pulledAs(eng any, ref string) string {
+	if r, ok := eng.(interface{ ImageRef(string) string }); ok {
+		return r.ImageRef(ref)
+	}
+	return ref
 }
 
 // registryCheck says where the cluster's pods get their image: a note,

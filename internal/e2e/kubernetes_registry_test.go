@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/airlock-dev/airlock/internal/testkit"
 )
 
 // kubeRegistry is the test cluster's registry (scripts/k8s-cluster.sh
@@ -154,6 +156,25 @@ func TestKubernetesRegistryPushRefused(t *testing.T) {
 	}
 	if out, err := exec.Command("docker", "image", "inspect", where+"/"+kubeShared.ref).CombinedOutput(); err == nil {
 		t.Errorf("a failed push left the tag %s on Docker:\n%s", where+"/"+kubeShared.ref, out)
+	}
+
+	// The nodes hold the image under its own name, but pods would pull it
+	// from the registry, which does not have it: doctor says so, and a run
+	// is refused before it creates anything, not left waiting on a pull.
+	missing := fmt.Sprintf("%s is neither on the cluster's nodes nor in the registry the pods pull it from (%s/%s)", kubeShared.ref, where, kubeShared.ref)
+	if res := e.airlock("doctor"); res.code == 0 || !strings.Contains(res.stdout, "FAIL  image") || !strings.Contains(res.stdout, missing) {
+		t.Errorf("doctor (exit %d) does not say the registry lacks the image:\n%s", res.code, res.stdout)
+	}
+	model, _ := e.server(testkit.DemoScript())
+	res = e.airlock("run", "-m", "Do something.", "--name", "unpushed")
+	if res.code == 0 || !strings.Contains(res.stderr, "push it there with `airlock image build`") {
+		t.Errorf("run of an image the registry lacks (exit %d):\n%s%s", res.code, res.stdout, tail(res.stderr, 20))
+	}
+	if runs := e.runs(); len(runs) != 0 {
+		t.Errorf("the refused run left records: %+v", runs)
+	}
+	if n := len(model.Requests()); n != 0 {
+		t.Errorf("the refused run asked the model %d times", n)
 	}
 }
 

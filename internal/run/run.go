@@ -262,6 +262,12 @@ func (m *Manager) Start(ctx context.Context, req Request) (*store.Run, error) {
 	return run, nil
 }
 
+// imageRefer is an engine whose pods pull an image under another name (the
+// Kubernetes engine with a registry configured).
+type imageRefer interface {
+	ImageRef(ref string) string
+}
+
 // Check validates what a run needs beyond its request, creating nothing:
 // the engine answers, the image is there, this airlock binary can serve as
 // the proxy, and the base (for a resumed run, the earlier run's work) is in
@@ -291,6 +297,9 @@ func (m *Manager) Check(ctx context.Context, req Request) error {
 		hint := "build it with `airlock image build`"
 		if !strings.HasPrefix(req.Image, image.Repo(req.agent())+":") && !strings.HasPrefix(req.Image, image.ProjectRepoPrefix) {
 			hint = "pull or build it (`airlock image build` builds airlock's own image), or name another in [image] name, --image or the prompt's image:"
+		}
+		if r, ok := m.Engine.(imageRefer); ok && r.ImageRef(req.Image) != req.Image {
+			return fmt.Errorf("image %s is neither on the cluster's nodes nor in the registry the pods pull it from (%s): push it there with `airlock image build`", req.Image, r.ImageRef(req.Image))
 		}
 		if m.Engine.Kind() == sandbox.KindKubernetes {
 			// The nodes report their images a little after they get them.

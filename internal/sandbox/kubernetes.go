@@ -223,22 +223,24 @@ func (k *Kubernetes) createPod(ctx context.Context, name string, pod *corev1.Pod
 }
 
 // checkImage refuses an image the nodes do not hold when no registry is
-// configured: the kubelet would never pull it.
+// configured (the kubelet would never pull it), or that the configured
+// registry says it does not hold (the pod would wait on a pull that fails).
 func (k *Kubernetes) checkImage(ctx context.Context, ref string) error {
 	if ref == "" {
 		return errors.New("no image given")
-	}
-	if k.opts.Registry != "" {
-		return nil
 	}
 	ok, err := k.ImageExists(ctx, ref)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	switch {
+	case ok:
+		return nil
+	case k.opts.Registry == "":
 		return fmt.Errorf("kubernetes: image %s is on none of the cluster's nodes and no registry is configured: build or import it first and load it into the nodes: %w", ref, ErrNotFound)
+	default:
+		return fmt.Errorf("kubernetes: image %s is on none of the cluster's nodes and registry %s does not hold it: push it there with `airlock image build`: %w", ref, k.opts.Registry, ErrNotFound)
 	}
-	return nil
 }
 
 // pod returns the pod of a container given by ID or name. A container that
@@ -613,10 +615,12 @@ func (k *Kubernetes) Logs(ctx context.Context, id string, w io.Writer) error {
 }
 
 // ImageExists reports whether a node of the cluster holds ref (what the
-// kubelets report in Node.Status.Images). With a registry configured an
-// image the nodes lack is taken to be in the registry: the kubelet pulls it
-// at the start, and a missing one fails the start with the kubelet's
-// message (stuck).
+// kubelets report in Node.Status.Images). With a registry configured, an
+// image the nodes lack is looked for in the registry (RegistryHolds) when
+// airlock put it there (ref names no registry of its own); when the
+// registry gives no answer the image is taken to be there: the kubelet
+// pulls it at the start, and a missing one fails the start with the
+// kubelet's message (stuck).
 func (k *Kubernetes) ImageExists(ctx context.Context, ref string) (bool, error) {
 	nodes := &corev1.NodeList{}
 	if err := k.api.nodes().list(ctx, k.api.params, "", nodes); err != nil {
@@ -627,13 +631,21 @@ func (k *Kubernetes) ImageExists(ctx context.Context, ref string) (bool, error) 
 		if !selected(n.Labels, k.opts.NodeSelector) {
 			continue
 		}
-		has, maybe := reported(n.Status.Images, ref, k.ImageRef(ref))
+		// With a registry, pods pull the image under its name there.
+		has, maybe := reported(n.Status.Images, k.ImageRef(ref))
 		if has {
 			return true, nil
 		}
 		unsure = unsure || maybe
 	}
-	return unsure || k.opts.Registry != "", nil
+	if unsure || k.opts.Registry == "" {
+		return unsure, nil
+	}
+	if hasRegistry(ref) {
+		return true, nil // not airlock's to push: the kubelet decides
+	}
+	held, err := RegistryHolds(ctx, k.ImageRef(ref))
+	return held || err != nil, nil
 }
 
 // kubeletNamesPerImage is how many names of one image a kubelet reports
