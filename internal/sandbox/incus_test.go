@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,63 +216,17 @@ func TestIncusStaleExitRecord(t *testing.T) {
 	}
 }
 
-// faultyIncus is incusd behind a proxy that fails the next reads of an
-// instance's exit record as incusd does when the file server it reads
-// through goes with the stopping instance. Everything else reaches the
-// real incusd.
-type faultyIncus struct {
-	mu    sync.Mutex
-	fails int // reads of the record still to fail
-	seen  int // reads of the record failed
-}
+// incusReadFailure is incusd's answer to a read of an instance's file when
+// the file server it reads through went with the stopping instance.
+const incusReadFailure = `{"type":"error","status":"","status_code":0,"operation":"","error_code":500,"error":"read unix @->/proc/self/fd/69/forkfile.sock: read: connection reset by peer","metadata":null}`
 
-func (f *faultyIncus) failNext(n int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fails = n
-}
-
-func (f *faultyIncus) failed() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.seen
-}
-
-// engine starts the proxy and returns an engine that talks through it.
-func (f *faultyIncus) engine(t *testing.T, instance string) *sandbox.Incus {
+// faultyIncus returns an engine that talks to incusd through f, which
+// picks the reads of instance's exit record.
+func faultyIncus(t *testing.T, f *faultProxy, instance string) *sandbox.Incus {
 	t.Helper()
-	real := testkit.IncusSocket()
-	sock := filepath.Join(t.TempDir(), "incus.socket")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(&url.URL{Scheme: "http", Host: "incus"}) },
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", real)
-		}},
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Path == "/1.0/instances/"+instance+"/files" && r.URL.Query().Get("path") == "/.airlock-incus/exit" {
-			f.mu.Lock()
-			fail := f.fails > 0
-			if fail {
-				f.fails--
-				f.seen++
-			}
-			f.mu.Unlock()
-			if fail {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusInternalServerError)
-				io.WriteString(w, `{"type":"error","status":"","status_code":0,"operation":"","error_code":500,"error":"read unix @->/proc/self/fd/69/forkfile.sock: read: connection reset by peer","metadata":null}`)
-				return
-			}
-		}
-		rp.ServeHTTP(w, r)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	sock := f.serve(t, testkit.IncusSocket(), func(r *http.Request) bool {
+		return r.Method == http.MethodGet && r.URL.Path == "/1.0/instances/"+instance+"/files" && r.URL.Query().Get("path") == "/.airlock-incus/exit"
+	})
 	inc, err := sandbox.NewIncus("unix://" + sock)
 	if err != nil {
 		t.Fatal(err)
@@ -298,13 +249,13 @@ func TestIncusExitRecordReadFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inc.Remove(context.Background(), name) })
-	var f faultyIncus
-	faulty := f.engine(t, name)
+	var f faultProxy
+	faulty := faultyIncus(t, &f, name)
 
 	if err := inc.Start(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	f.failNext(1 << 30) // every read, from before the command ends
+	f.failNext(1<<30, incusReadFailure) // every read, from before the command ends
 	done := make(chan error, 1)
 	var code int
 	go func() {
@@ -314,7 +265,7 @@ func TestIncusExitRecordReadFails(t *testing.T) {
 	}()
 	// Failing for 5 s, through the command's end and Incus' teardown.
 	time.Sleep(5 * time.Second)
-	f.failNext(0)
+	f.failNext(0, "")
 	select {
 	case err := <-done:
 		t.Fatalf("Wait returned while every read of the exit record failed: %d, %v", code, err)
@@ -330,7 +281,7 @@ func TestIncusExitRecordReadFails(t *testing.T) {
 	// Stopped: two failed reads, then the record.
 	awaitIncusStopped(t, name)
 	before := f.failed()
-	f.failNext(2)
+	f.failNext(2, incusReadFailure)
 	st, err := faulty.Inspect(ctx, name)
 	if err != nil || st.Status != sandbox.StatusExited || st.ExitCode != 5 {
 		t.Fatalf("Inspect of the stopped instance while reads of its record fail = %+v, %v; want exited 5", st, err)
