@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -868,14 +869,30 @@ func (i *Incus) Logs(ctx context.Context, id string, w io.Writer) error {
 	if err := i.c.get(ctx, instancePath(id), &inst); err != nil {
 		return fmt.Errorf("logs of instance %s: %w", id, err)
 	}
-	err := i.readStateFile(ctx, id, incusLogFile, w, incusMaxLog+1024)
-	if errors.Is(err, ErrNotFound) {
-		return nil // never started
+	// A read that fails as the instance stops (its file server went with
+	// it: "connection reset by peer") is tried again for a while, as the
+	// exit record's is (stoppedRecord); each try starts afresh, so what
+	// reaches w is one whole read.
+	var buf bytes.Buffer
+	deadline := time.Now().Add(incusRecordGrace)
+	for {
+		buf.Reset()
+		err := i.readStateFile(ctx, id, incusLogFile, &buf, incusMaxLog+1024)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil // never started
+		case err == nil:
+			_, err = buf.WriteTo(w)
+			return err
+		case errors.Is(err, errBadRecord) || ctx.Err() != nil || time.Now().After(deadline):
+			return fmt.Errorf("logs of instance %s: %w", id, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("logs of instance %s: %w", id, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("logs of instance %s: %w", id, err)
-	}
-	return nil
 }
 
 // ImageExists reports whether an image alias ref exists.

@@ -224,9 +224,16 @@ const incusReadFailure = `{"type":"error","status":"","status_code":0,"operation
 // picks the reads of instance's exit record.
 func faultyIncus(t *testing.T, f *faultProxy, instance string) *sandbox.Incus {
 	t.Helper()
-	sock := f.serve(t, testkit.IncusSocket(), func(r *http.Request) bool {
+	return incusThrough(t, f, func(r *http.Request) bool {
 		return r.Method == http.MethodGet && r.URL.Path == "/1.0/instances/"+instance+"/files" && r.URL.Query().Get("path") == "/.airlock-incus/exit"
 	})
+}
+
+// incusThrough returns an engine that talks to incusd through f, which
+// fails what pick picks.
+func incusThrough(t *testing.T, f *faultProxy, pick func(*http.Request) bool) *sandbox.Incus {
+	t.Helper()
+	sock := f.serve(t, testkit.IncusSocket(), pick)
 	inc, err := sandbox.NewIncus("unix://" + sock)
 	if err != nil {
 		t.Fatal(err)
@@ -288,5 +295,37 @@ func TestIncusExitRecordReadFails(t *testing.T) {
 	}
 	if f.failed()-before != 2 {
 		t.Errorf("%d reads failed, want 2", f.failed()-before)
+	}
+}
+
+// A read of a stopped instance's output that incusd fails (its file server
+// went with the instance, as in CI) is read again: Logs reports the whole
+// output once. Before, Logs failed at the first.
+func TestIncusLogsReadFails(t *testing.T) {
+	inc := incusEngine(t)
+	ctx := context.Background()
+	name := "airlock-incus-logsfail-test"
+	inc.Remove(ctx, name)
+	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"/bin/sh", "-c", "echo from the sandbox"}, User: "1000:1000"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inc.Remove(context.Background(), name) })
+	var f faultProxy
+	faulty := incusThrough(t, &f, func(r *http.Request) bool {
+		return r.Method == http.MethodGet && r.URL.Path == "/1.0/instances/"+name+"/files" && r.URL.Query().Get("path") == "/.airlock-incus/output"
+	})
+	if err := inc.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := inc.Wait(ctx, name); err != nil || code != 0 {
+		t.Fatalf("Wait = %d, %v", code, err)
+	}
+	f.failNext(2, incusReadFailure)
+	var out strings.Builder
+	if err := faulty.Logs(ctx, name, &out); err != nil || out.String() != "from the sandbox\n" {
+		t.Fatalf("Logs while the first two reads fail = %q, %v; want the output once", out.String(), err)
+	}
+	if f.failed() != 2 {
+		t.Errorf("%d reads failed, want 2", f.failed())
 	}
 }
