@@ -44,6 +44,9 @@ type Incus struct {
 	// gone are the instances whose command has ended and whose deletion
 	// waits, in the background, for Incus to tear them down (Remove).
 	gone *incusGone
+	// files orders requests for instances' files around incusd's
+	// forkfile race (incus_forkfile.go).
+	files *forkfileGate
 }
 
 // incusGone tracks the background deletions of ended instances. Every
@@ -136,7 +139,8 @@ func NewIncusWith(host string, opts IncusOptions) (*Incus, error) {
 		opts.Network = IncusDefaultNetwork
 	}
 	socks := append(engineSockets(""), "/var/lib/incus", "/run/incus", "/var/lib/incus/unix.socket", c.socket, filepath.Dir(c.socket))
-	return &Incus{c: c, opts: opts, engineSockets: socks, gone: &incusGone{pending: map[string]chan struct{}{}}}, nil
+	return &Incus{c: c, opts: opts, engineSockets: socks, gone: &incusGone{pending: map[string]chan struct{}{}},
+		files: newForkfileGate()}, nil
 }
 
 // UseBinary sets the static airlock binary the instances run as their
@@ -641,7 +645,7 @@ func (i *Incus) exitRecord(ctx context.Context, name string) (incusExitRecord, e
 // readStateFile copies a file of the init's state directory to w, at most
 // max bytes; it must be a regular file of the container's root.
 func (i *Incus) readStateFile(ctx context.Context, name, path string, w io.Writer, max int64) error {
-	resp, err := i.c.raw(ctx, http.MethodGet, instancePath(name)+"/files?path="+url.QueryEscape(path), nil, nil)
+	resp, err := i.getFile(ctx, name, path)
 	if err != nil {
 		return err
 	}

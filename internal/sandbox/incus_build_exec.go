@@ -38,32 +38,57 @@ func (i *Incus) pushFile(ctx context.Context, name, path, kind string, uid, gid 
 		content = strings.NewReader("")
 		size = 0
 	}
-	p := "/1.0/instances/" + url.PathEscape(name) + "/files?path=" + url.QueryEscape(path)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://incus"+p, content)
-	if err != nil {
-		return err
-	}
-	req.Header = h
-	req.ContentLength = size
-	resp, err := i.c.hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	p := filePath(name, path)
+	// A body that cannot be read again is sent once.
+	seeker, rewind := content.(io.Seeker)
+	return i.files.do(ctx, name, rewind, func() error {
+		if rewind {
+			if _, err := seeker.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
 		}
-		return i.c.unreachable(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return decodeIncusError(http.MethodPost, p, resp)
-	}
-	_, err = readEnvelope(http.MethodPost, p, resp)
-	return err
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://incus"+p, content)
+		if err != nil {
+			return err
+		}
+		req.Header = h
+		req.ContentLength = size
+		resp, err := i.c.hc.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return i.c.unreachable(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return decodeIncusError(http.MethodPost, p, resp)
+		}
+		_, err = readEnvelope(http.MethodPost, p, resp)
+		return err
+	})
+}
+
+// filePath is the file API's path of path in instance name.
+func filePath(name, path string) string {
+	return instancePath(name) + "/files?path=" + url.QueryEscape(path)
+}
+
+// getFile asks the file API for path in instance name; the caller closes
+// the response's body.
+func (i *Incus) getFile(ctx context.Context, name, path string) (*http.Response, error) {
+	var resp *http.Response
+	err := i.files.do(ctx, name, true, func() (err error) {
+		resp, err = i.c.raw(ctx, http.MethodGet, filePath(name, path), nil, nil)
+		return err
+	})
+	return resp, err
 }
 
 // statFile says what path is in the instance: "file", "directory",
 // "symlink", or "" when it does not exist.
 func (i *Incus) statFile(ctx context.Context, name, path string) (string, error) {
-	resp, err := i.c.raw(ctx, http.MethodGet, "/1.0/instances/"+url.PathEscape(name)+"/files?path="+url.QueryEscape(path), nil, nil)
+	resp, err := i.getFile(ctx, name, path)
 	if errors.Is(err, ErrNotFound) {
 		return "", nil
 	}
@@ -92,7 +117,7 @@ func (i *Incus) readFile(ctx context.Context, name, path string, max int64) ([]b
 // file's content or a symlink's target, with the kind ("file", "symlink",
 // "directory").
 func (i *Incus) readRaw(ctx context.Context, name, path string, max int64) ([]byte, string, error) {
-	resp, err := i.c.raw(ctx, http.MethodGet, "/1.0/instances/"+url.PathEscape(name)+"/files?path="+url.QueryEscape(path), nil, nil)
+	resp, err := i.getFile(ctx, name, path)
 	if err != nil {
 		return nil, "", err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 )
 
@@ -59,7 +58,9 @@ func (b *incusBuild) configureResolver(ctx context.Context) (restore func(contex
 
 // deleteFile removes a file of the instance; a missing one is no error.
 func (i *Incus) deleteFile(ctx context.Context, name, path string) error {
-	err := i.c.sync(ctx, http.MethodDelete, "/1.0/instances/"+url.PathEscape(name)+"/files?path="+url.QueryEscape(path), nil, nil)
+	err := i.files.do(ctx, name, true, func() error {
+		return i.c.sync(ctx, http.MethodDelete, filePath(name, path), nil, nil)
+	})
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}

@@ -329,3 +329,84 @@ func TestIncusLogsReadFails(t *testing.T) {
 		t.Errorf("%d reads failed, want 2", f.failed())
 	}
 }
+
+// incusd's forkfile race (incus_forkfile.go), brought about as incusd
+// brings it about: the socket of the live file helper of a stopped
+// instance is removed, so the helper the next request spawns is orphaned.
+// Two engines, as two airlock processes (the watcher and `airlock stop`),
+// keep asking for the instance's state meanwhile; every Inspect reports
+// its exit code, and they go on doing so at once after the pause. Before,
+// every Inspect failed with CI's "forkfile.sock: connect: no such file or
+// directory", each after about 15 s, for as long as they kept asking.
+func TestIncusForkfileOrphaned(t *testing.T) {
+	inc, other := incusEngine(t), incusEngine(t)
+	ctx := context.Background()
+	name := "airlock-incus-forkfile-test"
+	inc.Remove(ctx, name)
+	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"/bin/sh", "-c", "exit 3"}, User: "1000:1000"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inc.Remove(context.Background(), name) })
+	if err := inc.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := inc.Wait(ctx, name); err != nil || code != 3 {
+		t.Fatalf("Wait = %d, %v", code, err)
+	}
+	// Incus ends the file helpers of an instance as it stops it, which it
+	// may finish after Wait has seen the exit; then a read spawns the
+	// helper whose socket is to go.
+	run := filepath.Join("/run/incus", name)
+	helper := func() string {
+		pid, _ := os.ReadFile(filepath.Join(run, "forkfile.pid"))
+		if p := strings.TrimSpace(string(pid)); p != "" {
+			if _, err := os.Stat(filepath.Join("/proc", p)); err == nil {
+				return p
+			}
+		}
+		return ""
+	}
+	var pid string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Second) {
+		if _, err := inc.Inspect(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if pid = helper(); pid != "" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if pid == "" {
+		t.Fatalf("no file helper of %s lives after a read", name)
+	}
+	if err := os.Remove(filepath.Join(run, "forkfile.sock")); err != nil {
+		t.Fatalf("remove the socket of the file helper (pid %s): %v", pid, err)
+	}
+	// The first read fails when the helper idles out, about 15 s from now,
+	// the one queued behind it 15 s later, and the pause begun then ends
+	// 20 s after that.
+	until := time.Now().Add(75 * time.Second)
+	var wg sync.WaitGroup
+	for _, e := range []*sandbox.Incus{inc, other} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			quick := 0 // answers in under a second
+			for time.Now().Before(until) {
+				start := time.Now()
+				st, err := e.Inspect(ctx, name)
+				if err != nil || st.Status != sandbox.StatusExited || st.ExitCode != 3 {
+					t.Errorf("Inspect after %s = %+v, %v; want exited 3", time.Since(start).Round(time.Second), st, err)
+					return
+				}
+				if time.Since(start) < time.Second {
+					quick++
+				}
+			}
+			if quick < 10 {
+				t.Errorf("%d answers in under a second in the last part of a minute; the helper is still orphaned", quick)
+			}
+		}()
+	}
+	wg.Wait()
+}
