@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -82,6 +83,9 @@ func TestDetachedRunsShareOneWatcher(t *testing.T) {
 		for time.Now().Before(deadline) && strings.Count(hook.all(), `"event":"finished"`) < len(ids) {
 			time.Sleep(250 * time.Millisecond)
 		}
+		if strings.Count(hook.all(), `"event":"finished"`) < len(ids) {
+			showWatchers(t, e, ids)
+		}
 		for _, id := range ids {
 			if n := strings.Count(hook.all(), `"run":"`+id+`"`); n != 1 {
 				t.Errorf("%d notifications of run %s, want 1", n, id)
@@ -113,6 +117,22 @@ func TestDetachedRunsShareOneWatcher(t *testing.T) {
 			t.Errorf("sockets left: %v", socks)
 		}
 	})
+}
+
+// showWatchers logs where the watchers of ids are: a Go program's
+// goroutines go to its standard error on SIGQUIT, and a watcher's is the
+// watch.log of the run that started it, so every run's watch.log is shown
+// after the dump.
+func showWatchers(t *testing.T, e *env, ids []string) {
+	t.Helper()
+	for _, pid := range watchersOf(ids) {
+		syscall.Kill(pid, syscall.SIGQUIT)
+	}
+	time.Sleep(2 * time.Second)
+	for _, id := range ids {
+		log, _ := os.ReadFile(filepath.Join(e.state, "airlock", "runs", id, "watch.log"))
+		t.Logf("run %s's watch.log:\n%s", id, log)
+	}
 }
 
 // watchersOf lists the `airlock watcher` processes of any of ids.
