@@ -3,6 +3,7 @@ package sandbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +18,32 @@ import (
 	"github.com/airlock-dev/airlock/internal/sandbox/sandboxtest"
 	"github.com/airlock-dev/airlock/internal/testkit"
 )
+
+// shInstance creates instance name (replacing any left over) running
+// script as an unprivileged user, removed when the test ends.
+func shInstance(t *testing.T, inc *sandbox.Incus, name, script string) {
+	t.Helper()
+	ctx := context.Background()
+	inc.Remove(ctx, name)
+	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"/bin/sh", "-c", script}, User: "1000:1000"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inc.Remove(context.Background(), name) })
+}
+
+// exitedInstance creates instance name running `exit code`, starts it and
+// waits for it to end so.
+func exitedInstance(t *testing.T, inc *sandbox.Incus, name string, code int) {
+	t.Helper()
+	shInstance(t, inc, name, fmt.Sprintf("exit %d", code))
+	ctx := context.Background()
+	if err := inc.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := inc.Wait(ctx, name); err != nil || got != code {
+		t.Fatalf("Wait = %d, %v; want %d", got, err, code)
+	}
+}
 
 // incusEngine connects to Incus, with the static airlock binary built from
 // this tree as its instances' init and the suite's image imported.
@@ -116,11 +143,8 @@ func TestIncusEndedBeforeTeardown(t *testing.T) {
 	inc := incusEngine(t)
 	ctx := context.Background()
 	name := "airlock-incus-ended-test"
-	inc.Remove(ctx, name)
-	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"/bin/sh", "-c", "sleep 0.3; exit 7"}, User: "1000:1000"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inc.Remove(context.Background(), name); inc.Close() })
+	t.Cleanup(func() { inc.Close() }) // after the removal: it waits for the deletion
+	shInstance(t, inc, name, "sleep 0.3; exit 7")
 	var first time.Time
 	for leg := 1; leg <= 2; leg++ {
 		started := time.Now()
@@ -186,17 +210,7 @@ func TestIncusStaleExitRecord(t *testing.T) {
 	inc := incusEngine(t)
 	ctx := context.Background()
 	name := "airlock-incus-stale-test"
-	inc.Remove(ctx, name)
-	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"/bin/sh", "-c", "exit 4"}, User: "1000:1000"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inc.Remove(context.Background(), name) })
-	if err := inc.Start(ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	if code, err := inc.Wait(ctx, name); err != nil || code != 4 {
-		t.Fatalf("Wait = %d, %v; want 4", code, err)
-	}
+	exitedInstance(t, inc, name, 4)
 	// Stopped, and out of the window in which a start may be under way.
 	awaitIncusStopped(t, name)
 	time.Sleep(11 * time.Second)
@@ -251,11 +265,7 @@ func TestIncusExitRecordReadFails(t *testing.T) {
 	inc := incusEngine(t)
 	ctx := context.Background()
 	name := "airlock-incus-readfail-test"
-	inc.Remove(ctx, name)
-	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"/bin/sh", "-c", "sleep 1; exit 5"}, User: "1000:1000"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inc.Remove(context.Background(), name) })
+	shInstance(t, inc, name, "sleep 1; exit 5")
 	var f faultProxy
 	faulty := faultyIncus(t, &f, name)
 
@@ -305,11 +315,7 @@ func TestIncusLogsReadFails(t *testing.T) {
 	inc := incusEngine(t)
 	ctx := context.Background()
 	name := "airlock-incus-logsfail-test"
-	inc.Remove(ctx, name)
-	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"/bin/sh", "-c", "echo from the sandbox"}, User: "1000:1000"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inc.Remove(context.Background(), name) })
+	shInstance(t, inc, name, "echo from the sandbox")
 	var f faultProxy
 	faulty := incusThrough(t, &f, func(r *http.Request) bool {
 		return r.Method == http.MethodGet && r.URL.Path == "/1.0/instances/"+name+"/files" && r.URL.Query().Get("path") == "/.airlock-incus/output"
@@ -342,17 +348,7 @@ func TestIncusForkfileOrphaned(t *testing.T) {
 	inc, other := incusEngine(t), incusEngine(t)
 	ctx := context.Background()
 	name := "airlock-incus-forkfile-test"
-	inc.Remove(ctx, name)
-	if _, err := inc.Create(ctx, sandbox.Spec{Name: name, Image: sandboxtest.Image, Cmd: []string{"/bin/sh", "-c", "exit 3"}, User: "1000:1000"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inc.Remove(context.Background(), name) })
-	if err := inc.Start(ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	if code, err := inc.Wait(ctx, name); err != nil || code != 3 {
-		t.Fatalf("Wait = %d, %v", code, err)
-	}
+	exitedInstance(t, inc, name, 3)
 	// Incus ends the file helpers of an instance as it stops it, which it
 	// may finish after Wait has seen the exit; then a read spawns the
 	// helper whose socket is to go.
