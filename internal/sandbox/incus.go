@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -875,20 +874,20 @@ func (i *Incus) Logs(ctx context.Context, id string, w io.Writer) error {
 	}
 	// A read that fails as the instance stops (its file server went with
 	// it: "connection reset by peer") is tried again for a while, as the
-	// exit record's is (stoppedRecord); each try starts afresh, so what
-	// reaches w is one whole read.
-	var buf bytes.Buffer
+	// exit record's is (stoppedRecord). The init only ever appends to the
+	// output, so a try passes on only what the tries before it did not:
+	// what reaches w is the output once, and nothing is held in memory.
+	out := &resumeWriter{w: w}
 	deadline := time.Now().Add(incusRecordGrace)
 	for {
-		buf.Reset()
-		err := i.readStateFile(ctx, id, incusLogFile, &buf, incusMaxLog+1024)
+		out.seen = 0
+		err := i.readStateFile(ctx, id, incusLogFile, out, incusMaxLog+1024)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			return nil // never started
 		case err == nil:
-			_, err = buf.WriteTo(w)
-			return err
-		case errors.Is(err, errBadRecord) || ctx.Err() != nil || time.Now().After(deadline):
+			return nil
+		case errors.Is(err, errBadRecord) || out.err != nil || ctx.Err() != nil || time.Now().After(deadline):
 			return fmt.Errorf("logs of instance %s: %w", id, err)
 		}
 		select {
@@ -897,6 +896,32 @@ func (i *Incus) Logs(ctx context.Context, id string, w io.Writer) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// resumeWriter passes on to w the bytes of a read past those an earlier
+// read of the same growing file passed on.
+type resumeWriter struct {
+	w     io.Writer
+	seen  int64 // bytes of this read so far
+	wrote int64 // bytes passed on to w, by all reads
+	err   error // w's, which ends the reads
+}
+
+func (r *resumeWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if skip := r.wrote - r.seen; skip > 0 {
+		p = p[min(skip, int64(len(p))):]
+	}
+	r.seen += int64(n)
+	if len(p) > 0 {
+		m, err := r.w.Write(p)
+		r.wrote += int64(m)
+		if err != nil {
+			r.err = err
+			return n - len(p) + m, err
+		}
+	}
+	return n, nil
 }
 
 // ImageExists reports whether an image alias ref exists.
