@@ -235,11 +235,11 @@ func TestIncusStaleExitRecord(t *testing.T) {
 const incusReadFailure = `{"type":"error","status":"","status_code":0,"operation":"","error_code":500,"error":"read unix @->/proc/self/fd/69/forkfile.sock: read: connection reset by peer","metadata":null}`
 
 // faultyIncus returns an engine that talks to incusd through f, which
-// picks the reads of instance's exit record.
-func faultyIncus(t *testing.T, f *faultProxy, instance string) *sandbox.Incus {
+// picks the reads of the file at path in instance.
+func faultyIncus(t *testing.T, f *faultProxy, instance, path string) *sandbox.Incus {
 	t.Helper()
 	return incusThrough(t, f, func(r *http.Request) bool {
-		return r.Method == http.MethodGet && r.URL.Path == "/1.0/instances/"+instance+"/files" && r.URL.Query().Get("path") == "/.airlock-incus/exit"
+		return r.Method == http.MethodGet && r.URL.Path == "/1.0/instances/"+instance+"/files" && r.URL.Query().Get("path") == path
 	})
 }
 
@@ -267,7 +267,7 @@ func TestIncusExitRecordReadFails(t *testing.T) {
 	name := "airlock-incus-readfail-test"
 	shInstance(t, inc, name, "sleep 1; exit 5")
 	var f faultProxy
-	faulty := faultyIncus(t, &f, name)
+	faulty := faultyIncus(t, &f, name, "/.airlock-incus/exit")
 
 	if err := inc.Start(ctx, name); err != nil {
 		t.Fatal(err)
@@ -317,9 +317,7 @@ func TestIncusLogsReadFails(t *testing.T) {
 	name := "airlock-incus-logsfail-test"
 	shInstance(t, inc, name, "echo from the sandbox")
 	var f faultProxy
-	faulty := incusThrough(t, &f, func(r *http.Request) bool {
-		return r.Method == http.MethodGet && r.URL.Path == "/1.0/instances/"+name+"/files" && r.URL.Query().Get("path") == "/.airlock-incus/output"
-	})
+	faulty := faultyIncus(t, &f, name, "/.airlock-incus/output")
 	if err := inc.Start(ctx, name); err != nil {
 		t.Fatal(err)
 	}
